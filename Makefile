@@ -1,0 +1,36 @@
+# The commands the README names. Every target creates .venv and installs first if needed.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME ?= $(CURDIR)/dagster_home
+export ALGO_PLATFORM_STORAGE ?= $(CURDIR)/storage
+
+.PHONY: setup demo dev test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+
+# torch==2.13.0 first: it is the CPU wheel on disk here; an unpinned torch would pull GBs of CUDA.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(BIN)/algo-platform demo
+
+dev: setup
+	$(BIN)/dagster dev -w workspace.yaml --host 127.0.0.1 --port 3000
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) storage
+	find dagster_home -mindepth 1 ! -name dagster.yaml -exec rm -rf {} +

@@ -1,0 +1,75 @@
+"""sequence_model: trains the SASRec model by launching the trainer through Dagster Pipes.
+
+The asset only prepares arguments, launches and reports; the GPU work happens in the trainer
+process (a local subprocess, or a pod in Kubernetes), which reports loss and metrics back.
+"""
+
+
+import dagster as dg
+from upath import UPath
+
+from algo_platform.assets.partitions import daily_partitions
+from algo_platform.resources.launcher import TrainingLauncher
+from algo_platform.resources.storage import PlatformStorage
+from algo_platform.training.config import TrainConfig
+
+_DEFAULTS = TrainConfig()
+
+
+class SequenceModelConfig(dg.Config):
+    """Hyper-parameters, editable in the launchpad."""
+
+    epochs: int = _DEFAULTS.epochs
+    batch_size: int = _DEFAULTS.batch_size
+    max_len: int = _DEFAULTS.max_len
+    hidden_dim: int = _DEFAULTS.hidden_dim
+    num_layers: int = _DEFAULTS.num_layers
+    num_heads: int = _DEFAULTS.num_heads
+    dropout: float = _DEFAULTS.dropout
+    learning_rate: float = _DEFAULTS.learning_rate
+    weight_decay: float = _DEFAULTS.weight_decay
+    seed: int = _DEFAULTS.seed
+    device: str = _DEFAULTS.device
+
+    def to_cli_args(self) -> list[str]:
+        args = []
+        for name, value in self.model_dump().items():
+            args += [f"--{name.replace('_', '-')}", str(value)]
+        return args
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    group_name="training",
+    io_manager_key="json_io_manager",
+    pool="gpu",
+    kinds={"pytorch"},
+)
+def sequence_model(
+    context: dg.AssetExecutionContext,
+    config: SequenceModelConfig,
+    training_launcher: TrainingLauncher,
+    storage: PlatformStorage,
+    training_sequences: UPath,
+    item_vocabulary: UPath,
+) -> dg.Output[dict]:
+    """SASRec next-item model trained on the window's sequences by the Pipes-launched trainer."""
+    output_dir = storage.path("models", "sequence_model", context.partition_key, context.run_id)
+    args = [
+        "--sequences", str(training_sequences),
+        "--vocabulary", str(item_vocabulary),
+        "--output-dir", output_dir,
+        *config.to_cli_args(),
+    ]  # fmt: skip
+    invocation = training_launcher.run_trainer(context, args)
+    reported = invocation.get_materialize_result().metadata or {}
+    model_uri = reported["model_uri"]
+    descriptor = {
+        "model_uri": model_uri.value if isinstance(model_uri, dg.MetadataValue) else str(model_uri),
+        "partition": context.partition_key,
+        "run_id": context.run_id,
+        "hyperparameters": config.model_dump(),
+        "training_sequences": str(training_sequences),
+    }
+    return dg.Output(descriptor, metadata=dict(reported))
+

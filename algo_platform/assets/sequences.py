@@ -1,0 +1,120 @@
+"""training_sequences and item_vocabulary: per-user item sequences over a rolling window."""
+
+
+import datetime as dt
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from algo_platform.assets.partitions import TRAINING_WINDOW_DAYS, daily_partitions
+
+# Skips say "not this", so they are not part of the sequence a user chose to watch.
+SEQUENCE_EVENT_TYPES = ("play", "like", "share", "comment", "follow")
+
+
+def _ragged_by_user(users: np.ndarray, values: np.ndarray, all_users: np.ndarray) -> pa.ListArray:
+    """Group `values` (already sorted by user, then time) into one list per entry of `all_users`."""
+    counts = np.zeros(len(all_users), dtype=np.int64)
+    positions = np.searchsorted(all_users, users)
+    np.add.at(counts, positions, 1)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values.astype(np.int32)))
+
+
+def build_training_sequences(events: pd.DataFrame, holdout_day: dt.date) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split events into training history (before `holdout_day`) and the held-out day.
+
+    Returns (sequences, vocabulary). Item indices start at 1 in order of training popularity;
+    0 means padding, and marks held-out items never seen in training (they count as misses).
+    """
+    events = events.loc[events["event_type"].astype("string").isin(SEQUENCE_EVENT_TYPES), ["user_id", "item_id", "ts"]]
+    events = events.sort_values(["user_id", "ts"], kind="stable")
+    in_holdout = (events["ts"] >= pd.Timestamp(holdout_day, tz="UTC")).to_numpy()
+    train, holdout = events[~in_holdout], events[in_holdout]
+
+    counts = train["item_id"].value_counts()
+    vocabulary = (
+        pd.DataFrame({"item_id": counts.index.to_numpy(np.int64), "train_count": counts.to_numpy(np.int64)})
+        .sort_values(["train_count", "item_id"], ascending=[False, True], kind="stable")
+        .reset_index(drop=True)
+    )
+    vocabulary.insert(0, "item_index", np.arange(1, len(vocabulary) + 1, dtype=np.int64))
+    lookup = pd.Index(vocabulary["item_id"])
+
+    def item_indices(frame: pd.DataFrame) -> np.ndarray:
+        return lookup.get_indexer(frame["item_id"].to_numpy()) + 1  # unknown (-1) becomes 0
+
+    users = np.union1d(train["user_id"].to_numpy(), holdout["user_id"].to_numpy()).astype(np.int64)
+    history = _ragged_by_user(train["user_id"].to_numpy(), item_indices(train), users)
+    holdout_indices = item_indices(holdout)
+    held_out = _ragged_by_user(holdout["user_id"].to_numpy(), holdout_indices, users)
+    sequences = pa.table(
+        {
+            "user_id": users,
+            "history": history,
+            "holdout": held_out,
+            "history_length": pc.list_value_length(history),
+            "holdout_length": pc.list_value_length(held_out),
+        }
+    ).to_pandas()
+    sequences.attrs["holdout_unknown_items"] = int((holdout_indices == 0).sum())
+    return sequences, vocabulary
+
+
+@dg.multi_asset(
+    outs={
+        "training_sequences": dg.AssetOut(
+            description="Per-user item sequences over the rolling window: history before the day, and the day held out.",
+            kinds={"pandas", "parquet"},
+        ),
+        "item_vocabulary": dg.AssetOut(
+            description="Items seen in the training history, indexed by popularity (index 0 is padding).",
+            kinds={"pandas", "parquet"},
+        ),
+    },
+    ins={
+        "cleaned_events": dg.AssetIn(
+            partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-(TRAINING_WINDOW_DAYS - 1)),
+            # Missing days are reported by name below instead of failing deep inside the IO manager.
+            metadata={"allow_missing_partitions": True},
+        )
+    },
+    partitions_def=daily_partitions,
+    group_name="training",
+)
+def build_training_sequences_asset(context: dg.AssetExecutionContext, cleaned_events: dict[str, pd.DataFrame]):
+    day = context.partition_key
+    expected = context.asset_partition_keys_for_input("cleaned_events")
+    missing = [key for key in expected if cleaned_events.get(key) is None]
+    if missing:
+        # Never train on a silently shorter window.
+        raise dg.Failure(
+            description=(
+                f"training window for {day} needs cleaned_events for {len(expected)} days; missing: "
+                f"{', '.join(missing)}. Materialize ingest_job for those days first."
+            ),
+            metadata={"missing_partitions": dg.MetadataValue.json(missing)},
+        )
+    events = pd.concat([cleaned_events[key] for key in expected], ignore_index=True)
+    sequences, vocabulary = build_training_sequences(events, dt.date.fromisoformat(day))
+    yield dg.Output(
+        sequences,
+        output_name="training_sequences",
+        metadata={
+            "window": f"{expected[0]} .. {expected[-1]} ({len(expected)} days, last day held out)",
+            "users": len(sequences),
+            "users_with_history": int((sequences["history_length"] > 0).sum()),
+            "history_items": int(sequences["history_length"].sum()),
+            "holdout_items": int(sequences["holdout_length"].sum()),
+            "holdout_unknown_items": sequences.attrs["holdout_unknown_items"],
+            "mean_history_length": float(sequences["history_length"].mean()),
+        },
+    )
+    yield dg.Output(
+        vocabulary,
+        output_name="item_vocabulary",
+        metadata={"items": len(vocabulary), "preview": dg.MetadataValue.md(vocabulary.head(10).to_markdown(index=False))},
+    )

@@ -1,0 +1,87 @@
+"""`algo-platform`: generate data, upload files, run the demo."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+
+import click
+
+from algo_platform.settings import load_settings
+
+
+@click.group()
+def main() -> None:
+    """algo-platform: user-behaviour data, quality checks, PyTorch training, on Dagster."""
+
+
+@main.command()
+@click.option("--days", default=7, show_default=True, help="How many consecutive days to generate.")
+@click.option("--events-per-day", default=40_000, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--defect-rate", default=0.0, show_default=True, help="Share of rows with planted defects, e.g. 0.02.")
+@click.option("--end-date", default=None, help="Last day (YYYY-MM-DD); default yesterday (UTC).")
+def generate(days: int, events_per_day: int, seed: int, defect_rate: float, end_date: str | None) -> None:
+    """Write synthetic short-video events into the landing zone."""
+    from algo_platform.datagen import generate as generate_events
+
+    settings = load_settings()
+    end = _parse_date(end_date) if end_date else None
+    try:
+        written = generate_events(settings.storage_root, days, events_per_day, seed, defect_rate, end)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    for day in written:
+        defects = sum(day.defects.values())
+        click.echo(f"{day.day}: {day.rows:>10,} events ({defects:,} with planted defects) -> {day.path}")
+
+
+@main.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--date", "day", required=True, help="The day these events belong to (YYYY-MM-DD).")
+@click.option("--map", "mappings", multiple=True, metavar="CANONICAL=SOURCE",
+              help="Map a source column onto a canonical one, e.g. --map user_id=userId (repeatable).")
+def upload(path: str, day: str, mappings: tuple[str, ...]) -> None:
+    """Check an event file (Parquet, CSV, JSONL) and copy it into the landing zone atomically."""
+    from algo_platform.landing import parse_column_mapping
+    from algo_platform.upload import UploadError, upload_event_file
+
+    try:
+        mapping = parse_column_mapping(list(mappings))
+        result = upload_event_file(path, day, mapping, load_settings().storage_root)
+    except (UploadError, ValueError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    if result.already_present:
+        click.echo(f"{result.target}: identical file already landed; nothing to do")
+        return
+    click.echo(f"landed {result.rows:,} rows -> {result.target}")
+    if result.rows_outside_day:
+        click.echo(f"warning: {result.rows_outside_day:,} rows have timestamps outside {day}; "
+                   "they will be counted and dropped when the day is cleaned", err=True)
+
+
+@main.command()
+@click.option("--days", default=7, show_default=True, help="Days of data; the last one is held out for evaluation.")
+@click.option("--events-per-day", default=40_000, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--defect-rate", default=0.01, show_default=True)
+@click.option("--epochs", default=None, type=int, help="Training epochs (default: the trainer's default).")
+def demo(days: int, events_per_day: int, seed: int, defect_rate: float, epochs: int | None) -> None:
+    """Generate data, materialize the whole asset graph for the latest day, print the results."""
+    from algo_platform.demo import run_demo
+
+    if not os.environ.get("DAGSTER_HOME"):
+        raise click.UsageError("DAGSTER_HOME is not set; `make demo` sets it to ./dagster_home")
+    settings = load_settings()
+    if days > settings.training_window_days:
+        click.echo(f"note: only the last {settings.training_window_days} days form the training window")
+    run_demo(settings, days, events_per_day, seed, defect_rate, epochs, echo=click.echo)
+
+
+def _parse_date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date in YYYY-MM-DD form") from None

@@ -1,0 +1,22 @@
+"""Asset jobs: ingest one day, and retrain on the window ending at one day."""
+
+
+import dagster as dg
+
+from algo_platform.assets.partitions import daily_partitions
+
+ingest_job = dg.define_asset_job(
+    "ingest_job",
+    selection=dg.AssetSelection.assets("raw_events", "cleaned_events", "user_features", "item_features"),
+    partitions_def=daily_partitions,
+    description="Landing-zone files of one day -> raw, cleaned events -> user and item features.",
+)
+
+retrain_job = dg.define_asset_job(
+    "retrain_job",
+    selection=dg.AssetSelection.assets("training_sequences", "item_vocabulary", "sequence_model", "evaluation_report"),
+    partitions_def=daily_partitions,
+    description="Sequences over the rolling window ending at the day -> trained model -> evaluation.",
+)
+
+ALL_JOBS = [ingest_job, retrain_job]

@@ -1,0 +1,25 @@
+"""Resources chosen by environment: the only place where local and kubernetes differ."""
+
+
+from algo_platform.resources.io_managers import JsonIOManagerFactory, ParquetIOManagerFactory
+from algo_platform.resources.launcher import SubprocessTrainingLauncher, TrainingLauncher
+from algo_platform.resources.storage import PlatformStorage
+from algo_platform.settings import Settings
+
+
+def build_training_launcher(settings: Settings) -> TrainingLauncher:
+    if settings.env == "local":
+        return SubprocessTrainingLauncher()
+    raise NotImplementedError(
+        "ALGO_PLATFORM_ENV=kubernetes: the Kubernetes training launcher (PipesK8sClient) is not built yet "
+        "(issue 4); run with ALGO_PLATFORM_ENV=local"
+    )
+
+
+def build_resources(settings: Settings) -> dict[str, object]:
+    return {
+        "io_manager": ParquetIOManagerFactory(base_path=settings.storage_path("assets")),
+        "json_io_manager": JsonIOManagerFactory(base_path=settings.storage_path("assets")),
+        "storage": PlatformStorage(root=settings.storage_root),
+        "training_launcher": build_training_launcher(settings),
+    }

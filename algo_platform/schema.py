@@ -1,0 +1,26 @@
+"""The canonical event schema every landing-zone file is mapped onto."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+EVENT_TYPES: tuple[str, ...] = ("play", "like", "share", "comment", "follow", "skip")
+REQUIRED_COLUMNS: tuple[str, ...] = ("user_id", "item_id", "ts")
+
+# `topic` is optional beyond ARCHITECTURE.md's list: short-video logs usually carry the item's
+# category, and the feature tables summarise tastes by it. Files without it load fine.
+CANONICAL_SCHEMA = pa.schema(
+    [
+        pa.field("event_id", pa.string()),
+        pa.field("user_id", pa.int64()),
+        pa.field("item_id", pa.int64()),
+        pa.field("event_type", pa.string()),
+        pa.field("watch_ms", pa.int64()),
+        pa.field("item_duration_ms", pa.int64()),
+        pa.field("ts", pa.timestamp("ms", tz="UTC")),
+        pa.field("device", pa.string()),
+        pa.field("region", pa.string()),
+        pa.field("topic", pa.string()),
+    ]
+)
+CANONICAL_COLUMNS: tuple[str, ...] = tuple(CANONICAL_SCHEMA.names)

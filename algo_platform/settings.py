@@ -1,0 +1,55 @@
+"""Everything that differs between environments, read from environment variables in one place.
+
+`ALGO_PLATFORM_ENV` picks the environment (`local` or `kubernetes`); `ALGO_PLATFORM_STORAGE`
+is the storage root (a local folder or any fsspec URL). Nothing else in the code reads the
+environment for these choices.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Environment = Literal["local", "kubernetes"]
+ENVIRONMENTS: tuple[Environment, ...] = ("local", "kubernetes")
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: Environment
+    storage_root: str
+    partitions_start: str
+    training_window_days: int
+
+    @property
+    def is_local_storage(self) -> bool:
+        return "://" not in self.storage_root or self.storage_root.startswith("file://")
+
+    def storage_path(self, *parts: str) -> str:
+        """A path under the storage root, as a string usable by fsspec and pyarrow."""
+        return "/".join([self.storage_root.rstrip("/"), *parts])
+
+
+def load_settings() -> Settings:
+    env = os.environ.get("ALGO_PLATFORM_ENV", "local").strip().lower()
+    if env not in ENVIRONMENTS:
+        raise ValueError(
+            f"ALGO_PLATFORM_ENV={env!r} is not a known environment; use one of {', '.join(ENVIRONMENTS)}"
+        )
+    storage = os.environ.get("ALGO_PLATFORM_STORAGE") or str(Path.cwd() / "storage")
+    if "://" not in storage:
+        storage = str(Path(storage).expanduser().resolve())
+    window = os.environ.get("ALGO_PLATFORM_TRAINING_WINDOW_DAYS", "7")
+    if not window.isdigit() or int(window) < 2:
+        raise ValueError(
+            f"ALGO_PLATFORM_TRAINING_WINDOW_DAYS={window!r}: need a whole number of days >= 2 "
+            "(one or more days to train on, plus the day held out for evaluation)"
+        )
+    return Settings(
+        env=env,  # type: ignore[arg-type]
+        storage_root=storage,
+        partitions_start=os.environ.get("ALGO_PLATFORM_PARTITIONS_START", "2024-01-01"),
+        training_window_days=int(window),
+    )

@@ -1,0 +1,118 @@
+"""Turn the `training_sequences` table into fixed-length tensors, fully vectorised.
+
+Rows of the table are users, with `history` (item indices before the held-out day) and
+`holdout` (item indices on the held-out day). Index 0 is padding / unknown item.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from algo_platform.training.storage import read_bytes
+
+
+@dataclass
+class RaggedSequences:
+    """Many variable-length sequences stored as one flat array plus offsets."""
+
+    values: np.ndarray  # (total,) int64
+    offsets: np.ndarray  # (n + 1,) int64
+
+    @classmethod
+    def from_arrow(cls, column: pa.ChunkedArray | pa.Array) -> RaggedSequences:
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks()
+        lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy().astype(np.int64)
+        values = pc.list_flatten(column).to_numpy(zero_copy_only=False).astype(np.int64)
+        return cls(values, np.concatenate([[0], np.cumsum(lengths)]))
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
+@dataclass
+class SequenceData:
+    user_ids: np.ndarray
+    history: RaggedSequences
+    holdout: RaggedSequences
+
+
+def read_sequences(uri: str) -> SequenceData:
+    table = pq.read_table(pa.BufferReader(read_bytes(uri)), columns=["user_id", "history", "holdout"])
+    return SequenceData(
+        user_ids=table.column("user_id").to_numpy(),
+        history=RaggedSequences.from_arrow(table.column("history")),
+        holdout=RaggedSequences.from_arrow(table.column("holdout")),
+    )
+
+
+def _windows_ending_at(values: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray:
+    """Rows of `width` items ending (exclusive) at `ends`, left-padded with 0 before `starts`."""
+    index = ends[:, None] - width + np.arange(width)[None, :]
+    valid = index >= starts[:, None]
+    return np.where(valid, values[np.clip(index, 0, max(len(values) - 1, 0))], 0) if len(values) else np.zeros(
+        (len(ends), width), dtype=np.int64
+    )
+
+
+def training_windows(history: RaggedSequences, max_len: int) -> np.ndarray:
+    """Cut every history into windows of max_len + 1 items (inputs = [:-1], targets = [1:]).
+
+    Windows are taken from the end backwards with stride max_len, so every transition in every
+    history is a training target exactly once.
+    """
+    lengths = history.lengths
+    users = np.flatnonzero(lengths >= 2)
+    windows_per_user = -(-(lengths[users] - 1) // max_len)  # ceil((n - 1) / max_len)
+    user_of_window = np.repeat(users, windows_per_user)
+    first_window = np.repeat(np.cumsum(windows_per_user) - windows_per_user, windows_per_user)
+    window_number = np.arange(len(user_of_window)) - first_window
+    ends = history.offsets[user_of_window + 1] - window_number * max_len
+    return _windows_ending_at(history.values, history.offsets[user_of_window], ends, max_len + 1)
+
+
+@dataclass
+class EvaluationBatch:
+    inputs: np.ndarray  # (users, max_len) left-padded item indices
+    targets: np.ndarray  # (users, max_len) next item at each position, -1 where not evaluated
+    user_rows: np.ndarray  # row in SequenceData for each evaluated user
+
+
+def holdout_windows(data: SequenceData, max_len: int) -> EvaluationBatch:
+    """For each user with held-out items: the last max_len inputs and every held-out next item.
+
+    Each held-out item is predicted from everything before it (history plus the earlier items of
+    the held-out day). A new user's first item has no context and is not scored.
+    """
+    history, holdout = data.history, data.holdout
+    users = np.flatnonzero(holdout.lengths > 0)
+    total_lengths = history.lengths + holdout.lengths
+    full_offsets = np.concatenate([[0], np.cumsum(total_lengths)])
+    full = np.zeros(full_offsets[-1], dtype=np.int64)
+    # Scatter each user's history then holdout into one flat array of full sequences.
+    hist_dest = np.repeat(full_offsets[:-1] - history.offsets[:-1], history.lengths) + np.arange(len(history.values))
+    full[hist_dest] = history.values
+    hold_dest = np.repeat(full_offsets[:-1] + history.lengths - holdout.offsets[:-1], holdout.lengths) + np.arange(
+        len(holdout.values)
+    )
+    full[hold_dest] = holdout.values
+
+    starts, ends = full_offsets[users], full_offsets[users + 1]
+    window = _windows_ending_at(full, starts, ends, max_len + 1)
+    position = ends[:, None] - (max_len + 1) + np.arange(max_len + 1)[None, :]
+    in_holdout = position >= (starts + history.lengths[users])[:, None]
+    has_context = position - 1 >= starts[:, None]
+    scored = (in_holdout & has_context)[:, 1:]
+    targets = np.where(scored, window[:, 1:], -1)
+    return EvaluationBatch(inputs=window[:, :-1], targets=targets, user_rows=users)
+
+
+def popularity_scores(history: RaggedSequences, num_items: int) -> np.ndarray:
+    """How often each item index occurs in the training histories (the popularity baseline)."""
+    return np.bincount(history.values, minlength=num_items).astype(np.float32)

@@ -1,0 +1,29 @@
+"""Ranking metrics from scores: shared by the trainer and the evaluation asset."""
+
+from __future__ import annotations
+
+import torch
+
+from algo_platform.training.model import PAD
+
+
+def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """0-based rank of each target among all items (padding excluded); unknown targets rank last.
+
+    scores: (n, num_items); targets: (n,). Ties count against the target (pessimistic), so a
+    constant scorer gets no credit.
+    """
+    scores = scores.float().clone()
+    scores[:, PAD] = float("-inf")
+    target_scores = scores.gather(1, targets.clamp(min=0).unsqueeze(1))
+    ranks = (scores >= target_scores).sum(dim=1) - 1
+    return torch.where(targets == PAD, torch.full_like(ranks, scores.shape[1]), ranks)
+
+
+def hit_rate_and_ndcg(ranks: torch.Tensor, k: int) -> tuple[float, float]:
+    """HR@k and NDCG@k (one relevant item per query) from 0-based ranks."""
+    if ranks.numel() == 0:
+        return 0.0, 0.0
+    hits = ranks < k
+    gains = torch.where(hits, 1.0 / torch.log2(ranks.float() + 2.0), torch.zeros_like(ranks, dtype=torch.float))
+    return hits.float().mean().item(), gains.mean().item()
