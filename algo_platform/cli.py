@@ -40,8 +40,13 @@ def generate(days: int, events_per_day: int, seed: int, defect_rate: float, end_
 @main.command()
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--date", "day", required=True, help="The day these events belong to (YYYY-MM-DD).")
-@click.option("--map", "mappings", multiple=True, metavar="CANONICAL=SOURCE",
-              help="Map a source column onto a canonical one, e.g. --map user_id=userId (repeatable).")
+@click.option(
+    "--map",
+    "mappings",
+    multiple=True,
+    metavar="CANONICAL=SOURCE",
+    help="Map a source column onto a canonical one, e.g. --map user_id=userId (repeatable).",
+)
 def upload(path: str, day: str, mappings: tuple[str, ...]) -> None:
     """Check an event file (Parquet, CSV, JSONL) and copy it into the landing zone atomically."""
     from algo_platform.landing import parse_column_mapping
@@ -58,8 +63,11 @@ def upload(path: str, day: str, mappings: tuple[str, ...]) -> None:
         return
     click.echo(f"landed {result.rows:,} rows -> {result.target}")
     if result.rows_outside_day:
-        click.echo(f"warning: {result.rows_outside_day:,} rows have timestamps outside {day}; "
-                   "they will be counted and dropped when the day is cleaned", err=True)
+        click.echo(
+            f"warning: {result.rows_outside_day:,} rows have timestamps outside {day}; "
+            "they will be counted and dropped when the day is cleaned",
+            err=True,
+        )
 
 
 @main.command()

@@ -131,7 +131,7 @@ def generate_day(world: World, day: dt.date, n_events: int, rng: np.random.Gener
     event_type[watch_ratio < 0.15] = 5  # skip
     type_names = np.array(["play", "like", "share", "comment", "follow", "skip"], dtype=object)
 
-    day_start = int(dt.datetime.combine(day, dt.time(), dt.timezone.utc).timestamp() * 1000)
+    day_start = int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp() * 1000)
     event_ids = pc.binary_join_element_wise(
         pa.scalar(f"ev-{day:%Y%m%d}"), pc.cast(pa.array(position), pa.string()), "-"
     )
@@ -140,12 +140,18 @@ def generate_day(world: World, day: dt.date, n_events: int, rng: np.random.Gener
             event_ids,
             pa.array(world.user_ids[users]),
             pa.array(world.item_ids[items]),
-            pa.DictionaryArray.from_arrays(pa.array(event_type, pa.int8()), pa.array(type_names.tolist())).cast(pa.string()),
+            pa.DictionaryArray.from_arrays(pa.array(event_type, pa.int8()), pa.array(type_names.tolist())).cast(
+                pa.string()
+            ),
             pa.array((watch_ratio * duration).astype(np.int64)),
             pa.array(duration),
             pa.array(day_start + offsets_ms, pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
-            pa.DictionaryArray.from_arrays(pa.array(world.user_device[users], pa.int8()), pa.array(DEVICES)).cast(pa.string()),
-            pa.DictionaryArray.from_arrays(pa.array(world.user_region[users], pa.int8()), pa.array(REGIONS)).cast(pa.string()),
+            pa.DictionaryArray.from_arrays(pa.array(world.user_device[users], pa.int8()), pa.array(DEVICES)).cast(
+                pa.string()
+            ),
+            pa.DictionaryArray.from_arrays(pa.array(world.user_region[users], pa.int8()), pa.array(REGIONS)).cast(
+                pa.string()
+            ),
             pa.DictionaryArray.from_arrays(pa.array(topics, pa.int8()), pa.array(TOPICS)).cast(pa.string()),
         ],
         schema=CANONICAL_SCHEMA,
@@ -167,7 +173,8 @@ def plant_defects(table: pa.Table, defect_rate: float, rng: np.random.Generator)
     if per_kind == 0:
         return table, dict.fromkeys(DEFECT_KINDS, 0)
     # Distinct rows per kind, so every planted defect is counted exactly once downstream.
-    victims = rng.permutation(n)[: per_kind * 4].reshape(4, per_kind)
+    shuffled = rng.permutation(n)
+    victims = shuffled[: per_kind * 4].reshape(4, per_kind)
     null_rows, negative_rows, unknown_rows, future_rows = victims
     user_null_rows, item_null_rows = null_rows[: per_kind // 2], null_rows[per_kind // 2 :]
     watch = table.column("watch_ms").combine_chunks()
@@ -186,8 +193,8 @@ def plant_defects(table: pa.Table, defect_rate: float, rng: np.random.Generator)
     corrupted = pa.Table.from_arrays(
         [changed.get(name, table.column(name)) for name in table.column_names], schema=table.schema
     )
-    # Duplicates are exact copies of clean rows (same event_id), as a retried upload would make.
-    clean_rows = rng.permutation(n)[per_kind * 4 :][:per_kind]
+    # Duplicates are exact copies of untouched rows (same event_id), as a retried upload would make.
+    clean_rows = shuffled[per_kind * 4 : per_kind * 5]
     duplicates = table.take(pa.array(clean_rows))
     counts = {kind: per_kind for kind in DEFECT_KINDS}
     return pa.concat_tables([corrupted, duplicates]), counts
@@ -195,7 +202,7 @@ def plant_defects(table: pa.Table, defect_rate: float, rng: np.random.Generator)
 
 def default_end_date() -> dt.date:
     """Yesterday in UTC: the latest complete day."""
-    return dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
+    return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
 
 
 @dataclass(frozen=True)

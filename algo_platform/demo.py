@@ -40,8 +40,14 @@ def run_demo(
     for day in written:
         result = ingest.execute_in_process(partition_key=day.day, instance=instance)
         cleaned = _materialization_metadata(result, "cleaned_events")
-        rows.append({"day": day.day, "rows_in": cleaned["rows_in"], "kept": cleaned["rows_kept"],
-                     "dropped": cleaned["rows_dropped"]})
+        rows.append(
+            {
+                "day": day.day,
+                "rows_in": cleaned["rows_in"],
+                "kept": cleaned["rows_kept"],
+                "dropped": cleaned["rows_dropped"],
+            }
+        )
         echo(f"ingested {day.day}: kept {cleaned['rows_kept']:,} of {cleaned['rows_in']:,} rows")
 
     run_config = {"ops": {"sequence_model": {"config": {"epochs": epochs}}}} if epochs else None
@@ -60,8 +66,10 @@ def run_demo(
         ]
     )
     echo(summary.round(4).to_string(index=False))
-    echo(f"\nHR@10 lift over popularity: {report['hr@10_lift_over_popularity']:.2f}x "
-         f"on {report['evaluated_targets']:,} held-out next items of {written[-1].day}")
+    echo(
+        f"\nHR@10 lift over popularity: {report['hr@10_lift_over_popularity']:.2f}x "
+        f"on {report['evaluated_targets']:,} held-out next items of {written[-1].day}"
+    )
     echo(f"model:   {report['model_uri']}")
     echo(f"report:  {settings.storage_path('assets', 'evaluation_report', written[-1].day + '.parquet')}")
     echo(f"trained on {model['device']} in {model['epochs']} epochs; final loss {model['final_loss']:.3f}")

@@ -78,7 +78,11 @@ def list_landing_files(storage_root: str, day: str) -> list[UPath]:
     if not folder.exists():
         return []
     return sorted(
-        (p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and not p.name.endswith(MAPPING_SUFFIX)),
+        (
+            p
+            for p in folder.iterdir()
+            if p.is_file() and not p.name.startswith(".") and not p.name.endswith(MAPPING_SUFFIX)
+        ),
         key=lambda p: p.name,
     )
 
@@ -159,7 +163,9 @@ def _timestamps_to_utc(name: str, column: pa.ChunkedArray) -> pa.Array:
     if unparseable.any():
         examples = column.to_pandas()[unparseable].head(3).tolist()
         raise BadEventFile(
-            name, "wrong_type", f"column 'ts' has values that are not timestamps, e.g. {examples}; use ISO 8601 or epoch"
+            name,
+            "wrong_type",
+            f"column 'ts' has values that are not timestamps, e.g. {examples}; use ISO 8601 or epoch",
         )
     return pa.Array.from_pandas(parsed).cast(pa.timestamp("ms", tz="UTC"))
 
@@ -241,7 +247,7 @@ def quarantine_file(storage_root: str, day: str, source: UPath, data: bytes, err
         "file": str(source),
         "reason": error.reason,
         "detail": error.detail,
-        "time": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "time": dt.datetime.now(dt.UTC).isoformat(),
     }
     (folder / (source.name + REASON_SUFFIX)).write_text(json.dumps(reason, indent=2))
     return target

@@ -35,9 +35,7 @@ class Settings:
 def load_settings() -> Settings:
     env = os.environ.get("ALGO_PLATFORM_ENV", "local").strip().lower()
     if env not in ENVIRONMENTS:
-        raise ValueError(
-            f"ALGO_PLATFORM_ENV={env!r} is not a known environment; use one of {', '.join(ENVIRONMENTS)}"
-        )
+        raise ValueError(f"ALGO_PLATFORM_ENV={env!r} is not a known environment; use one of {', '.join(ENVIRONMENTS)}")
     storage = os.environ.get("ALGO_PLATFORM_STORAGE") or str(Path.cwd() / "storage")
     if "://" not in storage:
         storage = str(Path(storage).expanduser().resolve())

@@ -42,7 +42,9 @@ def upload_event_file(source: str | Path, day: str, mapping: dict[str, str], sto
         raise UploadError(f"{source}: no such file; give the path of a Parquet, CSV or JSONL file")
     name = source.name
     if name.startswith(".") or name.endswith(MAPPING_SUFFIX) or ".." in name:
-        raise UploadError(f"{name}: file names may not start with '.', contain '..' or end with {MAPPING_SUFFIX}; rename it")
+        raise UploadError(
+            f"{name}: file names may not start with '.', contain '..' or end with {MAPPING_SUFFIX}; rename it"
+        )
 
     data = source.read_bytes()
     try:
@@ -50,7 +52,7 @@ def upload_event_file(source: str | Path, day: str, mapping: dict[str, str], sto
     except BadEventFile as error:
         raise UploadError(str(error)) from None
 
-    day_start = dt.datetime.fromisoformat(day).replace(tzinfo=dt.timezone.utc)
+    day_start = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC)
     ts = table.column("ts")
     inside = pc.and_(pc.greater_equal(ts, day_start), pc.less(ts, day_start + dt.timedelta(days=1)))
     rows_outside = table.num_rows - pc.sum(pc.fill_null(inside, False).cast("int64")).as_py()

@@ -1,6 +1,5 @@
 """evaluation_report: the trained model against a popularity baseline on the held-out day."""
 
-
 import dagster as dg
 import pandas as pd
 from upath import UPath
@@ -22,12 +21,28 @@ def evaluate_model(model_uri: str, sequences_path: str, k: int = EVAL_K) -> pd.D
     model = load_model(model_uri, device)
     data = read_sequences(sequences_path)
     batch = holdout_windows(data, model.config.max_len)
-    scores = evaluate(model, batch.inputs, batch.targets, device, k,
-                      baseline_scores=popularity_scores(data.history, model.config.num_items))
+    scores = evaluate(
+        model,
+        batch.inputs,
+        batch.targets,
+        device,
+        k,
+        baseline_scores=popularity_scores(data.history, model.config.num_items),
+    )
     return pd.DataFrame(
         [
-            {"scorer": "sequence_model", f"hr@{k}": scores[f"hr@{k}"], f"ndcg@{k}": scores[f"ndcg@{k}"], "targets": scores["targets"]},
-            {"scorer": "popularity", f"hr@{k}": scores[f"popularity_hr@{k}"], f"ndcg@{k}": scores[f"popularity_ndcg@{k}"], "targets": scores["targets"]},
+            {
+                "scorer": "sequence_model",
+                f"hr@{k}": scores[f"hr@{k}"],
+                f"ndcg@{k}": scores[f"ndcg@{k}"],
+                "targets": scores["targets"],
+            },
+            {
+                "scorer": "popularity",
+                f"hr@{k}": scores[f"popularity_hr@{k}"],
+                f"ndcg@{k}": scores[f"popularity_ndcg@{k}"],
+                "targets": scores["targets"],
+            },
         ]
     )
 

@@ -1,6 +1,5 @@
 """raw_events and cleaned_events: from landing-zone files to a table a model may trust."""
 
-
 import datetime as dt
 
 import dagster as dg
@@ -59,7 +58,9 @@ def raw_events(context: dg.AssetExecutionContext, storage: PlatformStorage) -> d
             "files_loaded": len(load.loaded_files),
             "files_quarantined": len(load.quarantined),
             "loaded_files": dg.MetadataValue.json(load.loaded_files),
-            "quarantined_files": dg.MetadataValue.md(quarantined.to_markdown(index=False) if len(quarantined) else "none"),
+            "quarantined_files": dg.MetadataValue.md(
+                quarantined.to_markdown(index=False) if len(quarantined) else "none"
+            ),
             "duplicate_files_skipped": dg.MetadataValue.json(load.duplicate_files),
             "preview": _markdown(frame),
         },
@@ -106,7 +107,7 @@ def clean_events(raw: pd.DataFrame, day: dt.date, now: dt.datetime) -> tuple[pd.
 def cleaned_events(context: dg.AssetExecutionContext, raw_events: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     """Deduplicated, valid, type-normalised events of the day, sorted by user and time."""
     day = dt.date.fromisoformat(context.partition_key)
-    cleaned, dropped = clean_events(raw_events, day, now=dt.datetime.now(dt.timezone.utc))
+    cleaned, dropped = clean_events(raw_events, day, now=dt.datetime.now(dt.UTC))
     breakdown = pd.DataFrame({"reason": list(dropped), "rows": list(dropped.values())})
     return dg.Output(
         cleaned,

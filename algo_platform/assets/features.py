@@ -1,6 +1,5 @@
 """user_features and item_features: the per-day analysis tables an analyst opens first."""
 
-
 import dagster as dg
 import numpy as np
 import pandas as pd
@@ -78,7 +77,11 @@ def build_item_features(events: pd.DataFrame) -> pd.DataFrame:
 
 
 def _feature_metadata(table: pd.DataFrame, sort_by: str) -> dict[str, dg.MetadataValue | int | float]:
-    preview = table.sort_values(sort_by, ascending=False).head(10).round(3)
+    preview = (
+        table.sort_values(sort_by, ascending=False)
+        .head(10)
+        .round(dict.fromkeys(table.select_dtypes("float").columns, 3))
+    )
     return {
         "rows": len(table),
         "mean_watch_ratio": float(np.nan_to_num(table["mean_watch_ratio"].mean())),

@@ -4,7 +4,6 @@ The asset only prepares arguments, launches and reports; the GPU work happens in
 process (a local subprocess, or a pod in Kubernetes), which reports loss and metrics back.
 """
 
-
 import dagster as dg
 from upath import UPath
 
@@ -72,4 +71,3 @@ def sequence_model(
         "training_sequences": str(training_sequences),
     }
     return dg.Output(descriptor, metadata=dict(reported))
-

@@ -1,6 +1,5 @@
 """Partitioning shared by every per-day asset."""
 
-
 import dagster as dg
 
 from algo_platform.settings import load_settings

@@ -1,6 +1,5 @@
 """training_sequences and item_vocabulary: per-user item sequences over a rolling window."""
 
-
 import datetime as dt
 
 import dagster as dg
@@ -67,7 +66,7 @@ def build_training_sequences(events: pd.DataFrame, holdout_day: dt.date) -> tupl
 @dg.multi_asset(
     outs={
         "training_sequences": dg.AssetOut(
-            description="Per-user item sequences over the rolling window: history before the day, and the day held out.",
+            description="Per-user item sequences over the rolling window: history, and the last day held out.",
             kinds={"pandas", "parquet"},
         ),
         "item_vocabulary": dg.AssetOut(
@@ -116,5 +115,8 @@ def build_training_sequences_asset(context: dg.AssetExecutionContext, cleaned_ev
     yield dg.Output(
         vocabulary,
         output_name="item_vocabulary",
-        metadata={"items": len(vocabulary), "preview": dg.MetadataValue.md(vocabulary.head(10).to_markdown(index=False))},
+        metadata={
+            "items": len(vocabulary),
+            "preview": dg.MetadataValue.md(vocabulary.head(10).to_markdown(index=False)),
+        },
     )

@@ -1,6 +1,5 @@
 """Asset jobs: ingest one day, and retrain on the window ending at one day."""
 
-
 import dagster as dg
 
 from algo_platform.assets.partitions import daily_partitions

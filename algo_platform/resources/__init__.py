@@ -1,6 +1,5 @@
 """Resources chosen by environment: the only place where local and kubernetes differ."""
 
-
 from algo_platform.resources.io_managers import JsonIOManagerFactory, ParquetIOManagerFactory
 from algo_platform.resources.launcher import SubprocessTrainingLauncher, TrainingLauncher
 from algo_platform.resources.storage import PlatformStorage

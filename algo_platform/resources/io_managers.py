@@ -5,7 +5,6 @@ An input annotated as `UPath` receives the stored file's path instead of its con
 step that hands data to another process (the trainer) passes a path, not a copy.
 """
 
-
 import json
 from typing import Any
 
@@ -37,7 +36,9 @@ class ParquetIOManager(dg.UPathIOManager):
     def load_from_path(self, context: dg.InputContext, path: UPath) -> pd.DataFrame | UPath:
         if _wants_path(context):
             if not path.exists():
-                raise FileNotFoundError(f"{path} does not exist; materialize {context.asset_key.to_user_string()} first")
+                raise FileNotFoundError(
+                    f"{path} does not exist; materialize {context.asset_key.to_user_string()} first"
+                )
             return path
         with path.open("rb") as file:
             return pq.read_table(file).to_pandas()

@@ -1,7 +1,6 @@
 """Launches the trainer through Dagster Pipes. Assets call `launcher.run_trainer(...)` and do
 not know whether it runs as a local subprocess or (later) a Kubernetes pod."""
 
-
 import sys
 from collections.abc import Mapping, Sequence
 

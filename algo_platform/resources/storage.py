@@ -1,6 +1,5 @@
 """Where the landing zone, quarantine and model files live."""
 
-
 import dagster as dg
 
 

@@ -56,8 +56,10 @@ def _windows_ending_at(values: np.ndarray, starts: np.ndarray, ends: np.ndarray,
     """Rows of `width` items ending (exclusive) at `ends`, left-padded with 0 before `starts`."""
     index = ends[:, None] - width + np.arange(width)[None, :]
     valid = index >= starts[:, None]
-    return np.where(valid, values[np.clip(index, 0, max(len(values) - 1, 0))], 0) if len(values) else np.zeros(
-        (len(ends), width), dtype=np.int64
+    return (
+        np.where(valid, values[np.clip(index, 0, max(len(values) - 1, 0))], 0)
+        if len(values)
+        else np.zeros((len(ends), width), dtype=np.int64)
     )
 
 

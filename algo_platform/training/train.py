@@ -14,7 +14,7 @@ import logging
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from algo_platform.training.config import TrainConfig
 from algo_platform.training.data import holdout_windows, popularity_scores, read_sequences, training_windows
 from algo_platform.training.metrics import hit_rate_and_ndcg, target_ranks
-from algo_platform.training.model import PAD, SASRec, ModelConfig
+from algo_platform.training.model import PAD, ModelConfig, SASRec
 from algo_platform.training.storage import exists, read_bytes, write_bytes_atomically
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -55,7 +55,9 @@ class Reporter:
         if self.pipes is not None:
             self.pipes.report_asset_materialization(metadata=metadata)
         else:
-            self.logger.info("result: %s", {k: v.get("raw_value", v) if isinstance(v, dict) else v for k, v in metadata.items()})
+            self.logger.info(
+                "result: %s", {k: v.get("raw_value", v) if isinstance(v, dict) else v for k, v in metadata.items()}
+            )
 
 
 def lr_lambda(total_steps: int, warmup_fraction: float):
@@ -76,8 +78,15 @@ def read_vocabulary_size(uri: str) -> int:
 
 
 @torch.no_grad()
-def evaluate(model: SASRec, inputs: np.ndarray, targets: np.ndarray, device: torch.device, k: int,
-             baseline_scores: np.ndarray | None = None, batch_size: int = 512) -> dict[str, float]:
+def evaluate(
+    model: SASRec,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    device: torch.device,
+    k: int,
+    baseline_scores: np.ndarray | None = None,
+    batch_size: int = 512,
+) -> dict[str, float]:
     """HR@k / NDCG@k of the model (and optionally a fixed-score baseline) on scored positions."""
     model.eval()
     model_ranks, baseline_ranks = [], []
@@ -119,7 +128,9 @@ def load_model(uri: str, device: torch.device) -> SASRec:
     return model
 
 
-def train(config: TrainConfig, sequences_uri: str, vocabulary_uri: str, output_dir: str, reporter: Reporter) -> dict[str, Any]:
+def train(
+    config: TrainConfig, sequences_uri: str, vocabulary_uri: str, output_dir: str, reporter: Reporter
+) -> dict[str, Any]:
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
     data = read_sequences(sequences_uri)
@@ -129,12 +140,17 @@ def train(config: TrainConfig, sequences_uri: str, vocabulary_uri: str, output_d
         raise SystemExit(f"{sequences_uri}: no user has two or more items in the training window; nothing to train on")
     # The whole training set lives on the device: batches are index slices, no per-sample Python.
     windows = windows.to(device, non_blocking=True)
-    model_config = ModelConfig(num_items, config.max_len, config.hidden_dim, config.num_layers, config.num_heads, config.dropout)
+    model_config = ModelConfig(
+        num_items, config.max_len, config.hidden_dim, config.num_layers, config.num_heads, config.dropout
+    )
     model = SASRec(model_config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay,
-                                  fused=device.type == "cuda")
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, fused=device.type == "cuda"
+    )
     steps_per_epoch = -(-len(windows) // config.batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(steps_per_epoch * config.epochs, config.warmup_fraction))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(steps_per_epoch * config.epochs, config.warmup_fraction)
+    )
     forward = torch.compile(model) if config.compile else model
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
@@ -149,8 +165,10 @@ def train(config: TrainConfig, sequences_uri: str, vocabulary_uri: str, output_d
         losses, start_epoch = state["losses"], state["epoch"] + 1
         reporter.info(f"resuming from {checkpoint_uri} after epoch {start_epoch}")
 
-    reporter.info(f"training on {device}: {len(windows)} windows of {config.max_len}, {num_items - 1} items, "
-                  f"{sum(p.numel() for p in model.parameters())} parameters")
+    reporter.info(
+        f"training on {device}: {len(windows)} windows of {config.max_len}, {num_items - 1} items, "
+        f"{sum(p.numel() for p in model.parameters())} parameters"
+    )
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
     started = time.perf_counter()
     samples = 0
@@ -165,7 +183,8 @@ def train(config: TrainConfig, sequences_uri: str, vocabulary_uri: str, output_d
             inputs, targets = batch[:, :-1], batch[:, 1:]
             with autocast:
                 hidden = forward(inputs)
-            mask = targets != PAD
+            # A target counts only when its input is a real item: nothing predicts a user's first item.
+            mask = (targets != PAD) & (inputs != PAD)
             scores = model.item_scores(hidden[mask].float())
             loss = F.cross_entropy(scores, targets[mask])
             optimizer.zero_grad(set_to_none=True)
@@ -179,19 +198,40 @@ def train(config: TrainConfig, sequences_uri: str, vocabulary_uri: str, output_d
         epoch_loss = (total_loss / max(total_targets, 1)).item()
         losses.append(epoch_loss)
         reporter.info(f"epoch {epoch + 1}/{config.epochs} loss {epoch_loss:.4f} lr {scheduler.get_last_lr()[0]:.2e}")
-        save_checkpoint(checkpoint_uri, {
-            "model_state": model.state_dict(), "optimizer_state": optimizer.state_dict(),
-            "scheduler_state": scheduler.state_dict(), "losses": losses, "epoch": epoch,
-            "model_config": model_config.to_dict(), "train_config": asdict(config),
-        })
+        save_checkpoint(
+            checkpoint_uri,
+            {
+                "model_state": model.state_dict(),
+                "optimizer_state": optimizer.state_dict(),
+                "scheduler_state": scheduler.state_dict(),
+                "losses": losses,
+                "epoch": epoch,
+                "model_config": model_config.to_dict(),
+                "train_config": asdict(config),
+            },
+        )
     elapsed = time.perf_counter() - started
 
     evaluation = holdout_windows(data, config.max_len)
-    metrics = evaluate(model, evaluation.inputs, evaluation.targets, device, config.eval_k,
-                       baseline_scores=popularity_scores(data.history, num_items))
+    metrics = evaluate(
+        model,
+        evaluation.inputs,
+        evaluation.targets,
+        device,
+        config.eval_k,
+        baseline_scores=popularity_scores(data.history, num_items),
+    )
     model_uri = f"{output_dir.rstrip('/')}/{MODEL_NAME}"
-    save_checkpoint(model_uri, {"model_state": model.state_dict(), "model_config": model_config.to_dict(),
-                                "train_config": asdict(config), "losses": losses, "metrics": metrics})
+    save_checkpoint(
+        model_uri,
+        {
+            "model_state": model.state_dict(),
+            "model_config": model_config.to_dict(),
+            "train_config": asdict(config),
+            "losses": losses,
+            "metrics": metrics,
+        },
+    )
     result = {
         "model_uri": model_uri,
         "device": str(device),
@@ -203,11 +243,13 @@ def train(config: TrainConfig, sequences_uri: str, vocabulary_uri: str, output_d
         "samples_per_second": samples / elapsed if elapsed > 0 and samples else 0.0,
         **{f"holdout_{name}": value for name, value in metrics.items()},
     }
-    reporter.materialization({
-        **{key: value for key, value in result.items() if key not in ("losses", "model_uri")},
-        "loss_per_epoch": {"raw_value": losses, "type": "json"},
-        "model_uri": {"raw_value": model_uri, "type": "path"},
-    })
+    reporter.materialization(
+        {
+            **{key: value for key, value in result.items() if key not in ("losses", "model_uri")},
+            "loss_per_epoch": {"raw_value": losses, "type": "json"},
+            "model_uri": {"raw_value": model_uri, "type": "path"},
+        }
+    )
     return result
 
 

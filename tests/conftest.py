@@ -1,0 +1,46 @@
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from algo_platform.settings import Settings
+
+# A fixed, complete day in the past, so results don't depend on when the suite runs.
+END_DAY = dt.date(2026, 11, 20)
+
+
+@pytest.fixture
+def storage_root(tmp_path: Path) -> str:
+    root = tmp_path / "storage"
+    root.mkdir()
+    return str(root)
+
+
+@pytest.fixture
+def settings(storage_root: str) -> Settings:
+    return Settings(env="local", storage_root=storage_root, partitions_start="2024-01-01", training_window_days=7)
+
+
+def make_events(rows: list[dict], day: dt.date = END_DAY) -> pd.DataFrame:
+    """A raw_events-shaped frame from short dicts; unspecified columns get plausible values."""
+    base_ts = pd.Timestamp(day, tz="UTC") + pd.Timedelta(hours=12)
+    filled = []
+    for number, row in enumerate(rows):
+        filled.append(
+            {
+                "event_id": row.get("event_id", f"e{number}"),
+                "user_id": row.get("user_id", 1),
+                "item_id": row.get("item_id", 100),
+                "event_type": row.get("event_type", "play"),
+                "watch_ms": row.get("watch_ms", 5_000),
+                "item_duration_ms": row.get("item_duration_ms", 10_000),
+                "ts": row.get("ts", base_ts + pd.Timedelta(minutes=number)),
+                "device": row.get("device", "ios"),
+                "region": row.get("region", "eu-west"),
+                "topic": row.get("topic", "music"),
+                "source_file": "hand-made.parquet",
+            }
+        )
+    frame = pd.DataFrame(filled)
+    return frame.astype({"user_id": "Int64", "item_id": "Int64", "watch_ms": "Int64", "item_duration_ms": "Int64"})

@@ -1,0 +1,68 @@
+import datetime as dt
+
+import pandas as pd
+
+from algo_platform.assets.events import DROP_REASONS, clean_events
+from tests.conftest import END_DAY, make_events
+
+NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
+NOON = pd.Timestamp(END_DAY, tz="UTC") + pd.Timedelta(hours=12)
+
+
+def test_each_defect_kind_is_dropped_and_counted_under_its_reason():
+    raw = make_events(
+        [
+            {"event_id": "ok-1"},
+            {"event_id": "ok-2", "event_type": " LIKE "},  # normalised, kept
+            {"event_id": "no-user", "user_id": pd.NA},
+            {"event_id": "no-item", "item_id": pd.NA},
+            {"event_id": "no-ts", "ts": pd.NaT},
+            {"event_id": "bad-type", "event_type": "clickk"},
+            {"event_id": "negative", "watch_ms": -5},
+            {"event_id": "zero-duration", "item_duration_ms": 0},
+            {"event_id": "future", "ts": NOON + pd.Timedelta(days=3650)},
+            {"event_id": "yesterday", "ts": NOON - pd.Timedelta(days=1)},
+            {"event_id": "ok-1"},  # duplicate of the first row
+            {"event_id": "two-faults", "user_id": pd.NA, "watch_ms": -1},  # counted once, first reason
+        ]
+    )
+    cleaned, dropped = clean_events(raw, END_DAY, NOW)
+
+    assert sorted(cleaned["event_id"]) == ["ok-1", "ok-2"]
+    assert list(dropped) == list(DROP_REASONS)
+    assert dropped == {
+        "missing_user_id": 2,
+        "missing_item_id": 1,
+        "missing_ts": 1,
+        "unknown_event_type": 1,
+        "negative_watch_ms": 1,
+        "invalid_item_duration": 1,
+        "future_timestamp": 1,
+        "outside_partition_day": 1,
+        "duplicate_event_id": 1,
+    }
+    assert sum(dropped.values()) + len(cleaned) == len(raw)
+    assert cleaned.loc[cleaned["event_id"] == "ok-2", "event_type"].item() == "like"
+
+
+def test_types_are_normalised_and_rows_sorted_by_user_then_time():
+    raw = make_events(
+        [
+            {"user_id": 2, "ts": NOON + pd.Timedelta(minutes=5), "device": " iOS"},
+            {"user_id": 1, "ts": NOON + pd.Timedelta(minutes=9), "region": None},
+            {"user_id": 1, "ts": NOON, "event_type": None},  # no type: counts as a play
+        ]
+    )
+    cleaned, _ = clean_events(raw, END_DAY, NOW)
+    assert cleaned["user_id"].dtype == "int64" and cleaned["item_id"].dtype == "int64"
+    assert cleaned["user_id"].tolist() == [1, 1, 2]
+    assert cleaned["ts"].is_monotonic_increasing is False  # sorted per user, not globally
+    assert cleaned["event_type"].tolist() == ["play", "play", "play"]
+    assert cleaned["device"].tolist() == ["ios", "ios", "ios"]
+    assert cleaned["region"].tolist()[1] == "unknown"
+
+
+def test_missing_optional_columns_are_not_a_reason_to_drop():
+    raw = make_events([{"watch_ms": pd.NA, "item_duration_ms": pd.NA}])
+    cleaned, dropped = clean_events(raw, END_DAY, NOW)
+    assert len(cleaned) == 1 and sum(dropped.values()) == 0

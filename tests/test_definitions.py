@@ -1,0 +1,52 @@
+import subprocess
+import sys
+
+import pytest
+
+from algo_platform.definitions import build_definitions
+from algo_platform.settings import load_settings
+
+# A renamed asset or a lost dependency shows up here as a diff.
+EXPECTED_GRAPH = {
+    "raw_events": set(),
+    "cleaned_events": {"raw_events"},
+    "user_features": {"cleaned_events"},
+    "item_features": {"cleaned_events"},
+    "training_sequences": {"cleaned_events"},
+    "item_vocabulary": {"cleaned_events"},
+    "sequence_model": {"training_sequences", "item_vocabulary"},
+    "evaluation_report": {"sequence_model", "training_sequences"},
+}
+
+
+def test_asset_graph_matches_the_architecture(settings):
+    graph = build_definitions(settings).resolve_asset_graph()
+    actual = {
+        key.to_user_string(): {parent.to_user_string() for parent in graph.get(key).parent_keys}
+        for key in graph.get_all_asset_keys()
+    }
+    assert actual == EXPECTED_GRAPH
+    for key in graph.get_all_asset_keys():
+        assert graph.get(key).partitions_def is not None, f"{key} should be partitioned by day"
+
+
+def test_jobs_and_gpu_pool(settings):
+    defs = build_definitions(settings)
+    assert defs.resolve_job_def("ingest_job") and defs.resolve_job_def("retrain_job")
+    model = defs.resolve_assets_def("sequence_model")
+    assert model.op.pool == "gpu"
+
+
+def test_loading_the_code_location_imports_neither_torch_nor_great_expectations():
+    code = "import sys, algo_platform.definitions; print('torch' in sys.modules, 'great_expectations' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_environment_is_one_setting_with_a_clear_error(monkeypatch):
+    monkeypatch.setenv("ALGO_PLATFORM_ENV", "prod")
+    with pytest.raises(ValueError, match="ALGO_PLATFORM_ENV='prod'.*local, kubernetes"):
+        load_settings()
+    monkeypatch.setenv("ALGO_PLATFORM_ENV", "local")
+    monkeypatch.setenv("ALGO_PLATFORM_STORAGE", "s3://bucket/prefix")
+    assert load_settings().storage_root == "s3://bucket/prefix"

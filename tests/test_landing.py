@@ -1,0 +1,133 @@
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from algo_platform.cli import main as cli
+from algo_platform.landing import landing_dir, load_landing_day, quarantine_dir
+from algo_platform.upload import UploadError, upload_event_file
+
+DAY = "2026-11-20"
+
+
+def write_ratings_csv(path: Path, rows: int = 5) -> Path:
+    """A MovieLens-style ratings log: other column names, epoch-second timestamps."""
+    base = 1_795_176_000  # 2026-11-20 12:00:00 UTC
+    frame = pd.DataFrame(
+        {
+            "userId": range(1, rows + 1),
+            "movieId": range(10, 10 + rows),
+            "rating": 4.0,
+            "timestamp": base + pd.RangeIndex(rows),
+        }
+    )
+    frame.to_csv(path, index=False)
+    return path
+
+
+def landed_names(storage_root: str) -> list[str]:
+    folder = landing_dir(storage_root, DAY)
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_upload_with_column_mapping_lands_file_and_raw_load_maps_it(tmp_path, storage_root):
+    source = write_ratings_csv(tmp_path / "ratings.csv")
+    result = upload_event_file(
+        source, DAY, {"user_id": "userId", "item_id": "movieId", "ts": "timestamp"}, storage_root
+    )
+    assert result.rows == 5 and result.rows_outside_day == 0 and not result.already_present
+    assert landed_names(storage_root) == ["ratings.csv", "ratings.csv.columns.json"]
+    assert (landing_dir(storage_root, DAY) / "ratings.csv").read_bytes() == source.read_bytes()
+
+    load = load_landing_day(storage_root, DAY)
+    frame = load.table.to_pandas()
+    assert frame["user_id"].tolist() == [1, 2, 3, 4, 5]
+    assert frame["item_id"].tolist() == [10, 11, 12, 13, 14]
+    assert str(frame["ts"].iloc[0]) == "2026-11-20 12:00:00+00:00"
+    assert frame["event_id"].is_unique
+
+
+def test_upload_missing_required_column_names_file_column_and_fix_and_leaves_nothing(tmp_path, storage_root):
+    source = write_ratings_csv(tmp_path / "ratings.csv")
+    with pytest.raises(UploadError) as error:
+        upload_event_file(source, DAY, {"item_id": "movieId", "ts": "timestamp"}, storage_root)
+    message = str(error.value)
+    assert "ratings.csv" in message and "'user_id'" in message and "--map user_id=" in message
+    assert "userId" in message  # the columns that are there, so the user can pick one
+    assert landed_names(storage_root) == []
+
+
+@pytest.mark.parametrize("bad_day", ["../../etc", "2026-13-01", "20261120", "2026-11-20/../x"])
+def test_upload_refuses_dates_that_are_not_calendar_days(tmp_path, storage_root, bad_day):
+    source = write_ratings_csv(tmp_path / "ratings.csv")
+    with pytest.raises(UploadError, match="YYYY-MM-DD"):
+        upload_event_file(source, bad_day, {"user_id": "userId", "item_id": "movieId", "ts": "timestamp"}, storage_root)
+    assert not (Path(storage_root) / "landing").exists()
+
+
+def test_same_file_twice_is_a_no_op_and_a_different_file_with_the_same_name_is_refused(tmp_path, storage_root):
+    mapping = {"user_id": "userId", "item_id": "movieId", "ts": "timestamp"}
+    source = write_ratings_csv(tmp_path / "ratings.csv")
+    upload_event_file(source, DAY, mapping, storage_root)
+    assert upload_event_file(source, DAY, mapping, storage_root).already_present
+    write_ratings_csv(source, rows=7)
+    with pytest.raises(UploadError, match="never overwritten"):
+        upload_event_file(source, DAY, mapping, storage_root)
+    assert pd.read_csv(landing_dir(storage_root, DAY) / "ratings.csv").shape[0] == 5
+
+
+def test_cli_upload_exits_non_zero_with_the_reason(tmp_path, storage_root, monkeypatch):
+    monkeypatch.setenv("ALGO_PLATFORM_STORAGE", storage_root)
+    source = tmp_path / "events.txt"
+    source.write_text("user_id,item_id,ts\n1,2,2026-11-20T00:00:00Z\n")
+    result = CliRunner().invoke(cli, ["upload", str(source), "--date", DAY])
+    assert result.exit_code == 1
+    assert "events.txt" in result.output and "unsupported file type '.txt'" in result.output
+    ok = CliRunner().invoke(
+        cli,
+        [
+            "upload",
+            str(write_ratings_csv(tmp_path / "r.csv")),
+            "--date",
+            DAY,
+            "--map",
+            "user_id=userId",
+            "--map",
+            "item_id=movieId",
+            "--map",
+            "ts=timestamp",
+        ],
+    )
+    assert ok.exit_code == 0, ok.output
+    assert "landed 5 rows" in ok.output
+
+
+def test_corrupt_file_is_quarantined_with_reason_and_the_good_file_still_loads(storage_root):
+    folder = landing_dir(storage_root, DAY)
+    folder.mkdir(parents=True)
+    good = pa.table(
+        {
+            "user_id": [1, 2, 3],
+            "item_id": [7, 8, 9],
+            "ts": pa.array([1_795_176_000_000] * 3, pa.timestamp("ms", tz="UTC")),
+        }
+    )
+    pq.write_table(good, str(folder / "good.parquet"))
+    sink = pa.BufferOutputStream()
+    pq.write_table(good, sink)
+    truncated = sink.getvalue().to_pybytes()[:-40]
+    (folder / "broken.parquet").write_bytes(truncated)
+
+    load = load_landing_day(storage_root, DAY)
+
+    assert load.table.num_rows == 3 and load.loaded_files == ["good.parquet"]
+    assert [(q.file, q.reason) for q in load.quarantined] == [("broken.parquet", "corrupt_parquet")]
+    quarantined = quarantine_dir(storage_root, DAY)
+    assert (quarantined / "broken.parquet").read_bytes() == truncated
+    reason = json.loads((quarantined / "broken.parquet.reason.json").read_text())
+    assert reason["reason"] == "corrupt_parquet" and reason["file"].endswith("broken.parquet") and reason["time"]
+    assert (folder / "broken.parquet").read_bytes() == truncated  # the original is never touched

@@ -1,0 +1,160 @@
+"""The whole asset graph, in process, on a temporary instance and storage root."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from algo_platform.datagen import generate
+from algo_platform.definitions import build_definitions
+from algo_platform.settings import Settings
+from tests.conftest import END_DAY
+
+DAYS = 7
+EVENTS_PER_DAY = 4_000
+DEFECT_RATE = 0.02
+ALL_ASSETS = {
+    "raw_events",
+    "cleaned_events",
+    "user_features",
+    "item_features",
+    "training_sequences",
+    "item_vocabulary",
+    "sequence_model",
+    "evaluation_report",
+}
+
+
+def metadata_of(result: dg.ExecuteInProcessResult, asset: str) -> dict:
+    events = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(asset)]
+    assert len(events) == 1, f"{asset} materialized {len(events)} times"
+    return {key: value.value for key, value in events[0].materialization.metadata.items()}
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    settings = Settings(
+        env="local", storage_root=str(root / "storage"), partitions_start="2024-01-01", training_window_days=DAYS
+    )
+    days = generate(settings.storage_root, DAYS, EVENTS_PER_DAY, seed=11, defect_rate=DEFECT_RATE, end_date=END_DAY)
+    defs = build_definitions(settings)
+    (root / "home").mkdir()
+    with dg.instance_for_test(temp_dir=str(root / "home")) as instance:
+        ingest = [
+            defs.resolve_job_def("ingest_job").execute_in_process(partition_key=d.day, instance=instance) for d in days
+        ]
+        retrain = defs.resolve_job_def("retrain_job").execute_in_process(
+            partition_key=END_DAY.isoformat(),
+            instance=instance,
+            run_config={"ops": {"sequence_model": {"config": {"epochs": 5}}}},
+        )
+        yield {"settings": settings, "days": days, "ingest": ingest, "retrain": retrain, "instance": instance}
+
+
+def test_every_asset_is_materialized_for_the_latest_day(pipeline):
+    instance = pipeline["instance"]
+    for asset in ALL_ASSETS:
+        record = instance.get_latest_materialization_event(dg.AssetKey(asset))
+        assert record is not None, asset
+        assert record.asset_materialization.partition == END_DAY.isoformat()
+
+
+def test_cleaning_drops_exactly_the_planted_defects(pipeline):
+    planted = pipeline["days"][-1].defects
+    cleaned = metadata_of(pipeline["ingest"][-1], "cleaned_events")
+    assert cleaned["rows_in"] == EVENTS_PER_DAY + planted["duplicate"]
+    assert cleaned["rows_dropped"] == sum(planted.values())
+    assert cleaned["dropped_duplicate_event_id"] == planted["duplicate"]
+    assert cleaned["dropped_negative_watch_ms"] == planted["negative_watch"]
+    assert cleaned["dropped_unknown_event_type"] == planted["unknown_event_type"]
+    assert cleaned["dropped_future_timestamp"] == planted["future_timestamp"]
+    assert cleaned["dropped_missing_user_id"] + cleaned["dropped_missing_item_id"] == planted["null_id"]
+
+
+def test_feature_tables_are_stored_with_previews(pipeline):
+    features = metadata_of(pipeline["ingest"][-1], "user_features")
+    assert features["rows"] > 100 and "user_id" in features["preview"].splitlines()[0]
+    stored = pd.read_parquet(
+        Path(pipeline["settings"].storage_root) / "assets" / "item_features" / f"{END_DAY}.parquet"
+    )
+    assert {"item_id", "events", "like_rate", "popularity_rank", "topic"} <= set(stored.columns)
+
+
+def test_model_trained_through_pipes_beats_popularity(pipeline):
+    model = metadata_of(pipeline["retrain"], "sequence_model")
+    assert len(model["loss_per_epoch"]) == 5 and model["loss_per_epoch"][-1] < model["loss_per_epoch"][0]
+    assert Path(model["model_uri"]).exists()
+    report = metadata_of(pipeline["retrain"], "evaluation_report")
+    assert report["evaluated_targets"] > 1_000
+    assert report["model_hr@10"] >= 1.5 * report["popularity_hr@10"]
+    assert report["model_ndcg@10"] > report["popularity_ndcg@10"]
+
+
+def test_training_refuses_a_window_with_missing_days(pipeline, tmp_path):
+    settings = Settings(
+        env="local", storage_root=str(tmp_path / "s"), partitions_start="2024-01-01", training_window_days=DAYS
+    )
+    generate(settings.storage_root, 2, 500, seed=1, end_date=END_DAY)
+    defs = build_definitions(settings)
+    with dg.instance_for_test() as instance:
+        for day in ("2026-11-19", "2026-11-20"):
+            defs.resolve_job_def("ingest_job").execute_in_process(partition_key=day, instance=instance)
+        result = defs.resolve_job_def("retrain_job").execute_in_process(
+            partition_key="2026-11-20", instance=instance, raise_on_error=False
+        )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error.message
+    assert "missing: 2026-11-14, 2026-11-15, 2026-11-16, 2026-11-17, 2026-11-18" in failure
+    assert "ingest_job" in failure
+
+
+def test_a_day_without_files_fails_with_the_upload_command(settings):
+    defs = build_definitions(settings)
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("ingest_job").execute_in_process(
+            partition_key="2026-11-20", instance=instance, raise_on_error=False
+        )
+    failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error.message
+    assert "no event files" in failure and "algo-platform upload FILE --date 2026-11-20" in failure
+
+
+def test_real_dagster_cli_validates_and_materializes(tmp_path):
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"), "ALGO_PLATFORM_STORAGE": str(tmp_path / "storage")}
+    (tmp_path / "home").mkdir()
+    root = Path(__file__).resolve().parents[1]
+    dagster = [sys.executable, "-m", "dagster"]
+    validate = subprocess.run(
+        [*dagster, "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert validate.returncode == 0, validate.stdout + validate.stderr
+    generate(env["ALGO_PLATFORM_STORAGE"], 1, 300, seed=2, end_date=END_DAY)
+    materialize = subprocess.run(
+        [
+            *dagster,
+            "asset",
+            "materialize",
+            "-m",
+            "algo_platform.definitions",
+            "--select",
+            "raw_events,cleaned_events,user_features,item_features",
+            "--partition",
+            END_DAY.isoformat(),
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert materialize.returncode == 0, materialize.stdout + materialize.stderr
+    assert (tmp_path / "storage" / "assets" / "user_features" / f"{END_DAY}.parquet").exists()
