@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from algo_platform.assets import ALL_ASSETS
+from algo_platform.assets import ALL_ASSETS, ALL_CHECKS
 from algo_platform.jobs import ALL_JOBS
 from algo_platform.resources import build_resources
 from algo_platform.settings import Settings, load_settings
@@ -12,7 +12,9 @@ from algo_platform.settings import Settings, load_settings
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or load_settings()
-    return dg.Definitions(assets=ALL_ASSETS, jobs=ALL_JOBS, resources=build_resources(settings))
+    return dg.Definitions(
+        assets=ALL_ASSETS, asset_checks=ALL_CHECKS, jobs=ALL_JOBS, resources=build_resources(settings)
+    )
 
 
 defs = build_definitions()

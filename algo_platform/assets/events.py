@@ -8,14 +8,21 @@ import pyarrow as pa
 
 from algo_platform.assets.partitions import daily_partitions
 from algo_platform.landing import landing_dir, load_landing_day
+from algo_platform.quality import (
+    FUTURE_TOLERANCE,
+    day_bounds,
+    distribution_profile,
+    hard,
+    population_stability_index,
+    quality_dimensions,
+    soft,
+)
+from algo_platform.resources.data_quality import DataQuality, suite_check_result
 from algo_platform.resources.storage import PlatformStorage
-from algo_platform.schema import EVENT_TYPES
+from algo_platform.schema import CANONICAL_COLUMNS, EVENT_TYPES
 
 # Int64 (nullable) keeps missing ids visible as <NA> instead of silently turning ids into floats.
 _NULLABLE_INTEGERS = {pa.int64(): pd.Int64Dtype()}
-
-# Clock skew tolerated before an event counts as "from the future".
-FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 
 DROP_REASONS = (
     "missing_user_id",
@@ -30,12 +37,38 @@ DROP_REASONS = (
 )
 
 
+RAW_QUALITY_SCORE = "quality_score_above_threshold"
+RAW_NO_QUARANTINE = "no_files_quarantined"
+RAW_SUITE = "raw_events_suite"
+CLEANED_SUITE = "cleaned_events_suite"
+CLEANED_DRIFT = "distribution_drift"
+
+
 def _markdown(frame: pd.DataFrame, rows: int = 10) -> dg.MetadataValue:
     return dg.MetadataValue.md(frame.head(rows).to_markdown(index=False))
 
 
-@dg.asset(partitions_def=daily_partitions, group_name="ingest", kinds={"pandas", "parquet"})
-def raw_events(context: dg.AssetExecutionContext, storage: PlatformStorage) -> dg.Output[pd.DataFrame]:
+def _quality_metadata(dims: dict[str, float]) -> dict[str, float]:
+    return {name: round(value, 6) for name, value in dims.items()}
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    group_name="ingest",
+    kinds={"pandas", "parquet"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            RAW_QUALITY_SCORE,
+            asset="raw_events",
+            blocking=True,
+            description="accuracy × completeness × relevance × timeliness is at least the threshold",
+        ),
+        dg.AssetCheckSpec(
+            RAW_NO_QUARANTINE, asset="raw_events", description="every landing file of the day could be loaded"
+        ),
+    ],
+)
+def raw_events(context: dg.AssetExecutionContext, storage: PlatformStorage, data_quality: DataQuality):
     """Every landing-zone file of the day, mapped to the canonical columns; bad files quarantined."""
     day = context.partition_key
     load = load_landing_day(storage.root, day)
@@ -51,9 +84,11 @@ def raw_events(context: dg.AssetExecutionContext, storage: PlatformStorage) -> d
         raise dg.Failure(description=message)
     frame = load.table.to_pandas(types_mapper=_NULLABLE_INTEGERS.get)
     quarantined = pd.DataFrame([q.__dict__ for q in load.quarantined], columns=["file", "reason", "detail"])
-    return dg.Output(
+    dims = quality_dimensions(frame, dt.date.fromisoformat(day), dt.datetime.now(dt.UTC), data_quality.allowed_lateness)
+    yield dg.Output(
         frame,
         metadata={
+            **_quality_metadata(dims),
             "rows": len(frame),
             "files_loaded": len(load.loaded_files),
             "files_quarantined": len(load.quarantined),
@@ -63,6 +98,24 @@ def raw_events(context: dg.AssetExecutionContext, storage: PlatformStorage) -> d
             ),
             "duplicate_files_skipped": dg.MetadataValue.json(load.duplicate_files),
             "preview": _markdown(frame),
+        },
+    )
+    score, threshold = dims["quality_score"], data_quality.quality_threshold
+    yield dg.AssetCheckResult(
+        check_name=RAW_QUALITY_SCORE,
+        passed=score >= threshold,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=f"quality score {score:.4f} {'>=' if score >= threshold else '<'} threshold {threshold}",
+        metadata={**_quality_metadata(dims), "threshold": threshold},
+    )
+    yield dg.AssetCheckResult(
+        check_name=RAW_NO_QUARANTINE,
+        passed=not load.quarantined,
+        severity=dg.AssetCheckSeverity.WARN,
+        description="; ".join(f"{q.file}: {q.reason}" for q in load.quarantined) or "no file quarantined",
+        metadata={
+            "files_quarantined": len(load.quarantined),
+            "files": dg.MetadataValue.json([q.__dict__ for q in load.quarantined]),
         },
     )
 
@@ -104,14 +157,19 @@ def clean_events(raw: pd.DataFrame, day: dt.date, now: dt.datetime) -> tuple[pd.
 
 
 @dg.asset(partitions_def=daily_partitions, group_name="ingest", kinds={"pandas", "parquet"})
-def cleaned_events(context: dg.AssetExecutionContext, raw_events: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+def cleaned_events(
+    context: dg.AssetExecutionContext, raw_events: pd.DataFrame, data_quality: DataQuality
+) -> dg.Output[pd.DataFrame]:
     """Deduplicated, valid, type-normalised events of the day, sorted by user and time."""
     day = dt.date.fromisoformat(context.partition_key)
-    cleaned, dropped = clean_events(raw_events, day, now=dt.datetime.now(dt.UTC))
+    now = dt.datetime.now(dt.UTC)
+    cleaned, dropped = clean_events(raw_events, day, now)
     breakdown = pd.DataFrame({"reason": list(dropped), "rows": list(dropped.values())})
     return dg.Output(
         cleaned,
         metadata={
+            **_quality_metadata(quality_dimensions(cleaned, day, now, data_quality.allowed_lateness)),
+            "profile": dg.MetadataValue.json(distribution_profile(cleaned)),
             "rows_in": len(raw_events),
             "rows_kept": len(cleaned),
             "rows_dropped": len(raw_events) - len(cleaned),
@@ -121,5 +179,89 @@ def cleaned_events(context: dg.AssetExecutionContext, raw_events: pd.DataFrame) 
             "users": int(cleaned["user_id"].nunique()),
             "items": int(cleaned["item_id"].nunique()),
             "preview": _markdown(cleaned),
+        },
+    )
+
+
+def raw_events_rules() -> list:
+    """Raw data may hold defects (cleaning removes them): those are soft rules that report
+    how many; the hard rules are the structure that loading guarantees."""
+    return [
+        hard("ExpectTableRowCountToBeBetween", min_value=1),
+        hard("ExpectTableColumnsToMatchSet", column_set=[*CANONICAL_COLUMNS, "source_file"], exact_match=True),
+        hard("ExpectColumnValuesToNotBeNull", column="event_id"),
+        soft("ExpectColumnValuesToNotBeNull", column="user_id"),
+        soft("ExpectColumnValuesToNotBeNull", column="item_id"),
+        soft("ExpectColumnValuesToNotBeNull", column="ts"),
+        soft("ExpectColumnValuesToBeInSet", column="event_type", value_set=list(EVENT_TYPES)),
+        soft("ExpectColumnValuesToBeBetween", column="watch_ms", min_value=0),
+        soft("ExpectColumnValuesToBeUnique", column="event_id"),
+    ]
+
+
+def cleaned_events_rules(day: dt.date) -> list:
+    """What every model input may rely on: hard rules block training on a violation."""
+    start, end = day_bounds(day)
+    return [
+        hard("ExpectTableRowCountToBeBetween", min_value=1),
+        *(hard("ExpectColumnValuesToNotBeNull", column=c) for c in ("event_id", "user_id", "item_id", "ts")),
+        hard("ExpectColumnValuesToBeUnique", column="event_id"),
+        hard("ExpectColumnValuesToBeInSet", column="event_type", value_set=list(EVENT_TYPES)),
+        hard("ExpectColumnValuesToBeBetween", column="watch_ms", min_value=0),
+        hard("ExpectColumnValuesToBeBetween", column="item_duration_ms", min_value=1),
+        hard("ExpectColumnValuesToBeBetween", column="ts", min_value=start, max_value=end, strict_max=True),
+        # Six hours of one short video is a logging bug more often than a viewer.
+        soft("ExpectColumnValuesToBeBetween", column="watch_ms", max_value=6 * 3_600_000, mostly=0.999),
+        soft("ExpectColumnValuesToNotBeNull", column="watch_ms", mostly=0.99),
+    ]
+
+
+@dg.asset_check(asset=raw_events, name=RAW_SUITE, blocking=True, partitions_def=daily_partitions)
+def raw_events_suite(raw_events: pd.DataFrame, data_quality: DataQuality) -> dg.AssetCheckResult:
+    """Great Expectations suite on the raw table: structure (hard), defect counts (soft)."""
+    return suite_check_result(data_quality.validate(raw_events, raw_events_rules(), RAW_SUITE), RAW_SUITE)
+
+
+@dg.asset_check(asset=cleaned_events, name=CLEANED_SUITE, blocking=True, partitions_def=daily_partitions)
+def cleaned_events_suite(
+    context: dg.AssetCheckExecutionContext, cleaned_events: pd.DataFrame, data_quality: DataQuality
+) -> dg.AssetCheckResult:
+    """Great Expectations suite on the cleaned table; a hard failure stops everything downstream."""
+    rules = cleaned_events_rules(dt.date.fromisoformat(context.partition_key))
+    return suite_check_result(data_quality.validate(cleaned_events, rules, CLEANED_SUITE), CLEANED_SUITE)
+
+
+def _profile_of(instance: dg.DagsterInstance, partition: str) -> dict | None:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("cleaned_events"), asset_partitions=[partition]), limit=1
+    ).records
+    if not records:
+        return None
+    profile = records[0].asset_materialization.metadata.get("profile")
+    return profile.value if profile is not None else None
+
+
+@dg.asset_check(asset=cleaned_events, name=CLEANED_DRIFT, partitions_def=daily_partitions)
+def cleaned_events_drift(context: dg.AssetCheckExecutionContext, data_quality: DataQuality) -> dg.AssetCheckResult:
+    """Population stability index of event-type mix, watch ratio and events per user vs the previous day."""
+    day = dt.date.fromisoformat(context.partition_key)
+    previous_day = (day - dt.timedelta(days=1)).isoformat()
+    current, previous = _profile_of(context.instance, day.isoformat()), _profile_of(context.instance, previous_day)
+    if current is None or previous is None:
+        return dg.AssetCheckResult(
+            passed=True,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"no profile for {previous_day if current else day}; nothing to compare",
+        )
+    psi = {column: round(population_stability_index(previous[column], current[column]), 4) for column in current}
+    drifted = {column: value for column, value in psi.items() if value > data_quality.drift_psi_threshold}
+    return dg.AssetCheckResult(
+        passed=not drifted,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(f"drift vs {previous_day} in {', '.join(drifted)}" if drifted else f"stable vs {previous_day}"),
+        metadata={
+            **{f"psi_{column}": value for column, value in psi.items()},
+            "threshold": data_quality.drift_psi_threshold,
+            "compared_with": previous_day,
         },
     )

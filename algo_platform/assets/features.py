@@ -5,6 +5,8 @@ import numpy as np
 import pandas as pd
 
 from algo_platform.assets.partitions import daily_partitions
+from algo_platform.quality import hard, soft
+from algo_platform.resources.data_quality import DataQuality, suite_check_result
 from algo_platform.schema import EVENT_TYPES
 
 # A view counts as "completed" when at least 90% of the video was watched.
@@ -103,3 +105,39 @@ def item_features(cleaned_events: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     """Per-item reach and engagement of the day: users, watch ratio, like/share/skip rates, rank."""
     table = build_item_features(cleaned_events)
     return dg.Output(table, metadata=_feature_metadata(table, "events"))
+
+
+USER_FEATURES_SUITE = "user_features_suite"
+ITEM_FEATURES_SUITE = "item_features_suite"
+RATE_COLUMNS = ("completion_rate", "like_rate", "share_rate", "comment_rate", "skip_rate")
+
+
+def _feature_rules(key: str) -> list:
+    return [
+        hard("ExpectTableRowCountToBeBetween", min_value=1),
+        hard("ExpectColumnValuesToNotBeNull", column=key),
+        hard("ExpectColumnValuesToBeUnique", column=key),
+        hard("ExpectColumnValuesToBeBetween", column="events", min_value=1),
+        *(hard("ExpectColumnValuesToBeBetween", column=rate, min_value=0, max_value=1) for rate in RATE_COLUMNS),
+        hard("ExpectColumnValuesToBeBetween", column="mean_watch_ratio", min_value=0, max_value=5),
+        # More skips than views on an average account is a product problem worth a look.
+        soft("ExpectColumnMeanToBeBetween", column="skip_rate", max_value=0.5),
+    ]
+
+
+@dg.asset_check(asset=user_features, name=USER_FEATURES_SUITE, blocking=True, partitions_def=daily_partitions)
+def user_features_suite(user_features: pd.DataFrame, data_quality: DataQuality) -> dg.AssetCheckResult:
+    """One row per user, counts positive, rates within [0, 1]."""
+    rules = _feature_rules("user_id")
+    return suite_check_result(data_quality.validate(user_features, rules, USER_FEATURES_SUITE), USER_FEATURES_SUITE)
+
+
+@dg.asset_check(asset=item_features, name=ITEM_FEATURES_SUITE, blocking=True, partitions_def=daily_partitions)
+def item_features_suite(item_features: pd.DataFrame, data_quality: DataQuality) -> dg.AssetCheckResult:
+    """One row per item, counts positive, rates within [0, 1], ranks from 1."""
+    rules = [
+        *_feature_rules("item_id"),
+        hard("ExpectColumnValuesToBeBetween", column="unique_users", min_value=1),
+        hard("ExpectColumnValuesToBeBetween", column="popularity_rank", min_value=1),
+    ]
+    return suite_check_result(data_quality.validate(item_features, rules, ITEM_FEATURES_SUITE), ITEM_FEATURES_SUITE)

@@ -1,5 +1,7 @@
 """Partitioning shared by every per-day asset."""
 
+import warnings
+
 import dagster as dg
 
 from algo_platform.settings import load_settings
@@ -9,3 +11,9 @@ _settings = load_settings()
 # One partition per UTC day; the newest partition is yesterday, the latest complete day.
 daily_partitions = dg.DailyPartitionsDefinition(start_date=_settings.partitions_start, timezone="UTC")
 TRAINING_WINDOW_DAYS = _settings.training_window_days
+
+# Checks on daily assets must validate the run's partition, which needs `partitions_def` on the
+# check: a preview feature in Dagster 1.13 (without it the check loads the first partition).
+warnings.filterwarnings(
+    "ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=dg.PreviewWarning
+)

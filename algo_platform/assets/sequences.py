@@ -9,6 +9,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from algo_platform.assets.partitions import TRAINING_WINDOW_DAYS, daily_partitions
+from algo_platform.quality import hard, soft
+from algo_platform.resources.data_quality import DataQuality, suite_check_result
 
 # Skips say "not this", so they are not part of the sequence a user chose to watch.
 SEQUENCE_EVENT_TYPES = ("play", "like", "share", "comment", "follow")
@@ -119,4 +121,40 @@ def build_training_sequences_asset(context: dg.AssetExecutionContext, cleaned_ev
             "items": len(vocabulary),
             "preview": dg.MetadataValue.md(vocabulary.head(10).to_markdown(index=False)),
         },
+    )
+
+
+TRAINING_SEQUENCES_SUITE = "training_sequences_suite"
+ITEM_VOCABULARY_SUITE = "item_vocabulary_suite"
+
+
+@dg.asset_check(
+    asset="training_sequences", name=TRAINING_SEQUENCES_SUITE, blocking=True, partitions_def=daily_partitions
+)
+def training_sequences_suite(training_sequences: pd.DataFrame, data_quality: DataQuality) -> dg.AssetCheckResult:
+    """Something to train on and something to evaluate on, one row per user."""
+    rules = [
+        hard("ExpectColumnValuesToNotBeNull", column="user_id"),
+        hard("ExpectColumnValuesToBeUnique", column="user_id"),
+        # At least one user with a transition to learn from, and held-out items to score.
+        hard("ExpectColumnMaxToBeBetween", column="history_length", min_value=2),
+        hard("ExpectColumnSumToBeBetween", column="holdout_length", min_value=1),
+        # Very short histories make a weak sequence model: worth a warning, not a stop.
+        soft("ExpectColumnMeanToBeBetween", column="history_length", min_value=3),
+    ]
+    frame = training_sequences.drop(columns=["history", "holdout"])  # lists are not validated by GX
+    return suite_check_result(data_quality.validate(frame, rules, TRAINING_SEQUENCES_SUITE), TRAINING_SEQUENCES_SUITE)
+
+
+@dg.asset_check(asset="item_vocabulary", name=ITEM_VOCABULARY_SUITE, blocking=True, partitions_def=daily_partitions)
+def item_vocabulary_suite(item_vocabulary: pd.DataFrame, data_quality: DataQuality) -> dg.AssetCheckResult:
+    """Indices 1..N, each item once: the model's embedding table depends on it."""
+    rules = [
+        hard("ExpectTableRowCountToBeBetween", min_value=2),
+        hard("ExpectColumnValuesToBeUnique", column="item_index"),
+        hard("ExpectColumnValuesToBeUnique", column="item_id"),
+        hard("ExpectColumnValuesToBeBetween", column="item_index", min_value=1, max_value=len(item_vocabulary)),
+    ]
+    return suite_check_result(
+        data_quality.validate(item_vocabulary, rules, ITEM_VOCABULARY_SUITE), ITEM_VOCABULARY_SUITE
     )

@@ -1,5 +1,6 @@
 """Resources chosen by environment: the only place where local and kubernetes differ."""
 
+from algo_platform.resources.data_quality import DataQuality
 from algo_platform.resources.io_managers import JsonIOManagerFactory, ParquetIOManagerFactory
 from algo_platform.resources.launcher import SubprocessTrainingLauncher, TrainingLauncher
 from algo_platform.resources.storage import PlatformStorage
@@ -20,5 +21,6 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "io_manager": ParquetIOManagerFactory(base_path=settings.storage_path("assets")),
         "json_io_manager": JsonIOManagerFactory(base_path=settings.storage_path("assets")),
         "storage": PlatformStorage(root=settings.storage_root),
+        "data_quality": DataQuality(),
         "training_launcher": build_training_launcher(settings),
     }

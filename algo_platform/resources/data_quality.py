@@ -1,0 +1,140 @@
+"""The data-quality resource: runs expectation suites with Great Expectations 1.x.
+
+GX is imported on first use, never when the code location loads (it takes seconds).
+Suites are lists of `Rule`s kept beside the assets they guard; this resource turns them into
+GX expectations, validates a DataFrame, and returns one outcome per rule.
+"""
+
+import datetime as dt
+import functools
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from algo_platform.quality import Rule
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    rule: Rule
+    passed: bool
+    observed: Any
+    unexpected_count: int | None
+    unexpected_percent: float | None
+    examples: list[Any]
+    error: str | None = None
+
+
+@functools.cache
+def _batch_definition():
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no network calls from GX
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    source = context.data_sources.add_pandas("algo_platform")
+    return gx, source.add_dataframe_asset("frame").add_batch_definition_whole_dataframe("whole_frame")
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly version of a GX observed value or example."""
+    if isinstance(value, (pd.Timestamp, dt.datetime, dt.date)):
+        return value.isoformat()
+    if hasattr(value, "item"):
+        return value.item()
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return value
+
+
+class DataQuality(dg.ConfigurableResource):
+    """Great Expectations validation and the thresholds of the quality gates."""
+
+    quality_threshold: float = 0.9  # raw_events fails (blocking) below this quality score
+    allowed_lateness_minutes: int = 60  # events this long before the day still count as timely
+    drift_psi_threshold: float = 0.2  # population stability index above which drift is reported
+    examples_per_expectation: int = 5
+
+    @property
+    def allowed_lateness(self) -> dt.timedelta:
+        return dt.timedelta(minutes=self.allowed_lateness_minutes)
+
+    def validate(self, frame: pd.DataFrame, rules: list[Rule], suite_name: str) -> list[RuleOutcome]:
+        gx, batch_definition = _batch_definition()
+        suite = gx.ExpectationSuite(
+            name=suite_name,
+            expectations=[getattr(gx.expectations, rule.expectation)(**rule.kwargs) for rule in rules],
+        )
+        batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
+        result = batch.validate(
+            suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": self.examples_per_expectation}
+        )
+        # GX returns results in its own order; match them back to rules by their configuration.
+        by_config = {(r.expectation_config.type, _kwargs_key(r.expectation_config.kwargs)): r for r in result.results}
+        outcomes = []
+        for rule, expectation in zip(rules, suite.expectations, strict=True):
+            config = expectation.configuration
+            found = by_config[(config.type, _kwargs_key(config.kwargs))]
+            details = found.result or {}
+            error = (found.exception_info or {}).get("exception_message") if found.exception_info else None
+            outcomes.append(
+                RuleOutcome(
+                    rule=rule,
+                    passed=bool(found.success),
+                    observed=_plain(details.get("observed_value")),
+                    unexpected_count=details.get("unexpected_count"),
+                    unexpected_percent=details.get("unexpected_percent"),
+                    examples=[_plain(v) for v in details.get("partial_unexpected_list") or []],
+                    error=error,
+                )
+            )
+        return outcomes
+
+
+def _kwargs_key(kwargs: Any) -> str:
+    items = dict(kwargs)
+    items.pop("batch_id", None)
+    return repr(sorted((k, repr(v)) for k, v in items.items()))
+
+
+def suite_check_result(outcomes: list[RuleOutcome], suite_name: str) -> dg.AssetCheckResult:
+    """One check result for a suite: ERROR if a hard rule failed (blocks downstream), WARN if
+    only soft rules failed, with a per-expectation breakdown in the metadata."""
+    failed_hard = [o for o in outcomes if not o.passed and o.rule.hard]
+    failed_soft = [o for o in outcomes if not o.passed and not o.rule.hard]
+    table = pd.DataFrame(
+        [
+            {
+                "expectation": o.rule.describe(),
+                "kind": "hard" if o.rule.hard else "soft",
+                "passed": o.passed,
+                "observed": o.observed,
+                "unexpected": o.unexpected_count,
+                "unexpected_%": None if o.unexpected_percent is None else round(o.unexpected_percent, 4),
+                "examples": ", ".join(map(str, o.examples)) or o.error or "",
+            }
+            for o in outcomes
+        ]
+    )
+    return dg.AssetCheckResult(
+        passed=not failed_hard and not failed_soft,
+        severity=dg.AssetCheckSeverity.ERROR if failed_hard else dg.AssetCheckSeverity.WARN,
+        description=(
+            f"{suite_name}: {len(outcomes) - len(failed_hard) - len(failed_soft)}/{len(outcomes)} expectations met"
+            + (f"; hard failures: {', '.join(o.rule.describe() for o in failed_hard)}" if failed_hard else "")
+            + (f"; soft failures: {', '.join(o.rule.describe() for o in failed_soft)}" if failed_soft else "")
+        ),
+        metadata={
+            "expectations": len(outcomes),
+            "failed_hard_rules": len(failed_hard),
+            "failed_soft_rules": len(failed_soft),
+            "results": dg.MetadataValue.md(table.to_markdown(index=False)),
+            "unexpected_counts": dg.MetadataValue.json(
+                {o.rule.describe(): o.unexpected_count for o in outcomes if o.unexpected_count is not None}
+            ),
+        },
+    )
