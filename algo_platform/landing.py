@@ -229,8 +229,20 @@ def to_canonical(name: str, table: pa.Table, mapping: Mapping[str, str], digest:
         elif pa.types.is_integer(field.type):
             columns.append(_cast_integer(name, field.name, column))
         else:
-            columns.append(column.cast(pa.string()))
+            columns.append(_cast_text(name, field.name, column))
     return pa.Table.from_arrays(columns, schema=CANONICAL_SCHEMA)
+
+
+def _cast_text(name: str, column_name: str, column: pa.ChunkedArray) -> pa.ChunkedArray:
+    try:
+        return column.cast(pa.string())
+    except pa.ArrowInvalid:
+        # CSV readers keep undecodable text as raw bytes; it only fails here, column by column.
+        raise BadEventFile(
+            name,
+            "undecodable_bytes",
+            f"column {column_name!r} holds bytes that are not UTF-8; re-export the file as UTF-8",
+        ) from None
 
 
 def read_event_bytes(name: str, data: bytes, mapping: Mapping[str, str] | None = None) -> pa.Table:

@@ -1,0 +1,108 @@
+import datetime as dt
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from algo_platform.assets.events import cleaned_events_rules, raw_events_rules
+from algo_platform.datagen import generate
+from algo_platform.definitions import build_definitions
+from algo_platform.quality import population_stability_index, quality_dimensions
+from algo_platform.resources.data_quality import DataQuality, suite_check_result
+from tests.conftest import END_DAY, make_events
+
+NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
+NOON = pd.Timestamp(END_DAY, tz="UTC") + pd.Timedelta(hours=12)
+
+
+def test_quality_score_on_a_hand_made_frame_with_known_defects():
+    events = make_events(
+        [
+            {},  # 6 clean rows
+            {},
+            {},
+            {},
+            {},
+            {},
+            {"user_id": pd.NA},  # completeness: 1 of 30 required fields missing
+            {"watch_ms": -1},  # accuracy
+            {"event_type": "clickk"},  # relevance
+            {"ts": NOON + pd.Timedelta(days=400)},  # timeliness: future
+        ]
+    )
+    dims = quality_dimensions(events, END_DAY, NOW, allowed_lateness=dt.timedelta(hours=1))
+    assert dims["completeness"] == pytest.approx(29 / 30)
+    assert dims["accuracy"] == pytest.approx(9 / 10)
+    assert dims["relevance"] == pytest.approx(9 / 10)
+    assert dims["timeliness"] == pytest.approx(9 / 10)
+    assert dims["quality_score"] == pytest.approx(29 / 30 * 0.9 * 0.9 * 0.9)
+
+
+def test_late_arrivals_within_the_allowed_lateness_are_timely():
+    events = make_events([{"ts": pd.Timestamp(END_DAY, tz="UTC") - pd.Timedelta(minutes=30)}, {}])
+    assert quality_dimensions(events, END_DAY, NOW, dt.timedelta(hours=1))["timeliness"] == 1.0
+    assert quality_dimensions(events, END_DAY, NOW, dt.timedelta(minutes=10))["timeliness"] == 0.5
+
+
+def test_cleaned_suite_reports_each_broken_rule_as_a_blocking_error_with_examples():
+    broken = make_events([{"event_id": "dup"}, {"event_id": "dup", "watch_ms": -7, "event_type": "clickk"}])
+    broken = broken.astype({"user_id": "int64", "item_id": "int64"})
+    outcomes = DataQuality().validate(broken, cleaned_events_rules(END_DAY), "cleaned")
+    failed = {o.rule.describe(): o for o in outcomes if not o.passed}
+    assert set(failed) == {
+        "ExpectColumnValuesToBeUnique(event_id)",
+        "ExpectColumnValuesToBeInSet(event_type)",
+        "ExpectColumnValuesToBeBetween(watch_ms)",
+    }
+    assert failed["ExpectColumnValuesToBeBetween(watch_ms)"].examples == [-7]
+    assert failed["ExpectColumnValuesToBeInSet(event_type)"].unexpected_count == 1
+    result = suite_check_result(outcomes, "cleaned")
+    assert not result.passed and result.severity == dg.AssetCheckSeverity.ERROR
+    assert result.metadata["failed_hard_rules"].value == 3
+
+
+def test_raw_suite_defects_are_soft_warnings_not_errors():
+    raw = make_events([{}, {"user_id": pd.NA}, {"event_type": "clickk"}])
+    result = suite_check_result(DataQuality().validate(raw, raw_events_rules(), "raw"), "raw")
+    assert not result.passed and result.severity == dg.AssetCheckSeverity.WARN
+    assert result.metadata["failed_soft_rules"].value == 2 and result.metadata["failed_hard_rules"].value == 0
+
+
+def test_population_stability_index():
+    day = {"play": 0.7, "like": 0.2, "skip": 0.1}
+    assert population_stability_index(day, day) == 0.0
+    assert population_stability_index(day, {"play": 0.68, "like": 0.21, "skip": 0.11}) < 0.01
+    assert population_stability_index(day, {"play": 0.3, "like": 0.2, "skip": 0.5}) > 0.2
+
+
+def test_a_failing_blocking_check_stops_training_in_the_same_run(settings):
+    """Six clean days are ingested; the seventh is mostly defects. One run that includes raw
+    events through the model must stop at the quality gate: no cleaned events, no sequences,
+    no model for that day."""
+    storage = settings.storage_root
+    generate(storage, days=6, events_per_day=600, seed=3, end_date=END_DAY - dt.timedelta(days=1))
+    generate(storage, days=1, events_per_day=600, seed=3, defect_rate=0.6, end_date=END_DAY)
+    defs = build_definitions(settings)
+    day = END_DAY.isoformat()
+    through_model = dg.define_asset_job(
+        "through_model",
+        selection=dg.AssetSelection.assets("raw_events").downstream()
+        - dg.AssetSelection.assets("evaluation_report", "user_features", "item_features"),
+        partitions_def=defs.resolve_job_def("ingest_job").partitions_def,
+    )
+    defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[through_model]))
+    with dg.instance_for_test() as instance:
+        for offset in range(6, 0, -1):
+            previous = (END_DAY - dt.timedelta(days=offset)).isoformat()
+            assert (
+                defs.resolve_job_def("ingest_job").execute_in_process(partition_key=previous, instance=instance).success
+            )
+        result = defs.resolve_job_def("through_model").execute_in_process(
+            partition_key=day, instance=instance, raise_on_error=False
+        )
+        gate = next(e for e in result.get_asset_check_evaluations() if e.check_name == "quality_score_above_threshold")
+        assert not gate.passed and gate.metadata["quality_score"].value < 0.9
+        materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+        assert materialized <= {"raw_events"}
+        for asset in ("cleaned_events", "training_sequences", "item_vocabulary", "sequence_model"):
+            assert day not in instance.get_materialized_partitions(dg.AssetKey(asset)), asset
