@@ -13,6 +13,10 @@ from algo_platform.definitions import build_definitions
 from algo_platform.settings import Settings
 
 
+# The demo prints its own summary; Dagster's per-event debug log would bury it.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
 def _materialization_metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
     for event in result.get_asset_materialization_events():
         if event.asset_key == dg.AssetKey(asset):
@@ -38,7 +42,7 @@ def run_demo(
     ingest = defs.resolve_job_def("ingest_job")
     rows = []
     for day in written:
-        result = ingest.execute_in_process(partition_key=day.day, instance=instance)
+        result = ingest.execute_in_process(partition_key=day.day, instance=instance, run_config=QUIET)
         cleaned = _materialization_metadata(result, "cleaned_events")
         rows.append(
             {
@@ -50,7 +54,7 @@ def run_demo(
         )
         echo(f"ingested {day.day}: kept {cleaned['rows_kept']:,} of {cleaned['rows_in']:,} rows")
 
-    run_config = {"ops": {"sequence_model": {"config": {"epochs": epochs}}}} if epochs else None
+    run_config = {**QUIET, "ops": {"sequence_model": {"config": {"epochs": epochs}}}} if epochs else QUIET
     retrain = defs.resolve_job_def("retrain_job")
     result = retrain.execute_in_process(partition_key=written[-1].day, instance=instance, run_config=run_config)
     model = _materialization_metadata(result, "sequence_model")
