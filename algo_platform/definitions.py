@@ -6,6 +6,7 @@ import dagster as dg
 
 from algo_platform.assets import ALL_ASSETS, ALL_CHECKS
 from algo_platform.jobs import ALL_JOBS
+from algo_platform.jobs.automation import landing_zone_sensor, nightly_retraining
 from algo_platform.resources import build_resources
 from algo_platform.settings import Settings, load_settings
 
@@ -13,7 +14,12 @@ from algo_platform.settings import Settings, load_settings
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or load_settings()
     return dg.Definitions(
-        assets=ALL_ASSETS, asset_checks=ALL_CHECKS, jobs=ALL_JOBS, resources=build_resources(settings)
+        assets=ALL_ASSETS,
+        asset_checks=ALL_CHECKS,
+        jobs=ALL_JOBS,
+        schedules=[nightly_retraining],
+        sensors=[landing_zone_sensor],
+        resources=build_resources(settings),
     )
 
 

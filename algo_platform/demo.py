@@ -12,7 +12,6 @@ from algo_platform.datagen import generate
 from algo_platform.definitions import build_definitions
 from algo_platform.settings import Settings
 
-
 # The demo prints its own summary; Dagster's per-event debug log would bury it.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 

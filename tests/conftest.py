@@ -6,6 +6,8 @@ import pytest
 
 from algo_platform.settings import Settings
 
+pytest_plugins = ["tests.postgres"]
+
 # A fixed, complete day in the past, so results don't depend on when the suite runs.
 END_DAY = dt.date(2026, 11, 20)
 

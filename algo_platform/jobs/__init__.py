@@ -13,6 +13,8 @@ ingest_job = dg.define_asset_job(
 
 retrain_job = dg.define_asset_job(
     "retrain_job",
+    # The run queue allows one run with this tag at a time (dagster_home/dagster.yaml).
+    tags={"algo-platform/gpu": "true"},
     selection=dg.AssetSelection.assets("training_sequences", "item_vocabulary", "sequence_model", "evaluation_report"),
     partitions_def=daily_partitions,
     description="Sequences over the rolling window ending at the day -> trained model -> evaluation.",

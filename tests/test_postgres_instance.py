@@ -1,0 +1,103 @@
+"""The production instance (deploy/dagster.yaml) on a real PostgreSQL server."""
+
+import json
+import os
+import subprocess
+import sys
+
+import dagster as dg
+import pytest
+
+from algo_platform.datagen import generate
+from algo_platform.definitions import build_definitions
+from tests.conftest import END_DAY
+from tests.postgres import REPO
+
+
+def dagster_cli(*args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "dagster", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_deploy_config_reads_credentials_from_the_environment_only():
+    text = (REPO / "deploy" / "dagster.yaml").read_text()
+    assert "password:\n        env: DAGSTER_PG_PASSWORD" in text
+    assert "postgres_url" not in text and "@" not in text
+
+
+def test_a_runs_events_survive_a_new_instance_object(postgres_home, settings):
+    generate(settings.storage_root, 1, 300, seed=1, end_date=END_DAY)
+    with dg.DagsterInstance.from_config(str(postgres_home)) as writer:
+        assert type(writer.run_storage).__name__ == "PostgresRunStorage"
+        result = (
+            build_definitions(settings)
+            .resolve_job_def("ingest_job")
+            .execute_in_process(partition_key=END_DAY.isoformat(), instance=writer)
+        )
+    with dg.DagsterInstance.from_config(str(postgres_home)) as reader:
+        run = reader.get_run_by_id(result.run_id)
+        assert run.status == dg.DagsterRunStatus.SUCCESS
+        assert END_DAY.isoformat() in reader.get_materialized_partitions(dg.AssetKey("cleaned_events"))
+        checks = reader.event_log_storage.get_latest_asset_check_execution_by_key(
+            [dg.AssetCheckKey(dg.AssetKey("raw_events"), "quality_score_above_threshold")]
+        )
+        assert checks, "check evaluations are stored too"
+
+
+def test_schedule_and_sensor_state_and_cursor_survive(postgres_home, settings):
+    env = {**os.environ, "ALGO_PLATFORM_STORAGE": settings.storage_root}
+    for command in (["schedule", "start", "nightly_retraining"], ["sensor", "start", "landing_zone_sensor"]):
+        done = dagster_cli(*command, "-m", "algo_platform.definitions", env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+    cursor = json.dumps({"2026-11-20": {"dir_ns": 1, "latest_ns": 2, "at_latest": ["a.csv"]}})
+    done = dagster_cli(
+        "sensor", "cursor", "landing_zone_sensor", "--set", cursor, "-m", "algo_platform.definitions", env=env
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    with dg.DagsterInstance.from_config(str(postgres_home)) as fresh:
+        states = {state.instigator_name: state for state in fresh.all_instigator_state()}
+        assert states["nightly_retraining"].status.value == "RUNNING"
+        assert states["landing_zone_sensor"].status.value == "RUNNING"
+        assert json.loads(states["landing_zone_sensor"].instigator_data.cursor) == json.loads(cursor)
+
+
+def test_two_runs_writing_at_once(postgres_home, settings):
+    generate(settings.storage_root, 2, 300, seed=2, end_date=END_DAY)
+    env = {**os.environ, "ALGO_PLATFORM_STORAGE": settings.storage_root}
+    days = ["2026-11-19", "2026-11-20"]
+    runs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "dagster",
+                "job",
+                "execute",
+                "-m",
+                "algo_platform.definitions",
+                "-j",
+                "ingest_job",
+                "--tags",
+                json.dumps({"dagster/partition": day}),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for day in days
+    ]
+    outputs = [run.communicate(timeout=300)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    with dg.DagsterInstance.from_config(str(postgres_home)) as instance:
+        assert set(days) <= instance.get_materialized_partitions(dg.AssetKey("user_features"))
+        finished = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS]))
+        assert sorted(run.tags["dagster/partition"] for run in finished) == days
+
+
+@pytest.mark.skipif(os.environ.get("REQUIRE_POSTGRES") != "1", reason="only meaningful where CI requires PostgreSQL")
+def test_ci_really_has_postgres(postgres_home):
+    assert postgres_home.exists()
