@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 import pyarrow as pa
 
-from algo_platform.assets.partitions import daily_partitions
+from algo_platform.assets.partitions import daily_partitions, one_day_per_run
 from algo_platform.landing import landing_dir, load_landing_day
 from algo_platform.quality import (
     FUTURE_TOLERANCE,
@@ -54,6 +54,7 @@ def _quality_metadata(dims: dict[str, float]) -> dict[str, float]:
 
 @dg.asset(
     partitions_def=daily_partitions,
+    backfill_policy=one_day_per_run,
     group_name="ingest",
     kinds={"pandas", "parquet"},
     check_specs=[
@@ -156,7 +157,9 @@ def clean_events(raw: pd.DataFrame, day: dt.date, now: dt.datetime) -> tuple[pd.
     return cleaned.drop(columns=["source_file"], errors="ignore").reset_index(drop=True), counts
 
 
-@dg.asset(partitions_def=daily_partitions, group_name="ingest", kinds={"pandas", "parquet"})
+@dg.asset(
+    partitions_def=daily_partitions, backfill_policy=one_day_per_run, group_name="ingest", kinds={"pandas", "parquet"}
+)
 def cleaned_events(
     context: dg.AssetExecutionContext, raw_events: pd.DataFrame, data_quality: DataQuality
 ) -> dg.Output[pd.DataFrame]:

@@ -4,7 +4,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from algo_platform.assets.partitions import daily_partitions
+from algo_platform.assets.partitions import daily_partitions, one_day_per_run
 from algo_platform.quality import hard, soft
 from algo_platform.resources.data_quality import DataQuality, suite_check_result
 from algo_platform.schema import EVENT_TYPES
@@ -93,14 +93,18 @@ def _feature_metadata(table: pd.DataFrame, sort_by: str) -> dict[str, dg.Metadat
     }
 
 
-@dg.asset(partitions_def=daily_partitions, group_name="features", kinds={"pandas", "parquet"})
+@dg.asset(
+    partitions_def=daily_partitions, backfill_policy=one_day_per_run, group_name="features", kinds={"pandas", "parquet"}
+)
 def user_features(cleaned_events: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     """Per-user activity of the day: events by type, watch ratio, engagement rates, top topics."""
     table = build_user_features(cleaned_events)
     return dg.Output(table, metadata=_feature_metadata(table, "events"))
 
 
-@dg.asset(partitions_def=daily_partitions, group_name="features", kinds={"pandas", "parquet"})
+@dg.asset(
+    partitions_def=daily_partitions, backfill_policy=one_day_per_run, group_name="features", kinds={"pandas", "parquet"}
+)
 def item_features(cleaned_events: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     """Per-item reach and engagement of the day: users, watch ratio, like/share/skip rates, rank."""
     table = build_item_features(cleaned_events)
