@@ -88,6 +88,46 @@ def demo(days: int, events_per_day: int, seed: int, defect_rate: float, epochs: 
     run_demo(settings, days, events_per_day, seed, defect_rate, epochs, echo=click.echo)
 
 
+@main.group()
+def k8s() -> None:
+    """Kubernetes helpers."""
+
+
+@k8s.command("render-training-pod")
+@click.option("--gpus", default=1, show_default=True, type=click.IntRange(min=0))
+@click.option("--image", default=None, help="Trainer image (default: ALGO_PLATFORM_TRAINER_IMAGE).")
+@click.option("--namespace", default=None, help="Namespace (default: ALGO_PLATFORM_K8S_NAMESPACE).")
+@click.option("--partition", default=None, help="Day to train for (default: yesterday, UTC).")
+@click.option("--epochs", default=None, type=int)
+def render_training_pod(
+    gpus: int, image: str | None, namespace: str | None, partition: str | None, epochs: int | None
+) -> None:
+    """Print the trainer pod manifest that the kubernetes launcher submits, as YAML."""
+    import yaml
+
+    from algo_platform.datagen import default_end_date
+    from algo_platform.resources.k8s_launcher import K8sTrainingLauncher
+    from algo_platform.training.config import TrainConfig
+
+    settings = load_settings()
+    day = partition or default_end_date().isoformat()
+    launcher = K8sTrainingLauncher(
+        image=image or settings.trainer_image,
+        namespace=namespace or settings.k8s_namespace,
+        gpus=gpus,
+        storage_root=settings.storage_root,
+    )
+    defaults = TrainConfig()
+    args = [
+        "--sequences", settings.storage_path("assets", "training_sequences", f"{day}.parquet"),
+        "--vocabulary", settings.storage_path("assets", "item_vocabulary", f"{day}.parquet"),
+        "--output-dir", settings.storage_path("models", "sequence_model", day, "<run-id>"),
+        "--epochs", str(epochs or defaults.epochs),
+    ]  # fmt: skip
+    pod = launcher.render_pod(args, pod_name=f"algo-platform-trainer-preview-{day}")
+    click.echo(yaml.safe_dump(pod, sort_keys=False), nl=False)
+
+
 def _parse_date(value: str) -> dt.date:
     try:
         return dt.date.fromisoformat(value)

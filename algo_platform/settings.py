@@ -22,6 +22,8 @@ class Settings:
     storage_root: str
     partitions_start: str
     training_window_days: int
+    trainer_image: str = "algo-platform-trainer:latest"
+    k8s_namespace: str = "algo-platform"
 
     @property
     def is_local_storage(self) -> bool:
@@ -50,4 +52,6 @@ def load_settings() -> Settings:
         storage_root=storage,
         partitions_start=os.environ.get("ALGO_PLATFORM_PARTITIONS_START", "2024-01-01"),
         training_window_days=int(window),
+        trainer_image=os.environ.get("ALGO_PLATFORM_TRAINER_IMAGE", "algo-platform-trainer:latest"),
+        k8s_namespace=os.environ.get("ALGO_PLATFORM_K8S_NAMESPACE", "algo-platform"),
     )

@@ -2,6 +2,7 @@
 
 from algo_platform.resources.data_quality import DataQuality
 from algo_platform.resources.io_managers import JsonIOManagerFactory, ParquetIOManagerFactory
+from algo_platform.resources.k8s_launcher import K8sTrainingLauncher
 from algo_platform.resources.launcher import SubprocessTrainingLauncher, TrainingLauncher
 from algo_platform.resources.storage import PlatformStorage
 from algo_platform.settings import Settings
@@ -10,9 +11,8 @@ from algo_platform.settings import Settings
 def build_training_launcher(settings: Settings) -> TrainingLauncher:
     if settings.env == "local":
         return SubprocessTrainingLauncher()
-    raise NotImplementedError(
-        "ALGO_PLATFORM_ENV=kubernetes: the Kubernetes training launcher (PipesK8sClient) is not built yet "
-        "(issue 4); run with ALGO_PLATFORM_ENV=local"
+    return K8sTrainingLauncher(
+        image=settings.trainer_image, namespace=settings.k8s_namespace, storage_root=settings.storage_root
     )
 
 

@@ -1,0 +1,213 @@
+"""A Kubernetes API emulator for testing PipesK8sClient without a cluster.
+
+kmock's KubernetesEmulator serves the API over HTTP on 127.0.0.1 in its own thread and event
+loop (Dagster and the kubernetes client block). A small pod runner reacts to pod creation: it
+runs the pod's container command as a local process with the container's env, moves the pod
+through Pending -> Running -> Succeeded/Failed, and serves the process output as the pod log
+(follow, timestamps, tailLines), which is where PipesK8sClient reads Pipes messages from.
+"""
+
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import signal
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import kmock
+
+PODS = kmock.resource("v1/pods")
+
+
+def _container_status(name: str, image: str, state: dict, ready: bool = False) -> dict:
+    # The kubernetes client's models reject statuses without these fields.
+    return {
+        "name": name,
+        "image": image,
+        "imageID": f"docker://{image}",
+        "ready": ready,
+        "restartCount": 0,
+        "state": state,
+    }
+
+
+class PodRun:
+    """One pod's process and its log lines, each with a unique, increasing timestamp."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.finished = asyncio.Event()
+        self.changed = asyncio.Event()
+        self.process: asyncio.subprocess.Process | None = None
+        self._last = dt.datetime.now(dt.UTC)
+
+    def add(self, line: str) -> None:
+        # dagster-k8s merges lines that share a timestamp, which would corrupt Pipes JSON.
+        stamp = max(dt.datetime.now(dt.UTC), self._last + dt.timedelta(microseconds=1))
+        self._last = stamp
+        self.lines.append(f"{stamp.strftime('%Y-%m-%dT%H:%M:%S.%fZ')} {line}")
+        self.changed.set()
+
+
+class KubernetesApiEmulator:
+    def __init__(self, extra_path: str) -> None:
+        self.extra_path = extra_path  # prepended to PATH so `python` is the test's interpreter
+        self.runs: dict[tuple[str, str], PodRun] = {}
+        self.created: list[dict] = []
+        self.tasks: list[asyncio.Task] = []
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(self._serve(),), daemon=True)
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> "KubernetesApiEmulator":
+        self.thread.start()
+        if not self._ready.wait(30):
+            raise RuntimeError("Kubernetes emulator did not start")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for run in self.runs.values():
+            if run.process is not None and run.process.returncode is None:
+                self.loop.call_soon_threadsafe(os.killpg, run.process.pid, signal.SIGKILL)
+        self.loop.call_soon_threadsafe(self._stop.set)
+        self.thread.join(30)
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator) as server:
+            self.emulator, self.url = emulator, str(server.url).rstrip("/")
+            emulator.resources["v1/pods"] = {"kind": "Pod", "namespaced": True}
+            emulator[kmock.action.CREATE, PODS] << self._on_create
+            emulator[kmock.action.FETCH, PODS, kmock.subresource("log")] << self._serve_log
+            emulator[kmock.action.DELETE, PODS] << self._on_delete
+            self._ready.set()
+            await self._stop.wait()
+            for task in self.tasks:
+                task.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    def kubeconfig(self, path: Path) -> str:
+        path.write_text(
+            "apiVersion: v1\nkind: Config\ncurrent-context: emulator\n"
+            f"clusters: [{{name: emulator, cluster: {{server: '{self.url}'}}}}]\n"
+            "users: [{name: tester, user: {token: any}}]\n"
+            "contexts: [{name: emulator, context: {cluster: emulator, user: tester, namespace: default}}]\n"
+        )
+        return str(path)
+
+    # --- pod state ---------------------------------------------------------------------------
+    def _object(self, namespace: str, name: str):
+        return self.emulator.objects[PODS, namespace, name]
+
+    def _set_status(self, namespace: str, name: str, status: dict) -> None:
+        with contextlib.suppress(KeyError):
+            pod = self._object(namespace, name)
+            if not pod.deleted:  # a deleted pod stays gone (404), as on a real API server
+                pod.patch({"status": status})
+
+    async def _on_create(self, request: kmock.Request) -> dict:
+        pod = request.data
+        namespace = request.namespace or pod["metadata"].get("namespace", "default")
+        name = pod["metadata"]["name"]
+        container = pod["spec"]["containers"][0]
+        self.created.append(pod)
+        # A status at once: the client lists the pod right after creating it.
+        waiting = _container_status(container["name"], container["image"], {"waiting": {"reason": "ContainerCreating"}})
+        self._set_status(namespace, name, {"phase": "Pending", "containerStatuses": [waiting]})
+        run = self.runs[namespace, name] = PodRun()
+        self.tasks.append(asyncio.get_running_loop().create_task(self._run_pod(namespace, name, container, run)))
+        return self._object(namespace, name).raw
+
+    async def _run_pod(self, namespace: str, name: str, container: dict, run: PodRun) -> None:
+        env = {**os.environ, "PATH": f"{self.extra_path}:{os.environ['PATH']}"}
+        env.update({item["name"]: item.get("value", "") for item in container.get("env", [])})
+        run.process = await asyncio.create_subprocess_exec(
+            *container["command"],
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+        started = dt.datetime.now(dt.UTC).isoformat()
+        running = _container_status(container["name"], container["image"], {"running": {"startedAt": started}}, True)
+        self._set_status(namespace, name, {"phase": "Running", "containerStatuses": [running]})
+        async for raw in run.process.stdout:
+            run.add(raw.decode(errors="replace").rstrip("\n"))
+        code = await run.process.wait()
+        terminated = {
+            "terminated": {
+                "exitCode": code,
+                "reason": "Completed" if code == 0 else "Error",
+                "startedAt": started,
+                "finishedAt": dt.datetime.now(dt.UTC).isoformat(),
+            }
+        }
+        # Final status before the log stream closes: the client reads logs, then polls the phase.
+        self._set_status(
+            namespace,
+            name,
+            {
+                "phase": "Succeeded" if code == 0 else "Failed",
+                "containerStatuses": [_container_status(container["name"], container["image"], terminated)],
+            },
+        )
+        run.finished.set()
+        run.changed.set()
+
+    async def _on_delete(self, request: kmock.Request) -> dict:
+        # The emulator has already recorded the deletion; stop the pod's process, as a kubelet would.
+        run = self.runs.get((request.namespace, request.name))
+        if run is not None and run.process is not None and run.process.returncode is None:
+            os.killpg(run.process.pid, signal.SIGKILL)
+        return {
+            "apiVersion": "v1",
+            "kind": "Status",
+            "status": "Success",
+            "details": {"name": request.name, "kind": "pods"},
+        }
+
+    async def _serve_log(self, request: kmock.Request) -> AsyncIterator[bytes]:
+        run = self.runs[request.namespace, request.name]
+        params = request.params
+        follow = params.get("follow", "false").lower() == "true"
+        with_timestamps = params.get("timestamps", "false").lower() == "true"
+        tail = int(params["tailLines"]) if "tailLines" in params else None
+
+        def render(line: str) -> bytes:
+            return ((line if with_timestamps else line.split(" ", 1)[1]) + "\n").encode()
+
+        if not follow:
+            lines = run.lines[-tail:] if tail else run.lines
+            yield b"".join(render(line) for line in lines) or b""
+            return
+        sent = 0
+        while True:
+            while sent < len(run.lines):
+                yield render(run.lines[sent])
+                sent += 1
+            if run.finished.is_set():
+                return
+            run.changed.clear()
+            await run.changed.wait()
+
+    # --- for tests ---------------------------------------------------------------------------
+    def delete_pod_when_running(self, namespace: str, after_lines: int = 1) -> None:
+        """From outside, delete the first pod once it has written `after_lines` log lines."""
+
+        async def watch() -> None:
+            while True:
+                for (ns, name), run in list(self.runs.items()):
+                    if ns == namespace and len(run.lines) >= after_lines:
+                        if run.process is not None and run.process.returncode is None:
+                            os.killpg(run.process.pid, signal.SIGKILL)
+                        self._object(ns, name).delete()
+                        run.finished.set()
+                        run.changed.set()
+                        return
+                await asyncio.sleep(0.05)
+
+        asyncio.run_coroutine_threadsafe(watch(), self.loop)

@@ -1,0 +1,155 @@
+"""The kubernetes launcher: manifests against the official schema, and the real PipesK8sClient
+against a Kubernetes API emulator on 127.0.0.1 (see tests/k8s_emulator.py)."""
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+import dagster as dg
+import kubernetes_validate
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from algo_platform.assets.model import sequence_model
+from algo_platform.assets.partitions import daily_partitions
+from algo_platform.cli import main as cli
+from algo_platform.resources import build_resources
+from algo_platform.resources.k8s_launcher import K8sTrainingLauncher
+from tests.conftest import END_DAY
+from tests.k8s_emulator import KubernetesApiEmulator
+from tests.test_training import write_inputs
+
+DAY = END_DAY.isoformat()
+KUBERNETES_VERSION = "1.30"
+
+
+def test_rendered_manifests_validate_against_the_kubernetes_schema(monkeypatch):
+    monkeypatch.setenv("ALGO_PLATFORM_STORAGE", "s3://models-bucket/algo")
+    for gpus in ("0", "1", "4"):
+        result = CliRunner().invoke(cli, ["k8s", "render-training-pod", "--gpus", gpus, "--partition", DAY])
+        assert result.exit_code == 0, result.output
+        pod = yaml.safe_load(result.output)
+        kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+        container = pod["spec"]["containers"][0]
+        limits = container["resources"]["limits"]
+        assert limits.get("nvidia.com/gpu") == (None if gpus == "0" else gpus)
+        assert container["command"][0] == ("torchrun" if gpus == "4" else "python")
+        assert "--nproc_per_node=4" in container["command"] if gpus == "4" else True
+        assert "s3://models-bucket/algo/assets/training_sequences/2026-11-20.parquet" in container["command"]
+        assert pod["spec"]["activeDeadlineSeconds"] == 21600 and pod["spec"]["restartPolicy"] == "Never"
+
+
+def test_every_option_of_the_pod_shows_up_in_the_manifest():
+    launcher = K8sTrainingLauncher(
+        image="registry.example/trainer:1.2",
+        namespace="ml",
+        gpus=2,
+        node_selector={"pool": "h100"},
+        tolerations=[{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}],
+        priority_class="batch-high",
+        service_account="trainer",
+        env_from_secrets=["s3-creds"],
+        data_volume_claim="training-data",
+        active_deadline_seconds=3600,
+    )
+    pod = launcher.render_pod(["--epochs", "1"], "trainer-test")
+    kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+    spec = pod["spec"]
+    assert spec["nodeSelector"] == {"pool": "h100"} and spec["tolerations"][0]["key"] == "dedicated"
+    assert spec["priorityClassName"] == "batch-high" and spec["serviceAccountName"] == "trainer"
+    assert spec["containers"][0]["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": "training-data"}} in spec["volumes"]
+    assert pod["metadata"]["namespace"] == "ml" and spec["containers"][0]["image"] == "registry.example/trainer:1.2"
+
+
+@pytest.fixture
+def emulator():
+    with KubernetesApiEmulator(extra_path=str(Path(sys.executable).parent)) as running:
+        yield running
+
+
+def materialize_model(settings, emulator, tmp_path, epochs=2, launcher_overrides=None) -> dg.ExecuteInProcessResult:
+    launcher = K8sTrainingLauncher(
+        image="algo-platform-trainer:test",
+        namespace="training",
+        gpus=1,
+        env_from_secrets=[],
+        load_incluster_config=False,
+        kubeconfig_file=emulator.kubeconfig(tmp_path / "kubeconfig"),
+        poll_interval_seconds=0.05,
+        storage_root=settings.storage_root,
+        **(launcher_overrides or {}),
+    )
+    resources = {**build_resources(settings), "training_launcher": launcher}
+    # The inputs were written to storage beforehand: external assets that the IO manager loads.
+    inputs = [dg.AssetSpec(name, partitions_def=daily_partitions) for name in ("training_sequences", "item_vocabulary")]
+    return dg.materialize(
+        [sequence_model, *inputs],
+        partition_key=DAY,
+        resources=resources,
+        raise_on_error=False,
+        run_config={"ops": {"sequence_model": {"config": {"epochs": epochs, "device": "cpu"}}}},
+    )
+
+
+def land_training_inputs(settings, tmp_path) -> None:
+    sequences, vocabulary = write_inputs(tmp_path)
+    for name, source in (("training_sequences", sequences), ("item_vocabulary", vocabulary)):
+        target = Path(settings.storage_root) / "assets" / name / f"{DAY}.parquet"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(Path(source).read_bytes())
+
+
+def test_trainer_pod_reports_metrics_and_model_through_pipes(settings, emulator, tmp_path):
+    land_training_inputs(settings, tmp_path)
+    result = materialize_model(settings, emulator, tmp_path, epochs=2)
+    assert result.success
+    pod = emulator.created[0]
+    container = pod["spec"]["containers"][0]
+    assert [namespace for namespace, _ in emulator.runs] == ["training"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert container["command"][:3] == ["python", "-m", "algo_platform.training"]
+    assert any(e["name"] == "DAGSTER_PIPES_CONTEXT" for e in container["env"])
+    metadata = result.asset_materializations_for_node("sequence_model")[0].metadata
+    assert len(metadata["loss_per_epoch"].value) == 2
+    assert 0.0 <= metadata["holdout_hr@10"].value <= 1.0
+    assert Path(metadata["model_uri"].value).exists()
+
+
+def test_a_failing_trainer_fails_the_step_with_the_trainers_error(settings, emulator, tmp_path):
+    for name in ("training_sequences", "item_vocabulary"):
+        target = Path(settings.storage_root) / "assets" / name / f"{DAY}.parquet"
+        target.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"user_id": [1], "history": [[3]], "holdout": [[4]]}).to_parquet(
+        Path(settings.storage_root) / "assets" / "training_sequences" / f"{DAY}.parquet"
+    )
+    pd.DataFrame({"item_index": [1, 2, 3, 4], "item_id": [1, 2, 3, 4]}).to_parquet(
+        Path(settings.storage_root) / "assets" / "item_vocabulary" / f"{DAY}.parquet"
+    )
+    result = materialize_model(settings, emulator, tmp_path)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error
+    text = failure.message + "".join(str(c.message) for c in [failure.cause] if c)
+    assert "nothing to train on" in text
+
+
+def test_a_pod_deleted_from_outside_does_not_hang_the_run(settings, emulator, tmp_path):
+    land_training_inputs(settings, tmp_path)
+    emulator.delete_pod_when_running("training", after_lines=1)
+    outcome: dict = {}
+    worker = threading.Thread(
+        target=lambda: outcome.setdefault("result", materialize_model(settings, emulator, tmp_path, epochs=200)),
+        daemon=True,
+    )
+    started = time.monotonic()
+    worker.start()
+    worker.join(120)
+    assert not worker.is_alive(), "the run hung after its pod was deleted"
+    result = outcome["result"]
+    assert not result.success
+    assert time.monotonic() - started < 120
+    failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data
+    assert "was deleted before it finished" in failure.user_failure_data.description
