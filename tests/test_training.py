@@ -130,3 +130,78 @@ def test_trainer_cli_runs_without_dagster_and_explains_bad_input(tmp_path):
     pd.DataFrame({"user_id": [1], "history": [[3]], "holdout": [[4]]}).to_parquet(empty)
     failed = subprocess.run([*command[:4], str(empty), *command[5:]], capture_output=True, text=True, timeout=120)
     assert failed.returncode != 0 and "nothing to train on" in failed.stderr
+
+
+def trainer_command(sequences: str, vocabulary: str, output: str, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "algo_platform.training",
+        "--sequences",
+        sequences,
+        "--vocabulary",
+        vocabulary,
+        "--output-dir",
+        output,
+        "--device",
+        "cpu",
+        "--dropout",
+        "0",
+        "--batch-size",
+        "8",
+        "--max-len",
+        "8",
+        "--hidden-dim",
+        "16",
+        "--num-layers",
+        "1",
+        *extra,
+    ]
+
+
+def test_a_killed_trainer_resumes_from_its_last_checkpoint(tmp_path):
+    import signal
+    import time
+
+    sequences, vocabulary = write_inputs(tmp_path, users=200)
+    args = ("--epochs", "40", "--checkpoint-every", "5")
+    killed_dir, clean_dir = tmp_path / "killed", tmp_path / "clean"
+    first = subprocess.Popen(
+        trainer_command(sequences, vocabulary, str(killed_dir), *args),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not (killed_dir / "checkpoint.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # let it get some way past the first checkpoint
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert first.returncode == -signal.SIGKILL
+    step_at_kill = torch.load(killed_dir / "checkpoint.pt", weights_only=False)["progress"]["step"]
+    assert step_at_kill > 0 and not (killed_dir / "model.pt").exists()
+
+    resumed = subprocess.run(
+        trainer_command(sequences, vocabulary, str(killed_dir), *args), capture_output=True, text=True, timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"at step {step_at_kill} of" in resumed.stderr  # continued, not restarted
+    uninterrupted = subprocess.run(
+        trainer_command(sequences, vocabulary, str(clean_dir), *args), capture_output=True, text=True, timeout=300
+    )
+    assert uninterrupted.returncode == 0, uninterrupted.stderr
+    resumed_model = torch.load(killed_dir / "model.pt", weights_only=False)
+    clean_model = torch.load(clean_dir / "model.pt", weights_only=False)
+    assert len(resumed_model["losses"]) == 40
+    assert resumed_model["losses"][-1] == pytest.approx(clean_model["losses"][-1], rel=1e-4)
+
+
+def test_torchrun_trains_data_parallel(tmp_path):
+    sequences, vocabulary = write_inputs(tmp_path, users=120)
+    command = trainer_command(sequences, vocabulary, str(tmp_path / "ddp"), "--epochs", "3")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *command[1:]]
+    done = subprocess.run(torchrun, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "x2:" in done.stderr  # both ranks joined one job
+    saved = torch.load(tmp_path / "ddp" / "model.pt", weights_only=False)
+    assert len(saved["losses"]) == 3 and saved["losses"][-1] < saved["losses"][0]

@@ -19,6 +19,7 @@ class SequenceModelConfig(dg.Config):
     """Hyper-parameters, editable in the launchpad."""
 
     epochs: int = _DEFAULTS.epochs
+    checkpoint_every: int = _DEFAULTS.checkpoint_every
     batch_size: int = _DEFAULTS.batch_size
     max_len: int = _DEFAULTS.max_len
     hidden_dim: int = _DEFAULTS.hidden_dim
@@ -43,6 +44,9 @@ class SequenceModelConfig(dg.Config):
     io_manager_key="json_io_manager",
     pool="gpu",
     kinds={"pytorch"},
+    # A retry runs in the same run, so it finds the same output folder and the trainer resumes from
+    # its last checkpoint there instead of starting over (a lost node or pod costs minutes, not hours).
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL),
 )
 def sequence_model(
     context: dg.AssetExecutionContext,

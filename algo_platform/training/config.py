@@ -22,3 +22,4 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     compile: bool = False
     eval_k: int = 10
+    checkpoint_every: int = 200  # optimizer steps between checkpoints (and at every epoch end)

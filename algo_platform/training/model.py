@@ -81,8 +81,9 @@ class SASRec(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def forward(self, items: torch.Tensor) -> torch.Tensor:
-        """items: (batch, length) left-padded item indices -> hidden states (batch, length, dim)."""
+    def forward(self, items: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        """items: (batch, length) left-padded item indices -> hidden states (batch, length, dim);
+        with `targets` (the next item at each position), the mean cross-entropy over real pairs."""
         length = items.shape[1]
         positions = torch.arange(length, device=items.device)
         x = self.item_embedding(items) * math.sqrt(self.config.hidden_dim) + self.position_embedding(positions)
@@ -94,7 +95,12 @@ class SASRec(nn.Module):
         allowed = (allowed | torch.eye(length, dtype=torch.bool, device=items.device)).unsqueeze(1)
         for block in self.blocks:
             x = block(x, allowed)
-        return self.ln_f(x)
+        hidden = self.ln_f(x)
+        if targets is None:
+            return hidden
+        # A target counts only when its input is a real item: nothing predicts a user's first item.
+        scored = (targets != PAD) & (items != PAD)
+        return F.cross_entropy(self.item_scores(hidden[scored].float()), targets[scored])
 
     def item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
         """Scores over the whole vocabulary for each hidden state: (..., dim) -> (..., num_items)."""

@@ -1,9 +1,10 @@
 """Train the sequence model: `python -m algo_platform.training --help`.
 
 Reads `training_sequences` and `item_vocabulary` Parquet files, trains with AdamW (warmup +
-cosine decay, gradient clipping, bf16 autocast on CUDA), checkpoints every epoch, resumes from
-the last checkpoint in the output folder, and reports per-epoch loss and final hold-out metrics
-through Dagster Pipes when launched by Dagster (plain log lines otherwise).
+cosine decay, gradient clipping, bf16 autocast on CUDA, optional torch.compile), checkpoints
+every N steps and at each epoch end, resumes from the last checkpoint in the output folder at
+the exact step, runs data-parallel (DDP) when started by torchrun, and reports per-epoch loss,
+hold-out metrics and GPU use through Dagster Pipes when launched by Dagster (log lines otherwise).
 """
 
 from __future__ import annotations
@@ -12,16 +13,17 @@ import argparse
 import io
 import logging
 import math
+import os
 import sys
+import threading
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-import torch.nn.functional as F
 
 from algo_platform.training.config import TrainConfig
 from algo_platform.training.data import holdout_windows, popularity_scores, read_sequences, training_windows
@@ -128,11 +130,79 @@ def load_model(uri: str, device: torch.device) -> SASRec:
     return model
 
 
+@dataclass
+class Distributed:
+    """Where this process sits in a torchrun job (a single process when not launched by torchrun)."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @classmethod
+    def from_env(cls) -> Distributed:
+        return cls(
+            int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+        )
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+class GpuMonitor:
+    """Samples GPU utilisation with NVML (nvidia-ml-py) in the background; no-op without a GPU."""
+
+    def __init__(self, device: torch.device, interval: float = 1.0):
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if device.type != "cuda":
+            return
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            handle = pynvml.nvmlDeviceGetHandleByIndex(device.index or 0)
+        except Exception:  # NVML missing or unusable: report what torch knows
+            return
+
+        def sample() -> None:
+            while not self._stop.wait(interval):
+                self.samples.append(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+
+    def stop(self, device: torch.device) -> dict[str, float]:
+        self._stop.set()
+        if device.type != "cuda":
+            return {}
+        report = {
+            "gpu_memory_peak_gib": torch.cuda.max_memory_allocated(device) / 2**30,
+            "gpu_name": torch.cuda.get_device_name(device),
+        }
+        if self.samples:
+            report |= {
+                "gpu_utilization_mean_pct": sum(self.samples) / len(self.samples),
+                "gpu_utilization_max_pct": max(self.samples),
+            }
+        return report
+
+
 def train(
-    config: TrainConfig, sequences_uri: str, vocabulary_uri: str, output_dir: str, reporter: Reporter
+    config: TrainConfig,
+    sequences_uri: str,
+    vocabulary_uri: str,
+    output_dir: str,
+    reporter: Reporter,
+    dist: Distributed | None = None,
 ) -> dict[str, Any]:
+    dist = dist or Distributed()
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
+    if dist.world_size > 1 and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+        torch.cuda.set_device(device)
     data = read_sequences(sequences_uri)
     num_items = read_vocabulary_size(vocabulary_uri)
     windows = torch.as_tensor(training_windows(data.history, config.max_len))
@@ -147,70 +217,89 @@ def train(
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, fused=device.type == "cuda"
     )
-    steps_per_epoch = -(-len(windows) // config.batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_lambda(steps_per_epoch * config.epochs, config.warmup_fraction)
-    )
-    forward = torch.compile(model) if config.compile else model
-    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    # Each rank takes every world_size-th window of the epoch's shuffled order.
+    per_rank = len(windows) // dist.world_size
+    steps_per_epoch = max(1, -(-per_rank // config.batch_size))
+    total_steps = steps_per_epoch * config.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps, config.warmup_fraction))
 
     checkpoint_uri = f"{output_dir.rstrip('/')}/{CHECKPOINT_NAME}"
-    losses: list[float] = []
-    start_epoch = 0
+    state = {"step": 0, "losses": [], "epoch_loss_sum": 0.0, "epoch_targets": 0}
     if exists(checkpoint_uri):
-        state = load_checkpoint(checkpoint_uri, device)
-        model.load_state_dict(state["model_state"])
-        optimizer.load_state_dict(state["optimizer_state"])
-        scheduler.load_state_dict(state["scheduler_state"])
-        losses, start_epoch = state["losses"], state["epoch"] + 1
-        reporter.info(f"resuming from {checkpoint_uri} after epoch {start_epoch}")
+        saved = load_checkpoint(checkpoint_uri, device)
+        model.load_state_dict(saved["model_state"])
+        optimizer.load_state_dict(saved["optimizer_state"])
+        scheduler.load_state_dict(saved["scheduler_state"])
+        state = saved["progress"]
+        reporter.info(f"resuming from {checkpoint_uri} at step {state['step']} of {total_steps}")
+
+    trained = model
+    if dist.world_size > 1:
+        trained = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if config.compile:
+        trained = torch.compile(trained)
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    def save(progress: dict[str, Any]) -> None:
+        if dist.is_main:
+            save_checkpoint(
+                checkpoint_uri,
+                {
+                    "model_state": model.state_dict(),
+                    "optimizer_state": optimizer.state_dict(),
+                    "scheduler_state": scheduler.state_dict(),
+                    "progress": progress,
+                    "model_config": model_config.to_dict(),
+                    "train_config": asdict(config),
+                },
+            )
 
     reporter.info(
-        f"training on {device}: {len(windows)} windows of {config.max_len}, {num_items - 1} items, "
-        f"{sum(p.numel() for p in model.parameters())} parameters"
+        f"training on {device} x{dist.world_size}: {len(windows)} windows of {config.max_len}, "
+        f"{num_items - 1} items, {sum(p.numel() for p in model.parameters())} parameters"
     )
-    generator = torch.Generator(device="cpu").manual_seed(config.seed)
-    started = time.perf_counter()
-    samples = 0
-    for epoch in range(start_epoch, config.epochs):
-        generator.manual_seed(config.seed + epoch)  # the same order whether or not we resumed
-        order = torch.randperm(len(windows), generator=generator).to(device)
-        model.train()
-        total_loss = torch.zeros((), device=device)
-        total_targets = 0
-        for step in range(steps_per_epoch):
+    monitor = GpuMonitor(device)
+    generator = torch.Generator(device="cpu")
+    started, samples = time.perf_counter(), 0
+    model.train()
+    while state["step"] < total_steps:
+        epoch, step_in_epoch = divmod(state["step"], steps_per_epoch)
+        # The epoch's order depends only on seed and epoch, so a resumed run sees the same batches.
+        generator.manual_seed(config.seed + epoch)
+        order = torch.randperm(len(windows), generator=generator)[dist.rank :: dist.world_size][:per_rank]
+        order = order.to(device)
+        for step in range(step_in_epoch, steps_per_epoch):
             batch = windows[order[step * config.batch_size : (step + 1) * config.batch_size]].long()
             inputs, targets = batch[:, :-1], batch[:, 1:]
             with autocast:
-                hidden = forward(inputs)
-            # A target counts only when its input is a real item: nothing predicts a user's first item.
-            mask = (targets != PAD) & (inputs != PAD)
-            scores = model.item_scores(hidden[mask].float())
-            loss = F.cross_entropy(scores, targets[mask])
+                loss = trained(inputs, targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             scheduler.step()
-            total_loss += loss.detach() * mask.sum()
-            total_targets += int(mask.sum())
+            count = int(((targets != PAD) & (inputs != PAD)).sum())
+            state["epoch_loss_sum"] += loss.item() * count
+            state["epoch_targets"] += count
+            state["step"] += 1
             samples += len(batch)
-        epoch_loss = (total_loss / max(total_targets, 1)).item()
-        losses.append(epoch_loss)
+            if state["step"] % config.checkpoint_every == 0 and step + 1 < steps_per_epoch:
+                save(state)
+        epoch_loss = state["epoch_loss_sum"] / max(state["epoch_targets"], 1)
+        if dist.world_size > 1:
+            total = torch.tensor([state["epoch_loss_sum"], state["epoch_targets"]], device=device, dtype=torch.float64)
+            torch.distributed.all_reduce(total)
+            epoch_loss = (total[0] / total[1].clamp(min=1)).item()
+        state["losses"] = [*state["losses"], epoch_loss]
+        state["epoch_loss_sum"], state["epoch_targets"] = 0.0, 0
         reporter.info(f"epoch {epoch + 1}/{config.epochs} loss {epoch_loss:.4f} lr {scheduler.get_last_lr()[0]:.2e}")
-        save_checkpoint(
-            checkpoint_uri,
-            {
-                "model_state": model.state_dict(),
-                "optimizer_state": optimizer.state_dict(),
-                "scheduler_state": scheduler.state_dict(),
-                "losses": losses,
-                "epoch": epoch,
-                "model_config": model_config.to_dict(),
-                "train_config": asdict(config),
-            },
-        )
+        save(state)
     elapsed = time.perf_counter() - started
+    gpu_report = monitor.stop(device)
+    if not dist.is_main:
+        return {"losses": state["losses"]}
 
     evaluation = holdout_windows(data, config.max_len)
     metrics = evaluate(
@@ -228,25 +317,28 @@ def train(
             "model_state": model.state_dict(),
             "model_config": model_config.to_dict(),
             "train_config": asdict(config),
-            "losses": losses,
+            "losses": state["losses"],
             "metrics": metrics,
         },
     )
     result = {
         "model_uri": model_uri,
         "device": str(device),
+        "processes": dist.world_size,
         "epochs": config.epochs,
-        "final_loss": losses[-1],
-        "losses": losses,
+        "final_loss": state["losses"][-1],
+        "losses": state["losses"],
         "train_windows": len(windows),
         "num_items": num_items - 1,
-        "samples_per_second": samples / elapsed if elapsed > 0 and samples else 0.0,
+        # Samples this process trained in this session, times the processes (DDP ranks run in lockstep).
+        "samples_per_second": samples * dist.world_size / elapsed if elapsed > 0 and samples else 0.0,
+        **gpu_report,
         **{f"holdout_{name}": value for name, value in metrics.items()},
     }
     reporter.materialization(
         {
             **{key: value for key, value in result.items() if key not in ("losses", "model_uri")},
-            "loss_per_epoch": {"raw_value": losses, "type": "json"},
+            "loss_per_epoch": {"raw_value": state["losses"], "type": "json"},
             "model_uri": {"raw_value": model_uri, "type": "path"},
         }
     )
@@ -276,9 +368,18 @@ def main(argv: list[str] | None = None) -> None:
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes
 
-    if PipesEnvVarParamsLoader().is_dagster_pipes_process():
-        with open_dagster_pipes() as pipes:
-            train(config, args.sequences, args.vocabulary, args.output_dir, Reporter(pipes))
-    else:
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
-        train(config, args.sequences, args.vocabulary, args.output_dir, Reporter(None))
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
+    dist = Distributed.from_env()
+    if dist.world_size > 1:
+        backend = "nccl" if torch.cuda.is_available() and config.device != "cpu" else "gloo"
+        torch.distributed.init_process_group(backend=backend)
+    try:
+        # One Pipes session per pod: rank 0 reports; the other ranks only log.
+        if dist.is_main and PipesEnvVarParamsLoader().is_dagster_pipes_process():
+            with open_dagster_pipes() as pipes:
+                train(config, args.sequences, args.vocabulary, args.output_dir, Reporter(pipes), dist)
+        else:
+            train(config, args.sequences, args.vocabulary, args.output_dir, Reporter(None), dist)
+    finally:
+        if dist.world_size > 1:
+            torch.distributed.destroy_process_group()
