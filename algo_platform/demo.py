@@ -55,7 +55,11 @@ def run_demo(
 
     run_config = {**QUIET, "ops": {"sequence_model": {"config": {"epochs": epochs}}}} if epochs else QUIET
     retrain = defs.resolve_job_def("retrain_job")
-    result = retrain.execute_in_process(partition_key=written[-1].day, instance=instance, run_config=run_config)
+    # A model that does not beat the champion is stopped by the promotion gate (a blocking check):
+    # that ends the run as failed on purpose, and the demo reports why.
+    result = retrain.execute_in_process(
+        partition_key=written[-1].day, instance=instance, run_config=run_config, raise_on_error=False
+    )
     model = _materialization_metadata(result, "sequence_model")
     report = _materialization_metadata(result, "evaluation_report")
 
@@ -74,7 +78,19 @@ def run_demo(
         f"on {report['evaluated_targets']:,} held-out next items of {written[-1].day}"
     )
     echo(f"model:   {report['model_uri']}")
-    echo(f"report:  {settings.storage_path('assets', 'evaluation_report', written[-1].day + '.parquet')}")
+    echo(f"report:  {report['report_html']}")
+    gate = next(e for e in result.get_asset_check_evaluations() if e.check_name == "promotion_gate")
+    if gate.passed:
+        champion = _materialization_metadata(result, "champion_model")
+        recommendations = _materialization_metadata(result, "user_recommendations")
+        path = settings.storage_path("assets", "user_recommendations", written[-1].day + ".parquet")
+        echo(f"champion: {champion['champion_version']} ({gate.description})")
+        echo(
+            f"recommendations: {recommendations['users']:,} users, top {recommendations['top_k']} each, "
+            f"{recommendations['users_per_second']:,.0f} users/s -> {path}"
+        )
+    else:
+        echo(f"champion: unchanged, the new model was not promoted ({gate.description})")
     echo(f"trained on {model['device']} in {model['epochs']} epochs; final loss {model['final_loss']:.3f}")
     echo(f"demo finished in {time.perf_counter() - started:.0f} s; `make dev` shows it all in the Dagster UI")
     return {"model_hr@10": report["model_hr@10"], "popularity_hr@10": report["popularity_hr@10"]}

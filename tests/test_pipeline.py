@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -158,3 +159,63 @@ def test_real_dagster_cli_validates_and_materializes(tmp_path):
     )
     assert materialize.returncode == 0, materialize.stdout + materialize.stderr
     assert (tmp_path / "storage" / "assets" / "user_features" / f"{END_DAY}.parquet").exists()
+
+
+def test_mlflow_records_the_run_and_the_registry_traces_the_champion(pipeline):
+    from mlflow import MlflowClient
+
+    settings, retrain = pipeline["settings"], pipeline["retrain"]
+    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    champion = client.get_model_version_by_alias("algo-platform-sequence-model", "champion")
+    assert str(champion.version) == "1"
+    assert champion.tags["dagster_run_id"] == retrain.run_id
+    assert champion.tags["dagster_partition"] == END_DAY.isoformat()
+    assert champion.tags["code_version"] and champion.tags["data_window_days"] == str(DAYS)
+    run = client.get_run(champion.run_id)
+    assert run.data.params["epochs"] == "5" and run.data.params["partition"] == END_DAY.isoformat()
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1, 2, 3, 4, 5]
+    assert run.data.metrics["eval_sequence_model_ndcg_at_10"] > run.data.metrics["eval_popularity_ndcg_at_10"]
+    artifacts = {a.path for folder in ("model", "evaluation") for a in client.list_artifacts(run.info.run_id, folder)}
+    assert {"model/model.pt", "evaluation/report.html"} <= artifacts
+
+    champion_record = metadata_of(retrain, "champion_model")
+    lineage = champion_record["lineage"]
+    assert lineage["trained_on_partition"] == END_DAY.isoformat() and lineage["hyperparameters"]["epochs"] == 5
+    assert lineage["code_version"] == champion.tags["code_version"]
+
+
+def test_the_evaluation_report_shows_plots_and_writes_html(pipeline):
+    report = metadata_of(pipeline["retrain"], "evaluation_report")
+    assert report["plots"].count("data:image/png;base64,") == 3
+    html = Path(report["report_html"]).read_text()
+    assert html.count("<img") == 3 and "Per segment" in html
+    assert 0 < report["model_coverage@10"] <= 1 and report["champion_version"] == "none"
+
+
+def test_recommendations_for_every_active_user(pipeline):
+    settings = pipeline["settings"]
+    recommendations = pd.read_parquet(
+        Path(settings.storage_root) / "assets" / "user_recommendations" / f"{END_DAY}.parquet"
+    )
+    sequences = pd.read_parquet(Path(settings.storage_root) / "assets" / "training_sequences" / f"{END_DAY}.parquet")
+    vocabulary = pd.read_parquet(Path(settings.storage_root) / "assets" / "item_vocabulary" / f"{END_DAY}.parquet")
+    assert set(recommendations["user_id"]) == set(sequences["user_id"])
+    assert all(len(items) == 20 and len(set(items)) == 20 for items in recommendations["item_ids"])
+    assert set(np.concatenate(recommendations["item_ids"].to_numpy())) <= set(vocabulary["item_id"])
+    assert metadata_of(pipeline["retrain"], "user_recommendations")["users_per_second"] > 0
+
+
+def test_a_weaker_model_is_compared_with_the_champion_and_not_promoted(pipeline):
+    defs = build_definitions(pipeline["settings"])
+    weaker = defs.resolve_job_def("retrain_job").execute_in_process(
+        partition_key=END_DAY.isoformat(),
+        instance=pipeline["instance"],
+        raise_on_error=False,
+        run_config={"ops": {"sequence_model": {"config": {"epochs": 1, "hidden_dim": 16}}}},
+    )
+    report = metadata_of(weaker, "evaluation_report")
+    assert report["champion_version"] == "1"
+    assert report["champion_ndcg@10"] > report["model_ndcg@10"]
+    gate = next(e for e in weaker.get_asset_check_evaluations() if e.check_name == "promotion_gate")
+    assert not gate.passed and "keep the champion" in gate.description
+    assert not any(e.asset_key == dg.AssetKey("champion_model") for e in weaker.get_asset_materialization_events())

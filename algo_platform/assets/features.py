@@ -58,6 +58,7 @@ def build_user_features(events: pd.DataFrame) -> pd.DataFrame:
     table["first_ts"] = grouped["ts"].min()
     table["last_ts"] = grouped["ts"].max()
     table["main_device"] = _mode(events, "user_id", "device")
+    table["main_region"] = _mode(events, "user_id", "region")
     table["top_topics"] = _top_topics(events)
     return table.reset_index()
 

@@ -7,9 +7,11 @@ process (a local subprocess, or a pod in Kubernetes), which reports loss and met
 import dagster as dg
 from upath import UPath
 
-from algo_platform.assets.partitions import daily_partitions
+from algo_platform import code_version
+from algo_platform.assets.partitions import TRAINING_WINDOW_DAYS, daily_partitions
 from algo_platform.resources.launcher import TrainingLauncher
 from algo_platform.resources.storage import PlatformStorage
+from algo_platform.resources.tracking import ExperimentTracking
 from algo_platform.training.config import TrainConfig
 
 _DEFAULTS = TrainConfig()
@@ -46,13 +48,14 @@ class SequenceModelConfig(dg.Config):
     kinds={"pytorch"},
     # A retry runs in the same run, so it finds the same output folder and the trainer resumes from
     # its last checkpoint there instead of starting over (a lost node or pod costs minutes, not hours).
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL),
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=5),
 )
 def sequence_model(
     context: dg.AssetExecutionContext,
     config: SequenceModelConfig,
     training_launcher: TrainingLauncher,
     storage: PlatformStorage,
+    experiment_tracking: ExperimentTracking,
     training_sequences: UPath,
     item_vocabulary: UPath,
 ) -> dg.Output[dict]:
@@ -65,13 +68,47 @@ def sequence_model(
         *config.to_cli_args(),
     ]  # fmt: skip
     invocation = training_launcher.run_trainer(context, args)
-    reported = invocation.get_materialize_result().metadata or {}
-    model_uri = reported["model_uri"]
+    reported = {key: value.value for key, value in (invocation.get_materialize_result().metadata or {}).items()}
+    model_uri, losses = str(reported["model_uri"]), list(reported["loss_per_epoch"])
+
+    # Lineage: every model can be traced to its data, code and hyper-parameters.
+    lineage = {
+        "dagster_run_id": context.run_id,
+        "dagster_partition": context.partition_key,
+        "data_window_days": str(TRAINING_WINDOW_DAYS),
+        "training_sequences": str(training_sequences),
+        "code_version": code_version(),
+    }
+    numeric = {k: float(v) for k, v in reported.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    mlflow_run_id = experiment_tracking.log_training(
+        run_name=f"sequence_model {context.partition_key}",
+        params={**config.model_dump(), "partition": context.partition_key, "window_days": TRAINING_WINDOW_DAYS},
+        epoch_losses=losses,
+        metrics=numeric,
+        tags=lineage,
+        artifacts=[model_uri],
+    )
+    version = experiment_tracking.register(mlflow_run_id, model_uri, tags=lineage)
     descriptor = {
-        "model_uri": model_uri.value if isinstance(model_uri, dg.MetadataValue) else str(model_uri),
+        "model_uri": model_uri,
         "partition": context.partition_key,
         "run_id": context.run_id,
         "hyperparameters": config.model_dump(),
         "training_sequences": str(training_sequences),
+        "losses": losses,
+        "mlflow_run_id": mlflow_run_id,
+        "model_version": version.version,
+        "code_version": lineage["code_version"],
     }
-    return dg.Output(descriptor, metadata=dict(reported))
+    return dg.Output(
+        descriptor,
+        metadata={
+            **{key: value for key, value in reported.items() if key not in ("loss_per_epoch", "model_uri")},
+            "loss_per_epoch": dg.MetadataValue.json(losses),
+            "model_uri": dg.MetadataValue.path(model_uri),
+            "mlflow_run_id": mlflow_run_id,
+            "mlflow_run": dg.MetadataValue.url(experiment_tracking.run_url(mlflow_run_id)),
+            "registered_model_version": f"{experiment_tracking.registered_model_name} v{version.version}",
+            "code_version": lineage["code_version"],
+        },
+    )

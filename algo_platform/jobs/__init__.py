@@ -21,10 +21,17 @@ retrain_job = dg.define_asset_job(
     "retrain_job",
     # The run queue allows one run with this tag at a time (dagster_home/dagster.yaml).
     tags={"algo-platform/gpu": "true"},
-    selection=dg.AssetSelection.assets("training_sequences", "item_vocabulary", "sequence_model", "evaluation_report"),
+    selection=dg.AssetSelection.assets(
+        "training_sequences",
+        "item_vocabulary",
+        "sequence_model",
+        "evaluation_report",
+        "champion_model",
+        "user_recommendations",
+    ),
     partitions_def=daily_partitions,
     executor_def=EXECUTOR,
-    description="Sequences over the rolling window ending at the day -> trained model -> evaluation.",
+    description="Sequences over the window ending at the day -> model -> evaluation -> champion -> recommendations.",
 )
 
 ALL_JOBS = [ingest_job, retrain_job]

@@ -4,7 +4,9 @@ from algo_platform.resources.data_quality import DataQuality
 from algo_platform.resources.io_managers import JsonIOManagerFactory, ParquetIOManagerFactory
 from algo_platform.resources.k8s_launcher import K8sTrainingLauncher
 from algo_platform.resources.launcher import SubprocessTrainingLauncher, TrainingLauncher
+from algo_platform.resources.promotion import PromotionGate
 from algo_platform.resources.storage import PlatformStorage
+from algo_platform.resources.tracking import ExperimentTracking
 from algo_platform.settings import Settings
 
 
@@ -22,5 +24,9 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "json_io_manager": JsonIOManagerFactory(base_path=settings.storage_path("assets")),
         "storage": PlatformStorage(root=settings.storage_root),
         "data_quality": DataQuality(),
+        "promotion": PromotionGate(),
+        "experiment_tracking": ExperimentTracking(
+            tracking_uri=settings.tracking_uri, artifact_location=settings.artifact_location
+        ),
         "training_launcher": build_training_launcher(settings),
     }

@@ -118,3 +118,24 @@ def holdout_windows(data: SequenceData, max_len: int) -> EvaluationBatch:
 def popularity_scores(history: RaggedSequences, num_items: int) -> np.ndarray:
     """How often each item index occurs in the training histories (the popularity baseline)."""
     return np.bincount(history.values, minlength=num_items).astype(np.float32)
+
+
+def full_sequences(data: SequenceData) -> RaggedSequences:
+    """Each user's history followed by their held-out items: everything known about them."""
+    history, holdout = data.history, data.holdout
+    lengths = history.lengths + holdout.lengths
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    values = np.zeros(offsets[-1], dtype=np.int64)
+    values[np.repeat(offsets[:-1] - history.offsets[:-1], history.lengths) + np.arange(len(history.values))] = (
+        history.values
+    )
+    hold_dest = np.repeat(offsets[:-1] + history.lengths - holdout.offsets[:-1], holdout.lengths)
+    values[hold_dest + np.arange(len(holdout.values))] = holdout.values
+    return RaggedSequences(values, offsets)
+
+
+def latest_windows(data: SequenceData, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """The last max_len items of every user who has any: (inputs, row of each user in `data`)."""
+    full = full_sequences(data)
+    users = np.flatnonzero(full.lengths > 0)
+    return _windows_ending_at(full.values, full.offsets[users], full.offsets[users + 1], max_len), users

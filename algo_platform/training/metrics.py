@@ -27,3 +27,12 @@ def hit_rate_and_ndcg(ranks: torch.Tensor, k: int) -> tuple[float, float]:
     hits = ranks < k
     gains = torch.where(hits, 1.0 / torch.log2(ranks.float() + 2.0), torch.zeros_like(ranks, dtype=torch.float))
     return hits.float().mean().item(), gains.mean().item()
+
+
+def ranking_metrics(ranks: torch.Tensor, ks: tuple[int, ...] = (5, 10, 20)) -> dict[str, float]:
+    """HR@k and NDCG@k for each k, and mean reciprocal rank, from 0-based ranks."""
+    metrics: dict[str, float] = {}
+    for k in ks:
+        metrics[f"hr@{k}"], metrics[f"ndcg@{k}"] = hit_rate_and_ndcg(ranks, k)
+    metrics["mrr"] = (1.0 / (ranks.float() + 1.0)).mean().item() if ranks.numel() else 0.0
+    return metrics

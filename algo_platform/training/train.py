@@ -74,9 +74,13 @@ def lr_lambda(total_steps: int, warmup_fraction: float):
     return factor
 
 
-def read_vocabulary_size(uri: str) -> int:
-    vocabulary = pq.read_table(pa.BufferReader(read_bytes(uri)), columns=["item_index"])
-    return int(vocabulary.column("item_index").to_numpy().max(initial=0)) + 1
+def read_item_ids(uri: str) -> np.ndarray:
+    """Item id of every model index (index 0, padding, gets -1): the model's vocabulary."""
+    vocabulary = pq.read_table(pa.BufferReader(read_bytes(uri)), columns=["item_index", "item_id"])
+    index = vocabulary.column("item_index").to_numpy()
+    item_ids = np.full(int(index.max(initial=0)) + 1, -1, dtype=np.int64)
+    item_ids[index] = vocabulary.column("item_id").to_numpy()
+    return item_ids
 
 
 @torch.no_grad()
@@ -204,7 +208,8 @@ def train(
         device = torch.device("cuda", dist.local_rank)
         torch.cuda.set_device(device)
     data = read_sequences(sequences_uri)
-    num_items = read_vocabulary_size(vocabulary_uri)
+    item_ids = read_item_ids(vocabulary_uri)
+    num_items = len(item_ids)
     windows = torch.as_tensor(training_windows(data.history, config.max_len))
     if len(windows) == 0:
         raise SystemExit(f"{sequences_uri}: no user has two or more items in the training window; nothing to train on")
@@ -319,6 +324,8 @@ def train(
             "train_config": asdict(config),
             "losses": state["losses"],
             "metrics": metrics,
+            # The model carries its vocabulary, so it can score later data whose item indices differ.
+            "item_ids": item_ids,
         },
     )
     result = {

@@ -1,0 +1,55 @@
+"""When a newly trained model may replace the champion: a pure function, so it is easy to test."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+GATE_METRIC = "ndcg@10"
+
+
+@dataclass(frozen=True)
+class PromotionPolicy:
+    margin: float = 0.01  # the new model must beat the champion's NDCG@10 by this relative margin
+    segment_tolerance: float = 0.05  # no segment may lose more than this share of its NDCG@10
+    min_segment_users: int = 50  # segments smaller than this are too noisy to veto
+
+
+@dataclass
+class Decision:
+    promote: bool
+    reasons: list[str] = field(default_factory=list)
+
+
+def promotion_decision(overall: pd.DataFrame, segments: pd.DataFrame, policy: PromotionPolicy) -> Decision:
+    """`overall`: one row per scorer (sequence_model, popularity, champion?) with metric columns.
+    `segments`: rows per (segment, value, scorer) with `users` and metric columns."""
+    scores = overall.set_index("scorer")[GATE_METRIC]
+    new = float(scores["sequence_model"])
+    if "champion" not in scores.index:
+        baseline = float(scores["popularity"])
+        if new > baseline:
+            return Decision(True, [f"first model: {GATE_METRIC} {new:.4f} beats popularity {baseline:.4f}"])
+        return Decision(False, [f"first model: {GATE_METRIC} {new:.4f} does not beat popularity {baseline:.4f}"])
+
+    champion = float(scores["champion"])
+    needed = champion * (1 + policy.margin)
+    reasons = []
+    promote = new >= needed
+    reasons.append(
+        f"{GATE_METRIC} {new:.4f} vs champion {champion:.4f} (needs >= {needed:.4f}, margin {policy.margin:.0%})"
+    )
+    pivot = segments.pivot_table(index=["segment", "value"], columns="scorer", values=GATE_METRIC)
+    users = segments[segments["scorer"] == "sequence_model"].set_index(["segment", "value"])["users"]
+    for (segment, value), row in pivot.iterrows():
+        if users.get((segment, value), 0) < policy.min_segment_users or pd.isna(row.get("champion")):
+            continue
+        floor = row["champion"] * (1 - policy.segment_tolerance)
+        if row["sequence_model"] < floor:
+            promote = False
+            reasons.append(
+                f"segment {segment}={value} ({users[(segment, value)]} users) drops to {row['sequence_model']:.4f} "
+                f"from {row['champion']:.4f} (more than {policy.segment_tolerance:.0%})"
+            )
+    return Decision(promote, reasons)

@@ -1,0 +1,132 @@
+"""Scoring with trained models: ranks of held-out items (evaluation) and top-K lists (serving).
+
+torch is imported inside the functions: loading the code location must stay light.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+KS = (5, 10, 20)
+COVERAGE_K = 10
+
+
+@dataclass
+class LoadedModel:
+    model: Any  # SASRec
+    item_ids: np.ndarray  # item id of each model index; index 0 is padding
+    device: Any
+
+    @property
+    def max_len(self) -> int:
+        return self.model.config.max_len
+
+
+def load_model(uri: str) -> LoadedModel:
+    import torch
+
+    from algo_platform.training.train import load_checkpoint
+    from algo_platform.training.train import load_model as load_sasrec
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    item_ids = load_checkpoint(uri, device).get("item_ids")
+    if item_ids is None:
+        raise ValueError(f"{uri} has no item vocabulary; it was written by an older trainer, retrain it")
+    return LoadedModel(load_sasrec(uri, device), np.asarray(item_ids), device)
+
+
+def remap(indices: np.ndarray, from_item_ids: np.ndarray, to_item_ids: np.ndarray) -> np.ndarray:
+    """Item indices of one vocabulary in another (0 where the item is unknown there)."""
+    lookup = pd.Index(to_item_ids).get_indexer(from_item_ids)
+    lookup[lookup < 0] = 0
+    lookup[0] = 0
+    return lookup[indices]
+
+
+def _fit_length(matrix: np.ndarray, length: int, fill: int) -> np.ndarray:
+    """Left-pad or left-cut a (rows, columns) matrix to `length` columns."""
+    if matrix.shape[1] >= length:
+        return matrix[:, matrix.shape[1] - length :]
+    return np.pad(matrix, ((0, 0), (length - matrix.shape[1], 0)), constant_values=fill)
+
+
+def model_ranks(
+    loaded: LoadedModel, inputs: np.ndarray, targets: np.ndarray, item_ids: np.ndarray, batch_size: int = 512
+) -> tuple[np.ndarray, set[int]]:
+    """Rank of every scored target (targets >= 0, row-major) and the item ids seen in top-10 lists.
+
+    `inputs`/`targets` use the vocabulary `item_ids`; the model may have another (an older
+    champion): items it does not know are padding to it, and as targets they are misses.
+    """
+    import torch
+
+    from algo_platform.training.metrics import target_ranks
+
+    scored = targets >= 0
+    own_inputs = remap(inputs, item_ids, loaded.item_ids)
+    own_targets = np.where(scored, remap(np.maximum(targets, 0), item_ids, loaded.item_ids), -1)
+    length = loaded.max_len
+    # A model with a shorter window cannot see targets left of it: those count as misses.
+    own_inputs, own_targets = _fit_length(own_inputs, length, 0), _fit_length(own_targets, length, -1)
+    ranks_visible, covered = [], set()
+    with torch.no_grad():
+        for start in range(0, len(own_inputs), batch_size):
+            batch_inputs = torch.as_tensor(own_inputs[start : start + batch_size], device=loaded.device)
+            batch_targets = torch.as_tensor(own_targets[start : start + batch_size], device=loaded.device)
+            mask = batch_targets >= 0
+            scores = loaded.model.item_scores(loaded.model(batch_inputs)[mask]).float()
+            ranks_visible.append(target_ranks(scores, batch_targets[mask]).cpu().numpy())
+            scores[:, 0] = float("-inf")
+            covered.update(loaded.item_ids[scores.topk(COVERAGE_K, dim=1).indices.unique().cpu().numpy()].tolist())
+    miss = len(loaded.item_ids)
+    ranks = np.full(int(scored.sum()), miss, dtype=np.int64)
+    # Row-major order of all scored targets vs of those the model could see.
+    full_position = np.cumsum(scored.ravel()) - 1
+    keep = np.zeros_like(scored)
+    keep[:, scored.shape[1] - min(length, scored.shape[1]) :] = True
+    seen = (scored & keep).ravel()
+    ranks[full_position[seen]] = np.concatenate(ranks_visible) if ranks_visible else []
+    return ranks, covered
+
+
+def popularity_ranks(counts: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    import torch
+
+    from algo_platform.training.metrics import target_ranks
+
+    wanted = torch.as_tensor(targets[targets >= 0])
+    scores = torch.as_tensor(counts, dtype=torch.float32).expand(len(wanted), -1)
+    return target_ranks(scores, wanted).numpy()
+
+
+def metrics_from_ranks(ranks: pd.Series | np.ndarray) -> dict[str, float]:
+    import torch
+
+    from algo_platform.training.metrics import ranking_metrics
+
+    return ranking_metrics(torch.as_tensor(np.asarray(ranks)), KS)
+
+
+def top_k(
+    loaded: LoadedModel, inputs: np.ndarray, k: int, exclude_seen: bool = True, batch_size: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k item ids and scores after each user's last item (their window `inputs`)."""
+    import torch
+
+    inputs = _fit_length(inputs, loaded.max_len, 0)
+    all_items, all_scores = [], []
+    with torch.no_grad():
+        for start in range(0, len(inputs), batch_size):
+            batch = torch.as_tensor(inputs[start : start + batch_size], device=loaded.device)
+            scores = loaded.model.item_scores(loaded.model(batch)[:, -1]).float()
+            scores[:, 0] = float("-inf")
+            if exclude_seen:  # a short video just watched is the last thing to show again
+                scores.scatter_(1, batch, float("-inf"))
+            best = scores.topk(min(k, scores.shape[1] - 1), dim=1)
+            all_items.append(loaded.item_ids[best.indices.cpu().numpy()])
+            all_scores.append(best.values.cpu().numpy())
+    return np.concatenate(all_items), np.concatenate(all_scores)
