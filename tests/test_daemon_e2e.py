@@ -68,6 +68,10 @@ def platform(tmp_path):
         "ALGO_PLATFORM_STORAGE": str(storage),
         "ALGO_PLATFORM_SENSOR_INTERVAL_SECONDS": "1",
     }
+    # Create the instance's SQLite tables once, before any process starts: a daemon and a CLI
+    # starting together on an empty DAGSTER_HOME race to create them and one of them dies.
+    with dg.DagsterInstance.from_config(str(home)):
+        pass
     processes = Processes(env, tmp_path)
     try:
         yield env, processes, tmp_path

@@ -131,3 +131,12 @@ def test_corrupt_file_is_quarantined_with_reason_and_the_good_file_still_loads(s
     reason = json.loads((quarantined / "broken.parquet.reason.json").read_text())
     assert reason["reason"] == "corrupt_parquet" and reason["file"].endswith("broken.parquet") and reason["time"]
     assert (folder / "broken.parquet").read_bytes() == truncated  # the original is never touched
+
+
+@pytest.mark.parametrize("name", ["..hidden.csv", "a..b.csv", ".events.csv", "events.csv.columns.json"])
+def test_upload_refuses_file_names_that_could_escape_or_hide_in_the_landing_zone(tmp_path, storage_root, name):
+    source = tmp_path / name
+    source.write_text("user_id,item_id,ts\n1,2,2026-11-20T01:00:00Z\n")
+    with pytest.raises(UploadError, match="rename it"):
+        upload_event_file(source, DAY, {}, storage_root)
+    assert landed_names(storage_root) == []
