@@ -88,6 +88,24 @@ def demo(days: int, events_per_day: int, seed: int, defect_rate: float, epochs: 
     run_demo(settings, days, events_per_day, seed, defect_rate, epochs, echo=click.echo)
 
 
+@main.command()
+@click.option("--events", default=2_000_000, show_default=True, help="Events per comparison.")
+@click.option("--quick", is_flag=True, help="Tiny data, one repetition: proves the harness, measures nothing.")
+def bench(events: int, quick: bool) -> None:
+    """Run every benchmark comparison; print a table and write JSON + Markdown to benchmarks/results/."""
+    if "algo_platform.assets" in sys.modules:
+        raise click.UsageError("run `algo-platform bench` in its own process")
+    # The retrain-path row trains on a two-day window; partition mappings read this at import.
+    os.environ["ALGO_PLATFORM_TRAINING_WINDOW_DAYS"] = "2"
+    from benchmarks.suite import render, run, save
+
+    events = min(events, 20_000) if quick else events
+    rows = run(events, quick)
+    click.echo(render(rows, events, quick))
+    json_path, markdown_path = save(rows, events, quick)
+    click.echo(f"written: {json_path}, {markdown_path}")
+
+
 @main.group()
 def k8s() -> None:
     """Kubernetes helpers."""
@@ -133,3 +151,7 @@ def _parse_date(value: str) -> dt.date:
         return dt.date.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a date in YYYY-MM-DD form") from None
+
+
+if __name__ == "__main__":
+    main()

@@ -193,6 +193,11 @@ class GpuMonitor:
         return report
 
 
+def with_epoch_sums(state: dict[str, Any], loss_sum: torch.Tensor, target_count: torch.Tensor) -> dict[str, Any]:
+    """Training progress with the device-side loss sums read back (only when saving or logging)."""
+    return {**state, "epoch_loss_sum": loss_sum.item(), "epoch_targets": int(target_count.item())}
+
+
 def train(
     config: TrainConfig,
     sequences_uri: str,
@@ -275,6 +280,10 @@ def train(
         generator.manual_seed(config.seed + epoch)
         order = torch.randperm(len(windows), generator=generator)[dist.rank :: dist.world_size][:per_rank]
         order = order.to(device)
+        # Loss sums stay on the device; reading them every step would stall a GPU on each batch.
+        loss_sum = torch.tensor(state["epoch_loss_sum"], device=device, dtype=torch.float64)
+        target_count = torch.tensor(state["epoch_targets"], device=device, dtype=torch.int64)
+
         for step in range(step_in_epoch, steps_per_epoch):
             batch = windows[order[step * config.batch_size : (step + 1) * config.batch_size]].long()
             inputs, targets = batch[:, :-1], batch[:, 1:]
@@ -285,13 +294,14 @@ def train(
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             scheduler.step()
-            count = int(((targets != PAD) & (inputs != PAD)).sum())
-            state["epoch_loss_sum"] += loss.item() * count
-            state["epoch_targets"] += count
+            count = ((targets != PAD) & (inputs != PAD)).sum()
+            loss_sum += loss.detach().double() * count
+            target_count += count
             state["step"] += 1
             samples += len(batch)
             if state["step"] % config.checkpoint_every == 0 and step + 1 < steps_per_epoch:
-                save(state)
+                save(with_epoch_sums(state, loss_sum, target_count))
+        state = with_epoch_sums(state, loss_sum, target_count)
         epoch_loss = state["epoch_loss_sum"] / max(state["epoch_targets"], 1)
         if dist.world_size > 1:
             total = torch.tensor([state["epoch_loss_sum"], state["epoch_targets"]], device=device, dtype=torch.float64)

@@ -1,0 +1,473 @@
+"""Side-by-side benchmarks: each row runs our code and a plain baseline in the same process on the
+same generated data, and reports the ratio. Run with `algo-platform bench [--events N] [--quick]`.
+
+Timings are medians of `repeats` runs; peak memory is the RSS a child process reached.
+"""
+
+import datetime as dt
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+DAY = dt.date(2026, 11, 20)
+NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass
+class Row:
+    what: str
+    ours: float
+    baseline: float | None
+    unit: str
+    target: str
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        return self.ours / self.baseline if self.baseline else None
+
+
+def median_seconds(function: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def raw_frame(events: int, seed: int = 0, defect_rate: float = 0.01) -> tuple[pd.DataFrame, pa.Table]:
+    from algo_platform.datagen import build_world, generate_day, plant_defects
+
+    world = build_world(max(events // 10, 100), max(events // 25, 200), seed)
+    rng = np.random.default_rng(seed)
+    table, _ = plant_defects(generate_day(world, DAY, events, rng), defect_rate, rng)
+    frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    frame["source_file"] = "bench.parquet"
+    return frame, table
+
+
+# --- cleaning + features: ours vs DuckDB vs polars ---------------------------------------------
+
+
+def ours_clean_and_features(raw: pd.DataFrame) -> tuple[int, int]:
+    from algo_platform.assets.events import clean_events
+    from algo_platform.assets.features import build_item_features, build_user_features
+
+    cleaned, _ = clean_events(raw, DAY, NOW)
+    return len(build_user_features(cleaned)), len(build_item_features(cleaned))
+
+
+CLEAN_SQL = """
+WITH typed AS (
+  SELECT *, lower(trim(coalesce(event_type, 'play'))) AS etype FROM raw
+), valid AS (
+  SELECT * FROM typed
+  WHERE user_id IS NOT NULL AND item_id IS NOT NULL AND ts IS NOT NULL
+    AND etype IN ('play','like','share','comment','follow','skip')
+    AND coalesce(watch_ms, 0) >= 0 AND coalesce(item_duration_ms, 1) > 0
+    AND ts <= TIMESTAMPTZ '{now}' AND ts >= TIMESTAMPTZ '{start}' AND ts < TIMESTAMPTZ '{end}'
+), cleaned AS (
+  SELECT * EXCLUDE (rn) FROM (SELECT *, row_number() OVER (PARTITION BY event_id) AS rn FROM valid) WHERE rn = 1
+)
+SELECT {key}, count(*) AS events, sum(watch_ms) AS total_watch_ms,
+       avg(least(greatest(watch_ms / item_duration_ms, 0), 5)) AS mean_watch_ratio,
+       avg(CASE WHEN etype = 'like' THEN 1 ELSE 0 END) AS like_rate,
+       avg(CASE WHEN etype = 'share' THEN 1 ELSE 0 END) AS share_rate,
+       avg(CASE WHEN etype = 'skip' THEN 1 ELSE 0 END) AS skip_rate
+FROM cleaned GROUP BY {key}
+"""
+
+
+def duckdb_clean_and_features(table: pa.Table) -> tuple[int, int]:
+    import duckdb
+
+    connection = duckdb.connect()
+    connection.register("raw", table)
+    bounds = {
+        "now": NOW.isoformat(),
+        "start": f"{DAY}T00:00:00+00:00",
+        "end": f"{DAY + dt.timedelta(days=1)}T00:00:00+00:00",
+    }
+    users = connection.execute(CLEAN_SQL.format(key="user_id", **bounds)).to_arrow_table()
+    items = connection.execute(CLEAN_SQL.format(key="item_id", **bounds)).to_arrow_table()
+    return users.num_rows, items.num_rows
+
+
+def polars_clean_and_features(table: pa.Table) -> tuple[int, int]:
+    import polars as pl
+
+    start = dt.datetime.combine(DAY, dt.time(), dt.UTC)
+    frame = pl.from_arrow(table).with_columns(
+        pl.col("event_type").fill_null("play").str.strip_chars().str.to_lowercase().alias("etype")
+    )
+    cleaned = frame.filter(
+        pl.col("user_id").is_not_null()
+        & pl.col("item_id").is_not_null()
+        & pl.col("ts").is_not_null()
+        & pl.col("etype").is_in(["play", "like", "share", "comment", "follow", "skip"])
+        & (pl.col("watch_ms").fill_null(0) >= 0)
+        & (pl.col("item_duration_ms").fill_null(1) > 0)
+        & (pl.col("ts") <= NOW)
+        & (pl.col("ts") >= start)
+        & (pl.col("ts") < start + dt.timedelta(days=1))
+    ).unique(subset="event_id", keep="first", maintain_order=True)
+
+    def features(key: str) -> pl.DataFrame:
+        ratio = (pl.col("watch_ms") / pl.col("item_duration_ms")).clip(0, 5)
+        return cleaned.group_by(key).agg(
+            pl.len().alias("events"),
+            pl.col("watch_ms").sum().alias("total_watch_ms"),
+            ratio.mean().alias("mean_watch_ratio"),
+            (pl.col("etype") == "like").mean().alias("like_rate"),
+            (pl.col("etype") == "share").mean().alias("share_rate"),
+            (pl.col("etype") == "skip").mean().alias("skip_rate"),
+        )
+
+    return features("user_id").height, features("item_id").height
+
+
+def bench_cleaning(events: int, repeats: int) -> list[Row]:
+    raw, table = raw_frame(events)
+    ours = median_seconds(lambda: ours_clean_and_features(raw), repeats)
+    duck = median_seconds(lambda: duckdb_clean_and_features(table), repeats)
+    polars = median_seconds(lambda: polars_clean_and_features(table), repeats)
+    note = (
+        "ours also computes counts per event type, completion, distinct items, devices, regions and top "
+        "topics, which the baselines do not"
+    )
+    return [
+        Row(f"cleaning + features, {events:,} events: ours vs DuckDB", ours, duck, "s", "<= 1.2x the faster", note),
+        Row(f"cleaning + features, {events:,} events: ours vs polars", ours, polars, "s", "<= 1.2x the faster", note),
+    ]
+
+
+# --- quality checks: GX vs pandas ----------------------------------------------------------------
+
+
+def bench_quality(events: int, repeats: int) -> Row:
+    from algo_platform.assets.events import clean_events, cleaned_events_rules
+    from algo_platform.resources.data_quality import DataQuality
+    from benchmarks.quality_checks import pandas_checks
+
+    raw, _ = raw_frame(events, defect_rate=0.0)
+    cleaned, _ = clean_events(raw, DAY, NOW)
+    quality, rules = DataQuality(), cleaned_events_rules(DAY)
+    quality.validate(cleaned.head(100), rules, "warm-up")
+    ours = median_seconds(lambda: quality.validate(cleaned, rules, "cleaned_events_suite"), repeats)
+    plain = median_seconds(lambda: pandas_checks(cleaned, DAY), repeats)
+    return Row(
+        f"quality checks (cleaned suite, 12 rules), {len(cleaned):,} rows: GX vs pandas", ours, plain, "s", "<= 1.5x"
+    )
+
+
+# --- peak memory -------------------------------------------------------------------------------------
+
+MEMORY_CHILD = """
+import json, os, resource, sys
+from benchmarks.suite import raw_frame, DAY, NOW
+from algo_platform.assets.events import clean_events
+
+def current_rss():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+baseline = current_rss()  # interpreter and libraries, before any data exists
+raw, table = raw_frame(int(sys.argv[1]))
+arrow_bytes = table.nbytes
+del table
+cleaned, _ = clean_events(raw, DAY, NOW)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"arrow_bytes": arrow_bytes, "peak_bytes": peak, "baseline_bytes": baseline}))
+"""
+
+
+def bench_memory(events: int) -> Row:
+    done = subprocess.run(
+        [sys.executable, "-c", MEMORY_CHILD, str(events)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    used = measured["peak_bytes"] - measured["baseline_bytes"]
+    return Row(
+        f"peak memory cleaning {events:,} events (RSS above the idle interpreter) vs the data as Arrow",
+        used / 2**20,
+        measured["arrow_bytes"] / 2**20,
+        "MiB",
+        "report; aim <= 3x",
+        "peak RSS includes generating the raw frame (pandas) before cleaning",
+    )
+
+
+# --- sensor tick -------------------------------------------------------------------------------------
+
+
+def bench_sensor(repeats: int, processed: int = 10_000, new: int = 10) -> Row:
+    from algo_platform.jobs import automation
+
+    with tempfile.TemporaryDirectory() as root:
+        events = Path(root) / "landing" / "events"
+        days = 100
+        for number in range(days):
+            folder = events / (DAY - dt.timedelta(days=number)).isoformat()
+            folder.mkdir(parents=True)
+            for part in range(processed // days):
+                (folder / f"part-{part:05d}.parquet").write_bytes(b"x")
+        real_clock = automation._now_ns
+        automation._now_ns = lambda: real_clock() + 10_000_000_000  # ticks long after the files landed
+        try:
+            _, cursor = automation.scan_landing_zone(root, None)
+            for number in range(new):
+                (events / DAY.isoformat() / f"new-{number}.parquet").write_bytes(b"x")
+            seconds = median_seconds(lambda: automation.scan_landing_zone(root, cursor), repeats)
+        finally:
+            automation._now_ns = real_clock
+    return Row(f"sensor tick: {processed:,} processed files, {new} new", seconds, None, "s", "< 1 s")
+
+
+# --- trainer through Pipes vs a plain PyTorch loop -------------------------------------------------
+
+
+def plain_training_loop(sequences: str, vocabulary: str, epochs: int, batch_size: int = 128) -> float:
+    """The same model and batches, as the simplest PyTorch loop: samples per second."""
+    import torch
+
+    from algo_platform.training.config import TrainConfig
+    from algo_platform.training.data import read_sequences, training_windows
+    from algo_platform.training.model import ModelConfig, SASRec
+    from algo_platform.training.train import read_item_ids
+
+    config = TrainConfig()
+    torch.manual_seed(0)
+    windows = torch.as_tensor(training_windows(read_sequences(sequences).history, config.max_len))
+    model = SASRec(
+        ModelConfig(
+            len(read_item_ids(vocabulary)),
+            config.max_len,
+            config.hidden_dim,
+            config.num_layers,
+            config.num_heads,
+            config.dropout,
+        )
+    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
+    started, samples = time.perf_counter(), 0
+    for _ in range(epochs):
+        for batch in torch.randperm(len(windows)).split(batch_size):
+            rows = windows[batch].long()
+            loss = model(rows[:, :-1], rows[:, 1:])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            samples += len(rows)
+    return samples / (time.perf_counter() - started)
+
+
+def pipes_training(sequences: str, vocabulary: str, output: str, epochs: int) -> float:
+    """The trainer launched by PipesSubprocessClient from an asset: the samples/s it reports."""
+
+    @dg.asset
+    def trainer_through_pipes(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        command = [
+            sys.executable,
+            "-m",
+            "algo_platform.training",
+            "--sequences",
+            sequences,
+            "--vocabulary",
+            vocabulary,
+            "--output-dir",
+            output,
+            "--epochs",
+            str(epochs),
+            "--device",
+            "cpu",
+        ]
+        return dg.PipesSubprocessClient().run(context=context, command=command).get_materialize_result()
+
+    result = dg.materialize([trainer_through_pipes])
+    return float(
+        result.asset_materializations_for_node("trainer_through_pipes")[0].metadata["samples_per_second"].value
+    )
+
+
+def bench_trainer(events: int, repeats: int) -> Row:
+    from algo_platform.assets.sequences import build_training_sequences
+    from algo_platform.datagen import build_world, generate_day
+
+    world = build_world(max(events // 20, 100), max(events // 50, 200), 0)
+    days = [
+        generate_day(world, DAY - dt.timedelta(days=offset), events // 2, np.random.default_rng(offset))
+        for offset in (1, 0)
+    ]
+    events_frame = pa.concat_tables(days).to_pandas()
+    sequences, vocabulary = build_training_sequences(events_frame, DAY)
+    with tempfile.TemporaryDirectory() as folder:
+        sequences_path, vocabulary_path = f"{folder}/sequences.parquet", f"{folder}/vocabulary.parquet"
+        sequences.to_parquet(sequences_path)
+        vocabulary.to_parquet(vocabulary_path)
+        ours = statistics.median(
+            pipes_training(sequences_path, vocabulary_path, f"{folder}/run{n}", epochs=2) for n in range(repeats)
+        )
+        plain = statistics.median(plain_training_loop(sequences_path, vocabulary_path, 2) for _ in range(repeats))
+    return Row(
+        "trainer samples/s on CPU: launched through Pipes vs plain PyTorch loop",
+        ours,
+        plain,
+        "samples/s",
+        ">= 0.95x",
+        "higher is better; GPU figures need a lent GPU",
+    )
+
+
+# --- per-run fixed cost ------------------------------------------------------------------------------
+
+
+def bench_run_overhead(repeats: int) -> Row:
+    @dg.asset
+    def nearly_empty() -> int:
+        return 1
+
+    job = dg.define_asset_job("overhead_job", selection=[nearly_empty], executor_def=dg.in_process_executor)
+    defs = dg.Definitions(assets=[nearly_empty], jobs=[job])
+    with tempfile.TemporaryDirectory() as home, dg.instance_for_test(temp_dir=home) as instance:
+        resolved = defs.resolve_job_def("overhead_job")
+        seconds = median_seconds(lambda: resolved.execute_in_process(instance=instance), repeats)
+    return Row(
+        "per-run fixed cost: one trivial asset, in-process run on a SQLite instance",
+        seconds,
+        None,
+        "s",
+        "< 5 s",
+        "launched in process, not through the daemon's queue",
+    )
+
+
+# --- whole retrain path: Dagster vs plain Python -----------------------------------------------------
+
+
+def bench_retrain_path(events: int) -> Row:
+    """Two days of `events / 2` (window of 2 days): ingest both, train 1 epoch, evaluate."""
+    from algo_platform.assets.events import clean_events
+    from algo_platform.assets.features import build_item_features, build_user_features
+    from algo_platform.assets.sequences import build_training_sequences
+    from algo_platform.datagen import generate
+    from algo_platform.definitions import build_definitions
+    from algo_platform.landing import load_landing_day
+    from algo_platform.settings import Settings
+    from algo_platform.training.config import TrainConfig
+    from algo_platform.training.train import Reporter, train
+
+    with tempfile.TemporaryDirectory() as root:
+        generate(root, 2, events // 2, seed=0, end_date=DAY)
+        days = [(DAY - dt.timedelta(days=1)).isoformat(), DAY.isoformat()]
+
+        def plain() -> None:
+            cleaned = []
+            for day in days:
+                raw = load_landing_day(root, day).table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+                frame, _ = clean_events(raw, dt.date.fromisoformat(day), NOW)
+                build_user_features(frame), build_item_features(frame)
+                cleaned.append(frame)
+            sequences, vocabulary = build_training_sequences(pd.concat(cleaned), DAY)
+            sequences.to_parquet(f"{root}/plain_sequences.parquet")
+            vocabulary.to_parquet(f"{root}/plain_vocabulary.parquet")
+            train(
+                TrainConfig(epochs=1, device="cpu"),
+                f"{root}/plain_sequences.parquet",
+                f"{root}/plain_vocabulary.parquet",
+                f"{root}/plain_model",
+                Reporter(None),
+            )
+
+        settings = Settings("local", root, "2024-01-01", 2)
+
+        def through_dagster() -> None:
+            defs = build_definitions(settings)
+            with tempfile.TemporaryDirectory() as home, dg.instance_for_test(temp_dir=home) as instance:
+                for day in days:
+                    defs.resolve_job_def("ingest_job").execute_in_process(partition_key=day, instance=instance)
+                result = defs.resolve_job_def("retrain_job").execute_in_process(
+                    partition_key=days[-1],
+                    instance=instance,
+                    raise_on_error=False,
+                    run_config={"ops": {"sequence_model": {"config": {"epochs": 1, "device": "cpu"}}}},
+                )
+                # The promotion gate may refuse (a failed run by design); the report must exist.
+                if not any(
+                    e.asset_key.path == ["evaluation_report"] for e in result.get_asset_materialization_events()
+                ):
+                    raise RuntimeError("retrain path through Dagster did not produce evaluation_report")
+
+        plain_seconds = median_seconds(plain, 1)
+        dagster_seconds = median_seconds(through_dagster, 1)
+    return Row(
+        f"whole retrain path, {events:,} events: Dagster assets vs the same functions as plain Python",
+        dagster_seconds,
+        plain_seconds,
+        "s",
+        "<= 1.10",
+        "ours adds GX checks, MLflow, Parquet IO, evaluation with plots and recommendations",
+    )
+
+
+# --- harness -------------------------------------------------------------------------------------
+
+
+def run(events: int, quick: bool) -> list[Row]:
+    repeats = 1 if quick else 3
+    rows = [
+        bench_retrain_path(events),
+        bench_run_overhead(repeats),
+        *bench_cleaning(events, repeats),
+        bench_quality(events, repeats),
+        bench_memory(events),
+        bench_sensor(repeats),
+        bench_trainer(min(events, 200_000), repeats),
+    ]
+    return rows
+
+
+def render(rows: list[Row], events: int, quick: bool) -> str:
+    lines = [
+        f"# Benchmark results ({'quick' if quick else 'full'}, {events:,} events, "
+        f"{os.cpu_count()} cores, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC)",
+        "",
+        "| what | ours | baseline | ratio | target | note |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        baseline = f"{row.baseline:,.3f} {row.unit}" if row.baseline is not None else "-"
+        ratio = f"{row.ratio:.2f}x" if row.ratio is not None else "-"
+        lines.append(f"| {row.what} | {row.ours:,.3f} {row.unit} | {baseline} | {ratio} | {row.target} | {row.note} |")
+    return "\n".join(lines) + "\n"
+
+
+def save(rows: list[Row], events: int, quick: bool, folder: Path = RESULTS) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = "bench-quick" if quick else "bench"
+    json_path, markdown_path = folder / f"{stem}.json", folder / f"{stem}.md"
+    json_path.write_text(
+        json.dumps(
+            {"events": events, "quick": quick, "rows": [{**asdict(row), "ratio": row.ratio} for row in rows]}, indent=2
+        )
+        + "\n"
+    )
+    markdown_path.write_text(render(rows, events, quick))
+    return json_path, markdown_path

@@ -1,0 +1,40 @@
+"""The benchmark harness runs end to end on tiny data (it proves the harness, it measures nothing)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ROWS = [
+    "whole retrain path",
+    "per-run fixed cost",
+    "ours vs DuckDB",
+    "ours vs polars",
+    "quality checks",
+    "peak memory",
+    "sensor tick",
+    "trainer samples/s",
+]
+
+
+def test_bench_quick_writes_every_row(tmp_path):
+    env = {**os.environ, "ALGO_PLATFORM_STORAGE": str(tmp_path / "storage")}
+    done = subprocess.run(
+        [sys.executable, "-m", "algo_platform.cli", "bench", "--quick", "--events", "6000"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    results = json.loads((REPO / "benchmarks" / "results" / "bench-quick.json").read_text())
+    names = [row["what"] for row in results["rows"]]
+    for expected in ROWS:
+        assert any(expected in name for name in names), expected
+    for row in results["rows"]:
+        assert row["ours"] > 0 and (row["baseline"] is None or row["baseline"] > 0)
+    table = (REPO / "benchmarks" / "results" / "bench-quick.md").read_text()
+    assert table.count("\n|") >= len(ROWS) + 1 and "| ratio |" in table
