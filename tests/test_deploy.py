@@ -45,7 +45,11 @@ def test_helm_values_run_our_code_location_with_postgres_queue_and_gpu_limit():
 
 # Things that look like credentials: passwords/tokens with literal values, keys, URLs with a password.
 SECRET_PATTERNS = [
-    re.compile(r"(?i)(password|passwd|secret|token|api[_-]?key)\s*[:=]\s*['\"]?(?!\s*$)(?!\{)(?!env\b)[^\s'\"#]{4,}"),
+    # A literal value after a password-like key; booleans, env references and empty values are fine.
+    re.compile(
+        r"(?i)(password|passwd|secret|token|api[_-]?key)\s*[:=]\s*['\"]?"
+        r"(?!\s*$)(?!\{)(?!env\b)(?!(?:true|false|null|none)\b)[^\s'\"#]{4,}"
+    ),
     re.compile(r"AKIA[0-9A-Z]{16}"),
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
     re.compile(r"[a-z]+://[^/\s:@]+:[^/\s@]+@"),
