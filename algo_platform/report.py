@@ -34,6 +34,7 @@ def loss_curve(losses: list[float]) -> bytes:
     figure, axis = _figure(5, 3)
     axis.plot(range(1, len(losses) + 1), losses, marker="o", color=SCORER_COLORS["sequence_model"])
     axis.set(xlabel="epoch", ylabel="training loss (cross-entropy)", title="Training loss per epoch")
+    axis.xaxis.get_major_locator().set_params(integer=True)  # epochs are whole numbers
     axis.grid(alpha=0.3)
     return _png(figure)
 
