@@ -24,15 +24,22 @@ class Settings:
     training_window_days: int
     trainer_image: str = "algo-platform-trainer:latest"
     k8s_namespace: str = "algo-platform"
-    mlflow_tracking_uri: str = ""  # empty: a SQLite file under the storage root
+    mlflow_tracking_uri: str = ""  # MLFLOW_TRACKING_URI: a tracking server; empty: embedded SQLite
+    dagster_home: str = ""
+
+    @property
+    def _embedded_mlflow_dir(self) -> str:
+        # Beside the Dagster instance when there is one, else under the storage root.
+        return str(Path(self.dagster_home).resolve()) if self.dagster_home else f"{self.storage_root}/mlflow"
 
     @property
     def tracking_uri(self) -> str:
-        return self.mlflow_tracking_uri or f"sqlite:///{self.storage_root}/mlflow/mlflow.db"
+        return self.mlflow_tracking_uri or f"sqlite:///{self._embedded_mlflow_dir}/mlflow.db"
 
     @property
     def artifact_location(self) -> str:
-        return "" if self.mlflow_tracking_uri else f"{self.storage_root}/mlflow/artifacts"
+        """Where a new experiment keeps artifacts: beside the embedded database; a server decides its own."""
+        return "" if self.mlflow_tracking_uri else f"{self._embedded_mlflow_dir}/mlartifacts"
 
     @property
     def is_local_storage(self) -> bool:
@@ -63,11 +70,6 @@ def load_settings() -> Settings:
         training_window_days=int(window),
         trainer_image=os.environ.get("ALGO_PLATFORM_TRAINER_IMAGE", "algo-platform-trainer:latest"),
         k8s_namespace=os.environ.get("ALGO_PLATFORM_K8S_NAMESPACE", "algo-platform"),
-        mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or _embedded_mlflow_uri(),
+        mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", ""),
+        dagster_home=os.environ.get("DAGSTER_HOME", ""),
     )
-
-
-def _embedded_mlflow_uri() -> str:
-    """The embedded default keeps MLflow's SQLite file beside the Dagster instance."""
-    home = os.environ.get("DAGSTER_HOME")
-    return f"sqlite:///{Path(home).resolve()}/mlflow.db" if home else ""

@@ -53,3 +53,14 @@ def test_environment_is_one_setting_with_a_clear_error(monkeypatch):
     monkeypatch.setenv("ALGO_PLATFORM_ENV", "local")
     monkeypatch.setenv("ALGO_PLATFORM_STORAGE", "s3://bucket/prefix")
     assert load_settings().storage_root == "s3://bucket/prefix"
+
+
+def test_mlflow_defaults_to_files_beside_the_instance(monkeypatch, tmp_path):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    settings = load_settings()
+    assert settings.tracking_uri == f"sqlite:///{tmp_path}/mlflow.db"
+    assert settings.artifact_location == f"{tmp_path}/mlartifacts"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.mlflow.svc:5000")
+    production = load_settings()
+    assert production.tracking_uri == "http://mlflow.mlflow.svc:5000" and production.artifact_location == ""
