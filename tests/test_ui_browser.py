@@ -14,21 +14,10 @@ import dagster as dg
 import pytest
 
 from tests.test_daemon_e2e import BIN, REPO, Processes, cli, free_port, wait_for
+from tests.test_pipeline import ALL_ASSETS as ASSETS
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 SCREENSHOTS = REPO / "test-output" / "ui"
-ASSETS = [
-    "raw_events",
-    "cleaned_events",
-    "user_features",
-    "item_features",
-    "training_sequences",
-    "item_vocabulary",
-    "sequence_model",
-    "evaluation_report",
-    "champion_model",
-    "user_recommendations",
-]
 
 
 @pytest.fixture
