@@ -27,6 +27,8 @@ ALL_ASSETS = {
     "item_vocabulary",
     "sequence_model",
     "evaluation_report",
+    "champion_model",
+    "user_recommendations",
 }
 
 
