@@ -28,6 +28,9 @@ dev: setup
 test: setup
 	$(BIN)/python -m pytest
 
+bench: setup
+	$(BIN)/algo-platform bench
+
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
