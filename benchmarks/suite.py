@@ -177,7 +177,7 @@ def bench_quality(events: int, repeats: int) -> Row:
 # --- peak memory -------------------------------------------------------------------------------------
 
 MEMORY_CHILD = """
-import json, os, resource, sys
+import json, os, sys
 from benchmarks.suite import raw_frame, DAY, NOW
 from algo_platform.assets.events import clean_events
 
@@ -190,7 +190,9 @@ raw, table = raw_frame(int(sys.argv[1]))
 arrow_bytes = table.nbytes
 del table
 cleaned, _ = clean_events(raw, DAY, NOW)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+# VmHWM is this process's own high-water mark; ru_maxrss would carry over the parent's across exec.
+with open("/proc/self/status") as status:
+    peak = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
 print(json.dumps({"arrow_bytes": arrow_bytes, "peak_bytes": peak, "baseline_bytes": baseline}))
 """
 
