@@ -24,6 +24,8 @@ class Settings:
     training_window_days: int
     trainer_image: str = "algo-platform-trainer:latest"
     k8s_namespace: str = "algo-platform"
+    schedule_timezone: str = "UTC"
+    sensor_interval_seconds: int = 30
     mlflow_tracking_uri: str = ""  # MLFLOW_TRACKING_URI: a tracking server; empty: embedded SQLite
     dagster_home: str = ""
 
@@ -40,10 +42,6 @@ class Settings:
     def artifact_location(self) -> str:
         """Where a new experiment keeps artifacts: beside the embedded database; a server decides its own."""
         return "" if self.mlflow_tracking_uri else f"{self._embedded_mlflow_dir}/mlartifacts"
-
-    @property
-    def is_local_storage(self) -> bool:
-        return "://" not in self.storage_root or self.storage_root.startswith("file://")
 
     def storage_path(self, *parts: str) -> str:
         """A path under the storage root, as a string usable by fsspec and pyarrow."""
@@ -70,6 +68,8 @@ def load_settings() -> Settings:
         training_window_days=int(window),
         trainer_image=os.environ.get("ALGO_PLATFORM_TRAINER_IMAGE", "algo-platform-trainer:latest"),
         k8s_namespace=os.environ.get("ALGO_PLATFORM_K8S_NAMESPACE", "algo-platform"),
+        schedule_timezone=os.environ.get("ALGO_PLATFORM_SCHEDULE_TIMEZONE", "UTC"),
+        sensor_interval_seconds=int(os.environ.get("ALGO_PLATFORM_SENSOR_INTERVAL_SECONDS", "30")),
         mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", ""),
         dagster_home=os.environ.get("DAGSTER_HOME", ""),
     )

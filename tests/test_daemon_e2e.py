@@ -57,21 +57,22 @@ class Processes:
             self.stop(name)
 
 
-@pytest.fixture
-def platform(tmp_path):
+def temporary_platform(tmp_path: Path, **extra_env: str) -> tuple[dict, Path]:
+    """A DAGSTER_HOME with the default dagster.yaml, a storage root, and the env for processes."""
     home, storage = tmp_path / "home", tmp_path / "storage"
     home.mkdir()
     shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "ALGO_PLATFORM_STORAGE": str(storage),
-        "ALGO_PLATFORM_SENSOR_INTERVAL_SECONDS": "1",
-    }
     # Create the instance's SQLite tables once, before any process starts: a daemon and a CLI
     # starting together on an empty DAGSTER_HOME race to create them and one of them dies.
     with dg.DagsterInstance.from_config(str(home)):
         pass
+    env = {**os.environ, "DAGSTER_HOME": str(home), "ALGO_PLATFORM_STORAGE": str(storage), **extra_env}
+    return env, home
+
+
+@pytest.fixture
+def platform(tmp_path):
+    env, _ = temporary_platform(tmp_path, ALGO_PLATFORM_SENSOR_INTERVAL_SECONDS="1")
     processes = Processes(env, tmp_path)
     try:
         yield env, processes, tmp_path

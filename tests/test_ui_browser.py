@@ -6,14 +6,13 @@ Screenshots land in test-output/ui/.
 
 import datetime as dt
 import os
-import shutil
 import time
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from tests.test_daemon_e2e import BIN, REPO, Processes, cli, free_port, wait_for
+from tests.test_daemon_e2e import BIN, REPO, Processes, cli, free_port, temporary_platform, wait_for
 from tests.test_pipeline import ALL_ASSETS as ASSETS
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -77,15 +76,7 @@ def test_a_person_sees_the_assets_launches_an_ingest_and_reads_the_report(browse
     from selenium.webdriver.common.keys import Keys
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    home, storage = tmp_path / "home", tmp_path / "storage"
-    home.mkdir()
-    shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "ALGO_PLATFORM_STORAGE": str(storage),
-        "ALGO_PLATFORM_TRAINING_WINDOW_DAYS": "2",
-    }
+    env, home = temporary_platform(tmp_path, ALGO_PLATFORM_TRAINING_WINDOW_DAYS="2")
     # Everything materialized once (so the report exists), plus one more day to ingest from the UI.
     cli(env, "algo-platform", "demo", "--days", "2", "--events-per-day", "2000", "--epochs", "1")
     new_day = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=3)).isoformat()

@@ -3,7 +3,6 @@
 import datetime as dt
 import hashlib
 import json
-import os
 import time
 
 import dagster as dg
@@ -12,9 +11,9 @@ from upath import UPath
 from algo_platform.jobs import ingest_job, retrain_job
 from algo_platform.landing import MAPPING_SUFFIX, validate_day
 from algo_platform.resources.storage import PlatformStorage
+from algo_platform.settings import load_settings
 
-SCHEDULE_TIMEZONE = os.environ.get("ALGO_PLATFORM_SCHEDULE_TIMEZONE", "UTC")
-SENSOR_INTERVAL_SECONDS = int(os.environ.get("ALGO_PLATFORM_SENSOR_INTERVAL_SECONDS", "30"))
+_settings = load_settings()
 
 
 def latest_complete_day(moment: dt.datetime) -> str:
@@ -25,7 +24,7 @@ def latest_complete_day(moment: dt.datetime) -> str:
 @dg.schedule(
     job=retrain_job,
     cron_schedule="0 2 * * *",
-    execution_timezone=SCHEDULE_TIMEZONE,
+    execution_timezone=_settings.schedule_timezone,
     default_status=dg.DefaultScheduleStatus.STOPPED,
     description="02:00: retrain on the window ending at the latest complete day.",
 )
@@ -99,7 +98,7 @@ def scan_landing_zone(root: str, cursor: str | None) -> tuple[dict[str, list[str
 
 @dg.sensor(
     job=ingest_job,
-    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+    minimum_interval_seconds=_settings.sensor_interval_seconds,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="Requests ingest_job for every day whose landing-zone folder got new files.",
 )
