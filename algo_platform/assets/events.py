@@ -3,8 +3,10 @@
 import datetime as dt
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from algo_platform.assets.partitions import daily_partitions, one_day_per_run
 from algo_platform.landing import landing_dir, load_landing_day
@@ -121,47 +123,89 @@ def raw_events(context: dg.AssetExecutionContext, storage: PlatformStorage, data
     )
 
 
-def clean_events(raw: pd.DataFrame, day: dt.date, now: dt.datetime) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Normalise types, then drop invalid rows; each dropped row is counted under its first reason."""
-    frame = raw.copy()
-    event_type = frame["event_type"].astype("string").str.strip().str.lower()
+def _normalised_text(column: pa.ChunkedArray, missing: str) -> pa.ChunkedArray:
+    # Device, region, topic and event type take a handful of values: normalise the dictionary,
+    # not two million strings.
+    encoded = pc.dictionary_encode(column).combine_chunks()
+    dictionary = pc.utf8_lower(pc.utf8_trim_whitespace(encoded.dictionary))
+    return pc.fill_null(pc.take(dictionary, encoded.indices), missing)
+
+
+def _first_occurrences(values: pa.ChunkedArray) -> np.ndarray:
+    """True for the first row of each distinct value (in row order), False for its repeats."""
+    # Hashing large_string arrays measured faster here (0.23 s vs 0.33 s for 2M ids).
+    codes = pc.dictionary_encode(values.cast(pa.large_string())).combine_chunks().indices.to_numpy()
+    first = np.zeros(len(codes), dtype=bool)
+    first[np.unique(codes, return_index=True)[1]] = True
+    return first
+
+
+def clean_table(raw: pa.Table, day: dt.date, now: dt.datetime) -> tuple[pa.Table, dict[str, int]]:
+    """Normalise types, then drop invalid rows; each dropped row is counted under its first reason.
+
+    Arrow compute end to end: no Python per row and no pandas object columns (the benchmark in
+    benchmarks/ compares this with DuckDB and polars)."""
     # Logs without an event type (e.g. a ratings export) record that the user consumed the item.
-    frame["event_type"] = event_type.fillna("play")
-    for column in ("device", "region", "topic"):
-        frame[column] = frame[column].astype("string").str.strip().str.lower().fillna("unknown")
+    event_type = _normalised_text(raw["event_type"], "play")
+    type_code = pc.index_in(event_type, value_set=pa.array(EVENT_TYPES))
+    ts = raw["ts"]
+    start, end = day_bounds(day)
 
-    day_start = pd.Timestamp(day, tz="UTC")
-    checks: dict[str, pd.Series] = {
-        "missing_user_id": frame["user_id"].isna(),
-        "missing_item_id": frame["item_id"].isna(),
-        "missing_ts": frame["ts"].isna(),
-        "unknown_event_type": ~frame["event_type"].isin(EVENT_TYPES),
-        "negative_watch_ms": frame["watch_ms"].fillna(0) < 0,
-        "invalid_item_duration": frame["item_duration_ms"].fillna(1) <= 0,
-        "future_timestamp": frame["ts"] > pd.Timestamp(now) + FUTURE_TOLERANCE,
-        "outside_partition_day": (frame["ts"] < day_start) | (frame["ts"] >= day_start + pd.Timedelta(days=1)),
+    def failing(condition: pa.ChunkedArray) -> np.ndarray:
+        return pc.fill_null(condition, False).to_numpy(zero_copy_only=False)
+
+    checks = {
+        "missing_user_id": failing(pc.is_null(raw["user_id"])),
+        "missing_item_id": failing(pc.is_null(raw["item_id"])),
+        "missing_ts": failing(pc.is_null(ts)),
+        "unknown_event_type": failing(pc.is_null(type_code)),
+        "negative_watch_ms": failing(pc.less(raw["watch_ms"], 0)),
+        "invalid_item_duration": failing(pc.less_equal(raw["item_duration_ms"], 0)),
+        "future_timestamp": failing(pc.greater(ts, pa.scalar(now + FUTURE_TOLERANCE, ts.type))),
+        "outside_partition_day": failing(
+            pc.or_(pc.less(ts, pa.scalar(start, ts.type)), pc.greater_equal(ts, pa.scalar(end, ts.type)))
+        ),
     }
-    dropped = pd.Series(False, index=frame.index)
+    dropped = np.zeros(raw.num_rows, dtype=bool)
     counts: dict[str, int] = {}
-    for reason, failing in checks.items():
-        failing = failing.fillna(False).astype(bool) & ~dropped
-        counts[reason] = int(failing.sum())
-        dropped |= failing
-    frame = frame[~dropped]
-    duplicate = frame["event_id"].duplicated(keep="first")
+    for reason, fails in checks.items():
+        fails = fails & ~dropped
+        counts[reason] = int(fails.sum())
+        dropped |= fails
+    kept = np.flatnonzero(~dropped)
+    duplicate = ~_first_occurrences(raw["event_id"].take(kept))
     counts["duplicate_event_id"] = int(duplicate.sum())
-    frame = frame[~duplicate]
+    kept = kept[~duplicate]
 
-    cleaned = frame.astype({"user_id": "int64", "item_id": "int64"}).sort_values(["user_id", "ts"], kind="stable")
-    cleaned["event_type"] = pd.Categorical(cleaned["event_type"], categories=EVENT_TYPES)
-    return cleaned.drop(columns=["source_file"], errors="ignore").reset_index(drop=True), counts
+    columns = {name: raw[name].take(kept) for name in CANONICAL_COLUMNS}
+    columns["user_id"] = columns["user_id"].cast(pa.int64())
+    columns["item_id"] = columns["item_id"].cast(pa.int64())
+    columns["event_type"] = pa.DictionaryArray.from_arrays(type_code.take(kept).cast(pa.int8()), pa.array(EVENT_TYPES))
+    for name in ("device", "region", "topic"):
+        columns[name] = _normalised_text(columns[name], "unknown")
+    table = pa.table(columns)
+    order = pc.sort_indices(table, sort_keys=[("user_id", "ascending"), ("ts", "ascending")])
+    return table.take(order), counts
+
+
+def clean_events(raw: pd.DataFrame | pa.Table, day: dt.date, now: dt.datetime) -> tuple[pd.DataFrame, dict[str, int]]:
+    """`clean_table` for callers holding a pandas frame; returns the cleaned frame."""
+    if isinstance(raw, pd.DataFrame):
+        raw = pa.Table.from_pandas(raw, preserve_index=False)
+    cleaned, counts = clean_table(raw, day, now)
+    return events_frame(cleaned), counts
+
+
+def events_frame(events: pa.Table) -> pd.DataFrame:
+    """Cleaned events as pandas: ids as int64, optional durations as nullable Int64, types categorical."""
+    return events.to_pandas(types_mapper=_NULLABLE_INTEGERS.get).astype({"user_id": "int64", "item_id": "int64"})
 
 
 @dg.asset(
     partitions_def=daily_partitions, backfill_policy=one_day_per_run, group_name="ingest", kinds={"pandas", "parquet"}
 )
 def cleaned_events(
-    context: dg.AssetExecutionContext, raw_events: pd.DataFrame, data_quality: DataQuality
+    context: dg.AssetExecutionContext, raw_events: pa.Table, data_quality: DataQuality
 ) -> dg.Output[pd.DataFrame]:
     """Deduplicated, valid, type-normalised events of the day, sorted by user and time."""
     day = dt.date.fromisoformat(context.partition_key)
@@ -173,10 +217,10 @@ def cleaned_events(
         metadata={
             **_quality_metadata(quality_dimensions(cleaned, day, now, data_quality.allowed_lateness)),
             "profile": dg.MetadataValue.json(distribution_profile(cleaned)),
-            "rows_in": len(raw_events),
+            "rows_in": raw_events.num_rows,
             "rows_kept": len(cleaned),
-            "rows_dropped": len(raw_events) - len(cleaned),
-            "kept_share": round(len(cleaned) / max(len(raw_events), 1), 4),
+            "rows_dropped": raw_events.num_rows - len(cleaned),
+            "kept_share": round(len(cleaned) / max(raw_events.num_rows, 1), 4),
             **{f"dropped_{reason}": count for reason, count in dropped.items()},
             "dropped_by_reason": dg.MetadataValue.md(breakdown.to_markdown(index=False)),
             "users": int(cleaned["user_id"].nunique()),

@@ -3,6 +3,8 @@
 import dagster as dg
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from algo_platform.assets.partitions import daily_partitions, one_day_per_run
 from algo_platform.quality import hard, soft
@@ -14,67 +16,102 @@ COMPLETION_THRESHOLD = 0.9
 TOP_TOPICS = 3
 
 
-def _with_watch_ratio(events: pd.DataFrame) -> pd.DataFrame:
-    ratio = events["watch_ms"].astype("Float64") / events["item_duration_ms"].astype("Float64")
+def _as_table(events: pa.Table | pd.DataFrame) -> pa.Table:
+    return pa.Table.from_pandas(events, preserve_index=False) if isinstance(events, pd.DataFrame) else events
+
+
+def _engagement_columns(events: pa.Table) -> pa.Table:
+    """Per-event inputs of the engagement aggregates, as Arrow columns."""
+    ratio = pc.divide(pc.cast(events["watch_ms"], pa.float64()), pc.cast(events["item_duration_ms"], pa.float64()))
     # Replays make ratios above 1 legitimate; cap them so one loop-watcher can't dominate a mean.
-    return events.assign(watch_ratio=ratio.clip(lower=0, upper=5).astype("float64"))
+    ratio = pc.min_element_wise(pc.max_element_wise(ratio, 0.0), 5.0)
+    event_type = events["event_type"]
+    if pa.types.is_dictionary(event_type.type):
+        event_type = event_type.cast(pa.string())
+    columns = {
+        "watch_ratio": ratio,
+        # A view without a known ratio counts as not completed.
+        "completed": pc.cast(pc.fill_null(pc.greater_equal(ratio, COMPLETION_THRESHOLD), False), pa.int64()),
+        **{f"{kind}s": pc.cast(pc.equal(event_type, kind), pa.int64()) for kind in EVENT_TYPES},
+    }
+    for name, column in columns.items():
+        events = events.append_column(name, column)
+    return events
 
 
-def _event_type_counts(events: pd.DataFrame, key: str) -> pd.DataFrame:
-    counts = pd.crosstab(events[key], events["event_type"].astype("string"))
-    counts = counts.reindex(columns=list(EVENT_TYPES), fill_value=0)
-    return counts.rename(columns={t: f"{t}s" for t in EVENT_TYPES})
-
-
-def _engagement(events: pd.DataFrame, key: str) -> pd.DataFrame:
-    events = _with_watch_ratio(events)
-    grouped = events.groupby(key, sort=True)
-    table = pd.DataFrame(
-        {
-            "events": grouped.size(),
-            "total_watch_ms": grouped["watch_ms"].sum(min_count=1).astype("Int64"),
-            "mean_watch_ratio": grouped["watch_ratio"].mean(),
-            "completion_rate": (events["watch_ratio"] >= COMPLETION_THRESHOLD).groupby(events[key]).mean(),
-        }
-    ).join(_event_type_counts(events, key))
+def _aggregate(events: pa.Table, key: str, extra: dict[str, tuple[str, str]]) -> pd.DataFrame:
+    """One hash aggregation (Arrow, multi-threaded) for everything a feature table counts per key;
+    `extra` names further columns as {name: (input column, Arrow aggregate)}."""
+    aggregations = {
+        "events": (key, "count"),
+        "total_watch_ms": ("watch_ms", "sum"),
+        "mean_watch_ratio": ("watch_ratio", "mean"),
+        "completion_rate": ("completed", "mean"),
+        **{f"{kind}s": (f"{kind}s", "sum") for kind in EVENT_TYPES},
+        **extra,
+    }
+    table = events.group_by(key).aggregate(list(aggregations.values()))
+    # Arrow names results `<column>_<aggregate>` and puts the key last.
+    table = table.select([*(f"{column}_{how}" for column, how in aggregations.values()), key])
+    frame = table.rename_columns([*aggregations, key]).to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    counts = [key, "events", *(f"{kind}s" for kind in EVENT_TYPES)]
+    counts += [name for name, (_, how) in extra.items() if how.startswith("count")]
+    frame = frame.astype(dict.fromkeys(counts, "int64"))
     for kind in ("like", "share", "comment", "skip"):
-        table[f"{kind}_rate"] = table[f"{kind}s"] / table["events"]
-    return table
+        frame[f"{kind}_rate"] = frame[f"{kind}s"] / frame["events"]
+    frame = frame[[*frame.columns.drop(list(extra)), *extra]]
+    return frame.sort_values(key, kind="stable").set_index(key)
 
 
-def _top_topics(events: pd.DataFrame) -> pd.Series:
-    """The user's most-watched topics (by watch time, then events), comma-separated."""
-    weight = events["watch_ms"].fillna(0).clip(lower=0).astype("float64") + 1.0
-    per_topic = weight.groupby([events["user_id"], events["topic"]]).sum().rename("weight").reset_index()
-    per_topic = per_topic.sort_values(["user_id", "weight"], ascending=[True, False], kind="stable")
-    top = per_topic.groupby("user_id").head(TOP_TOPICS)
-    return top.groupby("user_id")["topic"].agg(", ".join)
+def _ranked_within(keys: np.ndarray) -> np.ndarray:
+    """0, 1, 2, ... within each run of equal keys (the input is sorted by key)."""
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    run_index = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(keys)]))
+    return np.arange(len(keys)) - starts[run_index]
 
 
-def build_user_features(events: pd.DataFrame) -> pd.DataFrame:
-    table = _engagement(events, "user_id")
-    grouped = events.groupby("user_id", sort=True)
-    table["distinct_items"] = grouped["item_id"].nunique()
-    table["first_ts"] = grouped["ts"].min()
-    table["last_ts"] = grouped["ts"].max()
-    table["main_device"] = _mode(events, "user_id", "device")
-    table["main_region"] = _mode(events, "user_id", "region")
-    table["top_topics"] = _top_topics(events)
+def _top_values(events: pa.Table, key: str, column: str, weight: str | None, top: int) -> pd.Series:
+    """The `top` values of `column` per `key` by total weight (events when None), ties by value,
+    joined with ", "."""
+    if weight is None:
+        totals = events.group_by([key, column]).aggregate([([], "count_all")]).rename_columns([key, column, "w"])
+    else:
+        totals = events.group_by([key, column]).aggregate([(weight, "sum")]).rename_columns([key, column, "w"])
+    totals = totals.sort_by([(key, "ascending"), ("w", "descending"), (column, "ascending")])
+    rank = _ranked_within(totals[key].to_numpy())
+    per_rank = [
+        totals.filter(pa.array(rank == position)).select([key, column]).to_pandas().set_index(key)[column]
+        for position in range(top)
+    ]
+    joined = per_rank[0].astype("str")
+    for following in per_rank[1:]:
+        present = following.reindex(joined.index)
+        joined = joined.where(present.isna(), joined + ", " + present)
+    return joined
+
+
+def build_user_features(events: pa.Table | pd.DataFrame) -> pd.DataFrame:
+    events = _engagement_columns(_as_table(events))
+    table = _aggregate(
+        events,
+        "user_id",
+        {"distinct_items": ("item_id", "count_distinct"), "first_ts": ("ts", "min"), "last_ts": ("ts", "max")},
+    )
+    table["main_device"] = _top_values(events, "user_id", "device", None, 1)
+    table["main_region"] = _top_values(events, "user_id", "region", None, 1)
+    # Watch time decides a user's tastes; the +1 lets a skipped video still count a little.
+    weight = pc.add(pc.cast(pc.max_element_wise(pc.fill_null(events["watch_ms"], 0), 0), pa.float64()), 1.0)
+    table["top_topics"] = _top_values(events.append_column("weight", weight), "user_id", "topic", "weight", TOP_TOPICS)
     return table.reset_index()
 
 
-def _mode(events: pd.DataFrame, key: str, column: str) -> pd.Series:
-    counts = events.groupby([key, column], sort=False).size().rename("n").reset_index()
-    counts = counts.sort_values([key, "n", column], ascending=[True, False, True], kind="stable")
-    return counts.drop_duplicates(key).set_index(key)[column]
-
-
-def build_item_features(events: pd.DataFrame) -> pd.DataFrame:
-    table = _engagement(events, "item_id")
-    grouped = events.groupby("item_id", sort=True)
-    table["unique_users"] = grouped["user_id"].nunique()
-    table["topic"] = _mode(events, "item_id", "topic")
-    table["item_duration_ms"] = grouped["item_duration_ms"].median()
+def build_item_features(events: pa.Table | pd.DataFrame) -> pd.DataFrame:
+    events = _engagement_columns(_as_table(events))
+    table = _aggregate(events, "item_id", {"unique_users": ("user_id", "count_distinct")})
+    table["topic"] = _top_values(events, "item_id", "topic", None, 1)
+    # Arrow has only an approximate median per group; pandas' grouped median is exact and vectorised.
+    durations = pd.Series(events["item_duration_ms"].to_numpy(zero_copy_only=False), dtype="float64")
+    table["item_duration_ms"] = durations.groupby(events["item_id"].to_numpy()).median()
     table["popularity_rank"] = table["events"].rank(ascending=False, method="min").astype("int64")
     return table.reset_index().sort_values("popularity_rank", kind="stable").reset_index(drop=True)
 
@@ -97,7 +134,7 @@ def _feature_metadata(table: pd.DataFrame, sort_by: str) -> dict[str, dg.Metadat
 @dg.asset(
     partitions_def=daily_partitions, backfill_policy=one_day_per_run, group_name="features", kinds={"pandas", "parquet"}
 )
-def user_features(cleaned_events: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+def user_features(cleaned_events: pa.Table) -> dg.Output[pd.DataFrame]:
     """Per-user activity of the day: events by type, watch ratio, engagement rates, top topics."""
     table = build_user_features(cleaned_events)
     return dg.Output(table, metadata=_feature_metadata(table, "events"))
@@ -106,7 +143,7 @@ def user_features(cleaned_events: pd.DataFrame) -> dg.Output[pd.DataFrame]:
 @dg.asset(
     partitions_def=daily_partitions, backfill_policy=one_day_per_run, group_name="features", kinds={"pandas", "parquet"}
 )
-def item_features(cleaned_events: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+def item_features(cleaned_events: pa.Table) -> dg.Output[pd.DataFrame]:
     """Per-item reach and engagement of the day: users, watch ratio, like/share/skip rates, rank."""
     table = build_item_features(cleaned_events)
     return dg.Output(table, metadata=_feature_metadata(table, "events"))

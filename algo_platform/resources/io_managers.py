@@ -2,7 +2,8 @@
 
 Both write under `<storage>/assets/<asset key>/<partition>.<ext>` on any fsspec filesystem.
 An input annotated as `UPath` receives the stored file's path instead of its contents, so a
-step that hands data to another process (the trainer) passes a path, not a copy.
+step that hands data to another process (the trainer) passes a path, not a copy; one annotated
+as `pyarrow.Table` receives the Arrow table as read, without the conversion to pandas.
 """
 
 import json
@@ -19,6 +20,10 @@ def _wants_path(context: dg.InputContext) -> bool:
     return context.dagster_type is not None and context.dagster_type.typing_type is UPath
 
 
+def _wants_arrow(context: dg.InputContext) -> bool:
+    return context.dagster_type is not None and context.dagster_type.typing_type is pa.Table
+
+
 def _write_atomically(path: UPath, data: bytes) -> None:
     temp = path.with_name(f".tmp-{path.name}")
     temp.write_bytes(data)
@@ -33,7 +38,7 @@ class ParquetIOManager(dg.UPathIOManager):
         pq.write_table(pa.Table.from_pandas(obj, preserve_index=False), sink, compression="zstd")
         _write_atomically(path, sink.getvalue().to_pybytes())
 
-    def load_from_path(self, context: dg.InputContext, path: UPath) -> pd.DataFrame | UPath:
+    def load_from_path(self, context: dg.InputContext, path: UPath) -> pd.DataFrame | pa.Table | UPath:
         if _wants_path(context):
             if not path.exists():
                 raise FileNotFoundError(
@@ -41,7 +46,9 @@ class ParquetIOManager(dg.UPathIOManager):
                 )
             return path
         with path.open("rb") as file:
-            return pq.read_table(file).to_pandas()
+            table = pq.read_table(file)
+        # Steps that compute with Arrow (cleaning, features) ask for it and skip the pandas copy.
+        return table if _wants_arrow(context) else table.to_pandas()
 
     def get_metadata(self, context: dg.OutputContext, obj: pd.DataFrame) -> dict[str, Any]:
         return {
