@@ -29,7 +29,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 from upath import UPath
 
-from algo_platform.schema import CANONICAL_SCHEMA, REQUIRED_COLUMNS
+from algo_platform.schema import CANONICAL_SCHEMA, REQUIRED_COLUMNS, with_low_cardinality_encoded
 
 SUPPORTED_SUFFIXES = (".parquet", ".csv", ".jsonl", ".json")
 MAPPING_SUFFIX = ".columns.json"
@@ -296,13 +296,12 @@ def load_landing_day(storage_root: str, day: str) -> DayLoad:
             continue
         seen_digests[digest] = path.name
         loaded.append(path.name)
-        source = pa.array([path.name] * table.num_rows, pa.string()).dictionary_encode()
-        tables.append(table.append_column("source_file", source))
+        tables.append(table.append_column("source_file", pa.array([path.name] * table.num_rows, pa.string())))
     if tables:
-        table = pa.concat_tables(tables, promote_options="permissive")
+        table = with_low_cardinality_encoded(pa.concat_tables(tables, promote_options="permissive"))
     else:
-        table = CANONICAL_SCHEMA.empty_table().append_column(
-            "source_file", pa.array([], pa.string()).dictionary_encode()
+        table = with_low_cardinality_encoded(
+            CANONICAL_SCHEMA.empty_table().append_column("source_file", pa.array([], pa.string()))
         )
     return DayLoad(table, loaded, quarantined, duplicates)
 

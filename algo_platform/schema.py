@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 EVENT_TYPES: tuple[str, ...] = ("play", "like", "share", "comment", "follow", "skip")
 REQUIRED_COLUMNS: tuple[str, ...] = ("user_id", "item_id", "ts")
@@ -24,3 +25,14 @@ CANONICAL_SCHEMA = pa.schema(
     ]
 )
 CANONICAL_COLUMNS: tuple[str, ...] = tuple(CANONICAL_SCHEMA.names)
+
+# Text columns with a handful of distinct values: held dictionary-encoded (pandas categoricals),
+# a code per row instead of a string per row.
+LOW_CARDINALITY_COLUMNS: tuple[str, ...] = ("event_type", "device", "region", "topic", "source_file")
+
+
+def with_low_cardinality_encoded(table: pa.Table) -> pa.Table:
+    for name in LOW_CARDINALITY_COLUMNS:
+        if name in table.column_names and not pa.types.is_dictionary(table.schema.field(name).type):
+            table = table.set_column(table.schema.get_field_index(name), name, pc.dictionary_encode(table[name]))
+    return table

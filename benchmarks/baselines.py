@@ -126,7 +126,7 @@ def polars_clean_and_features(
     import polars as pl
 
     def normalised(column: str, missing: str) -> pl.Expr:
-        return pl.col(column).str.strip_chars().str.to_lowercase().fill_null(missing)
+        return pl.col(column).cast(pl.String).str.strip_chars().str.to_lowercase().fill_null(missing)
 
     start = dt.datetime.combine(day, dt.time(), dt.UTC)
     ts = pl.col("ts")

@@ -123,18 +123,23 @@ def raw_events(context: dg.AssetExecutionContext, storage: PlatformStorage, data
     )
 
 
-def _normalised_text(column: pa.ChunkedArray, missing: str) -> pa.ChunkedArray:
-    # Device, region, topic and event type take a handful of values: normalise the dictionary,
-    # not two million strings.
-    encoded = pc.dictionary_encode(column).combine_chunks()
+def _normalised_text(column: pa.ChunkedArray, missing: str) -> pa.DictionaryArray:
+    """Trimmed, lower-cased text with `missing` for nulls, dictionary-encoded.
+
+    Device, region, topic and event type take a handful of values: the dictionary is normalised,
+    not millions of strings, and codes take a fraction of the memory of the strings."""
+    if not pa.types.is_dictionary(column.type):
+        # A column that was empty in every file arrives as Arrow's null type.
+        column = pc.dictionary_encode(column.cast(pa.string()))
+    encoded = column.combine_chunks()
     dictionary = pc.utf8_lower(pc.utf8_trim_whitespace(encoded.dictionary))
-    return pc.fill_null(pc.take(dictionary, encoded.indices), missing)
+    return pc.dictionary_encode(pc.fill_null(pc.take(dictionary, encoded.indices), missing))
 
 
-def _first_occurrences(values: pa.ChunkedArray) -> np.ndarray:
-    """True for the first row of each distinct value (in row order), False for its repeats."""
-    # Hashing large_string arrays measured faster here (0.23 s vs 0.33 s for 2M ids).
-    codes = pc.dictionary_encode(values.cast(pa.large_string())).combine_chunks().indices.to_numpy()
+def _first_occurrences(values: pa.ChunkedArray, rows: np.ndarray) -> np.ndarray:
+    """For each of `rows`: True for the first of them holding its value, False for later repeats."""
+    # Encoding the whole column avoids copying the rows' strings first (a third less peak memory).
+    codes = pc.dictionary_encode(values).combine_chunks().indices.to_numpy()[rows]
     first = np.zeros(len(codes), dtype=bool)
     first[np.unique(codes, return_index=True)[1]] = True
     return first
@@ -147,7 +152,7 @@ def clean_table(raw: pa.Table, day: dt.date, now: dt.datetime) -> tuple[pa.Table
     benchmarks/ compares this with DuckDB and polars)."""
     # Logs without an event type (e.g. a ratings export) record that the user consumed the item.
     event_type = _normalised_text(raw["event_type"], "play")
-    type_code = pc.index_in(event_type, value_set=pa.array(EVENT_TYPES))
+    type_code = pc.take(pc.index_in(event_type.dictionary, value_set=pa.array(EVENT_TYPES)), event_type.indices)
     ts = raw["ts"]
     start, end = day_bounds(day)
 
@@ -173,9 +178,12 @@ def clean_table(raw: pa.Table, day: dt.date, now: dt.datetime) -> tuple[pa.Table
         counts[reason] = int(fails.sum())
         dropped |= fails
     kept = np.flatnonzero(~dropped)
-    duplicate = ~_first_occurrences(raw["event_id"].take(kept))
+    duplicate = ~_first_occurrences(raw["event_id"], kept)
     counts["duplicate_event_id"] = int(duplicate.sum())
     kept = kept[~duplicate]
+    # Sort on the two key columns first, so every other column is copied once, already in order.
+    keys = pa.table({"user_id": raw["user_id"].take(kept), "ts": raw["ts"].take(kept)})
+    kept = kept[pc.sort_indices(keys, sort_keys=[("user_id", "ascending"), ("ts", "ascending")]).to_numpy()]
 
     columns = {name: raw[name].take(kept) for name in CANONICAL_COLUMNS}
     columns["user_id"] = columns["user_id"].cast(pa.int64())
@@ -183,9 +191,7 @@ def clean_table(raw: pa.Table, day: dt.date, now: dt.datetime) -> tuple[pa.Table
     columns["event_type"] = pa.DictionaryArray.from_arrays(type_code.take(kept).cast(pa.int8()), pa.array(EVENT_TYPES))
     for name in ("device", "region", "topic"):
         columns[name] = _normalised_text(columns[name], "unknown")
-    table = pa.table(columns)
-    order = pc.sort_indices(table, sort_keys=[("user_id", "ascending"), ("ts", "ascending")])
-    return table.take(order), counts
+    return pa.table(columns), counts
 
 
 def clean_events(raw: pd.DataFrame | pa.Table, day: dt.date, now: dt.datetime) -> tuple[pd.DataFrame, dict[str, int]]:

@@ -77,6 +77,8 @@ def _top_values(events: pa.Table, key: str, column: str, weight: str | None, top
         totals = events.group_by([key, column]).aggregate([([], "count_all")]).rename_columns([key, column, "w"])
     else:
         totals = events.group_by([key, column]).aggregate([(weight, "sum")]).rename_columns([key, column, "w"])
+    if pa.types.is_dictionary(totals.schema.field(column).type):  # Arrow sorts plain strings only
+        totals = totals.set_column(1, column, totals[column].cast(pa.string()))
     totals = totals.sort_by([(key, "ascending"), ("w", "descending"), (column, "ascending")])
     rank = _ranked_within(totals[key].to_numpy())
     per_rank = [

@@ -7,7 +7,8 @@ as `pyarrow.Table` receives the Arrow table as read, without the conversion to p
 """
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 import dagster as dg
 import pandas as pd
@@ -24,19 +25,21 @@ def _wants_arrow(context: dg.InputContext) -> bool:
     return context.dagster_type is not None and context.dagster_type.typing_type is pa.Table
 
 
-def _write_atomically(path: UPath, data: bytes) -> None:
+def _write_atomically(path: UPath, write: Callable[[BinaryIO], object]) -> None:
+    """Readers never see a half-written file: write beside it, then rename."""
     temp = path.with_name(f".tmp-{path.name}")
-    temp.write_bytes(data)
+    with temp.open("wb") as file:
+        write(file)
     temp.rename(path)
 
 
 class ParquetIOManager(dg.UPathIOManager):
     extension = ".parquet"
 
-    def dump_to_path(self, context: dg.OutputContext, obj: pd.DataFrame, path: UPath) -> None:
-        sink = pa.BufferOutputStream()
-        pq.write_table(pa.Table.from_pandas(obj, preserve_index=False), sink, compression="zstd")
-        _write_atomically(path, sink.getvalue().to_pybytes())
+    def dump_to_path(self, context: dg.OutputContext, obj: pd.DataFrame | pa.Table, path: UPath) -> None:
+        table = obj if isinstance(obj, pa.Table) else pa.Table.from_pandas(obj, preserve_index=False)
+        # Streamed to the file: no in-memory copy of the encoded Parquet.
+        _write_atomically(path, lambda file: pq.write_table(table, file, compression="zstd"))
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> pd.DataFrame | pa.Table | UPath:
         if _wants_path(context):
@@ -50,11 +53,13 @@ class ParquetIOManager(dg.UPathIOManager):
         # Steps that compute with Arrow (cleaning, features) ask for it and skip the pandas copy.
         return table if _wants_arrow(context) else table.to_pandas()
 
-    def get_metadata(self, context: dg.OutputContext, obj: pd.DataFrame) -> dict[str, Any]:
+    def get_metadata(self, context: dg.OutputContext, obj: pd.DataFrame | pa.Table) -> dict[str, Any]:
+        is_arrow = isinstance(obj, pa.Table)
+        types = zip(obj.schema.names, obj.schema.types, strict=True) if is_arrow else obj.dtypes.items()
         return {
             "dagster/row_count": len(obj),
             "dagster/column_schema": dg.TableSchema(
-                columns=[dg.TableColumn(name=str(name), type=str(dtype)) for name, dtype in obj.dtypes.items()]
+                columns=[dg.TableColumn(name=str(name), type=str(dtype)) for name, dtype in types]
             ),
         }
 
@@ -63,7 +68,8 @@ class JsonIOManager(dg.UPathIOManager):
     extension = ".json"
 
     def dump_to_path(self, context: dg.OutputContext, obj: dict, path: UPath) -> None:
-        _write_atomically(path, json.dumps(obj, indent=2, default=str).encode())
+        data = json.dumps(obj, indent=2, default=str).encode()
+        _write_atomically(path, lambda file: file.write(data))
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> dict:
         return json.loads(path.read_text())
