@@ -89,7 +89,9 @@ def demo(days: int, events_per_day: int, seed: int, defect_rate: float, epochs: 
 
 
 @main.command()
-@click.option("--events", default=2_000_000, show_default=True, help="Events per comparison.")
+@click.option(
+    "--events", default=10_000_000, show_default=True, help="Events per data comparison (the retrain path: at most 2M)."
+)
 @click.option("--quick", is_flag=True, help="Tiny data, one repetition: proves the harness, measures nothing.")
 def bench(events: int, quick: bool) -> None:
     """Run every benchmark comparison; print a table and write JSON + Markdown to benchmarks/results/."""

@@ -96,11 +96,10 @@ def model_ranks(
 def popularity_ranks(counts: np.ndarray, targets: np.ndarray) -> np.ndarray:
     import torch
 
-    from algo_platform.training.metrics import target_ranks
+    from algo_platform.training.metrics import fixed_score_ranks
 
     wanted = torch.as_tensor(targets[targets >= 0])
-    scores = torch.as_tensor(counts, dtype=torch.float32).expand(len(wanted), -1)
-    return target_ranks(scores, wanted).numpy()
+    return fixed_score_ranks(torch.as_tensor(counts, dtype=torch.float32), wanted).numpy()
 
 
 def metrics_from_ranks(ranks: pd.Series | np.ndarray) -> dict[str, float]:

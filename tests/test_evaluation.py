@@ -89,3 +89,21 @@ def test_plots_are_real_images_and_the_html_report_contains_them():
     html = report.html_report("Evaluation", ["a line"], {"Overall": table}, images)
     assert html.count("data:image/png;base64,") == 3 and "<table" in html and "0.7" in html
     assert "![bars](data:image/png;base64," in report.markdown_images(images)
+
+
+def test_popularity_ranks_equal_ranking_the_full_score_matrix():
+    """The closed form used for popularity gives the ranks `target_ranks` gives on the full matrix
+    (ties against the target, padding excluded, padding targets last)."""
+    import numpy as np
+    import torch
+
+    from algo_platform.scoring import popularity_ranks
+    from algo_platform.training.metrics import target_ranks
+
+    rng = np.random.default_rng(0)
+    for items in (2, 7, 300):
+        counts = rng.integers(0, 5, items)
+        targets = rng.integers(-1, items, 500)
+        wanted = torch.as_tensor(targets[targets >= 0])
+        full = target_ranks(torch.as_tensor(counts, dtype=torch.float32).expand(len(wanted), -1), wanted)
+        assert popularity_ranks(counts, targets).tolist() == full.tolist()

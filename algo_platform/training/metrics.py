@@ -20,6 +20,14 @@ def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return torch.where(targets == PAD, torch.full_like(ranks, scores.shape[1]), ranks)
 
 
+def fixed_score_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """`target_ranks` for one score vector shared by every query (popularity), without building a
+    (queries, items) matrix: rank = items other than padding scoring at least the target, minus one."""
+    ascending = torch.sort(torch.cat([scores[:PAD], scores[PAD + 1 :]]).float()).values
+    at_least = len(ascending) - torch.searchsorted(ascending, scores[targets.clamp(min=0)].float(), side="left")
+    return torch.where(targets == PAD, torch.full_like(at_least, len(scores)), at_least - 1)
+
+
 def hit_rate_and_ndcg(ranks: torch.Tensor, k: int) -> tuple[float, float]:
     """HR@k and NDCG@k (one relevant item per query) from 0-based ranks."""
     if ranks.numel() == 0:

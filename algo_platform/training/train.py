@@ -27,7 +27,7 @@ import torch
 
 from algo_platform.training.config import TrainConfig
 from algo_platform.training.data import holdout_windows, popularity_scores, read_sequences, training_windows
-from algo_platform.training.metrics import hit_rate_and_ndcg, target_ranks
+from algo_platform.training.metrics import fixed_score_ranks, hit_rate_and_ndcg, target_ranks
 from algo_platform.training.model import PAD, ModelConfig, SASRec
 from algo_platform.training.storage import exists, read_bytes, write_bytes_atomically
 
@@ -105,7 +105,7 @@ def evaluate(
         wanted = batch_targets[scored]
         model_ranks.append(target_ranks(model.item_scores(hidden), wanted).cpu())
         if baseline is not None:
-            baseline_ranks.append(target_ranks(baseline.expand(len(wanted), -1), wanted).cpu())
+            baseline_ranks.append(fixed_score_ranks(baseline, wanted).cpu())
     ranks = torch.cat(model_ranks) if model_ranks else torch.empty(0, dtype=torch.long)
     hr, ndcg = hit_rate_and_ndcg(ranks, k)
     result = {f"hr@{k}": hr, f"ndcg@{k}": ndcg, "targets": int(ranks.numel())}

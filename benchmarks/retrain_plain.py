@@ -1,0 +1,106 @@
+"""The retrain path as plain Python: the functions our assets and checks call, in the same order,
+with the same outputs written, and nothing from Dagster (no instance, event log, IO manager,
+Pipes subprocess). `bench_retrain_path` compares it with materializing the jobs.
+
+Asset checks are called directly (Dagster runs their bodies as plain functions when invoked).
+"""
+
+import datetime as dt
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+
+from algo_platform.assets.evaluation import HEADLINE, evaluate_day
+from algo_platform.assets.events import CLEANED_SUITE, clean_events, cleaned_events_rules, raw_events_suite
+from algo_platform.assets.features import (
+    build_item_features,
+    build_user_features,
+    item_features_suite,
+    user_features_suite,
+)
+from algo_platform.assets.sequences import build_training_sequences, item_vocabulary_suite, training_sequences_suite
+from algo_platform.landing import load_landing_day
+from algo_platform.promotion import PromotionPolicy, promotion_decision
+from algo_platform.quality import distribution_profile, quality_dimensions
+from algo_platform.resources.data_quality import DataQuality
+from algo_platform.resources.tracking import ExperimentTracking
+from algo_platform.training.config import TrainConfig
+
+
+def ingest_day(
+    root: str, workdir: str, day: dt.date, now: dt.datetime, quality: DataQuality
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """raw_events → cleaned_events → user/item features of one day, with every check."""
+    load = load_landing_day(root, day.isoformat())
+    raw = load.table.to_pandas()
+    quality_dimensions(raw, day, now, quality.allowed_lateness)
+    raw_events_suite(raw_events=raw, data_quality=quality)
+    cleaned, _ = clean_events(load.table, day, now)
+    quality_dimensions(cleaned, day, now, quality.allowed_lateness)
+    distribution_profile(cleaned)
+    # The cleaned suite's check reads the day from its context; its rules and validation are these.
+    quality.validate(cleaned, cleaned_events_rules(day), CLEANED_SUITE)
+    users, items = build_user_features(cleaned), build_item_features(cleaned)
+    user_features_suite(user_features=users, data_quality=quality)
+    item_features_suite(item_features=items, data_quality=quality)
+    for name, frame in (("cleaned_events", cleaned), ("user_features", users), ("item_features", items)):
+        frame.to_parquet(Path(workdir) / f"{name}-{day}.parquet")
+    return cleaned, users
+
+
+def retrain(root: str, days: list[dt.date], now: dt.datetime, epochs: int) -> pd.DataFrame:
+    """Ingest each day, then sequences → model → evaluation → promotion → recommendations."""
+    with tempfile.TemporaryDirectory(dir=root) as workdir:  # fresh outputs and registry each time
+        return _retrain(root, workdir, days, now, epochs)
+
+
+def _retrain(root: str, workdir: str, days: list[dt.date], now: dt.datetime, epochs: int) -> pd.DataFrame:
+    from algo_platform import report as render
+    from algo_platform.scoring import load_model, remap, top_k
+    from algo_platform.training.data import latest_windows, read_sequences
+    from algo_platform.training.train import Reporter, read_item_ids, train
+
+    quality = DataQuality()
+    ingested = [ingest_day(root, workdir, day, now, quality) for day in days]
+    sequences, vocabulary = build_training_sequences(pd.concat([cleaned for cleaned, _ in ingested]), days[-1])
+    training_sequences_suite(training_sequences=sequences, data_quality=quality)
+    item_vocabulary_suite(item_vocabulary=vocabulary, data_quality=quality)
+    sequences_path, vocabulary_path = f"{workdir}/sequences.parquet", f"{workdir}/vocabulary.parquet"
+    sequences.to_parquet(sequences_path)
+    vocabulary.to_parquet(vocabulary_path)
+
+    config = TrainConfig(epochs=epochs, device="cpu")
+    trained = train(config, sequences_path, vocabulary_path, f"{workdir}/model", Reporter(None))
+    tracking = ExperimentTracking(
+        tracking_uri=f"sqlite:///{workdir}/mlflow.db", artifact_location=f"{workdir}/mlartifacts"
+    )
+    run_id = tracking.log_training(
+        "plain", asdict(config), trained["losses"], {"final_loss": trained["final_loss"]}, {}, [trained["model_uri"]]
+    )
+    version = tracking.register(run_id, trained["model_uri"], tags={})
+
+    overall, segments = evaluate_day(sequences_path, vocabulary_path, ingested[-1][1], trained["model_uri"], None)
+    images = {
+        "loss": render.loss_curve(trained["losses"]),
+        "bars": render.metric_bars(overall, HEADLINE),
+        "segments": render.segment_bars(segments, "ndcg@10"),
+    }
+    html = render.html_report("plain", [], {"Overall": overall, "Per segment": segments}, images)
+    with tempfile.TemporaryDirectory() as folder:
+        files = []
+        for name, content in {"report.html": html.encode(), **{f"{k}.png": v for k, v in images.items()}}.items():
+            files.append(f"{folder}/{name}")
+            Path(files[-1]).write_bytes(content)
+        tracking.log_evaluation(run_id, {"ndcg": float(overall["ndcg@10"].iloc[0])}, files)
+    if promotion_decision(overall, segments, PromotionPolicy()).promote:
+        tracking.promote(version.version)
+
+    model = load_model(trained["model_uri"])
+    data = read_sequences(sequences_path)
+    windows, rows = latest_windows(data, model.max_len)
+    items, scores = top_k(model, remap(windows, read_item_ids(vocabulary_path), model.item_ids), 20)
+    recommendations = pd.DataFrame({"user_id": data.user_ids[rows], "item_ids": list(items), "scores": list(scores)})
+    recommendations.to_parquet(f"{workdir}/recommendations.parquet")
+    return overall
