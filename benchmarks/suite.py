@@ -83,7 +83,7 @@ def bench_cleaning(events: int, repeats: int) -> list[Row]:
     ours = median_seconds(lambda: ours_clean_and_features(raw), repeats)
     duck = median_seconds(lambda: duckdb_clean_and_features(raw, DAY, NOW), repeats)
     polars = median_seconds(lambda: polars_clean_and_features(raw, DAY, NOW), repeats)
-    note = "same output tables from all three (tests/test_bench.py); input is the raw Arrow table"
+    note = "same output tables from all three (tests/test_bench_baselines.py); input is the raw Arrow table"
     return [
         Row(f"cleaning + features, {events:,} events: ours vs DuckDB", ours, duck, "s", "<= 1.2x the faster", note),
         Row(f"cleaning + features, {events:,} events: ours vs polars", ours, polars, "s", "<= 1.2x the faster", note),
