@@ -7,8 +7,8 @@ import torch
 
 from algo_platform import report
 from algo_platform.promotion import PromotionPolicy, promotion_decision
-from algo_platform.scoring import remap
-from algo_platform.training.metrics import ranking_metrics
+from algo_platform.scoring import popularity_ranks, remap
+from algo_platform.training.metrics import ranking_metrics, target_ranks
 
 
 def test_ranking_metrics_against_hand_computed_values():
@@ -94,12 +94,6 @@ def test_plots_are_real_images_and_the_html_report_contains_them():
 def test_popularity_ranks_equal_ranking_the_full_score_matrix():
     """The closed form used for popularity gives the ranks `target_ranks` gives on the full matrix
     (ties against the target, padding excluded, padding targets last)."""
-    import numpy as np
-    import torch
-
-    from algo_platform.scoring import popularity_ranks
-    from algo_platform.training.metrics import target_ranks
-
     rng = np.random.default_rng(0)
     for items in (2, 7, 300):
         counts = rng.integers(0, 5, items)

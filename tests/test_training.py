@@ -107,21 +107,7 @@ def test_trainer_resumes_from_the_last_checkpoint(tmp_path):
 
 def test_trainer_cli_runs_without_dagster_and_explains_bad_input(tmp_path):
     sequences, vocabulary = write_inputs(tmp_path)
-    command = [
-        sys.executable,
-        "-m",
-        "algo_platform.training",
-        "--sequences",
-        sequences,
-        "--vocabulary",
-        vocabulary,
-        "--output-dir",
-        str(tmp_path / "cli"),
-        "--epochs",
-        "1",
-        "--device",
-        "cpu",
-    ]
+    command = trainer_command(sequences, vocabulary, str(tmp_path / "cli"), "--epochs", "1")
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "epoch 1/1 loss" in done.stderr and (tmp_path / "cli" / "model.pt").exists()

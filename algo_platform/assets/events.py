@@ -195,7 +195,7 @@ def clean_table(raw: pa.Table, day: dt.date, now: dt.datetime) -> tuple[pa.Table
 
 
 def clean_events(raw: pd.DataFrame | pa.Table, day: dt.date, now: dt.datetime) -> tuple[pd.DataFrame, dict[str, int]]:
-    """`clean_table` for callers holding a pandas frame; returns the cleaned frame."""
+    """`clean_table` on an Arrow table or a pandas frame; the cleaned events as pandas (the asset's output)."""
     if isinstance(raw, pd.DataFrame):
         raw = pa.Table.from_pandas(raw, preserve_index=False)
     cleaned, counts = clean_table(raw, day, now)

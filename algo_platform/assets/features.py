@@ -73,10 +73,8 @@ def _ranked_within(keys: np.ndarray) -> np.ndarray:
 def _top_values(events: pa.Table, key: str, column: str, weight: str | None, top: int) -> pd.Series:
     """The `top` values of `column` per `key` by total weight (events when None), ties by value,
     joined with ", "."""
-    if weight is None:
-        totals = events.group_by([key, column]).aggregate([([], "count_all")]).rename_columns([key, column, "w"])
-    else:
-        totals = events.group_by([key, column]).aggregate([(weight, "sum")]).rename_columns([key, column, "w"])
+    aggregation = ([], "count_all") if weight is None else (weight, "sum")
+    totals = events.group_by([key, column]).aggregate([aggregation]).rename_columns([key, column, "w"])
     if pa.types.is_dictionary(totals.schema.field(column).type):  # Arrow sorts plain strings only
         totals = totals.set_column(1, column, totals[column].cast(pa.string()))
     totals = totals.sort_by([(key, "ascending"), ("w", "descending"), (column, "ascending")])

@@ -17,12 +17,8 @@ import pyarrow.parquet as pq
 from upath import UPath
 
 
-def _wants_path(context: dg.InputContext) -> bool:
-    return context.dagster_type is not None and context.dagster_type.typing_type is UPath
-
-
-def _wants_arrow(context: dg.InputContext) -> bool:
-    return context.dagster_type is not None and context.dagster_type.typing_type is pa.Table
+def _annotated_as(context: dg.InputContext, python_type: type) -> bool:
+    return context.dagster_type is not None and context.dagster_type.typing_type is python_type
 
 
 def _write_atomically(path: UPath, write: Callable[[BinaryIO], object]) -> None:
@@ -42,7 +38,7 @@ class ParquetIOManager(dg.UPathIOManager):
         _write_atomically(path, lambda file: pq.write_table(table, file, compression="zstd"))
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> pd.DataFrame | pa.Table | UPath:
-        if _wants_path(context):
+        if _annotated_as(context, UPath):
             if not path.exists():
                 raise FileNotFoundError(
                     f"{path} does not exist; materialize {context.asset_key.to_user_string()} first"
@@ -51,7 +47,7 @@ class ParquetIOManager(dg.UPathIOManager):
         with path.open("rb") as file:
             table = pq.read_table(file)
         # Steps that compute with Arrow (cleaning, features) ask for it and skip the pandas copy.
-        return table if _wants_arrow(context) else table.to_pandas()
+        return table if _annotated_as(context, pa.Table) else table.to_pandas()
 
     def get_metadata(self, context: dg.OutputContext, obj: pd.DataFrame | pa.Table) -> dict[str, Any]:
         is_arrow = isinstance(obj, pa.Table)
