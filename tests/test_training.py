@@ -43,6 +43,8 @@ def test_ranks_hit_rate_and_ndcg_against_hand_computed_values():
     ranks = target_ranks(scores, torch.tensor([1, 2, 3]))
     assert ranks.tolist() == [0, 1, 2]  # ties count against the target
     assert target_ranks(scores[:1], torch.tensor([0])).tolist() == [4]  # unknown item: always a miss
+    padding_scored_highest = torch.tensor([[5.0, 0.1, 0.2, 0.3]])
+    assert target_ranks(padding_scored_highest, torch.tensor([3])).tolist() == [0]  # padding is never a candidate
     hr, ndcg = hit_rate_and_ndcg(ranks, k=2)
     assert hr == pytest.approx(2 / 3)
     assert ndcg == pytest.approx((1.0 + 1 / np.log2(3)) / 3)
