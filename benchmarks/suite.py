@@ -52,6 +52,16 @@ def median_seconds(function: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
+def interleaved_medians(functions: list[Callable[[], object]], repeats: int) -> list[float]:
+    """Median seconds of each function, run in rounds (one of each per round) so that drift over
+    the run (allocator growth, the machine's load) falls on every side alike."""
+    times: list[list[float]] = [[] for _ in functions]
+    for _ in range(repeats):
+        for function, measured in zip(functions, times, strict=True):
+            measured.append(median_seconds(function, 1))
+    return [statistics.median(measured) for measured in times]
+
+
 def raw_table(events: int, seed: int = 0, defect_rate: float = 0.01) -> pa.Table:
     """One generated day with planted defects, shaped like `raw_events` (canonical columns + source_file)."""
     from algo_platform.datagen import build_world, generate_day, plant_defects
@@ -80,9 +90,14 @@ def bench_cleaning(events: int, repeats: int) -> list[Row]:
     from benchmarks.baselines import duckdb_clean_and_features, polars_clean_and_features
 
     raw = raw_table(events)
-    ours = median_seconds(lambda: ours_clean_and_features(raw), repeats)
-    duck = median_seconds(lambda: duckdb_clean_and_features(raw, DAY, NOW), repeats)
-    polars = median_seconds(lambda: polars_clean_and_features(raw, DAY, NOW), repeats)
+    ours, duck, polars = interleaved_medians(
+        [
+            lambda: ours_clean_and_features(raw),
+            lambda: duckdb_clean_and_features(raw, DAY, NOW),
+            lambda: polars_clean_and_features(raw, DAY, NOW),
+        ],
+        repeats,
+    )
     note = "same output tables from all three (tests/test_bench_baselines.py); input is the raw Arrow table"
     return [
         Row(f"cleaning + features, {events:,} events: ours vs DuckDB", ours, duck, "s", "<= 1.2x the faster", note),
