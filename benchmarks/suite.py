@@ -52,14 +52,18 @@ def median_seconds(function: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
-def interleaved_medians(functions: list[Callable[[], object]], repeats: int) -> list[float]:
-    """Median seconds of each function, run in rounds (one of each per round) so that drift over
-    the run (allocator growth, the machine's load) falls on every side alike."""
-    times: list[list[float]] = [[] for _ in functions]
+def interleaved_medians(measures: list[Callable[[], float]], repeats: int) -> list[float]:
+    """Median of each measurement, taken in rounds (one of each per round) so that drift over the
+    run (allocator growth, the machine's load) falls on every side alike."""
+    taken: list[list[float]] = [[] for _ in measures]
     for _ in range(repeats):
-        for function, measured in zip(functions, times, strict=True):
-            measured.append(median_seconds(function, 1))
-    return [statistics.median(measured) for measured in times]
+        for measure, values in zip(measures, taken, strict=True):
+            values.append(measure())
+    return [statistics.median(values) for values in taken]
+
+
+def seconds_of(function: Callable[[], object]) -> Callable[[], float]:
+    return lambda: median_seconds(function, 1)
 
 
 def raw_table(events: int, seed: int = 0, defect_rate: float = 0.01) -> pa.Table:
@@ -92,9 +96,9 @@ def bench_cleaning(events: int, repeats: int) -> list[Row]:
     raw = raw_table(events)
     ours, duck, polars = interleaved_medians(
         [
-            lambda: ours_clean_and_features(raw),
-            lambda: duckdb_clean_and_features(raw, DAY, NOW),
-            lambda: polars_clean_and_features(raw, DAY, NOW),
+            seconds_of(lambda: ours_clean_and_features(raw)),
+            seconds_of(lambda: duckdb_clean_and_features(raw, DAY, NOW)),
+            seconds_of(lambda: polars_clean_and_features(raw, DAY, NOW)),
         ],
         repeats,
     )
@@ -116,8 +120,13 @@ def bench_quality(events: int, repeats: int) -> Row:
     cleaned, _ = clean_events(raw_table(events, defect_rate=0.0), DAY, NOW)
     quality, rules = DataQuality(), cleaned_events_rules(DAY)
     quality.validate(cleaned.head(100), rules, "warm-up")
-    ours = median_seconds(lambda: quality.validate(cleaned, rules, "cleaned_events_suite"), repeats)
-    plain = median_seconds(lambda: pandas_checks(cleaned, DAY), repeats)
+    ours, plain = interleaved_medians(
+        [
+            seconds_of(lambda: quality.validate(cleaned, rules, "cleaned_events_suite")),
+            seconds_of(lambda: pandas_checks(cleaned, DAY)),
+        ],
+        repeats,
+    )
     return Row(
         f"quality checks (cleaned suite, 12 rules), {len(cleaned):,} rows: GX vs pandas", ours, plain, "s", "<= 1.5x"
     )
@@ -284,10 +293,14 @@ def bench_trainer(events: int, repeats: int) -> Row:
         sequences_path, vocabulary_path = f"{folder}/sequences.parquet", f"{folder}/vocabulary.parquet"
         sequences.to_parquet(sequences_path)
         vocabulary.to_parquet(vocabulary_path)
-        ours = statistics.median(
-            pipes_training(sequences_path, vocabulary_path, f"{folder}/run{n}", epochs=2) for n in range(repeats)
+        runs = iter(range(repeats))
+        ours, plain = interleaved_medians(
+            [
+                lambda: pipes_training(sequences_path, vocabulary_path, f"{folder}/run{next(runs)}", epochs=2),
+                lambda: plain_training_loop(sequences_path, vocabulary_path, 2),
+            ],
+            repeats,
         )
-        plain = statistics.median(plain_training_loop(sequences_path, vocabulary_path, 2) for _ in range(repeats))
     return Row(
         "trainer samples/s on CPU: launched through Pipes vs plain PyTorch loop",
         ours,
