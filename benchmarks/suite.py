@@ -136,11 +136,10 @@ def bench_quality(events: int, repeats: int) -> Row:
 
 MEMORY_CHILD = """
 import json, sys
-import pyarrow.parquet as pq
 from upath import UPath
 from benchmarks.suite import DAY, NOW
 from algo_platform.assets.events import clean_events
-from algo_platform.resources.io_managers import ParquetIOManager
+from algo_platform.resources.io_managers import ParquetIOManager, read_table
 
 def rss(field):
     with open("/proc/self/status") as status:
@@ -149,7 +148,7 @@ def rss(field):
 raw_path, cleaned_path = sys.argv[1:]
 idle = rss("VmRSS")  # interpreter and libraries, before any data exists
 # The cleaned_events step: read raw_events as Arrow (as its IO manager does), clean, store.
-raw = pq.read_table(raw_path)
+raw = read_table(UPath(raw_path))
 cleaned, _ = clean_events(raw, DAY, NOW)
 ParquetIOManager(base_path=UPath(cleaned_path).parent).dump_to_path(None, cleaned, UPath(cleaned_path))
 # VmHWM is this process's own high-water mark; ru_maxrss would carry over the parent's across exec.
