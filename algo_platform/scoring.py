@@ -129,3 +129,16 @@ def top_k(
             all_items.append(loaded.item_ids[best.indices.cpu().numpy()])
             all_scores.append(best.values.cpu().numpy())
     return np.concatenate(all_items), np.concatenate(all_scores)
+
+
+def recommend(model_uri: str, sequences_path: str, vocabulary_path: str, k: int) -> pd.DataFrame:
+    """Top-k item ids and scores for every user with a history, from the model at `model_uri`."""
+    from algo_platform.training.data import latest_windows, read_sequences
+    from algo_platform.training.train import read_item_ids
+
+    model = load_model(model_uri)
+    data = read_sequences(sequences_path)
+    windows, rows = latest_windows(data, model.max_len)
+    items, scores = top_k(model, remap(windows, read_item_ids(vocabulary_path), model.item_ids), k)
+    scores = scores.astype("float32")
+    return pd.DataFrame({"user_id": data.user_ids[rows], "item_ids": list(items), "scores": list(scores)})

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from algo_platform.assets.evaluation import HEADLINE, evaluate_day
+from algo_platform.assets.evaluation import evaluate_day, log_report, report_images
 from algo_platform.assets.events import CLEANED_SUITE, clean_events, cleaned_events_rules, raw_events_suite
 from algo_platform.assets.features import (
     build_item_features,
@@ -58,9 +58,8 @@ def retrain(root: str, days: list[dt.date], now: dt.datetime, epochs: int) -> pd
 
 def _retrain(root: str, workdir: str, days: list[dt.date], now: dt.datetime, epochs: int) -> pd.DataFrame:
     from algo_platform import report as render
-    from algo_platform.scoring import load_model, remap, top_k
-    from algo_platform.training.data import latest_windows, read_sequences
-    from algo_platform.training.train import Reporter, read_item_ids, train
+    from algo_platform.scoring import recommend
+    from algo_platform.training.train import Reporter, train
 
     quality = DataQuality()
     ingested = [ingest_day(root, workdir, day, now, quality) for day in days]
@@ -82,25 +81,13 @@ def _retrain(root: str, workdir: str, days: list[dt.date], now: dt.datetime, epo
     version = tracking.register(run_id, trained["model_uri"], tags={})
 
     overall, segments = evaluate_day(sequences_path, vocabulary_path, ingested[-1][1], trained["model_uri"], None)
-    images = {
-        "loss": render.loss_curve(trained["losses"]),
-        "bars": render.metric_bars(overall, HEADLINE),
-        "segments": render.segment_bars(segments, "ndcg@10"),
-    }
+    images = report_images(trained["losses"], overall, segments)
     html = render.html_report("plain", [], {"Overall": overall, "Per segment": segments}, images)
-    with tempfile.TemporaryDirectory() as folder:
-        files = []
-        for name, content in {"report.html": html.encode(), **{f"{k}.png": v for k, v in images.items()}}.items():
-            files.append(f"{folder}/{name}")
-            Path(files[-1]).write_bytes(content)
-        tracking.log_evaluation(run_id, {"ndcg": float(overall["ndcg@10"].iloc[0])}, files)
+    Path(f"{workdir}/report.html").write_text(html)
+    log_report(tracking, run_id, overall, html, images)
     if promotion_decision(overall, segments, PromotionPolicy()).promote:
         tracking.promote(version.version)
 
-    model = load_model(trained["model_uri"])
-    data = read_sequences(sequences_path)
-    windows, rows = latest_windows(data, model.max_len)
-    items, scores = top_k(model, remap(windows, read_item_ids(vocabulary_path), model.item_ids), 20)
-    recommendations = pd.DataFrame({"user_id": data.user_ids[rows], "item_ids": list(items), "scores": list(scores)})
+    recommendations = recommend(trained["model_uri"], sequences_path, vocabulary_path, 20)
     recommendations.to_parquet(f"{workdir}/recommendations.parquet")
     return overall

@@ -252,24 +252,14 @@ def plain_training_loop(sequences: str, vocabulary: str, epochs: int, batch_size
 def pipes_training(sequences: str, vocabulary: str, output: str, epochs: int) -> float:
     """The trainer launched by PipesSubprocessClient from an asset: the samples/s it reports."""
 
+    from algo_platform.resources.launcher import SubprocessTrainingLauncher
+
     @dg.asset
     def trainer_through_pipes(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        command = [
-            sys.executable,
-            "-m",
-            "algo_platform.training",
-            "--sequences",
-            sequences,
-            "--vocabulary",
-            vocabulary,
-            "--output-dir",
-            output,
-            "--epochs",
-            str(epochs),
-            "--device",
-            "cpu",
-        ]
-        return dg.PipesSubprocessClient().run(context=context, command=command).get_materialize_result()
+        # The launcher sequence_model uses on a laptop, with the trainer's default hyper-parameters.
+        args = ["--sequences", sequences, "--vocabulary", vocabulary, "--output-dir", output, "--device", "cpu"]
+        invocation = SubprocessTrainingLauncher().run_trainer(context, [*args, "--epochs", str(epochs)])
+        return invocation.get_materialize_result()
 
     result = dg.materialize([trainer_through_pipes])
     return float(

@@ -95,6 +95,35 @@ def evaluate_day(
     return summarise(per_target, scorers, coverage)
 
 
+def report_images(losses: list[float], overall: pd.DataFrame, segments: pd.DataFrame) -> dict[str, bytes]:
+    """The report's plots as PNG bytes, by title."""
+    from algo_platform import report as render
+
+    return {
+        "Training loss per epoch": render.loss_curve(losses),
+        "Model vs baselines": render.metric_bars(overall, HEADLINE),
+        "NDCG@10 per segment": render.segment_bars(segments, "ndcg@10"),
+    }
+
+
+def log_report(
+    tracking: ExperimentTracking, mlflow_run_id: str, overall: pd.DataFrame, html: str, images: dict[str, bytes]
+) -> None:
+    """Every scorer's headline metrics, the HTML report and its plots, on the model's MLflow run."""
+    metrics = {
+        f"eval_{scorer}_{name}": float(row[name])
+        for scorer, row in overall.set_index("scorer").iterrows()
+        for name in [*HEADLINE, "coverage@10"]
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        files = [str(Path(folder) / "report.html")]
+        Path(files[0]).write_text(html)
+        for title, png in images.items():
+            files.append(str(Path(folder) / (title.lower().replace(" ", "_").replace("@", "") + ".png")))
+            Path(files[-1]).write_bytes(png)
+        tracking.log_evaluation(mlflow_run_id, metrics, files)
+
+
 def _as_long_table(overall: pd.DataFrame, segments: pd.DataFrame) -> pd.DataFrame:
     overall = overall.assign(segment="all", value="all", users=np.nan)
     return pd.concat([overall, segments], ignore_index=True)
@@ -123,11 +152,7 @@ def evaluation_report(
     overall, segments = evaluate_day(
         str(training_sequences), str(item_vocabulary), user_features, sequence_model["model_uri"], champion_uri
     )
-    images = {
-        "Training loss per epoch": render.loss_curve(sequence_model["losses"]),
-        "Model vs baselines": render.metric_bars(overall, HEADLINE),
-        "NDCG@10 per segment": render.segment_bars(segments, "ndcg@10"),
-    }
+    images = report_images(sequence_model["losses"], overall, segments)
     by_scorer = overall.set_index("scorer")
     model, popularity = by_scorer.loc["sequence_model"], by_scorer.loc["popularity"]
     summary = [
@@ -143,19 +168,7 @@ def evaluation_report(
         f"Evaluation {context.partition_key}", summary, {"Overall": overall, "Per segment": segments}, images
     )
     report_path.write_text(html)
-
-    with tempfile.TemporaryDirectory() as folder:
-        files = [str(Path(folder) / "report.html")]
-        Path(files[0]).write_text(html)
-        for title, png in images.items():
-            files.append(str(Path(folder) / (title.lower().replace(" ", "_").replace("@", "") + ".png")))
-            Path(files[-1]).write_bytes(png)
-        metrics = {
-            f"eval_{scorer}_{name}": float(row[name])
-            for scorer, row in by_scorer.iterrows()
-            for name in [*HEADLINE, "coverage@10"]
-        }
-        experiment_tracking.log_evaluation(sequence_model["mlflow_run_id"], metrics, files)
+    log_report(experiment_tracking, sequence_model["mlflow_run_id"], overall, html, images)
 
     metadata = {
         **{f"model_{name}": float(model[name]) for name in [*HEADLINE, "coverage@10"]},

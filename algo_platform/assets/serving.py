@@ -73,20 +73,11 @@ def user_recommendations(
     item_vocabulary: UPath,
 ) -> dg.Output[pd.DataFrame]:
     """Top-K items for every active user from the champion, for downstream services to serve."""
-    from algo_platform.scoring import load_model, remap, top_k
-    from algo_platform.training.data import latest_windows, read_sequences
-    from algo_platform.training.train import read_item_ids
+    from algo_platform.scoring import recommend
 
     started = time.perf_counter()
-    model = load_model(champion_model["model_uri"])
-    data = read_sequences(str(training_sequences))
-    vocabulary = read_item_ids(str(item_vocabulary))
-    windows, rows = latest_windows(data, model.max_len)
-    items, scores = top_k(model, remap(windows, vocabulary, model.item_ids), config.top_k)
+    table = recommend(champion_model["model_uri"], str(training_sequences), str(item_vocabulary), config.top_k)
     elapsed = time.perf_counter() - started
-    table = pd.DataFrame(
-        {"user_id": data.user_ids[rows], "item_ids": list(items), "scores": list(scores.astype("float32"))}
-    )
     table["model_version"] = champion_model["model_version"]
     users_per_second = len(table) / elapsed if elapsed > 0 else 0.0
     context.log.info(f"scored {len(table):,} users in {elapsed:.2f} s ({users_per_second:,.0f} users/s)")
