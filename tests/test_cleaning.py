@@ -1,8 +1,10 @@
 import datetime as dt
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from algo_platform.assets.events import DROP_REASONS, clean_events
+from algo_platform.assets.events import DROP_REASONS, _first_occurrences, clean_events
 from tests.conftest import END_DAY, make_events
 
 NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
@@ -66,3 +68,15 @@ def test_missing_optional_columns_are_not_a_reason_to_drop():
     raw = make_events([{"watch_ms": pd.NA, "item_duration_ms": pd.NA}])
     cleaned, dropped = clean_events(raw, END_DAY, NOW)
     assert len(cleaned) == 1 and sum(dropped.values()) == 0
+
+
+def test_dedup_keeps_the_first_kept_row_of_each_event_id_however_ids_are_shaped():
+    """Ids of mixed lengths and shared endings, repeats far apart, some first copies dropped for
+    another reason: the kept row is always the first valid one, as pandas' `duplicated` says."""
+    rng = np.random.default_rng(7)
+    pool = [f"{prefix}{n}" for prefix in ("e", "event-", "x-1-") for n in range(400)] + ["", " ", "9", "99"]
+    ids = pa.chunked_array([pa.array(rng.choice(pool, 3_000).tolist()), pa.array(rng.choice(pool, 2_000).tolist())])
+    kept = np.sort(rng.choice(5_000, 4_000, replace=False))
+    expected = ~pd.Series(ids.to_numpy(zero_copy_only=False)[kept]).duplicated().to_numpy()
+    assert (_first_occurrences(ids, kept) == expected).all()
+    assert expected.sum() < len(kept)  # the data has repeats to find

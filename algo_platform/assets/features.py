@@ -1,5 +1,7 @@
 """user_features and item_features: the per-day analysis tables an analyst opens first."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import dagster as dg
 import numpy as np
 import pandas as pd
@@ -91,11 +93,6 @@ def _distinct_counts(events: pa.Table, key: str, other: str) -> pd.Series:
     return pd.Series(counts, index=pd.Index(values, name=key), dtype="int64")
 
 
-def _distinct(events: pa.Table, table: pd.DataFrame, other: str) -> pd.Series:
-    """`_distinct_counts` aligned to a feature table indexed by its key (0 where none)."""
-    return _distinct_counts(events, table.index.name, other).reindex(table.index, fill_value=0)
-
-
 def _ranked_within(keys: np.ndarray) -> np.ndarray:
     """0, 1, 2, ... within each run of equal keys (the input is sorted by key)."""
     starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
@@ -125,24 +122,38 @@ def _top_values(events: pa.Table, key: str, column: str, weight: str | None, top
 
 def build_user_features(events: pa.Table | pd.DataFrame) -> pd.DataFrame:
     events = _engagement_columns(_as_table(events))
-    table = _aggregate(events, "user_id", {"first_ts": ("ts", "min"), "last_ts": ("ts", "max")})
-    table.insert(table.columns.get_loc("first_ts"), "distinct_items", _distinct(events, table, "item_id"))
+    # Hashing the pairs runs on one core: a thread does it while the rest is computed.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        distinct_items = pool.submit(_distinct_counts, events, "user_id", "item_id")
+        table = _aggregate(events, "user_id", {"first_ts": ("ts", "min"), "last_ts": ("ts", "max")})
+        table = _with_user_profile(table, events)
+        distinct = distinct_items.result().reindex(table.index, fill_value=0)
+    table.insert(table.columns.get_loc("first_ts"), "distinct_items", distinct)
+    return table.reset_index()
+
+
+def _with_user_profile(table: pd.DataFrame, events: pa.Table) -> pd.DataFrame:
+    """Each user's most used device and region, and top topics by watch time."""
     table["main_device"] = _top_values(events, "user_id", "device", None, 1)
     table["main_region"] = _top_values(events, "user_id", "region", None, 1)
     # Watch time decides a user's tastes; the +1 lets a skipped video still count a little.
     weight = pc.add(pc.cast(pc.max_element_wise(pc.fill_null(events["watch_ms"], 0), 0), pa.float64()), 1.0)
     table["top_topics"] = _top_values(events.append_column("weight", weight), "user_id", "topic", "weight", TOP_TOPICS)
-    return table.reset_index()
+    return table
 
 
 def build_item_features(events: pa.Table | pd.DataFrame) -> pd.DataFrame:
     events = _engagement_columns(_as_table(events))
-    table = _aggregate(events, "item_id", {})
-    table["unique_users"] = _distinct(events, table, "user_id")
-    table["topic"] = _top_values(events, "item_id", "topic", None, 1)
-    # Arrow has only an approximate median per group; pandas' grouped median is exact and vectorised.
-    durations = pd.Series(events["item_duration_ms"].to_numpy(zero_copy_only=False), dtype="float64")
-    table["item_duration_ms"] = durations.groupby(events["item_id"].to_numpy()).median()
+    with ThreadPoolExecutor(max_workers=1) as pool:  # as in build_user_features
+        unique_users = pool.submit(_distinct_counts, events, "item_id", "user_id")
+        table = _aggregate(events, "item_id", {})
+        topic = _top_values(events, "item_id", "topic", None, 1)
+        # Arrow has only an approximate median per group; pandas' grouped median is exact and vectorised.
+        durations = pd.Series(events["item_duration_ms"].to_numpy(zero_copy_only=False), dtype="float64")
+        median_duration = durations.groupby(events["item_id"].to_numpy()).median()
+        table["unique_users"] = unique_users.result().reindex(table.index, fill_value=0)
+    table["topic"] = topic
+    table["item_duration_ms"] = median_duration
     table["popularity_rank"] = table["events"].rank(ascending=False, method="min").astype("int64")
     return table.reset_index().sort_values("popularity_rank", kind="stable").reset_index(drop=True)
 
