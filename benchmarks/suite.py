@@ -215,13 +215,15 @@ def bench_sensor(repeats: int, processed: int = 10_000, new: int = 10) -> Row:
 
 
 def plain_training_loop(sequences: str, vocabulary: str, epochs: int, batch_size: int = 128) -> float:
-    """The same model and batches, as the simplest PyTorch loop: samples per second."""
+    """The same model, batches and update (AdamW with weight decay, gradient clipping, warm-up +
+    cosine schedule) as the simplest PyTorch loop: samples per second. Without our trainer's
+    reporting, checkpoints and resumption, which is what the comparison prices."""
     import torch
 
     from algo_platform.training.config import TrainConfig
     from algo_platform.training.data import read_sequences, training_windows
     from algo_platform.training.model import ModelConfig, SASRec
-    from algo_platform.training.train import read_item_ids
+    from algo_platform.training.train import lr_lambda, read_item_ids
 
     config = TrainConfig()
     torch.manual_seed(0)
@@ -236,7 +238,9 @@ def plain_training_loop(sequences: str, vocabulary: str, epochs: int, batch_size
             config.dropout,
         )
     )
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    steps = epochs * -(-len(windows) // batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(steps, config.warmup_fraction))
     started, samples = time.perf_counter(), 0
     for _ in range(epochs):
         for batch in torch.randperm(len(windows)).split(batch_size):
@@ -244,7 +248,9 @@ def plain_training_loop(sequences: str, vocabulary: str, epochs: int, batch_size
             loss = model(rows[:, :-1], rows[:, 1:])
             optimizer.zero_grad()
             loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
+            scheduler.step()
             samples += len(rows)
     return samples / (time.perf_counter() - started)
 
