@@ -66,6 +66,21 @@ def seconds_of(function: Callable[[], object]) -> Callable[[], float]:
     return lambda: median_seconds(function, 1)
 
 
+def child_output(script: str, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run `python -c script args` from the repository root in a fresh interpreter; its last line
+    of output. A failure raises with the child's own error, not just its exit status."""
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, **(env or {})},
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"benchmark child failed ({' '.join(args)}):\n{done.stderr[-4000:]}")
+    return done.stdout.strip().splitlines()[-1]
+
+
 def raw_table(events: int, seed: int = 0, defect_rate: float = 0.01) -> pa.Table:
     """One generated day with planted defects, shaped like `raw_events` (canonical columns + source_file)."""
     from algo_platform.datagen import build_world, generate_day, plant_defects
@@ -165,14 +180,7 @@ def bench_memory(events: int) -> Row:
     with tempfile.TemporaryDirectory() as folder:
         raw_path = f"{folder}/raw_events.parquet"
         pq.write_table(raw_table(events), raw_path, compression="zstd")
-        done = subprocess.run(
-            [sys.executable, "-c", MEMORY_CHILD, raw_path, f"{folder}/cleaned_events.parquet"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).resolve().parents[1],
-        )
-    measured = json.loads(done.stdout.strip().splitlines()[-1])
+        measured = json.loads(child_output(MEMORY_CHILD, raw_path, f"{folder}/cleaned_events.parquet"))
     return Row(
         f"peak memory cleaning {events:,} events (RSS above the idle interpreter) vs the raw input as Arrow",
         (measured["peak_bytes"] - measured["idle_bytes"]) / 2**20,
@@ -262,14 +270,7 @@ def plain_training_in_own_process(sequences: str, vocabulary: str, epochs: int) 
     script = (
         "import sys; from benchmarks.suite import plain_training_loop as f; print(f(*sys.argv[1:3], int(sys.argv[3])))"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script, sequences, vocabulary, str(epochs)],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=Path(__file__).resolve().parents[1],
-    )
-    return float(done.stdout.strip().splitlines()[-1])
+    return float(child_output(script, sequences, vocabulary, str(epochs)))
 
 
 def pipes_training(sequences: str, vocabulary: str, output: str, epochs: int) -> float:
@@ -382,8 +383,8 @@ def retrain_plain(root: str) -> None:
 RETRAIN_SIDES = {"dagster": retrain_through_dagster, "plain": retrain_plain}
 
 # Each side runs in a fresh interpreter (as Dagster's run launcher starts one per run): in one
-# long-lived process, whichever side ran first at 2M events was 30-50 s slower (heap growth, page
-# faults), which no run order cancels. Imports happen before the clock starts, on both sides.
+# long-lived process, whichever side ran first at 2M events was 30-50 s slower, which no run order
+# cancels. Imports happen before the clock starts, on both sides.
 RETRAIN_CHILD = """
 import json, sys, time
 import benchmarks.retrain_plain, algo_platform.definitions
@@ -395,16 +396,8 @@ print(json.dumps({"seconds": time.perf_counter() - started}))
 
 
 def time_retrain_side(side: str, root: str) -> float:
-    done = subprocess.run(
-        [sys.executable, "-c", RETRAIN_CHILD, side, root],
-        capture_output=True,
-        text=True,
-        cwd=Path(__file__).resolve().parents[1],
-        env={**os.environ, "ALGO_PLATFORM_TRAINING_WINDOW_DAYS": str(len(RETRAIN_DAYS))},
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"retrain path ({side}) failed:\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+    window = {"ALGO_PLATFORM_TRAINING_WINDOW_DAYS": str(len(RETRAIN_DAYS))}
+    return json.loads(child_output(RETRAIN_CHILD, side, root, env=window))["seconds"]
 
 
 def bench_retrain_path(events: int, repeats: int, items: int = RETRAIN_ITEMS) -> Row:

@@ -230,15 +230,15 @@ def clean_events(raw: pd.DataFrame | pa.Table, day: dt.date, now: dt.datetime) -
     # Arrow's allocator keeps freed blocks for reuse, but pandas allocates elsewhere: hand the
     # cleaning's temporaries back to the OS first (about 500 MiB at 10M events).
     pa.default_memory_pool().release_unused()
-    return events_frame(cleaned, consume=True), counts
+    return events_frame(cleaned), counts
 
 
-def events_frame(events: pa.Table, consume: bool = False) -> pd.DataFrame:
+def events_frame(events: pa.Table) -> pd.DataFrame:
     """Cleaned events as pandas: ids as int64, optional durations as nullable Int64, types categorical.
 
-    `consume` frees each Arrow column once converted (the table is unusable afterwards): the
-    cleaned table and its pandas copy are never both whole in memory."""
-    frame = events.to_pandas(types_mapper=_NULLABLE_INTEGERS.get, self_destruct=consume, split_blocks=consume)
+    Consumes `events`: each Arrow column is freed once converted (the table is unusable
+    afterwards), so the cleaned table and its pandas copy are never both whole in memory."""
+    frame = events.to_pandas(types_mapper=_NULLABLE_INTEGERS.get, self_destruct=True, split_blocks=True)
     return frame.astype({"user_id": "int64", "item_id": "int64"})
 
 
