@@ -54,7 +54,8 @@ def upload(path: str, day: str, mappings: tuple[str, ...]) -> None:
 
     try:
         mapping = parse_column_mapping(list(mappings))
-        result = upload_event_file(path, day, mapping, load_settings().storage_root)
+        settings = load_settings()
+        result = upload_event_file(path, day, mapping, settings.storage_root, settings.partitions_start)
     except (UploadError, ValueError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
@@ -62,6 +63,8 @@ def upload(path: str, day: str, mappings: tuple[str, ...]) -> None:
         click.echo(f"{result.target}: identical file already landed; nothing to do")
         return
     click.echo(f"landed {result.rows:,} rows -> {result.target}")
+    if result.note:
+        click.echo(f"note: {result.note}")
     if result.rows_outside_day:
         click.echo(
             f"warning: {result.rows_outside_day:,} rows have timestamps outside {day}; "

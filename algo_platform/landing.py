@@ -6,6 +6,13 @@ Layout under the storage root:
     quarantine/events/<YYYY-MM-DD>/<file>              copies of files that could not be used
     quarantine/events/<YYYY-MM-DD>/<file>.reason.json  why
 
+Landing protocol: a file is complete when it appears under its final name. Writers create it
+under a hidden name (starting with `.`, which every reader skips) and rename it into place; a
+writer that cannot rename must leave the file unmodified for `SETTLE_SECONDS` before the sensor
+reads it. A file that changes after it was ingested is ingested again with its whole day.
+
+Links are never followed: a symbolic link is quarantined as a link, its target unread.
+
 JSONL policy: a malformed line makes the whole file unusable (file-level quarantine). A
 half-read file is worse than a quarantined one, because its good lines would look complete.
 """
@@ -16,6 +23,8 @@ import datetime as dt
 import hashlib
 import io
 import json
+import os
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,8 +41,16 @@ from upath import UPath
 from algo_platform.schema import CANONICAL_SCHEMA, REQUIRED_COLUMNS, with_low_cardinality_encoded
 
 SUPPORTED_SUFFIXES = (".parquet", ".csv", ".jsonl", ".json")
+# Text formats may arrive compressed: `events.csv.gz`, `events.jsonl.zst`.
+COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}
 MAPPING_SUFFIX = ".columns.json"
 REASON_SUFFIX = ".reason.json"
+# A writer that cannot rename into place must leave a file untouched this long before it is read.
+SETTLE_SECONDS = 10
+# Room under the usual 255-byte file-name limit for the quarantine's `.reason.json` sidecar.
+MAX_NAME_BYTES = 200
+# Delimiters recognised in a CSV header, in order of preference on a tie.
+CSV_DELIMITERS = (",", ";", "\t", "|")
 
 
 class BadEventFile(Exception):
@@ -72,23 +89,76 @@ def validate_day(day: str) -> str:
     return day
 
 
-def list_landing_files(storage_root: str, day: str) -> list[UPath]:
-    """Data files that have fully arrived for `day`, in name order (temp files and sidecars skipped)."""
-    folder = landing_dir(storage_root, day)
-    if not folder.exists():
-        return []
-    return sorted(
-        (
-            p
-            for p in folder.iterdir()
-            if p.is_file() and not p.name.startswith(".") and not p.name.endswith(MAPPING_SUFFIX)
-        ),
-        key=lambda p: p.name,
-    )
+@dataclass(frozen=True)
+class LandedFile:
+    """One entry of a landing folder, described without opening it (and never through a link)."""
+
+    path: UPath
+    size: int
+    modified_ns: int  # last write
+    landed_ns: int  # arrival: a rename into place sets ctime, so max(ctime, mtime)
+    is_link: bool
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def signature(self) -> str:
+        """Changes whenever the file's bytes may have changed."""
+        return f"{self.size}:{self.modified_ns}"
+
+
+def _is_data_name(name: str) -> bool:
+    return not name.startswith(".") and not name.endswith(MAPPING_SUFFIX)
+
+
+def scan_folder(folder: UPath) -> list[LandedFile]:
+    """Data files of a landing folder in arrival order (hidden temp files and sidecars skipped).
+
+    Local folders are read with lstat, so a link is reported as a link and its target is never
+    touched; object stores have no links."""
+    entries: list[LandedFile] = []
+    if folder.protocol in ("", "file", "local"):
+        if os.path.islink(folder.path) or not os.path.isdir(folder.path):
+            return []
+        with os.scandir(folder.path) as listing:
+            for entry in listing:
+                if not _is_data_name(entry.name) or entry.is_dir(follow_symlinks=False):
+                    continue
+                stat = entry.stat(follow_symlinks=False)
+                entries.append(
+                    LandedFile(
+                        folder / entry.name,
+                        stat.st_size,
+                        stat.st_mtime_ns,
+                        max(stat.st_ctime_ns, stat.st_mtime_ns),
+                        entry.is_symlink(),
+                    )
+                )
+    else:
+        if not folder.exists():
+            return []
+        for info in folder.fs.ls(folder.path, detail=True):
+            name = info["name"].rstrip("/").rsplit("/", 1)[-1]
+            if info.get("type") != "file" or not _is_data_name(name):
+                continue
+            modified = info.get("mtime") or info.get("LastModified") or info.get("last_modified") or 0
+            modified_ns = int(modified.timestamp() * 1e9) if hasattr(modified, "timestamp") else int(modified * 1e9)
+            entries.append(LandedFile(folder / name, int(info.get("size") or 0), modified_ns, modified_ns, False))
+    return sorted(entries, key=lambda f: (f.landed_ns, f.name))
+
+
+def list_landing_files(storage_root: str, day: str) -> list[LandedFile]:
+    """Data files that have arrived for `day`, in arrival order."""
+    return scan_folder(landing_dir(storage_root, day))
 
 
 def read_column_mapping(data_file: UPath) -> dict[str, str]:
-    sidecar = data_file.with_name(data_file.name + MAPPING_SUFFIX)
+    sidecar_name = data_file.name + MAPPING_SUFFIX
+    if len(sidecar_name.encode()) > 255:  # no file system holds such a name: there is no mapping
+        return {}
+    sidecar = data_file.with_name(sidecar_name)
     if not sidecar.exists():
         return {}
     return json.loads(sidecar.read_text())
@@ -114,7 +184,40 @@ def content_digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _decompressed(name: str, data: bytes) -> tuple[str, bytes]:
+    """`events.csv.gz` -> (`events.csv`, its bytes); other names unchanged."""
+    stem, dot, ext = name.rpartition(".")
+    codec = COMPRESSIONS.get(f".{ext.lower()}") if dot else None
+    if codec is None:
+        return name, data
+    if not data:
+        raise BadEventFile(name, "empty_file", "file is empty (0 bytes); re-export it from the source")
+    try:
+        with pa.CompressedInputStream(pa.BufferReader(data), codec) as stream:
+            return stem, stream.read()
+    except (OSError, pa.ArrowInvalid):
+        raise BadEventFile(
+            name, "corrupt_compressed", f"not a valid {codec} stream (truncated?); compress the file again"
+        ) from None
+
+
+def _csv_delimiter(data: bytes) -> str:
+    """The delimiter of a CSV file, from its header line (European exports use ';')."""
+    header = data.split(b"\n", 1)[0]
+    counts = {d: header.count(d.encode()) for d in CSV_DELIMITERS}
+    best = max(CSV_DELIMITERS, key=lambda d: counts[d])  # max keeps the first on a tie
+    return best if counts[best] else ","
+
+
+def _safe_arrow_message(message: str) -> str:
+    """Arrow's parse error without the file content it quotes (a CSV error repeats the whole row)."""
+    first = message.splitlines()[0] if message else ""
+    first = re.sub(r"(Expected \d+ columns, got \d+):.*", r"\1", first)
+    return first[:200]
+
+
 def _parse_bytes(name: str, data: bytes) -> pa.Table:
+    name, data = _decompressed(name, data)
     suffix = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
     if suffix not in SUPPORTED_SUFFIXES:
         raise BadEventFile(
@@ -129,10 +232,11 @@ def _parse_bytes(name: str, data: bytes) -> pa.Table:
         if suffix == ".parquet":
             return pq.read_table(pa.BufferReader(data))
         if suffix == ".csv":
-            return pacsv.read_csv(io.BytesIO(data))
+            parse = pacsv.ParseOptions(delimiter=_csv_delimiter(data))
+            return pacsv.read_csv(io.BytesIO(data), parse_options=parse)
         return pajson.read_json(io.BytesIO(data))
     except pa.ArrowInvalid as exc:
-        message = str(exc)
+        message = _safe_arrow_message(str(exc))
         if suffix == ".parquet":
             reason, fix = "corrupt_parquet", "the file is truncated or not Parquet; upload it again"
         elif "UTF8" in message or "utf-8" in message.lower():
@@ -143,7 +247,13 @@ def _parse_bytes(name: str, data: bytes) -> pa.Table:
             reason, fix = "malformed_jsonl", "every line must be one JSON object; fix or drop the bad lines"
         else:
             reason, fix = "unreadable", "check the file's format"
-        raise BadEventFile(name, reason, f"cannot be read ({message.splitlines()[0]}); {fix}") from exc
+        raise BadEventFile(name, reason, f"cannot be read ({message}); {fix}") from exc
+
+
+def _short(value: object) -> str:
+    """An example bad value, cut short: enough to find it in the file, not a copy of the file."""
+    text = str(value)
+    return text if len(text) <= 24 else text[:21] + "..."
 
 
 def _timestamps_to_utc(name: str, column: pa.ChunkedArray) -> pa.Array:
@@ -161,7 +271,7 @@ def _timestamps_to_utc(name: str, column: pa.ChunkedArray) -> pa.Array:
     parsed = pd.to_datetime(column.to_pandas(), utc=True, errors="coerce", format="ISO8601")
     unparseable = parsed.isna() & column.to_pandas().notna()
     if unparseable.any():
-        examples = column.to_pandas()[unparseable].head(3).tolist()
+        examples = [_short(v) for v in column.to_pandas()[unparseable].head(3).tolist()]
         raise BadEventFile(
             name,
             "wrong_type",
@@ -179,7 +289,7 @@ def _cast_integer(name: str, column_name: str, column: pa.ChunkedArray) -> pa.Ch
         return column.cast(pa.int64())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         series = column.to_pandas()
-        bad = series[pd.to_numeric(series, errors="coerce").isna() & series.notna()].head(3).tolist()
+        bad = [_short(v) for v in series[pd.to_numeric(series, errors="coerce").isna() & series.notna()].head(3)]
         raise BadEventFile(
             name,
             "wrong_type",
@@ -190,6 +300,14 @@ def _cast_integer(name: str, column_name: str, column: pa.ChunkedArray) -> pa.Ch
 
 def to_canonical(name: str, table: pa.Table, mapping: Mapping[str, str], digest: str) -> pa.Table:
     """Rename mapped columns, check required ones, and cast everything to `CANONICAL_SCHEMA`."""
+    repeated = sorted({c for c in table.column_names if table.column_names.count(c) > 1})
+    if repeated:
+        raise BadEventFile(
+            name,
+            "duplicate_columns",
+            f"column name(s) {', '.join(map(repr, repeated))} appear more than once in the header; "
+            "rename or drop the repeats and upload the file again",
+        )
     renames = {source: canonical for canonical, source in mapping.items()}
     unknown_sources = [source for source in renames if source not in table.column_names]
     if unknown_sources:
@@ -249,20 +367,60 @@ def read_event_bytes(name: str, data: bytes, mapping: Mapping[str, str] | None =
     return to_canonical(name, _parse_bytes(name, data), mapping or {}, content_digest(data))
 
 
-def quarantine_file(storage_root: str, day: str, source: UPath, data: bytes, error: BadEventFile) -> UPath:
-    """Copy a bad file (never move it) to the quarantine folder, with a reason file beside it."""
+def quarantine_name(name: str) -> str:
+    """The name a file keeps in quarantine: its own, or a shortened one that leaves room for the
+    `.reason.json` sidecar (a digest of the full name keeps shortened names distinct)."""
+    if len(name.encode()) <= MAX_NAME_BYTES:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    return f"{name.encode()[:120].decode(errors='ignore')}...{digest}"
+
+
+def quarantine_file(storage_root: str, day: str, source: UPath, data: bytes | None, error: BadEventFile) -> UPath:
+    """Copy a bad file (never move it) to the quarantine folder, with a reason file beside it.
+
+    `data=None` records the reason alone (a link is quarantined as a link: its target is not read).
+    Both are written under a temp name and renamed, so a link planted in the quarantine folder is
+    replaced, never written through."""
     folder = quarantine_dir(storage_root, day)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / source.name
-    target.write_bytes(data)
+    name = quarantine_name(source.name)
+    if data is not None:
+        write_atomically(folder / name, data)
     reason = {
         "file": str(source),
         "reason": error.reason,
         "detail": error.detail,
         "time": dt.datetime.now(dt.UTC).isoformat(),
     }
-    (folder / (source.name + REASON_SUFFIX)).write_text(json.dumps(reason, indent=2))
-    return target
+    write_atomically(folder / (name + REASON_SUFFIX), json.dumps(reason, indent=2).encode())
+    return folder / name
+
+
+def _compact_days(days: list[str]) -> str:
+    return days[0] if len(days) == 1 else f"{days[0]}..{days[-1]} ({len(days)} days)"
+
+
+def misplaced_rows_error(name: str, day: str, table: pa.Table) -> BadEventFile | None:
+    """A file none of whose timestamped rows falls on `day` belongs elsewhere: an error naming
+    the days it holds and the command that lands it there; None for a file of this day."""
+    start = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC)
+    ts = table.column("ts")
+    inside = pc.and_(pc.greater_equal(ts, start), pc.less(ts, start + dt.timedelta(days=1)))
+    if pc.any(inside).as_py() is not False:  # True, or None when no row has a timestamp
+        return None
+    days = pc.value_counts(pc.strftime(ts.drop_null(), "%Y-%m-%d")).to_pylist()
+    days = sorted((d["values"], d["counts"]) for d in days)
+    names = [d for d, _ in days]
+    held = ", ".join(f"{d}: {n:,} rows" for d, n in days[:3]) + (", ..." if len(days) > 3 else "")
+    if len(names) == 1:
+        fix = f"land it in its day with `algo-platform upload {name} --date {names[0]}`"
+    else:
+        fix = "split it by day and land each part with `algo-platform upload PART --date DAY`"
+    return BadEventFile(
+        name,
+        "misplaced",
+        f"no row belongs to {day}; its rows are from {_compact_days(names)} ({held}); {fix}",
+    )
 
 
 @dataclass
@@ -273,37 +431,77 @@ class DayLoad:
     loaded_files: list[str]
     quarantined: list[QuarantinedFile]
     duplicate_files: list[str]
+    # name -> {"size", "modified_ns", "sha256"} of every file read: what this ingest saw.
+    file_versions: dict[str, dict]
+
+
+class LandingFileChanged(Exception):
+    """A file changed while it was being read; its day must be read again."""
+
+
+def _read_settled(file: LandedFile) -> bytes:
+    data = file.path.read_bytes()
+    after = scan_folder(file.path.parent)
+    if not any(f.name == file.name and f.signature == file.signature for f in after):
+        raise LandingFileChanged(
+            f"{file.name} changed while it was being read; writers must write under a hidden temp name "
+            "and rename into place (the landing-zone sensor ingests the day again once it settles)"
+        )
+    return data
 
 
 def load_landing_day(storage_root: str, day: str) -> DayLoad:
-    """Read every landing file of `day`; quarantine bad ones and skip byte-identical repeats."""
+    """Read every landing file of `day` in arrival order; quarantine bad ones, skip byte-identical repeats.
+
+    Any single bad file (unreadable, a link, misplaced, or one that breaks the reader in a way
+    not foreseen) is quarantined with a reason; it never fails the day."""
     tables: list[pa.Table] = []
     loaded: list[str] = []
     quarantined: list[QuarantinedFile] = []
     duplicates: list[str] = []
+    versions: dict[str, dict] = {}
     seen_digests: dict[str, str] = {}
-    for path in list_landing_files(storage_root, day):
-        data = path.read_bytes()
+    for file in list_landing_files(storage_root, day):
+        path = file.path
+        if file.is_link:
+            error = BadEventFile(
+                path.name, "symlink", "is a symbolic link; links are never followed: land the file itself"
+            )
+            quarantine_file(storage_root, day, path, None, error)
+            quarantined.append(QuarantinedFile(path.name, error.reason, error.detail))
+            continue
+        data = _read_settled(file)
         digest = content_digest(data)
+        versions[path.name] = {"size": file.size, "modified_ns": file.modified_ns, "sha256": digest}
         if digest in seen_digests:
             duplicates.append(f"{path.name} (same content as {seen_digests[digest]})")
             continue
         try:
             table = to_canonical(path.name, _parse_bytes(path.name, data), read_column_mapping(path), digest)
+            misplaced = misplaced_rows_error(path.name, day, table)
+            if misplaced is not None:
+                raise misplaced
         except BadEventFile as error:
-            quarantine_file(storage_root, day, path, data, error)
-            quarantined.append(QuarantinedFile(path.name, error.reason, error.detail))
+            bad = error
+        except Exception as exc:  # noqa: BLE001 - one unforeseen bad file must not fail its whole day
+            # The type only: a reader's message may quote the file's content.
+            bad = BadEventFile(
+                path.name, "unreadable", f"cannot be read ({type(exc).__name__}); check the file's format"
+            )
+        else:
+            seen_digests[digest] = path.name
+            loaded.append(path.name)
+            tables.append(table.append_column("source_file", pa.array([path.name] * table.num_rows, pa.string())))
             continue
-        seen_digests[digest] = path.name
-        loaded.append(path.name)
-        tables.append(table.append_column("source_file", pa.array([path.name] * table.num_rows, pa.string())))
+        quarantine_file(storage_root, day, path, data, bad)
+        quarantined.append(QuarantinedFile(path.name, bad.reason, bad.detail))
     if tables:
         table = with_low_cardinality_encoded(pa.concat_tables(tables, promote_options="permissive"))
     else:
         table = with_low_cardinality_encoded(
             CANONICAL_SCHEMA.empty_table().append_column("source_file", pa.array([], pa.string()))
         )
-    return DayLoad(table, loaded, quarantined, duplicates)
+    return DayLoad(table, loaded, quarantined, duplicates, versions)
 
 
 def write_atomically(target: UPath, data: bytes) -> None:

@@ -47,11 +47,16 @@ def day_bounds(day: dt.date) -> tuple[pd.Timestamp, pd.Timestamp]:
 
 
 def quality_dimensions(
-    events: pd.DataFrame, day: dt.date, now: dt.datetime, allowed_lateness: dt.timedelta
+    events: pd.DataFrame,
+    day: dt.date,
+    now: dt.datetime,
+    allowed_lateness: dt.timedelta,
+    colliding_rows: np.ndarray | None = None,
 ) -> dict[str, float]:
     """quality_score = accuracy × completeness × relevance × timeliness, each in [0, 1].
 
-    accuracy: rows whose values satisfy the range rules (watch time >= 0, duration > 0);
+    accuracy: rows whose values satisfy the range rules (watch time >= 0, duration > 0) and whose
+    event_id no earlier row holds with other content (`colliding_rows`, positions);
     completeness: share of required fields that are non-null;
     relevance: rows with a known event type and positive ids;
     timeliness: rows whose timestamp is in the day, or up to `allowed_lateness` before it
@@ -61,7 +66,9 @@ def quality_dimensions(
     if rows == 0:
         return {"accuracy": 0.0, "completeness": 0.0, "relevance": 0.0, "timeliness": 0.0, "quality_score": 0.0}
     watch, duration = events["watch_ms"], events["item_duration_ms"]
-    accurate = (watch.isna() | (watch >= 0)) & (duration.isna() | (duration > 0))
+    accurate = ((watch.isna() | (watch >= 0)) & (duration.isna() | (duration > 0))).fillna(False).to_numpy(bool)
+    if colliding_rows is not None:
+        accurate[colliding_rows] = False
     completeness = 1.0 - float(events[list(REQUIRED_COLUMNS)].isna().to_numpy().sum()) / (rows * len(REQUIRED_COLUMNS))
     event_type = events["event_type"].astype("string").str.strip().str.lower()
     relevant = (
@@ -73,7 +80,7 @@ def quality_dimensions(
     ts = events["ts"]
     timely = (ts >= start - pd.Timedelta(allowed_lateness)) & (ts < end) & (ts <= pd.Timestamp(now) + FUTURE_TOLERANCE)
     dims = {
-        "accuracy": float(accurate.fillna(False).mean()),
+        "accuracy": float(accurate.mean()),
         "completeness": completeness,
         "relevance": float(relevant.fillna(False).mean()),
         "timeliness": float(timely.fillna(False).mean()),

@@ -11,9 +11,11 @@ import pyarrow.compute as pc
 
 from algo_platform.landing import (
     MAPPING_SUFFIX,
+    MAX_NAME_BYTES,
     BadEventFile,
     content_digest,
     landing_dir,
+    misplaced_rows_error,
     read_event_bytes,
     validate_day,
     write_atomically,
@@ -30,12 +32,35 @@ class UploadResult:
     rows: int
     rows_outside_day: int
     already_present: bool
+    note: str | None = None
 
 
-def upload_event_file(source: str | Path, day: str, mapping: dict[str, str], storage_root: str) -> UploadResult:
+def check_partition_day(day: str, partitions_start: str, today: dt.date) -> str | None:
+    """Refuse a day that can never be a partition; a note for today's (a partition from midnight UTC)."""
+    validate_day(day)
+    if day < partitions_start:
+        raise ValueError(
+            f"{day} is before the first partition ({partitions_start}); "
+            f"set ALGO_PLATFORM_PARTITIONS_START={day} (or earlier) to ingest it"
+        )
+    if day > today.isoformat():
+        raise ValueError(f"{day} is in the future (today is {today.isoformat()} UTC); check the date")
+    if day == today.isoformat():
+        return f"{day} is today: it becomes a partition at midnight UTC, and the landing-zone sensor ingests it then"
+    return None
+
+
+def upload_event_file(
+    source: str | Path,
+    day: str,
+    mapping: dict[str, str],
+    storage_root: str,
+    partitions_start: str = "1970-01-01",
+    today: dt.date | None = None,
+) -> UploadResult:
     source = Path(source)
     try:
-        validate_day(day)
+        note = check_partition_day(day, partitions_start, today or dt.datetime.now(dt.UTC).date())
     except ValueError as exc:
         raise UploadError(f"{source.name}: {exc}") from None
     if not source.is_file():
@@ -45,12 +70,20 @@ def upload_event_file(source: str | Path, day: str, mapping: dict[str, str], sto
         raise UploadError(
             f"{name}: file names may not start with '.', contain '..' or end with {MAPPING_SUFFIX}; rename it"
         )
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise UploadError(
+            f"{name[:40]}...: the file name is {len(name.encode())} bytes long; "
+            f"rename it to at most {MAX_NAME_BYTES} bytes"
+        )
 
     data = source.read_bytes()
     try:
         table = read_event_bytes(name, data, mapping)
+        misplaced = misplaced_rows_error(name, day, table)
     except BadEventFile as error:
         raise UploadError(str(error)) from None
+    if misplaced is not None:
+        raise UploadError(str(misplaced))
 
     day_start = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC)
     ts = table.column("ts")
@@ -60,7 +93,7 @@ def upload_event_file(source: str | Path, day: str, mapping: dict[str, str], sto
     target = landing_dir(storage_root, day) / name
     if target.exists():
         if content_digest(target.read_bytes()) == content_digest(data):
-            return UploadResult(str(target), table.num_rows, rows_outside, already_present=True)
+            return UploadResult(str(target), table.num_rows, rows_outside, already_present=True, note=note)
         raise UploadError(
             f"{name}: a different file with this name is already in the landing zone for {day} "
             f"({target}); landed files are never overwritten, so upload it under a new name"
@@ -69,4 +102,4 @@ def upload_event_file(source: str | Path, day: str, mapping: dict[str, str], sto
         # The mapping lands first, so any reader that sees the data file also sees its mapping.
         write_atomically(target.with_name(name + MAPPING_SUFFIX), json.dumps(mapping, indent=2).encode())
     write_atomically(target, data)
-    return UploadResult(str(target), table.num_rows, rows_outside, already_present=False)
+    return UploadResult(str(target), table.num_rows, rows_outside, already_present=False, note=note)

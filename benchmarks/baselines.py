@@ -27,6 +27,8 @@ SELECT * EXCLUDE (event_type, device, region, topic, source_file),
        CASE
          WHEN user_id IS NULL THEN 'missing_user_id'
          WHEN item_id IS NULL THEN 'missing_item_id'
+         WHEN user_id <= 0 THEN 'non_positive_user_id'
+         WHEN item_id <= 0 THEN 'non_positive_item_id'
          WHEN ts IS NULL THEN 'missing_ts'
          WHEN coalesce(lower(trim(event_type)), 'play') NOT IN ({TYPES_SQL}) THEN 'unknown_event_type'
          WHEN watch_ms < 0 THEN 'negative_watch_ms'
@@ -135,6 +137,10 @@ def polars_clean_and_features(
         .then(pl.lit("missing_user_id"))
         .when(pl.col("item_id").is_null())
         .then(pl.lit("missing_item_id"))
+        .when(pl.col("user_id") <= 0)
+        .then(pl.lit("non_positive_user_id"))
+        .when(pl.col("item_id") <= 0)
+        .then(pl.lit("non_positive_item_id"))
         .when(ts.is_null())
         .then(pl.lit("missing_ts"))
         .when(~pl.col("event_type").is_in(EVENT_TYPES))

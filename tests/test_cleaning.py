@@ -24,8 +24,11 @@ def test_each_defect_kind_is_dropped_and_counted_under_its_reason():
             {"event_id": "zero-duration", "item_duration_ms": 0},
             {"event_id": "future", "ts": NOON + pd.Timedelta(days=3650)},
             {"event_id": "yesterday", "ts": NOON - pd.Timedelta(days=1)},
-            {"event_id": "ok-1"},  # duplicate of the first row
+            {"event_id": "ok-1", "ts": NOON},  # the first row sent again: a resend
             {"event_id": "two-faults", "user_id": pd.NA, "watch_ms": -1},  # counted once, first reason
+            {"event_id": "zero-user", "user_id": 0},
+            {"event_id": "negative-item", "item_id": -3},
+            {"event_id": "ok-2", "user_id": 99},  # another event under ok-2's id: a collision
         ]
     )
     cleaned, dropped = clean_events(raw, END_DAY, NOW)
@@ -35,6 +38,8 @@ def test_each_defect_kind_is_dropped_and_counted_under_its_reason():
     assert dropped == {
         "missing_user_id": 2,
         "missing_item_id": 1,
+        "non_positive_user_id": 1,
+        "non_positive_item_id": 1,
         "missing_ts": 1,
         "unknown_event_type": 1,
         "negative_watch_ms": 1,
@@ -42,7 +47,9 @@ def test_each_defect_kind_is_dropped_and_counted_under_its_reason():
         "future_timestamp": 1,
         "outside_partition_day": 1,
         "duplicate_event_id": 1,
+        "event_id_collision": 1,
     }
+    assert cleaned.loc[cleaned["event_id"] == "ok-2", "user_id"].item() == 1  # the first arrival won
     assert sum(dropped.values()) + len(cleaned) == len(raw)
     assert cleaned.loc[cleaned["event_id"] == "ok-2", "event_type"].item() == "like"
 

@@ -140,3 +140,52 @@ def test_upload_refuses_file_names_that_could_escape_or_hide_in_the_landing_zone
     with pytest.raises(UploadError, match="rename it"):
         upload_event_file(source, DAY, {}, storage_root)
     assert landed_names(storage_root) == []
+
+
+MAPPING = {"user_id": "userId", "item_id": "movieId", "ts": "timestamp"}
+
+
+@pytest.mark.parametrize(
+    ("day", "message"),
+    [
+        ("2023-06-01", "ALGO_PLATFORM_PARTITIONS_START=2023-06-01"),
+        ("2099-01-01", "is in the future"),
+    ],
+)
+def test_upload_refuses_days_that_can_never_be_partitions(tmp_path, storage_root, day, message):
+    source = write_ratings_csv(tmp_path / "ratings.csv")
+    with pytest.raises(UploadError, match=message):
+        upload_event_file(source, day, MAPPING, storage_root, partitions_start="2024-01-01")
+    assert landed_names(storage_root) == []
+
+
+def test_upload_for_today_lands_with_a_note_that_it_is_ingested_after_midnight(tmp_path, storage_root):
+    import datetime as dt
+
+    today = dt.date(2026, 11, 20)
+    result = upload_event_file(
+        write_ratings_csv(tmp_path / "ratings.csv"), DAY, MAPPING, storage_root, "2024-01-01", today=today
+    )
+    assert "midnight UTC" in result.note and "ratings.csv" in landed_names(storage_root)
+
+
+def test_upload_refuses_a_file_whose_rows_all_belong_to_another_day(tmp_path, storage_root):
+    source = write_ratings_csv(tmp_path / "ratings.csv")  # rows on 2026-11-20
+    with pytest.raises(UploadError, match="--date 2026-11-20"):
+        upload_event_file(source, "2026-11-19", MAPPING, storage_root)
+    assert landed_names(storage_root) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("e" * 230 + ".csv", "user_id,item_id,ts\n1,2,2026-11-20T01:00:00Z\n", "rename it to at most 200 bytes"),
+        ("twice.csv", "user_id,item_id,ts,ts\n1,2,2026-11-20T01:00:00Z,x\n", "appear more than once"),
+    ],
+)
+def test_upload_refuses_bad_files_with_a_message_not_a_traceback(tmp_path, storage_root, name, content, message):
+    source = tmp_path / name
+    source.write_text(content)
+    result = CliRunner().invoke(cli, ["upload", str(source), "--date", DAY], env={"ALGO_PLATFORM_STORAGE": storage_root})
+    assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+    assert landed_names(storage_root) == []

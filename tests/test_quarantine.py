@@ -1,7 +1,10 @@
 """Every kind of bad landing file: quarantined with a reason, the good rows of the day all load."""
 
+import gzip
 import io
 import json
+import os
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -11,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from algo_platform.assets.events import cleaned_events, raw_events
-from algo_platform.landing import landing_dir, quarantine_dir
+from algo_platform.landing import landing_dir, quarantine_dir, quarantine_name
 from algo_platform.resources import build_resources
 
 DAY = "2026-11-20"
@@ -57,6 +60,18 @@ BAD_FILES = {
     "unsupported extension": ("events.xlsx", b"PK\x03\x04 spreadsheet", "unsupported_format"),
     # An invalid UTF-8 byte (Latin-1 é) inside a text column.
     "undecodable csv": ("latin1.csv", CSV_HEADER + b"caf\xe9,1,2,2026-11-20T01:00:00Z\n", "undecodable_bytes"),
+    "duplicate column names": (
+        "twice.csv",
+        b"user_id,item_id,ts,ts\n1,2,2026-11-20T01:00:00Z,x\n",
+        "duplicate_columns",
+    ),
+    "truncated gzip": (
+        "cut.csv.gz",
+        gzip.compress(CSV_HEADER + b"e,1,2,2026-11-20T01:00:00Z\n" * 50)[:40],
+        "corrupt_compressed",
+    ),
+    "rows of another day": ("wrong_day.csv", b"user_id,item_id,ts\n1,2,2026-11-17T01:00:00Z\n", "misplaced"),
+    "file name past the length limit": ("e" * 240 + ".csv", b"user_id,ts\n1,2026-11-20T01:00:00Z\n", "missing_column"),
 }
 
 
@@ -65,6 +80,13 @@ def land(storage_root: str, name: str, data: bytes) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / name).write_bytes(data)
     return folder / name
+
+
+def arrived_later(path: Path, seconds: int = 5) -> Path:
+    """Make `path` count as arriving after files landed just before it (clocks tick coarsely)."""
+    later = time.time() + seconds
+    os.utime(path, (later, later))
+    return path
 
 
 def ingest(settings) -> dg.ExecuteInProcessResult:
@@ -88,8 +110,9 @@ def test_bad_file_is_quarantined_and_the_good_rows_still_load(kind, settings, st
     assert result.success
     assert sorted(result.output_for_node("cleaned_events")["user_id"]) == GOOD_USERS
     quarantined = Path(quarantine_dir(storage_root, DAY))
-    assert (quarantined / name).read_bytes() == data
-    why = json.loads((quarantined / f"{name}.reason.json").read_text())
+    kept_as = quarantine_name(name)
+    assert (quarantined / kept_as).read_bytes() == data
+    why = json.loads((quarantined / f"{kept_as}.reason.json").read_text())
     assert why["reason"] == reason and why["file"].endswith(name) and why["detail"] and why["time"]
     assert original.read_bytes() == data  # never modified or moved
     warning = check(result, "no_files_quarantined")
@@ -98,30 +121,39 @@ def test_bad_file_is_quarantined_and_the_good_rows_still_load(kind, settings, st
 
 def test_the_same_content_uploaded_twice_is_loaded_once(settings, storage_root):
     land(storage_root, "good.parquet", good_parquet())
-    land(storage_root, "good-retry.parquet", good_parquet())
+    arrived_later(land(storage_root, "good-retry.parquet", good_parquet()))
     result = ingest(settings)
     assert sorted(result.output_for_node("raw_events")["user_id"].tolist()) == GOOD_USERS
     raw_meta = next(e for e in result.get_asset_materialization_events() if e.asset_key.path == ["raw_events"])
-    # Files load in name order; the later copy is the one skipped.
+    # Files load in arrival order; the later copy is the one skipped, whatever the names.
     assert raw_meta.materialization.metadata["duplicate_files_skipped"].value == [
-        "good.parquet (same content as good-retry.parquet)"
+        "good-retry.parquet (same content as good.parquet)"
     ]
     assert not Path(quarantine_dir(storage_root, DAY)).exists()
 
 
-def test_another_days_file_in_the_wrong_folder_is_counted_not_mixed_in(settings, storage_root):
-    day_users = list(range(1, 31))
+def test_a_file_of_another_day_is_quarantined_as_misplaced_and_the_day_scores_on_the_rest(settings, storage_root):
+    day_users = list(range(1, 3001))
     day_events = pd.DataFrame({"user_id": day_users, "item_id": 7, "ts": pd.Timestamp("2026-11-20T09:00Z")})
     land(storage_root, "day.csv", day_events.to_csv(index=False).encode())
-    two_days_earlier = pd.DataFrame(
-        {"user_id": [91, 92], "item_id": [5, 6], "ts": pd.to_datetime(["2026-11-18T10:00Z", "2026-11-18T11:00Z"])}
+    other_day = pd.DataFrame({"user_id": range(5001, 5501), "item_id": 5, "ts": pd.Timestamp("2026-11-18T10:00Z")})
+    land(storage_root, "misplaced.csv", other_day.to_csv(index=False).encode())
+    straddling = pd.DataFrame(
+        {"user_id": [91, 92], "item_id": [5, 6], "ts": pd.to_datetime(["2026-11-19T23:59Z", "2026-11-20T00:01Z"])}
     )
-    land(storage_root, "misplaced.csv", two_days_earlier.to_csv(index=False).encode())
+    land(storage_root, "straddling.csv", straddling.to_csv(index=False).encode())
+
     result = ingest(settings)
-    assert sorted(result.output_for_node("cleaned_events")["user_id"]) == day_users
+
+    assert result.success
+    assert sorted(result.output_for_node("cleaned_events")["user_id"]) == [*day_users[:91], 92, *day_users[91:]]
+    why = json.loads((Path(quarantine_dir(storage_root, DAY)) / "misplaced.csv.reason.json").read_text())
+    assert why["reason"] == "misplaced"
+    assert "2026-11-18: 500 rows" in why["detail"] and "--date 2026-11-18" in why["detail"]
+    # A file with rows on both sides of midnight is this day's: its other-day row is counted and dropped.
     cleaned_meta = next(e for e in result.get_asset_materialization_events() if e.asset_key.path == ["cleaned_events"])
-    assert cleaned_meta.materialization.metadata["dropped_outside_partition_day"].value == 2
-    assert check(result, "quality_score_above_threshold").metadata["timeliness"].value == pytest.approx(30 / 32)
+    assert cleaned_meta.materialization.metadata["dropped_outside_partition_day"].value == 1
+    assert check(result, "quality_score_above_threshold").passed
 
 
 def test_ids_near_the_int64_limit_load_exactly(settings, storage_root):
@@ -142,3 +174,67 @@ def test_a_day_whose_files_are_all_bad_fails_with_a_clear_message(settings, stor
     assert "every landing file was quarantined" in failure
     assert "empty.csv" in failure and "broken.parquet" in failure
     assert not (Path(settings.storage_root) / "assets" / "raw_events" / f"{DAY}.parquet").exists()
+
+
+SECRET = "root:$y$j9T$not-a-real-hash:19000:0:99999:7:::"
+
+
+def test_a_link_is_quarantined_as_a_link_and_its_target_is_never_read_or_shown(settings, storage_root, tmp_path):
+    secret = tmp_path / "shadow"
+    secret.write_text(SECRET + "\n")
+    land(storage_root, "good.parquet", good_parquet())
+    link = Path(landing_dir(storage_root, DAY)) / "innocent.csv"
+    link.symlink_to(secret)
+
+    result = ingest(settings)
+
+    assert result.success
+    assert sorted(result.output_for_node("cleaned_events")["user_id"]) == GOOD_USERS
+    quarantined = Path(quarantine_dir(storage_root, DAY))
+    assert not (quarantined / "innocent.csv").exists()  # nothing copied through the link
+    assert json.loads((quarantined / "innocent.csv.reason.json").read_text())["reason"] == "symlink"
+    shown = " ".join(str(e) for e in result.all_events) + (quarantined / "innocent.csv.reason.json").read_text()
+    assert "root:" not in shown and "not-a-real-hash" not in shown
+
+
+def test_a_link_planted_in_quarantine_is_replaced_not_written_through(settings, storage_root, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    quarantined = Path(quarantine_dir(storage_root, DAY))
+    quarantined.mkdir(parents=True)
+    (quarantined / "empty.csv").symlink_to(victim)
+    land(storage_root, "good.parquet", good_parquet())
+    land(storage_root, "empty.csv", b"")
+    assert ingest(settings).success
+    assert victim.read_text() == "keep me"
+    assert not (quarantined / "empty.csv").is_symlink()
+
+
+def test_a_csv_parse_error_names_the_defect_without_quoting_the_row(settings, storage_root):
+    land(storage_root, "good.parquet", good_parquet())
+    land(storage_root, "ragged.csv", b"user_id,item_id,ts\n1,2,2026-11-20T01:00:00Z\n" + SECRET.encode() + b"\n")
+    result = ingest(settings)
+    assert result.success
+    detail = json.loads((Path(quarantine_dir(storage_root, DAY)) / "ragged.csv.reason.json").read_text())["detail"]
+    assert "Expected 3 columns, got 1" in detail
+    assert "not-a-real-hash" not in detail and "not-a-real-hash" not in " ".join(str(e) for e in result.all_events)
+
+
+@pytest.mark.parametrize(
+    ("name", "encode"),
+    [
+        ("semicolons.csv", lambda text: text.replace(",", ";").encode()),
+        ("tabs.csv", lambda text: text.replace(",", "\t").encode()),
+        ("compressed.csv.gz", lambda text: gzip.compress(text.encode())),
+        (
+            "compressed.jsonl.gz",
+            lambda text: gzip.compress(pd.read_csv(io.StringIO(text)).to_json(orient="records", lines=True).encode()),
+        ),
+    ],
+)
+def test_common_exports_load_semicolon_tab_and_compressed(name, encode, settings, storage_root):
+    text = "user_id,item_id,ts\n21,201,2026-11-20T01:00:00Z\n22,202,2026-11-20T02:00:00Z\n"
+    land(storage_root, name, encode(text))
+    result = ingest(settings)
+    assert result.success
+    assert sorted(result.output_for_node("cleaned_events")["user_id"]) == [21, 22]

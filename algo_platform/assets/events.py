@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from algo_platform.assets.partitions import daily_partitions, one_day_per_run
-from algo_platform.landing import landing_dir, load_landing_day
+from algo_platform.landing import LandingFileChanged, landing_dir, load_landing_day
 from algo_platform.quality import (
     FUTURE_TOLERANCE,
     day_bounds,
@@ -30,6 +30,8 @@ _NULLABLE_INTEGERS = {pa.int64(): pd.Int64Dtype()}
 DROP_REASONS = (
     "missing_user_id",
     "missing_item_id",
+    "non_positive_user_id",
+    "non_positive_item_id",
     "missing_ts",
     "unknown_event_type",
     "negative_watch_ms",
@@ -37,7 +39,10 @@ DROP_REASONS = (
     "future_timestamp",
     "outside_partition_day",
     "duplicate_event_id",
+    "event_id_collision",
 )
+# The columns that make two rows with one event_id the same event (a resend) or a collision.
+EVENT_CONTENT = ("user_id", "item_id", "event_type", "watch_ms", "item_duration_ms", "ts", "device", "region", "topic")
 
 
 RAW_QUALITY_SCORE = "quality_score_above_threshold"
@@ -61,21 +66,29 @@ def _quality_metadata(dims: dict[str, float]) -> dict[str, float]:
     group_name="ingest",
     kinds={"pandas", "parquet"},
     check_specs=[
+        # partitions_def: the results belong to the run's day, not to the asset as a whole.
         dg.AssetCheckSpec(
             RAW_QUALITY_SCORE,
             asset="raw_events",
             blocking=True,
+            partitions_def=daily_partitions,
             description="accuracy × completeness × relevance × timeliness is at least the threshold",
         ),
         dg.AssetCheckSpec(
-            RAW_NO_QUARANTINE, asset="raw_events", description="every landing file of the day could be loaded"
+            RAW_NO_QUARANTINE,
+            asset="raw_events",
+            partitions_def=daily_partitions,
+            description="every landing file of the day could be loaded",
         ),
     ],
 )
 def raw_events(context: dg.AssetExecutionContext, storage: PlatformStorage, data_quality: DataQuality):
     """Every landing-zone file of the day, mapped to the canonical columns; bad files quarantined."""
     day = context.partition_key
-    load = load_landing_day(storage.root, day)
+    try:
+        load = load_landing_day(storage.root, day)
+    except LandingFileChanged as changed:
+        raise dg.Failure(description=f"{day}: {changed}") from None
     for bad in load.quarantined:
         context.log.warning(f"quarantined {bad.file}: {bad.detail}")
     if load.table.num_rows == 0:
@@ -86,9 +99,18 @@ def raw_events(context: dg.AssetExecutionContext, storage: PlatformStorage, data
         else:
             message = f"{day}: no event files in {folder}; upload some with `algo-platform upload FILE --date {day}`"
         raise dg.Failure(description=message)
+    colliding = event_id_collisions(load.table)
+    if len(colliding):
+        files = sorted(set(load.table["source_file"].take(colliding).cast(pa.string()).to_pylist()))
+        context.log.warning(
+            f"{len(colliding):,} rows reuse an event_id that an earlier-arriving file holds with other content "
+            f"(in {', '.join(files)}); the first arrival is kept and they count against accuracy"
+        )
     frame = load.table.to_pandas(types_mapper=_NULLABLE_INTEGERS.get)
     quarantined = pd.DataFrame([q.__dict__ for q in load.quarantined], columns=["file", "reason", "detail"])
-    dims = quality_dimensions(frame, dt.date.fromisoformat(day), dt.datetime.now(dt.UTC), data_quality.allowed_lateness)
+    dims = quality_dimensions(
+        frame, dt.date.fromisoformat(day), dt.datetime.now(dt.UTC), data_quality.allowed_lateness, colliding
+    )
     yield dg.Output(
         frame,
         metadata={
@@ -101,6 +123,9 @@ def raw_events(context: dg.AssetExecutionContext, storage: PlatformStorage, data
                 quarantined.to_markdown(index=False) if len(quarantined) else "none"
             ),
             "duplicate_files_skipped": dg.MetadataValue.json(load.duplicate_files),
+            "event_id_collisions": len(colliding),
+            # What this ingest read: a file that changes later is ingested again by the sensor.
+            "file_versions": dg.MetadataValue.json(load.file_versions),
             "preview": _markdown(frame),
         },
     )
@@ -172,6 +197,38 @@ def _first_occurrences(values: pa.ChunkedArray, rows: np.ndarray) -> np.ndarray:
     return first
 
 
+def _same_values(left: pa.ChunkedArray | pa.Array, right: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    if pa.types.is_dictionary(left.type):
+        left, right = left.cast(pa.string()), right.cast(pa.string())
+    both_null = pc.and_(pc.is_null(left), pc.is_null(right))
+    return pc.or_(pc.fill_null(pc.equal(left, right), False), both_null).to_numpy(zero_copy_only=False)
+
+
+def colliding_repeats(raw: pa.Table, firsts: np.ndarray, repeats: np.ndarray) -> np.ndarray:
+    """For each of `repeats` (rows whose event_id an earlier row of `firsts` holds): True when its
+    content differs from that earlier row's: another event under a reused id, not a resend.
+
+    Only the firsts whose id repeats are hashed, so a day without repeats costs one small lookup."""
+    if len(repeats) == 0:
+        return np.zeros(0, dtype=bool)
+    repeat_ids = raw["event_id"].take(repeats)
+    first_ids = raw["event_id"].take(firsts)
+    candidates = firsts[pc.is_in(first_ids, value_set=pc.unique(repeat_ids)).to_numpy(zero_copy_only=False)]
+    originals = candidates[pc.index_in(repeat_ids, value_set=raw["event_id"].take(candidates)).to_numpy()]
+    same = np.ones(len(repeats), dtype=bool)
+    for column in EVENT_CONTENT:
+        same &= _same_values(raw[column].take(repeats), raw[column].take(originals))
+    return ~same
+
+
+def event_id_collisions(raw: pa.Table) -> np.ndarray:
+    """Rows of a raw table whose event_id an earlier row holds with other content (row positions)."""
+    rows = np.flatnonzero(pc.is_valid(raw["event_id"]).to_numpy(zero_copy_only=False))
+    first = _first_occurrences(raw["event_id"], rows)
+    repeats = rows[~first]
+    return repeats[colliding_repeats(raw, rows[first], repeats)]
+
+
 def clean_table(raw: pa.Table, day: dt.date, now: dt.datetime) -> tuple[pa.Table, dict[str, int]]:
     """Normalise types, then drop invalid rows; each dropped row is counted under its first reason.
 
@@ -189,6 +246,8 @@ def clean_table(raw: pa.Table, day: dt.date, now: dt.datetime) -> tuple[pa.Table
     checks = {
         "missing_user_id": failing(pc.is_null(raw["user_id"])),
         "missing_item_id": failing(pc.is_null(raw["item_id"])),
+        "non_positive_user_id": failing(pc.less_equal(raw["user_id"], 0)),
+        "non_positive_item_id": failing(pc.less_equal(raw["item_id"], 0)),
         "missing_ts": failing(pc.is_null(ts)),
         "unknown_event_type": failing(pc.is_null(type_code)),
         "negative_watch_ms": failing(pc.less(raw["watch_ms"], 0)),
@@ -205,8 +264,11 @@ def clean_table(raw: pa.Table, day: dt.date, now: dt.datetime) -> tuple[pa.Table
         counts[reason] = int(fails.sum())
         dropped |= fails
     kept = np.flatnonzero(~dropped)
+    # Rows arrive in landing order, so the first arrival of an id wins.
     duplicate = ~_first_occurrences(raw["event_id"], kept)
-    counts["duplicate_event_id"] = int(duplicate.sum())
+    colliding = colliding_repeats(raw, kept[~duplicate], kept[duplicate])
+    counts["duplicate_event_id"] = int(duplicate.sum() - colliding.sum())
+    counts["event_id_collision"] = int(colliding.sum())
     kept = kept[~duplicate]
     # Sort on the two key columns first, so every other column is copied once, already in order.
     keys = pa.table({"user_id": raw["user_id"].take(kept), "ts": raw["ts"].take(kept)})

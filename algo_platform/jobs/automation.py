@@ -3,13 +3,15 @@
 import datetime as dt
 import hashlib
 import json
+import os
 import time
+from dataclasses import dataclass, field
 
 import dagster as dg
 from upath import UPath
 
 from algo_platform.jobs import ingest_job, retrain_job
-from algo_platform.landing import MAPPING_SUFFIX, validate_day
+from algo_platform.landing import SETTLE_SECONDS, LandedFile, scan_folder, validate_day
 from algo_platform.resources.storage import PlatformStorage
 from algo_platform.settings import load_settings
 
@@ -34,84 +36,99 @@ def nightly_retraining(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     return dg.RunRequest(run_key=f"nightly:{day}", partition_key=day, tags={"algo-platform/trigger": "schedule"})
 
 
-# A folder time this recent may still be shared by a file landing in the same clock tick, so
-# it is not trusted to mean "unchanged" on the next tick.
-SETTLED_NS = 2_000_000_000
 _now_ns = time.time_ns  # the sensor's clock, replaceable in tests
+CURSOR_VERSION = 2
 
 
-def _landed_ns(path: UPath) -> int:
-    """When a file arrived in its folder. ctime changes on rename, so a file written under a
-    temporary name and renamed into place counts from the rename, not from when it was written."""
-    stat = path.stat()
-    return max(getattr(stat, "st_ctime_ns", 0), getattr(stat, "st_mtime_ns", 0)) or int(stat.st_mtime * 1e9)
+def folder_signature(files: list[LandedFile]) -> str:
+    """Stands for every file of a day folder: any file added, replaced or rewritten changes it."""
+    listing = "\n".join(sorted(f"{f.name}\0{f.signature}" for f in files))
+    return hashlib.sha256(listing.encode()).hexdigest()[:16]
 
 
-def _folder_state(folder: UPath, known: dict | None, scan_ns: int) -> tuple[dict, list[UPath]]:
-    """New data files of one day folder since `known`, and the folder's new state.
+@dataclass
+class LandingScan:
+    """One look at the landing zone: the days to ingest (day -> folder signature), the next
+    cursor, and why other days were left for a later tick."""
 
-    A file is new when it landed after the newest one seen, or at the same instant under a name
-    not seen yet (several files can share a timestamp).
-    """
-    files = [
-        p for p in folder.iterdir()
-        if p.is_file() and not p.name.startswith(".") and not p.name.endswith(MAPPING_SUFFIX)
-    ]  # fmt: skip
-    stamped = [(_landed_ns(p), p) for p in files]
-    latest, at_latest = (known or {}).get("latest_ns", -1), set((known or {}).get("at_latest", []))
-    new = [p for landed, p in stamped if landed > latest or (landed == latest and p.name not in at_latest)]
-    newest = max([landed for landed, _ in stamped], default=latest)
-    names_at_newest = {p.name for landed, p in stamped if landed == newest}
-    if newest == latest:
-        names_at_newest |= at_latest
-    folder_ns = _landed_ns(folder)
-    settled = scan_ns - folder_ns > SETTLED_NS
-    return {"dir_ns": folder_ns if settled else None, "latest_ns": newest, "at_latest": sorted(names_at_newest)}, new
+    to_ingest: dict[str, str] = field(default_factory=dict)
+    file_counts: dict[str, int] = field(default_factory=dict)
+    waiting: dict[str, str] = field(default_factory=dict)
+    cursor: str = ""
 
 
-def scan_landing_zone(root: str, cursor: str | None) -> tuple[dict[str, list[str]], str]:
-    """Days with new files (day -> new file names) and the next cursor.
+def _day_folders(events_root: UPath) -> list[UPath]:
+    if events_root.protocol in ("", "file", "local"):
+        if os.path.islink(events_root.path) or not os.path.isdir(events_root.path):
+            return []
+        with os.scandir(events_root.path) as listing:
+            names = [e.name for e in listing if e.is_dir(follow_symlinks=False)]
+        return [events_root / name for name in sorted(names)]
+    return (
+        sorted((p for p in events_root.iterdir() if p.is_dir()), key=lambda p: p.name) if events_root.exists() else []
+    )
 
-    Each tick stats the day folders and lists only those that changed, so its cost grows with
-    the number of days and of new files, not with every file ever landed. (On object stores
-    without folder times every folder is listed.)
-    """
+
+def scan_landing_zone(
+    root: str, cursor: str | None, partitions_def: dg.PartitionsDefinition | None = None
+) -> LandingScan:
+    """Days whose files changed since the cursor (a new file, or one rewritten in place).
+
+    A day waits, without holding up the others, while it is not a partition yet (today, a future
+    date, a day before the partition start) or while a file in it was written less than
+    `SETTLE_SECONDS` ago (a writer that writes in place may not be done)."""
     scan_ns = _now_ns()
-    state: dict[str, dict] = json.loads(cursor) if cursor else {}
-    events_root = UPath(root) / "landing" / "events"
-    if not events_root.exists():
-        return {}, json.dumps(state)
-    new_by_day: dict[str, list[str]] = {}
-    for folder in sorted(events_root.iterdir(), key=lambda p: p.name):
+    state = json.loads(cursor) if cursor else {}
+    if state.get("version") != CURSOR_VERSION:
+        state = {"version": CURSOR_VERSION, "days": {}}
+    seen: dict[str, str] = state["days"]
+    scan = LandingScan()
+    for folder in _day_folders(UPath(root) / "landing" / "events"):
         try:
             day = validate_day(folder.name)
         except ValueError:
             continue  # not a day folder; upload never writes one
-        known = state.get(day)
-        if known is not None and known.get("dir_ns") is not None and known["dir_ns"] == _landed_ns(folder):
+        if partitions_def is not None and not partitions_def.has_partition_key(day):
+            scan.waiting[day] = f"{day} is not a partition (yet); it is ingested once it is one"
             continue
-        state[day], new_files = _folder_state(folder, known, scan_ns)
-        if new_files:
-            new_by_day[day] = sorted(p.name for p in new_files)
-    return new_by_day, json.dumps(state, sort_keys=True)
+        files = scan_folder(folder)
+        if not files:
+            continue
+        fresh = [f.name for f in files if scan_ns - f.modified_ns < SETTLE_SECONDS * 1_000_000_000]
+        if fresh:
+            scan.waiting[day] = (
+                f"{', '.join(fresh[:3])} changed less than {SETTLE_SECONDS}s ago; waiting for it to settle"
+            )
+            continue
+        signature = folder_signature(files)
+        if seen.get(day) != signature:
+            scan.to_ingest[day], scan.file_counts[day] = signature, len(files)
+            seen[day] = signature
+    scan.cursor = json.dumps(state, sort_keys=True)
+    return scan
 
 
 @dg.sensor(
     job=ingest_job,
     minimum_interval_seconds=_settings.sensor_interval_seconds,
     default_status=dg.DefaultSensorStatus.STOPPED,
-    description="Requests ingest_job for every day whose landing-zone folder got new files.",
+    description="Requests ingest_job for every day whose landing-zone files were added or changed.",
 )
 def landing_zone_sensor(context: dg.SensorEvaluationContext, storage: PlatformStorage) -> dg.SensorResult:
-    new_by_day, cursor = scan_landing_zone(storage.root, context.cursor)
+    scan = scan_landing_zone(storage.root, context.cursor, ingest_job.partitions_def)
+    for day, reason in scan.waiting.items():
+        context.log.info(f"skipped {day}: {reason}")
     requests = [
         dg.RunRequest(
-            # The key stands for the day's new files, so a re-evaluated tick or a restarted daemon
-            # asks for each arrival once.
-            run_key=f"ingest:{day}:{hashlib.sha256(chr(0).join(names).encode()).hexdigest()[:16]}",
+            # The key stands for the day's files as they are now, so a re-evaluated tick or a
+            # restarted daemon asks once, and a file added or rewritten later asks again.
+            run_key=f"ingest:{day}:{signature}",
             partition_key=day,
-            tags={"algo-platform/trigger": "landing_zone_sensor", "algo-platform/new-files": str(len(names))},
+            tags={
+                "algo-platform/trigger": "landing_zone_sensor",
+                "algo-platform/landing-files": str(scan.file_counts[day]),
+            },
         )
-        for day, names in new_by_day.items()
+        for day, signature in scan.to_ingest.items()
     ]
-    return dg.SensorResult(run_requests=requests, cursor=cursor)
+    return dg.SensorResult(run_requests=requests, cursor=scan.cursor)
