@@ -144,7 +144,7 @@ def render_training_pod(
     args = [
         "--sequences", settings.storage_path("assets", "training_sequences", f"{day}.parquet"),
         "--vocabulary", settings.storage_path("assets", "item_vocabulary", f"{day}.parquet"),
-        "--output-dir", settings.storage_path("models", "sequence_model", day, "<run-id>"),
+        "--output-dir", settings.storage_path("models", "sequence_model", day, "<training-key>"),
         "--epochs", str(epochs or defaults.epochs),
     ]  # fmt: skip
     pod = launcher.render_pod(args, pod_name=f"algo-platform-trainer-preview-{day}")

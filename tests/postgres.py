@@ -1,12 +1,12 @@
 """A fresh PostgreSQL database per test, on the server in ALGO_PLATFORM_TEST_PG_URL."""
 
 import os
-import shutil
 import uuid
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+import yaml
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 REPO = Path(__file__).resolve().parents[1]
@@ -46,7 +46,10 @@ def postgres_home(tmp_path, monkeypatch):
         monkeypatch.setenv(key, value)
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    config = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())
+    # Step logs stay local here: this is about PostgreSQL (test_deploy.py checks the S3 log config).
+    config.pop("compute_logs")
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     yield home
     with admin.cursor() as cursor:

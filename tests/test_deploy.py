@@ -87,3 +87,29 @@ def test_make_dev_binds_the_ui_to_loopback_only():
     makefile = (REPO / "Makefile").read_text()
     dev = next(line for line in makefile.splitlines() if "dagster dev" in line)
     assert "--host 127.0.0.1" in dev and "0.0.0.0" not in makefile
+
+
+def test_production_step_logs_go_to_object_storage_not_the_pods_disk(monkeypatch):
+    from dagster._config import process_config
+    from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
+
+    instance = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())
+    assert instance["compute_logs"]["class"] == "S3ComputeLogManager"
+    assert instance["compute_logs"]["config"]["bucket"] == {"env": "DAGSTER_COMPUTE_LOG_BUCKET"}
+    monkeypatch.setenv("DAGSTER_COMPUTE_LOG_BUCKET", "logs-bucket")
+    checked = process_config(S3ComputeLogManager.config_type(), instance["compute_logs"]["config"])
+    assert checked.success, checked.errors
+    values = yaml.safe_load((REPO / "deploy" / "helm" / "values.yaml").read_text())
+    assert values["computeLogManager"]["type"] == "S3ComputeLogManager"
+    assert (
+        "dagster-aws" in (REPO / "pyproject.toml").read_text()
+        and ".[deploy]" in (REPO / "deploy/Dockerfile").read_text()
+    )
+
+
+@pytest.mark.parametrize("config", ["dagster_home/dagster.yaml", "deploy/dagster.yaml"])
+def test_every_instance_runs_one_run_per_day_at_a_time_and_frees_dead_runs_slots(config):
+    instance = yaml.safe_load((REPO / config).read_text())
+    limits = instance["concurrency"]["runs"]["tag_concurrency_limits"]
+    assert {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
+    assert 0 < instance["run_monitoring"]["free_slots_after_run_end_seconds"] <= 5

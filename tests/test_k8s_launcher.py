@@ -3,6 +3,7 @@ against a Kubernetes API emulator on 127.0.0.1 (see tests/k8s_emulator.py)."""
 
 import sys
 import threading
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -150,3 +151,38 @@ def test_a_pod_deleted_from_outside_fails_the_attempt_and_the_retry_finishes(set
     retries = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
     assert len(retries) == 1 and "was deleted before it finished" in str(retries[0].event_specific_data.error)
     assert result.success and len(emulator.created) == 2  # the RetryPolicy launched a second pod
+
+
+def test_the_trainer_pod_sees_the_launchers_heartbeat_and_the_launcher_renews_it():
+    from algo_platform.training.watchdog import HEARTBEAT_ANNOTATION, HEARTBEAT_FILE_ENV
+
+    launcher = K8sTrainingLauncher(heartbeat_timeout_seconds=120)
+    pod = launcher.render_pod(["--epochs", "1"], pod_name="preview")
+    spec, container = pod["spec"], pod["spec"]["containers"][0]
+    podinfo = next(v for v in spec["volumes"] if v["name"] == "podinfo")
+    assert podinfo["downwardAPI"]["items"][0]["fieldRef"]["fieldPath"] == "metadata.annotations"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env[HEARTBEAT_FILE_ENV].startswith(
+        next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "podinfo")
+    )
+    assert float(pod["metadata"]["annotations"][HEARTBEAT_ANNOTATION]) > 0
+
+    patches = []
+
+    class CoreApi:
+        def patch_namespaced_pod(self, name, namespace, body):
+            patches.append((name, namespace, body))
+
+    launcher._beat(CoreApi(), "trainer-abc")
+    ((name, namespace, body),) = patches
+    assert (name, namespace) == ("trainer-abc", "algo-platform")
+    beat = body["metadata"]["annotations"][HEARTBEAT_ANNOTATION]
+    assert abs(float(beat) - time.time()) < 5
+
+
+def test_the_trainer_reads_the_heartbeat_from_the_file_the_kubelet_writes(tmp_path):
+    from algo_platform.training.watchdog import read_heartbeat
+
+    # The downward API writes one key="value" line per annotation, values quoted as Go does.
+    (tmp_path / "annotations").write_text('algo-platform/launcher-heartbeat="1795176000"\nother="a\\"b"\n')
+    assert read_heartbeat(str(tmp_path / "annotations")) == 1795176000

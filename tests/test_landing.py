@@ -186,6 +186,8 @@ def test_upload_refuses_a_file_whose_rows_all_belong_to_another_day(tmp_path, st
 def test_upload_refuses_bad_files_with_a_message_not_a_traceback(tmp_path, storage_root, name, content, message):
     source = tmp_path / name
     source.write_text(content)
-    result = CliRunner().invoke(cli, ["upload", str(source), "--date", DAY], env={"ALGO_PLATFORM_STORAGE": storage_root})
+    result = CliRunner().invoke(
+        cli, ["upload", str(source), "--date", DAY], env={"ALGO_PLATFORM_STORAGE": storage_root}
+    )
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
     assert landed_names(storage_root) == []

@@ -193,3 +193,62 @@ def test_torchrun_trains_data_parallel(tmp_path):
     assert "x2:" in done.stderr  # both ranks joined one job
     saved = torch.load(tmp_path / "ddp" / "model.pt", weights_only=False)
     assert len(saved["losses"]) == 3 and saved["losses"][-1] < saved["losses"][0]
+
+
+# A stand-in for the run worker: starts the trainer as SubprocessTrainingLauncher does (with its
+# own pid in the environment), prints the trainer's pid, then waits to be killed.
+LAUNCHER_SCRIPT = """
+import os, subprocess, sys, time
+from algo_platform.training.watchdog import LAUNCHER_PID_ENV
+trainer = subprocess.Popen(sys.argv[1:], env={**os.environ, LAUNCHER_PID_ENV: str(os.getpid())},
+                           stdout=subprocess.DEVNULL, stderr=open(os.environ["TRAINER_LOG"], "w"))
+print(trainer.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_trainer_whose_launcher_is_killed_stops_and_keeps_its_checkpoint(tmp_path):
+    import os
+    import signal
+    import time
+
+    sequences, vocabulary = write_inputs(tmp_path, users=200)
+    out = tmp_path / "out"
+    command = trainer_command(sequences, vocabulary, str(out), "--epochs", "400", "--checkpoint-every", "5")
+    log = tmp_path / "trainer.log"
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER_SCRIPT, *command],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TRAINER_LOG": str(log)},
+    )
+    trainer_pid = int(launcher.stdout.readline())
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoint.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    launcher.send_signal(signal.SIGKILL)  # the run worker dies without a chance to clean up
+    launcher.wait()
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(trainer_pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        os.kill(trainer_pid, signal.SIGKILL)
+        pytest.fail("the trainer kept running after its launcher was killed")
+    assert "is gone: stopping the trainer" in log.read_text()
+    assert (out / "checkpoint.pt").exists() and not (out / "model.pt").exists()
+
+
+def test_the_pod_trainer_stops_when_the_launchers_heartbeat_is_stale(tmp_path):
+    from algo_platform.training.watchdog import HEARTBEAT_FILE_ENV, HEARTBEAT_TIMEOUT_ENV, launcher_gone
+
+    annotations = tmp_path / "annotations"
+    env = {HEARTBEAT_FILE_ENV: str(annotations), HEARTBEAT_TIMEOUT_ENV: "300"}
+    assert launcher_gone(env, parent_pid=1, now=10_000) is None  # no file yet: the kubelet is behind
+    annotations.write_text('kubernetes.io/psp="x"\nalgo-platform/launcher-heartbeat="9800"\n')
+    assert launcher_gone(env, parent_pid=1, now=10_000) is None
+    assert "no heartbeat from the launcher for 400s" in launcher_gone(env, parent_pid=1, now=10_200)

@@ -4,6 +4,9 @@ The asset only prepares arguments, launches and reports; the GPU work happens in
 process (a local subprocess, or a pod in Kubernetes), which reports loss and metrics back.
 """
 
+import hashlib
+import json
+
 import dagster as dg
 from upath import UPath
 
@@ -40,13 +43,28 @@ class SequenceModelConfig(dg.Config):
         return args
 
 
+def _file_identity(path: UPath) -> str:
+    """Changes when the file is rewritten (size and time locally, the ETag on object stores)."""
+    return f"{path}@{path.fs.checksum(path.path)}"
+
+
+def training_key(config: SequenceModelConfig, sequences: UPath, vocabulary: UPath) -> str:
+    """Names one training: the same inputs and hyper-parameters give the same key."""
+    identity = {
+        "config": config.model_dump(),
+        "sequences": _file_identity(sequences),
+        "vocabulary": _file_identity(vocabulary),
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
 @dg.asset(
     partitions_def=daily_partitions,
     group_name="training",
     io_manager_key="json_io_manager",
     pool="gpu",
     kinds={"pytorch"},
-    # A retry runs in the same run, so it finds the same output folder and the trainer resumes from
+    # A retry finds the same output folder (keyed by what it trains) and the trainer resumes from
     # its last checkpoint there instead of starting over (a lost node or pod costs minutes, not hours).
     retry_policy=dg.RetryPolicy(max_retries=2, delay=5),
 )
@@ -60,7 +78,11 @@ def sequence_model(
     item_vocabulary: UPath,
 ) -> dg.Output[dict]:
     """SASRec next-item model trained on the window's sequences by the Pipes-launched trainer."""
-    output_dir = storage.path("models", "sequence_model", context.partition_key, context.run_id)
+    # Keyed by what it trains, not by the run: a retry (a new run after a killed worker) finds the
+    # previous attempt's checkpoint and resumes it.
+    output_dir = storage.path(
+        "models", "sequence_model", context.partition_key, training_key(config, training_sequences, item_vocabulary)
+    )
     args = [
         "--sequences", str(training_sequences),
         "--vocabulary", str(item_vocabulary),

@@ -7,6 +7,7 @@ as `pyarrow.Table` receives the Arrow table as read, without the conversion to p
 """
 
 import json
+import uuid
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
@@ -22,11 +23,17 @@ def _annotated_as(context: dg.InputContext, python_type: type) -> bool:
 
 
 def _write_atomically(path: UPath, write: Callable[[BinaryIO], object]) -> None:
-    """Readers never see a half-written file: write beside it, then rename."""
-    temp = path.with_name(f".tmp-{path.name}")
-    with temp.open("wb") as file:
-        write(file)
-    temp.rename(path)
+    """Readers never see a half-written file: write beside it under a name of this writer's own
+    (two writers of one partition never share a temp file), then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
+    try:
+        with temp.open("wb") as file:
+            write(file)
+        temp.rename(path)
+    finally:
+        if temp.exists():
+            temp.unlink()
 
 
 def read_table(path: UPath) -> pa.Table:

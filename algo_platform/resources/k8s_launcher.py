@@ -14,9 +14,11 @@ import dagster as dg
 from pydantic import Field
 
 from algo_platform.resources.launcher import TRAINER_MODULE, TrainingLauncher
+from algo_platform.training.watchdog import HEARTBEAT_ANNOTATION, HEARTBEAT_FILE_ENV, HEARTBEAT_TIMEOUT_ENV
 
 TRAINER_CONTAINER = "trainer"
 RUN_LABEL = "algo-platform/run-id"
+PODINFO_DIR = "/etc/algo-platform/podinfo"
 
 
 class K8sTrainingLauncher(TrainingLauncher):
@@ -42,6 +44,14 @@ class K8sTrainingLauncher(TrainingLauncher):
     active_deadline_seconds: int = Field(default=6 * 3600, description="Kubernetes kills the pod after this long")
     delete_finished_pods: bool = True
     poll_interval_seconds: float = 5.0
+    heartbeat_interval_seconds: float = Field(
+        default=30.0, description="How often the launcher marks the trainer pod as still wanted"
+    )
+    heartbeat_timeout_seconds: int = Field(
+        default=300,
+        description="The trainer stops when the launcher's heartbeat is older than this (the run worker died); "
+        "allow for the kubelet's delay in refreshing downward-API files (about a minute)",
+    )
     load_incluster_config: bool = True
     kubeconfig_file: str | None = None
 
@@ -52,9 +62,14 @@ class K8sTrainingLauncher(TrainingLauncher):
 
     def pod_spec(self) -> dict[str, Any]:
         gpu = {"nvidia.com/gpu": str(self.gpus)} if self.gpus else {}
-        mounts = [{"name": "dshm", "mountPath": "/dev/shm"}]
+        mounts = [{"name": "dshm", "mountPath": "/dev/shm"}, {"name": "podinfo", "mountPath": PODINFO_DIR}]
         volumes: list[dict[str, Any]] = [
-            {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": self.shared_memory}}
+            {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": self.shared_memory}},
+            # The pod's annotations as a file the kubelet keeps current: the launcher's heartbeat.
+            {
+                "name": "podinfo",
+                "downwardAPI": {"items": [{"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}}]},
+            },
         ]
         if self.data_volume_claim:
             mounts.append({"name": "data", "mountPath": "/data"})
@@ -66,7 +81,11 @@ class K8sTrainingLauncher(TrainingLauncher):
                 "limits": {"cpu": self.cpu_limit, "memory": self.memory_limit, **gpu},
             },
             "envFrom": [{"secretRef": {"name": name}} for name in self.env_from_secrets],
-            "env": [{"name": "ALGO_PLATFORM_STORAGE", "value": self.storage_root}] if self.storage_root else [],
+            "env": [
+                *([{"name": "ALGO_PLATFORM_STORAGE", "value": self.storage_root}] if self.storage_root else []),
+                {"name": HEARTBEAT_FILE_ENV, "value": f"{PODINFO_DIR}/annotations"},
+                {"name": HEARTBEAT_TIMEOUT_ENV, "value": str(self.heartbeat_timeout_seconds)},
+            ],
             "volumeMounts": mounts,
         }
         spec: dict[str, Any] = {
@@ -90,7 +109,7 @@ class K8sTrainingLauncher(TrainingLauncher):
             labels["algo-platform/partition"] = partition
         if run_id:
             labels[RUN_LABEL] = run_id  # pod names carry a random suffix; this finds the run's pod
-        return {"labels": labels}
+        return {"labels": labels, "annotations": {HEARTBEAT_ANNOTATION: f"{time.time():.0f}"}}
 
     def render_pod(self, args: Sequence[str], pod_name: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
         """The pod manifest as a plain dict, built by the same function PipesK8sClient uses."""
@@ -154,10 +173,15 @@ class K8sTrainingLauncher(TrainingLauncher):
             raise outcome["error"]
         return outcome["invocation"]
 
+    def _beat(self, core_api: Any, pod_name: str) -> None:
+        """Tell the trainer its launcher is alive: when this stops (run worker killed), it exits."""
+        patch = {"metadata": {"annotations": {HEARTBEAT_ANNOTATION: f"{time.time():.0f}"}}}
+        core_api.patch_namespaced_pod(pod_name, self.namespace, patch)
+
     def _watch_for_deletion(self, worker: threading.Thread, core_api: Any, run_id: str) -> None:
         # The client deletes the pod itself when it finishes, just before returning: allow for that.
         grace = max(5.0, 3 * self.poll_interval_seconds)
-        pod_name, missing_since = None, None
+        pod_name, missing_since, last_beat = None, None, time.monotonic()
         while worker.is_alive():
             worker.join(self.poll_interval_seconds)
             if not worker.is_alive():
@@ -167,6 +191,9 @@ class K8sTrainingLauncher(TrainingLauncher):
             names = [p.metadata.name for p in pods if (p.metadata.labels or {}).get(RUN_LABEL) == run_id]
             if names:
                 pod_name, missing_since = names[0], None
+                if time.monotonic() - last_beat >= self.heartbeat_interval_seconds:
+                    self._beat(core_api, pod_name)
+                    last_beat = time.monotonic()
             elif pod_name is not None:
                 missing_since = missing_since or time.monotonic()
                 if time.monotonic() - missing_since > grace:

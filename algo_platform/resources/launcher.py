@@ -1,10 +1,13 @@
 """Launches the trainer through Dagster Pipes. Assets call `launcher.run_trainer(...)` and do
 not know whether it runs as a local subprocess or (later) a Kubernetes pod."""
 
+import os
 import sys
 from collections.abc import Mapping, Sequence
 
 import dagster as dg
+
+from algo_platform.training.watchdog import LAUNCHER_PID_ENV
 
 TRAINER_MODULE = "algo_platform.training"
 
@@ -29,4 +32,6 @@ class SubprocessTrainingLauncher(TrainingLauncher):
     ) -> dg.PipesClientCompletedInvocation:
         command = [self.python_executable or sys.executable, "-m", TRAINER_MODULE, *args]
         context.log.info("launching trainer: " + " ".join(command))
-        return dg.PipesSubprocessClient(env=self.env).run(context=context, command=command, extras=dict(extras or {}))
+        # The trainer exits when this process dies (algo_platform/training/watchdog.py).
+        env = {**self.env, LAUNCHER_PID_ENV: str(os.getpid())}
+        return dg.PipesSubprocessClient(env=env).run(context=context, command=command, extras=dict(extras or {}))

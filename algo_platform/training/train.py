@@ -30,6 +30,7 @@ from algo_platform.training.data import holdout_windows, popularity_scores, read
 from algo_platform.training.metrics import fixed_score_ranks, hit_rate_and_ndcg, target_ranks
 from algo_platform.training.model import PAD, ModelConfig, SASRec
 from algo_platform.training.storage import exists, read_bytes, write_bytes_atomically
+from algo_platform.training.watchdog import exit_with_launcher
 
 CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_NAME = "model.pt"
@@ -386,6 +387,7 @@ def main(argv: list[str] | None = None) -> None:
     from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
+    exit_with_launcher()
     dist = Distributed.from_env()
     if dist.world_size > 1:
         backend = "nccl" if torch.cuda.is_available() and config.device != "cpu" else "gloo"
