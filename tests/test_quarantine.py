@@ -238,3 +238,17 @@ def test_common_exports_load_semicolon_tab_and_compressed(name, encode, settings
     result = ingest(settings)
     assert result.success
     assert sorted(result.output_for_node("cleaned_events")["user_id"]) == [21, 22]
+
+
+def test_every_check_result_of_a_day_is_stored_with_its_day(settings, storage_root):
+    land(storage_root, "good.parquet", good_parquet())
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [raw_events, cleaned_events], partition_key=DAY, resources=build_resources(settings), instance=instance
+        )
+        evaluations = result.get_asset_check_evaluations()
+        assert {e.check_name for e in evaluations} >= {"quality_score_above_threshold", "no_files_quarantined"}
+        assert {e.partition for e in evaluations} == {DAY}
+        key = dg.AssetCheckKey(dg.AssetKey("raw_events"), "quality_score_above_threshold")
+        stored = instance.event_log_storage.get_asset_check_execution_history(key, limit=1)
+        assert stored[0].partition == DAY

@@ -12,6 +12,44 @@ _settings = load_settings()
 daily_partitions = dg.DailyPartitionsDefinition(start_date=_settings.partitions_start, timezone="UTC")
 TRAINING_WINDOW_DAYS = _settings.training_window_days
 
+PARTITION_TAG = "dagster/partition"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+
+
+def is_partition(day: str) -> bool:
+    try:
+        return daily_partitions.has_partition_key(day)
+    except ValueError:  # not a date at all
+        return False
+
+
+def require_run_day(run: dg.DagsterRun | None) -> None:
+    """Fail a run that has no day, or a day that is not a partition, before any step does work.
+
+    Without this a run launched without a partition fails deep inside a step with "Cannot access
+    partition_key for a non-partitioned run", and one for a day outside the partitions fails on
+    whatever first reads that day."""
+    if run is None or RANGE_START_TAG in run.tags:
+        return
+    day = run.tags.get(PARTITION_TAG)
+    if day is None:
+        raise dg.Failure(
+            description=(
+                f"run of {run.job_name} has no partition: every job here processes one day. Launch it for a day "
+                "(UI: choose a partition in the launchpad; CLI: --partition YYYY-MM-DD)"
+            )
+        )
+    if not is_partition(day):
+        last = daily_partitions.get_last_partition_key()
+        raise dg.Failure(
+            description=(
+                f"{day!r} is not a partition of {run.job_name}: days run from {_settings.partitions_start} to {last} "
+                "(yesterday, UTC; a day becomes a partition at midnight after it ends). For older data set "
+                "ALGO_PLATFORM_PARTITIONS_START"
+            )
+        )
+
+
 # Backfills run one day per run: memory stays bounded by one day of events (10M/day would not fit
 # 30 days in one process), days run in parallel up to the run queue's limit, and every day gets
 # its own quality-check results, which a multi-day run could not report per partition.

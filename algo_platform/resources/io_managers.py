@@ -17,6 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from upath import UPath
 
+from algo_platform.assets.partitions import require_run_day
+
 
 def _annotated_as(context: dg.InputContext, python_type: type) -> bool:
     return context.dagster_type is not None and context.dagster_type.typing_type is python_type
@@ -92,6 +94,8 @@ class ParquetIOManagerFactory(dg.ConfigurableIOManagerFactory):
     base_path: str
 
     def create_io_manager(self, context: dg.InitResourceContext) -> ParquetIOManager:
+        # Every stored table is one day: a run without a valid day stops here, before any step works.
+        require_run_day(context.dagster_run)
         return ParquetIOManager(base_path=UPath(self.base_path))
 
 
@@ -101,4 +105,5 @@ class JsonIOManagerFactory(dg.ConfigurableIOManagerFactory):
     base_path: str
 
     def create_io_manager(self, context: dg.InitResourceContext) -> JsonIOManager:
+        require_run_day(context.dagster_run)
         return JsonIOManager(base_path=UPath(self.base_path))
