@@ -23,7 +23,7 @@ demo: setup
 	$(BIN)/algo-platform demo
 
 dev: setup
-	$(BIN)/dagster dev -w workspace.yaml --host 127.0.0.1 --port 3000
+	$(BIN)/algo-platform dev -w workspace.yaml --host 127.0.0.1 --port 3000
 
 test: setup
 	$(BIN)/python -m pytest

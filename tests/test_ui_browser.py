@@ -85,8 +85,17 @@ def test_a_person_sees_the_assets_launches_an_ingest_and_reads_the_report(browse
     processes = Processes(env, tmp_path)
     port = free_port()
     try:
+        # The entry point `make dev` runs: the UI must work behind the cross-site write guard.
         processes.start(
-            "webserver", str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)
+            "webserver",
+            str(BIN / "algo-platform"),
+            "webserver",
+            "-w",
+            "workspace.yaml",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
         )
         processes.start("daemon", str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml")
         base = f"http://127.0.0.1:{port}"

@@ -1,0 +1,86 @@
+"""The shipped web entry point refuses cross-site writes: a page in the operator's browser cannot
+launch runs on the UI at 127.0.0.1. Drives `algo-platform webserver` as a real process."""
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+import websockets
+
+from tests.test_daemon_e2e import BIN, Processes, free_port, temporary_platform, wait_for
+
+MUTATION = "mutation { __typename }"  # a mutation document that changes nothing
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("web")
+    env, _ = temporary_platform(tmp)
+    processes = Processes(env, tmp)
+    port = free_port()
+    processes.start(
+        "webserver", str(BIN / "algo-platform"), "webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _status(f"{base}/server_info") == 200, "the webserver", tmp)
+        yield base
+    finally:
+        processes.stop_all()
+
+
+def _status(url: str, body: bytes | None = None, headers: dict | None = None) -> int:
+    request = urllib.request.Request(url, data=body, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return 0
+
+
+def post_graphql(base: str, query: str, **headers: str) -> int:
+    body = json.dumps({"query": query}).encode()
+    return _status(f"{base}/graphql", body, {"Content-Type": "application/json", **headers})
+
+
+def test_mutations_from_another_origin_are_refused(server):
+    assert post_graphql(server, MUTATION, Origin="https://evil.example") == 403
+    assert post_graphql(server, MUTATION, Origin="null") == 403
+    assert post_graphql(server, MUTATION, **{"Sec-Fetch-Site": "cross-site"}) == 403
+
+
+def test_the_ui_itself_and_api_clients_still_work(server):
+    assert post_graphql(server, MUTATION, Origin=server) == 200  # the UI's own requests
+    assert post_graphql(server, MUTATION) == 200  # curl, Python clients: no browser origin
+    assert _status(f"{server}/graphql?query=" + urllib.request.quote("{ version }")) == 200
+
+
+def test_mutations_over_get_and_form_posts_are_refused(server):
+    assert _status(f"{server}/graphql?query=" + urllib.request.quote(MUTATION)) == 405
+    form = _status(f"{server}/graphql", f"query={MUTATION}".encode(), {"Content-Type": "text/plain"})
+    assert form == 415
+
+
+def test_a_hostile_host_name_pointing_at_loopback_is_refused(server):
+    """DNS rebinding: evil.example resolves to 127.0.0.1, so its pages are 'same-origin' with it."""
+    port = server.rsplit(":", 1)[1]
+    headers = {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}
+    assert post_graphql(server, MUTATION, **headers) == 400
+
+
+def test_a_websocket_from_another_origin_is_refused(server):
+    url = server.replace("http://", "ws://") + "/graphql"
+
+    async def connect(origin: str) -> str:
+        try:
+            async with websockets.connect(url, origin=origin, subprotocols=["graphql-ws"], open_timeout=10):
+                return "open"
+        except websockets.exceptions.InvalidStatus as refused:
+            return f"refused {refused.response.status_code}"
+
+    assert asyncio.run(connect("https://evil.example")) == "refused 403"
+    assert asyncio.run(connect(server)) == "open"
