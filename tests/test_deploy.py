@@ -85,7 +85,7 @@ def test_the_scan_would_catch_a_real_credential():
 
 def test_make_dev_binds_the_ui_to_loopback_only():
     makefile = (REPO / "Makefile").read_text()
-    dev = next(line for line in makefile.splitlines() if "dagster dev" in line)
+    dev = next(line for line in makefile.splitlines() if "algo-platform dev" in line)
     assert "--host 127.0.0.1" in dev and "0.0.0.0" not in makefile
 
 
@@ -113,3 +113,11 @@ def test_every_instance_runs_one_run_per_day_at_a_time_and_frees_dead_runs_slots
     limits = instance["concurrency"]["runs"]["tag_concurrency_limits"]
     assert {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
     assert 0 < instance["run_monitoring"]["free_slots_after_run_end_seconds"] <= 5
+
+
+def test_the_production_ui_runs_the_guarded_entry_point():
+    dockerfile = (REPO / "deploy" / "Dockerfile").read_text()
+    assert "exec algo-platform webserver" in dockerfile and "/usr/local/bin/dagster-webserver" in dockerfile
+    values = yaml.safe_load((REPO / "deploy" / "helm" / "values.yaml").read_text())
+    code_image = values["dagster-user-deployments"]["deployments"][0]["image"]["repository"]
+    assert values["dagsterWebserver"]["image"]["repository"] == code_image
