@@ -8,8 +8,8 @@ Layout under the storage root:
 
 Landing protocol: a file is complete when it appears under its final name. Writers create it
 under a hidden name (starting with `.`, which every reader skips) and rename it into place; a
-writer that cannot rename must leave the file unmodified for `SETTLE_SECONDS` before the sensor
-reads it. A file that changes after it was ingested is ingested again with its whole day.
+writer that cannot rename must leave the file unmodified for `ALGO_PLATFORM_LANDING_SETTLE_SECONDS`
+(default 10) before the sensor reads it. A file that changes after it was ingested is ingested again with its whole day.
 
 Links are never followed: a symbolic link is quarantined as a link, its target unread.
 
@@ -45,8 +45,6 @@ SUPPORTED_SUFFIXES = (".parquet", ".csv", ".jsonl", ".json")
 COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}
 MAPPING_SUFFIX = ".columns.json"
 REASON_SUFFIX = ".reason.json"
-# A writer that cannot rename into place must leave a file untouched this long before it is read.
-SETTLE_SECONDS = 10
 # Room under the usual 255-byte file-name limit for the quarantine's `.reason.json` sidecar.
 MAX_NAME_BYTES = 200
 # Delimiters recognised in a CSV header, in order of preference on a tie.

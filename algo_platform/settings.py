@@ -26,6 +26,8 @@ class Settings:
     k8s_namespace: str = "algo-platform"
     schedule_timezone: str = "UTC"
     sensor_interval_seconds: int = 30
+    # A landing file written in place is read once it has been unmodified this long.
+    landing_settle_seconds: int = 10
     mlflow_tracking_uri: str = ""  # MLFLOW_TRACKING_URI: a tracking server; empty: embedded SQLite
     dagster_home: str = ""
 
@@ -70,6 +72,7 @@ def load_settings() -> Settings:
         k8s_namespace=os.environ.get("ALGO_PLATFORM_K8S_NAMESPACE", "algo-platform"),
         schedule_timezone=os.environ.get("ALGO_PLATFORM_SCHEDULE_TIMEZONE", "UTC"),
         sensor_interval_seconds=int(os.environ.get("ALGO_PLATFORM_SENSOR_INTERVAL_SECONDS", "30")),
+        landing_settle_seconds=int(os.environ.get("ALGO_PLATFORM_LANDING_SETTLE_SECONDS", "10")),
         mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", ""),
         dagster_home=os.environ.get("DAGSTER_HOME", ""),
     )

@@ -208,9 +208,9 @@ def bench_sensor(repeats: int, processed: int = 10_000, new: int = 10) -> Row:
             for part in range(processed // days):
                 (folder / f"part-{part:05d}.parquet").write_bytes(b"x")
         real_clock = automation._now_ns
-        automation._now_ns = lambda: real_clock() + 10_000_000_000  # ticks long after the files landed
+        automation._now_ns = lambda: real_clock() + 60_000_000_000  # ticks long after the files settled
         try:
-            _, cursor = automation.scan_landing_zone(root, None)
+            cursor = automation.scan_landing_zone(root, None).cursor
             for number in range(new):
                 (events / DAY.isoformat() / f"new-{number}.parquet").write_bytes(b"x")
             seconds = median_seconds(lambda: automation.scan_landing_zone(root, cursor), repeats)

@@ -7,8 +7,8 @@ import dagster as dg
 import pytest
 
 from algo_platform.jobs import automation
-from algo_platform.jobs.automation import landing_zone_sensor, latest_complete_day, nightly_retraining
-from algo_platform.landing import SETTLE_SECONDS, landing_dir
+from algo_platform.jobs.automation import SETTLE_SECONDS, landing_zone_sensor, latest_complete_day, nightly_retraining
+from algo_platform.landing import landing_dir
 from algo_platform.resources.storage import PlatformStorage
 from algo_platform.upload import upload_event_file
 

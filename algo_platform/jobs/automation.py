@@ -11,7 +11,7 @@ import dagster as dg
 from upath import UPath
 
 from algo_platform.jobs import ingest_job, retrain_job
-from algo_platform.landing import SETTLE_SECONDS, LandedFile, scan_folder, validate_day
+from algo_platform.landing import LandedFile, scan_folder, validate_day
 from algo_platform.resources.storage import PlatformStorage
 from algo_platform.settings import load_settings
 
@@ -37,6 +37,7 @@ def nightly_retraining(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
 
 
 _now_ns = time.time_ns  # the sensor's clock, replaceable in tests
+SETTLE_SECONDS = _settings.landing_settle_seconds
 CURSOR_VERSION = 2
 
 
