@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from algo_platform.jobs import automation
+from algo_platform.jobs import automation, ingest_job
 from algo_platform.jobs.automation import SETTLE_SECONDS, landing_zone_sensor, latest_complete_day, nightly_retraining
 from algo_platform.landing import landing_dir
 from algo_platform.resources.storage import PlatformStorage
@@ -104,6 +104,10 @@ def test_a_folder_that_is_not_a_partition_never_stops_the_other_days(storage_roo
     result = tick(storage_root, None)
     assert list(requested(result)) == ["2026-11-20"]
     assert tick(storage_root, result.cursor).run_requests == []
+    scan = automation.scan_landing_zone(storage_root, None, ingest_job.partitions_def)
+    assert scan.newly_waiting == [bad_day] and "not a partition" in scan.waiting[bad_day]
+    # Said once, not on every tick.
+    assert automation.scan_landing_zone(storage_root, scan.cursor, ingest_job.partitions_def).newly_waiting == []
 
 
 def test_a_day_waiting_to_become_a_partition_is_ingested_once_it_is(storage_root):

@@ -87,3 +87,25 @@ def test_dedup_keeps_the_first_kept_row_of_each_event_id_however_ids_are_shaped(
     expected = ~pd.Series(ids.to_numpy(zero_copy_only=False)[kept]).duplicated().to_numpy()
     assert (_first_occurrences(ids, kept) == expected).all()
     assert expected.sum() < len(kept)  # the data has repeats to find
+
+
+def test_resends_and_collisions_are_told_apart_when_optional_columns_are_absent():
+    """Files with the required columns only: the optional ones arrive as Arrow's null type."""
+    ts = pa.array([NOON.value // 1_000_000] * 3, pa.timestamp("ms", tz="UTC"))
+    raw = pa.table(
+        {
+            "event_id": ["a", "a", "a"],
+            "user_id": pa.array([1, 1, 2], pa.int64()),
+            "item_id": pa.array([5, 5, 5], pa.int64()),
+            "event_type": pa.nulls(3),
+            "watch_ms": pa.nulls(3, pa.int64()),
+            "item_duration_ms": pa.nulls(3, pa.int64()),
+            "ts": ts,
+            "device": pa.nulls(3),
+            "region": pa.nulls(3),
+            "topic": pa.nulls(3),
+        }
+    )
+    cleaned, dropped = clean_events(raw, END_DAY, NOW)
+    assert cleaned["user_id"].tolist() == [1]
+    assert dropped["duplicate_event_id"] == 1 and dropped["event_id_collision"] == 1

@@ -46,7 +46,7 @@ def worker_pid(home: str, run_id: str) -> int | None:
     with dg.DagsterInstance.from_config(home) as instance:
         for entry in instance.all_logs(run_id):
             if entry.is_dagster_event and entry.dagster_event.event_type_value == "STEP_START":
-                return entry.pid
+                return entry.dagster_event.pid
     return None
 
 

@@ -198,6 +198,8 @@ def _first_occurrences(values: pa.ChunkedArray, rows: np.ndarray) -> np.ndarray:
 
 
 def _same_values(left: pa.ChunkedArray | pa.Array, right: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    if pa.types.is_null(left.type):  # a column no file of the day had: null on both sides
+        return np.ones(len(left), dtype=bool)
     if pa.types.is_dictionary(left.type):
         left, right = left.cast(pa.string()), right.cast(pa.string())
     both_null = pc.and_(pc.is_null(left), pc.is_null(right))

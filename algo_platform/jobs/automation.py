@@ -55,6 +55,7 @@ class LandingScan:
     to_ingest: dict[str, str] = field(default_factory=dict)
     file_counts: dict[str, int] = field(default_factory=dict)
     waiting: dict[str, str] = field(default_factory=dict)
+    newly_waiting: list[str] = field(default_factory=list)  # days whose reason to wait is new: logged once
     cursor: str = ""
 
 
@@ -105,6 +106,9 @@ def scan_landing_zone(
         if seen.get(day) != signature:
             scan.to_ingest[day], scan.file_counts[day] = signature, len(files)
             seen[day] = signature
+    previously = state.get("waiting", {})
+    scan.newly_waiting = [day for day, reason in scan.waiting.items() if previously.get(day) != reason]
+    state["waiting"] = scan.waiting
     scan.cursor = json.dumps(state, sort_keys=True)
     return scan
 
@@ -117,8 +121,8 @@ def scan_landing_zone(
 )
 def landing_zone_sensor(context: dg.SensorEvaluationContext, storage: PlatformStorage) -> dg.SensorResult:
     scan = scan_landing_zone(storage.root, context.cursor, ingest_job.partitions_def)
-    for day, reason in scan.waiting.items():
-        context.log.info(f"skipped {day}: {reason}")
+    for day in scan.newly_waiting:
+        context.log.info(f"skipped {day}: {scan.waiting[day]}")
     requests = [
         dg.RunRequest(
             # The key stands for the day's files as they are now, so a re-evaluated tick or a
