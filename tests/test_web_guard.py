@@ -3,12 +3,17 @@ launch runs on the UI at 127.0.0.1. Drives `algo-platform webserver` as a real p
 
 import asyncio
 import json
+import signal
+import subprocess
+import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 import websockets
 
+from tests.postgres import REPO
 from tests.test_daemon_e2e import BIN, Processes, free_port, temporary_platform, wait_for
 
 MUTATION = "mutation { __typename }"  # a mutation document that changes nothing
@@ -84,3 +89,41 @@ def test_a_websocket_from_another_origin_is_refused(server):
 
     assert asyncio.run(connect("https://evil.example")) == "refused 403"
     assert asyncio.run(connect(server)) == "open"
+
+
+def _processes_using(home: str) -> list[int]:
+    """Pids of processes whose environment points at this DAGSTER_HOME."""
+    marker = f"DAGSTER_HOME={home}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_make_dev_serves_the_guarded_ui_and_stops_everything_it_started(tmp_path):
+    env, home = temporary_platform(tmp_path)
+    port = free_port()
+    dev = subprocess.Popen(
+        [str(BIN / "algo-platform"), "dev", "-p", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _status(f"{base}/server_info") == 200, "algo-platform dev", tmp_path)
+        assert post_graphql(base, MUTATION, Origin="https://evil.example") == 403
+        assert len(_processes_using(str(home))) >= 3  # dev, the daemon, the webserver (and code servers)
+    finally:
+        dev.send_signal(signal.SIGTERM)
+        dev.wait(timeout=60)
+    deadline = time.monotonic() + 30
+    while _processes_using(str(home)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _processes_using(str(home)) == []

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,18 +53,41 @@ def webserver(args: Sequence[str]) -> None:
     webserver_cli.cli.main(args=list(args), prog_name="algo-platform webserver")
 
 
-def dev(workspace: str, host: str, port: int) -> None:
-    """The guarded UI and the daemon (schedules, sensors, run queue), as `dagster dev` runs them."""
-    bin_dir = Path(sys.executable).parent
-    daemon = subprocess.Popen([str(bin_dir / "dagster-daemon"), "run", "-w", workspace], start_new_session=True)
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM to the process group (code servers included), SIGKILL after 30 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
     try:
-        subprocess.run(
-            [str(bin_dir / "algo-platform"), "webserver", "-w", workspace, "-h", host, "-p", str(port)], check=False
-        )
-    finally:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(daemon.pid, signal.SIGTERM)
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def dev(workspace: str, host: str, port: int) -> None:
+    """The guarded UI and the daemon (schedules, sensors, run queue), as `dagster dev` runs them.
+
+    Ctrl-C or SIGTERM stops both, and when either exits the other is stopped too."""
+    bin_dir = Path(sys.executable).parent
+    commands = {
+        "daemon": [str(bin_dir / "dagster-daemon"), "run", "-w", workspace],
+        "webserver": [str(bin_dir / "algo-platform"), "webserver", "-w", workspace, "-h", host, "-p", str(port)],
+    }
+
+    def interrupt(signum, frame) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
+    processes = {name: subprocess.Popen(command, start_new_session=True) for name, command in commands.items()}
+    try:
+        while all(process.poll() is None for process in processes.values()):
+            time.sleep(0.5)
+        exited = next(name for name, process in processes.items() if process.poll() is not None)
+        print(f"algo-platform dev: the {exited} exited; stopping", file=sys.stderr)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for process in processes.values():
+            _stop(process)
