@@ -91,15 +91,17 @@ def validate_day(day: str) -> str:
 class LandedFile:
     """One entry of a landing folder, described without opening it (and never through a link)."""
 
-    path: UPath
+    folder: UPath
+    name: str
     size: int
     modified_ns: int  # last write
     landed_ns: int  # arrival: a rename into place sets ctime, so max(ctime, mtime)
     is_link: bool
 
     @property
-    def name(self) -> str:
-        return self.path.name
+    def path(self) -> UPath:
+        # Built on demand: a sensor tick describes every file but opens none.
+        return self.folder / self.name
 
     @property
     def signature(self) -> str:
@@ -111,13 +113,17 @@ def _is_data_name(name: str) -> bool:
     return not name.startswith(".") and not name.endswith(MAPPING_SUFFIX)
 
 
+def _is_local(folder: UPath) -> bool:
+    return folder.protocol in ("", "file", "local")
+
+
 def scan_folder(folder: UPath) -> list[LandedFile]:
     """Data files of a landing folder in arrival order (hidden temp files and sidecars skipped).
 
     Local folders are read with lstat, so a link is reported as a link and its target is never
     touched; object stores have no links."""
     entries: list[LandedFile] = []
-    if folder.protocol in ("", "file", "local"):
+    if _is_local(folder):
         if os.path.islink(folder.path) or not os.path.isdir(folder.path):
             return []
         with os.scandir(folder.path) as listing:
@@ -127,7 +133,8 @@ def scan_folder(folder: UPath) -> list[LandedFile]:
                 stat = entry.stat(follow_symlinks=False)
                 entries.append(
                     LandedFile(
-                        folder / entry.name,
+                        folder,
+                        entry.name,
                         stat.st_size,
                         stat.st_mtime_ns,
                         max(stat.st_ctime_ns, stat.st_mtime_ns),
@@ -143,7 +150,7 @@ def scan_folder(folder: UPath) -> list[LandedFile]:
                 continue
             modified = info.get("mtime") or info.get("LastModified") or info.get("last_modified") or 0
             modified_ns = int(modified.timestamp() * 1e9) if hasattr(modified, "timestamp") else int(modified * 1e9)
-            entries.append(LandedFile(folder / name, int(info.get("size") or 0), modified_ns, modified_ns, False))
+            entries.append(LandedFile(folder, name, int(info.get("size") or 0), modified_ns, modified_ns, False))
     return sorted(entries, key=lambda f: (f.landed_ns, f.name))
 
 
@@ -437,10 +444,20 @@ class LandingFileChanged(Exception):
     """A file changed while it was being read; its day must be read again."""
 
 
+def _still_the_same(file: LandedFile) -> bool:
+    """Whether `file` has the size and modification time it was listed with."""
+    if _is_local(file.folder):
+        try:
+            stat = os.stat(file.path.path, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        return f"{stat.st_size}:{stat.st_mtime_ns}" == file.signature
+    return any(f.name == file.name and f.signature == file.signature for f in scan_folder(file.folder))
+
+
 def _read_settled(file: LandedFile) -> bytes:
     data = file.path.read_bytes()
-    after = scan_folder(file.path.parent)
-    if not any(f.name == file.name and f.signature == file.signature for f in after):
+    if not _still_the_same(file):
         raise LandingFileChanged(
             f"{file.name} changed while it was being read; writers must write under a hidden temp name "
             "and rename into place (the landing-zone sensor ingests the day again once it settles)"

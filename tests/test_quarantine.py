@@ -252,3 +252,21 @@ def test_every_check_result_of_a_day_is_stored_with_its_day(settings, storage_ro
         key = dg.AssetCheckKey(dg.AssetKey("raw_events"), "quality_score_above_threshold")
         stored = instance.event_log_storage.get_asset_check_execution_history(key, limit=1)
         assert stored[0].partition == DAY
+
+
+def test_a_file_that_changes_while_it_is_read_fails_the_run_and_says_why(settings, storage_root, monkeypatch):
+    growing = land(storage_root, "growing.csv", b"user_id,item_id,ts\n1,2,2026-11-20T01:00:00Z\n")
+    read = type(growing).read_bytes
+
+    def read_while_a_writer_appends(path):
+        data = read(path)
+        with open(growing, "ab") as file:
+            file.write(b"2,3,2026-11-20T02:00:00Z\n")
+        os.utime(growing, ns=(time.time_ns() + 10**9,) * 2)
+        return data
+
+    monkeypatch.setattr(type(growing), "read_bytes", read_while_a_writer_appends)
+    result = ingest(settings)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error.message
+    assert "growing.csv changed while it was being read" in failure

@@ -224,8 +224,14 @@ def colliding_repeats(raw: pa.Table, firsts: np.ndarray, repeats: np.ndarray) ->
 
 
 def event_id_collisions(raw: pa.Table) -> np.ndarray:
-    """Rows of a raw table whose event_id an earlier row holds with other content (row positions)."""
-    rows = np.flatnonzero(pc.is_valid(raw["event_id"]).to_numpy(zero_copy_only=False))
+    """Rows of a raw table whose event_id an earlier row holds with other content (row positions).
+
+    One hash pass counts the ids; only the rows of repeated ids (usually none) are compared."""
+    counts = pc.value_counts(raw["event_id"].drop_null())
+    repeated_ids = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+    if len(repeated_ids) == 0:
+        return np.zeros(0, dtype=np.int64)
+    rows = np.flatnonzero(pc.is_in(raw["event_id"], value_set=repeated_ids).to_numpy(zero_copy_only=False))
     first = _first_occurrences(raw["event_id"], rows)
     repeats = rows[~first]
     return repeats[colliding_repeats(raw, rows[first], repeats)]
