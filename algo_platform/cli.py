@@ -86,6 +86,12 @@ def demo(days: int, events_per_day: int, seed: int, defect_rate: float, epochs: 
     if not os.environ.get("DAGSTER_HOME"):
         raise click.UsageError("DAGSTER_HOME is not set; `make demo` sets it to ./dagster_home")
     settings = load_settings()
+    if days < settings.training_window_days:
+        raise click.UsageError(
+            f"--days {days} is shorter than the training window of {settings.training_window_days} days "
+            f"(ALGO_PLATFORM_TRAINING_WINDOW_DAYS): use --days {settings.training_window_days} or more, or set "
+            f"ALGO_PLATFORM_TRAINING_WINDOW_DAYS={max(days, 2)}"
+        )
     if days > settings.training_window_days:
         click.echo(f"note: only the last {settings.training_window_days} days form the training window")
     run_demo(settings, days, events_per_day, seed, defect_rate, epochs, echo=click.echo)

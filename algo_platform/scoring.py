@@ -36,7 +36,7 @@ def load_model(uri: str) -> LoadedModel:
     item_ids = load_checkpoint(uri, device).get("item_ids")
     if item_ids is None:
         raise ValueError(f"{uri} has no item vocabulary; it was written by an older trainer, retrain it")
-    return LoadedModel(load_sasrec(uri, device), np.asarray(item_ids), device)
+    return LoadedModel(load_sasrec(uri, device), item_ids.cpu().numpy(), device)
 
 
 def remap(indices: np.ndarray, from_item_ids: np.ndarray, to_item_ids: np.ndarray) -> np.ndarray:

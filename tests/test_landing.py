@@ -191,3 +191,10 @@ def test_upload_refuses_bad_files_with_a_message_not_a_traceback(tmp_path, stora
     )
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
     assert landed_names(storage_root) == []
+
+
+def test_a_demo_shorter_than_the_training_window_is_refused_up_front(tmp_path, storage_root):
+    env = {"DAGSTER_HOME": str(tmp_path), "ALGO_PLATFORM_STORAGE": storage_root}
+    result = CliRunner().invoke(cli, ["demo", "--days", "4"], env=env)
+    assert result.exit_code == 2 and "shorter than the training window of 7 days" in result.output
+    assert not (Path(storage_root) / "landing").exists()  # refused before generating anything

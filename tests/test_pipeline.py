@@ -220,4 +220,8 @@ def test_a_weaker_model_is_compared_with_the_champion_and_not_promoted(pipeline)
     assert report["champion_ndcg@10"] > report["model_ndcg@10"]
     gate = next(e for e in weaker.get_asset_check_evaluations() if e.check_name == "promotion_gate")
     assert not gate.passed and "keep the champion" in gate.description
-    assert not any(e.asset_key == dg.AssetKey("champion_model") for e in weaker.get_asset_materialization_events())
+    # Keeping the champion is a normal night: the run succeeds and serves the champion's recommendations.
+    assert weaker.success
+    champion = metadata_of(weaker, "champion_model")
+    assert champion["outcome"] == "kept" and champion["champion_version"].endswith(" v1")
+    assert metadata_of(weaker, "user_recommendations")["model_version"] == "1"

@@ -252,3 +252,40 @@ def test_the_pod_trainer_stops_when_the_launchers_heartbeat_is_stale(tmp_path):
     annotations.write_text('kubernetes.io/psp="x"\nalgo-platform/launcher-heartbeat="9800"\n')
     assert launcher_gone(env, parent_pid=1, now=10_000) is None
     assert "no heartbeat from the launcher for 400s" in launcher_gone(env, parent_pid=1, now=10_200)
+
+
+class Payload:
+    """Stands for any object a checkpoint could smuggle in: unpickling it would run code."""
+
+    def __reduce__(self):
+        return (print, ("unpickled!",))
+
+
+def test_a_checkpoint_holding_a_pickled_object_is_refused(tmp_path):
+    from algo_platform.training.train import UnsafeCheckpoint, load_checkpoint
+
+    sequences, vocabulary = write_inputs(tmp_path)
+    config = TrainConfig(epochs=1, batch_size=16, max_len=8, hidden_dim=16, num_layers=1, device="cpu")
+    result = train(config, sequences, vocabulary, str(tmp_path / "out"), Reporter(None))
+    assert load_checkpoint(result["model_uri"], torch.device("cpu"))["item_ids"].tolist()[1:3] == [100, 200]
+
+    state = torch.load(result["model_uri"], weights_only=True)
+    torch.save({**state, "extra": Payload()}, tmp_path / "tampered.pt")
+    with pytest.raises(UnsafeCheckpoint, match="refused"):
+        load_checkpoint(str(tmp_path / "tampered.pt"), torch.device("cpu"))
+
+
+def test_every_hyper_parameter_is_in_the_launchpad_with_its_help_and_on_the_command_line():
+    from dataclasses import fields
+
+    from algo_platform.assets.model import SequenceModelConfig, trainer_args
+    from algo_platform.training.train import build_parser
+
+    launchpad = SequenceModelConfig.model_fields
+    assert set(launchpad) == {f.name for f in fields(TrainConfig)}
+    assert all(launchpad[name].description for name in launchpad)
+    config = SequenceModelConfig(grad_clip=0.5, compile=True, warmup_fraction=0.1, eval_k=20)
+    parsed = build_parser().parse_args(
+        ["--sequences", "s", "--vocabulary", "v", "--output-dir", "o", *trainer_args(config)]
+    )
+    assert {name: getattr(parsed, name) for name in launchpad} == config.model_dump()

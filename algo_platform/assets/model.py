@@ -6,8 +6,10 @@ process (a local subprocess, or a pod in Kubernetes), which reports loss and met
 
 import hashlib
 import json
+from dataclasses import fields
 
 import dagster as dg
+import pydantic
 from upath import UPath
 
 from algo_platform import code_version
@@ -15,32 +17,36 @@ from algo_platform.assets.partitions import TRAINING_WINDOW_DAYS, daily_partitio
 from algo_platform.resources.launcher import TrainingLauncher
 from algo_platform.resources.storage import PlatformStorage
 from algo_platform.resources.tracking import ExperimentTracking
-from algo_platform.training.config import TrainConfig
-
-_DEFAULTS = TrainConfig()
+from algo_platform.training.config import TrainConfig, python_type
 
 
-class SequenceModelConfig(dg.Config):
-    """Hyper-parameters, editable in the launchpad."""
+def _launchpad_config() -> type[dg.Config]:
+    """The trainer's hyper-parameters as a launchpad config: every field, its default and its help,
+    taken from `TrainConfig` (the trainer's command line is built from the same fields)."""
+    return pydantic.create_model(
+        "SequenceModelConfig",
+        __base__=dg.Config,
+        __doc__="Trainer hyper-parameters, editable in the launchpad; all of them are logged to MLflow.",
+        **{
+            f.name: (python_type(f.type), pydantic.Field(default=f.default, description=f.metadata["help"]))
+            for f in fields(TrainConfig)
+        },
+    )
 
-    epochs: int = _DEFAULTS.epochs
-    checkpoint_every: int = _DEFAULTS.checkpoint_every
-    batch_size: int = _DEFAULTS.batch_size
-    max_len: int = _DEFAULTS.max_len
-    hidden_dim: int = _DEFAULTS.hidden_dim
-    num_layers: int = _DEFAULTS.num_layers
-    num_heads: int = _DEFAULTS.num_heads
-    dropout: float = _DEFAULTS.dropout
-    learning_rate: float = _DEFAULTS.learning_rate
-    weight_decay: float = _DEFAULTS.weight_decay
-    seed: int = _DEFAULTS.seed
-    device: str = _DEFAULTS.device
 
-    def to_cli_args(self) -> list[str]:
-        args = []
-        for name, value in self.model_dump().items():
-            args += [f"--{name.replace('_', '-')}", str(value)]
-        return args
+SequenceModelConfig = _launchpad_config()
+
+
+def trainer_args(config: dg.Config) -> list[str]:
+    """The trainer's command-line flags for `config`."""
+    args = []
+    for name, value in config.model_dump().items():
+        flag = f"--{name.replace('_', '-')}"
+        if isinstance(value, bool):
+            args.append(flag if value else f"--no-{name.replace('_', '-')}")
+        else:
+            args += [flag, str(value)]
+    return args
 
 
 def _file_identity(path: UPath) -> str:
@@ -87,7 +93,7 @@ def sequence_model(
         "--sequences", str(training_sequences),
         "--vocabulary", str(item_vocabulary),
         "--output-dir", output_dir,
-        *config.to_cli_args(),
+        *trainer_args(config),
     ]  # fmt: skip
     invocation = training_launcher.run_trainer(context, args)
     reported = {key: value.value for key, value in (invocation.get_materialize_result().metadata or {}).items()}

@@ -10,7 +10,34 @@ from algo_platform.assets.evaluation import split_report
 from algo_platform.assets.partitions import daily_partitions
 from algo_platform.promotion import promotion_decision
 from algo_platform.resources.promotion import PromotionGate
-from algo_platform.resources.tracking import ExperimentTracking
+from algo_platform.resources.tracking import ExperimentTracking, ModelVersion
+
+
+def _descriptor_of(version: ModelVersion) -> dict:
+    """What champion_model records for a registered version, from the lineage tags it was registered with."""
+    tags = version.tags
+    return {
+        "model_version": version.version,
+        "model_uri": version.model_uri,
+        "trained_on_partition": tags.get("dagster_partition"),
+        "training_sequences": tags.get("training_sequences"),
+        "code_version": tags.get("code_version"),
+        "trained_by_run": tags.get("dagster_run_id"),
+        "mlflow_run_id": version.run_id,
+    }
+
+
+def _never_backwards(candidate_day: str, current: ModelVersion | None) -> str | None:
+    """Why a model trained for `candidate_day` may not replace `current`, or None if it may."""
+    if current is None:
+        return None
+    current_day = current.tags.get("dagster_partition", "")
+    if candidate_day < current_day:
+        return (
+            f"trained for {candidate_day}, before the champion's {current_day} (v{current.version}): "
+            "a backfill never moves the champion backwards"
+        )
+    return None
 
 
 @dg.asset(partitions_def=daily_partitions, group_name="evaluation", io_manager_key="json_io_manager", kinds={"mlflow"})
@@ -21,41 +48,71 @@ def champion_model(
     experiment_tracking: ExperimentTracking,
     promotion: PromotionGate,
 ) -> dg.Output[dict]:
-    """The model serving recommendations: the new model, once it has passed the promotion gate."""
-    previous = experiment_tracking.champion()
+    """The model serving recommendations: the new model if it passes the promotion gate, else the champion kept.
+
+    The decision is made here, from the evaluation report, however the asset is launched (with
+    its job, alone from the UI, a backfill): the `promotion_gate` check reports the same decision
+    but cannot be the only guard, since a check only stops steps of its own run."""
+    current = experiment_tracking.champion()
     overall, segments = split_report(evaluation_report)
     decision = promotion_decision(overall, segments, promotion.policy())
-    version = sequence_model["model_version"]
-    experiment_tracking.promote(version)
-    experiment_tracking.set_version_tags(
-        version,
-        {
-            "promoted_on": context.partition_key,
-            "promoted_by_run": context.run_id,
-            "previous_champion": previous.version if previous else "none",
-        },
-    )
+    reasons = list(decision.reasons)
+    backwards = _never_backwards(sequence_model["partition"], current)
+    promote = decision.promote and backwards is None
+    if backwards and decision.promote:
+        reasons.append(backwards)
+
+    if promote:
+        version = sequence_model["model_version"]
+        experiment_tracking.promote(version)
+        experiment_tracking.set_version_tags(
+            version,
+            {
+                "promoted_on": context.partition_key,
+                "promoted_by_run": context.run_id,
+                "previous_champion": current.version if current else "none",
+            },
+        )
+        served = {
+            "model_version": version,
+            "model_uri": sequence_model["model_uri"],
+            "trained_on_partition": sequence_model["partition"],
+            "training_sequences": sequence_model["training_sequences"],
+            "code_version": sequence_model["code_version"],
+            "trained_by_run": sequence_model["run_id"],
+            "mlflow_run_id": sequence_model["mlflow_run_id"],
+            "hyperparameters": sequence_model["hyperparameters"],
+        }
+    elif current is None:
+        raise dg.Failure(
+            description=(
+                f"no champion to serve: the first model (v{sequence_model['model_version']}) was not promoted ("
+                + "; ".join(reasons)
+                + "). Retrain with other hyper-parameters or more data."
+            )
+        )
+    else:
+        served = _descriptor_of(current)
+        context.log.info(f"kept champion v{current.version}: " + "; ".join(reasons))
+
+    outcome = "promoted" if promote else "kept"
     champion = {
-        "model_version": version,
-        "model_uri": sequence_model["model_uri"],
-        "previous_version": previous.version if previous else None,
-        "reasons": decision.reasons,
-        # Lineage, all in one place: data, code, hyper-parameters, the run that trained it.
-        "trained_on_partition": sequence_model["partition"],
-        "training_sequences": sequence_model["training_sequences"],
-        "code_version": sequence_model["code_version"],
-        "hyperparameters": sequence_model["hyperparameters"],
-        "trained_by_run": sequence_model["run_id"],
-        "mlflow_run_id": sequence_model["mlflow_run_id"],
+        **served,
+        "outcome": outcome,
+        "candidate_version": sequence_model["model_version"],
+        "previous_version": current.version if current else None,
+        "reasons": reasons,
     }
     return dg.Output(
         champion,
         metadata={
-            "champion_version": f"{experiment_tracking.registered_model_name} v{version}",
-            "previous_champion": previous.version if previous else "none",
-            "why": dg.MetadataValue.md("\n".join(f"- {reason}" for reason in decision.reasons)),
-            "lineage": dg.MetadataValue.json({k: v for k, v in champion.items() if k not in ("reasons",)}),
-            "mlflow_run": dg.MetadataValue.url(experiment_tracking.run_url(sequence_model["mlflow_run_id"])),
+            "outcome": outcome,
+            "champion_version": f"{experiment_tracking.registered_model_name} v{served['model_version']}",
+            "candidate_version": sequence_model["model_version"],
+            "previous_champion": current.version if current else "none",
+            "why": dg.MetadataValue.md("\n".join(f"- {reason}" for reason in reasons)),
+            "lineage": dg.MetadataValue.json({k: v for k, v in champion.items() if k != "reasons"}),
+            "mlflow_run": dg.MetadataValue.url(experiment_tracking.run_url(served["mlflow_run_id"])),
         },
     )
 

@@ -117,5 +117,20 @@ class ExperimentTracking(dg.ConfigurableResource):
             return None
         return ModelVersion(str(found.version), found.tags["model_uri"], found.run_id, dict(found.tags))
 
+    def champion_on(self, day: str) -> ModelVersion | None:
+        """The champion as it stood for `day`: the version most recently promoted on or before it.
+
+        An old day's evaluation compares with the model that was serving then, not today's
+        champion, so backfilling it reproduces its report."""
+        promoted = [
+            v
+            for v in self.client.search_model_versions(f"name = '{self.registered_model_name}'")
+            if v.tags.get("promoted_on", "9999") <= day
+        ]
+        if not promoted:
+            return None
+        found = max(promoted, key=lambda v: (v.tags["promoted_on"], int(v.version)))
+        return ModelVersion(str(found.version), found.tags["model_uri"], found.run_id, dict(found.tags))
+
     def promote(self, version: str) -> None:
         self.client.set_registered_model_alias(self.registered_model_name, CHAMPION_ALIAS, version)

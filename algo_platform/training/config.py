@@ -1,25 +1,40 @@
-"""Trainer hyper-parameters. Imports nothing heavy, so Dagster can read the defaults without torch."""
+"""Trainer hyper-parameters: the one place they are declared.
+
+The trainer's command line (`python -m algo_platform.training --help`), the launchpad config of the
+model asset and the parameters logged to MLflow are all built from these fields and their help.
+Imports nothing heavy, so Dagster can read the defaults without torch.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _param(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 128
-    max_len: int = 50
-    hidden_dim: int = 64
-    num_layers: int = 2
-    num_heads: int = 2
-    dropout: float = 0.2
-    learning_rate: float = 3e-3
-    weight_decay: float = 0.01
-    warmup_fraction: float = 0.05
-    grad_clip: float = 1.0
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
-    compile: bool = False
-    eval_k: int = 10
-    checkpoint_every: int = 200  # optimizer steps between checkpoints (and at every epoch end)
+    epochs: int = _param(10, "passes over the training windows")
+    batch_size: int = _param(128, "training windows per optimizer step")
+    max_len: int = _param(50, "items of history the model sees (longer histories keep their last items)")
+    hidden_dim: int = _param(64, "embedding and Transformer width")
+    num_layers: int = _param(2, "Transformer blocks")
+    num_heads: int = _param(2, "attention heads per block (must divide hidden_dim)")
+    dropout: float = _param(0.2, "dropout on embeddings and in every block")
+    learning_rate: float = _param(3e-3, "peak AdamW learning rate")
+    weight_decay: float = _param(0.01, "AdamW weight decay")
+    warmup_fraction: float = _param(0.05, "share of steps with linear warm-up before cosine decay")
+    grad_clip: float = _param(1.0, "gradient norm clipping threshold")
+    seed: int = _param(0, "seed for initialisation and batch order (a resumed run sees the same batches)")
+    device: str = _param("auto", "auto | cpu | cuda")
+    compile: bool = _param(False, "torch.compile the model (worth it on GPUs for long runs)")
+    eval_k: int = _param(10, "cut-off K of the hold-out HR@K and NDCG@K the trainer reports")
+    checkpoint_every: int = _param(200, "optimizer steps between checkpoints (and one at every epoch end)")
+
+
+def python_type(annotation: Any) -> type:
+    """A field's type as a class (annotations are strings under `from __future__ import annotations`)."""
+    return {"int": int, "float": float, "str": str, "bool": bool}[str(annotation)]

@@ -14,6 +14,7 @@ import io
 import logging
 import math
 import os
+import pickle
 import sys
 import threading
 import time
@@ -25,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from algo_platform.training.config import TrainConfig
+from algo_platform.training.config import TrainConfig, python_type
 from algo_platform.training.data import holdout_windows, popularity_scores, read_sequences, training_windows
 from algo_platform.training.metrics import fixed_score_ranks, hit_rate_and_ndcg, target_ranks
 from algo_platform.training.model import PAD, ModelConfig, SASRec
@@ -122,8 +123,20 @@ def save_checkpoint(uri: str, state: dict[str, Any]) -> None:
     write_bytes_atomically(uri, buffer.getvalue())
 
 
+class UnsafeCheckpoint(ValueError):
+    """A checkpoint holding more than tensors and plain values: it is not loaded."""
+
+
 def load_checkpoint(uri: str, device: torch.device) -> dict[str, Any]:
-    return torch.load(io.BytesIO(read_bytes(uri)), map_location=device, weights_only=False)
+    """Tensors and plain Python values only (`weights_only=True`): checkpoints come from shared
+    storage, and unpickling arbitrary objects from there would run whatever code they name."""
+    try:
+        return torch.load(io.BytesIO(read_bytes(uri)), map_location=device, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise UnsafeCheckpoint(
+            f"{uri}: refused, it holds objects other than tensors and plain values "
+            f"({str(error).splitlines()[0][:200]}); only checkpoints written by this trainer load"
+        ) from None
 
 
 def load_model(uri: str, device: torch.device) -> SASRec:
@@ -335,8 +348,9 @@ def train(
             "train_config": asdict(config),
             "losses": state["losses"],
             "metrics": metrics,
-            # The model carries its vocabulary, so it can score later data whose item indices differ.
-            "item_ids": item_ids,
+            # The model carries its vocabulary, so it can score later data whose item indices differ
+            # (as a tensor: checkpoints load with weights_only, which refuses numpy objects).
+            "item_ids": torch.from_numpy(np.asarray(item_ids, dtype=np.int64)),
         },
     )
     result = {
@@ -373,11 +387,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-dir", required=True, help="folder (path or URI) for checkpoint.pt and model.pt")
     for field in fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
-        if field.type in ("bool", bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
+        help_text = f"{field.metadata['help']} (default {field.default})"
+        kind = python_type(field.type)
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default, help=help_text)
         else:
-            kind = {"int": int, "float": float, "str": str}[str(field.type)]
-            parser.add_argument(flag, type=kind, default=field.default, help=f"default {field.default}")
+            parser.add_argument(flag, type=kind, default=field.default, help=help_text)
     return parser
 
 
