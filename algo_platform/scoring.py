@@ -17,7 +17,7 @@ COVERAGE_K = 10
 
 @dataclass
 class LoadedModel:
-    model: Any  # SASRec
+    model: Any  # a NextItemModel (algo_platform.models)
     item_ids: np.ndarray  # item id of each model index; index 0 is padding
     device: Any
 

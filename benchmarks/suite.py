@@ -228,25 +228,16 @@ def plain_training_loop(sequences: str, vocabulary: str, epochs: int, batch_size
     reporting, checkpoints and resumption, which is what the comparison prices."""
     import torch
 
+    from algo_platform.models import build_model
     from algo_platform.training.config import TrainConfig
     from algo_platform.training.data import read_sequences, training_windows
-    from algo_platform.training.model import ModelConfig, SASRec
-    from algo_platform.training.train import lr_lambda, read_item_ids
+    from algo_platform.training.train import lr_lambda, model_config_of, parameter_groups, read_item_ids
 
     config = TrainConfig()
     torch.manual_seed(0)
     windows = torch.as_tensor(training_windows(read_sequences(sequences).history, config.max_len))
-    model = SASRec(
-        ModelConfig(
-            len(read_item_ids(vocabulary)),
-            config.max_len,
-            config.hidden_dim,
-            config.num_layers,
-            config.num_heads,
-            config.dropout,
-        )
-    )
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    model = build_model(model_config_of(config, len(read_item_ids(vocabulary))))
+    optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.learning_rate)
     steps = epochs * -(-len(windows) // batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(steps, config.warmup_fraction))
     started, samples = time.perf_counter(), 0

@@ -7,10 +7,10 @@ import pyarrow as pa
 import pytest
 import torch
 
+from algo_platform.models import FAMILIES, ModelConfig, SASRec, build_model
 from algo_platform.training.config import TrainConfig
 from algo_platform.training.data import RaggedSequences, SequenceData, holdout_windows, training_windows
 from algo_platform.training.metrics import hit_rate_and_ndcg, target_ranks
-from algo_platform.training.model import ModelConfig, SASRec
 from algo_platform.training.train import Reporter, load_model, train
 
 
@@ -289,3 +289,54 @@ def test_every_hyper_parameter_is_in_the_launchpad_with_its_help_and_on_the_comm
         ["--sequences", "s", "--vocabulary", "v", "--output-dir", "o", *trainer_args(config)]
     )
     assert {name: getattr(parsed, name) for name in launchpad} == config.model_dump()
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_model_family_trains_saves_loads_and_scores_through_the_interface(tmp_path, family):
+    from algo_platform.scoring import recommend
+
+    sequences, vocabulary = write_inputs(tmp_path)
+    config = TrainConfig(
+        model=family,
+        epochs=15,
+        batch_size=16,
+        max_len=8,
+        hidden_dim=32,
+        num_layers=1,
+        num_heads=2,
+        dropout=0.0,
+        device="cpu",
+    )
+    result = train(config, sequences, vocabulary, str(tmp_path / "out"), Reporter(None))
+    assert result["losses"][-1] < result["losses"][0] / 2
+    assert result["holdout_hr@10"] > result["holdout_popularity_hr@10"]
+    model = load_model(result["model_uri"], torch.device("cpu"))
+    assert type(model).family == family and model.config.num_items == 13
+    top = recommend(result["model_uri"], sequences, vocabulary, k=3)
+    assert len(top) == 60 and all(len(set(items)) == 3 for items in top["item_ids"])
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_no_family_sees_the_future(family):
+    config = ModelConfig(num_items=20, max_len=5, hidden_dim=8, num_layers=1, num_heads=1, dropout=0.0, family=family)
+    model = build_model(config).eval()
+    first = model(torch.tensor([[1, 2, 3, 4, 5]]))
+    changed_future = model(torch.tensor([[1, 2, 3, 9, 9]]))
+    assert torch.allclose(first[0, :3], changed_future[0, :3], atol=1e-6)
+
+
+def test_an_unknown_model_family_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="choose one of gru4rec, sasrec|choose one of sasrec, gru4rec"):
+        build_model(ModelConfig(num_items=5, family="transformer-xl"))
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_weight_decay_falls_on_weight_matrices_only(family):
+    from algo_platform.training.train import parameter_groups
+
+    model = build_model(ModelConfig(num_items=30, max_len=6, hidden_dim=16, num_layers=2, num_heads=2, family=family))
+    decayed, plain = parameter_groups(model, 0.1)
+    assert decayed["weight_decay"] == 0.1 and plain["weight_decay"] == 0.0
+    assert all(p.dim() >= 2 for p in decayed["params"])
+    assert any(p is model.item_embedding.weight for p in plain["params"])  # embeddings are not decayed
+    assert len(decayed["params"]) + len(plain["params"]) == len(list(model.parameters()))

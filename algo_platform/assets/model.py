@@ -1,4 +1,4 @@
-"""sequence_model: trains the SASRec model by launching the trainer through Dagster Pipes.
+"""sequence_model: trains the next-item model (the family chosen in its config) through Dagster Pipes.
 
 The asset only prepares arguments, launches and reports; the GPU work happens in the trainer
 process (a local subprocess, or a pod in Kubernetes), which reports loss and metrics back.
@@ -83,7 +83,7 @@ def sequence_model(
     training_sequences: UPath,
     item_vocabulary: UPath,
 ) -> dg.Output[dict]:
-    """SASRec next-item model trained on the window's sequences by the Pipes-launched trainer."""
+    """Next-item model (SASRec or GRU4Rec, `model` in the config) trained by the Pipes-launched trainer."""
     # Keyed by what it trains, not by the run: a retry (a new run after a killed worker) finds the
     # previous attempt's checkpoint and resumes it.
     output_dir = storage.path(

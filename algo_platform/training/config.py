@@ -17,6 +17,7 @@ def _param(default: Any, help: str) -> Any:
 
 @dataclass
 class TrainConfig:
+    model: str = _param("sasrec", "model family: sasrec (causal Transformer) | gru4rec (recurrent)")
     epochs: int = _param(10, "passes over the training windows")
     batch_size: int = _param(128, "training windows per optimizer step")
     max_len: int = _param(50, "items of history the model sees (longer histories keep their last items)")

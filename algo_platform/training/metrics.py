@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from algo_platform.training.model import PAD
+from algo_platform.models.base import PAD
 
 
 def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

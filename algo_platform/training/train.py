@@ -26,10 +26,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from algo_platform.models import PAD, ModelConfig, NextItemModel, build_model, model_from_state, model_state
 from algo_platform.training.config import TrainConfig, python_type
 from algo_platform.training.data import holdout_windows, popularity_scores, read_sequences, training_windows
 from algo_platform.training.metrics import fixed_score_ranks, hit_rate_and_ndcg, target_ranks
-from algo_platform.training.model import PAD, ModelConfig, SASRec
 from algo_platform.training.storage import exists, read_bytes, write_bytes_atomically
 from algo_platform.training.watchdog import exit_with_launcher
 
@@ -87,7 +87,7 @@ def read_item_ids(uri: str) -> np.ndarray:
 
 @torch.no_grad()
 def evaluate(
-    model: SASRec,
+    model: NextItemModel,
     inputs: np.ndarray,
     targets: np.ndarray,
     device: torch.device,
@@ -139,13 +139,28 @@ def load_checkpoint(uri: str, device: torch.device) -> dict[str, Any]:
         ) from None
 
 
-def load_model(uri: str, device: torch.device) -> SASRec:
-    """Load a trained model written by `train` (used by the evaluation asset)."""
-    state = load_checkpoint(uri, device)
-    model = SASRec(ModelConfig(**state["model_config"])).to(device)
-    model.load_state_dict(state["model_state"])
-    model.eval()
-    return model
+def load_model(uri: str, device: torch.device) -> NextItemModel:
+    """Load a trained model written by `train`, whatever its family (used by evaluation and serving)."""
+    return model_from_state(load_checkpoint(uri, device), device)
+
+
+def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on weight matrices only: biases, norms and embeddings are not decayed (as nanoGPT
+    and the SASRec reference implementations do); decaying item embeddings shrinks rare items."""
+    decayed, plain = [], []
+    for module in model.modules():
+        for name, parameter in module.named_parameters(recurse=False):
+            is_matrix = parameter.dim() >= 2 and name.startswith("weight")
+            exempt = isinstance(module, (torch.nn.Embedding, torch.nn.LayerNorm))
+            (decayed if is_matrix and not exempt else plain).append(parameter)
+    return [{"params": decayed, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
+
+
+def model_config_of(config: TrainConfig, num_items: int) -> ModelConfig:
+    """The model's shape from the trainer's hyper-parameters."""
+    return ModelConfig(
+        num_items, config.max_len, config.hidden_dim, config.num_layers, config.num_heads, config.dropout, config.model
+    )
 
 
 @dataclass
@@ -234,12 +249,12 @@ def train(
         raise SystemExit(f"{sequences_uri}: no user has two or more items in the training window; nothing to train on")
     # The whole training set lives on the device: batches are index slices, no per-sample Python.
     windows = windows.to(device, non_blocking=True)
-    model_config = ModelConfig(
-        num_items, config.max_len, config.hidden_dim, config.num_layers, config.num_heads, config.dropout
-    )
-    model = SASRec(model_config).to(device)
+    try:
+        model = build_model(model_config_of(config, num_items)).to(device)
+    except ValueError as error:
+        raise SystemExit(f"--model: {error}") from None
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, fused=device.type == "cuda"
+        parameter_groups(model, config.weight_decay), lr=config.learning_rate, fused=device.type == "cuda"
     )
     # Each rank takes every world_size-th window of the epoch's shuffled order.
     per_rank = len(windows) // dist.world_size
@@ -271,11 +286,10 @@ def train(
             save_checkpoint(
                 checkpoint_uri,
                 {
-                    "model_state": model.state_dict(),
+                    **model_state(model),
                     "optimizer_state": optimizer.state_dict(),
                     "scheduler_state": scheduler.state_dict(),
                     "progress": progress,
-                    "model_config": model_config.to_dict(),
                     "train_config": asdict(config),
                 },
             )
@@ -343,8 +357,7 @@ def train(
     save_checkpoint(
         model_uri,
         {
-            "model_state": model.state_dict(),
-            "model_config": model_config.to_dict(),
+            **model_state(model),
             "train_config": asdict(config),
             "losses": state["losses"],
             "metrics": metrics,
@@ -380,7 +393,7 @@ def train(
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m algo_platform.training",
-        description="Train the SASRec-style next-item model on a training_sequences Parquet file.",
+        description="Train a next-item model (SASRec or GRU4Rec) on a training_sequences Parquet file.",
     )
     parser.add_argument("--sequences", required=True, help="training_sequences Parquet (path or URI)")
     parser.add_argument("--vocabulary", required=True, help="item_vocabulary Parquet (path or URI)")

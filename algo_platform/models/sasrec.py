@@ -1,28 +1,14 @@
-"""A SASRec-style causal Transformer for next-item prediction, in the style of nanoGPT."""
+"""SASRec (Kang & McAuley, 2018): a causal Transformer for next-item prediction, in the style of nanoGPT."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-PAD = 0  # item index 0 is padding (and items unknown to the vocabulary)
-
-
-@dataclass
-class ModelConfig:
-    num_items: int  # vocabulary size including the padding index 0
-    max_len: int = 50
-    hidden_dim: int = 64
-    num_layers: int = 2
-    num_heads: int = 2
-    dropout: float = 0.2
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from algo_platform.models.base import PAD, ModelConfig, NextItemModel
 
 
 class CausalSelfAttention(nn.Module):
@@ -61,8 +47,10 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
-class SASRec(nn.Module):
+class SASRec(NextItemModel):
     """Item + position embeddings, causal Transformer blocks, scores tied to the item embeddings."""
+
+    family = "sasrec"
 
     def __init__(self, config: ModelConfig):
         super().__init__()

@@ -1,0 +1,55 @@
+"""The interface every model family implements. The trainer, evaluation and recommendations use
+only this, never a family's internals, so a team can bring another family by adding one module.
+
+- build: `build_model(ModelConfig)` (the registry in `algo_platform.models`);
+- train step: `model(items, targets)` is the mean cross-entropy of the next item at every real
+  position of a batch of left-padded item sequences; the trainer owns the optimizer;
+- score: `model.item_scores(model(items)[:, -1])`, or `model.score_next(items)`, scores every item
+  of the vocabulary as each user's next one: (batch, num_items);
+- save / load: `model_state(model)` and `model_from_state(state)`: tensors and plain values only,
+  so checkpoints load with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn as nn
+
+PAD = 0  # item index 0 is padding (and items unknown to the vocabulary)
+
+
+@dataclass
+class ModelConfig:
+    num_items: int  # vocabulary size including the padding index 0
+    max_len: int = 50
+    hidden_dim: int = 64
+    num_layers: int = 2
+    num_heads: int = 2  # attention heads (SASRec); families without attention ignore it
+    dropout: float = 0.2
+    family: str = "sasrec"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class NextItemModel(nn.Module):
+    """Base class of the families: left-padded item indices in, next-item scores out."""
+
+    family: ClassVar[str]
+    config: ModelConfig
+
+    def forward(self, items: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, length) item indices -> hidden states (batch, length, dim); with `targets`
+        (the next item at each position) -> the mean cross-entropy over real (input, target) pairs."""
+        raise NotImplementedError
+
+    def item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Scores over the whole vocabulary for each hidden state: (..., dim) -> (..., num_items)."""
+        raise NotImplementedError
+
+    def score_next(self, items: torch.Tensor) -> torch.Tensor:
+        """Scores of every item as the next one after each sequence: (batch, num_items)."""
+        return self.item_scores(self(items)[:, -1])
