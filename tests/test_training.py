@@ -86,7 +86,15 @@ def write_inputs(folder, users=60, items=12, length=20, seed=0):
 def test_trainer_learns_a_sequential_pattern_and_writes_checkpoints(tmp_path):
     sequences, vocabulary = write_inputs(tmp_path)
     config = TrainConfig(
-        epochs=15, batch_size=16, max_len=8, hidden_dim=32, num_layers=1, num_heads=2, dropout=0.0, device="cpu"
+        epochs=15,
+        batch_size=16,
+        max_len=8,
+        hidden_dim=32,
+        num_layers=1,
+        num_heads=2,
+        dropout=0.0,
+        device="cpu",
+        patience=0,
     )
     result = train(config, sequences, vocabulary, str(tmp_path / "out"), Reporter(None))
     assert (tmp_path / "out" / "model.pt").exists() and (tmp_path / "out" / "checkpoint.pt").exists()
@@ -100,7 +108,7 @@ def test_trainer_learns_a_sequential_pattern_and_writes_checkpoints(tmp_path):
 def test_trainer_resumes_from_the_last_checkpoint(tmp_path):
     sequences, vocabulary = write_inputs(tmp_path)
     out = str(tmp_path / "out")
-    short = TrainConfig(epochs=2, batch_size=16, max_len=8, hidden_dim=16, num_layers=1, device="cpu")
+    short = TrainConfig(epochs=2, batch_size=16, max_len=8, hidden_dim=16, num_layers=1, device="cpu", patience=0)
     first = train(short, sequences, vocabulary, out, Reporter(None))
     longer = TrainConfig(**{**short.__dict__, "epochs": 4})
     resumed = train(longer, sequences, vocabulary, out, Reporter(None))
@@ -152,7 +160,7 @@ def test_a_killed_trainer_resumes_from_its_last_checkpoint(tmp_path):
     import time
 
     sequences, vocabulary = write_inputs(tmp_path, users=200)
-    args = ("--epochs", "40", "--checkpoint-every", "5")
+    args = ("--epochs", "40", "--checkpoint-every", "5", "--patience", "0")
     killed_dir, clean_dir = tmp_path / "killed", tmp_path / "clean"
     first = subprocess.Popen(
         trainer_command(sequences, vocabulary, str(killed_dir), *args),
@@ -214,7 +222,9 @@ def test_a_trainer_whose_launcher_is_killed_stops_and_keeps_its_checkpoint(tmp_p
 
     sequences, vocabulary = write_inputs(tmp_path, users=200)
     out = tmp_path / "out"
-    command = trainer_command(sequences, vocabulary, str(out), "--epochs", "400", "--checkpoint-every", "5")
+    command = trainer_command(
+        sequences, vocabulary, str(out), "--epochs", "400", "--checkpoint-every", "5", "--patience", "0"
+    )
     log = tmp_path / "trainer.log"
     launcher = subprocess.Popen(
         [sys.executable, "-c", LAUNCHER_SCRIPT, *command],
@@ -340,3 +350,37 @@ def test_weight_decay_falls_on_weight_matrices_only(family):
     assert all(p.dim() >= 2 for p in decayed["params"])
     assert any(p is model.item_embedding.weight for p in plain["params"])  # embeddings are not decayed
     assert len(decayed["params"]) + len(plain["params"]) == len(list(model.parameters()))
+
+
+def test_early_stopping_keeps_the_best_epochs_weights_and_resumes_stopped(tmp_path):
+    sequences, vocabulary = write_inputs(tmp_path)
+    out = str(tmp_path / "out")
+    config = TrainConfig(
+        epochs=30,
+        batch_size=16,
+        max_len=8,
+        hidden_dim=32,
+        num_layers=1,
+        num_heads=2,
+        dropout=0.0,
+        device="cpu",
+        patience=2,
+    )
+    result = train(config, sequences, vocabulary, out, Reporter(None))
+    validation = result["validation_ndcg_per_epoch"]
+    # A pattern this simple is learnt in a few epochs: training stops two epochs after the best one.
+    assert result["epochs"] == len(validation) == result["best_epoch"] + 2 < 30
+    assert max(validation) == validation[result["best_epoch"] - 1] > 0.9
+    assert result["holdout_hr@10"] > 0.95  # the kept weights are the best epoch's, not worse
+    again = train(config, sequences, vocabulary, out, Reporter(None))  # a retry of a finished run
+    assert again["epochs"] == result["epochs"]  # it does not train past the stop
+
+
+def test_validation_holds_out_each_users_last_training_item():
+    from algo_platform.training.data import validation_split
+
+    history = ragged([1, 2, 3, 4], [5, 6], [7, 8, 9])
+    train_history, validation = validation_split(history)
+    assert train_history.lengths.tolist() == [3, 2, 2]  # users with 3+ items lose their last one
+    assert validation.holdout.values.tolist() == [4, 9]
+    assert train_history.values.tolist() == [1, 2, 3, 5, 6, 7, 8]

@@ -131,8 +131,13 @@ def sequence_model(
     return dg.Output(
         descriptor,
         metadata={
-            **{key: value for key, value in reported.items() if key not in ("loss_per_epoch", "model_uri")},
+            **{
+                key: value
+                for key, value in reported.items()
+                if key not in ("loss_per_epoch", "model_uri", "validation_ndcg_per_epoch")
+            },
             "loss_per_epoch": dg.MetadataValue.json(losses),
+            "validation_ndcg_per_epoch": dg.MetadataValue.json(list(reported.get("validation_ndcg_per_epoch", []))),
             "model_uri": dg.MetadataValue.path(model_uri),
             "mlflow_run_id": mlflow_run_id,
             "mlflow_run": dg.MetadataValue.url(experiment_tracking.run_url(mlflow_run_id)),

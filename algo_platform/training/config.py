@@ -29,6 +29,11 @@ class TrainConfig:
     weight_decay: float = _param(0.01, "AdamW weight decay")
     warmup_fraction: float = _param(0.05, "share of steps with linear warm-up before cosine decay")
     grad_clip: float = _param(1.0, "gradient norm clipping threshold")
+    patience: int = _param(
+        3,
+        "early stopping: stop after this many epochs without a better validation NDCG@eval_k (each user's "
+        "last training item held out) and keep the best epoch's weights; 0 trains every epoch",
+    )
     seed: int = _param(0, "seed for initialisation and batch order (a resumed run sees the same batches)")
     device: str = _param("auto", "auto | cpu | cuda")
     compile: bool = _param(False, "torch.compile the model (worth it on GPUs for long runs)")

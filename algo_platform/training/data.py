@@ -115,6 +115,22 @@ def holdout_windows(data: SequenceData, max_len: int) -> EvaluationBatch:
     return EvaluationBatch(inputs=window[:, :-1], targets=targets, user_rows=users)
 
 
+def validation_split(history: RaggedSequences) -> tuple[RaggedSequences, SequenceData]:
+    """Hold out each user's last history item for validation (users with at least 3 items).
+
+    Returns the training histories without those items, and the validation set as SequenceData
+    (the shortened histories, each holding out its removed item), so validation never sees a
+    training target and the evaluated day stays untouched for the final hold-out metrics."""
+    lengths = history.lengths
+    held = lengths >= 3
+    last = history.offsets[1:][held] - 1
+    keep = np.ones(len(history.values), dtype=bool)
+    keep[last] = False
+    train = RaggedSequences(history.values[keep], np.concatenate([[0], np.cumsum(lengths - held)]))
+    holdout = RaggedSequences(history.values[last], np.concatenate([[0], np.cumsum(held.astype(np.int64))]))
+    return train, SequenceData(user_ids=np.arange(len(lengths)), history=train, holdout=holdout)
+
+
 def popularity_scores(history: RaggedSequences, num_items: int) -> np.ndarray:
     """How often each item index occurs in the training histories (the popularity baseline)."""
     return np.bincount(history.values, minlength=num_items).astype(np.float32)

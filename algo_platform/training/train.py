@@ -28,7 +28,13 @@ import torch
 
 from algo_platform.models import PAD, ModelConfig, NextItemModel, build_model, model_from_state, model_state
 from algo_platform.training.config import TrainConfig, python_type
-from algo_platform.training.data import holdout_windows, popularity_scores, read_sequences, training_windows
+from algo_platform.training.data import (
+    holdout_windows,
+    popularity_scores,
+    read_sequences,
+    training_windows,
+    validation_split,
+)
 from algo_platform.training.metrics import fixed_score_ranks, hit_rate_and_ndcg, target_ranks
 from algo_platform.training.storage import exists, read_bytes, write_bytes_atomically
 from algo_platform.training.watchdog import exit_with_launcher
@@ -222,6 +228,33 @@ class GpuMonitor:
         return report
 
 
+def validated(
+    state: dict[str, Any],
+    model: NextItemModel,
+    validation: Any,
+    device: torch.device,
+    config: TrainConfig,
+    epoch: int,
+    reporter: Reporter,
+) -> dict[str, Any]:
+    """Training progress after this epoch's validation: the best weights so far, and whether to stop.
+
+    Every rank validates the same (synchronised) weights on the same set, so all ranks agree."""
+    metric = evaluate(model, validation.inputs, validation.targets, device, config.eval_k)[f"ndcg@{config.eval_k}"]
+    state = {**state, "validation": [*state.get("validation", []), metric]}
+    if metric > state.get("best_metric", -1.0):
+        best = {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
+        return {**state, "best_metric": metric, "best_epoch": epoch, "best_model_state": best}
+    if epoch - state["best_epoch"] >= config.patience:
+        reporter.info(
+            f"early stop after epoch {epoch}: validation NDCG@{config.eval_k} {metric:.4f} has not beaten "
+            f"{state['best_metric']:.4f} (epoch {state['best_epoch']}) for {config.patience} epochs; "
+            f"keeping epoch {state['best_epoch']}'s weights"
+        )
+        return {**state, "stopped_early": True}
+    return state
+
+
 def with_epoch_sums(state: dict[str, Any], loss_sum: torch.Tensor, target_count: torch.Tensor) -> dict[str, Any]:
     """Training progress with the device-side loss sums read back (only when saving or logging)."""
     return {**state, "epoch_loss_sum": loss_sum.item(), "epoch_targets": int(target_count.item())}
@@ -244,7 +277,9 @@ def train(
     data = read_sequences(sequences_uri)
     item_ids = read_item_ids(vocabulary_uri)
     num_items = len(item_ids)
-    windows = torch.as_tensor(training_windows(data.history, config.max_len))
+    train_history, validation_data = validation_split(data.history) if config.patience > 0 else (data.history, None)
+    validation = holdout_windows(validation_data, config.max_len) if validation_data is not None else None
+    windows = torch.as_tensor(training_windows(train_history, config.max_len))
     if len(windows) == 0:
         raise SystemExit(f"{sequences_uri}: no user has two or more items in the training window; nothing to train on")
     # The whole training set lives on the device: batches are index slices, no per-sample Python.
@@ -302,7 +337,7 @@ def train(
     generator = torch.Generator(device="cpu")
     started, samples = time.perf_counter(), 0
     model.train()
-    while state["step"] < total_steps:
+    while state["step"] < total_steps and not state.get("stopped_early"):
         epoch, step_in_epoch = divmod(state["step"], steps_per_epoch)
         # The epoch's order depends only on seed and epoch, so a resumed run sees the same batches.
         generator.manual_seed(config.seed + epoch)
@@ -338,7 +373,13 @@ def train(
         state["losses"] = [*state["losses"], epoch_loss]
         state["epoch_loss_sum"], state["epoch_targets"] = 0.0, 0
         reporter.info(f"epoch {epoch + 1}/{config.epochs} loss {epoch_loss:.4f} lr {scheduler.get_last_lr()[0]:.2e}")
+        if validation is not None:
+            state = validated(state, model, validation, device, config, epoch + 1, reporter)
+            model.train()
         save(state)
+    if "best_model_state" in state:
+        # The best epoch's weights, not the last's: the field's "best checkpoint kept".
+        model.load_state_dict(state["best_model_state"])
     elapsed = time.perf_counter() - started
     gpu_report = monitor.stop(device)
     if not dist.is_main:
@@ -370,7 +411,9 @@ def train(
         "model_uri": model_uri,
         "device": str(device),
         "processes": dist.world_size,
-        "epochs": config.epochs,
+        "epochs": len(state["losses"]),
+        "best_epoch": state.get("best_epoch", len(state["losses"])),
+        "validation_ndcg_per_epoch": state.get("validation", []),
         "final_loss": state["losses"][-1],
         "losses": state["losses"],
         "train_windows": len(windows),
@@ -382,8 +425,13 @@ def train(
     }
     reporter.materialization(
         {
-            **{key: value for key, value in result.items() if key not in ("losses", "model_uri")},
+            **{
+                key: value
+                for key, value in result.items()
+                if key not in ("losses", "model_uri", "validation_ndcg_per_epoch")
+            },
             "loss_per_epoch": {"raw_value": state["losses"], "type": "json"},
+            "validation_ndcg_per_epoch": {"raw_value": result["validation_ndcg_per_epoch"], "type": "json"},
             "model_uri": {"raw_value": model_uri, "type": "path"},
         }
     )
