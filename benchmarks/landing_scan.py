@@ -13,22 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import tempfile
-import time
 from functools import partial
 from pathlib import Path
 
+from benchmarks.suite import median_seconds
+
 RESULTS = Path(__file__).parent / "results"
-
-
-def _median(function, repeats: int = 5) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _lstat_everything(root: str) -> int:
@@ -63,8 +54,8 @@ def sensor_rows(file_counts=(1_000, 10_000, 100_000)) -> list[dict]:
                 newest = sorted(events.iterdir())[-1]
                 for number in range(10):
                     (newest / f"new-{number}.parquet").write_bytes(b"x")
-                ours = _median(partial(automation.scan_landing_zone, root, cursor))
-                floor = _median(partial(_lstat_everything, str(events)))
+                ours = median_seconds(partial(automation.scan_landing_zone, root, cursor), 5)
+                floor = median_seconds(partial(_lstat_everything, str(events)), 5)
                 rows.append({"what": f"sensor tick, {files:,} files", "ours_s": ours, "baseline_s": floor})
     finally:
         automation._now_ns = real_clock
@@ -78,8 +69,8 @@ def collision_rows(event_counts=(1_000_000, 10_000_000)) -> list[dict]:
     rows = []
     for events in event_counts:
         raw = raw_table(events, defect_rate=0.01)
-        ours = _median(partial(event_id_collisions, raw), 3)
-        cleaning = _median(partial(clean_table, raw, DAY, NOW), 3)
+        ours = median_seconds(partial(event_id_collisions, raw), 3)
+        cleaning = median_seconds(partial(clean_table, raw, DAY, NOW), 3)
         rows.append({"what": f"raw collision scan, {events:,} events", "ours_s": ours, "baseline_s": cleaning})
     return rows
 

@@ -83,20 +83,15 @@ def write_inputs(folder, users=60, items=12, length=20, seed=0):
     return str(folder / "sequences.parquet"), str(folder / "vocabulary.parquet")
 
 
+def small_config(**overrides) -> TrainConfig:
+    """A model small enough to learn `write_inputs`' pattern in seconds on a CPU."""
+    shape = {"batch_size": 16, "max_len": 8, "hidden_dim": 32, "num_layers": 1, "num_heads": 2, "dropout": 0.0}
+    return TrainConfig(**{**shape, "device": "cpu", **overrides})
+
+
 def test_trainer_learns_a_sequential_pattern_and_writes_checkpoints(tmp_path):
     sequences, vocabulary = write_inputs(tmp_path)
-    config = TrainConfig(
-        epochs=15,
-        batch_size=16,
-        max_len=8,
-        hidden_dim=32,
-        num_layers=1,
-        num_heads=2,
-        dropout=0.0,
-        device="cpu",
-        patience=0,
-    )
-    result = train(config, sequences, vocabulary, str(tmp_path / "out"), Reporter(None))
+    result = train(small_config(epochs=15, patience=0), sequences, vocabulary, str(tmp_path / "out"), Reporter(None))
     assert (tmp_path / "out" / "model.pt").exists() and (tmp_path / "out" / "checkpoint.pt").exists()
     assert len(result["losses"]) == 15 and result["losses"][-1] < result["losses"][0] / 2
     assert result["holdout_hr@10"] > 0.95
@@ -306,17 +301,7 @@ def test_every_model_family_trains_saves_loads_and_scores_through_the_interface(
     from algo_platform.scoring import recommend
 
     sequences, vocabulary = write_inputs(tmp_path)
-    config = TrainConfig(
-        model=family,
-        epochs=15,
-        batch_size=16,
-        max_len=8,
-        hidden_dim=32,
-        num_layers=1,
-        num_heads=2,
-        dropout=0.0,
-        device="cpu",
-    )
+    config = small_config(model=family, epochs=15)
     result = train(config, sequences, vocabulary, str(tmp_path / "out"), Reporter(None))
     assert result["losses"][-1] < result["losses"][0] / 2
     assert result["holdout_hr@10"] > result["holdout_popularity_hr@10"]
@@ -355,17 +340,7 @@ def test_weight_decay_falls_on_weight_matrices_only(family):
 def test_early_stopping_keeps_the_best_epochs_weights_and_resumes_stopped(tmp_path):
     sequences, vocabulary = write_inputs(tmp_path)
     out = str(tmp_path / "out")
-    config = TrainConfig(
-        epochs=30,
-        batch_size=16,
-        max_len=8,
-        hidden_dim=32,
-        num_layers=1,
-        num_heads=2,
-        dropout=0.0,
-        device="cpu",
-        patience=2,
-    )
+    config = small_config(epochs=30, patience=2)
     result = train(config, sequences, vocabulary, out, Reporter(None))
     validation = result["validation_ndcg_per_epoch"]
     # A pattern this simple is learnt in a few epochs: training stops two epochs after the best one.
