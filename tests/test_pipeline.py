@@ -227,3 +227,22 @@ def test_a_weaker_model_is_compared_with_the_champion_and_not_promoted(pipeline)
     champion = metadata_of(weaker, "champion_model")
     assert champion["outcome"] == "kept" and champion["champion_version"].endswith(" v1")
     assert metadata_of(weaker, "user_recommendations")["model_version"] == "1"
+
+
+def test_the_champion_loads_with_mlflows_own_api_and_recommends(pipeline):
+    import mlflow
+
+    from algo_platform.resources import build_resources
+
+    tracking = build_resources(pipeline["settings"])["experiment_tracking"]
+    mlflow.set_tracking_uri(tracking.tracking_uri)
+    mlflow.set_registry_uri(tracking.tracking_uri)
+    recommender = mlflow.pyfunc.load_model(f"models:/{tracking.registered_model_name}@champion")
+    assets = Path(pipeline["settings"].storage_path("assets"))
+    sequences = pd.read_parquet(assets / "training_sequences" / f"{END_DAY}.parquet")
+    vocabulary = pd.read_parquet(assets / "item_vocabulary" / f"{END_DAY}.parquet")
+    item_of = dict(zip(vocabulary["item_index"], vocabulary["item_id"], strict=True))
+    histories = [[item_of[i] for i in history] for history in sequences["history"].head(3)]
+    top = recommender.predict(pd.DataFrame({"item_ids": histories}))
+    assert len(top) == 3 and all(len(items) == 20 for items in top["item_ids"])
+    assert set(np.concatenate(top["item_ids"].to_numpy())) <= set(vocabulary["item_id"])

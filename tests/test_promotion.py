@@ -3,6 +3,8 @@
 `champion_model` is called directly, as a lone materialization from the UI or a backfill would run
 it: no check of the same run stands in front of it."""
 
+from pathlib import Path
+
 import dagster as dg
 import pandas as pd
 import pytest
@@ -25,7 +27,11 @@ def tracking(tmp_path):
 
 
 def trained(tracking: ExperimentTracking, day: str) -> dict:
-    """A registered model version trained for `day`, as sequence_model describes it."""
+    """A registered model version trained for `day`, as sequence_model describes it (its checkpoint
+    is a placeholder: promotion never loads it)."""
+    checkpoint = Path(tracking.artifact_location).parent / "models" / day / "model.pt"
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint.write_bytes(b"placeholder")
     run_id = tracking.log_training(f"model {day}", {}, [1.0], {}, {"dagster_partition": day})
     lineage = {
         "dagster_partition": day,
@@ -33,10 +39,10 @@ def trained(tracking: ExperimentTracking, day: str) -> dict:
         "code_version": "abc",
         "dagster_run_id": "r",
     }
-    version = tracking.register(run_id, f"/models/{day}/model.pt", lineage)
+    version = tracking.register(run_id, str(checkpoint), lineage)
     return {
         "model_version": version.version,
-        "model_uri": f"/models/{day}/model.pt",
+        "model_uri": str(checkpoint),
         "partition": day,
         "training_sequences": f"seq-{day}",
         "code_version": "abc",

@@ -97,10 +97,31 @@ class ExperimentTracking(dg.ConfigurableResource):
         self.client.set_terminated(run_id)
 
     def register(self, run_id: str, model_uri: str, tags: Mapping[str, str]) -> ModelVersion:
+        """A new version of the registered model: the checkpoint at `model_uri` logged on the training
+        run as a pyfunc model (`algo_platform.recommender`), so `models:/<name>@champion` loads with
+        MLflow's own API. The `model_uri` tag keeps the checkpoint's path for the platform's own use."""
+        import mlflow
+
+        from algo_platform.recommender import DEFAULT_K, NextItemRecommender
+
         if self.client.search_registered_models(f"name = '{self.registered_model_name}'") == []:
             self.client.create_registered_model(self.registered_model_name)
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        with mlflow.start_run(run_id=run_id):
+            logged = mlflow.pyfunc.log_model(
+                name="recommender",
+                python_model=NextItemRecommender(),
+                artifacts={"checkpoint": model_uri},
+                model_config={"k": DEFAULT_K},
+                # Listed, not inferred: inference would load the model in a subprocess on every training.
+                pip_requirements=["algo-platform", "torch", "pandas", "numpy"],
+            )
         version = self.client.create_model_version(
-            self.registered_model_name, source=model_uri, run_id=run_id, tags={**tags, "model_uri": model_uri}
+            self.registered_model_name,
+            source=logged.model_uri,
+            run_id=run_id,
+            tags={**tags, "model_uri": model_uri},
         )
         return ModelVersion(str(version.version), model_uri, run_id, dict(tags))
 
