@@ -359,3 +359,17 @@ def test_validation_holds_out_each_users_last_training_item():
     assert train_history.lengths.tolist() == [3, 2, 2]  # users with 3+ items lose their last one
     assert validation.holdout.values.tolist() == [4, 9]
     assert train_history.values.tolist() == [1, 2, 3, 5, 6, 7, 8]
+
+
+def test_checkpoints_are_keyed_by_what_they_train_so_a_new_runs_retry_finds_them(tmp_path):
+    """The run retry after a killed worker is a new run: it must find the same checkpoint folder."""
+    from upath import UPath
+
+    from algo_platform.assets.model import SequenceModelConfig, training_key
+
+    sequences, vocabulary = (UPath(p) for p in write_inputs(tmp_path))
+    key = training_key(SequenceModelConfig(epochs=3), sequences, vocabulary)
+    assert training_key(SequenceModelConfig(epochs=3), sequences, vocabulary) == key  # same training, same folder
+    assert training_key(SequenceModelConfig(epochs=4), sequences, vocabulary) != key  # other hyper-parameters
+    pd.DataFrame({"item_index": [1], "item_id": [7]}).to_parquet(str(vocabulary))  # the input rewritten
+    assert training_key(SequenceModelConfig(epochs=3), sequences, vocabulary) != key
