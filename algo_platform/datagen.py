@@ -20,7 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from algo_platform.landing import landing_dir, write_atomically
+from algo_platform.atomic import write_atomically
+from algo_platform.landing import landing_dir
 from algo_platform.schema import CANONICAL_SCHEMA
 
 TOPICS = (

@@ -9,7 +9,8 @@ Layout under the storage root:
 Landing protocol: a file is complete when it appears under its final name. Writers create it
 under a hidden name (starting with `.`, which every reader skips) and rename it into place; a
 writer that cannot rename must leave the file unmodified for `ALGO_PLATFORM_LANDING_SETTLE_SECONDS`
-(default 10) before the sensor reads it. A file that changes after it was ingested is ingested again with its whole day.
+(default 10) before the sensor reads it. A file that changes after it was ingested is ingested
+again with its whole day.
 
 Links are never followed: a symbolic link is quarantined as a link, its target unread.
 
@@ -25,7 +26,6 @@ import io
 import json
 import os
 import re
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -38,6 +38,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 from upath import UPath
 
+from algo_platform.atomic import write_atomically
 from algo_platform.schema import CANONICAL_SCHEMA, REQUIRED_COLUMNS, with_low_cardinality_encoded
 
 SUPPORTED_SUFFIXES = (".parquet", ".csv", ".jsonl", ".json")
@@ -152,6 +153,20 @@ def scan_folder(folder: UPath) -> list[LandedFile]:
             modified_ns = int(modified.timestamp() * 1e9) if hasattr(modified, "timestamp") else int(modified * 1e9)
             entries.append(LandedFile(folder, name, int(info.get("size") or 0), modified_ns, modified_ns, False))
     return sorted(entries, key=lambda f: (f.landed_ns, f.name))
+
+
+def day_folders(storage_root: str) -> list[UPath]:
+    """The folders under `landing/events/` in name order; links are not followed (locally)."""
+    events_root = UPath(storage_root) / "landing" / "events"
+    if _is_local(events_root):
+        if os.path.islink(events_root.path) or not os.path.isdir(events_root.path):
+            return []
+        with os.scandir(events_root.path) as listing:
+            names = [entry.name for entry in listing if entry.is_dir(follow_symlinks=False)]
+        return [events_root / name for name in sorted(names)]
+    if not events_root.exists():
+        return []
+    return sorted((p for p in events_root.iterdir() if p.is_dir()), key=lambda p: p.name)
 
 
 def list_landing_files(storage_root: str, day: str) -> list[LandedFile]:
@@ -493,9 +508,7 @@ def load_landing_day(storage_root: str, day: str) -> DayLoad:
             continue
         try:
             table = to_canonical(path.name, _parse_bytes(path.name, data), read_column_mapping(path), digest)
-            misplaced = misplaced_rows_error(path.name, day, table)
-            if misplaced is not None:
-                raise misplaced
+            bad = misplaced_rows_error(path.name, day, table)
         except BadEventFile as error:
             bad = error
         except Exception as exc:  # noqa: BLE001 - one unforeseen bad file must not fail its whole day
@@ -503,13 +516,13 @@ def load_landing_day(storage_root: str, day: str) -> DayLoad:
             bad = BadEventFile(
                 path.name, "unreadable", f"cannot be read ({type(exc).__name__}); check the file's format"
             )
-        else:
-            seen_digests[digest] = path.name
-            loaded.append(path.name)
-            tables.append(table.append_column("source_file", pa.array([path.name] * table.num_rows, pa.string())))
+        if bad is not None:
+            quarantine_file(storage_root, day, path, data, bad)
+            quarantined.append(QuarantinedFile(path.name, bad.reason, bad.detail))
             continue
-        quarantine_file(storage_root, day, path, data, bad)
-        quarantined.append(QuarantinedFile(path.name, bad.reason, bad.detail))
+        seen_digests[digest] = path.name
+        loaded.append(path.name)
+        tables.append(table.append_column("source_file", pa.array([path.name] * table.num_rows, pa.string())))
     if tables:
         table = with_low_cardinality_encoded(pa.concat_tables(tables, promote_options="permissive"))
     else:
@@ -517,15 +530,3 @@ def load_landing_day(storage_root: str, day: str) -> DayLoad:
             CANONICAL_SCHEMA.empty_table().append_column("source_file", pa.array([], pa.string()))
         )
     return DayLoad(table, loaded, quarantined, duplicates, versions)
-
-
-def write_atomically(target: UPath, data: bytes) -> None:
-    """Write to a hidden temp name in the same folder, then rename: readers never see half a file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".tmp-{uuid.uuid4().hex}-{target.name}")
-    try:
-        temp.write_bytes(data)
-        temp.rename(target)
-    finally:
-        if temp.exists():
-            temp.unlink()

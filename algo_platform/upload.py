@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
+from algo_platform.atomic import write_atomically
 from algo_platform.landing import (
     MAPPING_SUFFIX,
     MAX_NAME_BYTES,
@@ -18,7 +19,6 @@ from algo_platform.landing import (
     misplaced_rows_error,
     read_event_bytes,
     validate_day,
-    write_atomically,
 )
 
 

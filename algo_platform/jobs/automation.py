@@ -3,15 +3,13 @@
 import datetime as dt
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
 
 import dagster as dg
-from upath import UPath
 
 from algo_platform.jobs import ingest_job, retrain_job
-from algo_platform.landing import LandedFile, scan_folder, validate_day
+from algo_platform.landing import LandedFile, day_folders, scan_folder, validate_day
 from algo_platform.resources.storage import PlatformStorage
 from algo_platform.settings import load_settings
 
@@ -59,18 +57,6 @@ class LandingScan:
     cursor: str = ""
 
 
-def _day_folders(events_root: UPath) -> list[UPath]:
-    if events_root.protocol in ("", "file", "local"):
-        if os.path.islink(events_root.path) or not os.path.isdir(events_root.path):
-            return []
-        with os.scandir(events_root.path) as listing:
-            names = [e.name for e in listing if e.is_dir(follow_symlinks=False)]
-        return [events_root / name for name in sorted(names)]
-    return (
-        sorted((p for p in events_root.iterdir() if p.is_dir()), key=lambda p: p.name) if events_root.exists() else []
-    )
-
-
 def scan_landing_zone(
     root: str, cursor: str | None, partitions_def: dg.PartitionsDefinition | None = None
 ) -> LandingScan:
@@ -85,7 +71,7 @@ def scan_landing_zone(
         state = {"version": CURSOR_VERSION, "days": {}}
     seen: dict[str, str] = state["days"]
     scan = LandingScan()
-    for folder in _day_folders(UPath(root) / "landing" / "events"):
+    for folder in day_folders(root):
         try:
             day = validate_day(folder.name)
         except ValueError:

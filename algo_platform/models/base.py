@@ -17,6 +17,7 @@ from typing import ClassVar
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 PAD = 0  # item index 0 is padding (and items unknown to the vocabulary)
 
@@ -49,6 +50,13 @@ class NextItemModel(nn.Module):
     def item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
         """Scores over the whole vocabulary for each hidden state: (..., dim) -> (..., num_items)."""
         raise NotImplementedError
+
+    def next_item_loss(self, hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The training loss every family returns from `forward(items, targets)`: mean cross-entropy
+        of the next item over positions whose input and target are both real items (nothing
+        predicts a user's first item)."""
+        scored = (targets != PAD) & (items != PAD)
+        return F.cross_entropy(self.item_scores(hidden[scored].float()), targets[scored])
 
     def score_next(self, items: torch.Tensor) -> torch.Tensor:
         """Scores of every item as the next one after each sequence: (batch, num_items)."""

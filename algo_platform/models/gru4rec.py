@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from algo_platform.models.base import PAD, ModelConfig, NextItemModel
 
@@ -37,10 +36,7 @@ class GRU4Rec(NextItemModel):
         # through it to the real items, so each position's state has seen only what came before.
         x = self.dropout(self.item_embedding(items))
         hidden = self.ln_f(self.gru(x)[0])
-        if targets is None:
-            return hidden
-        scored = (targets != PAD) & (items != PAD)
-        return F.cross_entropy(self.item_scores(hidden[scored].float()), targets[scored])
+        return hidden if targets is None else self.next_item_loss(hidden, items, targets)
 
     def item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
         return hidden @ self.item_embedding.weight.T

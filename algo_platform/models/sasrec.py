@@ -84,11 +84,7 @@ class SASRec(NextItemModel):
         for block in self.blocks:
             x = block(x, allowed)
         hidden = self.ln_f(x)
-        if targets is None:
-            return hidden
-        # A target counts only when its input is a real item: nothing predicts a user's first item.
-        scored = (targets != PAD) & (items != PAD)
-        return F.cross_entropy(self.item_scores(hidden[scored].float()), targets[scored])
+        return hidden if targets is None else self.next_item_loss(hidden, items, targets)
 
     def item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
         """Scores over the whole vocabulary for each hidden state: (..., dim) -> (..., num_items)."""

@@ -7,9 +7,7 @@ as `pyarrow.Table` receives the Arrow table as read, without the conversion to p
 """
 
 import json
-import uuid
-from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -18,24 +16,11 @@ import pyarrow.parquet as pq
 from upath import UPath
 
 from algo_platform.assets.partitions import require_run_day
+from algo_platform.atomic import write_atomically, write_streamed_atomically
 
 
 def _annotated_as(context: dg.InputContext, python_type: type) -> bool:
     return context.dagster_type is not None and context.dagster_type.typing_type is python_type
-
-
-def _write_atomically(path: UPath, write: Callable[[BinaryIO], object]) -> None:
-    """Readers never see a half-written file: write beside it under a name of this writer's own
-    (two writers of one partition never share a temp file), then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    try:
-        with temp.open("wb") as file:
-            write(file)
-        temp.rename(path)
-    finally:
-        if temp.exists():
-            temp.unlink()
 
 
 def read_table(path: UPath) -> pa.Table:
@@ -53,7 +38,7 @@ class ParquetIOManager(dg.UPathIOManager):
     def dump_to_path(self, context: dg.OutputContext, obj: pd.DataFrame | pa.Table, path: UPath) -> None:
         table = obj if isinstance(obj, pa.Table) else pa.Table.from_pandas(obj, preserve_index=False)
         # Streamed to the file: no in-memory copy of the encoded Parquet.
-        _write_atomically(path, lambda file: pq.write_table(table, file, compression="zstd"))
+        write_streamed_atomically(path, lambda file: pq.write_table(table, file, compression="zstd"))
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> pd.DataFrame | pa.Table | UPath:
         if _annotated_as(context, UPath):
@@ -82,7 +67,7 @@ class JsonIOManager(dg.UPathIOManager):
 
     def dump_to_path(self, context: dg.OutputContext, obj: dict, path: UPath) -> None:
         data = json.dumps(obj, indent=2, default=str).encode()
-        _write_atomically(path, lambda file: file.write(data))
+        write_atomically(path, data)
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> dict:
         return json.loads(path.read_text())
