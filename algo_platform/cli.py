@@ -5,10 +5,34 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
+from pathlib import Path
 
 import click
 
+from algo_platform.project import Project, ProjectError
 from algo_platform.settings import load_settings
+
+PROJECTS_DIR = "projects"
+
+
+def _load_project(name: str) -> Project:
+    """A project by name from ./projects/<name>/project.yaml, or a usage error listing the others."""
+    from algo_platform.project import load_project
+
+    folder = Path(PROJECTS_DIR) / name
+    if not folder.is_dir():
+        known = sorted(p.parent.name for p in Path(PROJECTS_DIR).glob("*/project.yaml"))
+        raise click.UsageError(
+            f"no project {name!r} in ./{PROJECTS_DIR}/ (known: {', '.join(known) or 'none'}); "
+            f"create it with `algo-platform project new {name}`"
+        )
+    try:
+        return load_project(folder)
+    except ProjectError as error:
+        raise click.UsageError(str(error)) from None
+
+
+project_option = click.option("--project", "project_name", required=True, help="The project (a folder in ./projects).")
 
 
 @click.group()
@@ -22,14 +46,17 @@ def main() -> None:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--defect-rate", default=0.0, show_default=True, help="Share of rows with planted defects, e.g. 0.02.")
 @click.option("--end-date", default=None, help="Last day (YYYY-MM-DD); default yesterday (UTC).")
-def generate(days: int, events_per_day: int, seed: int, defect_rate: float, end_date: str | None) -> None:
-    """Write synthetic short-video events into the landing zone."""
+@project_option
+def generate(
+    days: int, events_per_day: int, seed: int, defect_rate: float, end_date: str | None, project_name: str
+) -> None:
+    """Write synthetic short-video events into a project's landing zone."""
     from algo_platform.datagen import generate as generate_events
 
-    settings = load_settings()
+    project, settings = _load_project(project_name), load_settings()
     end = _parse_date(end_date) if end_date else None
     try:
-        written = generate_events(settings.storage_root, days, events_per_day, seed, defect_rate, end)
+        written = generate_events(settings.project_root(project.name), days, events_per_day, seed, defect_rate, end)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     for day in written:
@@ -45,17 +72,22 @@ def generate(days: int, events_per_day: int, seed: int, defect_rate: float, end_
     "mappings",
     multiple=True,
     metavar="CANONICAL=SOURCE",
-    help="Map a source column onto a canonical one, e.g. --map user_id=userId (repeatable).",
+    help="Map a source column onto a canonical one, e.g. --map user_id=userId (repeatable); "
+    "added to the project's data.column_map.",
 )
-def upload(path: str, day: str, mappings: tuple[str, ...]) -> None:
-    """Check an event file (Parquet, CSV, JSONL) and copy it into the landing zone atomically."""
+@project_option
+def upload(path: str, day: str, mappings: tuple[str, ...], project_name: str) -> None:
+    """Check an event file (Parquet, CSV, JSONL) and copy it into a project's landing zone atomically."""
     from algo_platform.landing import parse_column_mapping
     from algo_platform.upload import UploadError, upload_event_file
 
+    project = _load_project(project_name)
     try:
-        mapping = parse_column_mapping(list(mappings))
+        mapping = {**project.data.column_map, **parse_column_mapping(list(mappings))}
         settings = load_settings()
-        result = upload_event_file(path, day, mapping, settings.storage_root, settings.partitions_start)
+        result = upload_event_file(
+            path, day, mapping, settings.project_root(project.name), project.partitions_start.isoformat()
+        )
     except (UploadError, ValueError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
@@ -78,23 +110,26 @@ def upload(path: str, day: str, mappings: tuple[str, ...]) -> None:
 @click.option("--events-per-day", default=40_000, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--defect-rate", default=0.01, show_default=True)
-@click.option("--epochs", default=None, type=int, help="Training epochs (default: the trainer's default).")
-def demo(days: int, events_per_day: int, seed: int, defect_rate: float, epochs: int | None) -> None:
-    """Generate data, materialize the whole asset graph for the latest day, print the results."""
+@click.option("--epochs", default=None, type=int, help="Training epochs (default: the project's).")
+@project_option
+def demo(
+    days: int, events_per_day: int, seed: int, defect_rate: float, epochs: int | None, project_name: str
+) -> None:
+    """Generate data, materialize a project's whole asset graph for the latest day, print the results."""
     from algo_platform.demo import run_demo
 
     if not os.environ.get("DAGSTER_HOME"):
         raise click.UsageError("DAGSTER_HOME is not set; `make demo` sets it to ./dagster_home")
-    settings = load_settings()
-    if days < settings.training_window_days:
+    project, settings = _load_project(project_name), load_settings()
+    window = project.training.window_days
+    if days < window:
         raise click.UsageError(
-            f"--days {days} is shorter than the training window of {settings.training_window_days} days "
-            f"(ALGO_PLATFORM_TRAINING_WINDOW_DAYS): use --days {settings.training_window_days} or more, or set "
-            f"ALGO_PLATFORM_TRAINING_WINDOW_DAYS={max(days, 2)}"
+            f"--days {days} is shorter than {project.name}'s training window of {window} days "
+            f"(training.window_days in projects/{project.name}/project.yaml): use --days {window} or more"
         )
-    if days > settings.training_window_days:
-        click.echo(f"note: only the last {settings.training_window_days} days form the training window")
-    run_demo(settings, days, events_per_day, seed, defect_rate, epochs, echo=click.echo)
+    if days > window:
+        click.echo(f"note: only the last {window} days form the training window")
+    run_demo(settings, project, days, events_per_day, seed, defect_rate, epochs, echo=click.echo)
 
 
 @main.command()
@@ -104,10 +139,6 @@ def demo(days: int, events_per_day: int, seed: int, defect_rate: float, epochs: 
 @click.option("--quick", is_flag=True, help="Tiny data, one repetition: proves the harness, measures nothing.")
 def bench(events: int, quick: bool) -> None:
     """Run every benchmark comparison; print a table and write JSON + Markdown to benchmarks/results/."""
-    if "algo_platform.assets" in sys.modules:
-        raise click.UsageError("run `algo-platform bench` in its own process")
-    # The retrain-path row trains on a two-day window; partition mappings read this at import.
-    os.environ["ALGO_PLATFORM_TRAINING_WINDOW_DAYS"] = "2"
     from benchmarks.suite import render, run, save
 
     events = min(events, 20_000) if quick else events
@@ -143,38 +174,79 @@ def k8s() -> None:
 
 
 @k8s.command("render-training-pod")
-@click.option("--gpus", default=1, show_default=True, type=click.IntRange(min=0))
+@project_option
+@click.option("--gpus", default=None, type=click.IntRange(min=0), help="GPUs (default: the project's compute.gpus).")
 @click.option("--image", default=None, help="Trainer image (default: ALGO_PLATFORM_TRAINER_IMAGE).")
-@click.option("--namespace", default=None, help="Namespace (default: ALGO_PLATFORM_K8S_NAMESPACE).")
 @click.option("--partition", default=None, help="Day to train for (default: yesterday, UTC).")
 @click.option("--epochs", default=None, type=int)
 def render_training_pod(
-    gpus: int, image: str | None, namespace: str | None, partition: str | None, epochs: int | None
+    project_name: str, gpus: int | None, image: str | None, partition: str | None, epochs: int | None
 ) -> None:
-    """Print the trainer pod manifest that the kubernetes launcher submits, as YAML."""
+    """Print the trainer pod manifest that the kubernetes launcher submits for a project, as YAML."""
+    import dataclasses
+
     import yaml
 
     from algo_platform.datagen import default_end_date
-    from algo_platform.resources.k8s_launcher import K8sTrainingLauncher
-    from algo_platform.training.config import TrainConfig
+    from algo_platform.resources import build_training_launcher
 
-    settings = load_settings()
+    project, settings = _load_project(project_name), load_settings()
+    settings = dataclasses.replace(settings, env="kubernetes", trainer_image=image or settings.trainer_image)
+    launcher = build_training_launcher(settings, project)
+    if gpus is not None:
+        launcher = launcher.model_copy(update={"gpus": gpus})
     day = partition or default_end_date().isoformat()
-    launcher = K8sTrainingLauncher(
-        image=image or settings.trainer_image,
-        namespace=namespace or settings.k8s_namespace,
-        gpus=gpus,
-        storage_root=settings.storage_root,
-    )
-    defaults = TrainConfig()
+    tables = settings.storage_path("projects", project.name)
     args = [
-        "--sequences", settings.storage_path("assets", "training_sequences", f"{day}.parquet"),
-        "--vocabulary", settings.storage_path("assets", "item_vocabulary", f"{day}.parquet"),
-        "--output-dir", settings.storage_path("models", "sequence_model", day, "<training-key>"),
-        "--epochs", str(epochs or defaults.epochs),
+        "--sequences", f"{tables}/training_sequences/{day}.parquet",
+        "--vocabulary", f"{tables}/item_vocabulary/{day}.parquet",
+        "--output-dir", f"{tables}/models/sequence_model/{day}/<training-key>",
+        "--epochs", str(epochs or project.model.hyperparameters()["epochs"]),
     ]  # fmt: skip
-    pod = launcher.render_pod(args, pod_name=f"algo-platform-trainer-preview-{day}")
+    pod = launcher.render_pod(args, pod_name=f"algo-platform-trainer-preview-{project.name}-{day}")
     click.echo(yaml.safe_dump(pod, sort_keys=False), nl=False)
+
+
+@main.group()
+def project() -> None:
+    """Projects: one folder per team under ./projects, each a code location."""
+
+
+@project.command("new")
+@click.argument("name")
+@click.option("--owner", "owners", multiple=True, help="E-mail or team:<name> (repeatable; default team:<name>).")
+@click.option("--partitions-start", default=None, help="First day of the team's data (default: 30 days ago).")
+@click.option("--workspace", default="workspace.yaml", show_default=True)
+def project_new(name: str, owners: tuple[str, ...], partitions_start: str | None, workspace: str) -> None:
+    """Create projects/NAME/ (project.yaml + its code location) and add it to workspace.yaml."""
+    from algo_platform.scaffold import ScaffoldError, scaffold_project
+
+    try:
+        created = scaffold_project(Path(PROJECTS_DIR), name, list(owners), partitions_start, Path(workspace))
+    except (ScaffoldError, ProjectError) as error:
+        raise click.UsageError(str(error)) from None
+    click.echo(f"created {created.folder}/ and added code location {name!r} to {workspace}")
+    click.echo(f"next: edit {created.project_file} (owners, data, model, schedule, compute), then")
+    click.echo(f"  algo-platform upload FILE --project {name} --date YYYY-MM-DD   # your events")
+    click.echo("  make dev                                                     # the UI, with your project")
+
+
+@project.command("list")
+@click.option("--workspace", default="workspace.yaml", show_default=True)
+def project_list(workspace: str) -> None:
+    """Every project: owners, code location, and whether it loads."""
+    from algo_platform.scaffold import project_statuses
+
+    rows = project_statuses(Path(PROJECTS_DIR), Path(workspace))
+    if not rows:
+        click.echo(f"no projects in ./{PROJECTS_DIR}/; create one with `algo-platform project new NAME`")
+        return
+    for row in rows:
+        click.echo(f"{row.name:<16} {row.location:<26} {row.status:<6} {', '.join(row.owners)}")
+        if row.problem:
+            click.echo("    " + row.problem.replace("\n", "\n    "))
+    if any(row.problem for row in rows):
+        sys.exit(1)
 
 
 def _parse_date(value: str) -> dt.date:

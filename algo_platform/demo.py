@@ -9,7 +9,8 @@ import dagster as dg
 import pandas as pd
 
 from algo_platform.datagen import generate
-from algo_platform.definitions import build_definitions
+from algo_platform.location import build_project_definitions
+from algo_platform.project import Project
 from algo_platform.settings import Settings
 
 # The demo prints its own summary; Dagster's per-event debug log would bury it.
@@ -18,13 +19,14 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 def _materialization_metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
     for event in result.get_asset_materialization_events():
-        if event.asset_key == dg.AssetKey(asset):
+        if event.asset_key.path[-1] == asset:
             return {key: value.value for key, value in event.materialization.metadata.items()}
     raise KeyError(asset)
 
 
 def run_demo(
     settings: Settings,
+    project: Project,
     days: int,
     events_per_day: int,
     seed: int,
@@ -33,12 +35,12 @@ def run_demo(
     echo: Callable[[str], None] = print,
 ) -> dict[str, float]:
     started = time.perf_counter()
-    written = generate(settings.storage_root, days, events_per_day, seed, defect_rate)
+    written = generate(settings.project_root(project.name), days, events_per_day, seed, defect_rate)
     echo(f"generated {sum(d.rows for d in written):,} events for {written[0].day} .. {written[-1].day}")
 
-    defs = build_definitions(settings)
+    defs = build_project_definitions(project, settings)
     instance = dg.DagsterInstance.get()
-    ingest = defs.resolve_job_def("ingest_job")
+    ingest = defs.resolve_job_def(f"{project.name}_ingest_job")
     rows = []
     for day in written:
         result = ingest.execute_in_process(partition_key=day.day, instance=instance, run_config=QUIET)
@@ -54,7 +56,7 @@ def run_demo(
         echo(f"ingested {day.day}: kept {cleaned['rows_kept']:,} of {cleaned['rows_in']:,} rows")
 
     run_config = {**QUIET, "ops": {"sequence_model": {"config": {"epochs": epochs}}}} if epochs else QUIET
-    retrain = defs.resolve_job_def("retrain_job")
+    retrain = defs.resolve_job_def(f"{project.name}_retrain_job")
     # A model that does not beat the champion is stopped by the promotion gate (a blocking check):
     # that ends the run as failed on purpose, and the demo reports why.
     result = retrain.execute_in_process(
@@ -83,7 +85,7 @@ def run_demo(
     if gate.passed:
         champion = _materialization_metadata(result, "champion_model")
         recommendations = _materialization_metadata(result, "user_recommendations")
-        path = settings.storage_path("assets", "user_recommendations", written[-1].day + ".parquet")
+        path = settings.storage_path("projects", project.name, "user_recommendations", written[-1].day + ".parquet")
         echo(f"champion: {champion['champion_version']} ({gate.description})")
         echo(
             f"recommendations: {recommendations['users']:,} users, top {recommendations['top_k']} each, "

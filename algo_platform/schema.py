@@ -25,6 +25,19 @@ CANONICAL_SCHEMA = pa.schema(
     ]
 )
 CANONICAL_COLUMNS: tuple[str, ...] = tuple(CANONICAL_SCHEMA.names)
+COLUMN_DESCRIPTIONS: dict[str, str] = {
+    "event_id": "unique id of the event; a resend repeats it",
+    "user_id": "the user (int64 > 0)",
+    "item_id": "the item (video) the event is about (int64 > 0)",
+    "event_type": f"one of {', '.join(EVENT_TYPES)}",
+    "watch_ms": "milliseconds watched (>= 0)",
+    "item_duration_ms": "length of the item in milliseconds (> 0)",
+    "ts": "when the event happened (UTC)",
+    "device": "client platform, e.g. ios, android, web",
+    "region": "the user's region",
+    "topic": "the item's category",
+    "source_file": "the landing-zone file the row came from",
+}
 
 # Text columns with a handful of distinct values: held dictionary-encoded (pandas categoricals),
 # a code per row instead of a string per row.

@@ -1,8 +1,9 @@
-"""Everything that differs between environments, read from environment variables in one place.
+"""The platform's settings: what differs between environments, read from environment variables in
+one place, by the code location's entry point (never at import of an asset module).
 
 `ALGO_PLATFORM_ENV` picks the environment (`local` or `kubernetes`); `ALGO_PLATFORM_STORAGE`
-is the storage root (a local folder or any fsspec URL). Nothing else in the code reads the
-environment for these choices.
+is the storage root (a local folder or any fsspec URL). What differs between teams (partition
+start, window, schedule, model) is in each project's project.yaml, not here.
 """
 
 from __future__ import annotations
@@ -20,11 +21,8 @@ ENVIRONMENTS: tuple[Environment, ...] = ("local", "kubernetes")
 class Settings:
     env: Environment
     storage_root: str
-    partitions_start: str
-    training_window_days: int
     trainer_image: str = "algo-platform-trainer:latest"
     k8s_namespace: str = "algo-platform"
-    schedule_timezone: str = "UTC"
     sensor_interval_seconds: int = 30
     # A landing file written in place is read once it has been unmodified this long.
     landing_settle_seconds: int = 10
@@ -49,6 +47,10 @@ class Settings:
         """A path under the storage root, as a string usable by fsspec and pyarrow."""
         return "/".join([self.storage_root.rstrip("/"), *parts])
 
+    def project_root(self, project: str) -> str:
+        """Where everything of one project lives: landing zone, quarantine, tables, models, reports."""
+        return self.storage_path("projects", project)
+
 
 def load_settings() -> Settings:
     env = os.environ.get("ALGO_PLATFORM_ENV", "local").strip().lower()
@@ -57,20 +59,11 @@ def load_settings() -> Settings:
     storage = os.environ.get("ALGO_PLATFORM_STORAGE") or str(Path.cwd() / "storage")
     if "://" not in storage:
         storage = str(Path(storage).expanduser().resolve())
-    window = os.environ.get("ALGO_PLATFORM_TRAINING_WINDOW_DAYS", "7")
-    if not window.isdigit() or int(window) < 2:
-        raise ValueError(
-            f"ALGO_PLATFORM_TRAINING_WINDOW_DAYS={window!r}: need a whole number of days >= 2 "
-            "(one or more days to train on, plus the day held out for evaluation)"
-        )
     return Settings(
         env=env,  # type: ignore[arg-type]
         storage_root=storage,
-        partitions_start=os.environ.get("ALGO_PLATFORM_PARTITIONS_START", "2024-01-01"),
-        training_window_days=int(window),
         trainer_image=os.environ.get("ALGO_PLATFORM_TRAINER_IMAGE", "algo-platform-trainer:latest"),
         k8s_namespace=os.environ.get("ALGO_PLATFORM_K8S_NAMESPACE", "algo-platform"),
-        schedule_timezone=os.environ.get("ALGO_PLATFORM_SCHEDULE_TIMEZONE", "UTC"),
         sensor_interval_seconds=int(os.environ.get("ALGO_PLATFORM_SENSOR_INTERVAL_SECONDS", "30")),
         landing_settle_seconds=int(os.environ.get("ALGO_PLATFORM_LANDING_SETTLE_SECONDS", "10")),
         mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", ""),

@@ -41,7 +41,7 @@ def check_partition_day(day: str, partitions_start: str, today: dt.date) -> str 
     if day < partitions_start:
         raise ValueError(
             f"{day} is before the first partition ({partitions_start}); "
-            f"set ALGO_PLATFORM_PARTITIONS_START={day} (or earlier) to ingest it"
+            f"set partitions_start: {day} (or earlier) in the project's project.yaml to ingest it"
         )
     if day > today.isoformat():
         raise ValueError(f"{day} is in the future (today is {today.isoformat()} UTC); check the date")

@@ -342,33 +342,46 @@ def bench_run_overhead(repeats: int) -> Row:
 
 
 RETRAIN_DAYS = [DAY - dt.timedelta(days=1), DAY]
+BENCH_PROJECT = "bench"
 
 
 def retrain_through_dagster(root: str) -> None:
     """`ingest_job` for each day, then `retrain_job`, on a fresh instance and MLflow registry (no
     champion to compare with, as in plain)."""
-    from algo_platform.definitions import build_definitions
+    from algo_platform.location import build_project_definitions
+    from algo_platform.project import parse_project
     from algo_platform.settings import Settings
 
+    project = parse_project(
+        {
+            "name": BENCH_PROJECT,
+            "owners": ["team:bench"],
+            "partitions_start": "2024-01-01",
+            "training": {"window_days": len(RETRAIN_DAYS)},
+        },
+        "benchmark",
+    )
     with tempfile.TemporaryDirectory() as home, dg.instance_for_test(temp_dir=home) as instance:
-        defs = build_definitions(Settings("local", root, "2024-01-01", len(RETRAIN_DAYS), dagster_home=home))
+        defs = build_project_definitions(project, Settings("local", root, dagster_home=home))
         for day in RETRAIN_DAYS:
-            defs.resolve_job_def("ingest_job").execute_in_process(partition_key=str(day), instance=instance)
-        result = defs.resolve_job_def("retrain_job").execute_in_process(
+            defs.resolve_job_def(f"{BENCH_PROJECT}_ingest_job").execute_in_process(
+                partition_key=str(day), instance=instance
+            )
+        result = defs.resolve_job_def(f"{BENCH_PROJECT}_retrain_job").execute_in_process(
             partition_key=str(RETRAIN_DAYS[-1]),
             instance=instance,
             raise_on_error=False,
             run_config={"ops": {"sequence_model": {"config": {"epochs": 1, "device": "cpu"}}}},
         )
         # The promotion gate may refuse (a failed run by design); the report must exist.
-        if not any(e.asset_key.path == ["evaluation_report"] for e in result.get_asset_materialization_events()):
+        if not any(e.asset_key.path[-1] == "evaluation_report" for e in result.get_asset_materialization_events()):
             raise RuntimeError("retrain path through Dagster did not produce evaluation_report")
 
 
 def retrain_plain(root: str) -> None:
     from benchmarks.retrain_plain import retrain
 
-    retrain(root, RETRAIN_DAYS, NOW, epochs=1)
+    retrain(f"{root}/projects/{BENCH_PROJECT}", RETRAIN_DAYS, NOW, epochs=1)
 
 
 RETRAIN_SIDES = {"dagster": retrain_through_dagster, "plain": retrain_plain}
@@ -378,7 +391,7 @@ RETRAIN_SIDES = {"dagster": retrain_through_dagster, "plain": retrain_plain}
 # cancels. Imports happen before the clock starts, on both sides.
 RETRAIN_CHILD = """
 import json, sys, time
-import benchmarks.retrain_plain, algo_platform.definitions
+import benchmarks.retrain_plain, algo_platform.location
 from benchmarks.suite import RETRAIN_SIDES
 started = time.perf_counter()
 RETRAIN_SIDES[sys.argv[1]](sys.argv[2])
@@ -387,8 +400,7 @@ print(json.dumps({"seconds": time.perf_counter() - started}))
 
 
 def time_retrain_side(side: str, root: str) -> float:
-    window = {"ALGO_PLATFORM_TRAINING_WINDOW_DAYS": str(len(RETRAIN_DAYS))}
-    return json.loads(child_output(RETRAIN_CHILD, side, root, env=window))["seconds"]
+    return json.loads(child_output(RETRAIN_CHILD, side, root))["seconds"]
 
 
 def bench_retrain_path(events: int, repeats: int, items: int = RETRAIN_ITEMS) -> Row:
@@ -399,7 +411,8 @@ def bench_retrain_path(events: int, repeats: int, items: int = RETRAIN_ITEMS) ->
 
     for size, count in ((4_000, 1), (events, repeats)):  # warm-up, then the measurement
         with tempfile.TemporaryDirectory() as root:
-            generate(root, len(RETRAIN_DAYS), size // 2, seed=0, end_date=DAY, n_items=min(items, size // 10))
+            landing = f"{root}/projects/{BENCH_PROJECT}"
+            generate(landing, len(RETRAIN_DAYS), size // 2, seed=0, end_date=DAY, n_items=min(items, size // 10))
             # A B B A ...: cancels drift over the run (page cache, machine load) between the sides.
             order = [name for pair in range(count) for name in (("dagster", "plain"), ("plain", "dagster"))[pair % 2]]
             times: dict[str, list[float]] = {"dagster": [], "plain": []}

@@ -4,6 +4,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from algo_platform.project import Project, parse_project
 from algo_platform.settings import Settings
 
 pytest_plugins = ["tests.postgres"]
@@ -19,9 +20,30 @@ def storage_root(tmp_path: Path) -> str:
     return str(root)
 
 
+# The project the tests run (a team's pipeline, as projects/<name>/project.yaml declares one).
+PROJECT = "team_a"
+
+
+def make_project(name: str = PROJECT, window_days: int = 7, start: str = "2024-01-01", **fields) -> Project:
+    document = {"name": name, "owners": [f"team:{name}"], "partitions_start": start, **fields}
+    document["training"] = {"window_days": window_days, **fields.get("training", {})}
+    return parse_project(document, "test")
+
+
+@pytest.fixture
+def project() -> Project:
+    return make_project()
+
+
 @pytest.fixture
 def settings(storage_root: str) -> Settings:
-    return Settings(env="local", storage_root=storage_root, partitions_start="2024-01-01", training_window_days=7)
+    return Settings(env="local", storage_root=storage_root)
+
+
+@pytest.fixture
+def landing_root(settings: Settings) -> str:
+    """The test project's storage root: its landing zone, quarantine, tables and models are under it."""
+    return settings.project_root(PROJECT)
 
 
 def make_events(rows: list[dict], day: dt.date = END_DAY) -> pd.DataFrame:

@@ -6,11 +6,17 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from algo_platform.jobs import automation, ingest_job
-from algo_platform.jobs.automation import SETTLE_SECONDS, landing_zone_sensor, latest_complete_day, nightly_retraining
+from algo_platform.assets.partitions import daily_partitions
+from algo_platform.jobs import automation, build_jobs
+from algo_platform.jobs.automation import SETTLE_SECONDS, build_automation, latest_complete_day
 from algo_platform.landing import landing_dir
 from algo_platform.resources.storage import PlatformStorage
 from algo_platform.upload import upload_event_file
+from tests.conftest import PROJECT, make_project
+
+TEAM = make_project()
+ingest_job, retrain_job = build_jobs(TEAM, daily_partitions(TEAM.partitions_start))
+nightly_retraining, landing_zone_sensor = build_automation(TEAM, ingest_job, retrain_job)
 
 
 def tick(storage_root: str, cursor: str | None) -> dg.SensorResult:
@@ -43,7 +49,7 @@ def test_one_run_per_day_with_new_files_and_nothing_twice(storage_root):
     drop(storage_root, "2026-11-20", "c.csv")
     first = tick(storage_root, None)
     assert set(requested(first)) == {"2026-11-19", "2026-11-20"}
-    assert all(r.job_name in (None, "ingest_job") for r in first.run_requests)
+    assert all(r.job_name in (None, f"{PROJECT}_ingest_job") for r in first.run_requests)
     assert first.run_requests[1].tags["algo-platform/landing-files"] == "2"
 
     again = tick(storage_root, first.cursor)

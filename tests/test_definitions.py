@@ -3,8 +3,11 @@ import sys
 
 import pytest
 
-from algo_platform.definitions import build_definitions
+import dagster as dg
+
+from algo_platform.location import build_project_definitions
 from algo_platform.settings import load_settings
+from tests.conftest import PROJECT, make_project
 
 # A renamed asset or a lost dependency shows up here as a diff.
 EXPECTED_GRAPH = {
@@ -21,27 +24,30 @@ EXPECTED_GRAPH = {
 }
 
 
-def test_asset_graph_matches_the_architecture(settings):
-    graph = build_definitions(settings).resolve_asset_graph()
+def test_asset_graph_matches_the_architecture(project, settings):
+    graph = build_project_definitions(project, settings).resolve_asset_graph()
     actual = {
-        key.to_user_string(): {parent.to_user_string() for parent in graph.get(key).parent_keys}
-        for key in graph.get_all_asset_keys()
+        key.path[-1]: {parent.path[-1] for parent in graph.get(key).parent_keys} for key in graph.get_all_asset_keys()
     }
+    assert {key.path[0] for key in graph.get_all_asset_keys()} == {PROJECT}
     assert actual == EXPECTED_GRAPH
     for key in graph.get_all_asset_keys():
         assert graph.get(key).partitions_def is not None, f"{key} should be partitioned by day"
 
 
-def test_jobs_and_gpu_pool(settings):
-    defs = build_definitions(settings)
-    assert defs.resolve_job_def("ingest_job") and defs.resolve_job_def("retrain_job")
-    model = defs.resolve_assets_def("sequence_model")
+def test_jobs_and_gpu_pool(project, settings):
+    defs = build_project_definitions(project, settings)
+    assert defs.resolve_job_def(f"{PROJECT}_ingest_job") and defs.resolve_job_def(f"{PROJECT}_retrain_job")
+    model = defs.resolve_assets_def(dg.AssetKey([PROJECT, "sequence_model"]))
     assert model.op.pool == "gpu"
 
 
 def test_loading_the_code_location_imports_no_heavy_library():
     heavy = ["torch", "great_expectations", "mlflow", "matplotlib"]
-    code = f"import sys, algo_platform.definitions; print([m for m in {heavy} if m in sys.modules])"
+    code = (
+        "import sys, runpy; runpy.run_path('projects/shortvideo/definitions.py'); "
+        f"print([m for m in {heavy} if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from algo_platform.datagen import generate
-from algo_platform.definitions import build_definitions
+from algo_platform.location import build_project_definitions
 from algo_platform.settings import Settings
-from tests.conftest import END_DAY
+from tests.conftest import END_DAY, PROJECT, make_project
 
 DAYS = 7
 EVENTS_PER_DAY = 4_000
@@ -33,7 +33,7 @@ ALL_ASSETS = {
 
 
 def metadata_of(result: dg.ExecuteInProcessResult, asset: str) -> dict:
-    events = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(asset)]
+    events = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey([PROJECT, asset])]
     assert len(events) == 1, f"{asset} materialized {len(events)} times"
     return {key: value.value for key, value in events[0].materialization.metadata.items()}
 
@@ -41,17 +41,17 @@ def metadata_of(result: dg.ExecuteInProcessResult, asset: str) -> dict:
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline")
-    settings = Settings(
-        env="local", storage_root=str(root / "storage"), partitions_start="2024-01-01", training_window_days=DAYS
-    )
-    days = generate(settings.storage_root, DAYS, EVENTS_PER_DAY, seed=11, defect_rate=DEFECT_RATE, end_date=END_DAY)
-    defs = build_definitions(settings)
+    settings = Settings(env="local", storage_root=str(root / "storage"))
+    landing = settings.project_root(PROJECT)
+    days = generate(landing, DAYS, EVENTS_PER_DAY, seed=11, defect_rate=DEFECT_RATE, end_date=END_DAY)
+    defs = build_project_definitions(make_project(window_days=DAYS), settings)
     (root / "home").mkdir()
     with dg.instance_for_test(temp_dir=str(root / "home")) as instance:
         ingest = [
-            defs.resolve_job_def("ingest_job").execute_in_process(partition_key=d.day, instance=instance) for d in days
+            defs.resolve_job_def(f"{PROJECT}_ingest_job").execute_in_process(partition_key=d.day, instance=instance)
+            for d in days
         ]
-        retrain = defs.resolve_job_def("retrain_job").execute_in_process(
+        retrain = defs.resolve_job_def(f"{PROJECT}_retrain_job").execute_in_process(
             partition_key=END_DAY.isoformat(),
             instance=instance,
             run_config={"ops": {"sequence_model": {"config": {"epochs": 5}}}},
@@ -62,7 +62,7 @@ def pipeline(tmp_path_factory):
 def test_every_asset_is_materialized_for_the_latest_day(pipeline):
     instance = pipeline["instance"]
     for asset in ALL_ASSETS:
-        record = instance.get_latest_materialization_event(dg.AssetKey(asset))
+        record = instance.get_latest_materialization_event(dg.AssetKey([PROJECT, asset]))
         assert record is not None, asset
         assert record.asset_materialization.partition == END_DAY.isoformat()
 
@@ -83,7 +83,7 @@ def test_feature_tables_are_stored_with_previews(pipeline):
     features = metadata_of(pipeline["ingest"][-1], "user_features")
     assert features["rows"] > 100 and "user_id" in features["preview"].splitlines()[0]
     stored = pd.read_parquet(
-        Path(pipeline["settings"].storage_root) / "assets" / "item_features" / f"{END_DAY}.parquet"
+        Path(pipeline["settings"].project_root(PROJECT)) / "item_features" / f"{END_DAY}.parquet"
     )
     assert {"item_id", "events", "like_rate", "popularity_rank", "topic"} <= set(stored.columns)
 
@@ -99,31 +99,29 @@ def test_model_trained_through_pipes_beats_popularity(pipeline):
 
 
 def test_training_refuses_a_window_with_missing_days(pipeline, tmp_path):
-    settings = Settings(
-        env="local", storage_root=str(tmp_path / "s"), partitions_start="2024-01-01", training_window_days=DAYS
-    )
-    generate(settings.storage_root, 2, 500, seed=1, end_date=END_DAY)
-    defs = build_definitions(settings)
+    settings = Settings(env="local", storage_root=str(tmp_path / "s"))
+    generate(settings.project_root(PROJECT), 2, 500, seed=1, end_date=END_DAY)
+    defs = build_project_definitions(make_project(window_days=DAYS), settings)
     with dg.instance_for_test() as instance:
         for day in ("2026-11-19", "2026-11-20"):
-            defs.resolve_job_def("ingest_job").execute_in_process(partition_key=day, instance=instance)
-        result = defs.resolve_job_def("retrain_job").execute_in_process(
+            defs.resolve_job_def(f"{PROJECT}_ingest_job").execute_in_process(partition_key=day, instance=instance)
+        result = defs.resolve_job_def(f"{PROJECT}_retrain_job").execute_in_process(
             partition_key="2026-11-20", instance=instance, raise_on_error=False
         )
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error.message
     assert "missing: 2026-11-14, 2026-11-15, 2026-11-16, 2026-11-17, 2026-11-18" in failure
-    assert "ingest_job" in failure
+    assert f"{PROJECT}_ingest_job" in failure
 
 
-def test_a_day_without_files_fails_with_the_upload_command(settings):
-    defs = build_definitions(settings)
+def test_a_day_without_files_fails_with_the_upload_command(project, settings):
+    defs = build_project_definitions(project, settings)
     with dg.instance_for_test() as instance:
-        result = defs.resolve_job_def("ingest_job").execute_in_process(
+        result = defs.resolve_job_def(f"{PROJECT}_ingest_job").execute_in_process(
             partition_key="2026-11-20", instance=instance, raise_on_error=False
         )
     failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error.message
-    assert "no event files" in failure and "algo-platform upload FILE --date 2026-11-20" in failure
+    assert "no event files" in failure and f"algo-platform upload FILE --project {PROJECT} --date 2026-11-20" in failure
 
 
 def test_real_dagster_cli_validates_and_materializes(tmp_path):
@@ -140,16 +138,16 @@ def test_real_dagster_cli_validates_and_materializes(tmp_path):
         timeout=300,
     )
     assert validate.returncode == 0, validate.stdout + validate.stderr
-    generate(env["ALGO_PLATFORM_STORAGE"], 1, 300, seed=2, end_date=END_DAY)
+    generate(f"{env['ALGO_PLATFORM_STORAGE']}/projects/shortvideo", 1, 300, seed=2, end_date=END_DAY)
     materialize = subprocess.run(
         [
             *dagster,
             "asset",
             "materialize",
-            "-m",
-            "algo_platform.definitions",
+            "-f",
+            "projects/shortvideo/definitions.py",
             "--select",
-            "raw_events,cleaned_events,user_features,item_features",
+            "shortvideo/raw_events,shortvideo/cleaned_events,shortvideo/user_features,shortvideo/item_features",
             "--partition",
             END_DAY.isoformat(),
         ],
@@ -160,7 +158,7 @@ def test_real_dagster_cli_validates_and_materializes(tmp_path):
         timeout=300,
     )
     assert materialize.returncode == 0, materialize.stdout + materialize.stderr
-    assert (tmp_path / "storage" / "assets" / "user_features" / f"{END_DAY}.parquet").exists()
+    assert (tmp_path / "storage" / "projects" / "shortvideo" / "user_features" / f"{END_DAY}.parquet").exists()
 
 
 def test_mlflow_records_the_run_and_the_registry_traces_the_champion(pipeline):
@@ -168,7 +166,7 @@ def test_mlflow_records_the_run_and_the_registry_traces_the_champion(pipeline):
 
     settings, retrain = pipeline["settings"], pipeline["retrain"]
     client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
-    champion = client.get_model_version_by_alias("algo-platform-sequence-model", "champion")
+    champion = client.get_model_version_by_alias(f"{PROJECT}-sasrec", "champion")
     assert str(champion.version) == "1"
     assert champion.tags["dagster_run_id"] == retrain.run_id
     assert champion.tags["dagster_partition"] == END_DAY.isoformat()
@@ -198,11 +196,10 @@ def test_the_evaluation_report_shows_plots_and_writes_html(pipeline):
 
 def test_recommendations_for_every_active_user(pipeline):
     settings = pipeline["settings"]
-    recommendations = pd.read_parquet(
-        Path(settings.storage_root) / "assets" / "user_recommendations" / f"{END_DAY}.parquet"
-    )
-    sequences = pd.read_parquet(Path(settings.storage_root) / "assets" / "training_sequences" / f"{END_DAY}.parquet")
-    vocabulary = pd.read_parquet(Path(settings.storage_root) / "assets" / "item_vocabulary" / f"{END_DAY}.parquet")
+    tables = Path(settings.project_root(PROJECT))
+    recommendations = pd.read_parquet(tables / "user_recommendations" / f"{END_DAY}.parquet")
+    sequences = pd.read_parquet(tables / "training_sequences" / f"{END_DAY}.parquet")
+    vocabulary = pd.read_parquet(tables / "item_vocabulary" / f"{END_DAY}.parquet")
     assert set(recommendations["user_id"]) == set(sequences["user_id"])
     assert all(len(items) == 20 and len(set(items)) == 20 for items in recommendations["item_ids"])
     assert set(np.concatenate(recommendations["item_ids"].to_numpy())) <= set(vocabulary["item_id"])
@@ -210,8 +207,8 @@ def test_recommendations_for_every_active_user(pipeline):
 
 
 def test_a_weaker_model_is_compared_with_the_champion_and_not_promoted(pipeline):
-    defs = build_definitions(pipeline["settings"])
-    weaker = defs.resolve_job_def("retrain_job").execute_in_process(
+    defs = build_project_definitions(make_project(window_days=DAYS), pipeline["settings"])
+    weaker = defs.resolve_job_def(f"{PROJECT}_retrain_job").execute_in_process(
         partition_key=END_DAY.isoformat(),
         instance=pipeline["instance"],
         raise_on_error=False,
@@ -234,11 +231,11 @@ def test_the_champion_loads_with_mlflows_own_api_and_recommends(pipeline):
 
     from algo_platform.resources import build_resources
 
-    tracking = build_resources(pipeline["settings"])["experiment_tracking"]
+    tracking = build_resources(pipeline["settings"], make_project(window_days=DAYS))["experiment_tracking"]
     mlflow.set_tracking_uri(tracking.tracking_uri)
     mlflow.set_registry_uri(tracking.tracking_uri)
     recommender = mlflow.pyfunc.load_model(f"models:/{tracking.registered_model_name}@champion")
-    assets = Path(pipeline["settings"].storage_path("assets"))
+    assets = Path(pipeline["settings"].project_root(PROJECT))
     sequences = pd.read_parquet(assets / "training_sequences" / f"{END_DAY}.parquet")
     vocabulary = pd.read_parquet(assets / "item_vocabulary" / f"{END_DAY}.parquet")
     item_of = dict(zip(vocabulary["item_index"], vocabulary["item_id"], strict=True))

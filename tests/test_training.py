@@ -31,6 +31,25 @@ def test_model_forward_backward_shapes_and_no_nan_on_left_padding():
     assert model.item_embedding.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_loss_over_a_catalogue_too_large_to_score_at_once_is_the_same_loss(family, monkeypatch):
+    """A large catalogue is scored a chunk of positions at a time: same loss, same gradients."""
+    from algo_platform.models import base
+
+    config = ModelConfig(num_items=500, max_len=12, hidden_dim=16, num_layers=1, num_heads=2, dropout=0.0, family=family)
+    items, targets = torch.randint(0, 500, (8, 12), generator=torch.Generator().manual_seed(1)).chunk(2)
+    model = build_model(config)
+    whole = model(items, targets)
+    whole.backward()
+    whole_grad = model.item_embedding.weight.grad.clone()
+    model.zero_grad()
+    monkeypatch.setattr(base, "LOSS_CHUNK_SCORES", 500 * 5)  # 5 positions per chunk
+    chunked = model(items, targets)
+    chunked.backward()
+    assert torch.allclose(whole, chunked, atol=1e-6)
+    assert torch.allclose(whole_grad, model.item_embedding.weight.grad, atol=1e-6)
+
+
 def test_causal_model_does_not_see_the_future():
     model = SASRec(ModelConfig(num_items=20, max_len=5, hidden_dim=8, num_layers=1, num_heads=1, dropout=0.0)).eval()
     first = model(torch.tensor([[1, 2, 3, 4, 5]]))

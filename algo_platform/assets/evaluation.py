@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 from upath import UPath
 
-from algo_platform.assets.partitions import daily_partitions
 from algo_platform.promotion import promotion_decision
 from algo_platform.resources.promotion import PromotionGate
 from algo_platform.resources.storage import PlatformStorage
@@ -134,7 +133,6 @@ def split_report(report: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return overall.reset_index(drop=True), report[report["segment"] != "all"].reset_index(drop=True)
 
 
-@dg.asset(partitions_def=daily_partitions, group_name="evaluation", kinds={"pytorch", "pandas", "mlflow"})
 def evaluation_report(
     context: dg.AssetExecutionContext,
     sequence_model: dict,
@@ -189,7 +187,6 @@ def evaluation_report(
     return dg.Output(_as_long_table(overall, segments), metadata=metadata)
 
 
-@dg.asset_check(asset=evaluation_report, name=PROMOTION_GATE, blocking=True, partitions_def=daily_partitions)
 def promotion_gate(evaluation_report: pd.DataFrame, promotion: PromotionGate) -> dg.AssetCheckResult:
     """The new model beats the champion on NDCG@10 by the margin and no large segment drops by more
     than the tolerance (the first model must beat popularity). Failing (WARN) means champion_model keeps
@@ -208,3 +205,12 @@ def promotion_gate(evaluation_report: pd.DataFrame, promotion: PromotionGate) ->
             "segment_tolerance": promotion.segment_tolerance,
         },
     )
+
+
+def build_evaluation_assets(partitions: dg.DailyPartitionsDefinition) -> list:
+    """evaluation_report of one project, with the promotion gate check."""
+    report = dg.asset(partitions_def=partitions, group_name="evaluation", kinds={"pytorch", "pandas", "mlflow"})(
+        evaluation_report
+    )
+    gate = dg.asset_check(asset=report, name=PROMOTION_GATE, blocking=True, partitions_def=partitions)(promotion_gate)
+    return [report, gate]

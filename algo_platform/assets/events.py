@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from algo_platform.assets.partitions import daily_partitions, one_day_per_run
+from algo_platform.assets.partitions import one_day_per_run
 from algo_platform.landing import LandingFileChanged, landing_dir, load_landing_day
 from algo_platform.quality import (
     FUTURE_TOLERANCE,
@@ -21,6 +21,7 @@ from algo_platform.quality import (
     soft,
 )
 from algo_platform.resources.data_quality import DataQuality, suite_check_result
+from algo_platform.resources.project import ProjectResource
 from algo_platform.resources.storage import PlatformStorage
 from algo_platform.schema import CANONICAL_COLUMNS, EVENT_TYPES
 
@@ -60,29 +61,9 @@ def _quality_metadata(dims: dict[str, float]) -> dict[str, float]:
     return {name: round(value, 6) for name, value in dims.items()}
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
-    backfill_policy=one_day_per_run,
-    group_name="ingest",
-    kinds={"pandas", "parquet"},
-    check_specs=[
-        # partitions_def: the results belong to the run's day, not to the asset as a whole.
-        dg.AssetCheckSpec(
-            RAW_QUALITY_SCORE,
-            asset="raw_events",
-            blocking=True,
-            partitions_def=daily_partitions,
-            description="accuracy × completeness × relevance × timeliness is at least the threshold",
-        ),
-        dg.AssetCheckSpec(
-            RAW_NO_QUARANTINE,
-            asset="raw_events",
-            partitions_def=daily_partitions,
-            description="every landing file of the day could be loaded",
-        ),
-    ],
-)
-def raw_events(context: dg.AssetExecutionContext, storage: PlatformStorage, data_quality: DataQuality):
+def raw_events(
+    context: dg.AssetExecutionContext, storage: PlatformStorage, data_quality: DataQuality, project: ProjectResource
+):
     """Every landing-zone file of the day, mapped to the canonical columns; bad files quarantined."""
     day = context.partition_key
     try:
@@ -97,7 +78,10 @@ def raw_events(context: dg.AssetExecutionContext, storage: PlatformStorage, data
             reasons = "; ".join(f"{q.file}: {q.detail}" for q in load.quarantined)
             message = f"{day}: every landing file was quarantined, nothing to load ({reasons})"
         else:
-            message = f"{day}: no event files in {folder}; upload some with `algo-platform upload FILE --date {day}`"
+            message = (
+                f"{day}: no event files in {folder}; upload some with "
+                f"`algo-platform upload FILE --project {project.name} --date {day}`"
+            )
         raise dg.Failure(description=message)
     colliding = event_id_collisions(load.table)
     if len(colliding):
@@ -312,9 +296,6 @@ def events_frame(events: pa.Table) -> pd.DataFrame:
     return frame.astype({"user_id": "int64", "item_id": "int64"})
 
 
-@dg.asset(
-    partitions_def=daily_partitions, backfill_policy=one_day_per_run, group_name="ingest", kinds={"pandas", "parquet"}
-)
 def cleaned_events(
     context: dg.AssetExecutionContext, raw_events: pa.Table, data_quality: DataQuality
 ) -> dg.Output[pd.DataFrame]:
@@ -374,13 +355,11 @@ def cleaned_events_rules(day: dt.date) -> list:
     ]
 
 
-@dg.asset_check(asset=raw_events, name=RAW_SUITE, blocking=True, partitions_def=daily_partitions)
 def raw_events_suite(raw_events: pd.DataFrame, data_quality: DataQuality) -> dg.AssetCheckResult:
     """Great Expectations suite on the raw table: structure (hard), defect counts (soft)."""
     return suite_check_result(data_quality.validate(raw_events, raw_events_rules(), RAW_SUITE), RAW_SUITE)
 
 
-@dg.asset_check(asset=cleaned_events, name=CLEANED_SUITE, blocking=True, partitions_def=daily_partitions)
 def cleaned_events_suite(
     context: dg.AssetCheckExecutionContext, cleaned_events: pd.DataFrame, data_quality: DataQuality
 ) -> dg.AssetCheckResult:
@@ -389,9 +368,9 @@ def cleaned_events_suite(
     return suite_check_result(data_quality.validate(cleaned_events, rules, CLEANED_SUITE), CLEANED_SUITE)
 
 
-def _profile_of(instance: dg.DagsterInstance, partition: str) -> dict | None:
+def _profile_of(instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition: str) -> dict | None:
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey("cleaned_events"), asset_partitions=[partition]), limit=1
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition]), limit=1
     ).records
     if not records:
         return None
@@ -399,12 +378,12 @@ def _profile_of(instance: dg.DagsterInstance, partition: str) -> dict | None:
     return profile.value if profile is not None else None
 
 
-@dg.asset_check(asset=cleaned_events, name=CLEANED_DRIFT, partitions_def=daily_partitions)
 def cleaned_events_drift(context: dg.AssetCheckExecutionContext, data_quality: DataQuality) -> dg.AssetCheckResult:
     """Population stability index of event-type mix, watch ratio and events per user vs the previous day."""
     day = dt.date.fromisoformat(context.partition_key)
     previous_day = (day - dt.timedelta(days=1)).isoformat()
-    current, previous = _profile_of(context.instance, day.isoformat()), _profile_of(context.instance, previous_day)
+    key = context.check_specs[0].asset_key
+    current, previous = _profile_of(context.instance, key, day.isoformat()), _profile_of(context.instance, key, previous_day)
     if current is None or previous is None:
         return dg.AssetCheckResult(
             passed=True,
@@ -423,3 +402,41 @@ def cleaned_events_drift(context: dg.AssetCheckExecutionContext, data_quality: D
             "compared_with": previous_day,
         },
     )
+
+
+def build_ingest_assets(partitions: dg.DailyPartitionsDefinition) -> list:
+    """raw_events and cleaned_events of one project, with their checks, on its days."""
+    raw = dg.asset(
+        partitions_def=partitions,
+        backfill_policy=one_day_per_run,
+        group_name="ingest",
+        kinds={"pandas", "parquet"},
+        check_specs=[
+            # partitions_def: the results belong to the run's day, not to the asset as a whole.
+            dg.AssetCheckSpec(
+                RAW_QUALITY_SCORE,
+                asset="raw_events",
+                blocking=True,
+                partitions_def=partitions,
+                description="accuracy × completeness × relevance × timeliness is at least the threshold",
+            ),
+            dg.AssetCheckSpec(
+                RAW_NO_QUARANTINE,
+                asset="raw_events",
+                partitions_def=partitions,
+                description="every landing file of the day could be loaded",
+            ),
+        ],
+    )(raw_events)
+    cleaned = dg.asset(
+        partitions_def=partitions, backfill_policy=one_day_per_run, group_name="ingest", kinds={"pandas", "parquet"}
+    )(cleaned_events)
+    return [
+        raw,
+        cleaned,
+        dg.asset_check(asset=raw, name=RAW_SUITE, blocking=True, partitions_def=partitions)(raw_events_suite),
+        dg.asset_check(asset=cleaned, name=CLEANED_SUITE, blocking=True, partitions_def=partitions)(
+            cleaned_events_suite
+        ),
+        dg.asset_check(asset=cleaned, name=CLEANED_DRIFT, partitions_def=partitions)(cleaned_events_drift),
+    ]

@@ -8,7 +8,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from algo_platform.assets.partitions import daily_partitions, one_day_per_run
+from algo_platform.assets.partitions import one_day_per_run
 from algo_platform.quality import hard, soft
 from algo_platform.resources.data_quality import DataQuality, suite_check_result
 from algo_platform.schema import EVENT_TYPES
@@ -173,18 +173,12 @@ def _feature_metadata(table: pd.DataFrame, sort_by: str) -> dict[str, dg.Metadat
     }
 
 
-@dg.asset(
-    partitions_def=daily_partitions, backfill_policy=one_day_per_run, group_name="features", kinds={"pandas", "parquet"}
-)
 def user_features(cleaned_events: pa.Table) -> dg.Output[pd.DataFrame]:
     """Per-user activity of the day: events by type, watch ratio, engagement rates, top topics."""
     table = build_user_features(cleaned_events)
     return dg.Output(table, metadata=_feature_metadata(table, "events"))
 
 
-@dg.asset(
-    partitions_def=daily_partitions, backfill_policy=one_day_per_run, group_name="features", kinds={"pandas", "parquet"}
-)
 def item_features(cleaned_events: pa.Table) -> dg.Output[pd.DataFrame]:
     """Per-item reach and engagement of the day: users, watch ratio, like/share/skip rates, rank."""
     table = build_item_features(cleaned_events)
@@ -209,14 +203,12 @@ def _feature_rules(key: str) -> list:
     ]
 
 
-@dg.asset_check(asset=user_features, name=USER_FEATURES_SUITE, blocking=True, partitions_def=daily_partitions)
 def user_features_suite(user_features: pd.DataFrame, data_quality: DataQuality) -> dg.AssetCheckResult:
     """One row per user, counts positive, rates within [0, 1]."""
     rules = _feature_rules("user_id")
     return suite_check_result(data_quality.validate(user_features, rules, USER_FEATURES_SUITE), USER_FEATURES_SUITE)
 
 
-@dg.asset_check(asset=item_features, name=ITEM_FEATURES_SUITE, blocking=True, partitions_def=daily_partitions)
 def item_features_suite(item_features: pd.DataFrame, data_quality: DataQuality) -> dg.AssetCheckResult:
     """One row per item, counts positive, rates within [0, 1], ranks from 1."""
     rules = [
@@ -225,3 +217,20 @@ def item_features_suite(item_features: pd.DataFrame, data_quality: DataQuality) 
         hard("ExpectColumnValuesToBeBetween", column="popularity_rank", min_value=1),
     ]
     return suite_check_result(data_quality.validate(item_features, rules, ITEM_FEATURES_SUITE), ITEM_FEATURES_SUITE)
+
+
+def build_feature_assets(partitions: dg.DailyPartitionsDefinition) -> list:
+    """user_features and item_features of one project, with their checks."""
+    options = {"partitions_def": partitions, "backfill_policy": one_day_per_run, "group_name": "features"}
+    users = dg.asset(**options, kinds={"pandas", "parquet"})(user_features)
+    items = dg.asset(**options, kinds={"pandas", "parquet"})(item_features)
+    return [
+        users,
+        items,
+        dg.asset_check(asset=users, name=USER_FEATURES_SUITE, blocking=True, partitions_def=partitions)(
+            user_features_suite
+        ),
+        dg.asset_check(asset=items, name=ITEM_FEATURES_SUITE, blocking=True, partitions_def=partitions)(
+            item_features_suite
+        ),
+    ]

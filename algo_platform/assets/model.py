@@ -6,35 +6,42 @@ process (a local subprocess, or a pod in Kubernetes), which reports loss and met
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import fields
+from typing import Any
 
 import dagster as dg
 import pydantic
 from upath import UPath
 
 from algo_platform import code_version
-from algo_platform.assets.partitions import TRAINING_WINDOW_DAYS, daily_partitions
 from algo_platform.resources.launcher import TrainingLauncher
+from algo_platform.resources.project import ProjectResource
 from algo_platform.resources.storage import PlatformStorage
 from algo_platform.resources.tracking import ExperimentTracking
 from algo_platform.training.config import TrainConfig, python_type
 
 
-def _launchpad_config() -> type[dg.Config]:
+def launchpad_config(defaults: Mapping[str, Any] | None = None) -> type[dg.Config]:
     """The trainer's hyper-parameters as a launchpad config: every field, its default and its help,
-    taken from `TrainConfig` (the trainer's command line is built from the same fields)."""
+    taken from `TrainConfig` (the trainer's command line is built from the same fields); `defaults`
+    are the project's own values."""
+    defaults = defaults or {}
     return pydantic.create_model(
         "SequenceModelConfig",
         __base__=dg.Config,
         __doc__="Trainer hyper-parameters, editable in the launchpad; all of them are logged to MLflow.",
         **{
-            f.name: (python_type(f.type), pydantic.Field(default=f.default, description=f.metadata["help"]))
+            f.name: (
+                python_type(f.type),
+                pydantic.Field(default=defaults.get(f.name, f.default), description=f.metadata["help"]),
+            )
             for f in fields(TrainConfig)
         },
     )
 
 
-SequenceModelConfig = _launchpad_config()
+SequenceModelConfig = launchpad_config()
 
 
 def trainer_args(config: dg.Config) -> list[str]:
@@ -54,7 +61,7 @@ def _file_identity(path: UPath) -> str:
     return f"{path}@{path.fs.checksum(path.path)}"
 
 
-def training_key(config: SequenceModelConfig, sequences: UPath, vocabulary: UPath) -> str:
+def training_key(config: dg.Config, sequences: UPath, vocabulary: UPath) -> str:
     """Names one training: the same inputs and hyper-parameters give the same key."""
     identity = {
         "config": config.model_dump(),
@@ -64,19 +71,10 @@ def training_key(config: SequenceModelConfig, sequences: UPath, vocabulary: UPat
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
-    group_name="training",
-    io_manager_key="json_io_manager",
-    pool="gpu",
-    kinds={"pytorch"},
-    # A retry finds the same output folder (keyed by what it trains) and the trainer resumes from
-    # its last checkpoint there instead of starting over (a lost node or pod costs minutes, not hours).
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=5),
-)
-def sequence_model(
+def train_sequence_model(
     context: dg.AssetExecutionContext,
-    config: SequenceModelConfig,
+    config: dg.Config,
+    project: ProjectResource,
     training_launcher: TrainingLauncher,
     storage: PlatformStorage,
     experiment_tracking: ExperimentTracking,
@@ -103,14 +101,15 @@ def sequence_model(
     lineage = {
         "dagster_run_id": context.run_id,
         "dagster_partition": context.partition_key,
-        "data_window_days": str(TRAINING_WINDOW_DAYS),
+        "data_window_days": str(project.window_days),
+        "project": project.name,
         "training_sequences": str(training_sequences),
         "code_version": code_version(),
     }
     numeric = {k: float(v) for k, v in reported.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     mlflow_run_id = experiment_tracking.log_training(
         run_name=f"sequence_model {context.partition_key}",
-        params={**config.model_dump(), "partition": context.partition_key, "window_days": TRAINING_WINDOW_DAYS},
+        params={**config.model_dump(), "partition": context.partition_key, "window_days": project.window_days},
         epoch_losses=losses,
         metrics=numeric,
         tags=lineage,
@@ -145,3 +144,45 @@ def sequence_model(
             "code_version": lineage["code_version"],
         },
     )
+
+
+def build_model_asset(
+    partitions: dg.DailyPartitionsDefinition, hyperparameters: Mapping[str, Any], pool: str
+) -> dg.AssetsDefinition:
+    """The model asset of one project: its hyper-parameters are the launchpad's defaults, its
+    training step runs in the project's pool."""
+    config_class = launchpad_config(hyperparameters)
+
+    @dg.asset(
+        partitions_def=partitions,
+        group_name="training",
+        io_manager_key="json_io_manager",
+        pool=pool,
+        kinds={"pytorch"},
+        # A retry finds the same output folder (keyed by what it trains) and the trainer resumes from
+        # its last checkpoint there instead of starting over (a lost node or pod costs minutes, not hours).
+        retry_policy=dg.RetryPolicy(max_retries=2, delay=5),
+    )
+    def sequence_model(
+        context: dg.AssetExecutionContext,
+        config: config_class,  # type: ignore[valid-type]
+        project: ProjectResource,
+        training_launcher: TrainingLauncher,
+        storage: PlatformStorage,
+        experiment_tracking: ExperimentTracking,
+        training_sequences: UPath,
+        item_vocabulary: UPath,
+    ) -> dg.Output[dict]:
+        """Next-item model (SASRec or GRU4Rec, `model` in the config) trained by the Pipes-launched trainer."""
+        return train_sequence_model(
+            context,
+            config,
+            project,
+            training_launcher,
+            storage,
+            experiment_tracking,
+            training_sequences,
+            item_vocabulary,
+        )
+
+    return sequence_model

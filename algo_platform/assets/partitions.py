@@ -1,29 +1,29 @@
 """Partitioning shared by every per-day asset."""
 
+import datetime as dt
+import functools
 import warnings
 
 import dagster as dg
-
-from algo_platform.settings import load_settings
-
-_settings = load_settings()
-
-# One partition per UTC day; the newest partition is yesterday, the latest complete day.
-daily_partitions = dg.DailyPartitionsDefinition(start_date=_settings.partitions_start, timezone="UTC")
-TRAINING_WINDOW_DAYS = _settings.training_window_days
 
 PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 
 
-def is_partition(day: str) -> bool:
+@functools.cache
+def daily_partitions(start: dt.date | str) -> dg.DailyPartitionsDefinition:
+    """One partition per UTC day from `start`; the newest partition is yesterday, the latest complete day."""
+    return dg.DailyPartitionsDefinition(start_date=str(start), timezone="UTC")
+
+
+def is_partition(partitions_def: dg.PartitionsDefinition, day: str) -> bool:
     try:
-        return daily_partitions.has_partition_key(day)
+        return partitions_def.has_partition_key(day)
     except ValueError:  # not a date at all
         return False
 
 
-def require_run_day(run: dg.DagsterRun | None) -> None:
+def require_run_day(run: dg.DagsterRun | None, partitions_def: dg.DailyPartitionsDefinition) -> None:
     """Fail a run that has no day, or a day that is not a partition, before any step does work.
 
     Without this a run launched without a partition fails deep inside a step with "Cannot access
@@ -39,13 +39,13 @@ def require_run_day(run: dg.DagsterRun | None) -> None:
                 "(UI: choose a partition in the launchpad; CLI: --partition YYYY-MM-DD)"
             )
         )
-    if not is_partition(day):
-        last = daily_partitions.get_last_partition_key()
+    if not is_partition(partitions_def, day):
+        first, last = partitions_def.get_first_partition_key(), partitions_def.get_last_partition_key()
         raise dg.Failure(
             description=(
-                f"{day!r} is not a partition of {run.job_name}: days run from {_settings.partitions_start} to {last} "
+                f"{day!r} is not a partition of {run.job_name}: days run from {first} to {last} "
                 "(yesterday, UTC; a day becomes a partition at midnight after it ends). For older data set "
-                "ALGO_PLATFORM_PARTITIONS_START"
+                "partitions_start in the project's project.yaml"
             )
         )
 

@@ -1,6 +1,7 @@
 """training_sequences and item_vocabulary: per-user item sequences over a rolling window."""
 
 import datetime as dt
+from collections.abc import Sequence
 
 import dagster as dg
 import numpy as np
@@ -8,9 +9,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from algo_platform.assets.partitions import TRAINING_WINDOW_DAYS, daily_partitions
 from algo_platform.quality import hard, soft
 from algo_platform.resources.data_quality import DataQuality, suite_check_result
+from algo_platform.resources.project import ProjectResource
 
 # Skips say "not this", so they are not part of the sequence a user chose to watch.
 SEQUENCE_EVENT_TYPES = ("play", "like", "share", "comment", "follow")
@@ -25,13 +26,15 @@ def _ragged_by_user(users: np.ndarray, values: np.ndarray, all_users: np.ndarray
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values.astype(np.int32)))
 
 
-def build_training_sequences(events: pd.DataFrame, holdout_day: dt.date) -> tuple[pd.DataFrame, pd.DataFrame]:
+def build_training_sequences(
+    events: pd.DataFrame, holdout_day: dt.date, interaction_types: Sequence[str] = SEQUENCE_EVENT_TYPES
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split events into training history (before `holdout_day`) and the held-out day.
 
     Returns (sequences, vocabulary). Item indices start at 1 in order of training popularity;
     0 means padding, and marks held-out items never seen in training (they count as misses).
     """
-    events = events.loc[events["event_type"].astype("string").isin(SEQUENCE_EVENT_TYPES), ["user_id", "item_id", "ts"]]
+    events = events.loc[events["event_type"].astype("string").isin(list(interaction_types)), ["user_id", "item_id", "ts"]]
     events = events.sort_values(["user_id", "ts"], kind="stable")
     in_holdout = (events["ts"] >= pd.Timestamp(holdout_day, tz="UTC")).to_numpy()
     train, holdout = events[~in_holdout], events[in_holdout]
@@ -65,28 +68,9 @@ def build_training_sequences(events: pd.DataFrame, holdout_day: dt.date) -> tupl
     return sequences, vocabulary
 
 
-@dg.multi_asset(
-    outs={
-        "training_sequences": dg.AssetOut(
-            description="Per-user item sequences over the rolling window: history, and the last day held out.",
-            kinds={"pandas", "parquet"},
-        ),
-        "item_vocabulary": dg.AssetOut(
-            description="Items seen in the training history, indexed by popularity (index 0 is padding).",
-            kinds={"pandas", "parquet"},
-        ),
-    },
-    ins={
-        "cleaned_events": dg.AssetIn(
-            partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-(TRAINING_WINDOW_DAYS - 1)),
-            # Missing days are reported by name below instead of failing deep inside the IO manager.
-            metadata={"allow_missing_partitions": True},
-        )
-    },
-    partitions_def=daily_partitions,
-    group_name="training",
-)
-def build_training_sequences_asset(context: dg.AssetExecutionContext, cleaned_events: dict[str, pd.DataFrame]):
+def training_sequences(
+    context: dg.AssetExecutionContext, project: ProjectResource, cleaned_events: dict[str, pd.DataFrame]
+):
     day = context.partition_key
     expected = context.asset_partition_keys_for_input("cleaned_events")
     missing = [key for key in expected if cleaned_events.get(key) is None]
@@ -95,12 +79,12 @@ def build_training_sequences_asset(context: dg.AssetExecutionContext, cleaned_ev
         raise dg.Failure(
             description=(
                 f"training window for {day} needs cleaned_events for {len(expected)} days; missing: "
-                f"{', '.join(missing)}. Materialize ingest_job for those days first."
+                f"{', '.join(missing)}. Materialize {project.job_name('ingest_job')} for those days first."
             ),
             metadata={"missing_partitions": dg.MetadataValue.json(missing)},
         )
     events = pd.concat([cleaned_events[key] for key in expected], ignore_index=True)
-    sequences, vocabulary = build_training_sequences(events, dt.date.fromisoformat(day))
+    sequences, vocabulary = build_training_sequences(events, dt.date.fromisoformat(day), project.interaction_types)
     yield dg.Output(
         sequences,
         output_name="training_sequences",
@@ -128,9 +112,6 @@ TRAINING_SEQUENCES_SUITE = "training_sequences_suite"
 ITEM_VOCABULARY_SUITE = "item_vocabulary_suite"
 
 
-@dg.asset_check(
-    asset="training_sequences", name=TRAINING_SEQUENCES_SUITE, blocking=True, partitions_def=daily_partitions
-)
 def training_sequences_suite(training_sequences: pd.DataFrame, data_quality: DataQuality) -> dg.AssetCheckResult:
     """Something to train on and something to evaluate on, one row per user."""
     rules = [
@@ -146,7 +127,6 @@ def training_sequences_suite(training_sequences: pd.DataFrame, data_quality: Dat
     return suite_check_result(data_quality.validate(frame, rules, TRAINING_SEQUENCES_SUITE), TRAINING_SEQUENCES_SUITE)
 
 
-@dg.asset_check(asset="item_vocabulary", name=ITEM_VOCABULARY_SUITE, blocking=True, partitions_def=daily_partitions)
 def item_vocabulary_suite(item_vocabulary: pd.DataFrame, data_quality: DataQuality) -> dg.AssetCheckResult:
     """Indices 1..N, each item once: the model's embedding table depends on it."""
     rules = [
@@ -158,3 +138,38 @@ def item_vocabulary_suite(item_vocabulary: pd.DataFrame, data_quality: DataQuali
     return suite_check_result(
         data_quality.validate(item_vocabulary, rules, ITEM_VOCABULARY_SUITE), ITEM_VOCABULARY_SUITE
     )
+
+
+def build_sequence_assets(partitions: dg.DailyPartitionsDefinition, window_days: int) -> list:
+    """training_sequences and item_vocabulary over the project's window, with their checks."""
+    sequences = dg.multi_asset(
+        name="training_sequences",
+        outs={
+            "training_sequences": dg.AssetOut(
+                description="Per-user item sequences over the rolling window: history, and the last day held out.",
+                kinds={"pandas", "parquet"},
+            ),
+            "item_vocabulary": dg.AssetOut(
+                description="Items seen in the training history, indexed by popularity (index 0 is padding).",
+                kinds={"pandas", "parquet"},
+            ),
+        },
+        ins={
+            "cleaned_events": dg.AssetIn(
+                partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-(window_days - 1)),
+                # Missing days are reported by name below instead of failing deep inside the IO manager.
+                metadata={"allow_missing_partitions": True},
+            )
+        },
+        partitions_def=partitions,
+        group_name="training",
+    )(training_sequences)
+    return [
+        sequences,
+        dg.asset_check(
+            asset="training_sequences", name=TRAINING_SEQUENCES_SUITE, blocking=True, partitions_def=partitions
+        )(training_sequences_suite),
+        dg.asset_check(asset="item_vocabulary", name=ITEM_VOCABULARY_SUITE, blocking=True, partitions_def=partitions)(
+            item_vocabulary_suite
+        ),
+    ]

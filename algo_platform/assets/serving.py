@@ -7,7 +7,6 @@ import pandas as pd
 from upath import UPath
 
 from algo_platform.assets.evaluation import split_report
-from algo_platform.assets.partitions import daily_partitions
 from algo_platform.promotion import promotion_decision
 from algo_platform.resources.promotion import PromotionGate
 from algo_platform.resources.tracking import ExperimentTracking, ModelVersion
@@ -40,7 +39,6 @@ def _never_backwards(candidate_day: str, current: ModelVersion | None) -> str | 
     return None
 
 
-@dg.asset(partitions_def=daily_partitions, group_name="evaluation", io_manager_key="json_io_manager", kinds={"mlflow"})
 def champion_model(
     context: dg.AssetExecutionContext,
     sequence_model: dict,
@@ -121,7 +119,6 @@ class RecommendationsConfig(dg.Config):
     top_k: int = 20
 
 
-@dg.asset(partitions_def=daily_partitions, group_name="serving", kinds={"pytorch", "parquet"})
 def user_recommendations(
     context: dg.AssetExecutionContext,
     config: RecommendationsConfig,
@@ -153,3 +150,13 @@ def user_recommendations(
             ),
         },
     )
+
+
+def build_serving_assets(partitions: dg.DailyPartitionsDefinition) -> list:
+    """champion_model and user_recommendations of one project."""
+    return [
+        dg.asset(partitions_def=partitions, group_name="evaluation", io_manager_key="json_io_manager", kinds={"mlflow"})(
+            champion_model
+        ),
+        dg.asset(partitions_def=partitions, group_name="serving", kinds={"pytorch", "parquet"})(user_recommendations),
+    ]

@@ -7,13 +7,11 @@ import time
 from dataclasses import dataclass, field
 
 import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-from algo_platform.jobs import ingest_job, retrain_job
 from algo_platform.landing import LandedFile, day_folders, scan_folder, validate_day
+from algo_platform.project import Project
 from algo_platform.resources.storage import PlatformStorage
-from algo_platform.settings import load_settings
-
-_settings = load_settings()
 
 
 def latest_complete_day(moment: dt.datetime) -> str:
@@ -21,21 +19,10 @@ def latest_complete_day(moment: dt.datetime) -> str:
     return (moment.astimezone(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
 
 
-@dg.schedule(
-    job=retrain_job,
-    cron_schedule="0 2 * * *",
-    execution_timezone=_settings.schedule_timezone,
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="02:00: retrain on the window ending at the latest complete day.",
-)
-def nightly_retraining(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-    day = latest_complete_day(context.scheduled_execution_time)
-    # One key per day: a re-evaluated tick does not train twice.
-    return dg.RunRequest(run_key=f"nightly:{day}", partition_key=day, tags={"algo-platform/trigger": "schedule"})
-
-
 _now_ns = time.time_ns  # the sensor's clock, replaceable in tests
-SETTLE_SECONDS = _settings.landing_settle_seconds
+# A landing file written in place is read once it has been unmodified this long (the default of
+# ALGO_PLATFORM_LANDING_SETTLE_SECONDS; the platform's settings pass their value to the sensor).
+SETTLE_SECONDS = 10
 CURSOR_VERSION = 2
 
 
@@ -58,13 +45,17 @@ class LandingScan:
 
 
 def scan_landing_zone(
-    root: str, cursor: str | None, partitions_def: dg.PartitionsDefinition | None = None
+    root: str,
+    cursor: str | None,
+    partitions_def: dg.PartitionsDefinition | None = None,
+    settle_seconds: int | None = None,
 ) -> LandingScan:
     """Days whose files changed since the cursor (a new file, or one rewritten in place).
 
     A day waits, without holding up the others, while it is not a partition yet (today, a future
     date, a day before the partition start) or while a file in it was written less than
-    `SETTLE_SECONDS` ago (a writer that writes in place may not be done)."""
+    `settle_seconds` ago (a writer that writes in place may not be done)."""
+    settle = SETTLE_SECONDS if settle_seconds is None else settle_seconds
     scan_ns = _now_ns()
     state = json.loads(cursor) if cursor else {}
     if state.get("version") != CURSOR_VERSION:
@@ -82,10 +73,10 @@ def scan_landing_zone(
         files = scan_folder(folder)
         if not files:
             continue
-        fresh = [f.name for f in files if scan_ns - f.modified_ns < SETTLE_SECONDS * 1_000_000_000]
+        fresh = [f.name for f in files if scan_ns - f.modified_ns < settle * 1_000_000_000]
         if fresh:
             scan.waiting[day] = (
-                f"{', '.join(fresh[:3])} changed less than {SETTLE_SECONDS}s ago; waiting for it to settle"
+                f"{', '.join(fresh[:3])} changed less than {settle}s ago; waiting for it to settle"
             )
             continue
         signature = folder_signature(files)
@@ -99,27 +90,53 @@ def scan_landing_zone(
     return scan
 
 
-@dg.sensor(
-    job=ingest_job,
-    minimum_interval_seconds=_settings.sensor_interval_seconds,
-    default_status=dg.DefaultSensorStatus.STOPPED,
-    description="Requests ingest_job for every day whose landing-zone files were added or changed.",
-)
-def landing_zone_sensor(context: dg.SensorEvaluationContext, storage: PlatformStorage) -> dg.SensorResult:
-    scan = scan_landing_zone(storage.root, context.cursor, ingest_job.partitions_def)
-    for day in scan.newly_waiting:
-        context.log.info(f"skipped {day}: {scan.waiting[day]}")
-    requests = [
-        dg.RunRequest(
-            # The key stands for the day's files as they are now, so a re-evaluated tick or a
-            # restarted daemon asks once, and a file added or rewritten later asks again.
-            run_key=f"ingest:{day}:{signature}",
-            partition_key=day,
-            tags={
-                "algo-platform/trigger": "landing_zone_sensor",
-                "algo-platform/landing-files": str(scan.file_counts[day]),
-            },
-        )
-        for day, signature in scan.to_ingest.items()
-    ]
-    return dg.SensorResult(run_requests=requests, cursor=scan.cursor)
+def build_automation(
+    project: Project,
+    ingest_job: UnresolvedAssetJobDefinition,
+    retrain_job: UnresolvedAssetJobDefinition,
+    sensor_interval_seconds: int = 30,
+    settle_seconds: int = SETTLE_SECONDS,
+) -> tuple[dg.ScheduleDefinition, dg.SensorDefinition]:
+    """The project's retraining schedule and landing-zone sensor (on or off as its file says)."""
+
+    @dg.schedule(
+        name=f"{project.name}_nightly_retraining",
+        job=retrain_job,
+        cron_schedule=project.schedule.cron,
+        execution_timezone=project.schedule.timezone,
+        default_status=dg.DefaultScheduleStatus.RUNNING if project.schedule.enabled else dg.DefaultScheduleStatus.STOPPED,
+        description=f"{project.schedule.cron} ({project.schedule.timezone}): retrain on the window ending at the "
+        "latest complete day.",
+    )
+    def nightly_retraining(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        day = latest_complete_day(context.scheduled_execution_time)
+        # One key per day: a re-evaluated tick does not train twice.
+        return dg.RunRequest(run_key=f"nightly:{day}", partition_key=day, tags={"algo-platform/trigger": "schedule"})
+
+    @dg.sensor(
+        name=f"{project.name}_landing_zone_sensor",
+        job=ingest_job,
+        minimum_interval_seconds=sensor_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING if project.sensor.enabled else dg.DefaultSensorStatus.STOPPED,
+        description=f"Requests {ingest_job.name} for every day whose landing-zone files were added or changed.",
+    )
+    def landing_zone_sensor(context: dg.SensorEvaluationContext, storage: PlatformStorage) -> dg.SensorResult:
+        scan = scan_landing_zone(storage.root, context.cursor, ingest_job.partitions_def, settle_seconds)
+        for day in scan.newly_waiting:
+            context.log.info(f"skipped {day}: {scan.waiting[day]}")
+        requests = [
+            dg.RunRequest(
+                # The key stands for the day's files as they are now, so a re-evaluated tick or a
+                # restarted daemon asks once, and a file added or rewritten later asks again.
+                run_key=f"ingest:{day}:{signature}",
+                partition_key=day,
+                tags={
+                    "algo-platform/trigger": "landing_zone_sensor",
+                    "algo-platform/landing-files": str(scan.file_counts[day]),
+                },
+            )
+            for day, signature in scan.to_ingest.items()
+        ]
+        return dg.SensorResult(run_requests=requests, cursor=scan.cursor)
+
+    return nightly_retraining, landing_zone_sensor

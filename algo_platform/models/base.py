@@ -18,8 +18,11 @@ from typing import ClassVar
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 PAD = 0  # item index 0 is padding (and items unknown to the vocabulary)
+# Most next-item scores (positions x catalogue) the training loss holds at once.
+LOSS_CHUNK_SCORES = 2**28
 
 
 @dataclass
@@ -56,7 +59,21 @@ class NextItemModel(nn.Module):
         of the next item over positions whose input and target are both real items (nothing
         predicts a user's first item)."""
         scored = (targets != PAD) & (items != PAD)
-        return F.cross_entropy(self.item_scores(hidden[scored].float()), targets[scored])
+        hidden, targets = hidden[scored].float(), targets[scored]
+        rows = max(1, LOSS_CHUNK_SCORES // self.config.num_items)
+        if len(hidden) <= rows:
+            return F.cross_entropy(self.item_scores(hidden), targets)
+        # Scores of every position against a large catalogue do not fit at once (positions x items,
+        # in fp32 for the softmax): score a chunk of positions at a time and recompute each chunk's
+        # scores in the backward pass instead of keeping them.
+        total = sum(
+            checkpoint(self._summed_loss, hidden[start : start + rows], targets[start : start + rows], use_reentrant=False)
+            for start in range(0, len(hidden), rows)
+        )
+        return total / len(targets)
+
+    def _summed_loss(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(self.item_scores(hidden), targets, reduction="sum")
 
     def score_next(self, items: torch.Tensor) -> torch.Tensor:
         """Scores of every item as the next one after each sequence: (batch, num_items)."""

@@ -1,32 +1,56 @@
-"""Resources chosen by environment: the only place where local and kubernetes differ."""
+"""Resources of one project in the current environment: the only place where local and kubernetes differ."""
 
+from algo_platform.project import PROJECT_TAG, Project
 from algo_platform.resources.data_quality import DataQuality
 from algo_platform.resources.io_managers import JsonIOManagerFactory, ParquetIOManagerFactory
 from algo_platform.resources.k8s_launcher import K8sTrainingLauncher
 from algo_platform.resources.launcher import SubprocessTrainingLauncher, TrainingLauncher
+from algo_platform.resources.project import ProjectResource
 from algo_platform.resources.promotion import PromotionGate
 from algo_platform.resources.storage import PlatformStorage
 from algo_platform.resources.tracking import ExperimentTracking
 from algo_platform.settings import Settings
 
 
-def build_training_launcher(settings: Settings) -> TrainingLauncher:
+def build_training_launcher(settings: Settings, project: Project) -> TrainingLauncher:
     if settings.env == "local":
         return SubprocessTrainingLauncher()
+    compute = project.compute
     return K8sTrainingLauncher(
-        image=settings.trainer_image, namespace=settings.k8s_namespace, storage_root=settings.storage_root
+        image=settings.trainer_image,
+        namespace=settings.k8s_namespace,
+        storage_root=settings.project_root(project.name),
+        gpus=compute.gpus,
+        cpu_request=compute.cpu,
+        cpu_limit=compute.cpu,
+        memory_request=compute.memory,
+        memory_limit=compute.memory,
+        node_selector=compute.node_selector,
+        priority_class=compute.priority_class,
+        labels={PROJECT_TAG.replace("_", "-"): project.name},
     )
 
 
-def build_resources(settings: Settings) -> dict[str, object]:
+def build_resources(settings: Settings, project: Project) -> dict[str, object]:
+    # Tables are stored by asset key, which starts with the project: <storage>/projects/<p>/<asset>/.
+    tables = settings.storage_path("projects")
+    start = project.partitions_start.isoformat()
     return {
-        "io_manager": ParquetIOManagerFactory(base_path=settings.storage_path("assets")),
-        "json_io_manager": JsonIOManagerFactory(base_path=settings.storage_path("assets")),
-        "storage": PlatformStorage(root=settings.storage_root),
-        "data_quality": DataQuality(),
-        "promotion": PromotionGate(),
-        "experiment_tracking": ExperimentTracking(
-            tracking_uri=settings.tracking_uri, artifact_location=settings.artifact_location
+        "project": ProjectResource(
+            name=project.name,
+            window_days=project.training.window_days,
+            interaction_types=list(project.data.interaction_types),
         ),
-        "training_launcher": build_training_launcher(settings),
+        "io_manager": ParquetIOManagerFactory(base_path=tables, partitions_start=start),
+        "json_io_manager": JsonIOManagerFactory(base_path=tables, partitions_start=start),
+        "storage": PlatformStorage(root=settings.project_root(project.name)),
+        "data_quality": DataQuality(),
+        "promotion": PromotionGate(**project.promotion.model_dump()),
+        "experiment_tracking": ExperimentTracking(
+            tracking_uri=settings.tracking_uri,
+            artifact_location=settings.artifact_location,
+            experiment_name=project.registered_model_name,
+            registered_model_name=project.registered_model_name,
+        ),
+        "training_launcher": build_training_launcher(settings, project),
     }

@@ -1,6 +1,6 @@
 """IO managers on Dagster's UPathIOManager: Parquet for tables, JSON for small records.
 
-Both write under `<storage>/assets/<asset key>/<partition>.<ext>` on any fsspec filesystem.
+Both write under `<base>/<asset key>/<partition>.<ext>` (`<storage>/projects/<project>/<asset>/...`) on any fsspec filesystem.
 An input annotated as `UPath` receives the stored file's path instead of its contents, so a
 step that hands data to another process (the trainer) passes a path, not a copy; one annotated
 as `pyarrow.Table` receives the Arrow table as read, without the conversion to pandas.
@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from upath import UPath
 
-from algo_platform.assets.partitions import require_run_day
+from algo_platform.assets.partitions import daily_partitions, require_run_day
 from algo_platform.atomic import write_atomically, write_streamed_atomically
 
 
@@ -77,10 +77,11 @@ class ParquetIOManagerFactory(dg.ConfigurableIOManagerFactory):
     """Tables as Parquet under `base_path` (a folder or fsspec URL)."""
 
     base_path: str
+    partitions_start: str  # the project's first day
 
     def create_io_manager(self, context: dg.InitResourceContext) -> ParquetIOManager:
         # Every stored table is one day: a run without a valid day stops here, before any step works.
-        require_run_day(context.dagster_run)
+        require_run_day(context.dagster_run, daily_partitions(self.partitions_start))
         return ParquetIOManager(base_path=UPath(self.base_path))
 
 
@@ -88,7 +89,8 @@ class JsonIOManagerFactory(dg.ConfigurableIOManagerFactory):
     """Small records (model descriptors) as JSON under `base_path`."""
 
     base_path: str
+    partitions_start: str
 
     def create_io_manager(self, context: dg.InitResourceContext) -> JsonIOManager:
-        require_run_day(context.dagster_run)
+        require_run_day(context.dagster_run, daily_partitions(self.partitions_start))
         return JsonIOManager(base_path=UPath(self.base_path))

@@ -35,6 +35,7 @@ class K8sTrainingLauncher(TrainingLauncher):
     node_selector: dict[str, str] = {"nvidia.com/gpu.present": "true"}
     tolerations: list[dict[str, str]] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     priority_class: str | None = "algo-platform-training"
+    labels: dict[str, str] = Field(default={}, description="Extra pod labels (the project: algo-platform/project)")
     service_account: str | None = "algo-platform-trainer"
     env_from_secrets: list[str] = Field(
         default=["algo-platform-storage"], description="Secrets whose keys become env vars (object-storage credentials)"
@@ -104,7 +105,11 @@ class K8sTrainingLauncher(TrainingLauncher):
         return spec
 
     def pod_metadata(self, partition: str | None = None, run_id: str | None = None) -> dict[str, Any]:
-        labels = {"app.kubernetes.io/name": "algo-platform-trainer", "app.kubernetes.io/part-of": "algo-platform"}
+        labels = {
+            "app.kubernetes.io/name": "algo-platform-trainer",
+            "app.kubernetes.io/part-of": "algo-platform",
+            **self.labels,
+        }
         if partition:
             labels["algo-platform/partition"] = partition
         if run_id:

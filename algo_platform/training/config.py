@@ -36,6 +36,7 @@ class TrainConfig:
     )
     seed: int = _param(0, "seed for initialisation and batch order (a resumed run sees the same batches)")
     device: str = _param("auto", "auto | cpu | cuda")
+    precision: str = _param("bf16", "bf16 | fp32: number format of the training step on CUDA (CPU trains in fp32)")
     compile: bool = _param(False, "torch.compile the model (worth it on GPUs for long runs)")
     eval_k: int = _param(10, "cut-off K of the hold-out HR@K and NDCG@K the trainer reports")
     checkpoint_every: int = _param(200, "optimizer steps between checkpoints (and one at every epoch end)")

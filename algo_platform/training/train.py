@@ -314,7 +314,11 @@ def train(
         )
     if config.compile:
         trained = torch.compile(trained)
-    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    if config.precision not in ("bf16", "fp32"):
+        raise SystemExit(f"--precision {config.precision!r}: use bf16 or fp32")
+    autocast = torch.autocast(
+        device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and config.precision == "bf16"
+    )
 
     def save(progress: dict[str, Any]) -> None:
         if dist.is_main:

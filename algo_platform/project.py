@@ -1,0 +1,211 @@
+"""A team's project: its whole pipeline declared in one YAML file, `projects/<name>/project.yaml`.
+
+The schema is typed (pydantic): a wrong field fails with the file, the field's path, what was given
+and what is allowed, before any Dagster object is built. Everything else a project makes (asset
+keys, jobs, storage, MLflow names, run tags) is derived from it in `algo_platform.platform`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from algo_platform.schema import EVENT_TYPES
+from algo_platform.training.config import TrainConfig
+
+PROJECT_FILE = "project.yaml"
+NAME_PATTERN = r"^[a-z][a-z0-9_]{1,30}$"
+# Run tag every run of a project carries; the run queue's per-project limits key on it.
+PROJECT_TAG = "algo_platform/project"
+# Present on training runs only, valued by project: one training run per project at a time.
+TRAINING_TAG = "algo_platform/training"
+
+
+class ProjectError(ValueError):
+    """A project file that cannot be used, with everything needed to fix it."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Feedback(_Strict):
+    """Explicit feedback: a column (such as a rating) kept from upload to sequences."""
+
+    column: str = Field(description="the column holding the feedback value, e.g. rating")
+    threshold: float | None = Field(
+        default=None, description="events with a value below this do not count as interactions (None: all count)"
+    )
+
+
+class DataSource(_Strict):
+    column_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="canonical column -> column in the team's files, the default for `upload --project`",
+    )
+    interaction_types: list[str] = Field(
+        default_factory=lambda: list(EVENT_TYPES),
+        description="event types that count as interactions in training sequences",
+    )
+    feedback: Feedback | None = None
+
+    @pydantic.field_validator("interaction_types")
+    @classmethod
+    def _known_types(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(EVENT_TYPES))
+        if unknown or not value:
+            raise ValueError(f"{unknown or 'empty list'}: allowed event types are {', '.join(EVENT_TYPES)}")
+        return value
+
+
+class Training(_Strict):
+    window_days: int = Field(default=7, ge=2, description="days of events per training run, the last one held out")
+    evaluation: Literal["next_day"] = Field(
+        default="next_day", description="next_day: the window's last day is the hold-out, ranked on the full catalogue"
+    )
+
+
+class Model(_Strict):
+    """The model family and its hyper-parameters (the trainer's flags; unset ones keep their defaults)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    family: Literal["sasrec", "gru4rec"] = "sasrec"
+
+    @pydantic.model_validator(mode="after")
+    def _known_hyperparameters(self) -> Model:
+        known = {f.name: f for f in fields(TrainConfig)} | {}
+        for name, value in (self.model_extra or {}).items():
+            if name not in known or name in ("model", "device"):
+                allowed = ", ".join(n for n in known if n not in ("model", "device"))
+                raise ValueError(f"unknown hyper-parameter {name!r}; allowed: {allowed}")
+            expected = type(known[name].default)
+            if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
+                if not (expected is float and isinstance(value, int) and not isinstance(value, bool)):
+                    raise ValueError(f"{name}: {value!r} is not a {expected.__name__}")
+        return self
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The trainer's config with this project's values: every field of TrainConfig."""
+        defaults = {f.name: f.default for f in fields(TrainConfig)}
+        return {**defaults, **(self.model_extra or {}), "model": self.family}
+
+
+class Schedule(_Strict):
+    cron: str = Field(default="0 2 * * *", description="when the retraining job runs")
+    timezone: str = "UTC"
+    enabled: bool = Field(default=False, description="whether the schedule starts running when the project loads")
+
+    @pydantic.field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r}; use an IANA name such as UTC or Asia/Shanghai") from None
+        return value
+
+    @pydantic.field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        from dagster._utils.schedules import is_valid_cron_schedule
+
+        if not is_valid_cron_schedule(value):
+            raise ValueError(f"{value!r} is not a cron schedule (five fields, e.g. '0 2 * * *')")
+        return value
+
+
+class Sensor(_Strict):
+    enabled: bool = Field(default=False, description="whether the landing-zone sensor starts when the project loads")
+
+
+class Promotion(_Strict):
+    margin: float = Field(default=0.01, ge=0, description="the new model must beat the champion's NDCG@10 by this share")
+    segment_tolerance: float = Field(default=0.05, ge=0, le=1, description="largest NDCG@10 loss allowed in a segment")
+    min_segment_users: int = Field(default=50, ge=1, description="smaller segments cannot veto a promotion")
+
+
+class Compute(_Strict):
+    pool: str = Field(default="gpu", description="Dagster pool of the training step")
+    gpus: int = Field(default=1, ge=0, description="GPUs of the Kubernetes training pod (more than one: DDP)")
+    cpu: str = "4"
+    memory: str = "16Gi"
+    priority: int = Field(default=0, ge=-10, le=10, description="dagster/priority of the project's runs")
+    priority_class: str = Field(default="algo-platform-training", description="Kubernetes PriorityClass of the pod")
+    node_selector: dict[str, str] = Field(default_factory=lambda: {"nvidia.com/gpu.present": "true"})
+
+
+class Project(_Strict):
+    name: str = Field(pattern=NAME_PATTERN, description="lower-case letters, digits and _, 2-31 characters")
+    owners: list[str] = Field(min_length=1, description="e-mail addresses or team:<name>")
+    description: str = ""
+    partitions_start: dt.date = Field(description="first day of events (YYYY-MM-DD)")
+    data: DataSource = Field(default_factory=DataSource)
+    training: Training = Field(default_factory=Training)
+    model: Model = Field(default_factory=Model)
+    schedule: Schedule = Field(default_factory=Schedule)
+    sensor: Sensor = Field(default_factory=Sensor)
+    promotion: Promotion = Field(default_factory=Promotion)
+    compute: Compute = Field(default_factory=Compute)
+
+    @pydantic.field_validator("owners")
+    @classmethod
+    def _owner_form(cls, value: list[str]) -> list[str]:
+        for owner in value:
+            if not (re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", owner) or re.fullmatch(r"team:[\w-]+", owner)):
+                raise ValueError(f"{owner!r}: an owner is an e-mail address or team:<name>")
+        return value
+
+    @property
+    def registered_model_name(self) -> str:
+        return f"{self.name}-{self.model.family}"
+
+    @property
+    def run_tags(self) -> dict[str, str]:
+        return {PROJECT_TAG: self.name, "dagster/priority": str(self.compute.priority)}
+
+
+def _field_path(location: tuple) -> str:
+    return ".".join(str(part) for part in location) or "(top level)"
+
+
+def parse_project(document: Any, source: str) -> Project:
+    if not isinstance(document, dict):
+        raise ProjectError(f"{source}: expected a mapping of fields (name, owners, partitions_start, ...)")
+    try:
+        return Project.model_validate(document)
+    except pydantic.ValidationError as error:
+        problems = []
+        for item in error.errors():
+            given = "" if item["type"] == "missing" else f" (given: {str(item.get('input'))[:60]!r})"
+            problems.append(f"  {_field_path(item['loc'])}: {item['msg']}{given}")
+        raise ProjectError(f"{source}: {len(problems)} problem(s) in the project file:\n" + "\n".join(problems)) from None
+
+
+def load_project(path: str | Path) -> Project:
+    """A project from its folder or its project.yaml, or a ProjectError naming file and field."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / PROJECT_FILE
+    try:
+        document = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ProjectError(f"{path}: no such project file; create one with `algo-platform project new NAME`") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ProjectError(f"{path}: not valid YAML{where}: {getattr(error, 'problem', error)}") from None
+    project = parse_project(document, str(path))
+    if path.parent.name != project.name and path.parent.name != "":
+        raise ProjectError(
+            f"{path}: name {project.name!r} differs from its folder {path.parent.name!r}; rename one of them"
+        )
+    return project

@@ -1,0 +1,15 @@
+"""What the assets of a project need to know about it, as a resource (never a module global)."""
+
+import dagster as dg
+
+
+class ProjectResource(dg.ConfigurableResource):
+    """The project a code location serves: its name, and the choices its assets act on."""
+
+    name: str
+    window_days: int = 7
+    interaction_types: list[str] = ["play", "like", "share", "comment", "follow"]
+
+    def job_name(self, job: str) -> str:
+        """A job's name in this project (`<project>_ingest_job`)."""
+        return f"{self.name}_{job}"
