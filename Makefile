@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 setup: $(VENV)/.installed
 
 demo: setup
-	$(BIN)/algo-platform demo
+	$(BIN)/algo-platform demo --project shortvideo
 
 dev: setup
 	$(BIN)/algo-platform dev -w workspace.yaml --host 127.0.0.1 --port 3000

@@ -12,18 +12,21 @@ import click
 from algo_platform.project import Project, ProjectError
 from algo_platform.settings import load_settings
 
-PROJECTS_DIR = "projects"
+
+def projects_dir() -> Path:
+    """Where project folders live: ./projects, or ALGO_PLATFORM_PROJECTS."""
+    return Path(os.environ.get("ALGO_PLATFORM_PROJECTS", "projects"))
 
 
 def _load_project(name: str) -> Project:
-    """A project by name from ./projects/<name>/project.yaml, or a usage error listing the others."""
+    """A project by name from <projects>/<name>/project.yaml, or a usage error listing the others."""
     from algo_platform.project import load_project
 
-    folder = Path(PROJECTS_DIR) / name
+    folder = projects_dir() / name
     if not folder.is_dir():
-        known = sorted(p.parent.name for p in Path(PROJECTS_DIR).glob("*/project.yaml"))
+        known = sorted(p.parent.name for p in projects_dir().glob("*/project.yaml"))
         raise click.UsageError(
-            f"no project {name!r} in ./{PROJECTS_DIR}/ (known: {', '.join(known) or 'none'}); "
+            f"no project {name!r} in {projects_dir()}/ (known: {', '.join(known) or 'none'}); "
             f"create it with `algo-platform project new {name}`"
         )
     try:
@@ -32,7 +35,9 @@ def _load_project(name: str) -> Project:
         raise click.UsageError(str(error)) from None
 
 
-project_option = click.option("--project", "project_name", required=True, help="The project (a folder in ./projects).")
+project_option = click.option(
+    "--project", "project_name", required=True, help="The project (a folder in ./projects, or ALGO_PLATFORM_PROJECTS)."
+)
 
 
 @click.group()
@@ -112,9 +117,7 @@ def upload(path: str, day: str, mappings: tuple[str, ...], project_name: str) ->
 @click.option("--defect-rate", default=0.01, show_default=True)
 @click.option("--epochs", default=None, type=int, help="Training epochs (default: the project's).")
 @project_option
-def demo(
-    days: int, events_per_day: int, seed: int, defect_rate: float, epochs: int | None, project_name: str
-) -> None:
+def demo(days: int, events_per_day: int, seed: int, defect_rate: float, epochs: int | None, project_name: str) -> None:
     """Generate data, materialize a project's whole asset graph for the latest day, print the results."""
     from algo_platform.demo import run_demo
 
@@ -222,7 +225,7 @@ def project_new(name: str, owners: tuple[str, ...], partitions_start: str | None
     from algo_platform.scaffold import ScaffoldError, scaffold_project
 
     try:
-        created = scaffold_project(Path(PROJECTS_DIR), name, list(owners), partitions_start, Path(workspace))
+        created = scaffold_project(projects_dir(), name, list(owners), partitions_start, Path(workspace))
     except (ScaffoldError, ProjectError) as error:
         raise click.UsageError(str(error)) from None
     click.echo(f"created {created.folder}/ and added code location {name!r} to {workspace}")
@@ -237,9 +240,9 @@ def project_list(workspace: str) -> None:
     """Every project: owners, code location, and whether it loads."""
     from algo_platform.scaffold import project_statuses
 
-    rows = project_statuses(Path(PROJECTS_DIR), Path(workspace))
+    rows = project_statuses(projects_dir(), Path(workspace))
     if not rows:
-        click.echo(f"no projects in ./{PROJECTS_DIR}/; create one with `algo-platform project new NAME`")
+        click.echo(f"no projects in {projects_dir()}/; create one with `algo-platform project new NAME`")
         return
     for row in rows:
         click.echo(f"{row.name:<16} {row.location:<26} {row.status:<6} {', '.join(row.owners)}")

@@ -50,7 +50,9 @@ def event_columns() -> dg.TableSchema:
 def in_project(definitions: Sequence[Definition], project: Project) -> list[Definition]:
     """The platform's assets and checks as the project's own: keys under its name, its groups,
     owners, tags and a code version on every asset."""
-    keys = {key for d in definitions for key in d.keys} | {c.asset_key for d in definitions for c in d.check_keys}
+    # Their own keys, what their checks target and what they read: all of it is the project's.
+    keys = {key for d in definitions for key in (*d.keys, *d.dependency_keys)}
+    keys |= {check.asset_key for d in definitions for check in d.check_keys}
     replacements = {key: key.with_prefix(project.name) for key in keys}
     tags = {PROJECT_TAG: project.name}
 

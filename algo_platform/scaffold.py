@@ -129,7 +129,9 @@ def project_statuses(projects: Path, workspace: Path) -> list[ProjectStatus]:
 
             build_project_definitions(project).resolve_asset_graph()
         except Exception as error:  # whatever stops the code location from loading is worth showing
-            rows.append(ProjectStatus(project.name, location, "broken", project.owners, f"{type(error).__name__}: {error}"))
+            rows.append(
+                ProjectStatus(project.name, location, "broken", project.owners, f"{type(error).__name__}: {error}")
+            )
             continue
         rows.append(ProjectStatus(project.name, location, "ok", project.owners))
     return rows

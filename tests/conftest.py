@@ -13,13 +13,6 @@ pytest_plugins = ["tests.postgres"]
 END_DAY = dt.date(2026, 11, 20)
 
 
-@pytest.fixture
-def storage_root(tmp_path: Path) -> str:
-    root = tmp_path / "storage"
-    root.mkdir()
-    return str(root)
-
-
 # The project the tests run (a team's pipeline, as projects/<name>/project.yaml declares one).
 PROJECT = "team_a"
 
@@ -36,14 +29,25 @@ def project() -> Project:
 
 
 @pytest.fixture
-def settings(storage_root: str) -> Settings:
-    return Settings(env="local", storage_root=storage_root)
+def settings(tmp_path: Path) -> Settings:
+    return Settings(env="local", storage_root=str(tmp_path / "storage"))
 
 
 @pytest.fixture
-def landing_root(settings: Settings) -> str:
-    """The test project's storage root: its landing zone, quarantine, tables and models are under it."""
-    return settings.project_root(PROJECT)
+def storage_root(settings: Settings) -> str:
+    """The test project's own storage: its landing zone, quarantine, tables and models are under it."""
+    root = Path(settings.project_root(PROJECT))
+    root.mkdir(parents=True)
+    return str(root)
+
+
+def project_assets(project: Project, *stages) -> list:
+    """Some stages of a project's assets (e.g. `build_ingest_assets`), with the project's keys."""
+    from algo_platform.assets.partitions import daily_partitions
+    from algo_platform.location import in_project
+
+    partitions = daily_partitions(project.partitions_start)
+    return in_project([d for stage in stages for d in stage(partitions)], project)
 
 
 def make_events(rows: list[dict], day: dt.date = END_DAY) -> pd.DataFrame:
@@ -68,3 +72,18 @@ def make_events(rows: list[dict], day: dt.date = END_DAY) -> pd.DataFrame:
         )
     frame = pd.DataFrame(filled)
     return frame.astype({"user_id": "Int64", "item_id": "Int64", "watch_ms": "Int64", "item_duration_ms": "Int64"})
+
+
+@pytest.fixture
+def projects_dir(tmp_path: Path, settings: Settings, monkeypatch) -> Path:
+    """A projects folder holding the test project, used by the CLI (ALGO_PLATFORM_PROJECTS), with
+    the CLI's storage root set to the test settings' one."""
+    import yaml
+
+    folder = tmp_path / "projects"
+    (folder / PROJECT).mkdir(parents=True)
+    document = make_project().model_dump(mode="json")
+    (folder / PROJECT / "project.yaml").write_text(yaml.safe_dump(document))
+    monkeypatch.setenv("ALGO_PLATFORM_PROJECTS", str(folder))
+    monkeypatch.setenv("ALGO_PLATFORM_STORAGE", settings.storage_root)
+    return folder

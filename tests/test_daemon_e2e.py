@@ -16,7 +16,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from algo_platform.scaffold import scaffold_project
+from tests.conftest import PROJECT
 from tests.postgres import REPO
+
+WORKSPACE = "ALGO_PLATFORM_TEST_WORKSPACE"  # env key: the test's own workspace.yaml, with its project
 
 BIN = Path(sys.executable).parent
 DEADLINE_SECONDS = 180
@@ -57,16 +61,28 @@ class Processes:
             self.stop(name)
 
 
-def temporary_platform(tmp_path: Path, **extra_env: str) -> tuple[dict, Path]:
-    """A DAGSTER_HOME with the default dagster.yaml, a storage root, and the env for processes."""
+def temporary_platform(tmp_path: Path, window_days: int = 7, **extra_env: str) -> tuple[dict, Path]:
+    """A DAGSTER_HOME with the default dagster.yaml, a storage root, a workspace with one project
+    scaffolded as `algo-platform project new` does (no Python edited), and the env for processes."""
     home, storage = tmp_path / "home", tmp_path / "storage"
     home.mkdir()
+    workspace = tmp_path / "workspace.yaml"
+    created = scaffold_project(tmp_path / "projects", PROJECT, [], "2024-01-01", workspace)
+    text = created.project_file.read_text().replace("window_days: 7", f"window_days: {window_days}")
+    created.project_file.write_text(text)
     shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
     # Create the instance's SQLite tables once, before any process starts: a daemon and a CLI
     # starting together on an empty DAGSTER_HOME race to create them and one of them dies.
     with dg.DagsterInstance.from_config(str(home)):
         pass
-    env = {**os.environ, "DAGSTER_HOME": str(home), "ALGO_PLATFORM_STORAGE": str(storage), **extra_env}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "ALGO_PLATFORM_STORAGE": str(storage),
+        "ALGO_PLATFORM_PROJECTS": str(tmp_path / "projects"),
+        WORKSPACE: str(workspace),
+        **extra_env,
+    }
     return env, home
 
 
@@ -106,7 +122,7 @@ def wait_for(condition, what: str, logs: Path):
 
 def upload(env: dict, source: Path, day: str) -> None:
     source.write_text(f"user_id,item_id,ts\n1,10,{day}T08:00:00Z\n2,11,{day}T09:00:00Z\n3,12,{day}T10:00:00Z\n")
-    cli(env, "algo-platform", "upload", str(source), "--date", day)
+    cli(env, "algo-platform", "upload", "--project", PROJECT, str(source), "--date", day)
 
 
 def test_sensor_launches_a_successful_ingest_and_a_daemon_restart_loses_and_repeats_nothing(platform):
@@ -114,10 +130,10 @@ def test_sensor_launches_a_successful_ingest_and_a_daemon_restart_loses_and_repe
     home = env["DAGSTER_HOME"]
     port = free_port()
     processes.start(
-        "webserver", str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)
+        "webserver", str(BIN / "dagster-webserver"), "-w", env[WORKSPACE], "-h", "127.0.0.1", "-p", str(port)
     )
-    processes.start("daemon", str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml")
-    cli(env, "dagster", "sensor", "start", "landing_zone_sensor", "-w", "workspace.yaml")
+    processes.start("daemon", str(BIN / "dagster-daemon"), "run", "-w", env[WORKSPACE])
+    cli(env, "dagster", "sensor", "start", f"{PROJECT}_landing_zone_sensor", "-w", env[WORKSPACE])
 
     upload(env, tmp / "first.csv", "2026-11-18")
     runs = wait_for(
@@ -133,7 +149,7 @@ def test_sensor_launches_a_successful_ingest_and_a_daemon_restart_loses_and_repe
     processes.stop("daemon", signal.SIGKILL)
     upload(env, tmp / "second.csv", "2026-11-19")
     upload(env, tmp / "third.csv", "2026-11-20")
-    processes.start("daemon", str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml")
+    processes.start("daemon", str(BIN / "dagster-daemon"), "run", "-w", env[WORKSPACE])
 
     def all_three_done():
         runs = sensor_runs(home)
@@ -146,24 +162,36 @@ def test_sensor_launches_a_successful_ingest_and_a_daemon_restart_loses_and_repe
     assert sorted(r.tags["dagster/partition"] for r in runs) == ["2026-11-18", "2026-11-19", "2026-11-20"]
     with dg.DagsterInstance.from_config(home) as instance:
         assert {"2026-11-18", "2026-11-19", "2026-11-20"} <= instance.get_materialized_partitions(
-            dg.AssetKey("user_features")
+            dg.AssetKey([PROJECT, "user_features"])
         )
 
 
 def test_backfill_of_three_days_from_the_cli(platform):
     env, processes, tmp = platform
     home = env["DAGSTER_HOME"]
-    cli(env, "algo-platform", "generate", "--days", "3", "--events-per-day", "500", "--end-date", "2026-11-20")
-    processes.start("daemon", str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml")
+    cli(
+        env,
+        "algo-platform",
+        "generate",
+        "--project",
+        PROJECT,
+        "--days",
+        "3",
+        "--events-per-day",
+        "500",
+        "--end-date",
+        "2026-11-20",
+    )
+    processes.start("daemon", str(BIN / "dagster-daemon"), "run", "-w", env[WORKSPACE])
     cli(
         env,
         "dagster",
         "job",
         "backfill",
         "-w",
-        "workspace.yaml",
+        env[WORKSPACE],
         "-j",
-        "ingest_job",
+        f"{PROJECT}_ingest_job",
         "--from",
         "2026-11-18",
         "--to",

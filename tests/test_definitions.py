@@ -1,13 +1,12 @@
 import subprocess
 import sys
 
-import pytest
-
 import dagster as dg
+import pytest
 
 from algo_platform.location import build_project_definitions
 from algo_platform.settings import load_settings
-from tests.conftest import PROJECT, make_project
+from tests.conftest import PROJECT
 
 # A renamed asset or a lost dependency shows up here as a diff.
 EXPECTED_GRAPH = {

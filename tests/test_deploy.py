@@ -33,14 +33,19 @@ def test_training_manifests_match_the_launcher_defaults():
 
 def test_helm_values_run_our_code_location_with_postgres_queue_and_gpu_limit():
     values = yaml.safe_load((REPO / "deploy" / "helm" / "values.yaml").read_text())
-    deployment = values["dagster-user-deployments"]["deployments"][0]
-    assert deployment["dagsterApiGrpcArgs"] == ["-m", "algo_platform.definitions"]
-    env = {item["name"]: item["value"] for item in deployment["env"]}
-    assert env["ALGO_PLATFORM_ENV"] == "kubernetes"
+    deployments = values["dagster-user-deployments"]["deployments"]
+    # One user deployment per project folder, each serving that project's code location.
+    projects = sorted(p.parent.name for p in (REPO / "projects").glob("*/project.yaml"))
+    assert sorted(d["name"] for d in deployments) == projects
+    for deployment in deployments:
+        assert deployment["dagsterApiGrpcArgs"] == ["-f", f"projects/{deployment['name']}/definitions.py"]
+        env = {item["name"]: item["value"] for item in deployment["env"]}
+        assert env["ALGO_PLATFORM_ENV"] == "kubernetes"
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
     assert values["postgresql"]["enabled"] is False and values["generatePostgresqlPasswordSecret"] is False
     queue = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
-    assert {"key": "algo-platform/gpu", "limit": 1} in queue["tagConcurrencyLimits"]
+    per_project = {"key": "algo_platform/training", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+    assert per_project in queue["tagConcurrencyLimits"]
 
 
 # Things that look like credentials: passwords/tokens with literal values, keys, URLs with a password.

@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 
 from algo_platform.landing import landing_dir
 from algo_platform.upload import upload_event_file
-from tests.test_daemon_e2e import BIN, Processes, cli, temporary_platform, wait_for
+from tests.conftest import PROJECT
+from tests.test_daemon_e2e import BIN, WORKSPACE, Processes, cli, temporary_platform, wait_for
 
 PLAIN_DAY, IN_PLACE_DAY, KILLED_DAY = "2026-11-16", "2026-11-17", "2026-11-18"
 
@@ -34,7 +35,7 @@ def events(prefix: str, day: str, count: int, user_offset: int = 0) -> pd.DataFr
 
 
 def cleaned(storage: Path, day: str) -> pd.DataFrame:
-    return pq.read_table(storage / "assets" / "cleaned_events" / f"{day}.parquet").to_pandas()
+    return pq.read_table(storage / "projects" / PROJECT / "cleaned_events" / f"{day}.parquet").to_pandas()
 
 
 def runs_of(home: str, day: str) -> list[dg.RunRecord]:
@@ -79,28 +80,30 @@ def test_every_good_row_lands_exactly_once_through_faults(tmp_path):
     processes = Processes(env, tmp_path)
     expected: dict[str, set[str]] = {}
     try:
-        processes.start("daemon", str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml")
-        cli(env, "dagster", "sensor", "start", "landing_zone_sensor", "-w", "workspace.yaml")
+        processes.start("daemon", str(BIN / "dagster-daemon"), "run", "-w", env[WORKSPACE])
+        cli(env, "dagster", "sensor", "start", f"{PROJECT}_landing_zone_sensor", "-w", env[WORKSPACE])
 
         # 1. A plain upload, the same bytes again under another name, a file colliding on ids, and
         #    folders that are not partitions (future, before the start): none may stop the rest.
         plain = events("plain", PLAIN_DAY, 500)
         plain.to_csv(tmp_path / "plain.csv", index=False)
-        cli(env, "algo-platform", "upload", str(tmp_path / "plain.csv"), "--date", PLAIN_DAY)
+        cli(env, "algo-platform", "upload", "--project", PROJECT, str(tmp_path / "plain.csv"), "--date", PLAIN_DAY)
         (tmp_path / "plain-again.csv").write_bytes((tmp_path / "plain.csv").read_bytes())
-        cli(env, "algo-platform", "upload", str(tmp_path / "plain-again.csv"), "--date", PLAIN_DAY)
+        cli(
+            env, "algo-platform", "upload", "--project", PROJECT, str(tmp_path / "plain-again.csv"), "--date", PLAIN_DAY
+        )
         colliding = pd.concat([events("plain", PLAIN_DAY, 50, user_offset=5000), events("extra", PLAIN_DAY, 70)])
         colliding.to_csv(tmp_path / "colliding.csv", index=False)
-        cli(env, "algo-platform", "upload", str(tmp_path / "colliding.csv"), "--date", PLAIN_DAY)
+        cli(env, "algo-platform", "upload", "--project", PROJECT, str(tmp_path / "colliding.csv"), "--date", PLAIN_DAY)
         expected[PLAIN_DAY] = set(plain.event_id) | {f"extra-{n}" for n in range(70)}
         for day in ("2099-01-01", "2023-12-31"):
-            folder = Path(landing_dir(str(storage), day))
+            folder = Path(landing_dir(str(storage / "projects" / PROJECT), day))
             folder.mkdir(parents=True)
             events("misdated", day, 10).to_csv(folder / "early.csv", index=False)
 
         # 2. A file written in place in two chunks, with a pause long enough to be ingested half-way.
         in_place = events("chunk", IN_PLACE_DAY, 2000)
-        target = Path(landing_dir(str(storage), IN_PLACE_DAY)) / "written-in-place.csv"
+        target = Path(landing_dir(str(storage / "projects" / PROJECT), IN_PLACE_DAY)) / "written-in-place.csv"
         target.parent.mkdir(parents=True)
         in_place.iloc[:700].to_csv(target, index=False)
         wait_for(lambda: settled_runs(home, IN_PLACE_DAY, 1), "the first chunk's ingest", tmp_path)
@@ -112,11 +115,11 @@ def test_every_good_row_lands_exactly_once_through_faults(tmp_path):
         #    its first run is going (a second run requested for the same day).
         big = events("big", KILLED_DAY, 400_000)
         big.to_parquet(tmp_path / "big.parquet")
-        cli(env, "algo-platform", "upload", str(tmp_path / "big.parquet"), "--date", KILLED_DAY)
+        cli(env, "algo-platform", "upload", "--project", PROJECT, str(tmp_path / "big.parquet"), "--date", KILLED_DAY)
         os.kill(wait_for(lambda: running_worker(home, KILLED_DAY), "the big day's run", tmp_path), signal.SIGKILL)
         late = events("late", KILLED_DAY, 300)
         late.to_csv(tmp_path / "late.csv", index=False)
-        upload_event_file(tmp_path / "late.csv", KILLED_DAY, {}, str(storage))
+        upload_event_file(tmp_path / "late.csv", KILLED_DAY, {}, str(storage / "projects" / PROJECT))
         expected[KILLED_DAY] = set(big.event_id) | set(late.event_id)
 
         wait_for(lambda: settled_runs(home, PLAIN_DAY, 1), "the plain day", tmp_path)
@@ -139,8 +142,8 @@ def test_every_good_row_lands_exactly_once_through_faults(tmp_path):
     assert (plain_table.loc[[f"plain-{n}" for n in range(50)], "user_id"] < 5000).all()
 
     with dg.DagsterInstance.from_config(home) as instance:
-        materialization = instance.get_latest_materialization_event(dg.AssetKey("raw_events"))
-        partitions = instance.get_materialized_partitions(dg.AssetKey("cleaned_events"))
+        materialization = instance.get_latest_materialization_event(dg.AssetKey([PROJECT, "raw_events"]))
+        partitions = instance.get_materialized_partitions(dg.AssetKey([PROJECT, "cleaned_events"]))
     assert {PLAIN_DAY, IN_PLACE_DAY, KILLED_DAY} <= partitions
     assert not {"2099-01-01", "2023-12-31"} & partitions
     assert materialization is not None

@@ -13,12 +13,13 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from algo_platform.assets.model import sequence_model
+from algo_platform.assets.model import build_model_asset
 from algo_platform.assets.partitions import daily_partitions
 from algo_platform.cli import main as cli
+from algo_platform.location import in_project
 from algo_platform.resources import build_resources
 from algo_platform.resources.k8s_launcher import K8sTrainingLauncher
-from tests.conftest import END_DAY
+from tests.conftest import END_DAY, PROJECT, make_project
 from tests.k8s_emulator import KubernetesApiEmulator
 from tests.test_training import write_inputs
 
@@ -27,9 +28,12 @@ KUBERNETES_VERSION = "1.30"
 
 
 def test_rendered_manifests_validate_against_the_kubernetes_schema(monkeypatch):
+    """The shipped movies project's pod: its compute block (priority class, memory, labels) shows up."""
     monkeypatch.setenv("ALGO_PLATFORM_STORAGE", "s3://models-bucket/algo")
     for gpus in ("0", "1", "4"):
-        result = CliRunner().invoke(cli, ["k8s", "render-training-pod", "--gpus", gpus, "--partition", DAY])
+        result = CliRunner().invoke(
+            cli, ["k8s", "render-training-pod", "--project", "movies", "--gpus", gpus, "--partition", DAY]
+        )
         assert result.exit_code == 0, result.output
         pod = yaml.safe_load(result.output)
         kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
@@ -38,8 +42,11 @@ def test_rendered_manifests_validate_against_the_kubernetes_schema(monkeypatch):
         assert limits.get("nvidia.com/gpu") == (None if gpus == "0" else gpus)
         assert container["command"][0] == ("torchrun" if gpus == "4" else "python")
         assert "--nproc_per_node=4" in container["command"] if gpus == "4" else True
-        assert "s3://models-bucket/algo/assets/training_sequences/2026-11-20.parquet" in container["command"]
+        assert "s3://models-bucket/algo/projects/movies/training_sequences/2026-11-20.parquet" in container["command"]
         assert pod["spec"]["activeDeadlineSeconds"] == 21600 and pod["spec"]["restartPolicy"] == "Never"
+        assert pod["spec"]["priorityClassName"] == "algo-platform-training-high"
+        assert pod["metadata"]["labels"]["algo-platform/project"] == "movies"
+        assert container["resources"]["limits"]["memory"] == "32Gi"
 
 
 def test_every_option_of_the_pod_shows_up_in_the_manifest():
@@ -83,11 +90,16 @@ def materialize_model(settings, emulator, tmp_path, epochs=2, launcher_overrides
         storage_root=settings.storage_root,
         **(launcher_overrides or {}),
     )
-    resources = {**build_resources(settings), "training_launcher": launcher}
+    project = make_project()
+    partitions = daily_partitions(project.partitions_start)
+    resources = {**build_resources(settings, project), "training_launcher": launcher}
     # The inputs were written to storage beforehand: external assets that the IO manager loads.
-    inputs = [dg.AssetSpec(name, partitions_def=daily_partitions) for name in ("training_sequences", "item_vocabulary")]
+    inputs = [
+        dg.AssetSpec([PROJECT, name], partitions_def=partitions) for name in ("training_sequences", "item_vocabulary")
+    ]
+    model = in_project([build_model_asset(partitions, project.model.hyperparameters(), "gpu")], project)[0]
     return dg.materialize(
-        [sequence_model, *inputs],
+        [model, *inputs],
         partition_key=DAY,
         resources=resources,
         raise_on_error=False,
@@ -98,7 +110,7 @@ def materialize_model(settings, emulator, tmp_path, epochs=2, launcher_overrides
 def land_training_inputs(settings, tmp_path) -> None:
     sequences, vocabulary = write_inputs(tmp_path)
     for name, source in (("training_sequences", sequences), ("item_vocabulary", vocabulary)):
-        target = Path(settings.storage_root) / "assets" / name / f"{DAY}.parquet"
+        target = Path(settings.project_root(PROJECT)) / name / f"{DAY}.parquet"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(Path(source).read_bytes())
 
@@ -121,13 +133,13 @@ def test_trainer_pod_reports_metrics_and_model_through_pipes(settings, emulator,
 
 def test_a_failing_trainer_fails_the_step_with_the_trainers_error(settings, emulator, tmp_path):
     for name in ("training_sequences", "item_vocabulary"):
-        target = Path(settings.storage_root) / "assets" / name / f"{DAY}.parquet"
+        target = Path(settings.project_root(PROJECT)) / name / f"{DAY}.parquet"
         target.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"user_id": [1], "history": [[3]], "holdout": [[4]]}).to_parquet(
-        Path(settings.storage_root) / "assets" / "training_sequences" / f"{DAY}.parquet"
+        Path(settings.project_root(PROJECT)) / "training_sequences" / f"{DAY}.parquet"
     )
     pd.DataFrame({"item_index": [1, 2, 3, 4], "item_id": [1, 2, 3, 4]}).to_parquet(
-        Path(settings.storage_root) / "assets" / "item_vocabulary" / f"{DAY}.parquet"
+        Path(settings.project_root(PROJECT)) / "item_vocabulary" / f"{DAY}.parquet"
     )
     result = materialize_model(settings, emulator, tmp_path)
     assert not result.success

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from algo_platform.cli import main as cli
 from algo_platform.landing import landing_dir, load_landing_day, quarantine_dir
 from algo_platform.upload import UploadError, upload_event_file
+from tests.conftest import PROJECT
 
 DAY = "2026-11-20"
 
@@ -80,11 +81,10 @@ def test_same_file_twice_is_a_no_op_and_a_different_file_with_the_same_name_is_r
     assert pd.read_csv(landing_dir(storage_root, DAY) / "ratings.csv").shape[0] == 5
 
 
-def test_cli_upload_exits_non_zero_with_the_reason(tmp_path, storage_root, monkeypatch):
-    monkeypatch.setenv("ALGO_PLATFORM_STORAGE", storage_root)
+def test_cli_upload_exits_non_zero_with_the_reason(tmp_path, storage_root, projects_dir):
     source = tmp_path / "events.txt"
     source.write_text("user_id,item_id,ts\n1,2,2026-11-20T00:00:00Z\n")
-    result = CliRunner().invoke(cli, ["upload", str(source), "--date", DAY])
+    result = CliRunner().invoke(cli, ["upload", str(source), "--project", PROJECT, "--date", DAY])
     assert result.exit_code == 1
     assert "events.txt" in result.output and "unsupported file type '.txt'" in result.output
     ok = CliRunner().invoke(
@@ -92,6 +92,8 @@ def test_cli_upload_exits_non_zero_with_the_reason(tmp_path, storage_root, monke
         [
             "upload",
             str(write_ratings_csv(tmp_path / "r.csv")),
+            "--project",
+            PROJECT,
             "--date",
             DAY,
             "--map",
@@ -104,6 +106,7 @@ def test_cli_upload_exits_non_zero_with_the_reason(tmp_path, storage_root, monke
     )
     assert ok.exit_code == 0, ok.output
     assert "landed 5 rows" in ok.output
+    assert "r.csv" in landed_names(storage_root)
 
 
 def test_corrupt_file_is_quarantined_with_reason_and_the_good_file_still_loads(storage_root):
@@ -148,7 +151,7 @@ MAPPING = {"user_id": "userId", "item_id": "movieId", "ts": "timestamp"}
 @pytest.mark.parametrize(
     ("day", "message"),
     [
-        ("2023-06-01", "ALGO_PLATFORM_PARTITIONS_START=2023-06-01"),
+        ("2023-06-01", "partitions_start: 2023-06-01"),
         ("2099-01-01", "is in the future"),
     ],
 )
@@ -183,18 +186,17 @@ def test_upload_refuses_a_file_whose_rows_all_belong_to_another_day(tmp_path, st
         ("twice.csv", "user_id,item_id,ts,ts\n1,2,2026-11-20T01:00:00Z,x\n", "appear more than once"),
     ],
 )
-def test_upload_refuses_bad_files_with_a_message_not_a_traceback(tmp_path, storage_root, name, content, message):
+def test_upload_refuses_bad_files_with_a_message_not_a_traceback(
+    tmp_path, storage_root, projects_dir, name, content, message
+):
     source = tmp_path / name
     source.write_text(content)
-    result = CliRunner().invoke(
-        cli, ["upload", str(source), "--date", DAY], env={"ALGO_PLATFORM_STORAGE": storage_root}
-    )
+    result = CliRunner().invoke(cli, ["upload", str(source), "--project", PROJECT, "--date", DAY])
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
     assert landed_names(storage_root) == []
 
 
-def test_a_demo_shorter_than_the_training_window_is_refused_up_front(tmp_path, storage_root):
-    env = {"DAGSTER_HOME": str(tmp_path), "ALGO_PLATFORM_STORAGE": storage_root}
-    result = CliRunner().invoke(cli, ["demo", "--days", "4"], env=env)
-    assert result.exit_code == 2 and "shorter than the training window of 7 days" in result.output
+def test_a_demo_shorter_than_the_training_window_is_refused_up_front(tmp_path, storage_root, projects_dir):
+    result = CliRunner().invoke(cli, ["demo", "--project", PROJECT, "--days", "4"], env={"DAGSTER_HOME": str(tmp_path)})
+    assert result.exit_code == 2 and f"shorter than {PROJECT}'s training window of 7 days" in result.output
     assert not (Path(storage_root) / "landing").exists()  # refused before generating anything

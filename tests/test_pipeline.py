@@ -82,9 +82,7 @@ def test_cleaning_drops_exactly_the_planted_defects(pipeline):
 def test_feature_tables_are_stored_with_previews(pipeline):
     features = metadata_of(pipeline["ingest"][-1], "user_features")
     assert features["rows"] > 100 and "user_id" in features["preview"].splitlines()[0]
-    stored = pd.read_parquet(
-        Path(pipeline["settings"].project_root(PROJECT)) / "item_features" / f"{END_DAY}.parquet"
-    )
+    stored = pd.read_parquet(Path(pipeline["settings"].project_root(PROJECT)) / "item_features" / f"{END_DAY}.parquet")
     assert {"item_id", "events", "like_rate", "popularity_rank", "topic"} <= set(stored.columns)
 
 

@@ -9,9 +9,14 @@ import dagster as dg
 import pytest
 
 from algo_platform.datagen import generate
-from algo_platform.definitions import build_definitions
-from tests.conftest import END_DAY
+from algo_platform.location import build_project_definitions
+from tests.conftest import END_DAY, PROJECT, make_project
 from tests.postgres import REPO
+
+# The shipped project's code location, as the CLI and the daemon load it.
+SHIPPED = "shortvideo"
+LOCATION = f"projects/{SHIPPED}/definitions.py"
+SENSOR = f"{SHIPPED}_landing_zone_sensor"
 
 
 def dagster_cli(*args: str, env: dict) -> subprocess.CompletedProcess:
@@ -27,44 +32,42 @@ def test_deploy_config_reads_credentials_from_the_environment_only():
 
 
 def test_a_runs_events_survive_a_new_instance_object(postgres_home, settings):
-    generate(settings.storage_root, 1, 300, seed=1, end_date=END_DAY)
+    generate(settings.project_root(PROJECT), 1, 300, seed=1, end_date=END_DAY)
     with dg.DagsterInstance.from_config(str(postgres_home)) as writer:
         assert type(writer.run_storage).__name__ == "PostgresRunStorage"
         result = (
-            build_definitions(settings)
-            .resolve_job_def("ingest_job")
+            build_project_definitions(make_project(), settings)
+            .resolve_job_def(f"{PROJECT}_ingest_job")
             .execute_in_process(partition_key=END_DAY.isoformat(), instance=writer)
         )
     with dg.DagsterInstance.from_config(str(postgres_home)) as reader:
         run = reader.get_run_by_id(result.run_id)
         assert run.status == dg.DagsterRunStatus.SUCCESS
-        assert END_DAY.isoformat() in reader.get_materialized_partitions(dg.AssetKey("cleaned_events"))
+        assert END_DAY.isoformat() in reader.get_materialized_partitions(dg.AssetKey([PROJECT, "cleaned_events"]))
         checks = reader.event_log_storage.get_latest_asset_check_execution_by_key(
-            [dg.AssetCheckKey(dg.AssetKey("raw_events"), "quality_score_above_threshold")]
+            [dg.AssetCheckKey(dg.AssetKey([PROJECT, "raw_events"]), "quality_score_above_threshold")]
         )
         assert checks, "check evaluations are stored too"
 
 
 def test_schedule_and_sensor_state_and_cursor_survive(postgres_home, settings):
     env = {**os.environ, "ALGO_PLATFORM_STORAGE": settings.storage_root}
-    for command in (["schedule", "start", "nightly_retraining"], ["sensor", "start", "landing_zone_sensor"]):
-        done = dagster_cli(*command, "-m", "algo_platform.definitions", env=env)
+    for command in (["schedule", "start", f"{SHIPPED}_nightly_retraining"], ["sensor", "start", SENSOR]):
+        done = dagster_cli(*command, "-f", LOCATION, env=env)
         assert done.returncode == 0, done.stdout + done.stderr
     cursor = json.dumps({"2026-11-20": {"dir_ns": 1, "latest_ns": 2, "at_latest": ["a.csv"]}})
-    done = dagster_cli(
-        "sensor", "cursor", "landing_zone_sensor", "--set", cursor, "-m", "algo_platform.definitions", env=env
-    )
+    done = dagster_cli("sensor", "cursor", SENSOR, "--set", cursor, "-f", LOCATION, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
 
     with dg.DagsterInstance.from_config(str(postgres_home)) as fresh:
         states = {state.instigator_name: state for state in fresh.all_instigator_state()}
-        assert states["nightly_retraining"].status.value == "RUNNING"
-        assert states["landing_zone_sensor"].status.value == "RUNNING"
-        assert json.loads(states["landing_zone_sensor"].instigator_data.cursor) == json.loads(cursor)
+        assert states[f"{SHIPPED}_nightly_retraining"].status.value == "RUNNING"
+        assert states[SENSOR].status.value == "RUNNING"
+        assert json.loads(states[SENSOR].instigator_data.cursor) == json.loads(cursor)
 
 
 def test_two_runs_writing_at_once(postgres_home, settings):
-    generate(settings.storage_root, 2, 300, seed=2, end_date=END_DAY)
+    generate(settings.project_root(SHIPPED), 2, 300, seed=2, end_date=END_DAY)
     env = {**os.environ, "ALGO_PLATFORM_STORAGE": settings.storage_root}
     days = ["2026-11-19", "2026-11-20"]
     runs = [
@@ -75,10 +78,10 @@ def test_two_runs_writing_at_once(postgres_home, settings):
                 "dagster",
                 "job",
                 "execute",
-                "-m",
-                "algo_platform.definitions",
+                "-f",
+                LOCATION,
                 "-j",
-                "ingest_job",
+                f"{SHIPPED}_ingest_job",
                 "--tags",
                 json.dumps({"dagster/partition": day}),
             ],
@@ -93,7 +96,7 @@ def test_two_runs_writing_at_once(postgres_home, settings):
     outputs = [run.communicate(timeout=300)[0] for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
     with dg.DagsterInstance.from_config(str(postgres_home)) as instance:
-        assert set(days) <= instance.get_materialized_partitions(dg.AssetKey("user_features"))
+        assert set(days) <= instance.get_materialized_partitions(dg.AssetKey([SHIPPED, "user_features"]))
         finished = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS]))
         assert sorted(run.tags["dagster/partition"] for run in finished) == days
 

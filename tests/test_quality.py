@@ -6,10 +6,10 @@ import pytest
 
 from algo_platform.assets.events import cleaned_events_rules, raw_events_rules
 from algo_platform.datagen import generate
-from algo_platform.definitions import build_definitions
+from algo_platform.location import build_project_definitions
 from algo_platform.quality import population_stability_index, quality_dimensions
 from algo_platform.resources.data_quality import DataQuality, suite_check_result
-from tests.conftest import END_DAY, make_events
+from tests.conftest import END_DAY, PROJECT, make_events, make_project
 
 NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
 NOON = pd.Timestamp(END_DAY, tz="UTC") + pd.Timedelta(hours=12)
@@ -79,23 +79,26 @@ def test_a_failing_blocking_check_stops_training_in_the_same_run(settings):
     """Six clean days are ingested; the seventh is mostly defects. One run that includes raw
     events through the model must stop at the quality gate: no cleaned events, no sequences,
     no model for that day."""
-    storage = settings.storage_root
+    storage = settings.project_root(PROJECT)
     generate(storage, days=6, events_per_day=600, seed=3, end_date=END_DAY - dt.timedelta(days=1))
     generate(storage, days=1, events_per_day=600, seed=3, defect_rate=0.6, end_date=END_DAY)
-    defs = build_definitions(settings)
+    defs = build_project_definitions(make_project(), settings)
     day = END_DAY.isoformat()
+    ingest_job = f"{PROJECT}_ingest_job"
     through_model = dg.define_asset_job(
         "through_model",
-        selection=dg.AssetSelection.assets("raw_events").downstream()
-        - dg.AssetSelection.assets("evaluation_report", "user_features", "item_features"),
-        partitions_def=defs.resolve_job_def("ingest_job").partitions_def,
+        selection=dg.AssetSelection.assets([PROJECT, "raw_events"]).downstream()
+        - dg.AssetSelection.assets(
+            *([PROJECT, name] for name in ("evaluation_report", "user_features", "item_features"))
+        ),
+        partitions_def=defs.resolve_job_def(ingest_job).partitions_def,
     )
     defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[through_model]))
     with dg.instance_for_test() as instance:
         for offset in range(6, 0, -1):
             previous = (END_DAY - dt.timedelta(days=offset)).isoformat()
             assert (
-                defs.resolve_job_def("ingest_job").execute_in_process(partition_key=previous, instance=instance).success
+                defs.resolve_job_def(ingest_job).execute_in_process(partition_key=previous, instance=instance).success
             )
         result = defs.resolve_job_def("through_model").execute_in_process(
             partition_key=day, instance=instance, raise_on_error=False
@@ -103,6 +106,6 @@ def test_a_failing_blocking_check_stops_training_in_the_same_run(settings):
         gate = next(e for e in result.get_asset_check_evaluations() if e.check_name == "quality_score_above_threshold")
         assert not gate.passed and gate.metadata["quality_score"].value < 0.9
         materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-        assert materialized <= {"raw_events"}
+        assert materialized <= {f"{PROJECT}/raw_events"}
         for asset in ("cleaned_events", "training_sequences", "item_vocabulary", "sequence_model"):
-            assert day not in instance.get_materialized_partitions(dg.AssetKey(asset)), asset
+            assert day not in instance.get_materialized_partitions(dg.AssetKey([PROJECT, asset])), asset

@@ -13,9 +13,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from algo_platform.assets.events import cleaned_events, raw_events
+from algo_platform.assets.events import build_ingest_assets
 from algo_platform.landing import landing_dir, quarantine_dir, quarantine_name
 from algo_platform.resources import build_resources
+from tests.conftest import PROJECT, make_project, project_assets
 
 DAY = "2026-11-20"
 NOON_MS = 1_795_176_000_000  # 2026-11-20 12:00 UTC
@@ -89,9 +90,14 @@ def arrived_later(path: Path, seconds: int = 5) -> Path:
     return path
 
 
-def ingest(settings) -> dg.ExecuteInProcessResult:
+def ingest(settings, instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
+    project = make_project()
     return dg.materialize(
-        [raw_events, cleaned_events], partition_key=DAY, resources=build_resources(settings), raise_on_error=False
+        project_assets(project, build_ingest_assets),
+        partition_key=DAY,
+        resources=build_resources(settings, project),
+        raise_on_error=instance is not None,
+        instance=instance,
     )
 
 
@@ -124,7 +130,7 @@ def test_the_same_content_uploaded_twice_is_loaded_once(settings, storage_root):
     arrived_later(land(storage_root, "good-retry.parquet", good_parquet()))
     result = ingest(settings)
     assert sorted(result.output_for_node("raw_events")["user_id"].tolist()) == GOOD_USERS
-    raw_meta = next(e for e in result.get_asset_materialization_events() if e.asset_key.path == ["raw_events"])
+    raw_meta = next(e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "raw_events")
     # Files load in arrival order; the later copy is the one skipped, whatever the names.
     assert raw_meta.materialization.metadata["duplicate_files_skipped"].value == [
         "good-retry.parquet (same content as good.parquet)"
@@ -151,7 +157,9 @@ def test_a_file_of_another_day_is_quarantined_as_misplaced_and_the_day_scores_on
     assert why["reason"] == "misplaced"
     assert "2026-11-18: 500 rows" in why["detail"] and "--date 2026-11-18" in why["detail"]
     # A file with rows on both sides of midnight is this day's: its other-day row is counted and dropped.
-    cleaned_meta = next(e for e in result.get_asset_materialization_events() if e.asset_key.path == ["cleaned_events"])
+    cleaned_meta = next(
+        e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "cleaned_events"
+    )
     assert cleaned_meta.materialization.metadata["dropped_outside_partition_day"].value == 1
     assert check(result, "quality_score_above_threshold").passed
 
@@ -173,7 +181,7 @@ def test_a_day_whose_files_are_all_bad_fails_with_a_clear_message(settings, stor
     failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error.message
     assert "every landing file was quarantined" in failure
     assert "empty.csv" in failure and "broken.parquet" in failure
-    assert not (Path(settings.storage_root) / "assets" / "raw_events" / f"{DAY}.parquet").exists()
+    assert not (Path(settings.project_root(PROJECT)) / "raw_events" / f"{DAY}.parquet").exists()
 
 
 SECRET = "root:$y$j9T$not-a-real-hash:19000:0:99999:7:::"
@@ -243,13 +251,11 @@ def test_common_exports_load_semicolon_tab_and_compressed(name, encode, settings
 def test_every_check_result_of_a_day_is_stored_with_its_day(settings, storage_root):
     land(storage_root, "good.parquet", good_parquet())
     with dg.instance_for_test() as instance:
-        result = dg.materialize(
-            [raw_events, cleaned_events], partition_key=DAY, resources=build_resources(settings), instance=instance
-        )
+        result = ingest(settings, instance)
         evaluations = result.get_asset_check_evaluations()
         assert {e.check_name for e in evaluations} >= {"quality_score_above_threshold", "no_files_quarantined"}
         assert {e.partition for e in evaluations} == {DAY}
-        key = dg.AssetCheckKey(dg.AssetKey("raw_events"), "quality_score_above_threshold")
+        key = dg.AssetCheckKey(dg.AssetKey([PROJECT, "raw_events"]), "quality_score_above_threshold")
         stored = instance.event_log_storage.get_asset_check_execution_history(key, limit=1)
         assert stored[0].partition == DAY
 

@@ -36,7 +36,9 @@ def test_loss_over_a_catalogue_too_large_to_score_at_once_is_the_same_loss(famil
     """A large catalogue is scored a chunk of positions at a time: same loss, same gradients."""
     from algo_platform.models import base
 
-    config = ModelConfig(num_items=500, max_len=12, hidden_dim=16, num_layers=1, num_heads=2, dropout=0.0, family=family)
+    config = ModelConfig(
+        num_items=500, max_len=12, hidden_dim=16, num_layers=1, num_heads=2, dropout=0.0, family=family
+    )
     items, targets = torch.randint(0, 500, (8, 12), generator=torch.Generator().manual_seed(1)).chunk(2)
     model = build_model(config)
     whole = model(items, targets)

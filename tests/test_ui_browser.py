@@ -12,7 +12,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from tests.test_daemon_e2e import BIN, REPO, Processes, cli, free_port, temporary_platform, wait_for
+from tests.conftest import PROJECT
+from tests.test_daemon_e2e import BIN, REPO, WORKSPACE, Processes, cli, free_port, temporary_platform, wait_for
 from tests.test_pipeline import ALL_ASSETS as ASSETS
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -76,11 +77,25 @@ def test_a_person_sees_the_assets_launches_an_ingest_and_reads_the_report(browse
     from selenium.webdriver.common.keys import Keys
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    env, home = temporary_platform(tmp_path, ALGO_PLATFORM_TRAINING_WINDOW_DAYS="2")
+    env, home = temporary_platform(tmp_path, window_days=2)
+    # A second team's project in the same workspace, scaffolded the way a team would.
+    cli(env, "algo-platform", "project", "new", "team_b", "--workspace", env[WORKSPACE])
     # Everything materialized once (so the report exists), plus one more day to ingest from the UI.
-    cli(env, "algo-platform", "demo", "--days", "2", "--events-per-day", "2000", "--epochs", "1")
+    cli(env, "algo-platform", "demo", "--project", PROJECT, "--days", "2", "--events-per-day", "2000", "--epochs", "1")
     new_day = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=3)).isoformat()
-    cli(env, "algo-platform", "generate", "--days", "1", "--events-per-day", "1500", "--end-date", new_day)
+    cli(
+        env,
+        "algo-platform",
+        "generate",
+        "--project",
+        PROJECT,
+        "--days",
+        "1",
+        "--events-per-day",
+        "1500",
+        "--end-date",
+        new_day,
+    )
 
     processes = Processes(env, tmp_path)
     port = free_port()
@@ -91,23 +106,25 @@ def test_a_person_sees_the_assets_launches_an_ingest_and_reads_the_report(browse
             str(BIN / "algo-platform"),
             "webserver",
             "-w",
-            "workspace.yaml",
+            env[WORKSPACE],
             "-h",
             "127.0.0.1",
             "-p",
             str(port),
         )
-        processes.start("daemon", str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml")
+        processes.start("daemon", str(BIN / "dagster-daemon"), "run", "-w", env[WORKSPACE])
         base = f"http://127.0.0.1:{port}"
         wait_for(lambda: _responds(f"{base}/server_info"), "the webserver", tmp_path)
 
-        # 1. The catalog lists every asset.
+        # 1. The catalog lists both projects, and every asset of ours.
         open_page(browser, f"{base}/assets")
+        until(browser, lambda d: {PROJECT, "team_b"} <= set(d.find_element(By.TAG_NAME, "body").text.split()), "both")
+        open_page(browser, f"{base}/assets/{PROJECT}")
         until(browser, lambda d: all(a in d.find_element(By.TAG_NAME, "body").text for a in ASSETS), "all assets")
         browser.save_screenshot(str(SCREENSHOTS / "1-assets.png"))
 
-        # 2. Launch ingest_job's assets for one day from the job page.
-        open_page(browser, f"{base}/locations/algo_platform/jobs/ingest_job")
+        # 2. Launch the ingest job's assets for one day from the job page.
+        open_page(browser, f"{base}/locations/{PROJECT}/jobs/{PROJECT}_ingest_job")
         until(
             browser,
             lambda d: d.find_elements(By.XPATH, "//button[contains(., 'Materialize all')]"),
@@ -133,7 +150,7 @@ def test_a_person_sees_the_assets_launches_an_ingest_and_reads_the_report(browse
         # 3. The run succeeds.
         def ingested() -> bool:
             with dg.DagsterInstance.from_config(str(home)) as instance:
-                return new_day in instance.get_materialized_partitions(dg.AssetKey("item_features"))
+                return new_day in instance.get_materialized_partitions(dg.AssetKey([PROJECT, "item_features"]))
 
         wait_for(ingested, f"the UI-launched ingest of {new_day} to succeed", tmp_path)
         open_page(browser, f"{base}/runs")
@@ -141,7 +158,7 @@ def test_a_person_sees_the_assets_launches_an_ingest_and_reads_the_report(browse
         browser.save_screenshot(str(SCREENSHOTS / "3-runs.png"))
 
         # 4. The evaluation report's plots render.
-        open_page(browser, f"{base}/assets/evaluation_report")
+        open_page(browser, f"{base}/assets/{PROJECT}/evaluation_report")
         show = until(
             browser,
             lambda d: d.find_elements(

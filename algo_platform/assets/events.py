@@ -383,7 +383,10 @@ def cleaned_events_drift(context: dg.AssetCheckExecutionContext, data_quality: D
     day = dt.date.fromisoformat(context.partition_key)
     previous_day = (day - dt.timedelta(days=1)).isoformat()
     key = context.check_specs[0].asset_key
-    current, previous = _profile_of(context.instance, key, day.isoformat()), _profile_of(context.instance, key, previous_day)
+    current, previous = (
+        _profile_of(context.instance, key, day.isoformat()),
+        _profile_of(context.instance, key, previous_day),
+    )
     if current is None or previous is None:
         return dg.AssetCheckResult(
             passed=True,

@@ -34,7 +34,9 @@ def build_training_sequences(
     Returns (sequences, vocabulary). Item indices start at 1 in order of training popularity;
     0 means padding, and marks held-out items never seen in training (they count as misses).
     """
-    events = events.loc[events["event_type"].astype("string").isin(list(interaction_types)), ["user_id", "item_id", "ts"]]
+    events = events.loc[
+        events["event_type"].astype("string").isin(list(interaction_types)), ["user_id", "item_id", "ts"]
+    ]
     events = events.sort_values(["user_id", "ts"], kind="stable")
     in_holdout = (events["ts"] >= pd.Timestamp(holdout_day, tz="UTC")).to_numpy()
     train, holdout = events[~in_holdout], events[in_holdout]

@@ -155,8 +155,8 @@ def user_recommendations(
 def build_serving_assets(partitions: dg.DailyPartitionsDefinition) -> list:
     """champion_model and user_recommendations of one project."""
     return [
-        dg.asset(partitions_def=partitions, group_name="evaluation", io_manager_key="json_io_manager", kinds={"mlflow"})(
-            champion_model
-        ),
+        dg.asset(
+            partitions_def=partitions, group_name="evaluation", io_manager_key="json_io_manager", kinds={"mlflow"}
+        )(champion_model),
         dg.asset(partitions_def=partitions, group_name="serving", kinds={"pytorch", "parquet"})(user_recommendations),
     ]

@@ -40,6 +40,8 @@ def build_jobs(project: Project, partitions: dg.DailyPartitionsDefinition) -> tu
         selection=dg.AssetSelection.assets(*(prefix + [name] for name in TRAINING_ASSETS)),
         partitions_def=partitions,
         executor_def=EXECUTOR,
-        description="Sequences over the window ending at the day -> model -> evaluation -> champion -> recommendations.",
+        description=(
+            "Sequences over the window ending at the day -> model -> evaluation -> champion -> recommendations."
+        ),
     )
     return ingest, retrain

@@ -75,9 +75,7 @@ def scan_landing_zone(
             continue
         fresh = [f.name for f in files if scan_ns - f.modified_ns < settle * 1_000_000_000]
         if fresh:
-            scan.waiting[day] = (
-                f"{', '.join(fresh[:3])} changed less than {settle}s ago; waiting for it to settle"
-            )
+            scan.waiting[day] = f"{', '.join(fresh[:3])} changed less than {settle}s ago; waiting for it to settle"
             continue
         signature = folder_signature(files)
         if seen.get(day) != signature:
@@ -104,7 +102,9 @@ def build_automation(
         job=retrain_job,
         cron_schedule=project.schedule.cron,
         execution_timezone=project.schedule.timezone,
-        default_status=dg.DefaultScheduleStatus.RUNNING if project.schedule.enabled else dg.DefaultScheduleStatus.STOPPED,
+        default_status=dg.DefaultScheduleStatus.RUNNING
+        if project.schedule.enabled
+        else dg.DefaultScheduleStatus.STOPPED,
         description=f"{project.schedule.cron} ({project.schedule.timezone}): retrain on the window ending at the "
         "latest complete day.",
     )

@@ -67,7 +67,9 @@ class NextItemModel(nn.Module):
         # in fp32 for the softmax): score a chunk of positions at a time and recompute each chunk's
         # scores in the backward pass instead of keeping them.
         total = sum(
-            checkpoint(self._summed_loss, hidden[start : start + rows], targets[start : start + rows], use_reentrant=False)
+            checkpoint(
+                self._summed_loss, hidden[start : start + rows], targets[start : start + rows], use_reentrant=False
+            )
             for start in range(0, len(hidden), rows)
         )
         return total / len(targets)

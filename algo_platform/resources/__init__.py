@@ -1,5 +1,7 @@
 """Resources of one project in the current environment: the only place where local and kubernetes differ."""
 
+import dagster as dg
+
 from algo_platform.project import PROJECT_TAG, Project
 from algo_platform.resources.data_quality import DataQuality
 from algo_platform.resources.io_managers import JsonIOManagerFactory, ParquetIOManagerFactory
@@ -47,7 +49,9 @@ def build_resources(settings: Settings, project: Project) -> dict[str, object]:
         "data_quality": DataQuality(),
         "promotion": PromotionGate(**project.promotion.model_dump()),
         "experiment_tracking": ExperimentTracking(
-            tracking_uri=settings.tracking_uri,
+            # A tracking server's URL (it may carry credentials) stays an EnvVar: the UI's resource
+            # page shows the variable's name, not its value.
+            tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI") if settings.mlflow_tracking_uri else settings.tracking_uri,
             artifact_location=settings.artifact_location,
             experiment_name=project.registered_model_name,
             registered_model_name=project.registered_model_name,

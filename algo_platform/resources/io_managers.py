@@ -1,6 +1,7 @@
 """IO managers on Dagster's UPathIOManager: Parquet for tables, JSON for small records.
 
-Both write under `<base>/<asset key>/<partition>.<ext>` (`<storage>/projects/<project>/<asset>/...`) on any fsspec filesystem.
+Both write under `<base>/<asset key>/<partition>.<ext>` on any fsspec filesystem; asset keys start
+with the project, so a project's tables are `<storage>/projects/<project>/<asset>/<day>.parquet`.
 An input annotated as `UPath` receives the stored file's path instead of its contents, so a
 step that hands data to another process (the trainer) passes a path, not a copy; one annotated
 as `pyarrow.Table` receives the Arrow table as read, without the conversion to pandas.
