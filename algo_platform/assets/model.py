@@ -71,81 +71,6 @@ def training_key(config: dg.Config, sequences: UPath, vocabulary: UPath) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def train_sequence_model(
-    context: dg.AssetExecutionContext,
-    config: dg.Config,
-    project: ProjectResource,
-    training_launcher: TrainingLauncher,
-    storage: PlatformStorage,
-    experiment_tracking: ExperimentTracking,
-    training_sequences: UPath,
-    item_vocabulary: UPath,
-) -> dg.Output[dict]:
-    """Next-item model (SASRec or GRU4Rec, `model` in the config) trained by the Pipes-launched trainer."""
-    # Keyed by what it trains, not by the run: a retry (a new run after a killed worker) finds the
-    # previous attempt's checkpoint and resumes it.
-    output_dir = storage.path(
-        "models", "sequence_model", context.partition_key, training_key(config, training_sequences, item_vocabulary)
-    )
-    args = [
-        "--sequences", str(training_sequences),
-        "--vocabulary", str(item_vocabulary),
-        "--output-dir", output_dir,
-        *trainer_args(config),
-    ]  # fmt: skip
-    invocation = training_launcher.run_trainer(context, args)
-    reported = {key: value.value for key, value in (invocation.get_materialize_result().metadata or {}).items()}
-    model_uri, losses = str(reported["model_uri"]), list(reported["loss_per_epoch"])
-
-    # Lineage: every model can be traced to its data, code and hyper-parameters.
-    lineage = {
-        "dagster_run_id": context.run_id,
-        "dagster_partition": context.partition_key,
-        "data_window_days": str(project.window_days),
-        "project": project.name,
-        "training_sequences": str(training_sequences),
-        "code_version": code_version(),
-    }
-    numeric = {k: float(v) for k, v in reported.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    mlflow_run_id = experiment_tracking.log_training(
-        run_name=f"sequence_model {context.partition_key}",
-        params={**config.model_dump(), "partition": context.partition_key, "window_days": project.window_days},
-        epoch_losses=losses,
-        metrics=numeric,
-        tags=lineage,
-        artifacts=[model_uri],
-    )
-    version = experiment_tracking.register(mlflow_run_id, model_uri, tags=lineage)
-    descriptor = {
-        "model_uri": model_uri,
-        "partition": context.partition_key,
-        "run_id": context.run_id,
-        "hyperparameters": config.model_dump(),
-        "training_sequences": str(training_sequences),
-        "losses": losses,
-        "mlflow_run_id": mlflow_run_id,
-        "model_version": version.version,
-        "code_version": lineage["code_version"],
-    }
-    return dg.Output(
-        descriptor,
-        metadata={
-            **{
-                key: value
-                for key, value in reported.items()
-                if key not in ("loss_per_epoch", "model_uri", "validation_ndcg_per_epoch")
-            },
-            "loss_per_epoch": dg.MetadataValue.json(losses),
-            "validation_ndcg_per_epoch": dg.MetadataValue.json(list(reported.get("validation_ndcg_per_epoch", []))),
-            "model_uri": dg.MetadataValue.path(model_uri),
-            "mlflow_run_id": mlflow_run_id,
-            "mlflow_run": dg.MetadataValue.url(experiment_tracking.run_url(mlflow_run_id)),
-            "registered_model_version": f"{experiment_tracking.registered_model_name} v{version.version}",
-            "code_version": lineage["code_version"],
-        },
-    )
-
-
 def build_model_asset(
     partitions: dg.DailyPartitionsDefinition, hyperparameters: Mapping[str, Any], pool: str
 ) -> dg.AssetsDefinition:
@@ -174,15 +99,67 @@ def build_model_asset(
         item_vocabulary: UPath,
     ) -> dg.Output[dict]:
         """Next-item model (SASRec or GRU4Rec, `model` in the config) trained by the Pipes-launched trainer."""
-        return train_sequence_model(
-            context,
-            config,
-            project,
-            training_launcher,
-            storage,
-            experiment_tracking,
-            training_sequences,
-            item_vocabulary,
+        # Keyed by what it trains, not by the run: a retry (a new run after a killed worker) finds the
+        # previous attempt's checkpoint and resumes it.
+        output_dir = storage.path(
+            "models", "sequence_model", context.partition_key, training_key(config, training_sequences, item_vocabulary)
+        )
+        args = [
+            "--sequences", str(training_sequences),
+            "--vocabulary", str(item_vocabulary),
+            "--output-dir", output_dir,
+            *trainer_args(config),
+        ]  # fmt: skip
+        invocation = training_launcher.run_trainer(context, args)
+        reported = {key: value.value for key, value in (invocation.get_materialize_result().metadata or {}).items()}
+        model_uri, losses = str(reported["model_uri"]), list(reported["loss_per_epoch"])
+
+        # Lineage: every model can be traced to its data, code and hyper-parameters.
+        lineage = {
+            "dagster_run_id": context.run_id,
+            "dagster_partition": context.partition_key,
+            "data_window_days": str(project.window_days),
+            "project": project.name,
+            "training_sequences": str(training_sequences),
+            "code_version": code_version(),
+        }
+        numeric = {k: float(v) for k, v in reported.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        mlflow_run_id = experiment_tracking.log_training(
+            run_name=f"sequence_model {context.partition_key}",
+            params={**config.model_dump(), "partition": context.partition_key, "window_days": project.window_days},
+            epoch_losses=losses,
+            metrics=numeric,
+            tags=lineage,
+            artifacts=[model_uri],
+        )
+        version = experiment_tracking.register(mlflow_run_id, model_uri, tags=lineage)
+        descriptor = {
+            "model_uri": model_uri,
+            "partition": context.partition_key,
+            "run_id": context.run_id,
+            "hyperparameters": config.model_dump(),
+            "training_sequences": str(training_sequences),
+            "losses": losses,
+            "mlflow_run_id": mlflow_run_id,
+            "model_version": version.version,
+            "code_version": lineage["code_version"],
+        }
+        return dg.Output(
+            descriptor,
+            metadata={
+                **{
+                    key: value
+                    for key, value in reported.items()
+                    if key not in ("loss_per_epoch", "model_uri", "validation_ndcg_per_epoch")
+                },
+                "loss_per_epoch": dg.MetadataValue.json(losses),
+                "validation_ndcg_per_epoch": dg.MetadataValue.json(list(reported.get("validation_ndcg_per_epoch", []))),
+                "model_uri": dg.MetadataValue.path(model_uri),
+                "mlflow_run_id": mlflow_run_id,
+                "mlflow_run": dg.MetadataValue.url(experiment_tracking.run_url(mlflow_run_id)),
+                "registered_model_version": f"{experiment_tracking.registered_model_name} v{version.version}",
+                "code_version": lineage["code_version"],
+            },
         )
 
     return sequence_model
