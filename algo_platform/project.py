@@ -51,7 +51,7 @@ class DataSource(_Strict):
         description="canonical column -> column in the team's files, the default for `upload --project`",
     )
     interaction_types: list[str] = Field(
-        default_factory=lambda: list(EVENT_TYPES),
+        default_factory=lambda: ["play", "like", "share", "comment", "follow"],
         description="event types that count as interactions in training sequences",
     )
     feedback: Feedback | None = None
@@ -67,8 +67,10 @@ class DataSource(_Strict):
 
 class Training(_Strict):
     window_days: int = Field(default=7, ge=2, description="days of events per training run, the last one held out")
-    evaluation: Literal["next_day"] = Field(
-        default="next_day", description="next_day: the window's last day is the hold-out, ranked on the full catalogue"
+    evaluation: Literal["next_day", "leave_last_out"] = Field(
+        default="next_day",
+        description="next_day: the window's last day is held out; leave_last_out: each user's last interaction "
+        "(the one before it validates); both rank against the full catalogue",
     )
 
 

@@ -19,7 +19,9 @@ DAYS = {PROJECT: ["2026-11-01", "2026-11-02", "2026-11-03"], OTHER: ["2026-11-04
 
 def test_two_projects_with_one_training_run_each_both_progress_and_neither_starves(tmp_path):
     env, home = temporary_platform(tmp_path)
-    cli(env, "algo-platform", "project", "new", OTHER, "--partitions-start", "2024-01-01", "--workspace", env[WORKSPACE])
+    cli(
+        env, "algo-platform", "project", "new", OTHER, "--partitions-start", "2024-01-01", "--workspace", env[WORKSPACE]
+    )
     # Everything queued before the daemon starts: the first project's whole backlog comes first.
     for project, days in DAYS.items():
         for day in days:

@@ -13,6 +13,7 @@ from algo_platform.quality import hard, soft
 from algo_platform.resources.data_quality import DataQuality, suite_check_result
 from algo_platform.resources.project import ProjectResource
 
+HELD_OUT = {"next_day": "the window's last day held out", "leave_last_out": "each user's last interaction held out"}
 # Skips say "not this", so they are not part of the sequence a user chose to watch.
 SEQUENCE_EVENT_TYPES = ("play", "like", "share", "comment", "follow")
 
@@ -27,9 +28,18 @@ def _ragged_by_user(users: np.ndarray, values: np.ndarray, all_users: np.ndarray
 
 
 def build_training_sequences(
-    events: pd.DataFrame, holdout_day: dt.date, interaction_types: Sequence[str] = SEQUENCE_EVENT_TYPES
+    events: pd.DataFrame,
+    holdout_day: dt.date,
+    interaction_types: Sequence[str] = SEQUENCE_EVENT_TYPES,
+    protocol: str = "next_day",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split events into training history (before `holdout_day`) and the held-out day.
+    """Split events into training history and the held-out items, by the evaluation protocol:
+
+    - `next_day`: everything before `holdout_day` is history, that day is held out;
+    - `leave_last_out`: each user's last interaction is held out (users with three or more, so the
+      trainer can also hold out the one before it for validation), the rest is history: the
+      standard protocol of the sequential-recommendation literature, for logs where users come
+      back on scattered days.
 
     Returns (sequences, vocabulary). Item indices start at 1 in order of training popularity;
     0 means padding, and marks held-out items never seen in training (they count as misses).
@@ -38,7 +48,14 @@ def build_training_sequences(
         events["event_type"].astype("string").isin(list(interaction_types)), ["user_id", "item_id", "ts"]
     ]
     events = events.sort_values(["user_id", "ts"], kind="stable")
-    in_holdout = (events["ts"] >= pd.Timestamp(holdout_day, tz="UTC")).to_numpy()
+    if protocol == "leave_last_out":
+        by_user = events.groupby("user_id", sort=False)["item_id"]
+        is_last = (by_user.cumcount(ascending=False) == 0).to_numpy()
+        in_holdout = is_last & (by_user.transform("size") >= 3).to_numpy()
+    elif protocol == "next_day":
+        in_holdout = (events["ts"] >= pd.Timestamp(holdout_day, tz="UTC")).to_numpy()
+    else:
+        raise ValueError(f"unknown evaluation protocol {protocol!r}; use next_day or leave_last_out")
     train, holdout = events[~in_holdout], events[in_holdout]
 
     counts = train["item_id"].value_counts()
@@ -86,12 +103,15 @@ def training_sequences(
             metadata={"missing_partitions": dg.MetadataValue.json(missing)},
         )
     events = pd.concat([cleaned_events[key] for key in expected], ignore_index=True)
-    sequences, vocabulary = build_training_sequences(events, dt.date.fromisoformat(day), project.interaction_types)
+    sequences, vocabulary = build_training_sequences(
+        events, dt.date.fromisoformat(day), project.interaction_types, project.evaluation
+    )
     yield dg.Output(
         sequences,
         output_name="training_sequences",
         metadata={
-            "window": f"{expected[0]} .. {expected[-1]} ({len(expected)} days, last day held out)",
+            "window": f"{expected[0]} .. {expected[-1]} ({len(expected)} days)",
+            "evaluation": HELD_OUT[project.evaluation],
             "users": len(sequences),
             "users_with_history": int((sequences["history_length"] > 0).sum()),
             "history_items": int(sequences["history_length"].sum()),

@@ -42,6 +42,7 @@ def build_resources(settings: Settings, project: Project) -> dict[str, object]:
             name=project.name,
             window_days=project.training.window_days,
             interaction_types=list(project.data.interaction_types),
+            evaluation=project.training.evaluation,
         ),
         "io_manager": ParquetIOManagerFactory(base_path=tables, partitions_start=start),
         "json_io_manager": JsonIOManagerFactory(base_path=tables, partitions_start=start),

@@ -9,6 +9,7 @@ class ProjectResource(dg.ConfigurableResource):
     name: str
     window_days: int = 7
     interaction_types: list[str] = ["play", "like", "share", "comment", "follow"]
+    evaluation: str = "next_day"  # the hold-out protocol (project.yaml: training.evaluation)
 
     def job_name(self, job: str) -> str:
         """A job's name in this project (`<project>_ingest_job`)."""
