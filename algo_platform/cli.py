@@ -61,7 +61,16 @@ def generate(
     project, settings = _load_project(project_name), load_settings()
     end = _parse_date(end_date) if end_date else None
     try:
-        written = generate_events(settings.project_root(project.name), days, events_per_day, seed, defect_rate, end)
+        feedback = project.data.feedback
+        written = generate_events(
+            settings.project_root(project.name),
+            days,
+            events_per_day,
+            seed,
+            defect_rate,
+            end,
+            ratings_column=feedback.column if feedback else None,
+        )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     for day in written:
@@ -88,10 +97,16 @@ def upload(path: str, day: str, mappings: tuple[str, ...], project_name: str) ->
 
     project = _load_project(project_name)
     try:
-        mapping = {**project.data.column_map, **parse_column_mapping(list(mappings))}
+        extra_columns = project.data.extra_columns
+        mapping = {**project.data.column_map, **parse_column_mapping(list(mappings), extra_columns)}
         settings = load_settings()
         result = upload_event_file(
-            path, day, mapping, settings.project_root(project.name), project.partitions_start.isoformat()
+            path,
+            day,
+            mapping,
+            settings.project_root(project.name),
+            project.partitions_start.isoformat(),
+            extra_columns=extra_columns,
         )
     except (UploadError, ValueError) as exc:
         click.echo(f"error: {exc}", err=True)

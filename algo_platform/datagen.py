@@ -201,6 +201,16 @@ def plant_defects(table: pa.Table, defect_rate: float, rng: np.random.Generator)
     return pa.concat_tables([corrupted, duplicates]), counts
 
 
+def with_ratings(table: pa.Table, column: str, rng: np.random.Generator) -> pa.Table:
+    """Explicit feedback: a 1-5 rating per event that follows how much of the item was watched
+    (a like adds a star), with noise, as a ratings log would hold it."""
+    watched = pc.divide(pc.cast(table["watch_ms"], pa.float64()), pc.cast(table["item_duration_ms"], pa.float64()))
+    ratio = np.clip(pc.fill_null(watched, 0.0).to_numpy(zero_copy_only=False), 0.0, 1.0)
+    liked = pc.fill_null(pc.equal(table["event_type"], "like"), False).to_numpy(zero_copy_only=False)
+    stars = np.clip(np.rint(1 + 3.5 * ratio + liked + rng.normal(0, 0.7, len(ratio))), 1, 5)
+    return table.append_column(column, pa.array(stars, pa.float64()))
+
+
 def default_end_date() -> dt.date:
     """Yesterday in UTC: the latest complete day."""
     return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
@@ -223,8 +233,10 @@ def generate(
     end_date: dt.date | None = None,
     n_users: int | None = None,
     n_items: int | None = None,
+    ratings_column: str | None = None,
 ) -> list[GeneratedDay]:
-    """Write `days` daily Parquet files ending at `end_date` into the landing zone."""
+    """Write `days` daily Parquet files ending at `end_date` into the landing zone (with a rating
+    column of that name when `ratings_column` is given)."""
     if days < 1 or events_per_day < 1:
         raise ValueError(f"days ({days}) and events per day ({events_per_day}) must be positive")
     if not 0.0 <= defect_rate < 1.0:
@@ -239,6 +251,8 @@ def generate(
         rng = np.random.default_rng([seed, day.toordinal()])
         table = generate_day(world, day, events_per_day, rng)
         table, defects = plant_defects(table, defect_rate, rng)
+        if ratings_column:
+            table = with_ratings(table, ratings_column, rng)
         buffer = io.BytesIO()
         pq.write_table(table, buffer, compression="zstd")
         target = landing_dir(storage_root, day.isoformat()) / f"events-{day.isoformat()}.parquet"

@@ -35,7 +35,15 @@ def run_demo(
     echo: Callable[[str], None] = print,
 ) -> dict[str, float]:
     started = time.perf_counter()
-    written = generate(settings.project_root(project.name), days, events_per_day, seed, defect_rate)
+    feedback = project.data.feedback
+    written = generate(
+        settings.project_root(project.name),
+        days,
+        events_per_day,
+        seed,
+        defect_rate,
+        ratings_column=feedback.column if feedback else None,
+    )
     echo(f"generated {sum(d.rows for d in written):,} events for {written[0].day} .. {written[-1].day}")
 
     defs = build_project_definitions(project, settings)

@@ -184,17 +184,21 @@ def read_column_mapping(data_file: UPath) -> dict[str, str]:
     return json.loads(sidecar.read_text())
 
 
-def parse_column_mapping(pairs: list[str]) -> dict[str, str]:
-    """`["user_id=userId", ...]` -> `{"user_id": "userId"}` (canonical name -> source name)."""
+EXTRA_TYPES = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string()}
+
+
+def parse_column_mapping(pairs: list[str], extra_columns: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`["user_id=userId", ...]` -> `{"user_id": "userId"}` (canonical or declared extra name -> source name)."""
+    known = [*CANONICAL_SCHEMA.names, *(extra_columns or {})]
     mapping: dict[str, str] = {}
     for pair in pairs:
         canonical, sep, source = pair.partition("=")
         if not sep or not canonical or not source:
             raise ValueError(f"--map {pair!r}: expected CANONICAL=SOURCE, e.g. --map user_id=userId")
-        if canonical not in CANONICAL_SCHEMA.names:
+        if canonical not in known:
             raise ValueError(
-                f"--map {pair!r}: {canonical!r} is not a canonical column; "
-                f"choose from {', '.join(CANONICAL_SCHEMA.names)}"
+                f"--map {pair!r}: {canonical!r} is neither a canonical column nor one of the project's "
+                f"data.extra_columns; choose from {', '.join(known)}"
             )
         mapping[canonical] = source
     return mapping
@@ -318,8 +322,11 @@ def _cast_integer(name: str, column_name: str, column: pa.ChunkedArray) -> pa.Ch
         ) from None
 
 
-def to_canonical(name: str, table: pa.Table, mapping: Mapping[str, str], digest: str) -> pa.Table:
-    """Rename mapped columns, check required ones, and cast everything to `CANONICAL_SCHEMA`."""
+def to_canonical(
+    name: str, table: pa.Table, mapping: Mapping[str, str], digest: str, extra_columns: Mapping[str, str] | None = None
+) -> pa.Table:
+    """Rename mapped columns, check required ones, and cast everything to `CANONICAL_SCHEMA` plus
+    the project's declared extra columns (a rating, a price...); other columns are not loaded."""
     repeated = sorted({c for c in table.column_names if table.column_names.count(c) > 1})
     if repeated:
         raise BadEventFile(
@@ -368,7 +375,32 @@ def to_canonical(name: str, table: pa.Table, mapping: Mapping[str, str], digest:
             columns.append(_cast_integer(name, field.name, column))
         else:
             columns.append(_cast_text(name, field.name, column))
-    return pa.Table.from_arrays(columns, schema=CANONICAL_SCHEMA)
+    schema = CANONICAL_SCHEMA
+    for column_name, type_name in (extra_columns or {}).items():
+        extra = pa.field(column_name, EXTRA_TYPES[type_name])
+        schema = schema.append(extra)
+        if column_name not in table.column_names:
+            columns.append(pa.nulls(table.num_rows, extra.type))
+        elif pa.types.is_string(extra.type):
+            columns.append(_cast_text(name, column_name, table.column(column_name)))
+        else:
+            columns.append(_cast_number(name, column_name, table.column(column_name), extra.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _cast_number(name: str, column_name: str, column: pa.ChunkedArray, to: pa.DataType) -> pa.ChunkedArray:
+    try:
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            column = column.cast(pa.string())  # blank cells are missing values, not bad numbers
+            column = pc.if_else(pc.equal(pc.utf8_trim_whitespace(column), ""), pa.scalar(None, pa.string()), column)
+        return column.cast(to)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise BadEventFile(
+            name,
+            "bad_value",
+            f"column {column_name!r} (declared {to} in the project's data.extra_columns) holds values that are "
+            "not numbers; fix them or declare the column as string",
+        ) from None
 
 
 def _cast_text(name: str, column_name: str, column: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -383,8 +415,10 @@ def _cast_text(name: str, column_name: str, column: pa.ChunkedArray) -> pa.Chunk
         ) from None
 
 
-def read_event_bytes(name: str, data: bytes, mapping: Mapping[str, str] | None = None) -> pa.Table:
-    return to_canonical(name, _parse_bytes(name, data), mapping or {}, content_digest(data))
+def read_event_bytes(
+    name: str, data: bytes, mapping: Mapping[str, str] | None = None, extra_columns: Mapping[str, str] | None = None
+) -> pa.Table:
+    return to_canonical(name, _parse_bytes(name, data), mapping or {}, content_digest(data), extra_columns)
 
 
 def quarantine_name(name: str) -> str:
@@ -480,7 +514,7 @@ def _read_settled(file: LandedFile) -> bytes:
     return data
 
 
-def load_landing_day(storage_root: str, day: str) -> DayLoad:
+def load_landing_day(storage_root: str, day: str, extra_columns: Mapping[str, str] | None = None) -> DayLoad:
     """Read every landing file of `day` in arrival order; quarantine bad ones, skip byte-identical repeats.
 
     Any single bad file (unreadable, a link, misplaced, or one that breaks the reader in a way
@@ -507,7 +541,9 @@ def load_landing_day(storage_root: str, day: str) -> DayLoad:
             duplicates.append(f"{path.name} (same content as {seen_digests[digest]})")
             continue
         try:
-            table = to_canonical(path.name, _parse_bytes(path.name, data), read_column_mapping(path), digest)
+            table = to_canonical(
+                path.name, _parse_bytes(path.name, data), read_column_mapping(path), digest, extra_columns
+            )
             bad = misplaced_rows_error(path.name, day, table)
         except BadEventFile as error:
             bad = error
@@ -526,7 +562,10 @@ def load_landing_day(storage_root: str, day: str) -> DayLoad:
     if tables:
         table = with_low_cardinality_encoded(pa.concat_tables(tables, promote_options="permissive"))
     else:
+        schema = CANONICAL_SCHEMA
+        for column_name, type_name in (extra_columns or {}).items():
+            schema = schema.append(pa.field(column_name, EXTRA_TYPES[type_name]))
         table = with_low_cardinality_encoded(
-            CANONICAL_SCHEMA.empty_table().append_column("source_file", pa.array([], pa.string()))
+            schema.empty_table().append_column("source_file", pa.array([], pa.string()))
         )
     return DayLoad(table, loaded, quarantined, duplicates, versions)

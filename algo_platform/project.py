@@ -17,7 +17,7 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from algo_platform.schema import EVENT_TYPES
+from algo_platform.schema import CANONICAL_COLUMNS, EVENT_TYPES
 from algo_platform.training.config import TrainConfig
 
 PROJECT_FILE = "project.yaml"
@@ -46,6 +46,10 @@ class Feedback(_Strict):
 
 
 class DataSource(_Strict):
+    extra_columns: dict[str, Literal["int64", "float64", "string"]] = Field(
+        default_factory=dict,
+        description="columns beyond the canonical ones, kept from upload to cleaned events (e.g. rating: float64)",
+    )
     column_map: dict[str, str] = Field(
         default_factory=dict,
         description="canonical column -> column in the team's files, the default for `upload --project`",
@@ -55,6 +59,22 @@ class DataSource(_Strict):
         description="event types that count as interactions in training sequences",
     )
     feedback: Feedback | None = None
+
+    @pydantic.field_validator("extra_columns")
+    @classmethod
+    def _not_canonical(cls, value: dict[str, str]) -> dict[str, str]:
+        clashing = sorted(set(value) & {*CANONICAL_COLUMNS, "source_file"})
+        if clashing:
+            raise ValueError(f"{clashing} are canonical columns already; extra_columns are the others")
+        return value
+
+    @pydantic.model_validator(mode="after")
+    def _feedback_is_a_declared_number(self) -> DataSource:
+        if self.feedback is not None and self.extra_columns.get(self.feedback.column) not in ("int64", "float64"):
+            raise ValueError(
+                f"feedback.column {self.feedback.column!r} must be declared in data.extra_columns as int64 or float64"
+            )
+        return self
 
     @pydantic.field_validator("interaction_types")
     @classmethod

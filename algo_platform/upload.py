@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +58,7 @@ def upload_event_file(
     storage_root: str,
     partitions_start: str = "1970-01-01",
     today: dt.date | None = None,
+    extra_columns: Mapping[str, str] | None = None,
 ) -> UploadResult:
     source = Path(source)
     try:
@@ -78,7 +80,7 @@ def upload_event_file(
 
     data = source.read_bytes()
     try:
-        table = read_event_bytes(name, data, mapping)
+        table = read_event_bytes(name, data, mapping, extra_columns)
         misplaced = misplaced_rows_error(name, day, table)
     except BadEventFile as error:
         raise UploadError(str(error)) from None

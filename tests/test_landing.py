@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from algo_platform.cli import main as cli
-from algo_platform.landing import landing_dir, load_landing_day, quarantine_dir
+from algo_platform.landing import landing_dir, load_landing_day, parse_column_mapping, quarantine_dir
 from algo_platform.upload import UploadError, upload_event_file
 from tests.conftest import PROJECT
 
@@ -200,3 +200,33 @@ def test_a_demo_shorter_than_the_training_window_is_refused_up_front(tmp_path, s
     result = CliRunner().invoke(cli, ["demo", "--project", PROJECT, "--days", "4"], env={"DAGSTER_HOME": str(tmp_path)})
     assert result.exit_code == 2 and f"shorter than {PROJECT}'s training window of 7 days" in result.output
     assert not (Path(storage_root) / "landing").exists()  # refused before generating anything
+
+
+RATED = {"rating": "float64"}
+
+
+def test_a_declared_extra_column_is_kept_with_its_type_and_an_undeclared_one_is_not(tmp_path, storage_root):
+    source = tmp_path / "ratings.csv"
+    source.write_text(
+        "userId,movieId,rating,timestamp,genre\n"
+        "1,10,4.5,1795176000,drama\n2,11,,1795176001,comedy\n3,12,2,1795176002,drama\n"
+    )
+    mapping = parse_column_mapping(["user_id=userId", "item_id=movieId", "ts=timestamp", "rating=rating"], RATED)
+    upload_event_file(source, DAY, mapping, storage_root, extra_columns=RATED)
+    table = load_landing_day(storage_root, DAY, RATED).table
+    assert table["rating"].to_pylist() == [4.5, None, 2.0]  # a blank cell is a missing rating
+    assert "genre" not in table.column_names
+    with pytest.raises(ValueError, match="neither a canonical column nor one of the project's data.extra_columns"):
+        parse_column_mapping(["rating=rating"])
+
+
+def test_a_rating_that_is_not_a_number_quarantines_its_file_and_names_the_column(tmp_path, storage_root):
+    folder = landing_dir(storage_root, DAY)
+    folder.mkdir(parents=True)
+    (folder / "bad.csv").write_text("user_id,item_id,ts,rating\n1,10,2026-11-20T01:00:00Z,five stars\n")
+    (folder / "good.csv").write_text("user_id,item_id,ts,rating\n2,11,2026-11-20T02:00:00Z,3\n")
+    load = load_landing_day(storage_root, DAY, RATED)
+    assert load.loaded_files == ["good.csv"] and load.table["rating"].to_pylist() == [3.0]
+    [bad] = load.quarantined
+    assert bad.file == "bad.csv" and "'rating'" in bad.detail and "not numbers" in bad.detail
+    assert "five stars" not in bad.detail

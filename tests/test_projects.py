@@ -4,6 +4,7 @@ import datetime as dt
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -93,6 +94,11 @@ GOOD = "name: movies\nowners: [team:movies]\npartitions_start: 2024-06-01\n"
         ("schedule:\n  cron: every night\n", ["schedule.cron", "not a cron schedule"]),
         ("data:\n  interaction_types: [watch]\n", ["data.interaction_types", "play, like"]),
         ("gpus: 2\n", ["gpus", "Extra inputs are not permitted"]),
+        (
+            "data:\n  feedback:\n    column: stars\n    threshold: 4\n",
+            ["data", "feedback.column 'stars' must be declared in data.extra_columns"],
+        ),
+        ("data:\n  extra_columns:\n    user_id: int64\n", ["data.extra_columns", "canonical columns already"]),
     ],
 )
 def test_a_malformed_project_file_names_the_file_the_field_and_the_allowed_values(tmp_path, extra, expected):
@@ -164,7 +170,15 @@ def test_two_projects_train_in_one_instance_each_in_its_own_storage_and_registry
         for name in SHIPPED:
             project = load_project(REPO / "projects" / name)
             project = project.model_copy(update={"training": project.training.model_copy(update={"window_days": 2})})
-            generate(settings.project_root(name), 2, 1_500, seed=7, end_date=END_DAY)
+            feedback = project.data.feedback
+            generate(
+                settings.project_root(name),
+                2,
+                1_500,
+                seed=7,
+                end_date=END_DAY,
+                ratings_column=feedback.column if feedback else None,
+            )
             defs = build_project_definitions(project, settings)
             for day in days:
                 defs.resolve_job_def(f"{name}_ingest_job").execute_in_process(partition_key=str(day), instance=instance)
@@ -184,6 +198,16 @@ def test_two_projects_train_in_one_instance_each_in_its_own_storage_and_registry
             assert Path(model["model_uri"].value).is_relative_to(settings.project_root(name))
         for name in SHIPPED:
             assert str(END_DAY) in instance.get_materialized_partitions(dg.AssetKey([name, "user_recommendations"]))
+    # The movies team's ratings travelled from the landing zone to its cleaned events; low ones
+    # are not interactions, so its sequences hold fewer items than its cleaned plays and likes.
+    movies = Path(settings.project_root("movies"))
+    cleaned = pd.concat([pd.read_parquet(movies / "cleaned_events" / f"{day}.parquet") for day in days])
+    assert cleaned["rating"].between(1, 5).all() and (cleaned["rating"] < 3.5).any()
+    sequences = pd.read_parquet(movies / "training_sequences" / f"{END_DAY}.parquet")
+    liked = cleaned["event_type"].isin(["play", "like", "share", "follow"]) & (cleaned["rating"] >= 3.5)
+    assert sequences["history_length"].sum() + sequences["holdout_length"].sum() == liked.sum()
+    shortvideo = pd.read_parquet(Path(settings.project_root("shortvideo")) / "cleaned_events" / f"{END_DAY}.parquet")
+    assert "rating" not in shortvideo.columns
 
 
 def test_a_tracking_server_url_reaches_the_resource_as_an_env_var_not_its_value(monkeypatch):

@@ -58,3 +58,17 @@ def test_leave_last_out_holds_out_each_users_last_interaction_whatever_the_day()
     assert list(rows.loc[1, "history"]) == [index[500], index[600]]
     assert list(rows.loc[2, "history"]) == [index[500], index[600]]  # two items: all of it trains
     assert list(rows.loc[3, "history"]) == [index[600], index[500]]
+
+
+def test_explicit_feedback_below_the_threshold_is_not_an_interaction():
+    events = make_events(
+        [
+            {"user_id": 1, "item_id": 500, "ts": at(2, 1)},
+            {"user_id": 1, "item_id": 600, "ts": at(1, 1)},  # rated 2: not something the user wants more of
+            {"user_id": 1, "item_id": 700, "ts": at(1, 2)},  # no rating (a plain play): still counts
+            {"user_id": 1, "item_id": 800, "ts": at(0, 1)},
+        ]
+    ).assign(rating=[5.0, 2.0, None, 4.0])
+    sequences, vocabulary = build_training_sequences(events, HOLDOUT, feedback=("rating", 3.5))
+    assert sorted(vocabulary["item_id"]) == [500, 700]
+    assert sequences["history_length"].tolist() == [2] and sequences["holdout_length"].tolist() == [1]

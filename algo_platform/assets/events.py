@@ -1,6 +1,7 @@
 """raw_events and cleaned_events: from landing-zone files to a table a model may trust."""
 
 import datetime as dt
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
@@ -67,7 +68,7 @@ def raw_events(
     """Every landing-zone file of the day, mapped to the canonical columns; bad files quarantined."""
     day = context.partition_key
     try:
-        load = load_landing_day(storage.root, day)
+        load = load_landing_day(storage.root, day, project.extra_columns)
     except LandingFileChanged as changed:
         raise dg.Failure(description=f"{day}: {changed}") from None
     for bad in load.quarantined:
@@ -268,6 +269,10 @@ def clean_table(raw: pa.Table, day: dt.date, now: dt.datetime) -> tuple[pa.Table
     del keys, checks, dropped  # freed before the copy of every column, the step's memory peak
 
     columns = {name: raw[name].take(kept) for name in CANONICAL_COLUMNS}
+    # The project's declared extra columns (a rating, a price) travel on unchanged.
+    columns |= {
+        name: raw[name].take(kept) for name in raw.column_names if name not in (*CANONICAL_COLUMNS, "source_file")
+    }
     columns["user_id"] = columns["user_id"].cast(pa.int64())
     columns["item_id"] = columns["item_id"].cast(pa.int64())
     columns["event_type"] = pa.DictionaryArray.from_arrays(type_code.take(kept).cast(pa.int8()), pa.array(EVENT_TYPES))
@@ -322,12 +327,16 @@ def cleaned_events(
     )
 
 
-def raw_events_rules() -> list:
+def raw_events_rules(extra_columns: Sequence[str] = ()) -> list:
     """Raw data may hold defects (cleaning removes them): those are soft rules that report
     how many; the hard rules are the structure that loading guarantees."""
     return [
         hard("ExpectTableRowCountToBeBetween", min_value=1),
-        hard("ExpectTableColumnsToMatchSet", column_set=[*CANONICAL_COLUMNS, "source_file"], exact_match=True),
+        hard(
+            "ExpectTableColumnsToMatchSet",
+            column_set=[*CANONICAL_COLUMNS, *extra_columns, "source_file"],
+            exact_match=True,
+        ),
         hard("ExpectColumnValuesToNotBeNull", column="event_id"),
         soft("ExpectColumnValuesToNotBeNull", column="user_id"),
         soft("ExpectColumnValuesToNotBeNull", column="item_id"),
@@ -355,9 +364,12 @@ def cleaned_events_rules(day: dt.date) -> list:
     ]
 
 
-def raw_events_suite(raw_events: pd.DataFrame, data_quality: DataQuality) -> dg.AssetCheckResult:
+def raw_events_suite(
+    raw_events: pd.DataFrame, data_quality: DataQuality, project: ProjectResource
+) -> dg.AssetCheckResult:
     """Great Expectations suite on the raw table: structure (hard), defect counts (soft)."""
-    return suite_check_result(data_quality.validate(raw_events, raw_events_rules(), RAW_SUITE), RAW_SUITE)
+    rules = raw_events_rules(list(project.extra_columns))
+    return suite_check_result(data_quality.validate(raw_events, rules, RAW_SUITE), RAW_SUITE)
 
 
 def cleaned_events_suite(

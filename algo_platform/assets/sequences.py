@@ -32,6 +32,7 @@ def build_training_sequences(
     holdout_day: dt.date,
     interaction_types: Sequence[str] = SEQUENCE_EVENT_TYPES,
     protocol: str = "next_day",
+    feedback: tuple[str, float] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split events into training history and the held-out items, by the evaluation protocol:
 
@@ -41,12 +42,17 @@ def build_training_sequences(
       standard protocol of the sequential-recommendation literature, for logs where users come
       back on scattered days.
 
+    With `feedback` (column, threshold), an event whose value is below the threshold (a 2-star
+    rating) is not an interaction; events without a value (a plain play) still are.
+
     Returns (sequences, vocabulary). Item indices start at 1 in order of training popularity;
     0 means padding, and marks held-out items never seen in training (they count as misses).
     """
-    events = events.loc[
-        events["event_type"].astype("string").isin(list(interaction_types)), ["user_id", "item_id", "ts"]
-    ]
+    interacted = events["event_type"].astype("string").isin(list(interaction_types))
+    if feedback is not None:
+        column, threshold = feedback
+        interacted &= ~(events[column] < threshold).fillna(False).astype(bool)
+    events = events.loc[interacted, ["user_id", "item_id", "ts"]]
     events = events.sort_values(["user_id", "ts"], kind="stable")
     if protocol == "leave_last_out":
         by_user = events.groupby("user_id", sort=False)["item_id"]
@@ -87,6 +93,12 @@ def build_training_sequences(
     return sequences, vocabulary
 
 
+def _feedback(project: ProjectResource) -> tuple[str, float] | None:
+    if project.feedback_column is None or project.feedback_threshold is None:
+        return None
+    return project.feedback_column, project.feedback_threshold
+
+
 def training_sequences(
     context: dg.AssetExecutionContext, project: ProjectResource, cleaned_events: dict[str, pd.DataFrame]
 ):
@@ -104,7 +116,7 @@ def training_sequences(
         )
     events = pd.concat([cleaned_events[key] for key in expected], ignore_index=True)
     sequences, vocabulary = build_training_sequences(
-        events, dt.date.fromisoformat(day), project.interaction_types, project.evaluation
+        events, dt.date.fromisoformat(day), project.interaction_types, project.evaluation, _feedback(project)
     )
     yield dg.Output(
         sequences,

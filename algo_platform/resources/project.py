@@ -10,6 +10,9 @@ class ProjectResource(dg.ConfigurableResource):
     window_days: int = 7
     interaction_types: list[str] = ["play", "like", "share", "comment", "follow"]
     evaluation: str = "next_day"  # the hold-out protocol (project.yaml: training.evaluation)
+    extra_columns: dict[str, str] = {}  # column -> int64 | float64 | string, kept from upload to cleaned events
+    feedback_column: str | None = None  # explicit feedback: events below the threshold are not interactions
+    feedback_threshold: float | None = None
 
     def job_name(self, job: str) -> str:
         """A job's name in this project (`<project>_ingest_job`)."""
