@@ -117,6 +117,13 @@ def upload(path: str, day: str, mappings: tuple[str, ...], project_name: str) ->
     click.echo(f"landed {result.rows:,} rows -> {result.target}")
     if result.note:
         click.echo(f"note: {result.note}")
+    if result.ignored_columns:
+        click.echo(
+            f"note: column(s) {', '.join(result.ignored_columns)} are not loaded: neither canonical nor declared; "
+            f"to keep one, add it to data.extra_columns in projects/{project.name}/project.yaml "
+            "(and --map it if its name differs)",
+            err=True,
+        )
     if result.rows_outside_day:
         click.echo(
             f"warning: {result.rows_outside_day:,} rows have timestamps outside {day}; "

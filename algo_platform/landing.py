@@ -415,10 +415,9 @@ def _cast_text(name: str, column_name: str, column: pa.ChunkedArray) -> pa.Chunk
         ) from None
 
 
-def read_event_bytes(
-    name: str, data: bytes, mapping: Mapping[str, str] | None = None, extra_columns: Mapping[str, str] | None = None
-) -> pa.Table:
-    return to_canonical(name, _parse_bytes(name, data), mapping or {}, content_digest(data), extra_columns)
+def parse_event_bytes(name: str, data: bytes) -> pa.Table:
+    """The file as read (its own column names), before mapping; BadEventFile when unreadable."""
+    return _parse_bytes(name, data)
 
 
 def quarantine_name(name: str) -> str:

@@ -18,9 +18,11 @@ from algo_platform.landing import (
     content_digest,
     landing_dir,
     misplaced_rows_error,
-    read_event_bytes,
+    parse_event_bytes,
+    to_canonical,
     validate_day,
 )
+from algo_platform.schema import CANONICAL_COLUMNS
 
 
 class UploadError(Exception):
@@ -34,6 +36,7 @@ class UploadResult:
     rows_outside_day: int
     already_present: bool
     note: str | None = None
+    ignored_columns: tuple[str, ...] = ()  # in the file, but neither canonical, mapped nor declared
 
 
 def check_partition_day(day: str, partitions_start: str, today: dt.date) -> str | None:
@@ -80,13 +83,16 @@ def upload_event_file(
 
     data = source.read_bytes()
     try:
-        table = read_event_bytes(name, data, mapping, extra_columns)
+        parsed = parse_event_bytes(name, data)
+        table = to_canonical(name, parsed, mapping, content_digest(data), extra_columns)
         misplaced = misplaced_rows_error(name, day, table)
     except BadEventFile as error:
         raise UploadError(str(error)) from None
     if misplaced is not None:
         raise UploadError(str(misplaced))
 
+    loaded = {*CANONICAL_COLUMNS, *mapping.values(), *(extra_columns or {})}
+    ignored = tuple(c for c in parsed.column_names if c not in loaded)
     day_start = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC)
     ts = table.column("ts")
     inside = pc.and_(pc.greater_equal(ts, day_start), pc.less(ts, day_start + dt.timedelta(days=1)))
@@ -95,7 +101,7 @@ def upload_event_file(
     target = landing_dir(storage_root, day) / name
     if target.exists():
         if content_digest(target.read_bytes()) == content_digest(data):
-            return UploadResult(str(target), table.num_rows, rows_outside, already_present=True, note=note)
+            return UploadResult(str(target), table.num_rows, rows_outside, True, note, ignored)
         raise UploadError(
             f"{name}: a different file with this name is already in the landing zone for {day} "
             f"({target}); landed files are never overwritten, so upload it under a new name"
@@ -104,4 +110,4 @@ def upload_event_file(
         # The mapping lands first, so any reader that sees the data file also sees its mapping.
         write_atomically(target.with_name(name + MAPPING_SUFFIX), json.dumps(mapping, indent=2).encode())
     write_atomically(target, data)
-    return UploadResult(str(target), table.num_rows, rows_outside, already_present=False, note=note)
+    return UploadResult(str(target), table.num_rows, rows_outside, False, note, ignored)

@@ -106,6 +106,8 @@ def test_cli_upload_exits_non_zero_with_the_reason(tmp_path, storage_root, proje
     )
     assert ok.exit_code == 0, ok.output
     assert "landed 5 rows" in ok.output
+    # The file's rating column is not declared by the project: said, not silently dropped.
+    assert "column(s) rating are not loaded" in ok.output and "data.extra_columns" in ok.output
     assert "r.csv" in landed_names(storage_root)
 
 
