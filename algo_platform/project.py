@@ -2,7 +2,7 @@
 
 The schema is typed (pydantic): a wrong field fails with the file, the field's path, what was given
 and what is allowed, before any Dagster object is built. Everything else a project makes (asset
-keys, jobs, storage, MLflow names, run tags) is derived from it in `algo_platform.platform`.
+keys, jobs, storage, MLflow names, run tags) is derived from it in `algo_platform.location`.
 """
 
 from __future__ import annotations
@@ -67,6 +67,14 @@ class DataSource(_Strict):
         if clashing:
             raise ValueError(f"{clashing} are canonical columns already; extra_columns are the others")
         return value
+
+    @pydantic.model_validator(mode="after")
+    def _mapped_columns_are_known(self) -> DataSource:
+        known = [*CANONICAL_COLUMNS, *self.extra_columns]
+        unknown = sorted(set(self.column_map) - set(known))
+        if unknown:
+            raise ValueError(f"column_map maps {unknown}, which are not loaded columns; choose from {', '.join(known)}")
+        return self
 
     @pydantic.model_validator(mode="after")
     def _feedback_is_a_declared_number(self) -> DataSource:

@@ -99,6 +99,7 @@ GOOD = "name: movies\nowners: [team:movies]\npartitions_start: 2024-06-01\n"
             ["data", "feedback.column 'stars' must be declared in data.extra_columns"],
         ),
         ("data:\n  extra_columns:\n    user_id: int64\n", ["data.extra_columns", "canonical columns already"]),
+        ("data:\n  column_map:\n    userid: uid\n", ["data", "column_map maps ['userid']", "user_id"]),
     ],
 )
 def test_a_malformed_project_file_names_the_file_the_field_and_the_allowed_values(tmp_path, extra, expected):
