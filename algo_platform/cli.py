@@ -56,21 +56,12 @@ def generate(
     days: int, events_per_day: int, seed: int, defect_rate: float, end_date: str | None, project_name: str
 ) -> None:
     """Write synthetic short-video events into a project's landing zone."""
-    from algo_platform.datagen import generate as generate_events
+    from algo_platform.demo import generate_for_project
 
     project, settings = _load_project(project_name), load_settings()
     end = _parse_date(end_date) if end_date else None
     try:
-        feedback = project.data.feedback
-        written = generate_events(
-            settings.project_root(project.name),
-            days,
-            events_per_day,
-            seed,
-            defect_rate,
-            end,
-            ratings_column=feedback.column if feedback else None,
-        )
+        written = generate_for_project(settings, project, days, events_per_day, seed, defect_rate, end)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     for day in written:
