@@ -384,21 +384,21 @@ def to_canonical(
         elif pa.types.is_string(extra.type):
             columns.append(_cast_text(name, column_name, table.column(column_name)))
         else:
-            columns.append(_cast_number(name, column_name, table.column(column_name), extra.type))
+            columns.append(_cast_number(name, column_name, table.column(column_name), type_name))
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def _cast_number(name: str, column_name: str, column: pa.ChunkedArray, to: pa.DataType) -> pa.ChunkedArray:
+def _cast_number(name: str, column_name: str, column: pa.ChunkedArray, type_name: str) -> pa.ChunkedArray:
     try:
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
             column = column.cast(pa.string())  # blank cells are missing values, not bad numbers
             column = pc.if_else(pc.equal(pc.utf8_trim_whitespace(column), ""), pa.scalar(None, pa.string()), column)
-        return column.cast(to)
+        return column.cast(EXTRA_TYPES[type_name])
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         raise BadEventFile(
             name,
             "bad_value",
-            f"column {column_name!r} (declared {to} in the project's data.extra_columns) holds values that are "
+            f"column {column_name!r} (declared {type_name} in the project's data.extra_columns) holds values that are "
             "not numbers; fix them or declare the column as string",
         ) from None
 
