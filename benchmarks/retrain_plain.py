@@ -25,6 +25,7 @@ from algo_platform.landing import load_landing_day
 from algo_platform.promotion import PromotionPolicy, promotion_decision
 from algo_platform.quality import distribution_profile, quality_dimensions
 from algo_platform.resources.data_quality import DataQuality
+from algo_platform.resources.project import ProjectResource
 from algo_platform.resources.tracking import ExperimentTracking
 from algo_platform.training.config import TrainConfig
 
@@ -36,7 +37,7 @@ def ingest_day(
     load = load_landing_day(root, day.isoformat())
     raw = load.table.to_pandas()
     quality_dimensions(raw, day, now, quality.allowed_lateness)
-    raw_events_suite(raw_events=raw, data_quality=quality)
+    raw_events_suite(raw_events=raw, data_quality=quality, project=ProjectResource(name="bench"))
     cleaned, _ = clean_events(load.table, day, now)
     quality_dimensions(cleaned, day, now, quality.allowed_lateness)
     distribution_profile(cleaned)

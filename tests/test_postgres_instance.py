@@ -70,6 +70,10 @@ def test_two_runs_writing_at_once(postgres_home, settings):
     generate(settings.project_root(SHIPPED), 2, 300, seed=2, end_date=END_DAY)
     env = {**os.environ, "ALGO_PLATFORM_STORAGE": settings.storage_root}
     days = ["2026-11-19", "2026-11-20"]
+    # The schema exists before the runs start, as it does once a daemon or webserver has opened
+    # the instance: two CLI processes on an empty database race to create it and one fails.
+    with dg.DagsterInstance.from_config(str(postgres_home)):
+        pass
     runs = [
         subprocess.Popen(
             [
