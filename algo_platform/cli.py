@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -20,8 +21,10 @@ def projects_dir() -> Path:
 
 def _load_project(name: str) -> Project:
     """A project by name from <projects>/<name>/project.yaml, or a usage error listing the others."""
-    from algo_platform.project import load_project
+    from algo_platform.project import NAME_PATTERN, load_project
 
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise click.UsageError(f"--project {name!r}: a project name is lower-case letters, digits and _")
     folder = projects_dir() / name
     if not folder.is_dir():
         known = sorted(p.parent.name for p in projects_dir().glob("*/project.yaml"))
@@ -56,12 +59,13 @@ def generate(
     days: int, events_per_day: int, seed: int, defect_rate: float, end_date: str | None, project_name: str
 ) -> None:
     """Write synthetic short-video events into a project's landing zone."""
-    from algo_platform.demo import generate_for_project
+    from algo_platform.datagen import generate_for_project
 
     project, settings = _load_project(project_name), load_settings()
     end = _parse_date(end_date) if end_date else None
     try:
-        written = generate_for_project(settings, project, days, events_per_day, seed, defect_rate, end)
+        root = settings.project_root(project.name)
+        written = generate_for_project(root, project, days, events_per_day, seed, defect_rate, end)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     for day in written:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -23,6 +24,9 @@ import pyarrow.parquet as pq
 from algo_platform.atomic import write_atomically
 from algo_platform.landing import landing_dir
 from algo_platform.schema import CANONICAL_SCHEMA
+
+if TYPE_CHECKING:
+    from algo_platform.project import Project
 
 TOPICS = (
     "comedy", "music", "dance", "food", "pets", "sports", "gaming", "beauty",
@@ -259,3 +263,18 @@ def generate(
         write_atomically(target, buffer.getvalue())
         written.append(GeneratedDay(day.isoformat(), str(target), table.num_rows, defects))
     return written
+
+
+def generate_for_project(
+    project_root: str,
+    project: Project,
+    days: int,
+    events_per_day: int,
+    seed: int,
+    defect_rate: float = 0.0,
+    end_date: dt.date | None = None,
+) -> list[GeneratedDay]:
+    """Synthetic days in a project's landing zone, with ratings when it declares explicit feedback."""
+    feedback = project.data.feedback
+    ratings = feedback.column if feedback else None
+    return generate(project_root, days, events_per_day, seed, defect_rate, end_date, ratings_column=ratings)

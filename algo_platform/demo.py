@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from collections.abc import Callable
 
 import dagster as dg
 import pandas as pd
 
-from algo_platform.datagen import GeneratedDay, generate
+from algo_platform.datagen import generate_for_project
 from algo_platform.location import build_project_definitions
 from algo_platform.project import Project
 from algo_platform.settings import Settings
@@ -25,23 +24,6 @@ def _materialization_metadata(result: dg.ExecuteInProcessResult, asset: str) -> 
     raise KeyError(asset)
 
 
-def generate_for_project(
-    settings: Settings,
-    project: Project,
-    days: int,
-    events_per_day: int,
-    seed: int,
-    defect_rate: float,
-    end: dt.date | None = None,
-) -> list[GeneratedDay]:
-    """Synthetic days in the project's landing zone, with ratings when it declares explicit feedback."""
-    feedback = project.data.feedback
-    ratings = feedback.column if feedback else None
-    return generate(
-        settings.project_root(project.name), days, events_per_day, seed, defect_rate, end, ratings_column=ratings
-    )
-
-
 def run_demo(
     settings: Settings,
     project: Project,
@@ -53,7 +35,8 @@ def run_demo(
     echo: Callable[[str], None] = print,
 ) -> dict[str, float]:
     started = time.perf_counter()
-    written = generate_for_project(settings, project, days, events_per_day, seed, defect_rate)
+    root = settings.project_root(project.name)
+    written = generate_for_project(root, project, days, events_per_day, seed, defect_rate)
     echo(f"generated {sum(d.rows for d in written):,} events for {written[0].day} .. {written[-1].day}")
 
     defs = build_project_definitions(project, settings)

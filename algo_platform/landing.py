@@ -375,17 +375,21 @@ def to_canonical(
             columns.append(_cast_integer(name, field.name, column))
         else:
             columns.append(_cast_text(name, field.name, column))
-    schema = CANONICAL_SCHEMA
     for column_name, type_name in (extra_columns or {}).items():
         extra = pa.field(column_name, EXTRA_TYPES[type_name])
-        schema = schema.append(extra)
         if column_name not in table.column_names:
             columns.append(pa.nulls(table.num_rows, extra.type))
         elif pa.types.is_string(extra.type):
             columns.append(_cast_text(name, column_name, table.column(column_name)))
         else:
             columns.append(_cast_number(name, column_name, table.column(column_name), type_name))
-    return pa.Table.from_arrays(columns, schema=schema)
+    return pa.Table.from_arrays(columns, schema=event_schema(extra_columns))
+
+
+def event_schema(extra_columns: Mapping[str, str] | None = None) -> pa.Schema:
+    """The canonical columns followed by a project's declared extra columns."""
+    extras = [pa.field(name, EXTRA_TYPES[type_name]) for name, type_name in (extra_columns or {}).items()]
+    return pa.schema([*CANONICAL_SCHEMA, *extras])
 
 
 def _cast_number(name: str, column_name: str, column: pa.ChunkedArray, type_name: str) -> pa.ChunkedArray:
@@ -561,10 +565,6 @@ def load_landing_day(storage_root: str, day: str, extra_columns: Mapping[str, st
     if tables:
         table = with_low_cardinality_encoded(pa.concat_tables(tables, promote_options="permissive"))
     else:
-        schema = CANONICAL_SCHEMA
-        for column_name, type_name in (extra_columns or {}).items():
-            schema = schema.append(pa.field(column_name, EXTRA_TYPES[type_name]))
-        table = with_low_cardinality_encoded(
-            schema.empty_table().append_column("source_file", pa.array([], pa.string()))
-        )
+        empty = event_schema(extra_columns).empty_table()
+        table = with_low_cardinality_encoded(empty.append_column("source_file", pa.array([], pa.string())))
     return DayLoad(table, loaded, quarantined, duplicates, versions)

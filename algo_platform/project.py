@@ -17,13 +17,15 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from algo_platform.schema import CANONICAL_COLUMNS, EVENT_TYPES
+from algo_platform.schema import CANONICAL_COLUMNS, DEFAULT_INTERACTION_TYPES, EVENT_TYPES
 from algo_platform.training.config import TrainConfig
 
 PROJECT_FILE = "project.yaml"
 NAME_PATTERN = r"^[a-z][a-z0-9_]{1,30}$"
 # Run tag every run of a project carries; the run queue's per-project limits key on it.
 PROJECT_TAG = "algo_platform/project"
+# The Kubernetes label on a project's training pods.
+PROJECT_LABEL = "algo-platform/project"
 # Present on training runs only, valued by project: one training run per project at a time.
 TRAINING_TAG = "algo_platform/training"
 
@@ -55,7 +57,7 @@ class DataSource(_Strict):
         description="canonical column -> column in the team's files, the default for `upload --project`",
     )
     interaction_types: list[str] = Field(
-        default_factory=lambda: ["play", "like", "share", "comment", "follow"],
+        default_factory=lambda: list(DEFAULT_INTERACTION_TYPES),
         description="event types that count as interactions in training sequences",
     )
     feedback: Feedback | None = None

@@ -6,6 +6,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 EVENT_TYPES: tuple[str, ...] = ("play", "like", "share", "comment", "follow", "skip")
+# What counts as an interaction in training sequences unless a project says otherwise: skips say
+# "not this", so they are not part of the sequence a user chose to watch.
+DEFAULT_INTERACTION_TYPES: tuple[str, ...] = ("play", "like", "share", "comment", "follow")
 REQUIRED_COLUMNS: tuple[str, ...] = ("user_id", "item_id", "ts")
 
 # `topic` is optional beyond ARCHITECTURE.md's list: short-video logs usually carry the item's

@@ -12,10 +12,9 @@ import pyarrow.compute as pc
 from algo_platform.quality import hard, soft
 from algo_platform.resources.data_quality import DataQuality, suite_check_result
 from algo_platform.resources.project import ProjectResource
+from algo_platform.schema import DEFAULT_INTERACTION_TYPES
 
 HELD_OUT = {"next_day": "the window's last day held out", "leave_last_out": "each user's last interaction held out"}
-# Skips say "not this", so they are not part of the sequence a user chose to watch.
-SEQUENCE_EVENT_TYPES = ("play", "like", "share", "comment", "follow")
 
 
 def _ragged_by_user(users: np.ndarray, values: np.ndarray, all_users: np.ndarray) -> pa.ListArray:
@@ -30,7 +29,7 @@ def _ragged_by_user(users: np.ndarray, values: np.ndarray, all_users: np.ndarray
 def build_training_sequences(
     events: pd.DataFrame,
     holdout_day: dt.date,
-    interaction_types: Sequence[str] = SEQUENCE_EVENT_TYPES,
+    interaction_types: Sequence[str] = DEFAULT_INTERACTION_TYPES,
     protocol: str = "next_day",
     feedback: tuple[str, float] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:

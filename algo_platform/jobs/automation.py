@@ -12,6 +12,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 from algo_platform.landing import LandedFile, day_folders, scan_folder, validate_day
 from algo_platform.project import Project
 from algo_platform.resources.storage import PlatformStorage
+from algo_platform.settings import Settings
 
 
 def latest_complete_day(moment: dt.datetime) -> str:
@@ -20,9 +21,9 @@ def latest_complete_day(moment: dt.datetime) -> str:
 
 
 _now_ns = time.time_ns  # the sensor's clock, replaceable in tests
-# A landing file written in place is read once it has been unmodified this long (the default of
-# ALGO_PLATFORM_LANDING_SETTLE_SECONDS; the platform's settings pass their value to the sensor).
-SETTLE_SECONDS = 10
+# A landing file written in place is read once it has been unmodified this long: the settings'
+# default, used when no value is passed (the code location passes ALGO_PLATFORM_LANDING_SETTLE_SECONDS).
+SETTLE_SECONDS = Settings.landing_settle_seconds
 CURSOR_VERSION = 2
 
 

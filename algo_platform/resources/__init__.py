@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from algo_platform.project import PROJECT_TAG, Project
+from algo_platform.project import PROJECT_LABEL, Project
 from algo_platform.resources.data_quality import DataQuality
 from algo_platform.resources.io_managers import JsonIOManagerFactory, ParquetIOManagerFactory
 from algo_platform.resources.k8s_launcher import K8sTrainingLauncher
@@ -29,7 +29,7 @@ def build_training_launcher(settings: Settings, project: Project) -> TrainingLau
         memory_limit=compute.memory,
         node_selector=compute.node_selector,
         priority_class=compute.priority_class,
-        labels={PROJECT_TAG.replace("_", "-"): project.name},
+        labels={PROJECT_LABEL: project.name},
     )
 
 

@@ -2,13 +2,15 @@
 
 import dagster as dg
 
+from algo_platform.schema import DEFAULT_INTERACTION_TYPES
+
 
 class ProjectResource(dg.ConfigurableResource):
     """The project a code location serves: its name, and the choices its assets act on."""
 
     name: str
     window_days: int = 7
-    interaction_types: list[str] = ["play", "like", "share", "comment", "follow"]
+    interaction_types: list[str] = list(DEFAULT_INTERACTION_TYPES)
     evaluation: str = "next_day"  # the hold-out protocol (project.yaml: training.evaluation)
     extra_columns: dict[str, str] = {}  # column -> int64 | float64 | string, kept from upload to cleaned events
     feedback_column: str | None = None  # explicit feedback: events below the threshold are not interactions
