@@ -353,9 +353,6 @@ def to_canonical(
             f"missing required column(s) {', '.join(repr(c) for c in missing)} "
             f"(columns: {', '.join(table.column_names)}); map them with {hint}",
         )
-    if table.num_rows == 0:
-        raise BadEventFile(name, "no_rows", "file has a header but no rows; nothing to load")
-
     columns = []
     for field in CANONICAL_SCHEMA:
         if field.name not in table.column_names:

@@ -108,18 +108,30 @@ def test_training_refuses_a_window_with_missing_days(pipeline, tmp_path):
         )
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error.message
-    assert "missing: 2026-11-14, 2026-11-15, 2026-11-16, 2026-11-17, 2026-11-18" in failure
+    assert "missing 5: 2026-11-14..2026-11-18 (5 days)" in failure
     assert f"{PROJECT}_ingest_job" in failure
+    # One message, not one warning per missing day.
+    assert not [e for e in result.all_events if "Couldn't load partition" in (e.message or "")]
 
 
-def test_a_day_without_files_fails_with_the_upload_command(project, settings):
+@pytest.mark.parametrize("landed", ["nothing", "a header-only file"])
+def test_a_day_without_events_is_an_empty_partition_whose_checks_pass(project, settings, landed):
+    if landed != "nothing":
+        folder = Path(settings.project_root(PROJECT)) / "landing" / "events" / "2026-11-20"
+        folder.mkdir(parents=True)
+        (folder / "quiet.csv").write_text("event_id,user_id,item_id,event_type,ts\n")
     defs = build_project_definitions(project, settings)
     with dg.instance_for_test() as instance:
         result = defs.resolve_job_def(f"{PROJECT}_ingest_job").execute_in_process(
-            partition_key="2026-11-20", instance=instance, raise_on_error=False
+            partition_key="2026-11-20", instance=instance
         )
-    failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error.message
-    assert "no event files" in failure and f"algo-platform upload FILE --project {PROJECT} --date 2026-11-20" in failure
+    rows = {
+        e.asset_key.path[-1]: e.materialization.metadata["dagster/row_count"].value
+        for e in result.get_asset_materialization_events()
+    }
+    assert rows == {"raw_events": 0, "cleaned_events": 0, "user_features": 0, "item_features": 0}
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks and all(checks.values()), checks
 
 
 def test_real_dagster_cli_validates_and_materializes(tmp_path):

@@ -16,6 +16,19 @@ def daily_partitions(start: dt.date | str) -> dg.DailyPartitionsDefinition:
     return dg.DailyPartitionsDefinition(start_date=str(start), timezone="UTC")
 
 
+def compact_days(days: list[str], most: int = 12) -> str:
+    """Sorted ISO days as ranges: `2026-01-01..2026-01-05, 2026-02-03` (and how many more)."""
+    runs: list[list[str]] = []
+    for day in days:
+        if runs and dt.date.fromisoformat(runs[-1][-1]) + dt.timedelta(days=1) == dt.date.fromisoformat(day):
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    shown = [run[0] if len(run) == 1 else f"{run[0]}..{run[-1]} ({len(run)} days)" for run in runs[:most]]
+    more = f", and {len(runs) - most} more ranges" if len(runs) > most else ""
+    return ", ".join(shown) + more
+
+
 def is_partition(partitions_def: dg.PartitionsDefinition, day: str) -> bool:
     try:
         return partitions_def.has_partition_key(day)

@@ -8,6 +8,7 @@ as `pyarrow.Table` receives the Arrow table as read, without the conversion to p
 """
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import dagster as dg
@@ -16,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from upath import UPath
 
-from algo_platform.assets.partitions import daily_partitions, require_run_day
+from algo_platform.assets.partitions import compact_days, daily_partitions, require_run_day
 from algo_platform.atomic import write_atomically, write_streamed_atomically
 
 
@@ -51,6 +52,32 @@ class ParquetIOManager(dg.UPathIOManager):
         table = read_table(path)
         # Steps that compute with Arrow (cleaning, features) ask for it and skip the pandas copy.
         return table if _annotated_as(context, pa.Table) else table.to_pandas()
+
+    def load_partitions(self, context: dg.InputContext):
+        """A window of days: one listing finds the days that are missing, and names them all in one
+        error before anything is read; the days present are read in parallel."""
+        keys = context.asset_partition_keys
+        if len(keys) == 1 or _annotated_as(context, UPath):
+            return super().load_partitions(context)
+        paths = self._get_paths_for_partitions(context)
+        folder = paths[keys[0]].parent
+        present = {p.name for p in folder.iterdir()} if folder.exists() else set()
+        missing = [key for key in keys if paths[key].name not in present]
+        if missing:
+            asset = context.asset_key.to_user_string()
+            project = context.asset_key.path[0]
+            needed_by = context.partition_key if context.has_partition_key else "this run"
+            raise dg.Failure(
+                description=(
+                    f"{needed_by} needs {asset} for {len(keys)} days ({keys[0]}..{keys[-1]}); missing {len(missing)}: "
+                    f"{compact_days(missing)}. Materialize them first ({project}_ingest_job; a backfill over the "
+                    "range does it in one go); days without events count once ingested, as empty days."
+                ),
+                metadata={"missing_partitions": dg.MetadataValue.json(missing)},
+            )
+        with ThreadPoolExecutor(max_workers=min(8, len(keys))) as pool:
+            tables = list(pool.map(lambda key: self.load_from_path(context, paths[key]), keys))
+        return dict(zip(keys, tables, strict=True))
 
     def get_metadata(self, context: dg.OutputContext, obj: pd.DataFrame | pa.Table) -> dict[str, Any]:
         is_arrow = isinstance(obj, pa.Table)
