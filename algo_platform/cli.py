@@ -142,12 +142,13 @@ def demo(days: int, events_per_day: int, seed: int, defect_rate: float, epochs: 
         raise click.UsageError("DAGSTER_HOME is not set; `make demo` sets it to ./dagster_home")
     project, settings = _load_project(project_name), load_settings()
     window = project.training.window_days
-    if days < window:
+    needed = 2 if window == "all" else window  # one day to train on and one to hold out, at least
+    if days < needed:
         raise click.UsageError(
-            f"--days {days} is shorter than {project.name}'s training window of {window} days "
-            f"(training.window_days in projects/{project.name}/project.yaml): use --days {window} or more"
+            f"--days {days} is shorter than {project.name}'s training window of {needed} days "
+            f"(training.window_days in projects/{project.name}/project.yaml): use --days {needed} or more"
         )
-    if days > window:
+    if window != "all" and days > window:
         click.echo(f"note: only the last {window} days form the training window")
     run_demo(settings, project, days, events_per_day, seed, defect_rate, epochs, echo=click.echo)
 

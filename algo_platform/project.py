@@ -11,7 +11,7 @@ import datetime as dt
 import re
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
 import yaml
@@ -96,7 +96,11 @@ class DataSource(_Strict):
 
 
 class Training(_Strict):
-    window_days: int = Field(default=7, ge=2, description="days of events per training run, the last one held out")
+    window_days: Annotated[int, Field(ge=2)] | Literal["all"] = Field(
+        default=7,
+        description="days of events per training run (the last one held out under next_day), or `all`: "
+        "every day from partitions_start up to the evaluated day (logs where users return over years)",
+    )
     evaluation: Literal["next_day", "leave_last_out"] = Field(
         default="next_day",
         description="next_day: the window's last day is held out; leave_last_out: each user's last interaction "

@@ -31,7 +31,7 @@ data:
   column_map: {{}}               # canonical column -> your column, e.g. {{user_id: userId}}
   interaction_types: [play, like, share, comment, follow]
 training:
-  window_days: 7                # days per training run; the last one is held out
+  window_days: 7                # days per training run (the last one held out), or all: every day so far
   evaluation: next_day
 model:
   family: sasrec                # sasrec | gru4rec

@@ -164,7 +164,11 @@ def item_vocabulary_suite(item_vocabulary: pd.DataFrame, data_quality: DataQuali
     )
 
 
-def build_sequence_assets(partitions: dg.DailyPartitionsDefinition, window_days: int) -> list:
+# `window_days: all` reaches back further than any partition start; the mapping clips it to the first day.
+ALL_HISTORY_DAYS = 1_000_000
+
+
+def build_sequence_assets(partitions: dg.DailyPartitionsDefinition, window_days: int | str) -> list:
     """training_sequences and item_vocabulary over the project's window, with their checks."""
     sequences = dg.multi_asset(
         name="training_sequences",
@@ -180,7 +184,10 @@ def build_sequence_assets(partitions: dg.DailyPartitionsDefinition, window_days:
         },
         ins={
             "cleaned_events": dg.AssetIn(
-                partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-(window_days - 1)),
+                partition_mapping=dg.TimeWindowPartitionMapping(
+                    start_offset=-(ALL_HISTORY_DAYS if window_days == "all" else int(window_days) - 1),
+                    allow_nonexistent_upstream_partitions=window_days == "all",
+                ),
             )
         },
         partitions_def=partitions,

@@ -40,7 +40,7 @@ def build_resources(settings: Settings, project: Project) -> dict[str, object]:
     return {
         "project": ProjectResource(
             name=project.name,
-            window_days=project.training.window_days,
+            window_days=str(project.training.window_days),
             interaction_types=list(project.data.interaction_types),
             evaluation=project.training.evaluation,
             extra_columns=dict(project.data.extra_columns),

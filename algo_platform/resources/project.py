@@ -9,7 +9,7 @@ class ProjectResource(dg.ConfigurableResource):
     """The project a code location serves: its name, and the choices its assets act on."""
 
     name: str
-    window_days: int = 7
+    window_days: str = "7"  # a number of days, or `all` (every day up to the evaluated one)
     interaction_types: list[str] = list(DEFAULT_INTERACTION_TYPES)
     evaluation: str = "next_day"  # the hold-out protocol (project.yaml: training.evaluation)
     extra_columns: dict[str, str] = {}  # column -> int64 | float64 | string, kept from upload to cleaned events
