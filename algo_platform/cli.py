@@ -127,6 +127,84 @@ def upload(path: str, day: str, mappings: tuple[str, ...], project_name: str) ->
         )
 
 
+@main.command(name="import")
+@click.argument("source")
+@click.option(
+    "--map",
+    "mappings",
+    multiple=True,
+    metavar="CANONICAL=SOURCE",
+    help="Map a source column onto a canonical or declared extra one, e.g. --map user_id=userId (repeatable).",
+)
+@click.option("--memory-mb", default=512, show_default=True, help="Memory the import may use for one day bucket.")
+@project_option
+def import_history(source: str, mappings: tuple[str, ...], memory_mb: int, project_name: str) -> None:
+    """Split a history file (CSV, JSONL, Parquet; a path or an fsspec URL) by event day into the landing zone."""
+    from algo_platform.importer import ImportRefused, import_events
+    from algo_platform.landing import parse_column_mapping
+
+    project = _load_project(project_name)
+    try:
+        extra_columns = project.data.extra_columns
+        mapping = {**project.data.column_map, **parse_column_mapping(list(mappings), extra_columns)}
+        result = import_events(
+            source,
+            load_settings().project_root(project.name),
+            mapping,
+            extra_columns,
+            project.partitions_start.isoformat(),
+            project_file=str(projects_dir() / project.name / "project.yaml"),
+            memory_bytes=memory_mb << 20,
+        )
+    except (ImportRefused, ValueError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    if result.already_imported:
+        click.echo(f"{source}: already imported with this mapping (import {result.import_id}); nothing to do")
+    else:
+        click.echo(
+            f"imported {result.rows:,} rows on {len(result.rows_per_day):,} days "
+            f"({result.first_day}..{result.last_day}) into {project.name} (import {result.import_id})"
+        )
+        _print_rows_per_day(result.rows_per_day)
+        click.echo(f"manifest: {result.manifest}")
+    for earlier in result.superseded:
+        click.echo(
+            f"note: these bytes were imported before with another mapping (import {earlier}); this is a new import, "
+            "and the earlier one's files moved to quarantine"
+        )
+    if result.rows_without_time:
+        click.echo(
+            f"warning: {result.rows_without_time:,} rows have no timestamp, so no day: kept in {result.quarantined}",
+            err=True,
+        )
+    if result.ignored_columns:
+        click.echo(
+            f"note: column(s) {', '.join(result.ignored_columns)} are not loaded: neither canonical nor declared; "
+            f"to keep one, add it to data.extra_columns in projects/{project.name}/project.yaml",
+            err=True,
+        )
+    if result.rows_per_day:
+        click.echo(
+            "next: ingest every day of the range (days without events become empty days) in one backfill:\n"
+            f"  dagster job backfill -w workspace.yaml -l {project.name} -j {project.name}_ingest_job "
+            f"--from {result.first_day} --to {result.last_day} --noprompt"
+        )
+
+
+def _print_rows_per_day(rows_per_day: dict[str, int], most: int = 31) -> None:
+    """Every day when there are few; otherwise one line per month (the manifest has every day)."""
+    if len(rows_per_day) <= most:
+        for day, rows in rows_per_day.items():
+            click.echo(f"  {day}  {rows:>10,} rows")
+        return
+    months: dict[str, list[int]] = {}
+    for day, rows in rows_per_day.items():
+        months.setdefault(day[:7], []).append(rows)
+    for month, rows in months.items():
+        click.echo(f"  {month}  {sum(rows):>10,} rows on {len(rows):>2} days")
+
+
 @main.command()
 @click.option("--days", default=7, show_default=True, help="Days of data; the last one is held out for evaluation.")
 @click.option("--events-per-day", default=40_000, show_default=True)

@@ -292,6 +292,12 @@ def _timestamps_to_utc(name: str, column: pa.ChunkedArray) -> pa.Array:
         unit_ms = 1000.0 if magnitude < 1e11 else 1.0 if magnitude < 1e14 else 1e-3 if magnitude < 1e17 else 1e-6
         millis = pa.array(np.round(values * unit_ms), mask=np.isnan(values)).cast(pa.int64())
         return millis.cast(pa.timestamp("ms", tz="UTC"))
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        # Epoch numbers read as text (a CSV read with every column as text) are numbers, not dates.
+        text = pc.utf8_trim_whitespace(column)
+        present = text.drop_null()
+        if len(present) and pc.all(pc.match_substring_regex(present, r"^-?\d+(\.\d*)?$")).as_py():
+            return _timestamps_to_utc(name, text.cast(pa.float64()))
     parsed = pd.to_datetime(column.to_pandas(), utc=True, errors="coerce", format="ISO8601")
     unparseable = parsed.isna() & column.to_pandas().notna()
     if unparseable.any():
