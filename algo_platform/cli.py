@@ -120,9 +120,10 @@ def upload(path: str, day: str, mappings: tuple[str, ...], project_name: str) ->
             err=True,
         )
     if result.rows_outside_day:
+        click.echo(f"warning: {_outside_day_consequence(result.rows_outside_day, result.rows, day)}", err=True)
         click.echo(
-            f"warning: {result.rows_outside_day:,} rows have timestamps outside {day}; "
-            "they will be counted and dropped when the day is cleaned",
+            f"         to land every row on its own day: algo-platform import {path} --project {project.name} "
+            + " ".join(f"--map {c}={s}" for c, s in mapping.items() if project.data.column_map.get(c) != s),
             err=True,
         )
 
@@ -203,6 +204,21 @@ def _print_rows_per_day(rows_per_day: dict[str, int], most: int = 31) -> None:
         months.setdefault(day[:7], []).append(rows)
     for month, rows in months.items():
         click.echo(f"  {month}  {sum(rows):>10,} rows on {len(rows):>2} days")
+
+
+def _outside_day_consequence(outside: int, rows: int, day: str) -> str:
+    """What rows with timestamps on other days do to the day they were uploaded to, said plainly."""
+    from algo_platform.resources.data_quality import DataQuality
+
+    threshold = DataQuality().quality_threshold
+    share = outside / rows
+    what = f"{outside:,} of {rows:,} rows ({share:.0%}) have timestamps outside {day}; "
+    if 1 - share < threshold:
+        return what + (
+            f"{day}'s timeliness falls to about {1 - share:.2f}, below the quality gate's {threshold}, so its ingest "
+            "fails and nothing downstream runs for it"
+        )
+    return what + f"{day} is ingested without them: they are dropped as outside_partition_day and counted there"
 
 
 @main.command()

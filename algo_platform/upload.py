@@ -19,6 +19,7 @@ from algo_platform.landing import (
     landing_dir,
     misplaced_rows_error,
     parse_event_bytes,
+    read_column_mapping,
     to_canonical,
     validate_day,
 )
@@ -101,6 +102,14 @@ def upload_event_file(
     target = landing_dir(storage_root, day) / name
     if target.exists():
         if content_digest(target.read_bytes()) == content_digest(data):
+            landed_mapping = read_column_mapping(target)
+            if landed_mapping != mapping:
+                raise UploadError(
+                    f"{name}: these bytes already landed for {day} with another column mapping ({landed_mapping}); "
+                    "landed files are never changed, so upload them under a new name with the new mapping "
+                    "(and remove the old one from the landing zone), or use `algo-platform import`, which "
+                    "replaces an earlier import of the same bytes"
+                )
             return UploadResult(str(target), table.num_rows, rows_outside, True, note, ignored)
         raise UploadError(
             f"{name}: a different file with this name is already in the landing zone for {day} "

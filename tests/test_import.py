@@ -207,3 +207,25 @@ def test_a_sparse_history_ingests_with_empty_days_and_trains(tmp_path, settings)
         if e.asset_key.path[-1] == "training_sequences"
     )
     assert sequences["history_items"].value + sequences["holdout_items"].value == len(rows)
+
+
+def test_the_cli_prints_days_rows_and_the_backfill_command(tmp_path, storage_root, projects_dir):
+    from click.testing import CliRunner
+
+    from algo_platform.cli import main as cli
+
+    source = tmp_path / "ratings.csv"
+    source.write_text("userId,movieId,rating,timestamp,comment\n1,10,4.0,1709251200,ok\n2,11,3.0,1709510400,fine\n")
+    mapping = ["--map", "user_id=userId", "--map", "item_id=movieId", "--map", "ts=timestamp"]
+    result = CliRunner().invoke(cli, ["import", str(source), "--project", PROJECT, *mapping])
+    assert result.exit_code == 0, result.output
+    assert "imported 2 rows on 2 days (2024-03-01..2024-03-04)" in result.output
+    assert "2024-03-01           1 rows" in result.output and "2024-03-04           1 rows" in result.output
+    assert "comment" in result.output and "rating" in result.output  # not declared by this project: said so
+    backfill = (
+        f"dagster job backfill -w workspace.yaml -l {PROJECT} -j {PROJECT}_ingest_job "
+        "--from 2024-03-01 --to 2024-03-04 --noprompt"
+    )
+    assert backfill in result.output
+    again = CliRunner().invoke(cli, ["import", str(source), "--project", PROJECT, *mapping])
+    assert "already imported with this mapping" in again.output

@@ -232,3 +232,25 @@ def test_a_rating_that_is_not_a_number_quarantines_its_file_and_names_the_column
     [bad] = load.quarantined
     assert bad.file == "bad.csv" and "'rating'" in bad.detail and "not numbers" in bad.detail
     assert "five stars" not in bad.detail
+
+
+def test_upload_says_what_rows_of_other_days_do_to_the_day_and_points_to_import(tmp_path, storage_root, projects_dir):
+    source = tmp_path / "history.csv"
+    rows = ["u,i,t"] + [f"{n},{n},2026-11-{10 + n % 11:02d}T12:00:00Z" for n in range(1, 41)]
+    source.write_text("\n".join(rows) + "\n")
+    mapping = ["--map", "user_id=u", "--map", "item_id=i", "--map", "ts=t"]
+    result = CliRunner().invoke(cli, ["upload", str(source), "--project", PROJECT, "--date", DAY, *mapping])
+    assert result.exit_code == 0, result.output
+    assert f"37 of 40 rows (92%) have timestamps outside {DAY}" in result.output
+    assert "below the quality gate's 0.9, so its ingest fails and nothing downstream runs" in result.output
+    assert f"algo-platform import {source} --project {PROJECT} --map user_id=u --map item_id=i --map ts=t" in (
+        result.output
+    )
+
+
+def test_the_same_bytes_with_another_mapping_are_refused_not_silently_kept(tmp_path, storage_root):
+    source = tmp_path / "ratings.csv"
+    source.write_text("userId,movieId,other,timestamp\n1,10,20,1795176000\n")
+    upload_event_file(source, DAY, {"user_id": "userId", "item_id": "movieId", "ts": "timestamp"}, storage_root)
+    with pytest.raises(UploadError, match="another column mapping"):
+        upload_event_file(source, DAY, {"user_id": "userId", "item_id": "other", "ts": "timestamp"}, storage_root)

@@ -52,7 +52,6 @@ BAD_FILES = {
     ),
     "text in a numeric id column": ("text_ids.csv", CSV_HEADER + b"x1,abc,2,2026-11-20T01:00:00Z\n", "wrong_type"),
     "empty file": ("empty.csv", b"", "empty_file"),
-    "header only": ("header_only.csv", CSV_HEADER, "no_rows"),
     "malformed jsonl line": (
         "half_broken.jsonl",
         b'{"user_id": 1, "item_id": 2, "ts": "2026-11-20T01:00:00Z"}\n{"user_id": 2, "item_id": \n',
@@ -123,6 +122,15 @@ def test_bad_file_is_quarantined_and_the_good_rows_still_load(kind, settings, st
     assert original.read_bytes() == data  # never modified or moved
     warning = check(result, "no_files_quarantined")
     assert not warning.passed and warning.severity == dg.AssetCheckSeverity.WARN and name in warning.description
+
+
+def test_a_header_only_file_is_a_file_without_events_not_a_bad_one(settings, storage_root):
+    land(storage_root, "good.parquet", good_parquet())
+    land(storage_root, "quiet_hour.csv", CSV_HEADER)
+    result = ingest(settings)
+    assert result.success and check(result, "no_files_quarantined").passed
+    assert sorted(result.output_for_node("cleaned_events")["user_id"]) == GOOD_USERS
+    assert not Path(quarantine_dir(storage_root, DAY)).exists()
 
 
 def test_the_same_content_uploaded_twice_is_loaded_once(settings, storage_root):
