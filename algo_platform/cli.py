@@ -188,8 +188,42 @@ def import_history(source: str, mappings: tuple[str, ...], memory_mb: int, proje
     if result.rows_per_day:
         click.echo(
             "next: ingest every day of the range (days without events become empty days) in one backfill:\n"
-            f"  dagster job backfill -w workspace.yaml -l {project.name} -j {project.name}_ingest_job "
-            f"--from {result.first_day} --to {result.last_day} --noprompt"
+            f"  algo-platform backfill --project {project.name} --from {result.first_day} --to {result.last_day}"
+        )
+
+
+@main.command()
+@click.option("--from", "first", required=True, help="First day (YYYY-MM-DD).")
+@click.option("--to", "last", required=True, help="Last day (YYYY-MM-DD).")
+@project_option
+def backfill(first: str, last: str, project_name: str) -> None:
+    """Ingest every day of a range as one asset backfill (days without events become empty days)."""
+    import dagster as dg
+
+    from algo_platform.backfill import request_ingest_backfill
+    from algo_platform.location import build_project_definitions
+
+    if not os.environ.get("DAGSTER_HOME"):
+        raise click.UsageError("DAGSTER_HOME is not set: it names the instance whose daemon runs the backfill")
+    project = _load_project(project_name)
+    defs = build_project_definitions(project, load_settings())
+    with dg.DagsterInstance.get() as instance:
+        try:
+            backfill_id, days = request_ingest_backfill(instance, defs, project, first, last)
+        except ValueError as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(1)
+    per_run = project.data.days_per_run
+    click.echo(
+        f"backfill {backfill_id}: ingest of {days:,} days ({first}..{last}), up to {per_run} days per run "
+        f"({-(-days // per_run):,} runs). The daemon runs it (`make dev` starts one); the UI shows it under "
+        "Overview > Backfills."
+    )
+    if per_run == 1 and days > 100:
+        click.echo(
+            f"note: {project.name} ingests one day per run (data.days_per_run: 1); for small days, set it to "
+            f"hundreds in projects/{project.name}/project.yaml: each run costs seconds to start",
+            err=True,
         )
 
 

@@ -89,8 +89,8 @@ def build_project_definitions(project: Project, settings: Settings | None = None
     settings = settings or load_settings()
     partitions = daily_partitions(project.partitions_start)
     platform_assets = [
-        *build_ingest_assets(partitions),
-        *build_feature_assets(partitions),
+        *build_ingest_assets(partitions, project.data.days_per_run),
+        *build_feature_assets(partitions, project.data.days_per_run),
         *build_sequence_assets(partitions, project.training.window_days),
         build_model_asset(partitions, project.model.hyperparameters(), project.compute.pool),
         *build_evaluation_assets(partitions),

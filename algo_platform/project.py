@@ -61,6 +61,13 @@ class DataSource(_Strict):
         description="event types that count as interactions in training sequences",
     )
     feedback: Feedback | None = None
+    days_per_run: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description="days one ingest run of a backfill processes: 1 when a day fills a machine; "
+        "hundreds for a history of small days (an import), where each run's start-up would dominate",
+    )
 
     @pydantic.field_validator("extra_columns")
     @classmethod

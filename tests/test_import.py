@@ -222,10 +222,99 @@ def test_the_cli_prints_days_rows_and_the_backfill_command(tmp_path, storage_roo
     assert "imported 2 rows on 2 days (2024-03-01..2024-03-04)" in result.output
     assert "2024-03-01           1 rows" in result.output and "2024-03-04           1 rows" in result.output
     assert "comment" in result.output and "rating" in result.output  # not declared by this project: said so
-    backfill = (
-        f"dagster job backfill -w workspace.yaml -l {PROJECT} -j {PROJECT}_ingest_job "
-        "--from 2024-03-01 --to 2024-03-04 --noprompt"
-    )
-    assert backfill in result.output
+    assert f"algo-platform backfill --project {PROJECT} --from 2024-03-01 --to 2024-03-04" in result.output
     again = CliRunner().invoke(cli, ["import", str(source), "--project", PROJECT, *mapping])
     assert "already imported with this mapping" in again.output
+
+
+def ingest_range(defs, instance, first: str, last: str, **options) -> dg.ExecuteInProcessResult:
+    """One run over a range of days, as a backfill with data.days_per_run launches it."""
+    return defs.resolve_job_def(f"{PROJECT}_ingest_job").execute_in_process(
+        instance=instance,
+        tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
+        **options,
+    )
+
+
+def test_one_run_ingests_a_range_of_days_each_stored_described_and_checked_as_a_day(tmp_path, settings):
+    project = make_project(start="2024-01-01", data={"extra_columns": RATING, "days_per_run": 30})
+    source = tmp_path / "ratings.csv"
+    source.write_text(
+        "userId,movieId,rating,timestamp\n"
+        + "".join(f"{u},{10 + u},4.0,2024-03-0{d}T1{u}:00:00Z\n" for d in (1, 2, 4) for u in range(1, 6))
+    )
+    root = settings.project_root(PROJECT)
+    import_events(source, root, MAPPING, RATING, "2024-01-01", today=dt.date(2026, 11, 20))
+    defs = build_project_definitions(project, settings)
+    with dg.instance_for_test() as instance:
+        result = ingest_range(defs, instance, "2024-03-01", "2024-03-04")
+        assert result.success
+        rows = {
+            (e.asset_key.path[-1], e.materialization.partition): e.materialization.metadata["dagster/row_count"].value
+            for e in result.get_asset_materialization_events()
+        }
+        assert {
+            day: rows[("cleaned_events", day)] for day in ("2024-03-01", "2024-03-02", "2024-03-03", "2024-03-04")
+        } == {
+            "2024-03-01": 5,
+            "2024-03-02": 5,
+            "2024-03-03": 0,  # no events: an empty day, not an error
+            "2024-03-04": 5,
+        }
+        assert rows[("item_features", "2024-03-02")] == 5
+        checks = [(c.check_name, c.partition, c.passed) for c in result.get_asset_check_evaluations()]
+        assert ("cleaned_events_suite", "2024-03-03", True) in checks
+        assert ("quality_score_above_threshold", "2024-03-04", True) in checks
+        status = instance.get_status_by_partition(
+            dg.AssetKey([PROJECT, "item_features"]),
+            ["2024-03-01", "2024-03-02", "2024-03-03", "2024-03-04"],
+            defs.resolve_assets_def(dg.AssetKey([PROJECT, "item_features"])).partitions_def,
+        )
+        assert set(status.values()) == {dg.AssetPartitionStatus.MATERIALIZED}
+    assert (Path(root) / "cleaned_events" / "2024-03-03.parquet").exists()
+
+
+def test_a_bad_day_in_a_range_fails_its_checks_by_name_and_blocks_the_range(tmp_path, settings):
+    project = make_project(start="2024-01-01", data={"days_per_run": 30})
+    root = Path(settings.project_root(PROJECT))
+    for day, user in (("2024-03-01", "1"), ("2024-03-02", "-1")):  # the 2nd: every user id invalid
+        folder = root / "landing" / "events" / day
+        folder.mkdir(parents=True)
+        (folder / "e.csv").write_text(f"user_id,item_id,ts\n{user},5,{day}T10:00:00Z\n{user},6,{day}T11:00:00Z\n")
+    defs = build_project_definitions(project, settings)
+    with dg.instance_for_test() as instance:
+        result = ingest_range(defs, instance, "2024-03-01", "2024-03-02", raise_on_error=False)
+    assert not result.success
+    gate = {(c.partition, c.passed) for c in result.get_asset_check_evaluations() if c.check_name.startswith("quality")}
+    assert gate == {("2024-03-01", True), ("2024-03-02", False), (None, False)}
+    summary = next(
+        c for c in result.get_asset_check_evaluations() if c.check_name.startswith("quality") and not c.partition
+    )
+    assert summary.description.startswith("failed on 2024-03-02")
+    assert not [e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "cleaned_events"]
+
+
+def test_the_backfill_command_queues_one_asset_backfill_over_the_range(tmp_path, projects_dir, monkeypatch):
+    from click.testing import CliRunner
+
+    from algo_platform.cli import main as cli
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    result = CliRunner().invoke(cli, ["backfill", "--project", PROJECT, "--from", "2024-03-01", "--to", "2024-04-09"])
+    assert result.exit_code == 0, result.output
+    assert "ingest of 40 days (2024-03-01..2024-04-09), up to 1 days per run (40 runs)" in result.output
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        (backfill,) = instance.get_backfills()
+        targeted = backfill.asset_backfill_data.target_subset
+        assert {k.path[-1] for k in targeted.asset_keys} == {
+            "raw_events",
+            "cleaned_events",
+            "user_features",
+            "item_features",
+        }
+        assert targeted.num_partitions_and_non_partitioned_assets == 4 * 40
+        assert backfill.tags["algo_platform/project"] == PROJECT
+    refused = CliRunner().invoke(cli, ["backfill", "--project", PROJECT, "--from", "1990-01-01", "--to", "2024-01-05"])
+    assert refused.exit_code == 1 and "1990-01-01 is not a day of team_a" in refused.output

@@ -10,7 +10,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from algo_platform.assets.partitions import one_day_per_run
+from algo_platform.assets.days import (
+    by_day,
+    check_each_day,
+    describe_days,
+    per_day,
+    report_checks,
+    run_days,
+    suite_each_day,
+)
+from algo_platform.assets.partitions import days_per_backfill_run
 from algo_platform.landing import LandingFileChanged, landing_dir, load_landing_day
 from algo_platform.quality import (
     FUTURE_TOLERANCE,
@@ -21,7 +30,8 @@ from algo_platform.quality import (
     quality_dimensions,
     soft,
 )
-from algo_platform.resources.data_quality import DataQuality, suite_check_result
+from algo_platform.resources.data_quality import DataQuality
+from algo_platform.resources.io_managers import AS_ARROW
 from algo_platform.resources.project import ProjectResource
 from algo_platform.resources.storage import PlatformStorage
 from algo_platform.schema import CANONICAL_COLUMNS, EVENT_TYPES
@@ -66,7 +76,17 @@ def raw_events(
     context: dg.AssetExecutionContext, storage: PlatformStorage, data_quality: DataQuality, project: ProjectResource
 ):
     """Every landing-zone file of the day, mapped to the canonical columns; bad files quarantined."""
-    day = context.partition_key
+    frames, metadata, checks = {}, {}, {}
+    for day in run_days(context):
+        frames[day], metadata[day], checks[day] = _raw_day(context, day, storage, data_quality, project)
+    describe_days(context, metadata)
+    yield dg.Output(per_day(frames))
+    yield from report_checks(context, context.asset_key, checks)
+
+
+def _raw_day(
+    context: dg.AssetExecutionContext, day: str, storage: PlatformStorage, data_quality: DataQuality, project
+) -> tuple[pd.DataFrame, dict, list[dg.AssetCheckResult]]:
     try:
         load = load_landing_day(storage.root, day, project.extra_columns)
     except LandingFileChanged as changed:
@@ -76,7 +96,7 @@ def raw_events(
     if load.table.num_rows == 0 and load.quarantined:
         reasons = "; ".join(f"{q.file}: {q.detail}" for q in load.quarantined)
         raise dg.Failure(description=f"{day}: every landing file was quarantined, nothing to load ({reasons})")
-    if load.table.num_rows == 0:
+    if load.table.num_rows == 0 and len(run_days(context)) == 1:
         # Sparse logs have days without events: an empty partition, so a window can tell it from a missing day.
         context.log.info(
             f"{day}: no events in {landing_dir(storage.root, day)}; the day is recorded as empty "
@@ -94,42 +114,41 @@ def raw_events(
     dims = quality_dimensions(
         frame, dt.date.fromisoformat(day), dt.datetime.now(dt.UTC), data_quality.allowed_lateness, colliding
     )
-    yield dg.Output(
-        frame,
-        metadata={
-            **_quality_metadata(dims),
-            "rows": len(frame),
-            "files_loaded": len(load.loaded_files),
-            "files_quarantined": len(load.quarantined),
-            "loaded_files": dg.MetadataValue.json(load.loaded_files),
-            "quarantined_files": dg.MetadataValue.md(
-                quarantined.to_markdown(index=False) if len(quarantined) else "none"
-            ),
-            "duplicate_files_skipped": dg.MetadataValue.json(load.duplicate_files),
-            "event_id_collisions": len(colliding),
-            # What this ingest read: a file that changes later is ingested again by the sensor.
-            "file_versions": dg.MetadataValue.json(load.file_versions),
-            "preview": _markdown(frame),
-        },
-    )
+    metadata = {
+        **_quality_metadata(dims),
+        "rows": len(frame),
+        "files_loaded": len(load.loaded_files),
+        "files_quarantined": len(load.quarantined),
+        "loaded_files": dg.MetadataValue.json(load.loaded_files),
+        "quarantined_files": dg.MetadataValue.md(quarantined.to_markdown(index=False) if len(quarantined) else "none"),
+        "duplicate_files_skipped": dg.MetadataValue.json(load.duplicate_files),
+        "event_id_collisions": len(colliding),
+        # What this ingest read: a file that changes later is ingested again by the sensor.
+        "file_versions": dg.MetadataValue.json(load.file_versions),
+        "preview": _markdown(frame),
+        "dagster/row_count": len(frame),
+    }
     score, threshold = dims["quality_score"], data_quality.quality_threshold
-    yield dg.AssetCheckResult(
-        check_name=RAW_QUALITY_SCORE,
-        passed=score >= threshold,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=f"quality score {score:.4f} {'>=' if score >= threshold else '<'} threshold {threshold}",
-        metadata={**_quality_metadata(dims), "threshold": threshold},
-    )
-    yield dg.AssetCheckResult(
-        check_name=RAW_NO_QUARANTINE,
-        passed=not load.quarantined,
-        severity=dg.AssetCheckSeverity.WARN,
-        description="; ".join(f"{q.file}: {q.reason}" for q in load.quarantined) or "no file quarantined",
-        metadata={
-            "files_quarantined": len(load.quarantined),
-            "files": dg.MetadataValue.json([q.__dict__ for q in load.quarantined]),
-        },
-    )
+    checks = [
+        dg.AssetCheckResult(
+            check_name=RAW_QUALITY_SCORE,
+            passed=score >= threshold,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=f"quality score {score:.4f} {'>=' if score >= threshold else '<'} threshold {threshold}",
+            metadata={**_quality_metadata(dims), "threshold": threshold},
+        ),
+        dg.AssetCheckResult(
+            check_name=RAW_NO_QUARANTINE,
+            passed=not load.quarantined,
+            severity=dg.AssetCheckSeverity.WARN,
+            description="; ".join(f"{q.file}: {q.reason}" for q in load.quarantined) or "no file quarantined",
+            metadata={
+                "files_quarantined": len(load.quarantined),
+                "files": dg.MetadataValue.json([q.__dict__ for q in load.quarantined]),
+            },
+        ),
+    ]
+    return frame, metadata, checks
 
 
 def _normalised_text(column: pa.ChunkedArray, missing: str) -> pa.DictionaryArray:
@@ -299,35 +318,37 @@ def events_frame(events: pa.Table) -> pd.DataFrame:
     return frame.astype({"user_id": "int64", "item_id": "int64"})
 
 
-def cleaned_events(
-    context: dg.AssetExecutionContext, raw_events: pa.Table, data_quality: DataQuality
-) -> dg.Output[pd.DataFrame]:
+def cleaned_events(context: dg.AssetExecutionContext, raw_events, data_quality: DataQuality) -> dg.Output:
     """Deduplicated, valid, type-normalised events of the day, sorted by user and time."""
-    day = dt.date.fromisoformat(context.partition_key)
+    days = run_days(context)
     now = dt.datetime.now(dt.UTC)
-    cleaned, dropped = clean_events(raw_events, day, now)
-    if raw_events.num_rows and not len(cleaned):
+    frames, metadata = {}, {}
+    for day, raw in by_day(raw_events, days).items():
+        frames[day], metadata[day] = _cleaned_day(dt.date.fromisoformat(day), raw, now, data_quality)
+    describe_days(context, metadata)
+    return dg.Output(per_day(frames))
+
+
+def _cleaned_day(day: dt.date, raw: pa.Table, now: dt.datetime, data_quality: DataQuality) -> tuple[pd.DataFrame, dict]:
+    cleaned, dropped = clean_events(raw, day, now)
+    if raw.num_rows and not len(cleaned):
         reasons = ", ".join(f"{reason}: {count:,}" for reason, count in dropped.items() if count)
-        raise dg.Failure(
-            description=f"{day}: all {raw_events.num_rows:,} rows were dropped ({reasons}); fix the day's files"
-        )
+        raise dg.Failure(description=f"{day}: all {raw.num_rows:,} rows were dropped ({reasons}); fix the day's files")
     breakdown = pd.DataFrame({"reason": list(dropped), "rows": list(dropped.values())})
-    return dg.Output(
-        cleaned,
-        metadata={
-            **_quality_metadata(quality_dimensions(cleaned, day, now, data_quality.allowed_lateness)),
-            "profile": dg.MetadataValue.json(distribution_profile(cleaned)),
-            "rows_in": raw_events.num_rows,
-            "rows_kept": len(cleaned),
-            "rows_dropped": raw_events.num_rows - len(cleaned),
-            "kept_share": round(len(cleaned) / max(raw_events.num_rows, 1), 4),
-            **{f"dropped_{reason}": count for reason, count in dropped.items()},
-            "dropped_by_reason": dg.MetadataValue.md(breakdown.to_markdown(index=False)),
-            "users": int(cleaned["user_id"].nunique()),
-            "items": int(cleaned["item_id"].nunique()),
-            "preview": _markdown(cleaned),
-        },
-    )
+    return cleaned, {
+        **_quality_metadata(quality_dimensions(cleaned, day, now, data_quality.allowed_lateness)),
+        "profile": dg.MetadataValue.json(distribution_profile(cleaned)),
+        "rows_in": raw.num_rows,
+        "rows_kept": len(cleaned),
+        "rows_dropped": raw.num_rows - len(cleaned),
+        "kept_share": round(len(cleaned) / max(raw.num_rows, 1), 4),
+        **{f"dropped_{reason}": count for reason, count in dropped.items()},
+        "dropped_by_reason": dg.MetadataValue.md(breakdown.to_markdown(index=False)),
+        "users": int(cleaned["user_id"].nunique()),
+        "items": int(cleaned["item_id"].nunique()),
+        "preview": _markdown(cleaned),
+        "dagster/row_count": len(cleaned),
+    }
 
 
 def raw_events_rules(extra_columns: Sequence[str] = ()) -> list:
@@ -349,9 +370,10 @@ def raw_events_rules(extra_columns: Sequence[str] = ()) -> list:
     ]
 
 
-def cleaned_events_rules(day: dt.date) -> list:
-    """What every model input may rely on: hard rules block training on a violation."""
-    start, end = day_bounds(day)
+def cleaned_events_rules(day: dt.date, last_day: dt.date | None = None) -> list:
+    """What every model input may rely on: hard rules block training on a violation (for the
+    days `day`..`last_day` when a run covers a range)."""
+    start, end = day_bounds(day)[0], day_bounds(last_day or day)[1]
     # No row-count rule: an empty day is valid, and a day whose rows were all dropped fails in the asset.
     return [
         *(hard("ExpectColumnValuesToNotBeNull", column=c) for c in ("event_id", "user_id", "item_id", "ts")),
@@ -367,46 +389,68 @@ def cleaned_events_rules(day: dt.date) -> list:
 
 
 def raw_events_suite(
-    raw_events: pd.DataFrame, data_quality: DataQuality, project: ProjectResource
-) -> dg.AssetCheckResult:
+    context: dg.AssetCheckExecutionContext,
+    raw_events,
+    data_quality: DataQuality,
+    project: ProjectResource,
+):
     """Great Expectations suite on the raw table: structure (hard), defect counts (soft)."""
     rules = raw_events_rules(list(project.extra_columns))
-    return suite_check_result(data_quality.validate(raw_events, rules, RAW_SUITE), RAW_SUITE)
+    yield from suite_each_day(context, data_quality, raw_events, lambda first, last: rules, RAW_SUITE)
 
 
 def cleaned_events_suite(
-    context: dg.AssetCheckExecutionContext, cleaned_events: pd.DataFrame, data_quality: DataQuality
-) -> dg.AssetCheckResult:
+    context: dg.AssetCheckExecutionContext,
+    cleaned_events,
+    data_quality: DataQuality,
+):
     """Great Expectations suite on the cleaned table; a hard failure stops everything downstream."""
-    rules = cleaned_events_rules(dt.date.fromisoformat(context.partition_key))
-    return suite_check_result(data_quality.validate(cleaned_events, rules, CLEANED_SUITE), CLEANED_SUITE)
+
+    def rules(first: str, last: str) -> list:
+        return cleaned_events_rules(dt.date.fromisoformat(first), dt.date.fromisoformat(last))
+
+    yield from suite_each_day(context, data_quality, cleaned_events, rules, CLEANED_SUITE)
 
 
-def _profile_of(instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition: str) -> dict | None:
+def _latest_metadata(instance: dg.DagsterInstance, asset_key: dg.AssetKey, days: list[str]) -> dict[str, dict]:
+    """The newest materialization metadata of each of `days` (one query; this run's are the newest)."""
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition]), limit=1
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=days), limit=len(days)
     ).records
-    if not records:
-        return None
-    profile = records[0].asset_materialization.metadata.get("profile")
-    return profile.value if profile is not None else None
+    latest: dict[str, dict] = {}
+    for record in records:  # newest first
+        latest.setdefault(record.partition_key, record.asset_materialization.metadata)
+    return latest
 
 
-def cleaned_events_drift(context: dg.AssetCheckExecutionContext, data_quality: DataQuality) -> dg.AssetCheckResult:
+def cleaned_events_drift(context: dg.AssetCheckExecutionContext, data_quality: DataQuality):
     """Population stability index of event-type mix, watch ratio and events per user vs the previous day."""
-    day = dt.date.fromisoformat(context.partition_key)
-    previous_day = (day - dt.timedelta(days=1)).isoformat()
+    days = run_days(context)
     key = context.check_specs[0].asset_key
-    current, previous = (
-        _profile_of(context.instance, key, day.isoformat()),
-        _profile_of(context.instance, key, previous_day),
+    previous = (dt.date.fromisoformat(days[0]) - dt.timedelta(days=1)).isoformat()
+    metadata = {**_latest_metadata(context.instance, key, [previous]), **_latest_metadata(context.instance, key, days)}
+    yield from check_each_day(
+        context, dict.fromkeys(days), lambda day, _: _drift_vs_previous_day(day, metadata, data_quality)
     )
-    if current is None or previous is None:
-        return dg.AssetCheckResult(
-            passed=True,
-            severity=dg.AssetCheckSeverity.WARN,
-            description=f"no profile for {previous_day if current else day}; nothing to compare",
-        )
+
+
+def _drift_vs_previous_day(day: str, metadata: dict[str, dict], data_quality: DataQuality) -> dg.AssetCheckResult:
+    previous_day = (dt.date.fromisoformat(day) - dt.timedelta(days=1)).isoformat()
+    current, previous = metadata.get(day, {}), metadata.get(previous_day, {})
+    for which, values in ((day, current), (previous_day, previous)):
+        if "profile" not in values:
+            return dg.AssetCheckResult(
+                passed=True,
+                severity=dg.AssetCheckSeverity.WARN,
+                description=f"no profile for {which}; nothing to compare",
+            )
+        if values.get("rows_kept") is not None and values["rows_kept"].value == 0:
+            return dg.AssetCheckResult(
+                passed=True,
+                severity=dg.AssetCheckSeverity.WARN,
+                description=f"no events on {which}; nothing to compare",
+            )
+    current, previous = current["profile"].value, previous["profile"].value
     psi = {column: round(population_stability_index(previous[column], current[column]), 4) for column in current}
     drifted = {column: value for column, value in psi.items() if value > data_quality.drift_psi_threshold}
     return dg.AssetCheckResult(
@@ -421,11 +465,12 @@ def cleaned_events_drift(context: dg.AssetCheckExecutionContext, data_quality: D
     )
 
 
-def build_ingest_assets(partitions: dg.DailyPartitionsDefinition) -> list:
+def build_ingest_assets(partitions: dg.DailyPartitionsDefinition, days_per_run: int = 1) -> list:
     """raw_events and cleaned_events of one project, with their checks, on its days."""
+    backfill_policy = days_per_backfill_run(days_per_run)
     raw = dg.asset(
         partitions_def=partitions,
-        backfill_policy=one_day_per_run,
+        backfill_policy=backfill_policy,
         group_name="ingest",
         kinds={"pandas", "parquet"},
         check_specs=[
@@ -446,7 +491,11 @@ def build_ingest_assets(partitions: dg.DailyPartitionsDefinition) -> list:
         ],
     )(raw_events)
     cleaned = dg.asset(
-        partitions_def=partitions, backfill_policy=one_day_per_run, group_name="ingest", kinds={"pandas", "parquet"}
+        partitions_def=partitions,
+        backfill_policy=backfill_policy,
+        group_name="ingest",
+        kinds={"pandas", "parquet"},
+        ins={"raw_events": dg.AssetIn(metadata=AS_ARROW)},
     )(cleaned_events)
     return [
         raw,

@@ -8,9 +8,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from algo_platform.assets.partitions import one_day_per_run
+from algo_platform.assets.days import by_day, describe_days, per_day, run_days, suite_each_day
+from algo_platform.assets.partitions import days_per_backfill_run
 from algo_platform.quality import hard, soft
-from algo_platform.resources.data_quality import DataQuality, suite_check_result
+from algo_platform.resources.data_quality import DataQuality
+from algo_platform.resources.io_managers import AS_ARROW
 from algo_platform.schema import EVENT_TYPES
 
 # A view counts as "completed" when at least 90% of the video was watched.
@@ -166,6 +168,7 @@ def _feature_metadata(table: pd.DataFrame, sort_by: str) -> dict[str, dg.Metadat
     )
     return {
         "rows": len(table),
+        "dagster/row_count": len(table),
         "mean_watch_ratio": float(np.nan_to_num(table["mean_watch_ratio"].mean())),
         "mean_like_rate": float(table["like_rate"].mean()),
         "mean_skip_rate": float(table["skip_rate"].mean()),
@@ -173,16 +176,23 @@ def _feature_metadata(table: pd.DataFrame, sort_by: str) -> dict[str, dg.Metadat
     }
 
 
-def user_features(cleaned_events: pa.Table) -> dg.Output[pd.DataFrame]:
+def user_features(context: dg.AssetExecutionContext, cleaned_events) -> dg.Output:
     """Per-user activity of the day: events by type, watch ratio, engagement rates, top topics."""
-    table = build_user_features(cleaned_events)
-    return dg.Output(table, metadata=_feature_metadata(table, "events"))
+    return _features_by_day(context, cleaned_events, build_user_features)
 
 
-def item_features(cleaned_events: pa.Table) -> dg.Output[pd.DataFrame]:
+def item_features(context: dg.AssetExecutionContext, cleaned_events) -> dg.Output:
     """Per-item reach and engagement of the day: users, watch ratio, like/share/skip rates, rank."""
-    table = build_item_features(cleaned_events)
-    return dg.Output(table, metadata=_feature_metadata(table, "events"))
+    return _features_by_day(context, cleaned_events, build_item_features)
+
+
+def _features_by_day(context: dg.AssetExecutionContext, cleaned_events, build) -> dg.Output:
+    tables, metadata = {}, {}
+    for day, events in by_day(cleaned_events, run_days(context)).items():
+        tables[day] = build(events)
+        metadata[day] = _feature_metadata(tables[day], "events")
+    describe_days(context, metadata)
+    return dg.Output(per_day(tables))
 
 
 USER_FEATURES_SUITE = "user_features_suite"
@@ -203,27 +213,32 @@ def _feature_rules(key: str) -> list:
     ]
 
 
-def user_features_suite(user_features: pd.DataFrame, data_quality: DataQuality) -> dg.AssetCheckResult:
+def user_features_suite(context: dg.AssetCheckExecutionContext, user_features, data_quality: DataQuality):
     """One row per user, counts positive, rates within [0, 1]."""
     rules = _feature_rules("user_id")
-    return suite_check_result(data_quality.validate(user_features, rules, USER_FEATURES_SUITE), USER_FEATURES_SUITE)
+    yield from suite_each_day(context, data_quality, user_features, lambda first, last: rules, USER_FEATURES_SUITE)
 
 
-def item_features_suite(item_features: pd.DataFrame, data_quality: DataQuality) -> dg.AssetCheckResult:
+def item_features_suite(context: dg.AssetCheckExecutionContext, item_features, data_quality: DataQuality):
     """One row per item, counts positive, rates within [0, 1], ranks from 1."""
     rules = [
         *_feature_rules("item_id"),
         hard("ExpectColumnValuesToBeBetween", column="unique_users", min_value=1),
         hard("ExpectColumnValuesToBeBetween", column="popularity_rank", min_value=1),
     ]
-    return suite_check_result(data_quality.validate(item_features, rules, ITEM_FEATURES_SUITE), ITEM_FEATURES_SUITE)
+    yield from suite_each_day(context, data_quality, item_features, lambda first, last: rules, ITEM_FEATURES_SUITE)
 
 
-def build_feature_assets(partitions: dg.DailyPartitionsDefinition) -> list:
+def build_feature_assets(partitions: dg.DailyPartitionsDefinition, days_per_run: int = 1) -> list:
     """user_features and item_features of one project, with their checks."""
-    options = {"partitions_def": partitions, "backfill_policy": one_day_per_run, "group_name": "features"}
-    users = dg.asset(**options, kinds={"pandas", "parquet"})(user_features)
-    items = dg.asset(**options, kinds={"pandas", "parquet"})(item_features)
+    options = {
+        "partitions_def": partitions,
+        "backfill_policy": days_per_backfill_run(days_per_run),
+        "group_name": "features",
+    }
+    arrow = {"cleaned_events": dg.AssetIn(metadata=AS_ARROW)}
+    users = dg.asset(**options, kinds={"pandas", "parquet"}, ins=arrow)(user_features)
+    items = dg.asset(**options, kinds={"pandas", "parquet"}, ins=arrow)(item_features)
     return [
         users,
         items,

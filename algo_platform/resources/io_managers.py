@@ -20,6 +20,14 @@ from upath import UPath
 from algo_platform.assets.partitions import compact_days, daily_partitions, require_run_day
 from algo_platform.atomic import write_atomically, write_streamed_atomically
 
+# Input metadata for steps that compute with Arrow (cleaning, features): they get Arrow tables,
+# without the conversion to pandas (a table for one day, {day: table} for a range run).
+AS_ARROW = {"load_as": "arrow"}
+
+
+def _as_arrow(context: dg.InputContext) -> bool:
+    return _annotated_as(context, pa.Table) or (context.definition_metadata or {}).get("load_as") == "arrow"
+
 
 def _annotated_as(context: dg.InputContext, python_type: type) -> bool:
     return context.dagster_type is not None and context.dagster_type.typing_type is python_type
@@ -51,7 +59,7 @@ class ParquetIOManager(dg.UPathIOManager):
             return path
         table = read_table(path)
         # Steps that compute with Arrow (cleaning, features) ask for it and skip the pandas copy.
-        return table if _annotated_as(context, pa.Table) else table.to_pandas()
+        return table if _as_arrow(context) else table.to_pandas()
 
     def load_partitions(self, context: dg.InputContext):
         """A window of days: one listing finds the days that are missing, and names them all in one
@@ -79,15 +87,29 @@ class ParquetIOManager(dg.UPathIOManager):
             tables = list(pool.map(lambda key: self.load_from_path(context, paths[key]), keys))
         return dict(zip(keys, tables, strict=True))
 
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | pa.Table | dict) -> None:
+        """A range run's output is a table per day: each day is written to its own file, as a
+        one-day run writes it (each asset describes its days' rows itself)."""
+        if not isinstance(obj, dict):
+            return super().handle_output(context, obj)
+        paths = self._get_paths_for_partitions(context)
+        if set(obj) != set(paths):
+            raise dg.Failure(description=f"{context.asset_key.to_user_string()}: expected a table per day of the run")
+        for day, path in paths.items():
+            self.make_directory(path.parent)
+            self.dump_to_path(context, obj[day], path)
+        context.add_output_metadata({"days": len(obj), "dagster/column_schema": self._schema(next(iter(obj.values())))})
+        return None
+
+    @staticmethod
+    def _schema(obj: pd.DataFrame | pa.Table) -> dg.TableSchema:
+        types = (
+            zip(obj.schema.names, obj.schema.types, strict=True) if isinstance(obj, pa.Table) else obj.dtypes.items()
+        )
+        return dg.TableSchema(columns=[dg.TableColumn(name=str(name), type=str(dtype)) for name, dtype in types])
+
     def get_metadata(self, context: dg.OutputContext, obj: pd.DataFrame | pa.Table) -> dict[str, Any]:
-        is_arrow = isinstance(obj, pa.Table)
-        types = zip(obj.schema.names, obj.schema.types, strict=True) if is_arrow else obj.dtypes.items()
-        return {
-            "dagster/row_count": len(obj),
-            "dagster/column_schema": dg.TableSchema(
-                columns=[dg.TableColumn(name=str(name), type=str(dtype)) for name, dtype in types]
-            ),
-        }
+        return {"dagster/row_count": len(obj), "dagster/column_schema": self._schema(obj)}
 
 
 class JsonIOManager(dg.UPathIOManager):
