@@ -14,6 +14,7 @@ import dagster as dg
 import pandas as pd
 
 from algo_platform.assets.partitions import compact_days
+from algo_platform.quality import Rule
 from algo_platform.resources.data_quality import DataQuality, suite_check_result
 
 T = TypeVar("T")
@@ -96,6 +97,24 @@ def check_each_day(
     yield from report_checks(context, asset_key, {day: [check(day, value)] for day, value in values.items()})
 
 
+DAY_COLUMN = "partition_day"
+
+
+def _within_a_day(rule: Rule) -> Rule:
+    """A rule as it applies to one day, on a table of many days with a day column: a value unique
+    within its day (a user of the day's features) is unique together with the day."""
+    if rule.expectation == "ExpectTableColumnsToMatchSet":
+        return Rule(
+            rule.expectation, {**rule.kwargs, "column_set": [*rule.kwargs["column_set"], DAY_COLUMN]}, rule.hard
+        )
+    if rule.expectation != "ExpectColumnValuesToBeUnique":
+        return rule
+    kwargs = {k: v for k, v in rule.kwargs.items() if k != "column"}
+    return Rule(
+        "ExpectCompoundColumnsToBeUnique", {**kwargs, "column_list": [DAY_COLUMN, rule.kwargs["column"]]}, rule.hard
+    )
+
+
 def suite_each_day(
     context: dg.AssetCheckExecutionContext,
     data_quality: DataQuality,
@@ -105,16 +124,24 @@ def suite_each_day(
 ) -> Iterator[dg.AssetCheckResult]:
     """A Great Expectations suite on each day of the run.
 
-    A range is validated as one table first (rules hold row by row, and one validation costs
-    the same fixed time whatever its size); only when that fails is each day validated alone,
-    to say which days fail. `rules_for(first_day, last_day)` gives the rules for a span."""
+    A range is validated as one table first (hard rules hold row by row, and one validation
+    costs the same fixed time whatever its size); only when a hard rule fails is each day
+    validated alone, to say which days fail. `rules_for(first_day, last_day)` gives the rules for a span."""
     days = run_days(context)
     frames = by_day(loaded, days)
     if len(frames) > 1:
-        whole = pd.concat(frames.values(), ignore_index=True)
-        outcome = suite_check_result(data_quality.validate(whole, rules_for(days[0], days[-1]), suite_name), suite_name)
-        if outcome.passed:
-            yield from report_checks(context, context.check_specs[0].asset_key, {day: [outcome] for day in frames})
+        empty = {day: [_nothing_to_validate(suite_name)] for day, frame in frames.items() if frame.empty}
+        present = {day: frame for day, frame in frames.items() if not frame.empty}
+        if not present:
+            yield from report_checks(context, context.check_specs[0].asset_key, empty)
+            return
+        whole = pd.concat(present.values(), keys=list(present), names=[DAY_COLUMN, None]).reset_index(DAY_COLUMN)
+        outcomes = data_quality.validate(whole, [_within_a_day(r) for r in rules_for(days[0], days[-1])], suite_name)
+        if not any(o.rule.hard and not o.passed for o in outcomes):
+            # Soft rules (shares, means) are reported for the range as a whole, on each day with rows.
+            outcome = suite_check_result(outcomes, suite_name)
+            results = {day: [outcome] if day in present else empty[day] for day in frames}
+            yield from report_checks(context, context.check_specs[0].asset_key, results)
             return
     yield from check_each_day(
         context,
@@ -123,3 +150,7 @@ def suite_each_day(
             data_quality.validate(frame, rules_for(day, day), suite_name), suite_name
         ),
     )
+
+
+def _nothing_to_validate(suite_name: str) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=True, description=f"{suite_name}: no rows on this day; nothing to validate")
