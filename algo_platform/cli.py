@@ -190,6 +190,12 @@ def import_history(source: str, mappings: tuple[str, ...], memory_mb: int, proje
             "next: ingest every day of the range (days without events become empty days) in one backfill:\n"
             f"  algo-platform backfill --project {project.name} --from {result.first_day} --to {result.last_day}"
         )
+        if project.sensor.enabled:
+            click.echo(
+                f"note: {project.name}'s landing-zone sensor is on: it also asks for these days, one run per day; "
+                "stop it for a history import (the backfill ingests them in fewer runs)",
+                err=True,
+            )
 
 
 @main.command()

@@ -52,8 +52,10 @@ from algo_platform.schema import CANONICAL_COLUMNS
 FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
 # Bytes of the source per batch; a batch and its canonical copy are the first pass's memory.
 BATCH_BYTES = 16 << 20
-# An Arrow table takes roughly this many times the bytes of its text file (ids as int64, strings).
-ARROW_PER_FILE_BYTE = 3
+# The canonical Arrow table of a narrow text file takes about this many times its bytes (generated
+# event ids are strings), and splitting a bucket by day holds it twice (as read, and sorted).
+ARROW_PER_FILE_BYTE = 4
+SPLIT_COPIES = 2
 MAX_BUCKETS = 512
 
 
@@ -121,7 +123,10 @@ def import_identity(digest: str, mapping: Mapping[str, str], extra_columns: Mapp
 
 
 def _text_stream(path: UPath, codec: str | None) -> pa.NativeFile:
-    return pa.input_stream(path.open("rb"), compression=codec)
+    # A local file is read by Arrow itself: through a Python file object, the reader's read-ahead
+    # blocks are Python bytes outside Arrow's pool, and memory then grows with the file.
+    source = path.path if path.protocol in ("", "file", "local") else path.open("rb")
+    return pa.input_stream(source, compression=codec)
 
 
 def _csv_header(path: UPath, codec: str | None) -> tuple[str, list[str]]:
@@ -216,8 +221,10 @@ class _Spill:
             for day, count in zip(values, counts, strict=True):
                 yield int(day), table.slice(offset, int(count))
                 offset += int(count)
-            del table
+            del table, days, order
             path.unlink()
+            # Arrow's allocator keeps freed blocks for reuse; without this, memory grows with buckets.
+            pa.default_memory_pool().release_unused()
 
 
 def _with_event_ids(table: pa.Table, mapping: Mapping[str, str], import_id: str, first_row: int) -> pa.Table:
@@ -225,8 +232,8 @@ def _with_event_ids(table: pa.Table, mapping: Mapping[str, str], import_id: str,
     the same row of the same import always has the same id."""
     if "event_id" in mapping or "event_id" in table.column_names:
         return table
-    rows = np.arange(first_row, first_row + table.num_rows).astype(str)
-    return table.append_column("event_id", pc.binary_join_element_wise(pa.scalar(import_id), pa.array(rows), "-"))
+    rows = pa.array(np.arange(first_row, first_row + table.num_rows)).cast(pa.string())
+    return table.append_column("event_id", pc.binary_join_element_wise(pa.scalar(import_id), rows, "-"))
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
@@ -266,7 +273,7 @@ def _supersede(storage_root: str, earlier: dict, by: str) -> None:
 
 def _bucket_count(path: UPath, compression: str | None, memory_bytes: int) -> int:
     size = path.fs.size(path.path) * (8 if compression else 1)
-    return max(1, min(MAX_BUCKETS, math.ceil(size * ARROW_PER_FILE_BYTE / memory_bytes)))
+    return max(1, min(MAX_BUCKETS, math.ceil(size * ARROW_PER_FILE_BYTE * SPLIT_COPIES / memory_bytes)))
 
 
 def import_events(
@@ -313,6 +320,8 @@ def import_events(
                         f"{error} (in rows {first_row + 1:,}..{first_row + batch.num_rows:,}); nothing was imported"
                     ) from None
                 first_row += batch.num_rows
+                del batch, table
+                pa.default_memory_pool().release_unused()
         except (pa.ArrowInvalid, UnicodeDecodeError) as error:
             message = str(error).splitlines()[0][:200]
             raise ImportRefused(

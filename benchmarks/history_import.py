@@ -79,19 +79,21 @@ def _child(code: str) -> tuple[float, float]:
     return float(wall), float(rss)
 
 
-def import_rows(row_counts: list[int]) -> list[dict]:
+def import_rows(row_counts: list[int], memory_mb: int) -> list[dict]:
     rows = []
     for count in row_counts:
         with tempfile.TemporaryDirectory() as scratch:
             source = ratings_file(Path(scratch) / "ratings.csv", count)
             ours = _child(
                 "from algo_platform.importer import import_events\n"
-                f"import_events({str(source)!r}, {scratch + '/storage'!r}, {MAPPING!r}, {RATING!r}, '2000-01-01')"
+                f"import_events({str(source)!r}, {scratch + '/storage'!r}, {MAPPING!r}, {RATING!r}, '2000-01-01', "
+                f"memory_bytes={memory_mb << 20})"
             )
             whole = _child(f"import pyarrow.csv as c\nc.read_csv({str(source)!r})")
             rows.append(
                 {
-                    "what": f"import {count:,} rows over 4,000 days ({source.stat().st_size / 2**20:,.0f} MiB CSV)",
+                    "what": f"import {count:,} rows over 4,000 days ({source.stat().st_size / 2**20:,.0f} MiB CSV), "
+                    f"--memory-mb {memory_mb}",
                     "ours_s": ours[0],
                     "ours_peak_mib": ours[1],
                     "read_whole_s": whole[0],
@@ -168,11 +170,15 @@ def backfill_rows(days: int, per_run: int = 250) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="*", default=[1_000_000, 10_000_000])
-    parser.add_argument("--days", type=int, default=1_000)
+    parser.add_argument("--days", type=int, default=1_000, help="days to backfill; 0 skips the backfill")
+    parser.add_argument("--memory-mb", type=int, default=128, help="the import's memory budget")
     args = parser.parse_args()
-    imports, backfills = import_rows(args.rows), backfill_rows(args.days)
+    results = RESULTS / "history_import.json"
+    previous = json.loads(results.read_text()) if results.exists() else {}
+    imports = import_rows(args.rows, args.memory_mb) if args.rows else previous.get("import", [])
+    backfills = backfill_rows(args.days) if args.days else previous.get("backfill", [])
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "history_import.json").write_text(json.dumps({"import": imports, "backfill": backfills}, indent=2))
+    results.write_text(json.dumps({"import": imports, "backfill": backfills}, indent=2))
     print("| import | ours | peak RSS | read whole (pyarrow) | peak RSS | time ratio |")
     print("|---|---|---|---|---|---|")
     for row in imports:
