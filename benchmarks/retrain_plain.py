@@ -13,19 +13,20 @@ from pathlib import Path
 import pandas as pd
 
 from algo_platform.assets.evaluation import evaluate_day, log_report, report_images
-from algo_platform.assets.events import CLEANED_SUITE, clean_events, cleaned_events_rules, raw_events_suite
+from algo_platform.assets.events import CLEANED_SUITE, RAW_SUITE, clean_events, cleaned_events_rules, raw_events_rules
 from algo_platform.assets.features import (
+    ITEM_FEATURES_SUITE,
+    USER_FEATURES_SUITE,
     build_item_features,
     build_user_features,
-    item_features_suite,
-    user_features_suite,
+    item_features_rules,
+    user_features_rules,
 )
 from algo_platform.assets.sequences import build_training_sequences, item_vocabulary_suite, training_sequences_suite
 from algo_platform.landing import load_landing_day
 from algo_platform.promotion import PromotionPolicy, promotion_decision
 from algo_platform.quality import distribution_profile, quality_dimensions
 from algo_platform.resources.data_quality import DataQuality
-from algo_platform.resources.project import ProjectResource
 from algo_platform.resources.tracking import ExperimentTracking
 from algo_platform.training.config import TrainConfig
 
@@ -37,15 +38,15 @@ def ingest_day(
     load = load_landing_day(root, day.isoformat())
     raw = load.table.to_pandas()
     quality_dimensions(raw, day, now, quality.allowed_lateness)
-    raw_events_suite(raw_events=raw, data_quality=quality, project=ProjectResource(name="bench"))
+    # Each suite's check reads its days from its context; its rules and validation are these.
+    quality.validate(raw, raw_events_rules(), RAW_SUITE)
     cleaned, _ = clean_events(load.table, day, now)
     quality_dimensions(cleaned, day, now, quality.allowed_lateness)
     distribution_profile(cleaned)
-    # The cleaned suite's check reads the day from its context; its rules and validation are these.
     quality.validate(cleaned, cleaned_events_rules(day), CLEANED_SUITE)
     users, items = build_user_features(cleaned), build_item_features(cleaned)
-    user_features_suite(user_features=users, data_quality=quality)
-    item_features_suite(item_features=items, data_quality=quality)
+    quality.validate(users, user_features_rules(), USER_FEATURES_SUITE)
+    quality.validate(items, item_features_rules(), ITEM_FEATURES_SUITE)
     for name, frame in (("cleaned_events", cleaned), ("user_features", users), ("item_features", items)):
         frame.to_parquet(Path(workdir) / f"{name}-{day}.parquet")
     return cleaned, users

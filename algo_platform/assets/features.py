@@ -213,19 +213,27 @@ def _feature_rules(key: str) -> list:
     ]
 
 
+def user_features_rules() -> list:
+    return _feature_rules("user_id")
+
+
+def item_features_rules() -> list:
+    return [
+        *_feature_rules("item_id"),
+        hard("ExpectColumnValuesToBeBetween", column="unique_users", min_value=1),
+        hard("ExpectColumnValuesToBeBetween", column="popularity_rank", min_value=1),
+    ]
+
+
 def user_features_suite(context: dg.AssetCheckExecutionContext, user_features, data_quality: DataQuality):
     """One row per user, counts positive, rates within [0, 1]."""
-    rules = _feature_rules("user_id")
+    rules = user_features_rules()
     yield from suite_each_day(context, data_quality, user_features, lambda first, last: rules, USER_FEATURES_SUITE)
 
 
 def item_features_suite(context: dg.AssetCheckExecutionContext, item_features, data_quality: DataQuality):
     """One row per item, counts positive, rates within [0, 1], ranks from 1."""
-    rules = [
-        *_feature_rules("item_id"),
-        hard("ExpectColumnValuesToBeBetween", column="unique_users", min_value=1),
-        hard("ExpectColumnValuesToBeBetween", column="popularity_rank", min_value=1),
-    ]
+    rules = item_features_rules()
     yield from suite_each_day(context, data_quality, item_features, lambda first, last: rules, ITEM_FEATURES_SUITE)
 
 
