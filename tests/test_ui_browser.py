@@ -52,9 +52,26 @@ def browser():
         driver.quit()
 
 
+def dismiss_community_popup(driver) -> bool:
+    """Dagster's "Join the community" pop-up can open at any moment of the first minutes, over
+    whatever dialog is open, and takes the keyboard: skip it wherever it shows."""
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.common.by import By
+
+    skips = driver.find_elements(By.XPATH, "//button[normalize-space()='Skip']")  # no other Skip on our pages
+    for skip in skips:
+        try:
+            skip.click()
+        except WebDriverException:  # gone, or covered, between finding and clicking
+            continue
+        time.sleep(0.5)
+    return bool(skips)
+
+
 def until(driver, find, what: str, timeout: float = 60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        dismiss_community_popup(driver)
         found = find(driver)
         if found:
             return found
@@ -64,12 +81,10 @@ def until(driver, find, what: str, timeout: float = 60):
 
 
 def open_page(driver, url: str) -> None:
-    from selenium.webdriver.common.by import By
 
     driver.get(url)
     time.sleep(2)
-    for skip in driver.find_elements(By.XPATH, "//button[normalize-space()='Skip']"):  # community pop-up
-        skip.click()
+    dismiss_community_popup(driver)
 
 
 def _launch_buttons(driver) -> list:
@@ -85,8 +100,8 @@ def _launch_buttons(driver) -> list:
 def _choose_partition(driver, day: str) -> list:
     """Type the day into the launch dialog until its Launch button is enabled.
 
-    On a loaded machine the dialog can take the typed text before it has loaded the partitions,
-    and then ignores it: type it again rather than wait forever."""
+    The community pop-up can open over the dialog and take the typed text; on a loaded machine
+    the dialog can also take it before it has loaded the partitions. Type it again then."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
@@ -99,6 +114,8 @@ def _choose_partition(driver, day: str) -> list:
         field.send_keys(day, Keys.ENTER)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
+            if dismiss_community_popup(driver):
+                break  # it took the keyboard: type the day again
             if found := _launch_buttons(driver):
                 return found
             time.sleep(1)
