@@ -39,9 +39,9 @@ from upath import UPath
 from algo_platform.atomic import write_atomically
 from algo_platform.landing import (
     COMPRESSIONS,
-    CSV_DELIMITERS,
     REASON_SUFFIX,
     BadEventFile,
+    csv_delimiter,
     event_schema,
     landing_dir,
     quarantine_file,
@@ -131,11 +131,12 @@ def _text_stream(path: UPath, codec: str | None) -> pa.NativeFile:
 
 def _csv_header(path: UPath, codec: str | None) -> tuple[str, list[str]]:
     with _text_stream(path, codec) as stream:
-        first = stream.read(1 << 20).split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", errors="replace")
-    if not first.strip():
+        header = stream.read(1 << 20).split(b"\n", 1)[0].rstrip(b"\r")
+    if not header.strip():
         raise ImportRefused(f"{path.name}: the first line is empty; a CSV file starts with its header")
-    delimiter = max(CSV_DELIMITERS, key=first.count) if any(d in first for d in CSV_DELIMITERS) else ","
-    return delimiter, [name.strip().strip('"') for name in first.split(delimiter)]
+    delimiter = csv_delimiter(header)  # as upload reads it
+    names = header.decode("utf-8", errors="replace").split(delimiter)
+    return delimiter, [name.strip().strip('"') for name in names]
 
 
 def read_batches(path: UPath, batch_bytes: int = BATCH_BYTES) -> Iterator[pa.Table]:
@@ -364,11 +365,10 @@ def import_events(
         manifest_path = _write_manifest(storage_root, manifest)
         for day_number, rows in spill.days_in_buckets():
             day = _iso(day_number)
-            data = _parquet_bytes(rows)
             target = landing_dir(storage_root, day) / landed_name
             # A rerun after a crash writes the same bytes; a file already in place is left alone.
             if not target.exists():
-                write_atomically(target, data)
+                write_atomically(target, _parquet_bytes(rows))
 
         quarantined = None
         if spill.without_time:

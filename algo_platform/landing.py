@@ -225,7 +225,7 @@ def _decompressed(name: str, data: bytes) -> tuple[str, bytes]:
         ) from None
 
 
-def _csv_delimiter(data: bytes) -> str:
+def csv_delimiter(data: bytes) -> str:
     """The delimiter of a CSV file, from its header line (European exports use ';')."""
     header = data.split(b"\n", 1)[0]
     counts = {d: header.count(d.encode()) for d in CSV_DELIMITERS}
@@ -256,7 +256,7 @@ def _parse_bytes(name: str, data: bytes) -> pa.Table:
         if suffix == ".parquet":
             return pq.read_table(pa.BufferReader(data))
         if suffix == ".csv":
-            parse = pacsv.ParseOptions(delimiter=_csv_delimiter(data))
+            parse = pacsv.ParseOptions(delimiter=csv_delimiter(data))
             return pacsv.read_csv(io.BytesIO(data), parse_options=parse)
         return pajson.read_json(io.BytesIO(data))
     except pa.ArrowInvalid as exc:
