@@ -145,14 +145,56 @@ def scan_folder(folder: UPath) -> list[LandedFile]:
     else:
         if not folder.exists():
             return []
-        for info in folder.fs.ls(folder.path, detail=True):
+        # refresh: fsspec caches listings per process, and a long-lived sensor must see new objects.
+        for info in folder.fs.ls(folder.path, detail=True, refresh=True):
             name = info["name"].rstrip("/").rsplit("/", 1)[-1]
-            if info.get("type") != "file" or not _is_data_name(name):
-                continue
-            modified = info.get("mtime") or info.get("LastModified") or info.get("last_modified") or 0
-            modified_ns = int(modified.timestamp() * 1e9) if hasattr(modified, "timestamp") else int(modified * 1e9)
-            entries.append(LandedFile(folder, name, int(info.get("size") or 0), modified_ns, modified_ns, False))
+            if info.get("type") == "file" and _is_data_name(name):
+                entries.append(_object_entry(folder, name, info))
     return sorted(entries, key=lambda f: (f.landed_ns, f.name))
+
+
+def _object_entry(folder: UPath, name: str, info: dict) -> LandedFile:
+    modified = info.get("mtime") or info.get("LastModified") or info.get("last_modified") or 0
+    modified_ns = int(modified.timestamp() * 1e9) if hasattr(modified, "timestamp") else int(modified * 1e9)
+    return LandedFile(folder, name, int(info.get("size") or info.get("Size") or 0), modified_ns, modified_ns, False)
+
+
+def _list_objects(folder: UPath, start_after: str | None) -> list[dict]:
+    """Every object under `folder` in one listing (no request per day folder), in key order; with
+    `start_after`, only the keys after it. S3 lists from a key on the server (`StartAfter`), so a
+    tick that looks at recent days reads only their keys; other stores filter a full listing."""
+    fs, prefix = folder.fs, folder.path.rstrip("/") + "/"
+    if fs.protocol[0] in ("s3", "s3a"):
+        bucket, _, key_prefix = prefix.partition("/")
+        request = {"Bucket": bucket, "Prefix": key_prefix}
+        if start_after:
+            request["StartAfter"] = key_prefix + start_after
+        infos = []
+        while True:
+            page = fs.call_s3("list_objects_v2", **request)
+            infos += [{**item, "name": f"{bucket}/{item['Key']}", "type": "file"} for item in page.get("Contents", [])]
+            if not page.get("IsTruncated"):
+                return infos
+            request["ContinuationToken"] = page["NextContinuationToken"]
+    infos = [info for info in fs.find(prefix, detail=True).values() if info.get("type") == "file"]
+    return [info for info in infos if start_after is None or info["name"][len(prefix) :] > start_after]
+
+
+def landing_objects(storage_root: str, since_day: str | None = None) -> dict[str, list[LandedFile]]:
+    """Data files of every day folder on an object store (from `since_day` on), grouped by day."""
+    events_root = UPath(storage_root) / "landing" / "events"
+    prefix = events_root.path.rstrip("/") + "/"
+    days: dict[str, list[LandedFile]] = {}
+    for info in _list_objects(events_root, since_day):
+        relative = info["name"][len(prefix) :].split("/")
+        if len(relative) != 2 or not _is_data_name(relative[1]):
+            continue  # not a file directly in a day folder
+        days.setdefault(relative[0], []).append(_object_entry(events_root / relative[0], relative[1], info))
+    return {day: sorted(files, key=lambda f: (f.landed_ns, f.name)) for day, files in sorted(days.items())}
+
+
+def is_object_store(storage_root: str) -> bool:
+    return not _is_local(UPath(storage_root))
 
 
 def day_folders(storage_root: str) -> list[UPath]:
@@ -546,10 +588,9 @@ def load_landing_day(storage_root: str, day: str, extra_columns: Mapping[str, st
         if digest in seen_digests:
             duplicates.append(f"{path.name} (same content as {seen_digests[digest]})")
             continue
+        mapping = read_column_mapping(path)  # outside the try: a store outage fails the day, it is no bad file
         try:
-            table = to_canonical(
-                path.name, _parse_bytes(path.name, data), read_column_mapping(path), digest, extra_columns
-            )
+            table = to_canonical(path.name, _parse_bytes(path.name, data), mapping, digest, extra_columns)
             bad = misplaced_rows_error(path.name, day, table)
         except BadEventFile as error:
             bad = error

@@ -40,8 +40,13 @@ class Settings:
 
     @property
     def artifact_location(self) -> str:
-        """Where a new experiment keeps artifacts: beside the embedded database; a server decides its own."""
-        return "" if self.mlflow_tracking_uri else f"{self._embedded_mlflow_dir}/mlartifacts"
+        """Where a new experiment keeps artifacts: a tracking server decides its own; with the embedded
+        database they sit beside the models, on the object store when the storage root is one."""
+        if self.mlflow_tracking_uri:
+            return ""
+        if "://" in self.storage_root:
+            return self.storage_path("mlflow", "artifacts")
+        return f"{self._embedded_mlflow_dir}/mlartifacts"
 
     def storage_path(self, *parts: str) -> str:
         """A path under the storage root, as a string usable by fsspec and pyarrow."""

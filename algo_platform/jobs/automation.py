@@ -4,12 +4,13 @@ import datetime as dt
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-from algo_platform.landing import LandedFile, day_folders, scan_folder, validate_day
+from algo_platform.landing import LandedFile, day_folders, is_object_store, landing_objects, scan_folder, validate_day
 from algo_platform.project import Project
 from algo_platform.resources.storage import PlatformStorage
 from algo_platform.settings import Settings
@@ -25,6 +26,11 @@ _now_ns = time.time_ns  # the sensor's clock, replaceable in tests
 # default, used when no value is passed (the code location passes ALGO_PLATFORM_LANDING_SETTLE_SECONDS).
 SETTLE_SECONDS = Settings.landing_settle_seconds
 CURSOR_VERSION = 2
+# On an object store a tick lists, in one request per 1,000 keys, only the day folders from this
+# many days before the latest complete day (and any day still waiting); a full listing, which
+# catches a late file for an older day, runs once per FULL_SWEEP_SECONDS.
+LOOKBACK_DAYS = 7
+FULL_SWEEP_SECONDS = 3600
 
 
 def folder_signature(files: list[LandedFile]) -> str:
@@ -63,15 +69,15 @@ def scan_landing_zone(
         state = {"version": CURSOR_VERSION, "days": {}}
     seen: dict[str, str] = state["days"]
     scan = LandingScan()
-    for folder in day_folders(root):
+    for name, list_files in _day_folders(root, state, scan_ns):
         try:
-            day = validate_day(folder.name)
+            day = validate_day(name)
         except ValueError:
             continue  # not a day folder; upload never writes one
         if partitions_def is not None and not partitions_def.has_partition_key(day):
             scan.waiting[day] = f"{day} is not a partition (yet); it is ingested once it is one"
             continue
-        files = scan_folder(folder)
+        files = list_files()
         if not files:
             continue
         fresh = [f.name for f in files if scan_ns - f.modified_ns < settle * 1_000_000_000]
@@ -87,6 +93,24 @@ def scan_landing_zone(
     state["waiting"] = scan.waiting
     scan.cursor = json.dumps(state, sort_keys=True)
     return scan
+
+
+def _day_folders(root: str, state: dict, scan_ns: int) -> list[tuple[str, Callable[[], list[LandedFile]]]]:
+    """(folder name, its files) for the day folders this tick looks at.
+
+    A local landing zone is read folder by folder (a directory read each; links are not followed).
+    An object store is listed in one go: the recent days and the waiting ones, or every day once
+    per FULL_SWEEP_SECONDS (the cursor keeps the time of the last full listing)."""
+    if not is_object_store(root):
+        return [(folder.name, lambda folder=folder: scan_folder(folder)) for folder in day_folders(root)]
+    since: str | None = None
+    if scan_ns - state.get("swept_ns", 0) < FULL_SWEEP_SECONDS * 1_000_000_000:
+        today = dt.datetime.fromtimestamp(scan_ns / 1e9, dt.UTC).date()
+        recent = (today - dt.timedelta(days=LOOKBACK_DAYS + 1)).isoformat()
+        since = min([recent, *state.get("waiting", {})])
+    else:
+        state["swept_ns"] = scan_ns
+    return [(day, lambda files=files: files) for day, files in landing_objects(root, since).items()]
 
 
 def build_automation(

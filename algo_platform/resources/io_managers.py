@@ -19,6 +19,7 @@ from upath import UPath
 
 from algo_platform.assets.partitions import compact_days, daily_partitions, require_run_day
 from algo_platform.atomic import write_atomically, write_streamed_atomically
+from algo_platform.store_outage import store_outage_as_failure
 
 # Input metadata for steps that compute with Arrow (cleaning, features): they get Arrow tables,
 # without the conversion to pandas (a table for one day, {day: table} for a range run).
@@ -42,7 +43,22 @@ def read_table(path: UPath) -> pa.Table:
     return table
 
 
-class ParquetIOManager(dg.UPathIOManager):
+class ObjectStoreIOManager(dg.UPathIOManager):
+    """A UPathIOManager whose step, when the store stops answering, fails with a message saying so."""
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        with store_outage_as_failure(f"writing {context.asset_key.to_user_string()}", writing=True):
+            return self.write_output(context, obj)
+
+    def write_output(self, context: dg.OutputContext, obj: Any) -> None:
+        return super().handle_output(context, obj)
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        with store_outage_as_failure(f"reading {context.asset_key.to_user_string()}", writing=False):
+            return super().load_input(context)
+
+
+class ParquetIOManager(ObjectStoreIOManager):
     extension = ".parquet"
 
     def dump_to_path(self, context: dg.OutputContext, obj: pd.DataFrame | pa.Table, path: UPath) -> None:
@@ -87,11 +103,11 @@ class ParquetIOManager(dg.UPathIOManager):
             tables = list(pool.map(lambda key: self.load_from_path(context, paths[key]), keys))
         return dict(zip(keys, tables, strict=True))
 
-    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | pa.Table | dict) -> None:
+    def write_output(self, context: dg.OutputContext, obj: pd.DataFrame | pa.Table | dict) -> None:
         """A range run's output is a table per day: each day is written to its own file, as a
         one-day run writes it (each asset describes its days' rows itself)."""
         if not isinstance(obj, dict):
-            return super().handle_output(context, obj)
+            return super().write_output(context, obj)
         paths = self._get_paths_for_partitions(context)
         if set(obj) != set(paths):
             raise dg.Failure(description=f"{context.asset_key.to_user_string()}: expected a table per day of the run")
@@ -112,7 +128,7 @@ class ParquetIOManager(dg.UPathIOManager):
         return {"dagster/row_count": len(obj), "dagster/column_schema": self._schema(obj)}
 
 
-class JsonIOManager(dg.UPathIOManager):
+class JsonIOManager(ObjectStoreIOManager):
     extension = ".json"
 
     def dump_to_path(self, context: dg.OutputContext, obj: dict, path: UPath) -> None:
