@@ -41,11 +41,13 @@ from algo_platform.landing import (
     COMPRESSIONS,
     REASON_SUFFIX,
     BadEventFile,
+    LinkedLandingFolder,
     csv_delimiter,
     event_schema,
     landing_dir,
     quarantine_file,
     to_canonical,
+    writable_landing_dir,
 )
 from algo_platform.schema import CANONICAL_COLUMNS
 
@@ -362,10 +364,14 @@ def import_events(
             "started": dt.datetime.now(dt.UTC).isoformat(),
             "status": "landing",
         }
+        try:
+            folders = {day: writable_landing_dir(storage_root, day) for day in rows_per_day}
+        except LinkedLandingFolder as error:
+            raise ImportRefused(f"{source}: {error}; nothing was landed") from None
         manifest_path = _write_manifest(storage_root, manifest)
         for day_number, rows in spill.days_in_buckets():
             day = _iso(day_number)
-            target = landing_dir(storage_root, day) / landed_name
+            target = folders[day] / landed_name
             # A rerun after a crash writes the same bytes; a file already in place is left alone.
             if not target.exists():
                 write_atomically(target, _parquet_bytes(rows))

@@ -73,6 +73,24 @@ def landing_dir(storage_root: str, day: str) -> UPath:
     return UPath(storage_root) / "landing" / "events" / day
 
 
+class LinkedLandingFolder(ValueError):
+    """A folder a writer would write into is a symbolic link."""
+
+
+def writable_landing_dir(storage_root: str, day: str) -> UPath:
+    """The day's landing folder, for a writer. Refused when it, or `landing/` or `landing/events/`
+    above it, is a symbolic link: a write through it would land outside the landing zone."""
+    folder = landing_dir(storage_root, day)
+    if _is_local(folder):
+        for candidate in (folder.parent.parent, folder.parent, folder):
+            if os.path.islink(candidate.path):
+                raise LinkedLandingFolder(
+                    f"{candidate.path} is a symbolic link; nothing is written through links, which could lead "
+                    "out of the landing zone: replace it with a real folder"
+                )
+    return folder
+
+
 def quarantine_dir(storage_root: str, day: str) -> UPath:
     return UPath(storage_root) / "quarantine" / "events" / day
 

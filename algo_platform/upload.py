@@ -15,13 +15,14 @@ from algo_platform.landing import (
     MAPPING_SUFFIX,
     MAX_NAME_BYTES,
     BadEventFile,
+    LinkedLandingFolder,
     content_digest,
-    landing_dir,
     misplaced_rows_error,
     parse_event_bytes,
     read_column_mapping,
     to_canonical,
     validate_day,
+    writable_landing_dir,
 )
 from algo_platform.schema import CANONICAL_COLUMNS
 
@@ -99,7 +100,10 @@ def upload_event_file(
     inside = pc.and_(pc.greater_equal(ts, day_start), pc.less(ts, day_start + dt.timedelta(days=1)))
     rows_outside = table.num_rows - pc.sum(pc.fill_null(inside, False).cast("int64")).as_py()
 
-    target = landing_dir(storage_root, day) / name
+    try:
+        target = writable_landing_dir(storage_root, day) / name
+    except LinkedLandingFolder as error:
+        raise UploadError(str(error)) from None
     if target.exists():
         if content_digest(target.read_bytes()) == content_digest(data):
             landed_mapping = read_column_mapping(target)

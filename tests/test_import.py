@@ -319,3 +319,15 @@ def test_the_backfill_command_queues_one_asset_backfill_over_the_range(tmp_path,
         assert backfill.tags["algo_platform/project"] == PROJECT
     refused = CliRunner().invoke(cli, ["backfill", "--project", PROJECT, "--from", "1990-01-01", "--to", "2024-01-05"])
     assert refused.exit_code == 1 and "1990-01-01 is not a day of team_a" in refused.output
+
+
+def test_an_import_never_writes_through_a_linked_day_folder(tmp_path, storage_root):
+    source = ratings_csv(tmp_path / "ratings.csv", 500, days=5, start="2024-03-01")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    events = Path(storage_root) / "landing" / "events"
+    events.mkdir(parents=True)
+    (events / "2024-03-03").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ImportRefused, match=r"2024-03-03 is a symbolic link.*nothing was landed"):
+        run_import(source, storage_root)
+    assert list(outside.iterdir()) == [] and [p.name for p in events.iterdir()] == ["2024-03-03"]

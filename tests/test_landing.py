@@ -254,3 +254,15 @@ def test_the_same_bytes_with_another_mapping_are_refused_not_silently_kept(tmp_p
     upload_event_file(source, DAY, {"user_id": "userId", "item_id": "movieId", "ts": "timestamp"}, storage_root)
     with pytest.raises(UploadError, match="another column mapping"):
         upload_event_file(source, DAY, {"user_id": "userId", "item_id": "other", "ts": "timestamp"}, storage_root)
+
+
+@pytest.mark.parametrize("linked", ["landing/events", f"landing/events/{DAY}"])
+def test_upload_never_writes_through_a_linked_landing_folder(tmp_path, storage_root, linked):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    planted = Path(storage_root) / linked
+    planted.parent.mkdir(parents=True, exist_ok=True)
+    planted.symlink_to(outside, target_is_directory=True)
+    with pytest.raises(UploadError, match="is a symbolic link; nothing is written through links"):
+        upload_event_file(write_ratings_csv(tmp_path / "ratings.csv"), DAY, MAPPING, storage_root)
+    assert list(outside.rglob("*")) == []
