@@ -138,9 +138,7 @@ def test_a_store_that_stops_mid_write_fails_the_run_clearly_and_leaves_nothing_h
         stop()
 
 
-def test_the_sensor_lists_the_store_in_one_go_and_finds_late_files_of_old_days_at_the_full_sweep(
-    store, monkeypatch
-):
+def test_the_sensor_lists_the_store_in_one_go_and_finds_late_files_of_old_days_at_the_full_sweep(store, monkeypatch):
     from algo_platform import landing
     from algo_platform.assets.partitions import daily_partitions
     from algo_platform.jobs import automation
