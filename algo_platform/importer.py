@@ -36,7 +36,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 from upath import UPath
 
-from algo_platform.atomic import write_atomically
+from algo_platform.atomic import write_atomically, write_streamed_atomically
 from algo_platform.landing import (
     COMPRESSIONS,
     REASON_SUFFIX,
@@ -189,12 +189,22 @@ class _Spill:
     schema: pa.Schema
     writers: dict[int, ipc.RecordBatchStreamWriter] = field(default_factory=dict)
     rows_per_day: Counter = field(default_factory=Counter)
-    without_time: list[pa.Table] = field(default_factory=list)
+    # Rows without a timestamp are spilled too (a file of mostly such rows must not fill memory).
+    without_time: int = 0
+    without_time_writer: ipc.RecordBatchStreamWriter | None = None
+
+    @property
+    def without_time_path(self) -> Path:
+        return self.folder / "without-time.arrow"
 
     def add(self, table: pa.Table) -> None:
         has_time = pc.is_valid(table["ts"])
         if not pc.all(has_time).as_py():
-            self.without_time.append(table.filter(pc.invert(has_time)))
+            rows = table.filter(pc.invert(has_time))
+            if self.without_time_writer is None:
+                self.without_time_writer = ipc.new_stream(pa.OSFile(str(self.without_time_path), "wb"), self.schema)
+            self.without_time_writer.write_table(rows)
+            self.without_time += rows.num_rows
             table = table.filter(has_time)
         days = _days_of(table["ts"]).to_numpy(zero_copy_only=False)
         for day, count in zip(*np.unique(days, return_counts=True), strict=True):
@@ -207,7 +217,7 @@ class _Spill:
             self.writers[bucket].write_table(table.filter(pa.array(bucket_of_row == bucket)))
 
     def close(self) -> None:
-        for writer in self.writers.values():
+        for writer in [*self.writers.values(), *filter(None, [self.without_time_writer])]:
             writer.close()
 
     def days_in_buckets(self) -> Iterator[tuple[int, pa.Table]]:
@@ -378,10 +388,12 @@ def import_events(
 
         quarantined = None
         if spill.without_time:
-            quarantined = _quarantine_rows_without_time(storage_root, import_id, pa.concat_tables(spill.without_time))
+            quarantined = _quarantine_rows_without_time(
+                storage_root, import_id, spill.without_time_path, spill.without_time
+            )
     for other in earlier:
         _supersede(storage_root, other, import_id)
-    without_time = sum(t.num_rows for t in spill.without_time)
+    without_time = spill.without_time
     _write_manifest(
         storage_root,
         {
@@ -403,13 +415,22 @@ def import_events(
     )
 
 
-def _quarantine_rows_without_time(storage_root: str, import_id: str, rows: pa.Table) -> str:
+def _quarantine_rows_without_time(storage_root: str, import_id: str, spilled: Path, rows: int) -> str:
+    """The spilled rows as one Parquet file in quarantine, streamed a batch at a time."""
     folder = UPath(storage_root) / "quarantine" / "imports" / import_id
     target = folder / "rows-without-timestamp.parquet"
-    write_atomically(target, _parquet_bytes(rows))
+
+    def write(file) -> None:
+        with pa.memory_map(str(spilled)) as source:
+            reader = ipc.open_stream(source)
+            with pq.ParquetWriter(file, reader.schema, compression="zstd") as parquet:
+                for batch in reader:
+                    parquet.write_batch(batch)
+
+    write_streamed_atomically(target, write)
     reason = {
         "reason": "missing_ts",
-        "detail": f"{rows.num_rows:,} rows have no usable timestamp, so no day to land on",
+        "detail": f"{rows:,} rows have no usable timestamp, so no day to land on",
         "time": dt.datetime.now(dt.UTC).isoformat(),
     }
     write_atomically(folder / ("rows-without-timestamp.parquet" + REASON_SUFFIX), json.dumps(reason).encode())

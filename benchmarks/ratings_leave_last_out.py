@@ -43,7 +43,7 @@ def cleaned_history(storage: str, days: list[str]) -> pa.Table:
     return pa.concat_tables(tables, promote_options="permissive")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     from algo_platform.assets.sequences import build_training_sequences
     from algo_platform.importer import import_events
     from algo_platform.models import FAMILIES
@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=RatingsShape.items)
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs, help="most epochs (early stopping)")
     parser.add_argument("--out", default=str(RESULTS / "ratings_leave_last_out.json"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     shape = RatingsShape(users=args.users, items=args.items)
     ratings = ratings_frame(shape)
