@@ -54,6 +54,7 @@ from algo_platform.schema import CANONICAL_COLUMNS
 FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
 # Bytes of the source per batch; a batch and its canonical copy are the first pass's memory.
 BATCH_BYTES = 16 << 20
+READ_BLOCK_BYTES = 2 << 20  # the largest CSV row or JSON line an import reads
 # The canonical Arrow table of a narrow text file takes about this many times its bytes (generated
 # event ids are strings), and splitting a bucket by day holds it twice (as read, and sorted).
 ARROW_PER_FILE_BYTE = 4
@@ -154,21 +155,31 @@ def read_batches(path: UPath, batch_bytes: int = BATCH_BYTES) -> Iterator[pa.Tab
             for batch in parquet.iter_batches(batch_size=min(rows, 1_000_000)):
                 yield pa.Table.from_batches([batch])
         return
+    # Arrow's readers read up to 32 blocks ahead in the background: small blocks keep that bounded
+    # (a block of the batch's size would let the read-ahead hold 32 batches), and the blocks are
+    # gathered into batches of about `batch_bytes` below.
+    block_bytes = min(batch_bytes, READ_BLOCK_BYTES)
     if kind == "csv":
         delimiter, names = _csv_header(path, codec)
         reader = pacsv.open_csv(
             _text_stream(path, codec),
-            read_options=pacsv.ReadOptions(block_size=batch_bytes),
+            read_options=pacsv.ReadOptions(block_size=block_bytes),
             parse_options=pacsv.ParseOptions(delimiter=delimiter),
             convert_options=pacsv.ConvertOptions(
                 column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=True
             ),
         )
     else:
-        reader = pajson.open_json(_text_stream(path, codec), read_options=pajson.ReadOptions(block_size=batch_bytes))
+        reader = pajson.open_json(_text_stream(path, codec), read_options=pajson.ReadOptions(block_size=block_bytes))
     with reader:
+        gathered: list[pa.RecordBatch] = []
         for batch in reader:
-            yield pa.Table.from_batches([batch])
+            gathered.append(batch)
+            if sum(b.nbytes for b in gathered) >= batch_bytes:
+                yield pa.Table.from_batches(gathered)
+                gathered = []
+        if gathered:
+            yield pa.Table.from_batches(gathered)
 
 
 def _days_of(ts: pa.ChunkedArray | pa.Array) -> pa.Array:

@@ -79,8 +79,10 @@ def _user_ratings(
     sittings = 1 + rng.poisson(count / 10)
     gaps = rng.exponential(45.0, sittings)
     gaps[0] = 0.0
-    sitting_days = np.minimum(first_day + np.cumsum(gaps).astype(int), days - 1)
+    sitting_days = first_day + np.cumsum(gaps).astype(int)
     per_sitting = np.bincount(rng.integers(0, sittings, count), minlength=sittings)
+    # Sittings after the log's end have not happened yet: the user's later ratings are not in it.
+    per_sitting, sitting_days = per_sitting[sitting_days < days], sitting_days[sitting_days < days]
     seen = np.zeros(len(catalogue.genre), dtype=bool)
     out: list[tuple[int, float, int]] = []
     for day, size in zip(sitting_days, per_sitting, strict=True):
