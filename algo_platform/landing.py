@@ -182,7 +182,7 @@ def _list_objects(folder: UPath, start_after: str | None) -> list[dict]:
     `start_after`, only the keys after it. S3 lists from a key on the server (`StartAfter`), so a
     tick that looks at recent days reads only their keys; other stores filter a full listing."""
     fs, prefix = folder.fs, folder.path.rstrip("/") + "/"
-    if fs.protocol[0] in ("s3", "s3a"):
+    if fs.protocol[0] in ("s3", "s3a") and hasattr(fs, "call_s3"):
         bucket, _, key_prefix = prefix.partition("/")
         request = {"Bucket": bucket, "Prefix": key_prefix}
         if start_after:
