@@ -87,3 +87,17 @@ def projects_dir(tmp_path: Path, settings: Settings, monkeypatch) -> Path:
     monkeypatch.setenv("ALGO_PLATFORM_PROJECTS", str(folder))
     monkeypatch.setenv("ALGO_PLATFORM_STORAGE", settings.storage_root)
     return folder
+
+
+def ingest_and_retrain(defs, days: list, instance, epochs: int) -> tuple[list, object]:
+    """The whole graph in process: each generated day's ingest, then the retrain of the last day."""
+    import dagster as dg
+
+    ingest_job: dg.JobDefinition = defs.resolve_job_def(f"{PROJECT}_ingest_job")
+    ingest = [ingest_job.execute_in_process(partition_key=d.day, instance=instance) for d in days]
+    retrain = defs.resolve_job_def(f"{PROJECT}_retrain_job").execute_in_process(
+        partition_key=END_DAY.isoformat(),
+        instance=instance,
+        run_config={"ops": {"sequence_model": {"config": {"epochs": epochs}}}},
+    )
+    return ingest, retrain

@@ -13,7 +13,7 @@ from algo_platform.datagen import generate
 from algo_platform.landing import landing_dir
 from algo_platform.location import build_project_definitions
 from algo_platform.settings import Settings
-from tests.conftest import END_DAY, PROJECT, make_project
+from tests.conftest import END_DAY, PROJECT, ingest_and_retrain, make_project
 from tests.s3_server import start_object_store
 
 DAYS = 3
@@ -45,15 +45,7 @@ def s3_pipeline(store, tmp_path_factory):
     (landing_dir(root, END_DAY.isoformat()) / "broken.parquet").write_bytes(b"PAR1 this is not parquet")
     defs = build_project_definitions(make_project(window_days=DAYS), settings)
     with dg.instance_for_test(temp_dir=str(home)) as instance:
-        ingest = [
-            defs.resolve_job_def(f"{PROJECT}_ingest_job").execute_in_process(partition_key=d.day, instance=instance)
-            for d in days
-        ]
-        retrain = defs.resolve_job_def(f"{PROJECT}_retrain_job").execute_in_process(
-            partition_key=END_DAY.isoformat(),
-            instance=instance,
-            run_config={"ops": {"sequence_model": {"config": {"epochs": 2}}}},
-        )
+        ingest, retrain = ingest_and_retrain(defs, days, instance, epochs=2)
         yield {"settings": settings, "days": days, "ingest": ingest, "retrain": retrain, "home": home}
 
 

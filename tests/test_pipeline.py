@@ -13,7 +13,7 @@ import pytest
 from algo_platform.datagen import generate
 from algo_platform.location import build_project_definitions
 from algo_platform.settings import Settings
-from tests.conftest import END_DAY, PROJECT, make_project
+from tests.conftest import END_DAY, PROJECT, ingest_and_retrain, make_project
 
 DAYS = 7
 EVENTS_PER_DAY = 4_000
@@ -47,15 +47,7 @@ def pipeline(tmp_path_factory):
     defs = build_project_definitions(make_project(window_days=DAYS), settings)
     (root / "home").mkdir()
     with dg.instance_for_test(temp_dir=str(root / "home")) as instance:
-        ingest = [
-            defs.resolve_job_def(f"{PROJECT}_ingest_job").execute_in_process(partition_key=d.day, instance=instance)
-            for d in days
-        ]
-        retrain = defs.resolve_job_def(f"{PROJECT}_retrain_job").execute_in_process(
-            partition_key=END_DAY.isoformat(),
-            instance=instance,
-            run_config={"ops": {"sequence_model": {"config": {"epochs": 5}}}},
-        )
+        ingest, retrain = ingest_and_retrain(defs, days, instance, epochs=5)
         yield {"settings": settings, "days": days, "ingest": ingest, "retrain": retrain, "instance": instance}
 
 

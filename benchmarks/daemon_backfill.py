@@ -1,0 +1,75 @@
+"""A history backfilled by the real daemon: `algo-platform import`, `algo-platform backfill`, then
+`dagster-daemon run` until the backfill ends; wall time from the daemon's start.
+
+`python -m benchmarks.daemon_backfill [--days 4000] [--per-run 250]` prints one line. The platform
+is a temporary one set up as the daemon tests set it up (tests/test_daemon_e2e.py: a DAGSTER_HOME
+with the shipped dagster.yaml, a scaffolded project, its workspace), so this needs the dev extra.
+The history has 25 events a day, so the figure is the per-day cost of Dagster and of our steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    import dagster as dg
+    import numpy as np
+    import pandas as pd
+    from dagster._core.execution.backfill import BulkActionStatus
+
+    from tests.conftest import PROJECT
+    from tests.test_daemon_e2e import BIN, WORKSPACE, Processes, cli, temporary_platform
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=int, default=4_000)
+    parser.add_argument("--per-run", type=int, default=250)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as folder:
+        scratch = Path(folder)
+        env, home = temporary_platform(scratch, window_days=2)
+        project_file = scratch / "projects" / PROJECT / "project.yaml"
+        text = project_file.read_text().replace("days_per_run: 1 ", f"days_per_run: {args.per_run} ", 1)
+        project_file.write_text(text.replace("partitions_start: 2024-01-01", "partitions_start: 2015-01-01"))
+        start = dt.date(2015, 1, 1)
+        last = start + dt.timedelta(days=args.days - 1)
+        rng = np.random.default_rng(1)
+        n = args.days * 25
+        seconds = pd.Timestamp(start, tz="UTC").value // 10**9 + rng.integers(0, args.days * 86_400, n)
+        source = scratch / "history.csv"
+        pd.DataFrame({"uid": rng.integers(1, 500, n), "iid": rng.integers(1, 3_000, n), "when": seconds}).to_csv(
+            source, index=False
+        )
+        mapping = ["--map", "user_id=uid", "--map", "item_id=iid", "--map", "ts=when"]
+        cli(env, "algo-platform", "import", str(source), "--project", PROJECT, *mapping)
+        span = ["--from", start.isoformat(), "--to", last.isoformat()]
+        cli(env, "algo-platform", "backfill", "--project", PROJECT, *span)
+        processes = Processes(env, scratch)
+        began = time.monotonic()
+        try:
+            processes.start("daemon", str(BIN / "dagster-daemon"), "run", "-w", env[WORKSPACE])
+            while True:
+                with dg.DagsterInstance.from_config(str(home)) as instance:
+                    (backfill,) = instance.get_backfills()
+                if backfill.status != BulkActionStatus.REQUESTED:
+                    break
+                time.sleep(2)
+        finally:
+            processes.stop_all()
+        wall = time.monotonic() - began
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill.backfill_id}))
+            days = len(instance.get_materialized_partitions(dg.AssetKey([PROJECT, "cleaned_events"])))
+    print(
+        f"{args.days:,} days, {args.per_run} per run: {backfill.status.value}, {len(runs)} runs, {days:,} days of "
+        f"cleaned_events; {wall:,.0f} s, {wall / args.days * 1000:,.0f} ms per day"
+    )
+
+
+if __name__ == "__main__":
+    main()
