@@ -44,6 +44,7 @@ from algo_platform.landing import (
     LinkedLandingFolder,
     csv_delimiter,
     event_schema,
+    is_local,
     landing_dir,
     quarantine_file,
     to_canonical,
@@ -128,7 +129,7 @@ def import_identity(digest: str, mapping: Mapping[str, str], extra_columns: Mapp
 def _text_stream(path: UPath, codec: str | None) -> pa.NativeFile:
     # A local file is read by Arrow itself: through a Python file object, the reader's read-ahead
     # blocks are Python bytes outside Arrow's pool, and memory then grows with the file.
-    source = path.path if path.protocol in ("", "file", "local") else path.open("rb")
+    source = path.path if is_local(path) else path.open("rb")
     return pa.input_stream(source, compression=codec)
 
 
@@ -173,11 +174,13 @@ def read_batches(path: UPath, batch_bytes: int = BATCH_BYTES) -> Iterator[pa.Tab
         reader = pajson.open_json(_text_stream(path, codec), read_options=pajson.ReadOptions(block_size=block_bytes))
     with reader:
         gathered: list[pa.RecordBatch] = []
+        gathered_bytes = 0
         for batch in reader:
             gathered.append(batch)
-            if sum(b.nbytes for b in gathered) >= batch_bytes:
+            gathered_bytes += batch.nbytes
+            if gathered_bytes >= batch_bytes:
                 yield pa.Table.from_batches(gathered)
-                gathered = []
+                gathered, gathered_bytes = [], 0
         if gathered:
             yield pa.Table.from_batches(gathered)
 

@@ -81,7 +81,7 @@ def writable_landing_dir(storage_root: str, day: str) -> UPath:
     """The day's landing folder, for a writer. Refused when it, or `landing/` or `landing/events/`
     above it, is a symbolic link: a write through it would land outside the landing zone."""
     folder = landing_dir(storage_root, day)
-    if _is_local(folder):
+    if is_local(folder):
         for candidate in (folder.parent.parent, folder.parent, folder):
             if os.path.islink(candidate.path):
                 raise LinkedLandingFolder(
@@ -132,7 +132,8 @@ def _is_data_name(name: str) -> bool:
     return not name.startswith(".") and not name.endswith(MAPPING_SUFFIX)
 
 
-def _is_local(folder: UPath) -> bool:
+def is_local(folder: UPath) -> bool:
+    """A path on this machine's file system (where links exist), not an object store."""
     return folder.protocol in ("", "file", "local")
 
 
@@ -142,7 +143,7 @@ def scan_folder(folder: UPath) -> list[LandedFile]:
     Local folders are read with lstat, so a link is reported as a link and its target is never
     touched; object stores have no links."""
     entries: list[LandedFile] = []
-    if _is_local(folder):
+    if is_local(folder):
         if os.path.islink(folder.path) or not os.path.isdir(folder.path):
             return []
         with os.scandir(folder.path) as listing:
@@ -212,13 +213,13 @@ def landing_objects(storage_root: str, since_day: str | None = None) -> dict[str
 
 
 def is_object_store(storage_root: str) -> bool:
-    return not _is_local(UPath(storage_root))
+    return not is_local(UPath(storage_root))
 
 
 def day_folders(storage_root: str) -> list[UPath]:
     """The folders under `landing/events/` in name order; links are not followed (locally)."""
     events_root = UPath(storage_root) / "landing" / "events"
-    if _is_local(events_root):
+    if is_local(events_root):
         if os.path.islink(events_root.path) or not os.path.isdir(events_root.path):
             return []
         with os.scandir(events_root.path) as listing:
@@ -561,7 +562,7 @@ class LandingFileChanged(Exception):
 
 def _still_the_same(file: LandedFile) -> bool:
     """Whether `file` has the size and modification time it was listed with."""
-    if _is_local(file.folder):
+    if is_local(file.folder):
         try:
             stat = os.stat(file.path.path, follow_symlinks=False)
         except FileNotFoundError:

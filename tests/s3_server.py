@@ -71,11 +71,15 @@ class Relay:
 
 @dataclass
 class ObjectStore:
-    endpoint: str
     bucket: str
     relay: Relay
     environment: dict[str, str]
     direct_endpoint: str  # moto itself, bypassing the relay
+
+    @property
+    def endpoint(self) -> str:
+        """Where the platform reaches the store: the relay."""
+        return self.environment["AWS_ENDPOINT_URL"]
 
     def client(self):
         import boto3
@@ -112,9 +116,7 @@ def start_object_store():
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{relay.port}",
         "MLFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{relay.port}",
     }
-    store = ObjectStore(
-        environment["AWS_ENDPOINT_URL"], f"lake-{secrets.token_hex(4)}", relay, environment, f"http://{host}:{port}"
-    )
+    store = ObjectStore(f"lake-{secrets.token_hex(4)}", relay, environment, f"http://{host}:{port}")
     store.client().create_bucket(Bucket=store.bucket)
     forget_clients()
 

@@ -27,7 +27,7 @@ _now_ns = time.time_ns  # the sensor's clock, replaceable in tests
 SETTLE_SECONDS = Settings.landing_settle_seconds
 CURSOR_VERSION = 2
 # On an object store a tick lists, in one request per 1,000 keys, only the day folders from this
-# many days before the latest complete day (and any day still waiting); a full listing, which
+# many days before the latest complete day (and any day waiting to settle); a full listing, which
 # catches a late file for an older day, runs once per FULL_SWEEP_SECONDS.
 LOOKBACK_DAYS = 7
 FULL_SWEEP_SECONDS = 3600
@@ -69,6 +69,7 @@ def scan_landing_zone(
         state = {"version": CURSOR_VERSION, "days": {}}
     seen: dict[str, str] = state["days"]
     scan = LandingScan()
+    settling: list[str] = []
     for name, list_files in _day_folders(root, state, scan_ns):
         try:
             day = validate_day(name)
@@ -83,6 +84,7 @@ def scan_landing_zone(
         fresh = [f.name for f in files if scan_ns - f.modified_ns < settle * 1_000_000_000]
         if fresh:
             scan.waiting[day] = f"{', '.join(fresh[:3])} changed less than {settle}s ago; waiting for it to settle"
+            settling.append(day)
             continue
         signature = folder_signature(files)
         if seen.get(day) != signature:
@@ -91,6 +93,7 @@ def scan_landing_zone(
     previously = state.get("waiting", {})
     scan.newly_waiting = [day for day, reason in scan.waiting.items() if previously.get(day) != reason]
     state["waiting"] = scan.waiting
+    state["settling"] = settling
     scan.cursor = json.dumps(state, sort_keys=True)
     return scan
 
@@ -99,15 +102,17 @@ def _day_folders(root: str, state: dict, scan_ns: int) -> list[tuple[str, Callab
     """(folder name, its files) for the day folders this tick looks at.
 
     A local landing zone is read folder by folder (a directory read each; links are not followed).
-    An object store is listed in one go: the recent days and the waiting ones, or every day once
-    per FULL_SWEEP_SECONDS (the cursor keeps the time of the last full listing)."""
+    An object store is listed in one go: the recent days and the days waiting to settle, or every
+    day once per FULL_SWEEP_SECONDS (the cursor keeps the time of the last full listing). A folder
+    that is not a partition waits for midnight (recent anyway) or for `partitions_start` to move
+    (found by the next full listing), so it does not widen every tick's listing."""
     if not is_object_store(root):
         return [(folder.name, lambda folder=folder: scan_folder(folder)) for folder in day_folders(root)]
     since: str | None = None
     if scan_ns - state.get("swept_ns", 0) < FULL_SWEEP_SECONDS * 1_000_000_000:
         today = dt.datetime.fromtimestamp(scan_ns / 1e9, dt.UTC).date()
         recent = (today - dt.timedelta(days=LOOKBACK_DAYS + 1)).isoformat()
-        since = min([recent, *state.get("waiting", {})])
+        since = min([recent, *state.get("settling", [])])
     else:
         state["swept_ns"] = scan_ns
     return [(day, lambda files=files: files) for day, files in landing_objects(root, since).items()]
