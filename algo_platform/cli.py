@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from algo_platform.accounts_cli import audit, audit_cli_action, users
 from algo_platform.project import Project, ProjectError
 from algo_platform.settings import load_settings
 
@@ -84,12 +85,24 @@ def generate(
     help="Map a source column onto a canonical one, e.g. --map user_id=userId (repeatable); "
     "added to the project's data.column_map.",
 )
+@click.option(
+    "--server",
+    default=None,
+    metavar="URL",
+    help="Upload through the platform's webserver (as a signed-in editor) instead of to the storage directly.",
+)
+@click.option("--user", default=None, envvar="ALGO_PLATFORM_USER", help="With --server: who signs in.")
 @project_option
-def upload(path: str, day: str, mappings: tuple[str, ...], project_name: str) -> None:
+def upload(
+    path: str, day: str, mappings: tuple[str, ...], server: str | None, user: str | None, project_name: str
+) -> None:
     """Check an event file (Parquet, CSV, JSONL) and copy it into a project's landing zone atomically."""
     from algo_platform.landing import parse_column_mapping
     from algo_platform.upload import UploadError, upload_event_file
 
+    if server:
+        _upload_through_server(server, user, path, day, mappings, project_name)
+        return
     project = _load_project(project_name)
     try:
         extra_columns = project.data.extra_columns
@@ -104,8 +117,10 @@ def upload(path: str, day: str, mappings: tuple[str, ...], project_name: str) ->
             extra_columns=extra_columns,
         )
     except (UploadError, ValueError) as exc:
+        audit_cli_action("upload", "failed", project.name, Path(path).name, str(exc))
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    audit_cli_action("upload", "allowed", project.name, result.target, f"{result.rows:,} rows for {day}")
     if result.already_present:
         click.echo(f"{result.target}: identical file already landed; nothing to do")
         return
@@ -158,8 +173,10 @@ def import_history(source: str, mappings: tuple[str, ...], memory_mb: int, proje
             memory_bytes=memory_mb << 20,
         )
     except (ImportRefused, ValueError) as exc:
+        audit_cli_action("import", "failed", project.name, source, str(exc))
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    audit_cli_action("import", "allowed", project.name, source, f"import {result.import_id}: {result.rows:,} rows")
     if result.already_imported:
         click.echo(f"{source}: already imported with this mapping (import {result.import_id}); nothing to do")
     else:
@@ -233,6 +250,26 @@ def backfill(first: str, last: str, project_name: str) -> None:
         )
 
 
+def _upload_through_server(
+    server: str, user: str | None, path: str, day: str, mappings: tuple[str, ...], project_name: str
+) -> None:
+    """POST the file to the webserver's /platform/upload, signed in as USER (password: ALGO_PLATFORM_PASSWORD)."""
+    from algo_platform.web.client import PlatformClient, PlatformClientError
+
+    if mappings:
+        raise click.UsageError("--map applies to direct uploads; through --server the project's column_map applies")
+    if not user:
+        raise click.UsageError("--server needs --user NAME (or ALGO_PLATFORM_USER)")
+    password = os.environ.get("ALGO_PLATFORM_PASSWORD") or click.prompt(f"Password for {user}", hide_input=True)
+    try:
+        client = PlatformClient.sign_in(server, user, password)
+        answer = client.upload(Path(path), project_name, day)
+    except PlatformClientError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+    click.echo(answer)
+
+
 def _print_rows_per_day(rows_per_day: dict[str, int], most: int = 31) -> None:
     """Every day when there are few; otherwise one line per month (the manifest has every day)."""
     if len(rows_per_day) <= most:
@@ -303,10 +340,14 @@ def bench(events: int, quick: bool) -> None:
     click.echo(f"written: {json_path}, {markdown_path}")
 
 
+main.add_command(users)
+main.add_command(audit)
+
+
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})
 @click.pass_context
 def webserver(ctx: click.Context) -> None:
-    """The Dagster UI with cross-site writes refused; takes every `dagster-webserver` option."""
+    """The Dagster UI behind sign-in, roles per project and the audit log; takes every `dagster-webserver` option."""
     from algo_platform.web.server import webserver as serve
 
     serve(ctx.args)

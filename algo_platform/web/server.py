@@ -1,10 +1,11 @@
-"""`algo-platform webserver` and `algo-platform dev`: Dagster's web app behind the guard.
+"""`algo-platform webserver` and `algo-platform dev`: Dagster's web app behind sign-in and the guard.
 
 `webserver` is `dagster-webserver` itself (every option the same, so the Helm chart's command
 line works unchanged) with one seam replaced: the function that builds the ASGI app returns it
-wrapped in `guard.guarded`. Hosts beyond loopback and `--host` come from
-`ALGO_PLATFORM_ALLOWED_HOSTS`, extra trusted origins from `ALGO_PLATFORM_ALLOWED_ORIGINS`
-(comma-separated).
+wrapped in `signin.signed_in` (users, roles, audit) inside `guard.guarded` (cross-site writes).
+It also gives Dagster's own permission checks the user's roles, so the UI greys out what a viewer
+may not do. Hosts beyond loopback and `--host` come from `ALGO_PLATFORM_ALLOWED_HOSTS`, extra
+trusted origins from `ALGO_PLATFORM_ALLOWED_ORIGINS` (comma-separated).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from algo_platform.web.guard import LOCAL_HOSTS, guarded
+from algo_platform.web.signin import PRINCIPAL, AuthConfigError, AuthSettings, signed_in
 
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
@@ -39,15 +41,66 @@ def allowed_hosts(args: Sequence[str]) -> list[str]:
     return [*LOCAL_HOSTS, *([] if host in WILDCARD_HOSTS else [host]), *_listed("ALGO_PLATFORM_ALLOWED_HOSTS")]
 
 
+def scope_permissions_to_users(process_context) -> None:
+    """Dagster's permission checks (and the UI's enabled buttons) follow the signed-in user's roles.
+
+    Dagster knows two levels per code location, read-only or not: a launcher or better may act on
+    a project, a viewer may not; only platform admins hold the workspace-wide permissions. The
+    middleware's finer checks (launcher vs editor vs admin) still run first."""
+    from dagster._core.workspace.context import WorkspaceRequestContext
+
+    from algo_platform.web.accounts import Role
+
+    create = process_context.create_request_context
+
+    def create_for_user(source=None):
+        context = create(source)
+        principal = getattr(source, "scope", {}).get(PRINCIPAL) if source is not None else None
+        if principal is None or principal.platform_admin:
+            return context
+        workspace = context.get_current_workspace()
+        return WorkspaceRequestContext(
+            instance=context.instance,
+            current_workspace=workspace,
+            process_context=process_context,
+            version=context.version,
+            source=source,
+            read_only=True,
+            read_only_locations={
+                location: (principal.role_on(location) or 0) < Role.launcher
+                for location in workspace.code_location_entries
+            },
+        )
+
+    process_context.create_request_context = create_for_user
+
+
 def webserver(args: Sequence[str]) -> None:
-    """Run `dagster-webserver ARGS` with the app wrapped in the cross-site write guard."""
+    """Run `dagster-webserver ARGS` with the app behind sign-in and the cross-site write guard."""
     import dagster_webserver.cli as webserver_cli
 
+    from algo_platform.web.accounts import Accounts
+    from algo_platform.web.targets import WorkspaceTargets
+
+    try:
+        settings = AuthSettings.from_environment()
+    except AuthConfigError as error:
+        print(f"algo-platform webserver: {error}", file=sys.stderr)
+        sys.exit(2)
     build = webserver_cli.create_app_from_workspace_process_context
     hosts, origins = allowed_hosts(args), _listed("ALGO_PLATFORM_ALLOWED_ORIGINS")
 
-    def build_guarded(*build_args, **build_kwargs):
-        return guarded(build(*build_args, **build_kwargs), hosts, origins)
+    def build_guarded(process_context, path_prefix: str = "", *build_args, **build_kwargs):
+        app = build(process_context, path_prefix, *build_args, **build_kwargs)
+        scope_permissions_to_users(process_context)
+        accounts = Accounts.for_instance(process_context.instance)
+        if settings.mode == "local" and not accounts.list_users():
+            print(
+                "algo-platform webserver: no users yet; add one with `algo-platform users add NAME --platform-admin`",
+                file=sys.stderr,
+            )
+        protected = signed_in(app, accounts, WorkspaceTargets(process_context), settings, path_prefix)
+        return guarded(protected, hosts, origins)
 
     webserver_cli.create_app_from_workspace_process_context = build_guarded
     webserver_cli.cli.main(args=list(args), prog_name="algo-platform webserver")
@@ -68,8 +121,16 @@ def _stop(process: subprocess.Popen) -> None:
 def dev(workspace: str, host: str, port: int) -> None:
     """The guarded UI and the daemon (schedules, sensors, run queue), as `dagster dev` runs them.
 
-    Ctrl-C or SIGTERM stops both, and when either exits the other is stopped too."""
+    Ctrl-C or SIGTERM stops both, and when either exits the other is stopped too. Without
+    ALGO_PLATFORM_SESSION_SECRET it signs sessions with a secret made for this run only (everyone
+    signs in again after a restart); `algo-platform webserver` refuses to start without one."""
     bin_dir = Path(sys.executable).parent
+    env = dict(os.environ)
+    if not env.get("ALGO_PLATFORM_SESSION_SECRET"):
+        import secrets
+
+        env["ALGO_PLATFORM_SESSION_SECRET"] = secrets.token_urlsafe(32)
+        print("algo-platform dev: sessions are signed with a secret made for this run", file=sys.stderr)
     commands = {
         "daemon": [str(bin_dir / "dagster-daemon"), "run", "-w", workspace],
         "webserver": [str(bin_dir / "algo-platform"), "webserver", "-w", workspace, "-h", host, "-p", str(port)],
@@ -80,7 +141,7 @@ def dev(workspace: str, host: str, port: int) -> None:
 
     signal.signal(signal.SIGTERM, interrupt)
     signal.signal(signal.SIGINT, interrupt)
-    processes = {name: subprocess.Popen(command, start_new_session=True) for name, command in commands.items()}
+    processes = {name: subprocess.Popen(command, start_new_session=True, env=env) for name, command in commands.items()}
     try:
         while all(process.poll() is None for process in processes.values()):
             time.sleep(0.5)

@@ -1,0 +1,373 @@
+"""Which role each Dagster GraphQL mutation needs, and which project it acts on.
+
+Every mutation field the platform knows is listed in RULES with the least role that may call it
+and how its arguments name the project (the code location) that owns the target: a job or asset
+selector names its location; a run, a backfill, a schedule or sensor state is looked up; an asset
+key is looked up in the workspace. A mutation field not listed is refused, so a Dagster release
+that adds one opens nothing until it is listed here. Mutations without a project (reload the
+whole workspace, pause auto-materialize, concurrency limits) need a platform admin.
+
+The document is parsed with graphql-core, the parser Dagster executes it with, so aliases,
+fragments, several operations in one document and variables with defaults are all seen as Dagster
+will see them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    VariableNode,
+    parse,
+)
+from graphql.error import GraphQLError
+from graphql.utilities import value_from_ast_untyped
+
+from algo_platform.web.accounts import Principal, Role
+
+USER_TAG = "user"  # Dagster's own tag for who launched a run: the runs list shows it as "Launched by"
+PLATFORM = None  # the "project" of a mutation that acts on the whole platform
+
+
+class Targets(Protocol):
+    """Resolves what a mutation names to the project that owns it (web/targets.py)."""
+
+    def of_run(self, run_id: str) -> str | None: ...
+    def of_backfill(self, backfill_id: str) -> set[str]: ...
+    def of_asset(self, path: list[str]) -> str | None: ...
+    def of_instigator(self, *ids: str | None) -> str | None: ...
+
+
+@dataclass
+class Action:
+    """One mutation field of a request: what it is, on which project(s), and what it needs."""
+
+    mutation: str
+    projects: set[str | None]
+    needs: Role | None  # None: a platform admin only
+    target: str
+    # Where the platform's user tag goes: (variable name, path inside it to the tag list), or None.
+    tag_slot: tuple[str, tuple[str, ...]] | None = None
+    error: str | None = None  # why the request cannot be judged (refused)
+    allowed: bool = False
+    reason: str = ""
+    roles: dict[str | None, str] = field(default_factory=dict)
+
+
+def _location(selector: Any) -> str | None:
+    if not isinstance(selector, Mapping):
+        return None
+    if "repositorySelector" in selector:
+        return _location(selector["repositorySelector"])
+    location = selector.get("repositoryLocationName")
+    return location if isinstance(location, str) else None
+
+
+def _asset_paths(items: Any) -> list[list[str]]:
+    paths = []
+    for item in items or []:
+        key = item.get("assetKey", item) if isinstance(item, Mapping) else None
+        path = key.get("path") if isinstance(key, Mapping) else None
+        if isinstance(path, list):
+            paths.append([str(part) for part in path])
+    return paths
+
+
+def _execution(params: Any, targets: Targets) -> tuple[set[str | None], str, bool]:
+    """(projects, target, ad hoc?) of ExecutionParams: ad hoc is a materialization outside a job."""
+    selector = params.get("selector", {}) if isinstance(params, Mapping) else {}
+    job = selector.get("jobName") or selector.get("pipelineName") or ""
+    location = _location(selector)
+    asset_projects = {targets.of_asset(p) for p in _asset_paths(selector.get("assetSelection"))}
+    projects = {location} | asset_projects if asset_projects else {location}
+    ad_hoc = str(job).startswith("__ASSET_JOB")
+    assets = ", ".join("/".join(p) for p in _asset_paths(selector.get("assetSelection")))
+    return projects, f"{location}:{job}" + (f" [{assets}]" if assets else ""), ad_hoc
+
+
+Rule = Callable[[dict[str, Any], Targets], tuple[set[str | None], Role | None, str]]
+
+
+def _launch(args, targets):
+    projects, target, ad_hoc = _execution(args.get("executionParams"), targets)
+    return projects, Role.editor if ad_hoc else Role.launcher, target
+
+
+def _launch_many(args, targets):
+    projects, names, needs = set(), [], Role.launcher
+    for params in args.get("executionParamsList") or []:
+        found, target, ad_hoc = _execution(params, targets)
+        projects |= found
+        names.append(target)
+        needs = max(needs, Role.editor if ad_hoc else Role.launcher)
+    return projects or {PLATFORM}, needs, "; ".join(names)
+
+
+def _reexecute(args, targets):
+    parent = (args.get("reexecutionParams") or {}).get("parentRunId")
+    if parent:
+        return {targets.of_run(str(parent))}, Role.launcher, f"run {parent}"
+    return _launch(args, targets)
+
+
+def _backfill(args, targets):
+    params = args.get("backfillParams") or {}
+    paths = _asset_paths(params.get("assetSelection")) + _asset_paths(params.get("partitionsByAssets"))
+    projects = {targets.of_asset(p) for p in paths}
+    selector = params.get("selector")
+    if selector:
+        projects.add(_location(selector))
+    target = selector.get("partitionSetName") if isinstance(selector, Mapping) else None
+    target = target or ", ".join("/".join(p) for p in paths)
+    return projects or {PLATFORM}, Role.launcher, f"backfill of {target}"
+
+
+def _backfill_id(argument: str, role: Role):
+    def rule(args, targets):
+        backfill_id = args.get(argument)
+        if isinstance(backfill_id, Mapping):  # reexecutePartitionBackfill: reexecutionParams.parentRunId
+            backfill_id = backfill_id.get("parentRunId")
+        return targets.of_backfill(str(backfill_id)) or {PLATFORM}, role, f"backfill {backfill_id}"
+
+    return rule
+
+
+def _run_ids(role: Role):
+    def rule(args, targets):
+        ids = [args["runId"]] if "runId" in args else list(args.get("runIds") or [])
+        return {targets.of_run(str(i)) for i in ids} or {PLATFORM}, role, "runs " + ", ".join(map(str, ids))
+
+    return rule
+
+
+def _selector(argument: str, role: Role, name_field: str):
+    def rule(args, targets):
+        selector = args.get(argument) or {}
+        name = selector.get(name_field) if isinstance(selector, Mapping) else None
+        return {_location(selector)}, role, f"{_location(selector)}:{name}"
+
+    return rule
+
+
+def _instigator(*id_arguments: str):
+    def rule(args, targets):
+        ids = [args.get(a) for a in id_arguments]
+        return {targets.of_instigator(*ids)}, Role.editor, f"instigator {next((i for i in ids if i), None)}"
+
+    return rule
+
+
+def _event_asset(args, targets):
+    params = args.get("eventParams") or {}
+    paths = _asset_paths([params])
+    return {targets.of_asset(p) for p in paths} or {PLATFORM}, Role.editor, ", ".join("/".join(p) for p in paths)
+
+
+def _wipe(args, targets):
+    paths = _asset_paths(args.get("assetPartitionRanges"))
+    return {targets.of_asset(p) for p in paths} or {PLATFORM}, Role.admin, ", ".join("/".join(p) for p in paths)
+
+
+def _location_argument(argument: str, role: Role):
+    def rule(args, targets):
+        location = args.get(argument)
+        if isinstance(location, Mapping):
+            location = _location(location)
+        return {location if isinstance(location, str) else None}, role, f"location {location}"
+
+    return rule
+
+
+def _dynamic_partitions(args, targets):
+    role = Role.admin if args.get("wipeMaterializations") else Role.editor
+    return {_location(args.get("repositorySelector"))}, role, f"partitions {args.get('partitionsDefName')}"
+
+
+def _platform(args, targets):
+    return {PLATFORM}, None, "platform"
+
+
+def _anyone(args, targets):
+    return set(), Role.viewer, "the signed-in user's own UI state"
+
+
+RULES: dict[str, Rule] = {
+    "launchRun": _launch,
+    "launchPipelineExecution": _launch,
+    "launchMultipleRuns": _launch_many,
+    "launchRunReexecution": _reexecute,
+    "launchPipelineReexecution": _reexecute,
+    "launchPartitionBackfill": _backfill,
+    "reexecutePartitionBackfill": _backfill_id("reexecutionParams", Role.launcher),
+    "resumePartitionBackfill": _backfill_id("backfillId", Role.launcher),
+    "cancelPartitionBackfill": _backfill_id("backfillId", Role.launcher),
+    "terminateRun": _run_ids(Role.launcher),
+    "terminatePipelineExecution": _run_ids(Role.launcher),
+    "terminateRuns": _run_ids(Role.launcher),
+    "deleteRun": _run_ids(Role.admin),
+    "deletePipelineRun": _run_ids(Role.admin),
+    "freeConcurrencySlots": _run_ids(Role.admin),
+    "freeConcurrencySlotsForRun": _run_ids(Role.admin),
+    "startSchedule": _selector("scheduleSelector", Role.editor, "scheduleName"),
+    "resetSchedule": _selector("scheduleSelector", Role.editor, "scheduleName"),
+    "scheduleDryRun": _selector("selectorData", Role.editor, "scheduleName"),
+    "stopRunningSchedule": _instigator("id", "scheduleOriginId", "scheduleSelectorId"),
+    "startSensor": _selector("sensorSelector", Role.editor, "sensorName"),
+    "resetSensor": _selector("sensorSelector", Role.editor, "sensorName"),
+    "setSensorCursor": _selector("sensorSelector", Role.editor, "sensorName"),
+    "sensorDryRun": _selector("selectorData", Role.editor, "sensorName"),
+    "stopSensor": _instigator("id", "jobOriginId", "jobSelectorId"),
+    "addDynamicPartition": _dynamic_partitions,
+    "deleteDynamicPartitions": _dynamic_partitions,
+    "reportRunlessAssetEvents": _event_asset,
+    "reportAssetCheckEvaluations": _event_asset,
+    "wipeAssets": _wipe,
+    "reloadRepositoryLocation": _location_argument("repositoryLocationName", Role.editor),
+    "shutdownRepositoryLocation": _location_argument("repositoryLocationName", Role.admin),
+    "refreshComponentState": _location_argument("locationName", Role.admin),
+    "setAppManagedComponent": _location_argument("locationName", Role.admin),
+    "deleteAppManagedComponent": _location_argument("locationName", Role.admin),
+    "reloadWorkspace": _platform,
+    "setAutoMaterializePaused": _platform,
+    "setConcurrencyLimit": _platform,
+    "deleteConcurrencyLimit": _platform,
+    "logTelemetry": _anyone,
+    "setNuxSeen": _anyone,
+}
+
+EXECUTION_TAGS = ("executionParams", ("executionMetadata", "tags"))
+# Where each launching mutation carries its tags: (argument, path to the tag list inside it), the
+# first argument present wins.
+TAG_SLOTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
+    "launchRun": [EXECUTION_TAGS],
+    "launchPipelineExecution": [EXECUTION_TAGS],
+    "launchMultipleRuns": [("executionParamsList", ("executionMetadata", "tags"))],
+    "launchPartitionBackfill": [("backfillParams", ("tags",))],
+    "launchRunReexecution": [("reexecutionParams", ("extraTags",)), EXECUTION_TAGS],
+    "launchPipelineReexecution": [("reexecutionParams", ("extraTags",)), EXECUTION_TAGS],
+}
+
+
+class UnreadableRequest(ValueError):
+    """A GraphQL request the platform cannot judge; it is refused, not passed on."""
+
+
+def _top_level_fields(
+    selections: SelectionSetNode, fragments: Mapping[str, FragmentDefinitionNode], seen: frozenset = frozenset()
+) -> Iterator[FieldNode]:
+    for selection in selections.selections:
+        if isinstance(selection, FieldNode):
+            yield selection
+        elif isinstance(selection, InlineFragmentNode):
+            yield from _top_level_fields(selection.selection_set, fragments, seen)
+        elif isinstance(selection, FragmentSpreadNode):
+            name = selection.name.value
+            if name in seen or name not in fragments:
+                raise UnreadableRequest(f"fragment {name} is unknown or cyclic")
+            yield from _top_level_fields(fragments[name].selection_set, fragments, seen | {name})
+
+
+def _variables(operation: OperationDefinitionNode, given: Mapping[str, Any]) -> dict[str, Any]:
+    values = {}
+    for definition in operation.variable_definitions or ():
+        name = definition.variable.name.value
+        if name in given:
+            values[name] = given[name]
+        elif definition.default_value is not None:
+            values[name] = value_from_ast_untyped(definition.default_value)
+    return values
+
+
+def mutations(query: str, variables: Mapping[str, Any] | None, targets: Targets) -> list[Action]:
+    """Every mutation field in the document, in every operation (Dagster runs the named one; all are judged)."""
+    try:
+        document: DocumentNode = parse(query)
+    except GraphQLError as error:
+        raise UnreadableRequest(f"the query does not parse: {error.message}") from None
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    actions = []
+    for operation in document.definitions:
+        if not isinstance(operation, OperationDefinitionNode) or operation.operation != OperationType.MUTATION:
+            continue
+        values = _variables(operation, variables or {})
+        for node in _top_level_fields(operation.selection_set, fragments):
+            name = node.name.value
+            args = {a.name.value: value_from_ast_untyped(a.value, values) for a in node.arguments or ()}
+            rule = RULES.get(name)
+            if rule is None:
+                unknown = f"mutation {name} is not known to the platform"
+                actions.append(Action(name, {PLATFORM}, None, name, error=unknown))
+                continue
+            try:
+                projects, needs, target = rule(args, targets)
+            except (AttributeError, TypeError, KeyError, ValueError) as error:
+                actions.append(Action(name, {PLATFORM}, None, name, error=f"unreadable arguments ({error})"))
+                continue
+            action = Action(name, projects, needs, target)
+            given = {a.name.value: a.value for a in node.arguments or ()}
+            for argument, path in TAG_SLOTS.get(name, []):
+                if argument not in given:
+                    continue
+                if not isinstance(given[argument], VariableNode):
+                    action.error = f"pass {name}'s {argument} as a GraphQL variable, so the run can carry its user"
+                else:
+                    action.tag_slot = (given[argument].name.value, path)
+                break
+            actions.append(action)
+    return actions
+
+
+def judge(action: Action, principal: Principal) -> Action:
+    """Allow the action when the principal holds the role it needs on every project it touches."""
+    action.roles = {p: principal.describe_role(p) for p in action.projects}
+    if action.error:
+        action.reason = action.error
+    elif principal.platform_admin:
+        action.allowed = True
+    elif action.needs is None:
+        action.reason = f"{action.mutation} acts on the whole platform; only a platform admin may"
+    elif None in action.projects:
+        action.reason = f"{action.mutation}: its target ({action.target}) belongs to no project the platform knows"
+    else:
+        short = [p for p in sorted(action.projects) if (principal.role_on(p) or 0) < action.needs]
+        action.allowed = not short
+        if short:
+            held = ", ".join(f"{principal.describe_role(p)} on {p}" for p in short)
+            needs = f"{action.mutation} on {', '.join(short)} needs {action.needs.name}"
+            action.reason = f"{needs}; {principal.name} is {held}"
+    return action
+
+
+def _set_user_tag(holder: Any, path: tuple[str, ...], user: str) -> None:
+    if isinstance(holder, list):  # launchMultipleRuns: a list of ExecutionParams
+        for item in holder:
+            _set_user_tag(item, path, user)
+        return
+    if not isinstance(holder, dict):
+        return
+    if len(path) > 1:
+        if not isinstance(holder.get(path[0]), dict):
+            holder[path[0]] = {}
+        _set_user_tag(holder[path[0]], path[1:], user)
+        return
+    tags = [t for t in holder.get(path[0]) or [] if isinstance(t, Mapping) and t.get("key") != USER_TAG]
+    holder[path[0]] = [*tags, {"key": USER_TAG, "value": user}]
+
+
+def tag_with_user(variables: dict[str, Any], actions: list[Action], user: str) -> dict[str, Any]:
+    """The variables with Dagster's `user` tag set to the signed-in user on each launch (any sent is replaced)."""
+    for action in actions:
+        if action.tag_slot is not None:
+            name, path = action.tag_slot
+            _set_user_tag(variables.get(name), path, user)
+    return variables

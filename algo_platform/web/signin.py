@@ -1,0 +1,582 @@
+"""Sign-in and roles in front of Dagster's web app (ASGI middleware).
+
+Every request needs a user: a signed session cookie (local users, `/auth/sign-in`), or, in proxy
+mode, the user and groups headers an identity-aware proxy sets, accepted only from the addresses
+in ALGO_PLATFORM_TRUSTED_PROXIES. The user's roles are read from the database on every request, so
+a revoked role or a disabled user takes effect at once (on an open websocket, at its next frame or
+within WEBSOCKET_RECHECK_SECONDS).
+
+Each GraphQL mutation, over HTTP or on the websocket, is judged by `policy`: the project that owns
+its target and the role it needs. Refusals and allowed mutations are written to the audit log;
+launches carry the user in Dagster's `user` tag. The websocket carries subscriptions: a mutation
+sent on it is refused whoever sends it (the UI sends mutations over HTTP).
+
+The middleware also serves the platform's pages: `/platform` (who you are), `/platform/upload`
+(editors upload an event file into a project's landing zone) and `/platform/audit`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import os
+import secrets
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from algo_platform.web import pages
+from algo_platform.web.accounts import Accounts, Principal, Role
+from algo_platform.web.policy import Action, Targets, UnreadableRequest, judge, mutations, tag_with_user
+
+PRINCIPAL = "algo_platform.principal"
+SESSION_SECONDS = 12 * 3600
+WEBSOCKET_RECHECK_SECONDS = 10
+MAX_GRAPHQL_BODY = 8 * 1024 * 1024
+MAX_UPLOAD_BYTES = 2 * 1024**3
+PUBLIC_PATHS = ("/server_info", "/dagit_info", "/favicon.png")
+# Dagster's REST endpoints that change state: the asset key follows the prefix.
+REPORT_ENDPOINTS = ("/report_asset_materialization/", "/report_asset_check/", "/report_asset_observation/")
+GROUP_PREFIX = "algo-platform:"  # proxy groups: algo-platform:<project>:<role>, algo-platform:platform-admins
+
+
+class AuthConfigError(RuntimeError):
+    """The server cannot start safely as configured; the message says what to set."""
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    mode: str = "local"  # "local": the platform's users; "proxy": an identity-aware proxy in front
+    session_secret: str = ""
+    secure_cookies: bool = False
+    trusted_proxies: tuple = ()
+    user_header: str = "x-forwarded-user"
+    groups_header: str = "x-forwarded-groups"
+    projects_dir: Path = field(default_factory=lambda: Path("projects"))
+
+    @classmethod
+    def from_environment(cls) -> AuthSettings:
+        mode = os.environ.get("ALGO_PLATFORM_AUTH", "local")
+        if mode not in ("local", "proxy"):
+            raise AuthConfigError(f"ALGO_PLATFORM_AUTH={mode!r}: use local (the platform's users) or proxy")
+        secret = os.environ.get("ALGO_PLATFORM_SESSION_SECRET", "")
+        if len(secret) < 32:
+            raise AuthConfigError(
+                "ALGO_PLATFORM_SESSION_SECRET is "
+                + ("not set" if not secret else "shorter than 32 characters")
+                + ": the UI will not start without a secret to sign sessions with. Make one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'` and keep it in your secret store"
+            )
+        try:
+            proxies = tuple(
+                ipaddress.ip_network(item.strip(), strict=False)
+                for item in os.environ.get("ALGO_PLATFORM_TRUSTED_PROXIES", "").split(",")
+                if item.strip()
+            )
+        except ValueError as error:
+            raise AuthConfigError(f"ALGO_PLATFORM_TRUSTED_PROXIES: {error}") from None
+        if mode == "proxy" and not proxies:
+            raise AuthConfigError(
+                "ALGO_PLATFORM_AUTH=proxy needs ALGO_PLATFORM_TRUSTED_PROXIES (the proxy's addresses)"
+            )
+        return cls(
+            mode=mode,
+            session_secret=secret,
+            secure_cookies=os.environ.get("ALGO_PLATFORM_SECURE_COOKIES") == "1",
+            trusted_proxies=proxies,
+            user_header=os.environ.get("ALGO_PLATFORM_PROXY_USER_HEADER", "X-Forwarded-User").lower(),
+            groups_header=os.environ.get("ALGO_PLATFORM_PROXY_GROUPS_HEADER", "X-Forwarded-Groups").lower(),
+            projects_dir=Path(os.environ.get("ALGO_PLATFORM_PROJECTS", "projects")),
+        )
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+
+def _client(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return client[0] if client else None
+
+
+def _graphql_error(message: str, status: int) -> JSONResponse:
+    return JSONResponse({"data": None, "errors": [{"message": message}]}, status_code=status)
+
+
+def _safe_next(path: str | None, prefix: str) -> str:
+    """Only a path on this server: never an absolute or scheme-relative URL (open redirect)."""
+    if not path or not path.startswith("/") or path.startswith("//") or urlsplit(path).netloc:
+        return prefix + "/"
+    return path
+
+
+class SignedIn:
+    """The middleware (see the module docstring); wrap it in a SessionMiddleware (`signed_in` does)."""
+
+    def __init__(self, app: ASGIApp, accounts: Accounts, targets: Targets, settings: AuthSettings, prefix: str = ""):
+        self.app, self.accounts, self.targets, self.settings, self.prefix = app, accounts, targets, settings, prefix
+        self.routes: dict[tuple[str, str], Callable] = {
+            ("GET", "/auth/sign-in"): self.sign_in_page,
+            ("POST", "/auth/sign-in"): self.sign_in,
+            ("POST", "/auth/sign-out"): self.sign_out,
+            ("GET", "/platform"): self.home,
+            ("GET", "/platform/upload"): self.upload_page,
+            ("POST", "/platform/upload"): self.upload,
+            ("GET", "/platform/audit"): self.audit_page,
+        }
+        if settings.mode == "proxy":  # the proxy signs people in and out
+            self.routes = {key: route for key, route in self.routes.items() if not key[1].startswith("/auth/")}
+
+    # Who is asking ----------------------------------------------------------------------------
+
+    def _trusted_proxy(self, client: str | None) -> bool:
+        if client is None:
+            return False
+        try:
+            address = ipaddress.ip_address(client)
+        except ValueError:
+            return False
+        return any(address in network for network in self.settings.trusted_proxies)
+
+    def _from_proxy(self, scope: Scope) -> Principal | str | None:
+        headers, client = _headers(scope), _client(scope)
+        name = headers.get(self.settings.user_header, "").strip()
+        if not name:
+            return None
+        if not self._trusted_proxy(client):
+            return f"identity headers from {client}, which is not a trusted proxy (ALGO_PLATFORM_TRUSTED_PROXIES)"
+        state = self.accounts.user_state(name)
+        if state and state[1]:
+            return f"user {name} is disabled"
+        stored = self.accounts.principal(name, via="proxy") if state else None
+        roles = dict(stored.roles) if stored else {}
+        admin = bool(stored and stored.platform_admin)
+        for group in headers.get(self.settings.groups_header, "").split(","):
+            group = group.strip()
+            if group == f"{GROUP_PREFIX}platform-admins":
+                admin = True
+            elif group.startswith(GROUP_PREFIX) and group.count(":") == 2:
+                _, project, role = group.split(":")
+                if role in Role.__members__:
+                    roles[project] = max(roles.get(project, Role.viewer), Role[role])
+        return Principal(name, admin, roles, via="proxy")
+
+    def _identify(self, scope: Scope) -> Principal | str | None:
+        """The principal; a refusal message (str); or None when nobody is signed in."""
+        if self.settings.mode == "proxy":
+            return self._from_proxy(scope)
+        session = scope.get("session") or {}
+        name, signed_in_at = session.get("user"), session.get("at")
+        if not isinstance(name, str) or not isinstance(signed_in_at, int | float):
+            return None
+        return self.accounts.principal(name, signed_in_at)
+
+    def _record(self, action: str, outcome: str, scope: Scope, principal: Principal | None = None, **fields) -> None:
+        role = fields.pop("role", None)
+        if role is None and principal is not None:
+            role = principal.describe_role(fields.get("project"))
+        self.accounts.record(
+            action, outcome, user=principal.name if principal else fields.pop("user", None), role=role,
+            client=_client(scope), **fields,
+        )  # fmt: skip
+
+    # The entry point ----------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"].removeprefix(self.prefix) or "/"
+        method = scope.get("method", "WEBSOCKET")
+        if path in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        if (method, path) in {("GET", "/auth/sign-in"), ("POST", "/auth/sign-in")} and self.settings.mode == "local":
+            await self.routes[(method, path)](Request(scope, receive), None)(scope, receive, send)
+            return
+        identity = await run_in_threadpool(self._identify, scope)
+        if isinstance(identity, str):
+            await run_in_threadpool(self._record, "request", "denied", scope, target=path, detail=identity)
+            await self._refuse(scope, receive, send, 403, identity)
+            return
+        if identity is None:
+            await self._refuse(scope, receive, send, 401, "sign in first", redirect=path)
+            return
+        scope[PRINCIPAL] = identity
+        if scope["type"] == "websocket":
+            await self.app(scope, self._watch_websocket(scope, receive, send), self._recheck_websocket(scope, send))
+            return
+        handler = self.routes.get((method, path))
+        if handler is not None:
+            await (await handler(Request(scope, receive), identity))(scope, receive, send)
+            return
+        if path == "/graphql" and method == "POST":
+            await self._graphql(scope, receive, send, identity)
+            return
+        if method not in ("GET", "HEAD", "OPTIONS"):
+            refusal = await run_in_threadpool(self._judge_rest, scope, path, method, identity)
+            if refusal:
+                await self._refuse(scope, receive, send, 403, refusal)
+                return
+        await self.app(scope, receive, send)
+
+    async def _refuse(self, scope, receive, send, status: int, message: str, redirect: str | None = None) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 4000 + status, "reason": message[:120]})
+            return
+        accepts_html = "text/html" in _headers(scope).get("accept", "")
+        if status == 401 and redirect is not None and accepts_html and scope["method"] == "GET":
+            if self.settings.mode == "local":
+                target = f"{self.prefix}/auth/sign-in?next={quote(self.prefix + redirect)}"
+                await RedirectResponse(target, status_code=303)(scope, receive, send)
+                return
+            message = "sign in through the identity proxy in front of this server"
+        if accepts_html:
+            await HTMLResponse(pages.page("Refused", f"<p class='error'>{message}</p>"), status)(scope, receive, send)
+            return
+        await _graphql_error(message, status)(scope, receive, send)
+
+    # GraphQL over HTTP ------------------------------------------------------------------------
+
+    async def _graphql(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            if len(body) > MAX_GRAPHQL_BODY:
+                await _graphql_error("GraphQL request too large", 413)(scope, receive, send)
+                return
+            if not message.get("more_body"):
+                break
+        try:
+            request = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            await _graphql_error("GraphQL POSTs must be a JSON object", 400)(scope, receive, send)
+            return
+        outcome = await run_in_threadpool(self._judge_graphql, scope, request, principal)
+        if isinstance(outcome, Response):
+            await outcome(scope, receive, send)
+            return
+        body = json.dumps(outcome).encode()
+        headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-length"]
+        scope = {**scope, "headers": [*headers, (b"content-length", str(len(body)).encode())]}
+        await self.app(scope, _replay(body), send)
+
+    def _judge_graphql(self, scope: Scope, request, principal: Principal) -> dict | Response:
+        """The request to pass on (launches tagged with the user), or the refusal to send."""
+        items = request if isinstance(request, list) else [request]
+        if not items or not all(isinstance(i, dict) and isinstance(i.get("query"), str) for i in items):
+            return _graphql_error("a GraphQL POST is a JSON object with a query", 400)
+        judged: list[tuple[dict, list[Action]]] = []
+        for item in items:
+            variables = item.get("variables") or {}
+            if isinstance(variables, str):
+                try:
+                    variables = json.loads(variables)
+                except json.JSONDecodeError:
+                    return _graphql_error("variables are not valid JSON", 400)
+            if not isinstance(variables, dict):
+                return _graphql_error("variables must be a JSON object", 400)
+            try:
+                actions = [judge(a, principal) for a in mutations(item["query"], variables, self.targets)]
+            except UnreadableRequest as error:
+                return _graphql_error(f"refused: {error}", 400)
+            judged.append(({**item, "variables": variables}, actions))
+        actions = [a for _, found in judged for a in found]
+        if len(items) > 1 and actions:
+            for action in actions:
+                action.allowed, action.reason = False, "batched GraphQL requests may not carry mutations"
+        denied = [a for a in actions if not a.allowed]
+        for action in actions:
+            outcome = "allowed" if not denied else ("denied" if not action.allowed else "not-run")
+            for project in sorted(action.projects, key=str) or [None]:
+                self._record(
+                    action.mutation, outcome, scope, principal, project=project, target=action.target,
+                    role=action.roles.get(project, principal.describe_role(project)),
+                    detail=action.reason or None,
+                )  # fmt: skip
+        if denied:
+            return _graphql_error("refused: " + "; ".join(a.reason for a in denied), 403)
+        if isinstance(request, list):
+            return request
+        item, found = judged[0]
+        tag_with_user(item["variables"], found, principal.name)
+        return item
+
+    def _judge_rest(self, scope: Scope, path: str, method: str, principal: Principal) -> str | None:
+        """Dagster's REST reports need an editor of the asset's project; other writes, a platform admin."""
+        prefix = next((p for p in REPORT_ENDPOINTS if path.startswith(p)), None)
+        project = self.targets.of_asset(path.removeprefix(prefix).split("/")) if prefix else None
+        allowed = principal.platform_admin or (project is not None and (principal.role_on(project) or 0) >= Role.editor)
+        reason = None if allowed else f"{method} {path} needs an editor of the asset's project ({project or 'unknown'})"
+        self._record(path.strip("/").split("/")[0], "allowed" if allowed else "denied", scope, principal,
+                     project=project, target=path, detail=reason)  # fmt: skip
+        return reason
+
+    # The websocket ----------------------------------------------------------------------------
+
+    def _watch_websocket(self, scope: Scope, receive: Receive, send: Send) -> Receive:
+        """Passes frames on, but a frame that starts a mutation is answered with an error instead."""
+
+        async def watched() -> Message:
+            while True:
+                message = await receive()
+                if message["type"] != "websocket.receive":
+                    return message
+                current = await run_in_threadpool(self._identify, scope)
+                if not isinstance(current, Principal):
+                    await send({"type": "websocket.close", "code": 4401, "reason": "signed out or disabled"})
+                    return {"type": "websocket.disconnect", "code": 4401}
+                try:
+                    frame = json.loads(message.get("text") or message.get("bytes") or b"")
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    frame = None
+                if not isinstance(frame, dict) or frame.get("type") not in ("start", "subscribe"):
+                    return message
+                payload = frame.get("payload") if isinstance(frame.get("payload"), dict) else {}
+                refusal = await run_in_threadpool(self._judge_frame, scope, payload, current)
+                if refusal is None:
+                    return message
+                await send({"type": "websocket.send", "text": json.dumps(
+                    {"type": "error", "id": frame.get("id"), "payload": [{"message": refusal}]}
+                )})  # fmt: skip
+
+        return watched
+
+    def _judge_frame(self, scope: Scope, payload: dict, principal: Principal) -> str | None:
+        query = payload.get("query")
+        if not isinstance(query, str):
+            return "refused: a websocket operation needs a query"
+        variables = payload.get("variables") if isinstance(payload.get("variables"), dict) else {}
+        try:
+            actions = mutations(query, variables, self.targets)
+        except UnreadableRequest as error:
+            return f"refused: {error}"
+        for action in actions:
+            self._record(action.mutation, "denied", scope, principal, project=next(iter(action.projects), None),
+                         target=action.target, detail="mutation sent on the websocket")  # fmt: skip
+        if actions:
+            return "refused: mutations go over HTTP POST /graphql, not the websocket"
+        return None
+
+    def _recheck_websocket(self, scope: Scope, send: Send) -> Send:
+        """Closes an open websocket within WEBSOCKET_RECHECK_SECONDS of its user losing access."""
+        checked = time.monotonic()
+
+        async def rechecking(message: Message) -> None:
+            nonlocal checked
+            if message["type"] == "websocket.send" and time.monotonic() - checked > WEBSOCKET_RECHECK_SECONDS:
+                checked = time.monotonic()
+                if not isinstance(await run_in_threadpool(self._identify, scope), Principal):
+                    await send({"type": "websocket.close", "code": 4401, "reason": "signed out or disabled"})
+                    return
+            await send(message)
+
+        return rechecking
+
+    # The platform's pages ---------------------------------------------------------------------
+
+    def _csrf(self, request: Request) -> str:
+        session = request.scope.get("session")
+        if session is None:
+            return ""
+        session.setdefault("csrf", secrets.token_urlsafe(32))
+        return session["csrf"]
+
+    def _csrf_ok(self, request: Request, form) -> bool:
+        expected = (request.scope.get("session") or {}).get("csrf")
+        given = request.headers.get("x-csrf-token") or (form.get("csrf") if form is not None else None)
+        return bool(expected) and isinstance(given, str) and secrets.compare_digest(expected, given)
+
+    async def sign_in_page(self, request: Request, _principal) -> Response:
+        next_path = _safe_next(request.query_params.get("next"), self.prefix)
+        return HTMLResponse(pages.sign_in_form(self._csrf(request), next_path, self.prefix))
+
+    async def sign_in(self, request: Request, _principal) -> Response:
+        form = await request.form(max_files=0, max_fields=8)
+        name, password = str(form.get("username", "")).strip(), str(form.get("password", ""))
+        next_path = _safe_next(str(form.get("next", "")), self.prefix)
+        wants_json = "application/json" in request.headers.get("accept", "")
+        if not self._csrf_ok(request, form):
+            return HTMLResponse(pages.sign_in_form(self._csrf(request), next_path, self.prefix,
+                                                   "the form expired; sign in again"), 400)  # fmt: skip
+        scope = request.scope
+        locked = await run_in_threadpool(self.accounts.locked_until, name, _client(scope))
+        if locked:
+            until = dt.datetime.fromtimestamp(locked, dt.UTC).strftime("%H:%M UTC")
+            await run_in_threadpool(self._record, "sign-in", "locked", scope, user=name)
+            message = f"too many failed sign-ins; try again after {until}, or ask an admin"
+            return self._sign_in_refusal(request, wants_json, message, next_path, name, 429)
+        if not await run_in_threadpool(self.accounts.verify_password, name, password):
+            await run_in_threadpool(self._record, "sign-in", "failed", scope, user=name)
+            return self._sign_in_refusal(request, wants_json, "wrong user name or password", next_path, name, 401)
+        session = scope["session"]
+        session.clear()
+        session.update(user=name, at=time.time(), csrf=secrets.token_urlsafe(32))
+        principal = await run_in_threadpool(self.accounts.principal, name)
+        await run_in_threadpool(self._record, "sign-in", "allowed", scope, principal, role=_roles(principal))
+        if wants_json:
+            return JSONResponse({"user": name, "csrf": session["csrf"]})
+        return RedirectResponse(next_path, status_code=303)
+
+    def _sign_in_refusal(self, request, wants_json: bool, message: str, next_path: str, name: str, status: int):
+        if wants_json:
+            return JSONResponse({"error": message}, status_code=status)
+        return HTMLResponse(pages.sign_in_form(self._csrf(request), next_path, self.prefix, message, name), status)
+
+    async def sign_out(self, request: Request, principal: Principal) -> Response:
+        form = await request.form(max_files=0, max_fields=4)
+        if self._csrf_ok(request, form):
+            await run_in_threadpool(self._record, "sign-out", "allowed", request.scope, principal)
+            request.scope["session"].clear()
+        return RedirectResponse(f"{self.prefix}/auth/sign-in", status_code=303)
+
+    async def home(self, request: Request, principal: Principal) -> Response:
+        return HTMLResponse(pages.home(principal, self.prefix, self._csrf(request)))
+
+    def _editable(self, principal: Principal) -> list[str]:
+        known = sorted(p.parent.name for p in self.settings.projects_dir.glob("*/project.yaml"))
+        return [p for p in known if (principal.role_on(p) or 0) >= Role.editor]
+
+    async def upload_page(self, request: Request, principal: Principal) -> Response:
+        return HTMLResponse(pages.upload_form(self._editable(principal), self.prefix, self._csrf(request)))
+
+    async def upload(self, request: Request, principal: Principal) -> Response:
+        wants_json = "application/json" in request.headers.get("accept", "")
+
+        def answer(message: str, status: int, **extra) -> Response:
+            if wants_json:
+                return JSONResponse({"message": message, **extra}, status_code=status)
+            page = pages.upload_form(self._editable(principal), self.prefix, self._csrf(request), message, status < 400)
+            return HTMLResponse(page, status)
+
+        if int(request.headers.get("content-length") or 0) > MAX_UPLOAD_BYTES:
+            return answer(f"the file is over {MAX_UPLOAD_BYTES // 1024**3} GiB; use `algo-platform import`", 413)
+        async with request.form(max_files=1, max_fields=8) as form:
+            if not self._csrf_ok(request, form):
+                return answer("the form expired; reload the page and upload again", 400)
+            project, day, file = str(form.get("project", "")), str(form.get("date", "")).strip(), form.get("file")
+            scope = request.scope
+            if (principal.role_on(project) or 0) < Role.editor:
+                reason = (
+                    f"uploading to {project or '(no project)'} needs editor; you are {principal.describe_role(project)}"
+                )
+                await run_in_threadpool(self._record, "upload", "denied", scope, principal, project=project or None,
+                                        target=getattr(file, "filename", None), detail=reason)  # fmt: skip
+                return answer(reason, 403)
+            if file is None or not hasattr(file, "filename") or not file.filename:
+                return answer("choose a file to upload", 400)
+            result = await run_in_threadpool(self._land, project, day, file)
+        outcome = "allowed" if result["ok"] else "failed"
+        await run_in_threadpool(self._record, "upload", outcome, scope, principal, project=project,
+                                target=result.get("target") or file.filename, detail=result["message"])  # fmt: skip
+        return answer(result["message"], 200 if result["ok"] else 400, **result)
+
+    def _land(self, project_name: str, day: str, file) -> dict:
+        """The CLI's upload on the received file: same checks, same landing zone, same quarantine."""
+        from algo_platform.project import ProjectError, load_project
+        from algo_platform.settings import load_settings
+        from algo_platform.upload import UploadError, upload_event_file
+
+        try:
+            project = load_project(self.settings.projects_dir / project_name)
+        except ProjectError as error:
+            return {"ok": False, "message": str(error)}
+        with tempfile.TemporaryDirectory(prefix="algo-platform-upload-") as folder:
+            local = Path(folder) / Path(file.filename).name
+            if not Path(file.filename).name or Path(file.filename).name in (".", ".."):
+                return {"ok": False, "message": f"{file.filename!r} is not a file name"}
+            file.file.seek(0)
+            with open(local, "wb") as out:
+                while chunk := file.file.read(1024 * 1024):
+                    out.write(chunk)
+            try:
+                result = upload_event_file(
+                    local,
+                    day,
+                    dict(project.data.column_map),
+                    load_settings().project_root(project.name),
+                    project.partitions_start.isoformat(),
+                    extra_columns=project.data.extra_columns,
+                )
+            except (UploadError, ValueError) as error:
+                return {"ok": False, "message": str(error)}
+        if result.already_present:
+            message = f"{result.target}: identical file already landed; nothing to do"
+        else:
+            message = f"landed {result.rows:,} rows in {project.name} for {day}"
+        notes = [n for n in (result.note,) if n]
+        if result.ignored_columns:
+            notes.append(f"column(s) {', '.join(result.ignored_columns)} are not loaded (not canonical or declared)")
+        if result.rows_outside_day:
+            notes.append(f"{result.rows_outside_day:,} rows have timestamps on other days")
+        return {
+            "ok": True,
+            "message": "; ".join([message, *notes]),
+            "target": str(result.target),
+            "rows": result.rows,
+            "already_present": result.already_present,
+        }
+
+    async def audit_page(self, request: Request, principal: Principal) -> Response:
+        """Platform admins read all of it; a project's admins read that project's entries."""
+        projects = None if principal.platform_admin else {p for p, r in principal.roles.items() if r >= Role.admin}
+        if projects is not None and not projects:
+            return HTMLResponse(pages.page("Refused", "<p class='error'>the audit log is for admins</p>"), 403)
+        query = request.query_params
+        entries = await run_in_threadpool(
+            lambda: list(
+                self.accounts.entries(
+                    user=query.get("user"), project=query.get("project"), projects=projects, limit=1000
+                )
+            )
+        )
+        if "application/json" in request.headers.get("accept", ""):
+            return JSONResponse([e.as_dict() for e in entries])
+        return HTMLResponse(pages.audit_table(entries, self.prefix, self._csrf(request)))
+
+
+def _roles(principal: Principal | None) -> str | None:
+    if principal is None:
+        return None
+    if principal.platform_admin:
+        return "platform-admin"
+    return ",".join(f"{p}:{r.name}" for p, r in sorted(principal.roles.items())) or "none"
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+def signed_in(app: ASGIApp, accounts: Accounts, targets: Targets, settings: AuthSettings, prefix: str = "") -> ASGIApp:
+    """`app` behind sign-in and roles, with signed session cookies (itsdangerous, via Starlette)."""
+    return SessionMiddleware(
+        SignedIn(app, accounts, targets, settings, prefix),
+        secret_key=settings.session_secret,
+        session_cookie="algo_platform_session",
+        max_age=SESSION_SECONDS,
+        same_site="lax",
+        https_only=settings.secure_cookies,
+        path=prefix or "/",
+    )
