@@ -14,26 +14,19 @@ import pytest
 import websockets
 
 from tests.postgres import REPO
-from tests.test_daemon_e2e import BIN, Processes, free_port, temporary_platform, wait_for
+from tests.test_daemon_e2e import BIN, free_port, temporary_platform, wait_for
+from tests.web_platform import start_web_platform
 
 MUTATION = "mutation { __typename }"  # a mutation document that changes nothing
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("web")
-    env, _ = temporary_platform(tmp)
-    processes = Processes(env, tmp)
-    port = free_port()
-    processes.start(
-        "webserver", str(BIN / "algo-platform"), "webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)
-    )
-    base = f"http://127.0.0.1:{port}"
+    platform = start_web_platform(tmp_path_factory.mktemp("web"))
     try:
-        wait_for(lambda: _status(f"{base}/server_info") == 200, "the webserver", tmp)
-        yield base
+        yield platform
     finally:
-        processes.stop_all()
+        platform.processes.stop_all()
 
 
 def _status(url: str, body: bytes | None = None, headers: dict | None = None) -> int:
@@ -53,18 +46,23 @@ def post_graphql(base: str, query: str, **headers: str) -> int:
 
 
 def test_mutations_from_another_origin_are_refused(server):
+    server = server.base
     assert post_graphql(server, MUTATION, Origin="https://evil.example") == 403
     assert post_graphql(server, MUTATION, Origin="null") == 403
     assert post_graphql(server, MUTATION, **{"Sec-Fetch-Site": "cross-site"}) == 403
 
 
 def test_the_ui_itself_and_api_clients_still_work(server):
-    assert post_graphql(server, MUTATION, Origin=server) == 200  # the UI's own requests
-    assert post_graphql(server, MUTATION) == 200  # curl, Python clients: no browser origin
-    assert _status(f"{server}/graphql?query=" + urllib.request.quote("{ version }")) == 200
+    """Same-origin and non-browser requests pass the guard (and then need a signed-in user)."""
+    root = server.client("root")
+    assert root.http.post(f"{server.base}/graphql", json={"query": MUTATION}, headers={"Origin": server.base}).ok
+    assert root.graphql(MUTATION).status_code == 200  # an API client: no browser origin
+    assert root.http.get(f"{server.base}/graphql?query=" + urllib.request.quote("{ version }")).status_code == 200
+    assert post_graphql(server.base, MUTATION) == 401  # the guard lets it through; sign-in does not
 
 
 def test_mutations_over_get_and_form_posts_are_refused(server):
+    server = server.base
     assert _status(f"{server}/graphql?query=" + urllib.request.quote(MUTATION)) == 405
     form = _status(f"{server}/graphql", f"query={MUTATION}".encode(), {"Content-Type": "text/plain"})
     assert form == 415
@@ -72,17 +70,23 @@ def test_mutations_over_get_and_form_posts_are_refused(server):
 
 def test_a_hostile_host_name_pointing_at_loopback_is_refused(server):
     """DNS rebinding: evil.example resolves to 127.0.0.1, so its pages are 'same-origin' with it."""
+    server = server.base
     port = server.rsplit(":", 1)[1]
     headers = {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}
     assert post_graphql(server, MUTATION, **headers) == 400
 
 
 def test_a_websocket_from_another_origin_is_refused(server):
+    cookie = "; ".join(f"{c.name}={c.value}" for c in server.client("root").http.cookies)
+    server = server.base
     url = server.replace("http://", "ws://") + "/graphql"
 
     async def connect(origin: str) -> str:
         try:
-            async with websockets.connect(url, origin=origin, subprotocols=["graphql-ws"], open_timeout=10):
+            headers = {"Cookie": cookie}
+            async with websockets.connect(
+                url, origin=origin, subprotocols=["graphql-ws"], open_timeout=10, additional_headers=headers
+            ):
                 return "open"
         except websockets.exceptions.InvalidStatus as refused:
             return f"refused {refused.response.status_code}"

@@ -241,6 +241,7 @@ RULES: dict[str, Rule] = {
     "setAutoMaterializePaused": _platform,
     "setConcurrencyLimit": _platform,
     "deleteConcurrencyLimit": _platform,
+    "__typename": _anyone,
     "logTelemetry": _anyone,
     "setNuxSeen": _anyone,
 }

@@ -202,7 +202,8 @@ class SignedIn:
             await self.app(scope, receive, send)
             return
         if (method, path) in {("GET", "/auth/sign-in"), ("POST", "/auth/sign-in")} and self.settings.mode == "local":
-            await self.routes[(method, path)](Request(scope, receive), None)(scope, receive, send)
+            response = await self.routes[(method, path)](Request(scope, receive), None)
+            await response(scope, receive, send)
             return
         identity = await run_in_threadpool(self._identify, scope)
         if isinstance(identity, str):
@@ -482,7 +483,8 @@ class SignedIn:
         outcome = "allowed" if result["ok"] else "failed"
         await run_in_threadpool(self._record, "upload", outcome, scope, principal, project=project,
                                 target=result.get("target") or file.filename, detail=result["message"])  # fmt: skip
-        return answer(result["message"], 200 if result["ok"] else 400, **result)
+        details = {key: value for key, value in result.items() if key != "message"}
+        return answer(result["message"], 200 if result["ok"] else 400, **details)
 
     def _land(self, project_name: str, day: str, file) -> dict:
         """The CLI's upload on the received file: same checks, same landing zone, same quarantine."""
