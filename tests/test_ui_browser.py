@@ -13,8 +13,9 @@ import dagster as dg
 import pytest
 
 from tests.conftest import PROJECT
-from tests.test_daemon_e2e import BIN, REPO, WORKSPACE, Processes, cli, free_port, temporary_platform, wait_for
+from tests.test_daemon_e2e import REPO, cli, wait_for
 from tests.test_pipeline import ALL_ASSETS as ASSETS
+from tests.web_platform import OTHER_PROJECT, start_web_platform
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 SCREENSHOTS = REPO / "test-output" / "ui"
@@ -122,78 +123,92 @@ def _choose_partition(driver, day: str) -> list:
     return until(driver, _launch_buttons, "an enabled Launch button")
 
 
-def test_a_person_sees_the_assets_launches_an_ingest_and_reads_the_report(browser, tmp_path):
+def sign_in(driver, base: str, user: str, password: str) -> None:
+    """The sign-in page, as a person fills it in (any earlier session is dropped first)."""
     from selenium.webdriver.common.by import By
 
+    driver.delete_all_cookies()
+    driver.get(f"{base}/assets")
+    until(driver, lambda d: "/auth/sign-in" in d.current_url and d.find_elements(By.ID, "username"), "sign-in page")
+    driver.find_element(By.ID, "username").send_keys(user)
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.find_element(By.ID, "sign-in").click()
+    until(driver, lambda d: "/auth/sign-in" not in d.current_url, f"{user} to be signed in")
+
+
+def _buttons(driver, label: str) -> list:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_elements(By.XPATH, f"//button[contains(., '{label}')]")
+
+
+def test_people_sign_in_launch_what_their_role_allows_and_are_audited(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    env, home = temporary_platform(tmp_path, window_days=2)
-    # A second team's project in the same workspace, scaffolded the way a team would.
-    cli(env, "algo-platform", "project", "new", "team_b", "--workspace", env[WORKSPACE])
-    # Everything materialized once (so the report exists), plus one more day to ingest from the UI.
-    cli(env, "algo-platform", "demo", "--project", PROJECT, "--days", "2", "--events-per-day", "2000", "--epochs", "1")
     new_day = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=3)).isoformat()
-    cli(
-        env,
-        "algo-platform",
-        "generate",
-        "--project",
-        PROJECT,
-        "--days",
-        "1",
-        "--events-per-day",
-        "1500",
-        "--end-date",
-        new_day,
-    )
 
-    processes = Processes(env, tmp_path)
-    port = free_port()
-    try:
-        # The entry point `make dev` runs: the UI must work behind the cross-site write guard.
-        processes.start(
-            "webserver",
-            str(BIN / "algo-platform"),
-            "webserver",
-            "-w",
-            env[WORKSPACE],
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
+    def prepare(env: dict) -> None:
+        # Everything materialized once (so the report exists), plus one more day to ingest from the UI.
+        cli(
+            env,
+            "algo-platform",
+            "demo",
+            "--project",
+            PROJECT,
+            "--days",
+            "2",
+            "--events-per-day",
+            "2000",
+            "--epochs",
+            "1",
         )
-        processes.start("daemon", str(BIN / "dagster-daemon"), "run", "-w", env[WORKSPACE])
-        base = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _responds(f"{base}/server_info"), "the webserver", tmp_path)
+        cli(env, "algo-platform", "generate", "--project", PROJECT, "--days", "1", "--events-per-day", "1500",
+            "--end-date", new_day)  # fmt: skip
 
-        # 1. The catalog lists both projects, and every asset of ours.
+    web = start_web_platform(tmp_path, with_daemon=True, prepare=prepare)
+    base, home = web.base, web.home
+    try:
+        # 1. Signed out, the UI is the sign-in page; an editor of team_a signs in.
+        sign_in(browser, base, "edna", web.passwords["edna"])
+        browser.save_screenshot(str(SCREENSHOTS / "0-signed-in.png"))
+
+        # 2. The catalog lists both projects, and every asset of ours.
         open_page(browser, f"{base}/assets")
-        until(browser, lambda d: {PROJECT, "team_b"} <= set(d.find_element(By.TAG_NAME, "body").text.split()), "both")
+        until(
+            browser, lambda d: {PROJECT, OTHER_PROJECT} <= set(d.find_element(By.TAG_NAME, "body").text.split()), "both"
+        )
         open_page(browser, f"{base}/assets/{PROJECT}")
         until(browser, lambda d: all(a in d.find_element(By.TAG_NAME, "body").text for a in ASSETS), "all assets")
         browser.save_screenshot(str(SCREENSHOTS / "1-assets.png"))
 
-        # 2. Launch the ingest job's assets for one day from the job page.
+        # 3. The editor launches team_a's ingest for one day from the job page ...
         open_page(browser, f"{base}/locations/{PROJECT}/jobs/{PROJECT}_ingest_job")
-        until(
-            browser,
-            lambda d: d.find_elements(By.XPATH, "//button[contains(., 'Materialize all')]"),
-            "the Materialize all button",
-        )[0].click()
+        until(browser, lambda d: [b for b in _buttons(d, "Materialize all") if b.is_enabled()], "Materialize all")[
+            0
+        ].click()
         launch = _choose_partition(browser, new_day)
         browser.save_screenshot(str(SCREENSHOTS / "2-launch.png"))
         launch[-1].click()
 
-        # 3. The run succeeds.
         def ingested() -> bool:
             with dg.DagsterInstance.from_config(str(home)) as instance:
                 return new_day in instance.get_materialized_partitions(dg.AssetKey([PROJECT, "item_features"]))
 
         wait_for(ingested, f"the UI-launched ingest of {new_day} to succeed", tmp_path)
+        # ... and the runs list says who launched it.
         open_page(browser, f"{base}/runs")
         until(browser, lambda d: "Success" in d.find_element(By.TAG_NAME, "body").text, "a successful run")
+        until(browser, lambda d: "edna" in d.find_element(By.TAG_NAME, "body").text, "the run's user")
         browser.save_screenshot(str(SCREENSHOTS / "3-runs.png"))
 
-        # 4. The evaluation report's plots render.
+        # 4. On team_b, where edna holds no role, the UI refuses: its launch buttons are disabled.
+        open_page(browser, f"{base}/locations/{OTHER_PROJECT}/jobs/{OTHER_PROJECT}_ingest_job")
+        disabled = until(browser, lambda d: _buttons(d, "Materialize all"), "team_b's Materialize all")
+        assert not disabled[0].is_enabled()
+
+        # 5. The evaluation report's plots render.
         open_page(browser, f"{base}/assets/{PROJECT}/evaluation_report")
         show = until(
             browser,
@@ -213,8 +228,58 @@ def test_a_person_sees_the_assets_launches_an_ingest_and_reads_the_report(browse
         )
         assert len(images) == 3
         browser.save_screenshot(str(SCREENSHOTS / "4-evaluation-plots.png"))
+
+        # 6. The editor uploads an event file from the browser into team_a's landing zone.
+        export = tmp_path / "app-export.csv"
+        export.write_text(f"user_id,item_id,ts\n7,70,{new_day}T07:00:00Z\n8,80,{new_day}T08:00:00Z\n")
+        open_page(browser, f"{base}/platform/upload")
+        Select(browser.find_element(By.ID, "project")).select_by_value(PROJECT)
+        browser.find_element(By.ID, "date").send_keys(new_day)
+        browser.find_element(By.ID, "file").send_keys(str(export))
+        browser.find_element(By.ID, "upload").click()
+        result = until(browser, lambda d: d.find_elements(By.ID, "result"), "the upload's result")[0].text
+        assert f"landed 2 rows in {PROJECT} for {new_day}" in result, result
+        assert (web.tmp / "storage" / "projects" / PROJECT / "landing" / "events" / new_day / export.name).is_file()
+        browser.save_screenshot(str(SCREENSHOTS / "5-upload.png"))
+        browser.find_element(By.ID, "sign-out").click()
+        until(browser, lambda d: "/auth/sign-in" in d.current_url, "the sign-in page after signing out")
+
+        # 7. A launcher of team_b may run its jobs but not materialize ad hoc: the dialog says why.
+        sign_in(browser, base, "lars", web.passwords["lars"])
+        open_page(browser, f"{base}/assets/{OTHER_PROJECT}/raw_events")
+        until(browser, lambda d: [b for b in _buttons(d, "Materialize") if b.is_enabled()], "Materialize")[0].click()
+        _choose_partition(browser, new_day)[-1].click()
+        refusal = until(
+            browser, lambda d: "Refused by algo-platform" in d.find_element(By.TAG_NAME, "body").text, "the refusal"
+        )
+        assert refusal
+        assert "needs editor; lars is launcher" in browser.find_element(By.TAG_NAME, "body").text
+        browser.save_screenshot(str(SCREENSHOTS / "6-refused.png"))
+
+        # 8. A viewer sees the asset graph and every launch button is disabled.
+        sign_in(browser, base, "vic", web.passwords["vic"])
+        open_page(browser, f"{base}/asset-groups")
+        until(browser, lambda d: f"{PROJECT}_ingest" in d.find_element(By.TAG_NAME, "body").text, "the asset graph")
+        graph_button = until(browser, lambda d: _buttons(d, "Materialize all"), "the graph's Materialize all")
+        assert not graph_button[0].is_enabled()
+        browser.save_screenshot(str(SCREENSHOTS / "7-viewer.png"))
+
+        # 9. A platform admin reads the audit log in the browser.
+        sign_in(browser, base, "root", web.passwords["root"])
+        open_page(browser, f"{base}/platform/audit")
+        rows = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "#audit tr")]
+        browser.save_screenshot(str(SCREENSHOTS / "8-audit.png"))
+
+        def logged(*words: str) -> bool:
+            return any(all(w in row.split() for w in words) for row in rows)
+
+        for user in ("edna", "lars", "vic", "root"):
+            assert logged(user, "sign-in", "allowed"), user
+        assert logged("edna", PROJECT, "launchPipelineExecution", "allowed")
+        assert logged("lars", OTHER_PROJECT, "launchPipelineExecution", "denied")
+        assert logged("edna", PROJECT, "upload", "allowed")
     finally:
-        processes.stop_all()
+        web.processes.stop_all()
 
 
 def _responds(url: str) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import secrets
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,11 +73,15 @@ class PlatformSession:
         return self.http.post(f"{self.base}/graphql", json=body, timeout=60)
 
 
-def start_web_platform(tmp: Path, with_daemon: bool = False, **extra_env: str) -> WebPlatform:
-    env, home = temporary_platform(
-        tmp, window_days=2, ALGO_PLATFORM_SESSION_SECRET=secrets.token_urlsafe(32), **extra_env
-    )
+def start_web_platform(
+    tmp: Path, with_daemon: bool = False, prepare: Callable[[dict], None] | None = None, **extra_env: str
+) -> WebPlatform:
+    """The platform served on a free port; `prepare(env)` runs first (data, demo runs)."""
+    secret = secrets.token_urlsafe(32)
+    env, home = temporary_platform(tmp, window_days=2, ALGO_PLATFORM_SESSION_SECRET=secret, **extra_env)
     cli(env, "algo-platform", "project", "new", OTHER_PROJECT, "--workspace", env[WORKSPACE])
+    if prepare is not None:
+        prepare(env)
     platform = WebPlatform("", env, home, tmp, Processes(env, tmp))
     for name, (flags, grants) in USERS.items():
         password = secrets.token_urlsafe(18)

@@ -62,6 +62,7 @@ class Action:
     allowed: bool = False
     reason: str = ""
     roles: dict[str | None, str] = field(default_factory=dict)
+    response_key: str = ""  # its alias, or its name: where its result sits in the response
 
 
 def _location(selector: Any) -> str | None:
@@ -303,18 +304,20 @@ def mutations(query: str, variables: Mapping[str, Any] | None, targets: Targets)
         values = _variables(operation, variables or {})
         for node in _top_level_fields(operation.selection_set, fragments):
             name = node.name.value
+            key = node.alias.value if node.alias else name
             args = {a.name.value: value_from_ast_untyped(a.value, values) for a in node.arguments or ()}
             rule = RULES.get(name)
             if rule is None:
                 unknown = f"mutation {name} is not known to the platform"
-                actions.append(Action(name, {PLATFORM}, None, name, error=unknown))
+                actions.append(Action(name, {PLATFORM}, None, name, error=unknown, response_key=key))
                 continue
             try:
                 projects, needs, target = rule(args, targets)
             except (AttributeError, TypeError, KeyError, ValueError) as error:
-                actions.append(Action(name, {PLATFORM}, None, name, error=f"unreadable arguments ({error})"))
+                unreadable = f"unreadable arguments ({error})"
+                actions.append(Action(name, {PLATFORM}, None, name, error=unreadable, response_key=key))
                 continue
-            action = Action(name, projects, needs, target)
+            action = Action(name, projects, needs, target, response_key=key)
             given = {a.name.value: a.value for a in node.arguments or ()}
             for argument, path in TAG_SLOTS.get(name, []):
                 if argument not in given:

@@ -37,7 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from algo_platform.web import pages
 from algo_platform.web.accounts import Accounts, Principal, Role
-from algo_platform.web.policy import Action, Targets, UnreadableRequest, judge, mutations, tag_with_user
+from algo_platform.web.policy import TAG_SLOTS, Action, Targets, UnreadableRequest, judge, mutations, tag_with_user
 
 PRINCIPAL = "algo_platform.principal"
 SESSION_SECONDS = 12 * 3600
@@ -111,6 +111,21 @@ def _client(scope: Scope) -> str | None:
 
 def _graphql_error(message: str, status: int) -> JSONResponse:
     return JSONResponse({"data": None, "errors": [{"message": message}]}, status_code=status)
+
+
+def _refusal(actions: list[Action], message: str) -> JSONResponse:
+    """403, with each mutation's result in a shape the Dagster UI shows to the user: its launch
+    dialogs show a PythonError's message, its other actions an UnauthorizedError's."""
+    data = {}
+    for action in actions:
+        reason = f"Refused by algo-platform: {action.reason or message}"
+        if action.mutation in TAG_SLOTS:
+            data[action.response_key] = {
+                "__typename": "PythonError", "message": reason, "className": "Refused", "stack": [], "errorChain": []
+            }  # fmt: skip
+        else:
+            data[action.response_key] = {"__typename": "UnauthorizedError", "message": reason}
+    return JSONResponse({"data": data, "errors": [{"message": message}]}, status_code=403)
 
 
 def _safe_next(path: str | None, prefix: str) -> str:
@@ -309,7 +324,7 @@ class SignedIn:
                     detail=action.reason or None,
                 )  # fmt: skip
         if denied:
-            return _graphql_error("refused: " + "; ".join(a.reason for a in denied), 403)
+            return _refusal(actions, "refused: " + "; ".join(a.reason for a in denied))
         if isinstance(request, list):
             return request
         item, found = judged[0]
