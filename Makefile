@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 export ALGO_PLATFORM_STORAGE ?= $(CURDIR)/storage
 
-.PHONY: setup demo dev test lint bench clean
+.PHONY: setup demo dev admin test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -24,6 +24,10 @@ demo: setup
 
 dev: setup
 	$(BIN)/algo-platform dev -w workspace.yaml --host 127.0.0.1 --port 3000
+
+# A platform admin for signing in to the UI: make admin NAME=you (asks for a password).
+admin: setup
+	$(BIN)/algo-platform users add $(NAME) --platform-admin
 
 test: setup
 	$(BIN)/python -m pytest
