@@ -108,3 +108,27 @@ def test_two_runs_writing_at_once(postgres_home, settings):
 @pytest.mark.skipif(os.environ.get("REQUIRE_POSTGRES") != "1", reason="only meaningful where CI requires PostgreSQL")
 def test_ci_really_has_postgres(postgres_home):
     assert postgres_home.exists()
+
+
+def test_users_grants_and_the_audit_log_live_in_the_instances_postgres(postgres_home):
+    """The webserver and the CLI share the instance's PostgreSQL; the audit log is append-only there too."""
+    import sqlalchemy as sa
+
+    from algo_platform.web.accounts import Accounts, Role
+
+    with dg.DagsterInstance.get() as instance:
+        accounts = Accounts.for_instance(instance)
+        assert accounts.engine.dialect.name == "postgresql"
+        accounts.add_user("edna", "a-long-enough-password")
+        accounts.grant("edna", "team_a", Role.editor)
+        accounts.record("launchRun", "allowed", user="edna", role="editor", project="team_a", client="10.0.0.1")
+        with pytest.raises(sa.exc.DatabaseError, match="append-only"), accounts.engine.begin() as connection:
+            connection.exec_driver_sql("DELETE FROM algo_platform_audit")
+        accounts.close()
+    # A second process (the CLI, another webserver replica) sees the same users and log.
+    with dg.DagsterInstance.get() as instance:
+        again = Accounts.for_instance(instance)
+        assert again.verify_password("edna", "a-long-enough-password")
+        assert again.principal("edna").roles == {"team_a": Role.editor}
+        assert [(e.user, e.action, e.outcome) for e in again.entries()] == [("edna", "launchRun", "allowed")]
+        again.close()

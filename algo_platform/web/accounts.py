@@ -82,8 +82,8 @@ _APPEND_ONLY = {
     "postgresql": [
         "CREATE OR REPLACE FUNCTION algo_platform_audit_append_only() RETURNS trigger AS $$ "
         "BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$ LANGUAGE plpgsql",
-        "DROP TRIGGER IF EXISTS algo_platform_audit_append_only ON algo_platform_audit",
-        "CREATE TRIGGER algo_platform_audit_append_only BEFORE UPDATE OR DELETE ON algo_platform_audit "
+        # CREATE OR REPLACE (PostgreSQL 14+): replicas starting together do not race on a drop.
+        "CREATE OR REPLACE TRIGGER algo_platform_audit_append_only BEFORE UPDATE OR DELETE ON algo_platform_audit "
         "FOR EACH ROW EXECUTE FUNCTION algo_platform_audit_append_only()",
     ],
 }
