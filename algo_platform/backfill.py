@@ -17,9 +17,16 @@ from algo_platform.project import Project
 
 
 def request_ingest_backfill(
-    instance: dg.DagsterInstance, defs: dg.Definitions, project: Project, first: str, last: str
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    project: Project,
+    first: str,
+    last: str,
+    extra_tags: dict[str, str] | None = None,
 ) -> tuple[str, int]:
-    """Queue the ingest of every day from `first` to `last`; returns (backfill id, days)."""
+    """Queue the ingest of every day from `first` to `last`; returns (backfill id, days).
+
+    `extra_tags` go on the backfill and its runs (the CLI sets Dagster's `user` tag)."""
     job = defs.resolve_job_def(f"{project.name}_ingest_job")
     partitions = job.partitions_def
     assert partitions is not None
@@ -36,7 +43,7 @@ def request_ingest_backfill(
         partition_names=days,
         asset_selection=sorted(job.asset_layer.executable_asset_keys),
         backfill_timestamp=time.time(),
-        tags=project.run_tags,
+        tags={**project.run_tags, **(extra_tags or {})},
         dynamic_partitions_store=instance,
         all_partitions=False,
         title=f"{project.name}: ingest {first}..{last}",

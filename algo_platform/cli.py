@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from algo_platform.accounts_cli import audit, audit_cli_action, users
+from algo_platform.accounts_cli import audit, audit_cli_action, shell_user, users
 from algo_platform.project import Project, ProjectError
 from algo_platform.settings import load_settings
 
@@ -232,10 +232,13 @@ def backfill(first: str, last: str, project_name: str) -> None:
     defs = build_project_definitions(project, load_settings())
     with dg.DagsterInstance.get() as instance:
         try:
-            backfill_id, days = request_ingest_backfill(instance, defs, project, first, last)
+            backfill_id, days = request_ingest_backfill(
+                instance, defs, project, first, last, extra_tags={"user": shell_user()}
+            )
         except ValueError as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(1)
+    audit_cli_action("backfill", "allowed", project.name, f"backfill {backfill_id}", f"{first}..{last}: {days} days")
     per_run = project.data.days_per_run
     click.echo(
         f"backfill {backfill_id}: ingest of {days:,} days ({first}..{last}), up to {per_run} days per run "

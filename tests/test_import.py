@@ -317,6 +317,15 @@ def test_the_backfill_command_queues_one_asset_backfill_over_the_range(tmp_path,
         }
         assert targeted.num_partitions_and_non_partitioned_assets == 4 * 40
         assert backfill.tags["algo_platform/project"] == PROJECT
+        assert backfill.tags["user"].startswith("shell:")  # who queued it: its runs carry the tag too
+    # The audit log has it, under the operating-system user who ran the command.
+    logged = CliRunner().invoke(cli, ["audit", "--project", PROJECT, "--json"])
+    (entry,) = [json.loads(line) for line in logged.output.splitlines()]
+    assert (entry["action"], entry["outcome"], entry["detail"]) == (
+        "backfill",
+        "allowed",
+        "2024-03-01..2024-04-09: 40 days",
+    )
     refused = CliRunner().invoke(cli, ["backfill", "--project", PROJECT, "--from", "1990-01-01", "--to", "2024-01-05"])
     assert refused.exit_code == 1 and "1990-01-01 is not a day of team_a" in refused.output
 

@@ -130,7 +130,8 @@ def _refusal(actions: list[Action], message: str) -> JSONResponse:
 
 def _safe_next(path: str | None, prefix: str) -> str:
     """Only a path on this server: never an absolute or scheme-relative URL (open redirect)."""
-    if not path or not path.startswith("/") or path.startswith("//") or urlsplit(path).netloc:
+    # Browsers read "/\\host" as "//host": a backslash anywhere is refused too.
+    if not path or not path.startswith("/") or path.startswith("//") or "\\" in path or urlsplit(path).netloc:
         return prefix + "/"
     return path
 
@@ -516,8 +517,13 @@ class SignedIn:
             if not Path(file.filename).name or Path(file.filename).name in (".", ".."):
                 return {"ok": False, "message": f"{file.filename!r} is not a file name"}
             file.file.seek(0)
+            received = 0
             with open(local, "wb") as out:
                 while chunk := file.file.read(1024 * 1024):
+                    received += len(chunk)
+                    if received > MAX_UPLOAD_BYTES:  # a chunked request has no length to refuse up front
+                        return {"ok": False, "message": f"{file.filename} is over {MAX_UPLOAD_BYTES >> 30} GiB; "
+                                "use `algo-platform import` for files this size"}  # fmt: skip
                     out.write(chunk)
             try:
                 result = upload_event_file(
