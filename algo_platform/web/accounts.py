@@ -140,7 +140,7 @@ class Accounts:
 
     def __init__(self, url: str):
         self.url = url
-        self.engine = sa.create_engine(url, poolclass=sa.pool.NullPool if url.startswith("sqlite") else None)
+        self.engine = sa.create_engine(url)
         self.hasher = PasswordHasher()  # argon2id, the library's current parameters
         metadata.create_all(self.engine)
         with self.engine.begin() as connection:
