@@ -259,14 +259,12 @@ def _upload_through_server(
     """POST the file to the webserver's /platform/upload, signed in as USER (password: ALGO_PLATFORM_PASSWORD)."""
     from algo_platform.web.client import PlatformClient, PlatformClientError
 
-    if mappings:
-        raise click.UsageError("--map applies to direct uploads; through --server the project's column_map applies")
     if not user:
         raise click.UsageError("--server needs --user NAME (or ALGO_PLATFORM_USER)")
     password = os.environ.get("ALGO_PLATFORM_PASSWORD") or click.prompt(f"Password for {user}", hide_input=True)
     try:
         client = PlatformClient.sign_in(server, user, password)
-        answer = client.upload(Path(path), project_name, day)
+        answer = client.upload(Path(path), project_name, day, mappings)
     except PlatformClientError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)

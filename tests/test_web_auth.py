@@ -208,14 +208,18 @@ def test_revoking_a_role_or_disabling_a_user_applies_to_open_sessions(web):
 
 def test_upload_through_the_server_lands_in_the_project_and_is_audited(web, tmp_path):
     events = tmp_path / "phone-export.csv"
-    events.write_text(f"user_id,item_id,ts\n1,10,{DAY}T08:00:00Z\n2,11,{DAY}T09:00:00Z\n")
+    # The team's own column names, mapped on the command line as with a direct upload.
+    events.write_text(f"userId,movieId,timestamp\n1,10,{DAY}T08:00:00Z\n2,11,{DAY}T09:00:00Z\n")
     env = {**web.env, "ALGO_PLATFORM_PASSWORD": web.passwords["edna"]}
     command = [str(BIN / "algo-platform"), "upload", str(events), "--date", DAY, "--server", web.base, "--user", "edna"]
+    command += ["--map", "user_id=userId", "--map", "item_id=movieId", "--map", "ts=timestamp"]
     done = subprocess.run([*command, "--project", PROJECT], env=env, capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
     assert f"landed 2 rows in {PROJECT} for {DAY}" in done.stdout
     landed = list((web.tmp / "storage" / "projects" / PROJECT / "landing" / "events" / DAY).glob("*.csv"))
     assert [p.name for p in landed] == ["phone-export.csv"]
+    mapping = json.loads(landed[0].with_name("phone-export.csv.columns.json").read_text())
+    assert mapping == {"user_id": "userId", "item_id": "movieId", "ts": "timestamp"}
 
     refused = subprocess.run([*command, "--project", OTHER_PROJECT], env=env, capture_output=True, text=True, cwd=REPO)
     assert refused.returncode == 1 and "needs editor; you are none" in refused.stderr

@@ -36,14 +36,14 @@ class PlatformClient:
             raise PlatformClientError(f"sign-in as {user} at {server} refused: {_message(answer)}")
         return cls(server, session, answer.json()["csrf"])
 
-    def upload(self, path: Path, project: str, day: str) -> str:
+    def upload(self, path: Path, project: str, day: str, mappings: tuple[str, ...] = ()) -> str:
         if not path.is_file():
             raise PlatformClientError(f"{path}: no such file")
         with path.open("rb") as file:
             try:
                 answer = self.session.post(
                     f"{self.server}/platform/upload",
-                    data={"project": project, "date": day},
+                    data={"project": project, "date": day, "map": list(mappings)},
                     files={"file": (path.name, file)},
                     headers={"Accept": "application/json", "X-CSRF-Token": self.csrf},
                     timeout=3600,

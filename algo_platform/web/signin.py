@@ -258,6 +258,8 @@ class SignedIn:
                 await RedirectResponse(target, status_code=303)(scope, receive, send)
                 return
             message = "sign in through the identity proxy in front of this server"
+        elif status == 401 and self.settings.mode == "local":
+            message = f"sign in first: open {self.prefix}/auth/sign-in (API clients: POST it the form)"
         if accepts_html:
             await HTMLResponse(pages.page("Refused", f"<p class='error'>{message}</p>"), status)(scope, receive, send)
             return
@@ -495,15 +497,17 @@ class SignedIn:
                 return answer(reason, 403)
             if file is None or not hasattr(file, "filename") or not file.filename:
                 return answer("choose a file to upload", 400)
-            result = await run_in_threadpool(self._land, project, day, file)
+            mappings = [m.strip() for text in form.getlist("map") for m in str(text).split(",") if m.strip()]
+            result = await run_in_threadpool(self._land, project, day, file, mappings)
         outcome = "allowed" if result["ok"] else "failed"
         await run_in_threadpool(self._record, "upload", outcome, scope, principal, project=project,
                                 target=result.get("target") or file.filename, detail=result["message"])  # fmt: skip
         details = {key: value for key, value in result.items() if key != "message"}
         return answer(result["message"], 200 if result["ok"] else 400, **details)
 
-    def _land(self, project_name: str, day: str, file) -> dict:
-        """The CLI's upload on the received file: same checks, same landing zone, same quarantine."""
+    def _land(self, project_name: str, day: str, file, mappings: list[str]) -> dict:
+        """The CLI's upload on the received file: same checks, same mapping rules, same landing zone."""
+        from algo_platform.landing import parse_column_mapping
         from algo_platform.project import ProjectError, load_project
         from algo_platform.settings import load_settings
         from algo_platform.upload import UploadError, upload_event_file
@@ -526,10 +530,14 @@ class SignedIn:
                                 "use `algo-platform import` for files this size"}  # fmt: skip
                     out.write(chunk)
             try:
+                mapping = {
+                    **project.data.column_map,
+                    **parse_column_mapping(mappings, project.data.extra_columns),
+                }
                 result = upload_event_file(
                     local,
                     day,
-                    dict(project.data.column_map),
+                    mapping,
                     load_settings().project_root(project.name),
                     project.partitions_start.isoformat(),
                     extra_columns=project.data.extra_columns,
