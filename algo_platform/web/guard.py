@@ -78,8 +78,9 @@ class CrossSiteWriteGuard:
         if method not in SAFE_METHODS and self._cross_site(headers):
             refusal = (403, f"{method} {path} from another origin ({headers.get('origin', 'cross-site')}) refused")
         elif path.endswith("/graphql") and method == "GET":
-            query = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("query", [""])[0]
-            if has_mutation(query):
+            # Every `query` value: Dagster reads the last one, a naive check the first.
+            queries = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("query", [])
+            if any(has_mutation(query) for query in queries):
                 refusal = (405, "GraphQL mutations over GET are refused; send them as a JSON POST")
         elif path.endswith("/graphql") and method == "POST":
             content_type = headers.get("content-type", "").split(";")[0].strip().lower()
