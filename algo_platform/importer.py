@@ -47,6 +47,7 @@ from algo_platform.landing import (
     is_local,
     landing_dir,
     quarantine_file,
+    refuse_linked_folders,
     to_canonical,
     writable_landing_dir,
 )
@@ -390,6 +391,8 @@ def import_events(
         }
         try:
             folders = {day: writable_landing_dir(storage_root, day) for day in rows_per_day}
+            if spill.without_time:
+                refuse_linked_folders(storage_root, quarantine_imports_dir(storage_root, import_id))
         except LinkedLandingFolder as error:
             raise ImportRefused(f"{source}: {error}; nothing was landed") from None
         manifest_path = _write_manifest(storage_root, manifest)
@@ -429,9 +432,13 @@ def import_events(
     )
 
 
+def quarantine_imports_dir(storage_root: str, import_id: str) -> UPath:
+    return UPath(storage_root) / "quarantine" / "imports" / import_id
+
+
 def _quarantine_rows_without_time(storage_root: str, import_id: str, spilled: Path, rows: int) -> str:
     """The spilled rows as one Parquet file in quarantine, streamed a batch at a time."""
-    folder = UPath(storage_root) / "quarantine" / "imports" / import_id
+    folder = refuse_linked_folders(storage_root, quarantine_imports_dir(storage_root, import_id))
     target = folder / "rows-without-timestamp.parquet"
 
     def write(file) -> None:

@@ -77,18 +77,24 @@ class LinkedLandingFolder(ValueError):
     """A folder a writer would write into is a symbolic link."""
 
 
-def writable_landing_dir(storage_root: str, day: str) -> UPath:
-    """The day's landing folder, for a writer. Refused when it, or `landing/` or `landing/events/`
-    above it, is a symbolic link: a write through it would land outside the landing zone."""
-    folder = landing_dir(storage_root, day)
+def refuse_linked_folders(storage_root: str, folder: UPath) -> UPath:
+    """`folder`, for a writer; refused when it or a folder between it and the storage root is a
+    symbolic link: a write through it would land outside the storage root's zones."""
     if is_local(folder):
-        for candidate in (folder.parent.parent, folder.parent, folder):
-            if os.path.islink(candidate.path):
+        root, current = os.path.abspath(UPath(storage_root).path), os.path.abspath(folder.path)
+        while current.startswith(root + os.sep):
+            if os.path.islink(current):
                 raise LinkedLandingFolder(
-                    f"{candidate.path} is a symbolic link; nothing is written through links, which could lead "
-                    "out of the landing zone: replace it with a real folder"
+                    f"{current} is a symbolic link; nothing is written through links, which could lead "
+                    "out of the storage root: replace it with a real folder"
                 )
+            current = os.path.dirname(current)
     return folder
+
+
+def writable_landing_dir(storage_root: str, day: str) -> UPath:
+    """The day's landing folder, for a writer (never through a link: `refuse_linked_folders`)."""
+    return refuse_linked_folders(storage_root, landing_dir(storage_root, day))
 
 
 def quarantine_dir(storage_root: str, day: str) -> UPath:
@@ -502,8 +508,8 @@ def quarantine_file(storage_root: str, day: str, source: UPath, data: bytes | No
 
     `data=None` records the reason alone (a link is quarantined as a link: its target is not read).
     Both are written under a temp name and renamed, so a link planted in the quarantine folder is
-    replaced, never written through."""
-    folder = quarantine_dir(storage_root, day)
+    replaced, never written through; a linked quarantine folder is refused (`refuse_linked_folders`)."""
+    folder = refuse_linked_folders(storage_root, quarantine_dir(storage_root, day))
     name = quarantine_name(source.name)
     if data is not None:
         write_atomically(folder / name, data)

@@ -103,6 +103,18 @@ def test_rows_without_a_timestamp_are_kept_in_quarantine(tmp_path, storage_root)
     assert pq.read_table(result.quarantined).num_rows == 2
 
 
+def test_a_linked_quarantine_folder_refuses_the_import_before_anything_lands(tmp_path, storage_root):
+    source = tmp_path / "ratings.csv"
+    source.write_text("userId,movieId,rating,timestamp\n1,10,4.0,1709251200\n2,11,3.0,\n")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (Path(storage_root) / "quarantine").mkdir(parents=True)
+    (Path(storage_root) / "quarantine" / "imports").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ImportRefused, match=r"imports is a symbolic link.*nothing was landed"):
+        run_import(source, storage_root)
+    assert list(outside.iterdir()) == [] and not (Path(storage_root) / "landing").exists()
+
+
 def test_history_before_the_partition_start_is_refused_with_the_setting_to_change(tmp_path, storage_root):
     source = ratings_csv(tmp_path / "ratings.csv", 100, days=10, start="1999-06-01")
     with pytest.raises(ImportRefused, match="set `partitions_start: 1999-06-01` in project.yaml"):

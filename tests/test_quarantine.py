@@ -226,6 +226,23 @@ def test_a_link_planted_in_quarantine_is_replaced_not_written_through(settings, 
     assert not (quarantined / "empty.csv").is_symlink()
 
 
+@pytest.mark.parametrize("linked", ["quarantine", "day"])
+def test_a_linked_quarantine_folder_is_never_written_through(settings, storage_root, tmp_path, linked):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    day_folder = Path(quarantine_dir(storage_root, DAY))
+    link = day_folder.parents[1] if linked == "quarantine" else day_folder
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(outside, target_is_directory=True)
+    land(storage_root, "good.parquet", good_parquet())
+    land(storage_root, "empty.csv", b"")
+    result = ingest(settings)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error
+    assert f"{link} is a symbolic link" in str(failure)
+    assert list(outside.rglob("*")) == []  # nothing written outside the storage root
+
+
 def test_a_csv_parse_error_names_the_defect_without_quoting_the_row(settings, storage_root):
     land(storage_root, "good.parquet", good_parquet())
     land(storage_root, "ragged.csv", b"user_id,item_id,ts\n1,2,2026-11-20T01:00:00Z\n" + SECRET.encode() + b"\n")
