@@ -48,9 +48,17 @@ def audit_cli_action(action: str, outcome: str, project: str | None, target: str
         click.echo(f"note: not audited ({error.message})", err=True)
 
 
-def _changed(accounts: Accounts, action: str, name: str, project: str | None = None, detail: str | None = None):
-    accounts.record(f"users.{action}", "allowed", user=shell_user(), role="shell", project=project, target=name,
-                    client="cli", detail=detail)  # fmt: skip
+def _change(action: str, name: str, change, project: str | None = None, detail: str | None = None):
+    """Apply `change(accounts)`, then audit it (when it returns anything but False); its result."""
+    with open_accounts() as accounts:
+        try:
+            result = change(accounts)
+        except AccountError as error:
+            raise click.UsageError(str(error)) from None
+        if result is not False:
+            accounts.record(f"users.{action}", "allowed", user=shell_user(), role="shell", project=project,
+                            target=name, client="cli", detail=detail)  # fmt: skip
+    return result
 
 
 @click.group()
@@ -76,12 +84,8 @@ def _password(stdin: bool, confirm: bool = True) -> str:
 def users_add(name: str, platform_admin: bool, password_stdin: bool, no_password: bool) -> None:
     """Add a user (asks for a password unless --no-password)."""
     password = None if no_password else _password(password_stdin)
-    with open_accounts() as accounts:
-        try:
-            accounts.add_user(name, password, platform_admin)
-        except AccountError as error:
-            raise click.UsageError(str(error)) from None
-        _changed(accounts, "add", name, detail="platform admin" if platform_admin else None)
+    admin = "platform admin" if platform_admin else None
+    _change("add", name, lambda accounts: accounts.add_user(name, password, platform_admin), detail=admin)
     click.echo(f"added {name}" + (" (platform admin)" if platform_admin else ""))
 
 
@@ -91,12 +95,7 @@ def users_add(name: str, platform_admin: bool, password_stdin: bool, no_password
 def users_passwd(name: str, password_stdin: bool) -> None:
     """Set a user's password; their open sessions end."""
     password = _password(password_stdin)
-    with open_accounts() as accounts:
-        try:
-            accounts.set_password(name, password)
-        except AccountError as error:
-            raise click.UsageError(str(error)) from None
-        _changed(accounts, "passwd", name)
+    _change("passwd", name, lambda accounts: accounts.set_password(name, password))
     click.echo(f"password set for {name}; their open sessions have ended")
 
 
@@ -111,12 +110,7 @@ def users_grant(name: str, project: str, role: str) -> None:
     if not (projects_dir() / project / "project.yaml").is_file():
         known = sorted(p.parent.name for p in projects_dir().glob("*/project.yaml"))
         raise click.UsageError(f"no project {project!r} in {projects_dir()}/ (known: {', '.join(known) or 'none'})")
-    with open_accounts() as accounts:
-        try:
-            accounts.grant(name, project, Role[role])
-        except AccountError as error:
-            raise click.UsageError(str(error)) from None
-        _changed(accounts, "grant", name, project, role)
+    _change("grant", name, lambda accounts: accounts.grant(name, project, Role[role]), project, role)
     click.echo(f"{name} is {role} on {project}")
 
 
@@ -125,13 +119,7 @@ def users_grant(name: str, project: str, role: str) -> None:
 @click.argument("project")
 def users_revoke(name: str, project: str) -> None:
     """Take NAME's role on PROJECT away (at once, on open sessions too)."""
-    with open_accounts() as accounts:
-        try:
-            removed = accounts.revoke(name, project)
-        except AccountError as error:
-            raise click.UsageError(str(error)) from None
-        if removed:
-            _changed(accounts, "revoke", name, project)
+    removed = _change("revoke", name, lambda accounts: accounts.revoke(name, project), project)
     click.echo(f"{name} has no role on {project}" + ("" if removed else " (had none)"))
 
 
@@ -139,12 +127,7 @@ def users_revoke(name: str, project: str) -> None:
 @click.argument("name")
 def users_disable(name: str) -> None:
     """Stop NAME signing in; their open sessions end at their next request."""
-    with open_accounts() as accounts:
-        try:
-            accounts.set_disabled(name, True)
-        except AccountError as error:
-            raise click.UsageError(str(error)) from None
-        _changed(accounts, "disable", name)
+    _change("disable", name, lambda accounts: accounts.set_disabled(name, True))
     click.echo(f"{name} is disabled")
 
 
@@ -152,12 +135,7 @@ def users_disable(name: str) -> None:
 @click.argument("name")
 def users_enable(name: str) -> None:
     """Let a disabled user sign in again."""
-    with open_accounts() as accounts:
-        try:
-            accounts.set_disabled(name, False)
-        except AccountError as error:
-            raise click.UsageError(str(error)) from None
-        _changed(accounts, "enable", name)
+    _change("enable", name, lambda accounts: accounts.set_disabled(name, False))
     click.echo(f"{name} is enabled")
 
 

@@ -101,3 +101,16 @@ def ingest_and_retrain(defs, days: list, instance, epochs: int) -> tuple[list, o
         run_config={"ops": {"sequence_model": {"config": {"epochs": epochs}}}},
     )
     return ingest, retrain
+
+
+@pytest.fixture(scope="module")
+def web_platform(tmp_path_factory):
+    """`algo-platform webserver` on a platform with two projects and a user of each role
+    (tests/web_platform.py), one per test module."""
+    from tests.web_platform import start_web_platform
+
+    platform = start_web_platform(tmp_path_factory.mktemp("web"))
+    try:
+        yield platform
+    finally:
+        platform.processes.stop_all()

@@ -16,7 +16,7 @@ import websockets
 
 from tests.conftest import PROJECT
 from tests.test_daemon_e2e import BIN, REPO, WORKSPACE, temporary_platform
-from tests.web_platform import OTHER_PROJECT, start_web_platform
+from tests.web_platform import OTHER_PROJECT
 
 LAUNCH = """
 mutation Launch($executionParams: ExecutionParams!) {
@@ -46,12 +46,8 @@ def launch_params(project: str, user_tag: str | None = None) -> dict:
 
 
 @pytest.fixture(scope="module")
-def web(tmp_path_factory):
-    platform = start_web_platform(tmp_path_factory.mktemp("auth"))
-    try:
-        yield platform
-    finally:
-        platform.processes.stop_all()
+def web(web_platform):
+    return web_platform
 
 
 def audit(web, *args: str) -> list[dict]:

@@ -15,18 +15,13 @@ import websockets
 
 from tests.postgres import REPO
 from tests.test_daemon_e2e import BIN, free_port, temporary_platform, wait_for
-from tests.web_platform import start_web_platform
 
 MUTATION = "mutation { __typename }"  # a mutation document that changes nothing
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    platform = start_web_platform(tmp_path_factory.mktemp("web"))
-    try:
-        yield platform
-    finally:
-        platform.processes.stop_all()
+def server(web_platform):
+    return web_platform
 
 
 def _status(url: str, body: bytes | None = None, headers: dict | None = None) -> int:
