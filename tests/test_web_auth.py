@@ -12,6 +12,7 @@ import subprocess
 
 import dagster as dg
 import pytest
+import requests
 import websockets
 
 from tests.conftest import PROJECT
@@ -231,6 +232,37 @@ def test_upload_through_the_server_lands_in_the_project_and_is_audited(web, tmp_
 
     uploads = [(e["project"], e["outcome"]) for e in audit(web, "--user", "edna") if e["action"] == "upload"]
     assert uploads == [(PROJECT, "allowed"), (OTHER_PROJECT, "denied"), (PROJECT, "failed")]
+
+
+def test_a_projects_admin_manages_roles_on_their_project_only(web):
+    ada = web.client("ada")  # admin of team_a
+
+    def post(session, action: str, **form) -> requests.Response:
+        return session.http.post(f"{web.base}/platform/users/{action}", data={**form, "csrf": session.csrf})
+
+    granted = post(ada, "grant", user="lars", project=PROJECT, role="viewer")
+    assert granted.status_code == 200 and f"lars is viewer on {PROJECT}" in granted.text
+    lars = web.client()
+    lars.sign_in("lars", web.passwords["lars"])
+    assert lars.graphql("{ version }").status_code == 200
+    refused = post(ada, "grant", user="ada", project=OTHER_PROJECT, role="admin")
+    assert refused.status_code == 403 and f"changing roles on {OTHER_PROJECT} needs admin" in refused.text
+    assert post(ada, "add", user="mallory", password="x" * 20).status_code == 403  # platform admins only
+    forged = ada.http.post(
+        f"{web.base}/platform/users/grant", data={"user": "ada", "project": PROJECT, "role": "admin"}
+    )
+    assert forged.status_code == 400  # no CSRF token: refused
+    assert post(ada, "revoke", user="lars", project=PROJECT).status_code == 200
+
+    root = web.client("root")
+    assert post(root, "add", user="nina", password=secrets.token_urlsafe(16)).status_code == 200
+    assert post(root, "disable", user="nina", disabled="1").status_code == 200
+    targets = ("lars", "ada", "nina", "mallory")
+    changes = [(e["user"], e["action"], e["project"], e["outcome"]) for e in audit(web) if e["target"] in targets]
+    assert ("ada", "users.grant", PROJECT, "allowed") in changes
+    assert ("ada", "users.grant", OTHER_PROJECT, "denied") in changes
+    assert ("ada", "users.add", None, "denied") in changes
+    assert ("root", "users.disable", None, "allowed") in changes
 
 
 def test_proxy_headers_count_only_from_trusted_proxies(tmp_path):

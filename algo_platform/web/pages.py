@@ -39,9 +39,9 @@ def sign_in_form(csrf: str, next_path: str, prefix: str, message: str | None = N
     )
 
 
-def _nav(prefix: str, csrf: str) -> str:
+def nav(prefix: str, csrf: str) -> str:
     return f"""<nav><a href="{escape(prefix)}/">Dagster UI</a><a href="{escape(prefix)}/platform/upload">Upload</a>
-<a href="{escape(prefix)}/platform/audit">Audit log</a>
+<a href="{escape(prefix)}/platform/audit">Audit log</a><a href="{escape(prefix)}/platform/users">Users</a>
 <form method="post" action="{escape(prefix)}/auth/sign-out" style="display:inline">
 <input type="hidden" name="csrf" value="{escape(csrf)}"><button type="submit" id="sign-out">Sign out</button>
 </form></nav>"""
@@ -52,7 +52,7 @@ def home(principal: Principal, prefix: str, csrf: str) -> str:
     admin = "<p>Platform admin: every project, every action.</p>" if principal.platform_admin else ""
     return page(
         f"Signed in as {principal.name}",
-        f"{_nav(prefix, csrf)}{admin}<h2>Your roles</h2><ul>{roles or '<li>none yet</li>'}</ul>",
+        f"{nav(prefix, csrf)}{admin}<h2>Your roles</h2><ul>{roles or '<li>none yet</li>'}</ul>",
     )
 
 
@@ -60,11 +60,11 @@ def upload_form(projects: list[str], prefix: str, csrf: str, message: str | None
     notice = f"<p class='{'ok' if ok else 'error'}' role='status' id='result'>{escape(message)}</p>" if message else ""
     options = "".join(f"<option value='{escape(p)}'>{escape(p)}</option>" for p in projects)
     if not projects:
-        return page("Upload events", f"{_nav(prefix, csrf)}{notice}<p>You are an editor of no project.</p>")
+        return page("Upload events", f"{nav(prefix, csrf)}{notice}<p>You are an editor of no project.</p>")
     today = dt.datetime.now(dt.UTC).date().isoformat()
     return page(
         "Upload events",
-        f"""{_nav(prefix, csrf)}{notice}
+        f"""{nav(prefix, csrf)}{notice}
 <form method="post" action="{escape(prefix)}/platform/upload" enctype="multipart/form-data">
   <input type="hidden" name="csrf" value="{escape(csrf)}">
   <label>Project <select name="project" id="project">{options}</select></label>
@@ -85,4 +85,4 @@ def audit_table(entries: list[AuditEntry], prefix: str, csrf: str) -> str:
         for entry in reversed(entries)
     )
     head = "".join(f"<th>{h}</th>" for h in AuditEntry.__dataclass_fields__ if h != "at")
-    return page("Audit log", f"{_nav(prefix, csrf)}<table id='audit'><tr><th>time</th>{head}</tr>{rows}</table>")
+    return page("Audit log", f"{nav(prefix, csrf)}<table id='audit'><tr><th>time</th>{head}</tr>{rows}</table>")

@@ -12,7 +12,8 @@ launches carry the user in Dagster's `user` tag. The websocket carries subscript
 sent on it is refused whoever sends it (the UI sends mutations over HTTP).
 
 The middleware also serves the platform's pages: `/platform` (who you are), `/platform/upload`
-(editors upload an event file into a project's landing zone) and `/platform/audit`.
+(editors upload an event file into a project's landing zone), `/platform/audit` and
+`/platform/users` (admins manage roles: web/user_admin.py).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from algo_platform.web import pages
 from algo_platform.web.accounts import Accounts, Principal, Role
 from algo_platform.web.policy import TAG_SLOTS, Action, Targets, UnreadableRequest, judge, mutations, tag_with_user
+from algo_platform.web.user_admin import UserAdmin
 
 PRINCIPAL = "algo_platform.principal"
 SESSION_SECONDS = 12 * 3600
@@ -150,6 +152,7 @@ class SignedIn:
             ("POST", "/platform/upload"): self.upload,
             ("GET", "/platform/audit"): self.audit_page,
         }
+        self.routes |= UserAdmin(self).routes()
         if settings.mode == "proxy":  # the proxy signs people in and out
             self.routes = {key: route for key, route in self.routes.items() if not key[1].startswith("/auth/")}
 
@@ -465,9 +468,11 @@ class SignedIn:
     async def home(self, request: Request, principal: Principal) -> Response:
         return HTMLResponse(pages.home(principal, self.prefix, self._csrf(request)))
 
+    def known_projects(self) -> list[str]:
+        return sorted(p.parent.name for p in self.settings.projects_dir.glob("*/project.yaml"))
+
     def _editable(self, principal: Principal) -> list[str]:
-        known = sorted(p.parent.name for p in self.settings.projects_dir.glob("*/project.yaml"))
-        return [p for p in known if (principal.role_on(p) or 0) >= Role.editor]
+        return [p for p in self.known_projects() if (principal.role_on(p) or 0) >= Role.editor]
 
     async def upload_page(self, request: Request, principal: Principal) -> Response:
         return HTMLResponse(pages.upload_form(self._editable(principal), self.prefix, self._csrf(request)))
