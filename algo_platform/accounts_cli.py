@@ -105,10 +105,10 @@ def users_passwd(name: str, password_stdin: bool) -> None:
 @click.argument("role", type=click.Choice([r.name for r in Role]))
 def users_grant(name: str, project: str, role: str) -> None:
     """Give NAME the ROLE on PROJECT (viewer < launcher < editor < admin); replaces their role there."""
-    from algo_platform.cli import projects_dir
+    from algo_platform.project import project_names, projects_dir
 
-    if not (projects_dir() / project / "project.yaml").is_file():
-        known = sorted(p.parent.name for p in projects_dir().glob("*/project.yaml"))
+    known = project_names(projects_dir())
+    if project not in known:
         raise click.UsageError(f"no project {project!r} in {projects_dir()}/ (known: {', '.join(known) or 'none'})")
     _change("grant", name, lambda accounts: accounts.grant(name, project, Role[role]), project, role)
     click.echo(f"{name} is {role} on {project}")

@@ -11,13 +11,8 @@ from pathlib import Path
 import click
 
 from algo_platform.accounts_cli import audit, audit_cli_action, shell_user, users
-from algo_platform.project import Project, ProjectError
+from algo_platform.project import Project, ProjectError, project_names, projects_dir
 from algo_platform.settings import load_settings
-
-
-def projects_dir() -> Path:
-    """Where project folders live: ./projects, or ALGO_PLATFORM_PROJECTS."""
-    return Path(os.environ.get("ALGO_PLATFORM_PROJECTS", "projects"))
 
 
 def _load_project(name: str) -> Project:
@@ -28,7 +23,7 @@ def _load_project(name: str) -> Project:
         raise click.UsageError(f"--project {name!r}: a project name is lower-case letters, digits and _")
     folder = projects_dir() / name
     if not folder.is_dir():
-        known = sorted(p.parent.name for p in projects_dir().glob("*/project.yaml"))
+        known = project_names(projects_dir())
         raise click.UsageError(
             f"no project {name!r} in {projects_dir()}/ (known: {', '.join(known) or 'none'}); "
             f"create it with `algo-platform project new {name}`"

@@ -8,6 +8,7 @@ keys, jobs, storage, MLflow names, run tags) is derived from it in `algo_platfor
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from dataclasses import fields
 from pathlib import Path
@@ -217,6 +218,16 @@ class Project(_Strict):
     @property
     def run_tags(self) -> dict[str, str]:
         return {PROJECT_TAG: self.name, "dagster/priority": str(self.compute.priority)}
+
+
+def projects_dir() -> Path:
+    """Where project folders live: ./projects, or ALGO_PLATFORM_PROJECTS."""
+    return Path(os.environ.get("ALGO_PLATFORM_PROJECTS", "projects"))
+
+
+def project_names(folder: Path) -> list[str]:
+    """The projects in `folder`: its subfolders that hold a project.yaml."""
+    return sorted(p.parent.name for p in folder.glob(f"*/{PROJECT_FILE}"))
 
 
 def _field_path(location: tuple) -> str:

@@ -9,6 +9,7 @@ with a trigger in both databases, so the log is append-only for the platform its
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -96,7 +97,6 @@ class Principal:
     name: str
     platform_admin: bool = False
     roles: Mapping[str, Role] = field(default_factory=dict)
-    via: str = "password"  # or "proxy", or "cli"
 
     def role_on(self, project: str | None) -> Role | None:
         if self.platform_admin:
@@ -157,8 +157,6 @@ class Accounts:
     # Users and grants -------------------------------------------------------------------------
 
     def add_user(self, name: str, password: str | None, platform_admin: bool = False) -> None:
-        import re
-
         if not re.fullmatch(NAME_PATTERN, name):
             raise AccountError(f"user name {name!r}: use letters, digits and . _ @ - (up to 128)")
         with self.engine.begin() as connection:
@@ -234,7 +232,7 @@ class Accounts:
             for row in rows
         ]
 
-    def principal(self, name: str, signed_in_at: float | None = None, via: str = "password") -> Principal | None:
+    def principal(self, name: str, signed_in_at: float | None = None) -> Principal | None:
         """The user as they stand now; None when unknown, disabled, or the session predates a change."""
         with self.engine.connect() as connection:
             row = connection.execute(sa.select(users).where(users.c.name == name)).first()
@@ -243,7 +241,7 @@ class Accounts:
             if signed_in_at is not None and signed_in_at < row.sessions_valid_after:
                 return None
             held = connection.execute(sa.select(grants).where(grants.c.user_name == name)).all()
-        return Principal(name, bool(row.platform_admin), {g.project: Role[g.role] for g in held}, via)
+        return Principal(name, bool(row.platform_admin), {g.project: Role[g.role] for g in held})
 
     def user_state(self, name: str) -> tuple[bool, bool] | None:
         """(known, disabled) for a proxy user: None when the database has no row for them."""
@@ -283,12 +281,13 @@ class Accounts:
                     (audit.c.action == "sign-in") & (audit.c.outcome == "allowed") & (audit.c.user_name == name)
                 )
             ).scalar()
-            by_name = connection.execute(
-                sa.select(audit.c.at)
-                .where(failed & (audit.c.user_name == name) & (audit.c.at > (last_success or 0)))
-                .order_by(audit.c.at)
-            ).scalars()
-            by_name = list(by_name)
+            by_name = list(
+                connection.execute(
+                    sa.select(audit.c.at)
+                    .where(failed & (audit.c.user_name == name) & (audit.c.at > (last_success or 0)))
+                    .order_by(audit.c.at)
+                ).scalars()
+            )
             by_client = (
                 list(connection.execute(sa.select(audit.c.at).where(failed & (audit.c.client == client))).scalars())
                 if client

@@ -17,7 +17,7 @@ nav a { margin-right: 1rem; }
 """
 
 
-def page(title: str, body: str, prefix: str = "") -> str:
+def page(title: str, body: str) -> str:
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)} · algo-platform</title>"
         f"<style>{STYLE}</style></head><body><h1>{escape(title)}</h1>{body}</body></html>"

@@ -36,6 +36,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from algo_platform.project import project_names, projects_dir
 from algo_platform.web import pages
 from algo_platform.web.accounts import Accounts, Principal, Role
 from algo_platform.web.policy import TAG_SLOTS, Action, Targets, UnreadableRequest, judge, mutations, tag_with_user
@@ -64,7 +65,7 @@ class AuthSettings:
     trusted_proxies: tuple = ()
     user_header: str = "x-forwarded-user"
     groups_header: str = "x-forwarded-groups"
-    projects_dir: Path = field(default_factory=lambda: Path("projects"))
+    projects_dir: Path = field(default_factory=projects_dir)
 
     @classmethod
     def from_environment(cls) -> AuthSettings:
@@ -98,7 +99,6 @@ class AuthSettings:
             trusted_proxies=proxies,
             user_header=os.environ.get("ALGO_PLATFORM_PROXY_USER_HEADER", "X-Forwarded-User").lower(),
             groups_header=os.environ.get("ALGO_PLATFORM_PROXY_GROUPS_HEADER", "X-Forwarded-Groups").lower(),
-            projects_dir=Path(os.environ.get("ALGO_PLATFORM_PROJECTS", "projects")),
         )
 
 
@@ -177,7 +177,7 @@ class SignedIn:
         state = self.accounts.user_state(name)
         if state and state[1]:
             return f"user {name} is disabled"
-        stored = self.accounts.principal(name, via="proxy") if state else None
+        stored = self.accounts.principal(name) if state else None
         roles = dict(stored.roles) if stored else {}
         admin = bool(stored and stored.platform_admin)
         for group in headers.get(self.settings.groups_header, "").split(","):
@@ -188,7 +188,7 @@ class SignedIn:
                 _, project, role = group.split(":")
                 if role in Role.__members__:
                     roles[project] = max(roles.get(project, Role.viewer), Role[role])
-        return Principal(name, admin, roles, via="proxy")
+        return Principal(name, admin, roles)
 
     def _identify(self, scope: Scope) -> Principal | str | None:
         """The principal; a refusal message (str); or None when nobody is signed in."""
@@ -469,7 +469,7 @@ class SignedIn:
         return HTMLResponse(pages.home(principal, self.prefix, self._csrf(request)))
 
     def known_projects(self) -> list[str]:
-        return sorted(p.parent.name for p in self.settings.projects_dir.glob("*/project.yaml"))
+        return project_names(self.settings.projects_dir)
 
     def _editable(self, principal: Principal) -> list[str]:
         return [p for p in self.known_projects() if (principal.role_on(p) or 0) >= Role.editor]
@@ -521,10 +521,11 @@ class SignedIn:
             project = load_project(self.settings.projects_dir / project_name)
         except ProjectError as error:
             return {"ok": False, "message": str(error)}
+        name = Path(file.filename).name
+        if not name or name in (".", ".."):
+            return {"ok": False, "message": f"{file.filename!r} is not a file name"}
         with tempfile.TemporaryDirectory(prefix="algo-platform-upload-") as folder:
-            local = Path(folder) / Path(file.filename).name
-            if not Path(file.filename).name or Path(file.filename).name in (".", ".."):
-                return {"ok": False, "message": f"{file.filename!r} is not a file name"}
+            local = Path(folder) / name
             file.file.seek(0)
             received = 0
             with open(local, "wb") as out:

@@ -95,14 +95,14 @@ class UserAdmin:
     async def page(self, request: Request, principal: Principal) -> Response:
         return await self._render(request, principal)
 
-    async def _change(self, request: Request, principal: Principal, action: str, project: str | None, change,
-                      done: str, needs_platform_admin: bool = False) -> Response:  # fmt: skip
+    async def _change(self, request: Request, principal: Principal, action: str, change, done: str,
+                      needs_platform_admin: bool = False) -> Response:  # fmt: skip
+        """Checks the form's token and the principal's right, applies `change(form, user)`, audits it."""
         form = await request.form(max_files=0, max_fields=8)
         user = str(form.get("user", ""))
         if not self.site._csrf_ok(request, form):
             return await self._render(request, principal, "the form expired; reload the page", False, 400)
-        if project is None:
-            project = str(form.get("project", "")) or None
+        project = str(form.get("project", "")) or None
         if needs_platform_admin:
             allowed = principal.platform_admin
             reason = f"{action} needs a platform admin"
@@ -130,14 +130,14 @@ class UserAdmin:
             self.site.accounts.grant(user, str(form.get("project", "")), role)
             return role.name
 
-        return await self._change(request, principal, "grant", None, change, "{user} is {detail} on {project}")
+        return await self._change(request, principal, "grant", change, "{user} is {detail} on {project}")
 
     async def revoke(self, request: Request, principal: Principal) -> Response:
         def change(form, user):
             self.site.accounts.revoke(user, str(form.get("project", "")))
             return None
 
-        return await self._change(request, principal, "revoke", None, change, "{user} has no role on {project}")
+        return await self._change(request, principal, "revoke", change, "{user} has no role on {project}")
 
     async def add(self, request: Request, principal: Principal) -> Response:
         def change(form, user):
@@ -147,7 +147,7 @@ class UserAdmin:
             self.site.accounts.add_user(user, password)
             return None
 
-        return await self._change(request, principal, "add", None, change, "added {user}", needs_platform_admin=True)
+        return await self._change(request, principal, "add", change, "added {user}", needs_platform_admin=True)
 
     async def disable(self, request: Request, principal: Principal) -> Response:
         def change(form, user):
@@ -155,5 +155,5 @@ class UserAdmin:
             self.site.accounts.set_disabled(user, disabled)
             return "disabled" if disabled else "enabled"
 
-        return await self._change(request, principal, "disable", None, change, "{user} is {detail}",
+        return await self._change(request, principal, "disable", change, "{user} is {detail}",
                                   needs_platform_admin=True)  # fmt: skip
