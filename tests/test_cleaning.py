@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from algo_platform.assets.events import DROP_REASONS, _first_occurrences, clean_events
+from algo_platform.assets.events import DROP_REASONS, clean_events
 from tests.conftest import END_DAY, make_events
 
 NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
@@ -77,16 +77,35 @@ def test_missing_optional_columns_are_not_a_reason_to_drop():
     assert len(cleaned) == 1 and sum(dropped.values()) == 0
 
 
-def test_dedup_keeps_the_first_kept_row_of_each_event_id_however_ids_are_shaped():
-    """Ids of mixed lengths and shared endings, repeats far apart, some first copies dropped for
-    another reason: the kept row is always the first valid one, as pandas' `duplicated` says."""
+def test_dedup_keeps_the_first_valid_row_of_each_event_id_however_ids_are_shaped():
+    """Ids of mixed lengths and shared endings, repeats far apart, some first copies invalid: the
+    kept row is always the first valid one, as pandas' `duplicated` says, and every other valid
+    copy is counted as a resend or (other content) a collision."""
     rng = np.random.default_rng(7)
     pool = [f"{prefix}{n}" for prefix in ("e", "event-", "x-1-") for n in range(400)] + ["", " ", "9", "99"]
-    ids = pa.chunked_array([pa.array(rng.choice(pool, 3_000).tolist()), pa.array(rng.choice(pool, 2_000).tolist())])
-    kept = np.sort(rng.choice(5_000, 4_000, replace=False))
-    expected = ~pd.Series(ids.to_numpy(zero_copy_only=False)[kept]).duplicated().to_numpy()
-    assert (_first_occurrences(ids, kept) == expected).all()
-    assert expected.sum() < len(kept)  # the data has repeats to find
+    ids = rng.choice(pool, 5_000).tolist()
+    invalid = rng.random(5_000) < 0.2
+    users = rng.integers(1, 3, 5_000)  # repeats of an id differ in their user half of the time
+    raw = make_events(
+        [
+            {"event_id": event_id, "user_id": pd.NA if bad else int(user), "ts": NOON}
+            for event_id, bad, user in zip(ids, invalid, users, strict=True)
+        ]
+    )
+    valid = raw[~invalid].reset_index(drop=True)
+    expected = valid[~valid["event_id"].duplicated()]
+    cleaned, dropped = clean_events(raw, END_DAY, NOW)
+
+    kept = cleaned.sort_values(["user_id", "event_id"]).reset_index(drop=True)
+    expected = expected.sort_values(["user_id", "event_id"]).reset_index(drop=True)
+    assert kept["event_id"].tolist() == expected["event_id"].tolist()
+    assert kept["user_id"].tolist() == expected["user_id"].astype("int64").tolist()
+    firsts = valid.drop_duplicates("event_id").set_index("event_id")["user_id"]
+    repeats = valid[valid["event_id"].duplicated()]
+    collisions = int((repeats["user_id"].to_numpy() != firsts.loc[repeats["event_id"]].to_numpy()).sum())
+    assert 0 < collisions < len(repeats)  # the data has both kinds to tell apart
+    assert dropped["event_id_collision"] == collisions
+    assert dropped["duplicate_event_id"] == len(repeats) - collisions
 
 
 def test_resends_and_collisions_are_told_apart_when_optional_columns_are_absent():

@@ -2,13 +2,11 @@
 
 import datetime as dt
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from algo_platform.assets.days import (
     by_day,
@@ -20,9 +18,9 @@ from algo_platform.assets.days import (
     suite_each_day,
 )
 from algo_platform.assets.partitions import days_per_backfill_run
+from algo_platform.engines.cleaning import DROP_REASONS, clean_table, raw_collisions
 from algo_platform.landing import LandingFileChanged, landing_dir, load_landing_day
 from algo_platform.quality import (
-    FUTURE_TOLERANCE,
     day_bounds,
     distribution_profile,
     hard,
@@ -36,25 +34,10 @@ from algo_platform.resources.project import ProjectResource
 from algo_platform.resources.storage import PlatformStorage
 from algo_platform.schema import CANONICAL_COLUMNS, EVENT_TYPES
 
+__all__ = ["DROP_REASONS", "clean_events", "clean_table"]
+
 # Int64 (nullable) keeps missing ids visible as <NA> instead of silently turning ids into floats.
 _NULLABLE_INTEGERS = {pa.int64(): pd.Int64Dtype()}
-
-DROP_REASONS = (
-    "missing_user_id",
-    "missing_item_id",
-    "non_positive_user_id",
-    "non_positive_item_id",
-    "missing_ts",
-    "unknown_event_type",
-    "negative_watch_ms",
-    "invalid_item_duration",
-    "future_timestamp",
-    "outside_partition_day",
-    "duplicate_event_id",
-    "event_id_collision",
-)
-# The columns that make two rows with one event_id the same event (a resend) or a collision.
-EVENT_CONTENT = ("user_id", "item_id", "event_type", "watch_ms", "item_duration_ms", "ts", "device", "region", "topic")
 
 
 RAW_QUALITY_SCORE = "quality_score_above_threshold"
@@ -102,7 +85,7 @@ def _raw_day(
             f"{day}: no events in {landing_dir(storage.root, day)}; the day is recorded as empty "
             f"(to add events: `algo-platform upload FILE --project {project.name} --date {day}`)"
         )
-    colliding = event_id_collisions(load.table)
+    colliding = np.array(raw_collisions(load.table), dtype=np.int64)
     if len(colliding):
         files = sorted(set(load.table["source_file"].take(colliding).cast(pa.string()).to_pylist()))
         context.log.warning(
@@ -151,161 +134,11 @@ def _raw_day(
     return frame, metadata, checks
 
 
-def _normalised_text(column: pa.ChunkedArray, missing: str) -> pa.DictionaryArray:
-    """Trimmed, lower-cased text with `missing` for nulls, dictionary-encoded.
-
-    Device, region, topic and event type take a handful of values: the dictionary is normalised,
-    not millions of strings, and codes take a fraction of the memory of the strings."""
-    if not pa.types.is_dictionary(column.type):
-        # A column that was empty in every file arrives as Arrow's null type.
-        column = pc.dictionary_encode(column.cast(pa.string()))
-    encoded = column.combine_chunks()
-    normalised = pc.utf8_lower(pc.utf8_trim_whitespace(encoded.dictionary))
-    values = pc.unique(pa.concat_arrays([pa.array([missing], normalised.type), normalised]))
-    # Old code -> code of its normalised value (0 is `missing`): integers per row, never strings.
-    old_to_new = pc.index_in(normalised, value_set=values)
-    codes = pc.fill_null(pc.take(old_to_new, encoded.indices), 0)
-    # As dictionary_encode would give: only the values present, in order of first appearance.
-    present = pc.unique(codes)
-    return pa.DictionaryArray.from_arrays(pc.index_in(codes, value_set=present), pc.take(values, present))
-
-
-# Rows are deduplicated in partitions (by their ids' last characters), each with its own hash table.
-DEDUP_PARTITIONS = 16
-
-
-def _first_occurrences(values: pa.ChunkedArray, rows: np.ndarray) -> np.ndarray:
-    """For each of `rows` (ascending): True for the first of them holding its value, False for later repeats.
-
-    Equal values end in the same characters, so splitting by those keeps every repeat in its
-    first occurrence's partition: exact however the split falls, and each hash table holds a
-    sixteenth of the distinct ids (dedup peak at 10M events, 8 partitions one at a time:
-    1,220 -> 456 MiB)."""
-    suffix = pc.dictionary_encode(pc.fill_null(pc.utf8_slice_codeunits(values, -2), "")).combine_chunks()
-    partition = suffix.indices.to_numpy()[rows] % DEDUP_PARTITIONS
-    by_partition = np.argsort(partition, kind="stable")  # ascending positions within each partition
-    bounds = np.searchsorted(partition[by_partition], np.arange(DEDUP_PARTITIONS + 1))
-
-    def firsts_of(part: int) -> np.ndarray:
-        members = by_partition[bounds[part] : bounds[part + 1]]
-        codes = pc.dictionary_encode(values.take(rows[members])).combine_chunks().indices.to_numpy()
-        return members[np.unique(codes, return_index=True)[1]]
-
-    first = np.zeros(len(rows), dtype=bool)
-    # Arrow and numpy release the GIL here, so partitions hash on every core at once.
-    with ThreadPoolExecutor(max_workers=pa.cpu_count()) as pool:
-        for positions in pool.map(firsts_of, range(DEDUP_PARTITIONS)):
-            first[positions] = True
-    return first
-
-
-def _same_values(left: pa.ChunkedArray | pa.Array, right: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    if pa.types.is_null(left.type):  # a column no file of the day had: null on both sides
-        return np.ones(len(left), dtype=bool)
-    if pa.types.is_dictionary(left.type):
-        left, right = left.cast(pa.string()), right.cast(pa.string())
-    both_null = pc.and_(pc.is_null(left), pc.is_null(right))
-    return pc.or_(pc.fill_null(pc.equal(left, right), False), both_null).to_numpy(zero_copy_only=False)
-
-
-def colliding_repeats(raw: pa.Table, firsts: np.ndarray, repeats: np.ndarray) -> np.ndarray:
-    """For each of `repeats` (rows whose event_id an earlier row of `firsts` holds): True when its
-    content differs from that earlier row's: another event under a reused id, not a resend.
-
-    Only the firsts whose id repeats are hashed, so a day without repeats costs one small lookup."""
-    if len(repeats) == 0:
-        return np.zeros(0, dtype=bool)
-    repeat_ids = raw["event_id"].take(repeats)
-    first_ids = raw["event_id"].take(firsts)
-    candidates = firsts[pc.is_in(first_ids, value_set=pc.unique(repeat_ids)).to_numpy(zero_copy_only=False)]
-    originals = candidates[pc.index_in(repeat_ids, value_set=raw["event_id"].take(candidates)).to_numpy()]
-    same = np.ones(len(repeats), dtype=bool)
-    for column in EVENT_CONTENT:
-        same &= _same_values(raw[column].take(repeats), raw[column].take(originals))
-    return ~same
-
-
-def event_id_collisions(raw: pa.Table) -> np.ndarray:
-    """Rows of a raw table whose event_id an earlier row holds with other content (row positions).
-
-    One hash pass counts the ids; only the rows of repeated ids (usually none) are compared."""
-    counts = pc.value_counts(raw["event_id"].drop_null())
-    repeated_ids = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
-    if len(repeated_ids) == 0:
-        return np.zeros(0, dtype=np.int64)
-    rows = np.flatnonzero(pc.is_in(raw["event_id"], value_set=repeated_ids).to_numpy(zero_copy_only=False))
-    first = _first_occurrences(raw["event_id"], rows)
-    repeats = rows[~first]
-    return repeats[colliding_repeats(raw, rows[first], repeats)]
-
-
-def clean_table(raw: pa.Table, day: dt.date, now: dt.datetime) -> tuple[pa.Table, dict[str, int]]:
-    """Normalise types, then drop invalid rows; each dropped row is counted under its first reason.
-
-    Arrow compute end to end: no Python per row and no pandas object columns (the benchmark in
-    benchmarks/ compares this with DuckDB and polars)."""
-    # Logs without an event type (e.g. a ratings export) record that the user consumed the item.
-    event_type = _normalised_text(raw["event_type"], "play")
-    type_code = pc.take(pc.index_in(event_type.dictionary, value_set=pa.array(EVENT_TYPES)), event_type.indices)
-    ts = raw["ts"]
-    start, end = day_bounds(day)
-
-    def failing(condition: pa.ChunkedArray) -> np.ndarray:
-        return pc.fill_null(condition, False).to_numpy(zero_copy_only=False)
-
-    checks = {
-        "missing_user_id": failing(pc.is_null(raw["user_id"])),
-        "missing_item_id": failing(pc.is_null(raw["item_id"])),
-        "non_positive_user_id": failing(pc.less_equal(raw["user_id"], 0)),
-        "non_positive_item_id": failing(pc.less_equal(raw["item_id"], 0)),
-        "missing_ts": failing(pc.is_null(ts)),
-        "unknown_event_type": failing(pc.is_null(type_code)),
-        "negative_watch_ms": failing(pc.less(raw["watch_ms"], 0)),
-        "invalid_item_duration": failing(pc.less_equal(raw["item_duration_ms"], 0)),
-        "future_timestamp": failing(pc.greater(ts, pa.scalar(now + FUTURE_TOLERANCE, ts.type))),
-        "outside_partition_day": failing(
-            pc.or_(pc.less(ts, pa.scalar(start, ts.type)), pc.greater_equal(ts, pa.scalar(end, ts.type)))
-        ),
-    }
-    dropped = np.zeros(raw.num_rows, dtype=bool)
-    counts: dict[str, int] = {}
-    for reason, fails in checks.items():
-        fails = fails & ~dropped
-        counts[reason] = int(fails.sum())
-        dropped |= fails
-    kept = np.flatnonzero(~dropped)
-    # Rows arrive in landing order, so the first arrival of an id wins.
-    duplicate = ~_first_occurrences(raw["event_id"], kept)
-    colliding = colliding_repeats(raw, kept[~duplicate], kept[duplicate])
-    counts["duplicate_event_id"] = int(duplicate.sum() - colliding.sum())
-    counts["event_id_collision"] = int(colliding.sum())
-    kept = kept[~duplicate]
-    # Sort on the two key columns first, so every other column is copied once, already in order.
-    keys = pa.table({"user_id": raw["user_id"].take(kept), "ts": raw["ts"].take(kept)})
-    kept = kept[pc.sort_indices(keys, sort_keys=[("user_id", "ascending"), ("ts", "ascending")]).to_numpy()]
-    del keys, checks, dropped  # freed before the copy of every column, the step's memory peak
-
-    columns = {name: raw[name].take(kept) for name in CANONICAL_COLUMNS}
-    # The project's declared extra columns (a rating, a price) travel on unchanged.
-    columns |= {
-        name: raw[name].take(kept) for name in raw.column_names if name not in (*CANONICAL_COLUMNS, "source_file")
-    }
-    columns["user_id"] = columns["user_id"].cast(pa.int64())
-    columns["item_id"] = columns["item_id"].cast(pa.int64())
-    columns["event_type"] = pa.DictionaryArray.from_arrays(type_code.take(kept).cast(pa.int8()), pa.array(EVENT_TYPES))
-    for name in ("device", "region", "topic"):
-        columns[name] = _normalised_text(columns[name], "unknown")
-    return pa.table(columns), counts
-
-
 def clean_events(raw: pd.DataFrame | pa.Table, day: dt.date, now: dt.datetime) -> tuple[pd.DataFrame, dict[str, int]]:
-    """`clean_table` on an Arrow table or a pandas frame; the cleaned events as pandas (the asset's output)."""
+    """`clean_table` (polars) on an Arrow table or a pandas frame; the cleaned events as pandas (the asset's output)."""
     if isinstance(raw, pd.DataFrame):
         raw = pa.Table.from_pandas(raw, preserve_index=False)
     cleaned, counts = clean_table(raw, day, now)
-    # Arrow's allocator keeps freed blocks for reuse, but pandas allocates elsewhere: hand the
-    # cleaning's temporaries back to the OS first (about 500 MiB at 10M events).
-    pa.default_memory_pool().release_unused()
     return events_frame(cleaned), counts
 
 

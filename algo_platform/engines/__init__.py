@@ -1,0 +1,1 @@
+"""The data stage (raw -> cleaned -> features) as polars lazy frames on one machine."""

@@ -1,0 +1,195 @@
+"""Cleaning on polars: normalised types, invalid rows dropped under their first reason, one row per
+event_id (the first arrival), sorted by user and time.
+
+The plan is a lazy frame, so the same code cleans a day held in memory (`clean_table`) and a day
+read from and written to Parquet by polars' streaming engine (`clean_file`).
+"""
+
+import datetime as dt
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from algo_platform.quality import FUTURE_TOLERANCE
+from algo_platform.schema import CANONICAL_COLUMNS, EVENT_TYPES
+
+# Checked row by row, in this order: a row is counted under the first reason that applies.
+ROW_REASONS = (
+    "missing_user_id",
+    "missing_item_id",
+    "non_positive_user_id",
+    "non_positive_item_id",
+    "missing_ts",
+    "unknown_event_type",
+    "negative_watch_ms",
+    "invalid_item_duration",
+    "future_timestamp",
+    "outside_partition_day",
+)
+DROP_REASONS = (*ROW_REASONS, "duplicate_event_id", "event_id_collision")
+# The columns that make two rows with one event_id the same event (a resend) or a collision.
+EVENT_CONTENT = ("user_id", "item_id", "event_type", "watch_ms", "item_duration_ms", "ts", "device", "region", "topic")
+LOW_CARDINALITY_TEXT = {"device": "unknown", "region": "unknown", "topic": "unknown"}
+
+# Rows arrive in landing order, file by file: the first arrival of an event_id wins.
+FIRST = "_first_arrival"
+REASON = "_reason"
+ROW = "_row"  # a row's position in the raw day
+_ORIGINAL = "_original"
+EVENT_TYPE = pl.Enum(EVENT_TYPES)
+
+
+def normalised_text(column: str, missing: str) -> pl.Expr:
+    """Trimmed, lower-cased text, with `missing` for nulls (a column that no file had is all null)."""
+    return pl.col(column).cast(pl.String).str.strip_chars().str.to_lowercase().fill_null(missing)
+
+
+def _first_failing_rule(day: dt.date, now: dt.datetime) -> pl.Expr:
+    """The index in ROW_REASONS of the first rule a row breaks; null for a valid row."""
+    start = dt.datetime.combine(day, dt.time(), dt.UTC)
+    ts = pl.col("ts")
+    # Logs without an event type (e.g. a ratings export) record that the user consumed the item.
+    event_type = normalised_text("event_type", "play")
+    failing = {
+        "missing_user_id": pl.col("user_id").is_null(),
+        "missing_item_id": pl.col("item_id").is_null(),
+        "non_positive_user_id": pl.col("user_id") <= 0,
+        "non_positive_item_id": pl.col("item_id") <= 0,
+        "missing_ts": ts.is_null(),
+        "unknown_event_type": ~event_type.is_in(EVENT_TYPES),
+        "negative_watch_ms": pl.col("watch_ms") < 0,
+        "invalid_item_duration": pl.col("item_duration_ms") <= 0,
+        "future_timestamp": ts > now + FUTURE_TOLERANCE,
+        "outside_partition_day": (ts < start) | (ts >= start + dt.timedelta(days=1)),
+    }
+    assert tuple(failing) == ROW_REASONS
+    chain = None
+    for code, condition in enumerate(failing.values()):
+        # A null condition (a missing optional value) is not a failure.
+        chain = (pl.when(condition) if chain is None else chain.when(condition)).then(pl.lit(code, pl.UInt8))
+    return chain.otherwise(pl.lit(None, pl.UInt8))
+
+
+def first_arrivals(rows: pl.LazyFrame) -> pl.LazyFrame:
+    """`rows` with FIRST: True for the first row (in landing order) holding its event_id."""
+    return rows.with_columns(pl.col("event_id").is_first_distinct().alias(FIRST))
+
+
+def colliding_repeats(rows: pl.LazyFrame) -> pl.LazyFrame:
+    """Of `rows` (with FIRST), the repeats whose event_id an earlier row holds with other content:
+    another event under a reused id, not a resend. Only rows of repeated ids are compared (usually none)."""
+    first = pl.col(FIRST)
+    repeats = rows.filter(~first).drop(FIRST)
+    originals = rows.filter(first).select("event_id", *EVENT_CONTENT).join(repeats, on="event_id", how="semi")
+    compared = repeats.join(originals, on="event_id", suffix=_ORIGINAL)
+    # eq_missing: two nulls are the same value.
+    same = pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"{c}{_ORIGINAL}")) for c in EVENT_CONTENT)
+    return compared.filter(~same).select(repeats.collect_schema().names())
+
+
+def with_drop_reason(raw: pl.LazyFrame, day: dt.date, now: dt.datetime) -> pl.LazyFrame:
+    """`raw` with REASON: the index in ROW_REASONS of the first rule a row breaks (null: valid)."""
+    return raw.with_columns(_first_failing_rule(day, now).alias(REASON))
+
+
+def valid_rows(typed: pl.LazyFrame) -> pl.LazyFrame:
+    """The rows that break no rule, flagged with FIRST (the first arrival of each event_id)."""
+    return first_arrivals(typed.filter(pl.col(REASON).is_null()).drop(REASON))
+
+
+def cleaned_rows(valid: pl.LazyFrame) -> pl.LazyFrame:
+    """One row per event_id (its first valid arrival), typed and sorted by user and time."""
+    names = valid.collect_schema().names()
+    extras = [name for name in names if name not in (*CANONICAL_COLUMNS, "source_file", FIRST, ROW)]
+    typed_columns = {
+        "user_id": pl.col("user_id").cast(pl.Int64),
+        "item_id": pl.col("item_id").cast(pl.Int64),
+        "event_type": normalised_text("event_type", "play").cast(EVENT_TYPE),
+        **{name: normalised_text(name, missing) for name, missing in LOW_CARDINALITY_TEXT.items()},
+    }
+    return (
+        valid.filter(pl.col(FIRST))
+        # maintain_order: rows of one user at one instant stay in landing order.
+        .sort("user_id", "ts", maintain_order=True)
+        .select(*(typed_columns.get(name, pl.col(name)).alias(name) for name in CANONICAL_COLUMNS), *extras)
+    )
+
+
+def drop_counts(reasons: pl.DataFrame, repeats: int, collisions: int) -> dict[str, int]:
+    """Dropped rows per reason, every reason named (0 where none)."""
+    by_code = dict(reasons.drop_nulls(REASON).iter_rows())
+    counts = {reason: int(by_code.get(code, 0)) for code, reason in enumerate(ROW_REASONS)}
+    return counts | {"duplicate_event_id": repeats - collisions, "event_id_collision": collisions}
+
+
+def clean_frame(raw: pl.LazyFrame, day: dt.date, now: dt.datetime) -> tuple[pl.DataFrame, dict[str, int]]:
+    """A day cleaned in memory: the kept rows, and dropped rows per reason.
+
+    Each stage is collected once and shared (polars frames share column buffers, so adding the
+    reason and first-arrival flags copies no column)."""
+    typed = with_drop_reason(raw, day, now).collect()
+    reasons = typed.group_by(REASON).len()
+    valid = valid_rows(typed.lazy()).collect()
+    del typed
+    collisions = colliding_repeats(valid.lazy()).select(pl.len()).collect().item()
+    repeats = valid.height - int(valid[FIRST].sum())
+    return cleaned_rows(valid.lazy()).collect(), drop_counts(reasons, repeats, collisions)
+
+
+def clean_table(raw: pa.Table, day: dt.date, now: dt.datetime) -> tuple[pa.Table, dict[str, int]]:
+    """An Arrow day cleaned; the result in the stored types (event types and text as dictionaries)."""
+    cleaned, counts = clean_frame(pl.from_arrow(raw).lazy(), day, now)
+    return events_arrow(cleaned, raw.schema), counts
+
+
+def events_arrow(cleaned: pl.DataFrame, raw_schema: pa.Schema | None = None) -> pa.Table:
+    """Cleaned events as Arrow: ids int64, event_type int8 codes into EVENT_TYPES, device, region
+    and topic dictionary-encoded, every other column in its raw Arrow type."""
+    codes = cleaned["event_type"].to_physical().to_arrow().cast(pa.int8())
+    table = cleaned.drop("event_type").to_arrow()
+    columns = {}
+    for name in cleaned.columns:
+        if name == "event_type":
+            columns[name] = pa.DictionaryArray.from_arrays(codes, pa.array(EVENT_TYPES))
+        elif name in LOW_CARDINALITY_TEXT:
+            columns[name] = pc.dictionary_encode(table[name].cast(pa.string()))
+        elif raw_schema is not None and name in raw_schema.names and name not in ("user_id", "item_id"):
+            columns[name] = table[name].cast(_plain(raw_schema.field(name).type))
+        else:
+            columns[name] = _as_plain_arrow(table[name])
+    return pa.table(columns)
+
+
+def _plain(arrow_type: pa.DataType) -> pa.DataType:
+    return arrow_type.value_type if pa.types.is_dictionary(arrow_type) else arrow_type
+
+
+def _as_plain_arrow(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """polars' large and view strings as Arrow's plain string."""
+    if pa.types.is_large_string(column.type) or pa.types.is_string_view(column.type):
+        return column.cast(pa.string())
+    return column
+
+
+def raw_collisions(raw: pa.Table) -> list[int]:
+    """Row positions in a raw day whose event_id an earlier row holds with other content."""
+    rows = first_arrivals(pl.from_arrow(raw.select(["event_id", *EVENT_CONTENT])).lazy().with_row_index(ROW))
+    return sorted(colliding_repeats(rows).collect()[ROW].to_list())
+
+
+def clean_file(raw_path: str, cleaned_path: str, day: dt.date, now: dt.datetime) -> dict[str, int]:
+    """A day cleaned from Parquet to Parquet by the streaming engine: the day is never whole in memory."""
+    typed = with_drop_reason(pl.scan_parquet(raw_path), day, now)
+    valid = valid_rows(typed)
+    cleaned_rows(valid).sink_parquet(cleaned_path, engine="streaming")
+    reasons, flags, collisions = pl.collect_all(
+        [
+            typed.group_by(REASON).len(),
+            valid.select(pl.len().alias("valid"), pl.col(FIRST).sum().alias("first")),
+            colliding_repeats(valid).select(pl.len()),
+        ],
+        engine="streaming",
+    )
+    repeats = flags["valid"].item() - flags["first"].item()
+    return drop_counts(reasons, repeats, collisions.item())
