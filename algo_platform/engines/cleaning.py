@@ -1,8 +1,8 @@
 """Cleaning on polars: normalised types, invalid rows dropped under their first reason, one row per
 event_id (the first arrival), sorted by user and time.
 
-The plan is a lazy frame, so the same code cleans a day held in memory (`clean_table`) and a day
-read from and written to Parquet by polars' streaming engine (`clean_file`).
+Each stage is a lazy frame, so the same code cleans a day held in memory (`clean_table`) and a day
+larger than memory, in parts, by polars' streaming engine (`large_day.clean_file`).
 """
 
 import datetime as dt
@@ -108,10 +108,11 @@ def cleaned_rows(valid: pl.LazyFrame) -> pl.LazyFrame:
         "event_type": normalised_text("event_type", "play").cast(EVENT_TYPE),
         **{name: normalised_text(name, missing) for name, missing in LOW_CARDINALITY_TEXT.items()},
     }
+    # Rows of one user at one instant stay in landing order (their ROW where the frame has it).
+    order = ["user_id", "ts", *([ROW] if ROW in names else [])]
     return (
         valid.filter(pl.col(FIRST))
-        # maintain_order: rows of one user at one instant stay in landing order.
-        .sort("user_id", "ts", maintain_order=True)
+        .sort(order, maintain_order=True)
         .select(*(typed_columns.get(name, pl.col(name)).alias(name) for name in CANONICAL_COLUMNS), *extras)
     )
 
@@ -176,20 +177,3 @@ def raw_collisions(raw: pa.Table) -> list[int]:
     """Row positions in a raw day whose event_id an earlier row holds with other content."""
     rows = first_arrivals(pl.from_arrow(raw.select(["event_id", *EVENT_CONTENT])).lazy().with_row_index(ROW))
     return sorted(colliding_repeats(rows).collect()[ROW].to_list())
-
-
-def clean_file(raw_path: str, cleaned_path: str, day: dt.date, now: dt.datetime) -> dict[str, int]:
-    """A day cleaned from Parquet to Parquet by the streaming engine: the day is never whole in memory."""
-    typed = with_drop_reason(pl.scan_parquet(raw_path), day, now)
-    valid = valid_rows(typed)
-    cleaned_rows(valid).sink_parquet(cleaned_path, engine="streaming")
-    reasons, flags, collisions = pl.collect_all(
-        [
-            typed.group_by(REASON).len(),
-            valid.select(pl.len().alias("valid"), pl.col(FIRST).sum().alias("first")),
-            colliding_repeats(valid).select(pl.len()),
-        ],
-        engine="streaming",
-    )
-    repeats = flags["valid"].item() - flags["first"].item()
-    return drop_counts(reasons, repeats, collisions.item())

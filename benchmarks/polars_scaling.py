@@ -1,0 +1,133 @@
+"""How the polars data stage grows with the day: time and peak memory at 1M, 10M and 100M events.
+
+`python -m benchmarks.polars_scaling [--events 1000000,10000000,100000000]` prints a Markdown table
+and writes `results/polars_scaling.json`. Each measurement runs in a fresh process on the same
+generated raw day (Parquet, planted defects), and reports wall time and the process's peak RSS:
+
+- in memory: the day read as Arrow, `clean_table`, then user and item features (what the
+  cleaned_events and feature steps do for a day that fits);
+- plain polars: the same work written directly in polars (`benchmarks/baselines.py`, no
+  collision check), on the same table, as the same-run baseline;
+- in parts (streaming): `large_day.clean_file` Parquet to Parquet, then the features from a
+  streaming scan of the cleaned file: memory bounded by the part size, not the day.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from benchmarks.suite import DAY, RESULTS, child_output
+
+CHILD = """
+import json, sys, time
+from pathlib import Path
+import polars as pl
+from benchmarks.suite import DAY, NOW
+
+def rss(field):
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith(field + ":"))
+
+how, raw_path, folder = sys.argv[1:]
+idle = rss("VmRSS")
+started = time.perf_counter()
+input_bytes = None
+if how == "in_parts":
+    from algo_platform.engines.features import item_features, user_features
+    from algo_platform.engines.large_day import clean_file
+    cleaned_path = f"{folder}/cleaned.parquet"
+    drops = clean_file(raw_path, cleaned_path, DAY, NOW)
+    events = pl.scan_parquet(cleaned_path)
+    users, items = pl.collect_all([user_features(events), item_features(events)], engine="streaming")
+else:
+    from algo_platform.resources.io_managers import read_table
+    from upath import UPath
+    raw = read_table(UPath(raw_path))
+    input_bytes = raw.nbytes
+    started = time.perf_counter()  # the read is the same for both; time the work
+    if how == "in_memory":
+        from algo_platform.assets.features import build_item_features, build_user_features
+        from algo_platform.engines.cleaning import clean_table
+        cleaned, drops = clean_table(raw, DAY, NOW)
+        users, items = build_user_features(cleaned), build_item_features(cleaned)
+    else:
+        from benchmarks.baselines import polars_clean_and_features
+        cleaned, drops, users, items = polars_clean_and_features(raw, DAY, NOW)
+seconds = time.perf_counter() - started
+print(json.dumps({"seconds": seconds, "peak_bytes": rss("VmHWM"), "idle_bytes": idle, "input_bytes": input_bytes,
+                  "users": len(users), "items": len(items), "dropped": sum(drops.values())}))
+"""
+
+
+def write_raw_day(path: str, events: int, chunk: int = 10_000_000) -> int:
+    """A generated raw day of `events` rows written in chunks (a 100M-event day is never whole in
+    this process); event ids are unique across chunks, defects planted in each. Its size on disk."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from algo_platform.datagen import build_world, generate_day, plant_defects
+    from algo_platform.schema import with_low_cardinality_encoded
+
+    world = build_world(max(events // 10, 100), max(events // 25, 200), seed=0)
+    rng = np.random.default_rng(0)
+    writer = None
+    for number, start in enumerate(range(0, events, chunk)):
+        table, _ = plant_defects(generate_day(world, DAY, min(chunk, events - start), rng), 0.01, rng)
+        ids = pc.binary_join_element_wise(pa.scalar(f"c{number}"), table["event_id"], "-")
+        table = table.set_column(0, "event_id", ids)
+        table = with_low_cardinality_encoded(
+            table.append_column("source_file", pa.array([f"part-{number}"] * len(table)))
+        )
+        writer = writer or pq.ParquetWriter(path, table.schema, compression="zstd")
+        writer.write_table(table)
+    writer.close()
+    return Path(path).stat().st_size
+
+
+def measure(events_sizes: list[int], in_memory_up_to: int = 10_000_000) -> list[dict]:
+    rows = []
+    for events in events_sizes:
+        with tempfile.TemporaryDirectory() as folder:
+            raw_path = f"{folder}/raw.parquet"
+            file_bytes = write_raw_day(raw_path, events)
+            ways = ["in_memory", "plain_polars", "in_parts"] if events <= in_memory_up_to else ["in_parts"]
+            for how in ways:
+                measured = json.loads(child_output(CHILD, how, raw_path, folder))
+                rows.append({"events": events, "how": how, "file_bytes": file_bytes, **measured})
+                print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| events | how | time | peak RSS | RSS above idle | input as read (Arrow) | time vs plain polars |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    plain = {row["events"]: row["seconds"] for row in rows if row["how"] == "plain_polars"}
+    for row in rows:
+        ratio = f"{row['seconds'] / plain[row['events']]:.2f}x" if row["events"] in plain else "-"
+        read = f"{row['input_bytes'] / 2**20:,.0f} MiB" if row["input_bytes"] else "-"
+        lines.append(
+            f"| {row['events']:,} | {row['how']} | {row['seconds']:.1f} s | {row['peak_bytes'] / 2**20:,.0f} MiB "
+            f"| {(row['peak_bytes'] - row['idle_bytes']) / 2**20:,.0f} MiB | {read} | {ratio} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", default="1000000,10000000,100000000")
+    sizes = [int(float(n)) for n in parser.parse_args().events.split(",")]
+    rows = measure(sizes)
+    print(table(rows))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "polars_scaling.json").write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
