@@ -24,6 +24,7 @@ from algo_platform.assets.model import build_model_asset
 from algo_platform.assets.partitions import daily_partitions
 from algo_platform.assets.sequences import build_sequence_assets
 from algo_platform.assets.serving import build_serving_assets
+from algo_platform.assets.spark_stage import build_spark_stage_assets
 from algo_platform.jobs import build_jobs
 from algo_platform.jobs.automation import build_automation
 from algo_platform.project import PROJECT_TAG, Project, load_project
@@ -84,13 +85,20 @@ def in_project(definitions: Sequence[Definition], project: Project) -> list[Defi
     return owned
 
 
+def build_data_stage(project: Project, partitions: dg.DailyPartitionsDefinition) -> list[Definition]:
+    """raw_events, then cleaned events and features on the project's engine (polars or Spark)."""
+    days = project.data.days_per_run
+    if project.data.engine == "spark":
+        return [*build_ingest_assets(partitions, days, with_cleaning=False), *build_spark_stage_assets(partitions)]
+    return [*build_ingest_assets(partitions, days), *build_feature_assets(partitions, days)]
+
+
 def build_project_definitions(project: Project, settings: Settings | None = None) -> dg.Definitions:
     """Everything one project runs, from its declaration and the platform's settings."""
     settings = settings or load_settings()
     partitions = daily_partitions(project.partitions_start)
     platform_assets = [
-        *build_ingest_assets(partitions, project.data.days_per_run),
-        *build_feature_assets(partitions, project.data.days_per_run),
+        *build_data_stage(project, partitions),
         *build_sequence_assets(partitions, project.training.window_days),
         build_model_asset(partitions, project.model.hyperparameters(), project.compute.pool),
         *build_evaluation_assets(partitions),

@@ -62,6 +62,11 @@ class DataSource(_Strict):
         description="event types that count as interactions in training sequences",
     )
     feedback: Feedback | None = None
+    engine: Literal["polars", "spark"] = Field(
+        default="polars",
+        description="what cleans events and computes features: polars on the run's machine, or Spark "
+        "(local mode, or executors on Kubernetes sized by compute.spark) for days beyond one machine",
+    )
     days_per_run: int = Field(
         default=1,
         ge=1,
@@ -91,6 +96,15 @@ class DataSource(_Strict):
         if self.feedback is not None and self.extra_columns.get(self.feedback.column) not in ("int64", "float64"):
             raise ValueError(
                 f"feedback.column {self.feedback.column!r} must be declared in data.extra_columns as int64 or float64"
+            )
+        return self
+
+    @pydantic.model_validator(mode="after")
+    def _spark_runs_a_day_at_a_time(self) -> DataSource:
+        if self.engine == "spark" and self.days_per_run != 1:
+            raise ValueError(
+                f"days_per_run is {self.days_per_run}, but engine spark runs one day per run (a day on Spark is large; "
+                "a history of small days runs faster on polars): set days_per_run: 1 or engine: polars"
             )
         return self
 
@@ -180,6 +194,15 @@ class Promotion(_Strict):
     min_segment_users: int = Field(default=50, ge=1, description="smaller segments cannot veto a promotion")
 
 
+class SparkCompute(_Strict):
+    """The Spark application of a project with data.engine: spark, on Kubernetes (local mode ignores the executors)."""
+
+    executors: int = Field(default=4, ge=1, description="executor pods")
+    executor_cores: int = Field(default=4, ge=1)
+    executor_memory: str = Field(default="16g", pattern=r"^\d+[mg]$", description="JVM heap of each executor, e.g. 16g")
+    driver_memory: str = Field(default="8g", pattern=r"^\d+[mg]$")
+
+
 class Compute(_Strict):
     pool: str = Field(default="gpu", description="Dagster pool of the training step")
     gpus: int = Field(default=1, ge=0, description="GPUs of the Kubernetes training pod (more than one: DDP)")
@@ -188,6 +211,7 @@ class Compute(_Strict):
     priority: int = Field(default=0, ge=-10, le=10, description="dagster/priority of the project's runs")
     priority_class: str = Field(default="algo-platform-training", description="Kubernetes PriorityClass of the pod")
     node_selector: dict[str, str] = Field(default_factory=lambda: {"nvidia.com/gpu.present": "true"})
+    spark: SparkCompute = Field(default_factory=SparkCompute)
 
 
 class Project(_Strict):

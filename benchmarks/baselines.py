@@ -179,12 +179,13 @@ def polars_clean_and_features(
         *((pl.col("event_type") == kind).mean().alias(f"{kind}_rate") for kind in RATE_KINDS),
     ]
 
-    def top(key: str, column: str, weight: pl.Expr, count: int, name: str) -> pl.DataFrame:
-        totals = cleaned.group_by(key, column).agg(weight.sum().alias("w"))
+    def top(key: str, column: str, total: pl.Expr, count: int, name: str) -> pl.DataFrame:
+        totals = cleaned.group_by(key, column).agg(total.alias("w"))
         ranked = totals.sort([key, "w", column], descending=[False, True, False])
         return ranked.group_by(key, maintain_order=True).agg(pl.col(column).head(count).str.join(", ").alias(name))
 
-    ones = pl.lit(1.0)
+    events = pl.len().cast(pl.Float64)  # pl.lit(1.0).sum() in a group is 1.0, not a count
+    watch_weight = (pl.col("watch_ms").fill_null(0).clip(0) + 1.0).sum()
     users = (
         cleaned.group_by("user_id")
         .agg(
@@ -193,9 +194,9 @@ def polars_clean_and_features(
             ts.min().alias("first_ts"),
             ts.max().alias("last_ts"),
         )
-        .join(top("user_id", "device", ones, 1, "main_device"), on="user_id")
-        .join(top("user_id", "region", ones, 1, "main_region"), on="user_id")
-        .join(top("user_id", "topic", pl.col("watch_ms").fill_null(0).clip(0) + 1.0, 3, "top_topics"), on="user_id")
+        .join(top("user_id", "device", events, 1, "main_device"), on="user_id")
+        .join(top("user_id", "region", events, 1, "main_region"), on="user_id")
+        .join(top("user_id", "topic", watch_weight, 3, "top_topics"), on="user_id")
         .sort("user_id")
     )
     items = (
@@ -205,7 +206,7 @@ def polars_clean_and_features(
             pl.col("user_id").n_unique().alias("unique_users"),
             pl.col("item_duration_ms").median(),
         )
-        .join(top("item_id", "topic", ones, 1, "topic"), on="item_id")
+        .join(top("item_id", "topic", events, 1, "topic"), on="item_id")
         .select(pl.exclude("item_duration_ms"), "item_duration_ms")
         .with_columns(pl.col("events").rank("min", descending=True).alias("popularity_rank"))
         .sort(["popularity_rank", "item_id"])

@@ -65,6 +65,12 @@ def test_user_features_on_a_hand_made_day(events):
     assert two["main_device"] == "android"
 
 
+def test_a_users_main_device_is_the_one_with_most_events_not_the_first_by_name():
+    raw = make_events([{"user_id": 3, "device": device} for device in ("web", "android", "web")])
+    users = build_user_features(clean_events(raw, END_DAY, NOW)[0]).set_index("user_id")
+    assert users.loc[3, "main_device"] == "web"
+
+
 def test_item_features_on_a_hand_made_day(events):
     items = build_item_features(events).set_index("item_id")
     assert items.loc[10, "events"] == 2 and items.loc[10, "unique_users"] == 2

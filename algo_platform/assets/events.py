@@ -298,8 +298,10 @@ def _drift_vs_previous_day(day: str, metadata: dict[str, dict], data_quality: Da
     )
 
 
-def build_ingest_assets(partitions: dg.DailyPartitionsDefinition, days_per_run: int = 1) -> list:
-    """raw_events and cleaned_events of one project, with their checks, on its days."""
+def build_ingest_assets(
+    partitions: dg.DailyPartitionsDefinition, days_per_run: int = 1, with_cleaning: bool = True
+) -> list:
+    """raw_events and (on the polars engine) cleaned_events of one project, with their checks, on its days."""
     backfill_policy = days_per_backfill_run(days_per_run)
     raw = dg.asset(
         partitions_def=partitions,
@@ -330,10 +332,13 @@ def build_ingest_assets(partitions: dg.DailyPartitionsDefinition, days_per_run: 
         kinds={"pandas", "parquet"},
         ins={"raw_events": dg.AssetIn(metadata=AS_ARROW)},
     )(cleaned_events)
+    raw_checks = [dg.asset_check(asset=raw, name=RAW_SUITE, blocking=True, partitions_def=partitions)(raw_events_suite)]
+    if not with_cleaning:
+        return [raw, *raw_checks]
     return [
         raw,
         cleaned,
-        dg.asset_check(asset=raw, name=RAW_SUITE, blocking=True, partitions_def=partitions)(raw_events_suite),
+        *raw_checks,
         dg.asset_check(asset=cleaned, name=CLEANED_SUITE, blocking=True, partitions_def=partitions)(
             cleaned_events_suite
         ),

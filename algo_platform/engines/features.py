@@ -31,9 +31,14 @@ def _engagement() -> list[pl.Expr]:
     ]
 
 
-def _top_values(events: pl.LazyFrame, key: str, column: str, weight: pl.Expr, top: int, name: str) -> pl.LazyFrame:
-    """The `top` values of `column` per `key` by total weight, ties by value, joined with ", "."""
-    totals = events.group_by(key, column).agg(weight.sum().alias("_weight"))
+def _top_values(
+    events: pl.LazyFrame, key: str, column: str, weight: pl.Expr | None, top: int, name: str
+) -> pl.LazyFrame:
+    """The `top` values of `column` per `key` by total weight (None: by events), ties by value,
+    joined with ", "."""
+    # A literal's sum in a group is the literal itself, not one per row: events are counted by len().
+    total = pl.len().cast(pl.Float64) if weight is None else weight.sum()
+    totals = events.group_by(key, column).agg(total.alias("_weight"))
     return (
         totals.with_columns(pl.col(column).cast(pl.String))
         .sort(key, "_weight", column, descending=[False, True, False])
@@ -45,7 +50,6 @@ def _top_values(events: pl.LazyFrame, key: str, column: str, weight: pl.Expr, to
 def user_features(events: pl.LazyFrame) -> pl.LazyFrame:
     """Per-user activity: events by type, watch ratio, engagement rates, devices, top topics."""
     ts = pl.col("ts")
-    each_event = pl.lit(1.0)
     # Watch time decides a user's tastes; the +1 lets a skipped video still count a little.
     watch_weight = pl.col("watch_ms").fill_null(0).clip(lower_bound=0).cast(pl.Float64) + 1.0
     return (
@@ -56,8 +60,8 @@ def user_features(events: pl.LazyFrame) -> pl.LazyFrame:
             ts.min().alias("first_ts"),
             ts.max().alias("last_ts"),
         )
-        .join(_top_values(events, "user_id", "device", each_event, 1, "main_device"), on="user_id", how="left")
-        .join(_top_values(events, "user_id", "region", each_event, 1, "main_region"), on="user_id", how="left")
+        .join(_top_values(events, "user_id", "device", None, 1, "main_device"), on="user_id", how="left")
+        .join(_top_values(events, "user_id", "region", None, 1, "main_region"), on="user_id", how="left")
         .join(_top_values(events, "user_id", "topic", watch_weight, TOP_TOPICS, "top_topics"), on="user_id", how="left")
         .sort("user_id")
     )
@@ -72,7 +76,7 @@ def item_features(events: pl.LazyFrame) -> pl.LazyFrame:
             pl.col("user_id").drop_nulls().n_unique().cast(pl.Int64).alias("unique_users"),
             pl.col("item_duration_ms").median().alias("median_duration_ms"),
         )
-        .join(_top_values(events, "item_id", "topic", pl.lit(1.0), 1, "topic"), on="item_id", how="left")
+        .join(_top_values(events, "item_id", "topic", None, 1, "topic"), on="item_id", how="left")
         .select(pl.exclude("median_duration_ms"), pl.col("median_duration_ms").alias("item_duration_ms"))
         .with_columns(pl.col("events").rank("min", descending=True).cast(pl.Int64).alias("popularity_rank"))
         .sort("popularity_rank", "item_id")

@@ -9,6 +9,7 @@ from algo_platform.resources.k8s_launcher import K8sTrainingLauncher
 from algo_platform.resources.launcher import SubprocessTrainingLauncher, TrainingLauncher
 from algo_platform.resources.project import ProjectResource
 from algo_platform.resources.promotion import PromotionGate
+from algo_platform.resources.spark_launcher import K8sSparkLauncher, LocalSparkLauncher, SparkLauncher
 from algo_platform.resources.storage import PlatformStorage
 from algo_platform.resources.tracking import ExperimentTracking
 from algo_platform.settings import Settings
@@ -29,6 +30,21 @@ def build_training_launcher(settings: Settings, project: Project) -> TrainingLau
         memory_limit=compute.memory,
         node_selector=compute.node_selector,
         priority_class=compute.priority_class,
+        labels={PROJECT_LABEL: project.name},
+    )
+
+
+def build_spark_launcher(settings: Settings, project: Project) -> SparkLauncher:
+    spark = project.compute.spark
+    if settings.env == "local":
+        return LocalSparkLauncher(driver_memory=spark.driver_memory)
+    return K8sSparkLauncher(
+        image=settings.trainer_image,
+        namespace=settings.k8s_namespace,
+        executors=spark.executors,
+        executor_cores=spark.executor_cores,
+        executor_memory=spark.executor_memory,
+        driver_memory=spark.driver_memory,
         labels={PROJECT_LABEL: project.name},
     )
 
@@ -61,4 +77,5 @@ def build_resources(settings: Settings, project: Project) -> dict[str, object]:
             registered_model_name=project.registered_model_name,
         ),
         "training_launcher": build_training_launcher(settings, project),
+        "spark_launcher": build_spark_launcher(settings, project),
     }

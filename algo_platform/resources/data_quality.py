@@ -30,7 +30,7 @@ class RuleOutcome:
 
 
 @functools.cache
-def _batch_definition():
+def _context():
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no network calls from GX
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -43,7 +43,19 @@ def _batch_definition():
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    source = context.data_sources.add_pandas("algo_platform")
+    return gx, context
+
+
+@functools.cache
+def _batch_definition(kind: str = "pandas"):
+    """GX's batch definition for a whole in-memory frame: pandas, or a Spark DataFrame (GX's Spark
+    datasource runs each expectation as Spark aggregations, where the data is)."""
+    gx, context = _context()
+    source = (
+        context.data_sources.add_spark("algo_platform_spark")
+        if kind == "spark"
+        else context.data_sources.add_pandas("algo_platform")
+    )
     return gx, source.add_dataframe_asset("frame").add_batch_definition_whole_dataframe("whole_frame")
 
 
@@ -73,16 +85,18 @@ class DataQuality(dg.ConfigurableResource):
     def allowed_lateness(self) -> dt.timedelta:
         return dt.timedelta(minutes=self.allowed_lateness_minutes)
 
-    def validate(self, frame: pd.DataFrame, rules: list[Rule], suite_name: str) -> list[RuleOutcome]:
-        if frame.empty:
+    def validate(self, frame: Any, rules: list[Rule], suite_name: str) -> list[RuleOutcome]:
+        """Outcomes of `rules` on a pandas frame, or on a Spark DataFrame (validated by Spark)."""
+        spark = not isinstance(frame, pd.DataFrame)
+        if frame.isEmpty() if spark else frame.empty:
             # A day without events is valid; a mean or maximum of nothing is undefined, not a defect.
             rules = [rule for rule in rules if not AGGREGATE_EXPECTATION.match(rule.expectation)]
-        gx, batch_definition = _batch_definition()
+        gx, batch_definition = _batch_definition("spark" if spark else "pandas")
         suite = gx.ExpectationSuite(
             name=suite_name,
             expectations=[getattr(gx.expectations, rule.expectation)(**rule.kwargs) for rule in rules],
         )
-        batch = batch_definition.get_batch(batch_parameters={"dataframe": _for_gx(frame, rules)})
+        batch = batch_definition.get_batch(batch_parameters={"dataframe": frame if spark else _for_gx(frame, rules)})
         result = batch.validate(
             suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": self.examples_per_expectation}
         )

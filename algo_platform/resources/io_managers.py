@@ -36,7 +36,13 @@ def _annotated_as(context: dg.InputContext, python_type: type) -> bool:
 
 def read_table(path: UPath) -> pa.Table:
     """A Parquet file as Arrow, without keeping the decoder's buffers: Arrow's allocator would hold
-    them for reuse (170 MiB at 10M events) while the step's pandas work allocates elsewhere."""
+    them for reuse (170 MiB at 10M events) while the step's pandas work allocates elsewhere.
+
+    A folder is a table Spark wrote (a project on the Spark engine): its part files in name order,
+    which is the table's row order."""
+    if path.is_dir():
+        parts = sorted(p for p in path.iterdir() if p.name.endswith(".parquet") and not p.name.startswith((".", "_")))
+        return pa.concat_tables([read_table(part) for part in parts]) if parts else pa.table({})
     with path.open("rb") as file:
         table = pq.read_table(file)
     pa.default_memory_pool().release_unused()
