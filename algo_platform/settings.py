@@ -22,6 +22,7 @@ class Settings:
     env: Environment
     storage_root: str
     trainer_image: str = "algo-platform-trainer:latest"
+    spark_image: str = "algo-platform-spark:latest"  # driver and executors of Spark projects
     k8s_namespace: str = "algo-platform"
     sensor_interval_seconds: int = 30
     # A landing file written in place is read once it has been unmodified this long.
@@ -68,6 +69,7 @@ def load_settings() -> Settings:
         env=env,  # type: ignore[arg-type]
         storage_root=storage,
         trainer_image=os.environ.get("ALGO_PLATFORM_TRAINER_IMAGE", "algo-platform-trainer:latest"),
+        spark_image=os.environ.get("ALGO_PLATFORM_SPARK_IMAGE", "algo-platform-spark:latest"),
         k8s_namespace=os.environ.get("ALGO_PLATFORM_K8S_NAMESPACE", "algo-platform"),
         sensor_interval_seconds=int(os.environ.get("ALGO_PLATFORM_SENSOR_INTERVAL_SECONDS", "30")),
         landing_settle_seconds=int(os.environ.get("ALGO_PLATFORM_LANDING_SETTLE_SECONDS", "10")),

@@ -126,3 +126,14 @@ def test_the_production_ui_runs_the_guarded_entry_point():
     values = yaml.safe_load((REPO / "deploy" / "helm" / "values.yaml").read_text())
     code_image = values["dagster-user-deployments"]["deployments"][0]["image"]["repository"]
     assert values["dagsterWebserver"]["image"]["repository"] == code_image
+
+
+def test_spark_manifests_match_the_spark_launcher_defaults():
+    from algo_platform.resources.spark_launcher import K8sSparkLauncher
+
+    documents = list(yaml.safe_load_all((REPO / "deploy/k8s/spark.yaml").read_text()))
+    defaults = K8sSparkLauncher()
+    assert ("ServiceAccount", defaults.service_account) in {(d["kind"], d["metadata"]["name"]) for d in documents}
+    assert all(d["metadata"].get("namespace") == defaults.namespace for d in documents)
+    role = next(d for d in documents if d["kind"] == "Role")
+    assert {"create", "delete", "watch"} <= set(role["rules"][0]["verbs"]) and "pods" in role["rules"][0]["resources"]

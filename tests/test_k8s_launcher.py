@@ -1,6 +1,7 @@
 """The kubernetes launcher: manifests against the official schema, and the real PipesK8sClient
 against a Kubernetes API emulator on 127.0.0.1 (see tests/k8s_emulator.py)."""
 
+import dataclasses
 import sys
 import threading
 import time
@@ -198,3 +199,35 @@ def test_the_trainer_reads_the_heartbeat_from_the_file_the_kubelet_writes(tmp_pa
     # The downward API writes one key="value" line per annotation, values quoted as Go does.
     (tmp_path / "annotations").write_text('algo-platform/launcher-heartbeat="1795176000"\nother="a\\"b"\n')
     assert read_heartbeat(str(tmp_path / "annotations")) == 1795176000
+
+
+def test_the_spark_driver_pod_validates_and_sizes_executors_from_the_project(settings):
+    """A Spark project on Kubernetes: the driver pod against the official schema, and its Spark
+    settings (executors, cores, memory) from the project's compute.spark block."""
+    from algo_platform.resources.spark_launcher import K8sSparkLauncher
+
+    project = make_project(
+        data={"engine": "spark"},
+        compute={"spark": {"executors": 12, "executor_cores": 8, "executor_memory": "48g", "driver_memory": "16g"}},
+    )
+    kubernetes = dataclasses.replace(settings, env="kubernetes", spark_image="registry.example/spark:1.0")
+    launcher = build_resources(kubernetes, project)["spark_launcher"]
+    assert isinstance(launcher, K8sSparkLauncher)
+    pod = launcher.render_pod({"day": DAY})
+    kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+    container = pod["spec"]["containers"][0]
+    assert container["image"] == "registry.example/spark:1.0"
+    assert container["command"] == ["python", "-m", "algo_platform.engines.spark_job"]
+    assert container["resources"]["limits"]["memory"] == "16Gi"
+    assert pod["spec"]["serviceAccountName"] == "algo-platform-spark"
+    assert pod["metadata"]["labels"]["algo-platform/project"] == PROJECT
+    conf = launcher.spark_conf()
+    assert conf["spark.executor.instances"] == "12" and conf["spark.executor.cores"] == "8"
+    assert conf["spark.executor.memory"] == "48g" and conf["spark.sql.shuffle.partitions"] == "192"
+    assert conf["spark.kubernetes.container.image"] == "registry.example/spark:1.0"
+    assert conf["spark.kubernetes.executor.label.algo-platform/project"] == PROJECT
+
+
+def test_a_spark_project_rejects_many_days_per_run():
+    with pytest.raises(Exception, match="engine spark runs one day per run"):
+        make_project(data={"engine": "spark", "days_per_run": 30})

@@ -39,7 +39,7 @@ def build_spark_launcher(settings: Settings, project: Project) -> SparkLauncher:
     if settings.env == "local":
         return LocalSparkLauncher(driver_memory=spark.driver_memory)
     return K8sSparkLauncher(
-        image=settings.trainer_image,
+        image=settings.spark_image,
         namespace=settings.k8s_namespace,
         executors=spark.executors,
         executor_cores=spark.executor_cores,
