@@ -8,8 +8,8 @@ generated raw day (Parquet, planted defects), and reports wall time and the proc
   cleaned_events and feature steps do for a day that fits);
 - plain polars: the same work written directly in polars (`benchmarks/baselines.py`, no
   collision check), on the same table, as the same-run baseline;
-- in parts (streaming): `large_day.clean_file` Parquet to Parquet, then the features from a
-  streaming scan of the cleaned file: memory bounded by the part size, not the day.
+- in parts (streaming): `large_day.clean_file` Parquet to Parquet, then
+  `large_day.features_of_file`: memory bounded by the part size, not the day.
 """
 
 from __future__ import annotations
@@ -36,12 +36,10 @@ idle = rss("VmRSS")
 started = time.perf_counter()
 input_bytes = None
 if how == "in_parts":
-    from algo_platform.engines.features import item_features, user_features
-    from algo_platform.engines.large_day import clean_file
+    from algo_platform.engines.large_day import clean_file, features_of_file
     cleaned_path = f"{folder}/cleaned.parquet"
     drops = clean_file(raw_path, cleaned_path, DAY, NOW)
-    events = pl.scan_parquet(cleaned_path)
-    users, items = pl.collect_all([user_features(events), item_features(events)], engine="streaming")
+    users, items = features_of_file(cleaned_path)
 else:
     from algo_platform.resources.io_managers import read_table
     from upath import UPath

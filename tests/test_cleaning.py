@@ -2,12 +2,15 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
+import polars as pl
+from polars.testing import assert_frame_equal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from algo_platform.assets.events import DROP_REASONS, clean_events
 from algo_platform.engines.cleaning import clean_table
-from algo_platform.engines.large_day import clean_file
+from algo_platform.engines.features import item_features, user_features
+from algo_platform.engines.large_day import clean_file, features_of_file
 from tests.conftest import END_DAY, make_events
 
 NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
@@ -169,3 +172,9 @@ def test_a_day_cleaned_in_parts_from_parquet_equals_the_day_cleaned_in_memory(tm
     assert pq.ParquetFile(tmp_path / "cleaned.parquet").metadata.num_row_groups > 1  # it did run in parts
     assert stored.schema.equals(in_memory.schema)
     assert stored.to_pandas().equals(in_memory.to_pandas())
+
+    users, items = features_of_file(tmp_path / "cleaned.parquet", rows_per_part=300)
+    whole = pl.from_arrow(in_memory).lazy()
+    assert_frame_equal(users, user_features(whole).collect(), check_dtypes=False)
+    assert_frame_equal(items, item_features(whole).collect(), check_dtypes=False)
+    assert items["popularity_rank"].min() == 1 and users.height > 10  # ranked over every bucket at once

@@ -69,6 +69,18 @@ def user_features(events: pl.LazyFrame) -> pl.LazyFrame:
 
 def item_features(events: pl.LazyFrame) -> pl.LazyFrame:
     """Per-item reach and engagement: users, watch ratio, like/share/skip rates, topic, popularity rank."""
+    return ranked_by_popularity(item_aggregates(events))
+
+
+def ranked_by_popularity(items: pl.LazyFrame) -> pl.LazyFrame:
+    """Items with their popularity rank (1: most events; ties share the rank), most popular first."""
+    return items.with_columns(
+        pl.col("events").rank("min", descending=True).cast(pl.Int64).alias("popularity_rank")
+    ).sort("popularity_rank", "item_id")
+
+
+def item_aggregates(events: pl.LazyFrame) -> pl.LazyFrame:
+    """Everything of `item_features` that each item's own events decide (all but the rank)."""
     return (
         events.group_by("item_id")
         .agg(
@@ -78,6 +90,4 @@ def item_features(events: pl.LazyFrame) -> pl.LazyFrame:
         )
         .join(_top_values(events, "item_id", "topic", None, 1, "topic"), on="item_id", how="left")
         .select(pl.exclude("median_duration_ms"), pl.col("median_duration_ms").alias("item_duration_ms"))
-        .with_columns(pl.col("events").rank("min", descending=True).cast(pl.Int64).alias("popularity_rank"))
-        .sort("popularity_rank", "item_id")
     )

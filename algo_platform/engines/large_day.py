@@ -1,4 +1,4 @@
-"""A day larger than memory, cleaned Parquet to Parquet in parts by polars' streaming engine.
+"""A day larger than memory, cleaned Parquet to Parquet and summarised in parts by polars' streaming engine.
 
 polars' sort and first-arrival dedup hold their whole input, so a day of hundreds of millions of
 events is cleaned in parts that each fit, with the same stages as `cleaning.clean_frame`:
@@ -10,6 +10,10 @@ events is cleaned in parts that each fit, with the same stages as `cleaning.clea
    file is sorted by user and time as a day cleaned in memory is.
 
 Rows keep their position in the raw file (ROW), which decides the first arrival and ties in the sort.
+
+The features are computed the same way (`features_of_file`): users in ranges of ids (the cleaned
+file is sorted by user, so each part reads only its row groups), items in buckets of id hashes
+(each item's events fall in one bucket); only the item ranks need every item, and are given last.
 """
 
 import datetime as dt
@@ -31,6 +35,7 @@ from algo_platform.engines.cleaning import (
     first_arrivals,
     with_drop_reason,
 )
+from algo_platform.engines.features import item_aggregates, ranked_by_popularity, user_features
 
 # Rows per part: a part's sort and the Arrow copy written from it stay within a few GiB.
 ROWS_PER_PART = 10_000_000
@@ -102,3 +107,21 @@ def _user_ranges(
 def _cleaned_schema(valid: pl.LazyFrame, raw_schema):
     """The Arrow schema of the cleaned file (from an empty part, cleaned as any other)."""
     return events_arrow(cleaned_rows(valid.head(0)).collect(), raw_schema).schema
+
+
+def features_of_file(cleaned_path: str | Path, rows_per_part: int = ROWS_PER_PART) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """User and item features of a cleaned day, in parts: the same tables as from the whole day."""
+    events = pl.scan_parquet(cleaned_path)
+    span = events.select(pl.len(), pl.col("user_id").min().alias("low"), pl.col("user_id").max().alias("high"))
+    rows, low, high = span.collect(engine=STREAMING).row(0)
+    parts = max(1, math.ceil(rows / rows_per_part))
+    users = [
+        user_features(events.filter(pl.col("user_id").is_between(first, last, closed="left"))).collect(engine=STREAMING)
+        for first, last in _user_ranges(events, low, high, parts, rows)
+    ]
+    in_bucket = pl.col("item_id").hash(seed=0) % parts
+    items = [
+        item_aggregates(events.filter(in_bucket == bucket) if parts > 1 else events).collect(engine=STREAMING)
+        for bucket in range(parts)
+    ]
+    return pl.concat(users).sort("user_id"), ranked_by_popularity(pl.concat(items).lazy()).collect()
