@@ -101,20 +101,22 @@ def valid_rows(typed: pl.LazyFrame) -> pl.LazyFrame:
 def cleaned_rows(valid: pl.LazyFrame) -> pl.LazyFrame:
     """One row per event_id (its first valid arrival), typed and sorted by user and time."""
     names = valid.collect_schema().names()
-    extras = [name for name in names if name not in (*CANONICAL_COLUMNS, "source_file", FIRST, ROW)]
-    typed_columns = {
+    # Rows of one user at one instant stay in landing order (their ROW where the frame has it).
+    order = ["user_id", "ts", *([ROW] if ROW in names else [])]
+    return valid.filter(pl.col(FIRST)).sort(order, maintain_order=True).select(typed_columns(names))
+
+
+def typed_columns(names: list[str]) -> list[pl.Expr]:
+    """The cleaned table's columns from raw ones: canonical columns typed and normalised, then the
+    project's extra columns as they are (flags, positions and source_file left out)."""
+    extras = [name for name in names if name not in (*CANONICAL_COLUMNS, "source_file", FIRST, ROW, REASON)]
+    typed = {
         "user_id": pl.col("user_id").cast(pl.Int64),
         "item_id": pl.col("item_id").cast(pl.Int64),
         "event_type": normalised_text("event_type", "play").cast(EVENT_TYPE),
         **{name: normalised_text(name, missing) for name, missing in LOW_CARDINALITY_TEXT.items()},
     }
-    # Rows of one user at one instant stay in landing order (their ROW where the frame has it).
-    order = ["user_id", "ts", *([ROW] if ROW in names else [])]
-    return (
-        valid.filter(pl.col(FIRST))
-        .sort(order, maintain_order=True)
-        .select(*(typed_columns.get(name, pl.col(name)).alias(name) for name in CANONICAL_COLUMNS), *extras)
-    )
+    return [*(typed.get(name, pl.col(name)).alias(name) for name in CANONICAL_COLUMNS), *map(pl.col, extras)]
 
 
 def drop_counts(reasons: pl.DataFrame, repeats: int, collisions: int) -> dict[str, int]:
@@ -124,23 +126,56 @@ def drop_counts(reasons: pl.DataFrame, repeats: int, collisions: int) -> dict[st
     return counts | {"duplicate_event_id": repeats - collisions, "event_id_collision": collisions}
 
 
-def clean_frame(raw: pl.LazyFrame, day: dt.date, now: dt.datetime) -> tuple[pl.DataFrame, dict[str, int]]:
+def clean_frame(raw: pl.DataFrame, day: dt.date, now: dt.datetime) -> tuple[pl.DataFrame, dict[str, int]]:
     """A day cleaned in memory: the kept rows, and dropped rows per reason.
 
-    Each stage is collected once and shared (polars frames share column buffers, so adding the
-    reason and first-arrival flags copies no column)."""
-    typed = with_drop_reason(raw, day, now).collect()
-    reasons = typed.group_by(REASON).len()
-    valid = valid_rows(typed.lazy()).collect()
-    del typed
-    collisions = colliding_repeats(valid.lazy()).select(pl.len()).collect().item()
-    repeats = valid.height - int(valid[FIRST].sum())
-    return cleaned_rows(valid.lazy()).collect(), drop_counts(reasons, repeats, collisions)
+    The rules and the dedup are computed as flags beside the raw columns; the kept rows are then
+    sorted by their keys alone and every column is copied once, in sorted order (the day's
+    memory peak is the raw day plus one copy of what is kept)."""
+    flags = raw.select(_first_failing_rule(day, now).alias(REASON))
+    flags = flags.with_columns(first_valid_arrivals(raw["event_id"], flags[REASON].is_null()).alias(FIRST))
+    reasons = flags.group_by(REASON).len()
+    repeats = int(flags.select((pl.col(REASON).is_null() & ~pl.col(FIRST)).sum()).item())
+    kept = raw.select("user_id", "ts").with_row_index(ROW).filter(flags[FIRST])
+    order = kept.sort("user_id", "ts", ROW)[ROW]
+    del kept
+    collisions = _collisions(raw, flags, repeats)
+    cleaned = raw[order].select(typed_columns(raw.columns))
+    return cleaned, drop_counts(reasons, repeats, collisions)
+
+
+def first_valid_arrivals(event_id: pl.Series, valid: pl.Series) -> pl.Series:
+    """True for each valid row that is the first valid row holding its event_id.
+
+    Ids are hashed to 64 bits first (a hash table of integers, not of strings: a fraction of the
+    memory); rows whose hash was seen before, and every row sharing such a hash, are then decided
+    on the ids themselves, so a hash collision between two ids never drops an event."""
+    frame = pl.DataFrame({"event_id": event_id, "valid": valid})
+    hashed = pl.when(pl.col("valid")).then(pl.col("event_id").hash(seed=0))
+    frame = frame.with_columns(hashed.alias("hash"))
+    first = pl.col("valid") & pl.col("hash").is_first_distinct()
+    seen_before = frame.filter(pl.col("valid") & ~first)["hash"].unique()
+    if seen_before.is_empty():
+        return frame.select(first).to_series()
+    suspects = frame.with_row_index(ROW).filter(pl.col("valid") & pl.col("hash").is_in(seen_before.implode()))
+    decided = frame.select(first).to_series()
+    return decided.scatter(suspects[ROW], suspects["event_id"].is_first_distinct())
+
+
+def _collisions(raw: pl.DataFrame, flags: pl.DataFrame, repeats: int) -> int:
+    """How many of the `repeats` (valid rows whose id an earlier valid row holds) differ in content."""
+    if repeats == 0:
+        return 0
+    rows = raw.select("event_id", *EVENT_CONTENT).with_columns(flags[FIRST])
+    valid = flags[REASON].is_null()
+    repeated = rows.filter(valid & ~flags[FIRST]).get_column("event_id").unique()
+    candidates = rows.filter(valid & pl.col("event_id").is_in(repeated.implode()))
+    return colliding_repeats(candidates.lazy()).select(pl.len()).collect().item()
 
 
 def clean_table(raw: pa.Table, day: dt.date, now: dt.datetime) -> tuple[pa.Table, dict[str, int]]:
     """An Arrow day cleaned; the result in the stored types (event types and text as dictionaries)."""
-    cleaned, counts = clean_frame(pl.from_arrow(raw).lazy(), day, now)
+    cleaned, counts = clean_frame(pl.from_arrow(raw), day, now)
     return events_arrow(cleaned, raw.schema), counts
 
 
