@@ -1,7 +1,7 @@
 """A day larger than memory, cleaned Parquet to Parquet and summarised in parts by polars' streaming engine.
 
 polars' sort and first-arrival dedup hold their whole input, so a day of hundreds of millions of
-events is cleaned in parts that each fit, with the same stages as `cleaning.clean_frame`:
+events is cleaned in parts that each fit, with the rules of `cleaning.py`:
 
 1. one streaming pass counts the drop reasons and the valid rows per block of user ids;
 2. dedup per bucket of event_id hashes: an id's rows all fall in one bucket, so each bucket
