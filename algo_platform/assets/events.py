@@ -329,7 +329,7 @@ def build_ingest_assets(
         partitions_def=partitions,
         backfill_policy=backfill_policy,
         group_name="ingest",
-        kinds={"pandas", "parquet"},
+        kinds={"polars", "parquet"},
         ins={"raw_events": dg.AssetIn(metadata=AS_ARROW)},
     )(cleaned_events)
     raw_checks = [dg.asset_check(asset=raw, name=RAW_SUITE, blocking=True, partitions_def=partitions)(raw_events_suite)]

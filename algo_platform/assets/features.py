@@ -131,8 +131,8 @@ def build_feature_assets(partitions: dg.DailyPartitionsDefinition, days_per_run:
         "group_name": "features",
     }
     arrow = {"cleaned_events": dg.AssetIn(metadata=AS_ARROW)}
-    users = dg.asset(**options, kinds={"pandas", "parquet"}, ins=arrow)(user_features)
-    items = dg.asset(**options, kinds={"pandas", "parquet"}, ins=arrow)(item_features)
+    users = dg.asset(**options, kinds={"polars", "parquet"}, ins=arrow)(user_features)
+    items = dg.asset(**options, kinds={"polars", "parquet"}, ins=arrow)(item_features)
     return [
         users,
         items,
