@@ -3,9 +3,9 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import polars as pl
-from polars.testing import assert_frame_equal
 import pyarrow as pa
 import pyarrow.parquet as pq
+from polars.testing import assert_frame_equal
 
 from algo_platform.assets.events import DROP_REASONS, clean_events
 from algo_platform.engines.cleaning import clean_table
