@@ -9,6 +9,7 @@ import datetime as dt
 import functools
 import os
 import re
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +30,21 @@ class RuleOutcome:
     error: str | None = None
 
 
+def _keep_spark_connect_from_exiting_the_process() -> None:
+    """pyspark's Spark Connect package, on import, takes a process whose __main__ has no file and
+    no module spec (Dagster's run workers, `python -c` children) for a doctest run and calls
+    sys.exit(0). GX imports it only to recognise Connect DataFrames, which the platform does not
+    use: in such a process it is marked unimportable, so GX's guarded import just fails."""
+    main = sys.modules.get("__main__")
+    no_file = main is not None and getattr(main, "__spec__", None) is None and not hasattr(main, "__file__")
+    if no_file and not hasattr(sys, "ps1"):
+        sys.modules.setdefault("pyspark.sql.connect", None)  # type: ignore[arg-type]
+
+
 @functools.cache
 def _context():
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no network calls from GX
+    _keep_spark_connect_from_exiting_the_process()
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
     from great_expectations.execution_engine import pandas_execution_engine
