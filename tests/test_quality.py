@@ -1,4 +1,6 @@
 import datetime as dt
+import subprocess
+import sys
 
 import dagster as dg
 import pandas as pd
@@ -109,3 +111,18 @@ def test_a_failing_blocking_check_stops_training_in_the_same_run(settings):
         assert materialized <= {f"{PROJECT}/raw_events"}
         for asset in ("cleaned_events", "training_sequences", "item_vocabulary", "sequence_model"):
             assert day not in instance.get_materialized_partitions(dg.AssetKey([PROJECT, asset])), asset
+
+
+def test_suites_run_in_a_process_whose_main_has_no_file():
+    """Dagster's run workers and `python -c` children have a __main__ without a file; with pyspark
+    installed, GX's import of Spark Connect used to exit such a process (status 0, no error)."""
+    script = (
+        "import pandas as pd\n"
+        "from algo_platform.quality import hard\n"
+        "from algo_platform.resources.data_quality import DataQuality\n"
+        "rule = hard('ExpectColumnValuesToNotBeNull', column='a')\n"
+        "print('validated', DataQuality().validate(pd.DataFrame({'a': [1, None]}), [rule], 's')[0].passed)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "validated False" in done.stdout, done.stderr[-2000:]
