@@ -213,7 +213,7 @@ def test_the_spark_driver_pod_validates_and_sizes_executors_from_the_project(set
     kubernetes = dataclasses.replace(settings, env="kubernetes", spark_image="registry.example/spark:1.0")
     launcher = build_resources(kubernetes, project)["spark_launcher"]
     assert isinstance(launcher, K8sSparkLauncher)
-    pod = launcher.render_pod({"day": DAY})
+    pod = launcher.render_pod()
     kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
     container = pod["spec"]["containers"][0]
     assert container["image"] == "registry.example/spark:1.0"

@@ -93,11 +93,6 @@ def with_drop_reason(raw: pl.LazyFrame, day: dt.date, now: dt.datetime) -> pl.La
     return raw.with_columns(_first_failing_rule(day, now).alias(REASON))
 
 
-def valid_rows(typed: pl.LazyFrame) -> pl.LazyFrame:
-    """The rows that break no rule, flagged with FIRST (the first arrival of each event_id)."""
-    return first_arrivals(typed.filter(pl.col(REASON).is_null()).drop(REASON))
-
-
 def cleaned_rows(valid: pl.LazyFrame) -> pl.LazyFrame:
     """One row per event_id (its first valid arrival), typed and sorted by user and time."""
     names = valid.collect_schema().names()
@@ -153,13 +148,12 @@ def first_valid_arrivals(event_id: pl.Series, valid: pl.Series) -> pl.Series:
     frame = pl.DataFrame({"event_id": event_id, "valid": valid})
     hashed = pl.when(pl.col("valid")).then(pl.col("event_id").hash(seed=0))
     frame = frame.with_columns(hashed.alias("hash"))
-    first = pl.col("valid") & pl.col("hash").is_first_distinct()
-    seen_before = frame.filter(pl.col("valid") & ~first)["hash"].unique()
+    frame = frame.with_columns((pl.col("valid") & pl.col("hash").is_first_distinct()).alias(FIRST))
+    seen_before = frame.filter(pl.col("valid") & ~pl.col(FIRST))["hash"].unique()
     if seen_before.is_empty():
-        return frame.select(first).to_series()
+        return frame[FIRST]
     suspects = frame.with_row_index(ROW).filter(pl.col("valid") & pl.col("hash").is_in(seen_before.implode()))
-    decided = frame.select(first).to_series()
-    return decided.scatter(suspects[ROW], suspects["event_id"].is_first_distinct())
+    return frame[FIRST].scatter(suspects[ROW], suspects["event_id"].is_first_distinct())
 
 
 def _collisions(raw: pl.DataFrame, flags: pl.DataFrame, repeats: int) -> int:
@@ -179,9 +173,10 @@ def clean_table(raw: pa.Table, day: dt.date, now: dt.datetime) -> tuple[pa.Table
     return events_arrow(cleaned, raw.schema), counts
 
 
-def events_arrow(cleaned: pl.DataFrame, raw_schema: pa.Schema | None = None) -> pa.Table:
+def events_arrow(cleaned: pl.DataFrame, raw_schema: pa.Schema) -> pa.Table:
     """Cleaned events as Arrow: ids int64, event_type int8 codes into EVENT_TYPES, device, region
-    and topic dictionary-encoded, every other column in its raw Arrow type."""
+    and topic dictionary-encoded, every other column in its raw Arrow type (polars' large and
+    view strings back to Arrow's plain string)."""
     codes = cleaned["event_type"].to_physical().to_arrow().cast(pa.int8())
     table = cleaned.drop("event_type").to_arrow()
     columns = {}
@@ -190,22 +185,15 @@ def events_arrow(cleaned: pl.DataFrame, raw_schema: pa.Schema | None = None) -> 
             columns[name] = pa.DictionaryArray.from_arrays(codes, pa.array(EVENT_TYPES))
         elif name in LOW_CARDINALITY_TEXT:
             columns[name] = pc.dictionary_encode(table[name].cast(pa.string()))
-        elif raw_schema is not None and name in raw_schema.names and name not in ("user_id", "item_id"):
-            columns[name] = table[name].cast(_plain(raw_schema.field(name).type))
+        elif name in ("user_id", "item_id"):  # int64 already (typed_columns)
+            columns[name] = table[name]
         else:
-            columns[name] = _as_plain_arrow(table[name])
+            columns[name] = table[name].cast(_plain(raw_schema.field(name).type))
     return pa.table(columns)
 
 
 def _plain(arrow_type: pa.DataType) -> pa.DataType:
     return arrow_type.value_type if pa.types.is_dictionary(arrow_type) else arrow_type
-
-
-def _as_plain_arrow(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """polars' large and view strings as Arrow's plain string."""
-    if pa.types.is_large_string(column.type) or pa.types.is_string_view(column.type):
-        return column.cast(pa.string())
-    return column
 
 
 def raw_collisions(raw: pa.Table) -> list[int]:

@@ -3,7 +3,7 @@
 polars' sort and first-arrival dedup hold their whole input, so a day of hundreds of millions of
 events is cleaned in parts that each fit, with the rules of `cleaning.py`:
 
-1. one streaming pass counts the drop reasons and the valid rows per block of user ids;
+1. one streaming pass counts the drop reasons and the valid rows, and finds their span of user ids;
 2. dedup per bucket of event_id hashes: an id's rows all fall in one bucket, so each bucket
    finds its repeats (and which of them collide) exactly, holding a share of the ids;
 3. the kept rows per range of user ids, sorted and appended to the output in user order, so the

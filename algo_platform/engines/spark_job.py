@@ -88,6 +88,8 @@ def run(pipes: PipesContext) -> None:
     cleaned, drops = engine.clean(raw, day, now)
     pipes.log.info(f"{day}: cleaning {rows_in:,} raw rows on Spark ({spark.sparkContext.master})")
     _write(cleaned, paths[CLEANED])
+    # The cleaning cached the raw day and its flags; the features need only the stored table.
+    spark.catalog.clearCache()
     cleaned = spark.read.parquet(paths[CLEANED]).cache()
     kept = cleaned.count()
     if rows_in and not kept:

@@ -8,7 +8,6 @@ beyond the platform's own RBAC has to be installed in the cluster (no CRD, no op
 upgrade), and its manifest is checked against the official Kubernetes schema like the trainer's.
 """
 
-import os
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -42,12 +41,13 @@ class LocalSparkLauncher(SparkLauncher):
     ) -> dg.PipesClientCompletedInvocation:
         command = [sys.executable, "-m", SPARK_JOB_MODULE]
         context.log.info(f"launching the Spark data stage ({self.master}): {' '.join(command)}")
+        # PipesSubprocessClient adds these to the run's own environment.
         env = {
             "PYSPARK_PYTHON": sys.executable,
             "PYSPARK_SUBMIT_ARGS": f"--driver-memory {self.driver_memory} pyspark-shell",
         }
         extras = {**extras, "master": self.master}
-        return dg.PipesSubprocessClient(env={**os.environ, **env}).run(context=context, command=command, extras=extras)
+        return dg.PipesSubprocessClient(env=env).run(context=context, command=command, extras=extras)
 
 
 class K8sSparkLauncher(SparkLauncher):
@@ -119,8 +119,9 @@ class K8sSparkLauncher(SparkLauncher):
             spec["nodeSelector"] = dict(self.node_selector)
         return spec
 
-    def render_pod(self, extras: Mapping[str, Any]) -> dict[str, Any]:
+    def render_pod(self) -> dict[str, Any]:
         """The driver pod as submitted (without Pipes' own bootstrap variables)."""
+        spec = self.pod_spec()
         return {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -130,8 +131,8 @@ class K8sSparkLauncher(SparkLauncher):
                 "labels": dict(self.labels),
             },
             "spec": {
-                **self.pod_spec(),
-                "containers": [{**self.pod_spec()["containers"][0], "image": self.image, "command": self.command()}],
+                **spec,
+                "containers": [{**spec["containers"][0], "image": self.image, "command": self.command()}],
             },
         }
 
