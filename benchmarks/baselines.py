@@ -9,6 +9,7 @@ and popularity rank. `tests/test_bench.py` checks all three give the same tables
 import datetime as dt
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 
 from algo_platform.quality import FUTURE_TOLERANCE
@@ -123,7 +124,7 @@ def duckdb_clean_and_features(
 
 
 def polars_clean_and_features(
-    raw: pa.Table, day: dt.date, now: dt.datetime
+    raw: pa.Table | pl.DataFrame, day: dt.date, now: dt.datetime
 ) -> tuple[pa.Table, dict[str, int], pa.Table, pa.Table]:
     import polars as pl
 
@@ -155,7 +156,7 @@ def polars_clean_and_features(
         .then(pl.lit("outside_partition_day"))
     )
     typed = (
-        pl.from_arrow(raw)
+        (raw if isinstance(raw, pl.DataFrame) else pl.from_arrow(raw))
         .drop("source_file", strict=False)
         .with_columns(
             normalised("event_type", "play"), *(normalised(name, "unknown") for name in ("device", "region", "topic"))

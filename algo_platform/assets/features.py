@@ -1,5 +1,8 @@
 """user_features and item_features: the per-day analysis tables an analyst opens first."""
 
+from collections.abc import Callable
+from pathlib import Path
+
 import dagster as dg
 import numpy as np
 import pandas as pd
@@ -10,9 +13,10 @@ from algo_platform.assets.days import by_day, describe_days, per_day, run_days, 
 from algo_platform.assets.partitions import days_per_backfill_run
 from algo_platform.engines.features import item_features as item_features_plan
 from algo_platform.engines.features import user_features as user_features_plan
+from algo_platform.engines.large_day import item_features_of_file, user_features_of_file
 from algo_platform.quality import hard, soft
 from algo_platform.resources.data_quality import DataQuality
-from algo_platform.resources.io_managers import AS_ARROW
+from algo_platform.resources.io_managers import AS_PATH, local_file
 from algo_platform.schema import EVENT_TYPES
 
 # Counts come out as int64, totals that can be unknown (all watch times missing) as nullable Int64.
@@ -64,18 +68,23 @@ def _feature_metadata(table: pd.DataFrame, sort_by: str) -> dict[str, dg.Metadat
 
 def user_features(context: dg.AssetExecutionContext, cleaned_events) -> dg.Output:
     """Per-user activity of the day: events by type, watch ratio, engagement rates, top topics."""
-    return _features_by_day(context, cleaned_events, build_user_features)
+    return _features_by_day(context, cleaned_events, user_features_of_file)
 
 
 def item_features(context: dg.AssetExecutionContext, cleaned_events) -> dg.Output:
     """Per-item reach and engagement of the day: users, watch ratio, like/share/skip rates, rank."""
-    return _features_by_day(context, cleaned_events, build_item_features)
+    return _features_by_day(context, cleaned_events, item_features_of_file)
 
 
-def _features_by_day(context: dg.AssetExecutionContext, cleaned_events, build) -> dg.Output:
+def _features_by_day(
+    context: dg.AssetExecutionContext, cleaned_events, of_file: Callable[[Path], pl.DataFrame]
+) -> dg.Output:
+    """Each day's features from its cleaned file, read by polars' streaming engine (in parts for
+    a day of many events): memory grows with the day's users and items, not its events."""
     tables, metadata = {}, {}
-    for day, events in by_day(cleaned_events, run_days(context)).items():
-        tables[day] = build(events)
+    for day, cleaned_path in by_day(cleaned_events, run_days(context)).items():
+        with local_file(cleaned_path) as events:
+            tables[day] = feature_frame(of_file(events))
         metadata[day] = _feature_metadata(tables[day], "events")
     describe_days(context, metadata)
     return dg.Output(per_day(tables))
@@ -130,9 +139,9 @@ def build_feature_assets(partitions: dg.DailyPartitionsDefinition, days_per_run:
         "backfill_policy": days_per_backfill_run(days_per_run),
         "group_name": "features",
     }
-    arrow = {"cleaned_events": dg.AssetIn(metadata=AS_ARROW)}
-    users = dg.asset(**options, kinds={"polars", "parquet"}, ins=arrow)(user_features)
-    items = dg.asset(**options, kinds={"polars", "parquet"}, ins=arrow)(item_features)
+    by_path = {"cleaned_events": dg.AssetIn(metadata=AS_PATH)}
+    users = dg.asset(**options, kinds={"polars", "parquet"}, ins=by_path)(user_features)
+    items = dg.asset(**options, kinds={"polars", "parquet"}, ins=by_path)(item_features)
     return [
         users,
         items,

@@ -6,10 +6,13 @@ larger than memory, in parts, by polars' streaming engine (`large_day.clean_file
 """
 
 import datetime as dt
+from pathlib import Path
 
+import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from algo_platform.quality import FUTURE_TOLERANCE
 from algo_platform.schema import CANONICAL_COLUMNS, EVENT_TYPES
@@ -122,21 +125,42 @@ def drop_counts(reasons: pl.DataFrame, repeats: int, collisions: int) -> dict[st
 
 
 def clean_frame(raw: pl.DataFrame, day: dt.date, now: dt.datetime) -> tuple[pl.DataFrame, dict[str, int]]:
-    """A day cleaned in memory: the kept rows, and dropped rows per reason.
+    """A day cleaned in memory: the kept rows, and dropped rows per reason."""
+    order, counts = _kept_in_order(raw, day, now)
+    return raw[order].select(typed_columns(raw.columns)), counts
 
-    The rules and the dedup are computed as flags beside the raw columns; the kept rows are then
-    sorted by their keys alone and every column is copied once, in sorted order (the day's
-    memory peak is the raw day plus one copy of what is kept)."""
+
+def clean_parquet(source: str | Path, day: dt.date, now: dt.datetime) -> tuple[pa.Table, dict[str, int]]:
+    """The raw day in the Parquet file `source`, cleaned in memory into the stored Arrow types.
+
+    The day is read here so that nothing else holds it: each raw column is freed as soon as its
+    cleaned copy exists, so the memory peak is the raw day plus one column, not two days."""
+    raw_schema = pq.read_schema(source)
+    raw = pl.read_parquet(source)
+    order, counts = _kept_in_order(raw, day, now)
+    columns = {}
+    for typed in typed_columns(raw.columns):
+        name = typed.meta.output_name()
+        cleaned = raw.select(pl.col(name).gather(order)).select(typed).to_series()
+        raw = raw.drop(name)
+        columns[name] = stored_column(cleaned, raw_schema.field(name).type)
+    return pa.table(columns), counts
+
+
+def _kept_in_order(raw: pl.DataFrame, day: dt.date, now: dt.datetime) -> tuple[pl.Series, dict[str, int]]:
+    """The positions of the rows to keep, in the cleaned order, and the dropped rows per reason.
+
+    The rules and the dedup are computed as flags beside the raw columns, and the kept rows are
+    sorted by their keys alone: the columns are then copied once each, in sorted order."""
     flags = raw.select(_first_failing_rule(day, now).alias(REASON))
     flags = flags.with_columns(first_valid_arrivals(raw["event_id"], flags[REASON].is_null()).alias(FIRST))
     reasons = flags.group_by(REASON).len()
     repeats = int(flags.select((pl.col(REASON).is_null() & ~pl.col(FIRST)).sum()).item())
     kept = raw.select("user_id", "ts").with_row_index(ROW).filter(flags[FIRST])
-    order = kept.sort("user_id", "ts", ROW)[ROW]
+    # Only the positions are sorted (rows of one user at one instant stay in landing order).
+    order = kept.select(pl.col(ROW).sort_by("user_id", "ts", maintain_order=True)).to_series()
     del kept
-    collisions = _collisions(raw, flags, repeats)
-    cleaned = raw[order].select(typed_columns(raw.columns))
-    return cleaned, drop_counts(reasons, repeats, collisions)
+    return order, drop_counts(reasons, repeats, _collisions(raw, flags, repeats))
 
 
 def first_valid_arrivals(event_id: pl.Series, valid: pl.Series) -> pl.Series:
@@ -174,22 +198,34 @@ def clean_table(raw: pa.Table, day: dt.date, now: dt.datetime) -> tuple[pa.Table
 
 
 def events_arrow(cleaned: pl.DataFrame, raw_schema: pa.Schema) -> pa.Table:
-    """Cleaned events as Arrow: ids int64, event_type int8 codes into EVENT_TYPES, device, region
-    and topic dictionary-encoded, every other column in its raw Arrow type (polars' large and
-    view strings back to Arrow's plain string)."""
-    codes = cleaned["event_type"].to_physical().to_arrow().cast(pa.int8())
-    table = cleaned.drop("event_type").to_arrow()
-    columns = {}
-    for name in cleaned.columns:
-        if name == "event_type":
-            columns[name] = pa.DictionaryArray.from_arrays(codes, pa.array(EVENT_TYPES))
-        elif name in LOW_CARDINALITY_TEXT:
-            columns[name] = pc.dictionary_encode(table[name].cast(pa.string()))
-        elif name in ("user_id", "item_id"):  # int64 already (typed_columns)
-            columns[name] = table[name]
-        else:
-            columns[name] = table[name].cast(_plain(raw_schema.field(name).type))
-    return pa.table(columns)
+    """Cleaned events in the stored Arrow types (`stored_column`)."""
+    return pa.table({name: stored_column(cleaned[name], raw_schema.field(name).type) for name in cleaned.columns})
+
+
+def stored_column(cleaned: pl.Series, raw_type: pa.DataType) -> pa.Array:
+    """A cleaned column as stored: ids int64, event_type int8 codes into EVENT_TYPES, device, region
+    and topic dictionary-encoded, every other column in its raw Arrow type (polars' large and view
+    strings back to Arrow's plain string)."""
+    name = cleaned.name
+    if name == "event_type":
+        codes = cleaned.to_physical().to_arrow().cast(pa.int8())
+        return pa.DictionaryArray.from_arrays(codes, pa.array(EVENT_TYPES))
+    column = cleaned.to_arrow()
+    if name in LOW_CARDINALITY_TEXT:
+        return pc.dictionary_encode(column.cast(pa.string()))
+    if name in ("user_id", "item_id"):  # int64 already (typed_columns)
+        return column
+    return column.cast(_plain(raw_type))
+
+
+def pandas_dtypes(schema: pa.Schema, required_ids: bool = False) -> dict[bytes, bytes]:
+    """The schema metadata that makes pandas readers (the GX suites, the trainer's inputs) see
+    integer columns as nullable Int64, not float64 where a value is missing; ids as plain int64
+    where they are `required_ids` (cleaned events)."""
+    empty = schema.empty_table().to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    if required_ids:
+        empty = empty.astype({"user_id": "int64", "item_id": "int64"})
+    return pa.Schema.from_pandas(empty, preserve_index=False).metadata
 
 
 def _plain(arrow_type: pa.DataType) -> pa.DataType:

@@ -33,6 +33,7 @@ from algo_platform.engines.cleaning import (
     drop_counts,
     events_arrow,
     first_arrivals,
+    pandas_dtypes,
     with_drop_reason,
 )
 from algo_platform.engines.features import item_aggregates, ranked_by_popularity, user_features
@@ -45,9 +46,10 @@ STREAMING = "streaming"
 
 
 def clean_file(
-    raw_path: str | Path, cleaned_path: str | Path, day: dt.date, now: dt.datetime, rows_per_part: int = ROWS_PER_PART
+    raw_path: str | Path, cleaned_path: str | Path, day: dt.date, now: dt.datetime, rows_per_part: int | None = None
 ) -> dict[str, int]:
     """Clean the raw day at `raw_path` into `cleaned_path`; the dropped rows per reason."""
+    rows_per_part = rows_per_part or ROWS_PER_PART
     typed = with_drop_reason(pl.scan_parquet(raw_path).with_row_index(ROW), day, now)
     valid = typed.filter(pl.col(REASON).is_null()).drop(REASON)
     reasons, span = pl.collect_all(
@@ -105,23 +107,45 @@ def _user_ranges(
 
 
 def _cleaned_schema(valid: pl.LazyFrame, raw_schema):
-    """The Arrow schema of the cleaned file (from an empty part, cleaned as any other)."""
-    return events_arrow(cleaned_rows(valid.head(0)).collect(), raw_schema).schema
+    """The Arrow schema of the cleaned file (from an empty part, cleaned as any other), read by
+    pandas as a day cleaned in memory is."""
+    schema = events_arrow(cleaned_rows(valid.head(0)).collect(), raw_schema).schema
+    return schema.with_metadata(pandas_dtypes(schema, required_ids=True))
 
 
-def features_of_file(cleaned_path: str | Path, rows_per_part: int = ROWS_PER_PART) -> tuple[pl.DataFrame, pl.DataFrame]:
+def features_of_file(cleaned_path: str | Path, rows_per_part: int | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """User and item features of a cleaned day, in parts: the same tables as from the whole day."""
-    events = pl.scan_parquet(cleaned_path)
+    return user_features_of_file(cleaned_path, rows_per_part), item_features_of_file(cleaned_path, rows_per_part)
+
+
+def _span(events: pl.LazyFrame, rows_per_part: int | None) -> tuple[int, int | None, int | None, int]:
+    """Rows, lowest and highest user id, and the number of parts of a cleaned day."""
+    rows_per_part = rows_per_part or ROWS_PER_PART
     span = events.select(pl.len(), pl.col("user_id").min().alias("low"), pl.col("user_id").max().alias("high"))
     rows, low, high = span.collect(engine=STREAMING).row(0)
-    parts = max(1, math.ceil(rows / rows_per_part))
+    return rows, low, high, max(1, math.ceil(rows / rows_per_part))
+
+
+def user_features_of_file(cleaned_path: str | Path, rows_per_part: int | None = None) -> pl.DataFrame:
+    """Per-user features of a cleaned day, a range of user ids at a time (the file is sorted by
+    user, so each range reads only its own row groups)."""
+    events = pl.scan_parquet(cleaned_path)
+    rows, low, high, parts = _span(events, rows_per_part)
     users = [
         user_features(events.filter(pl.col("user_id").is_between(first, last, closed="left"))).collect(engine=STREAMING)
         for first, last in _user_ranges(events, low, high, parts, rows)
     ]
+    return pl.concat(users).sort("user_id")
+
+
+def item_features_of_file(cleaned_path: str | Path, rows_per_part: int | None = None) -> pl.DataFrame:
+    """Per-item features of a cleaned day, a bucket of item-id hashes at a time (each item's events
+    fall in one bucket); the popularity ranks, which need every item, are given last."""
+    events = pl.scan_parquet(cleaned_path)
+    parts = _span(events, rows_per_part)[3]
     in_bucket = pl.col("item_id").hash(seed=0) % parts
     items = [
         item_aggregates(events.filter(in_bucket == bucket) if parts > 1 else events).collect(engine=STREAMING)
         for bucket in range(parts)
     ]
-    return pl.concat(users).sort("user_id"), ranked_by_popularity(pl.concat(items).lazy()).collect()
+    return ranked_by_popularity(pl.concat(items).lazy()).collect()

@@ -10,13 +10,12 @@ offset, so `monotonically_increasing_id` follows the file's row order.
 import datetime as dt
 import math
 
-import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from algo_platform.engines.cleaning import EVENT_CONTENT, LOW_CARDINALITY_TEXT, ROW_REASONS
 from algo_platform.engines.features import COMPLETION_THRESHOLD, RATE_KINDS, TOP_TOPICS
-from algo_platform.quality import EVENTS_PER_USER_BINS, FUTURE_TOLERANCE, WATCH_RATIO_BINS
+from algo_platform.quality import EVENTS_PER_USER_BINS, FUTURE_TOLERANCE, WATCH_RATIO_BINS, bin_labels
 from algo_platform.schema import CANONICAL_COLUMNS, EVENT_TYPES, REQUIRED_COLUMNS
 
 ROW = "_row"
@@ -203,13 +202,8 @@ def quality_dimensions(events: DataFrame, day: dt.date, now: dt.datetime, allowe
     return dims
 
 
-def _bin_labels(bins: list[float]) -> list[str]:
-    """pandas' labels for `pd.cut(..., bins, right=False)`, as `distribution_profile` names them."""
-    return [str(label) for label in pd.cut(pd.Series([], dtype="float64"), bins, right=False).cat.categories]
-
-
 def _bin_shares(values: DataFrame, column: str, bins: list[float]) -> dict[str, float]:
-    labels = _bin_labels(bins)
+    labels = bin_labels(bins)
     which = None
     for index, (low, high) in enumerate(zip(bins, bins[1:], strict=False)):
         inside = (F.col(column) >= low) & (F.col(column) < high)

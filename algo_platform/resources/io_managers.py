@@ -7,8 +7,17 @@ step that hands data to another process (the trainer) passes a path, not a copy;
 as `pyarrow.Table` receives the Arrow table as read, without the conversion to pandas.
 """
 
+import contextlib
+import errno
 import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -21,13 +30,57 @@ from algo_platform.assets.partitions import compact_days, daily_partitions, requ
 from algo_platform.atomic import write_atomically, write_streamed_atomically
 from algo_platform.store_outage import store_outage_as_failure
 
-# Input metadata for steps that compute with Arrow (cleaning, features): they get Arrow tables,
-# without the conversion to pandas (a table for one day, {day: table} for a range run).
+# Input metadata for steps that compute with Arrow: they get Arrow tables, without the conversion
+# to pandas (a table for one day, {day: table} for a range run).
 AS_ARROW = {"load_as": "arrow"}
+# Input metadata for steps that read the stored file themselves (cleaning, features: polars reads
+# it, so no other copy of the day is held): they get its path (`local_file` makes it local).
+AS_PATH = {"load_as": "path"}
+
+
+def _load_as(context: dg.InputContext) -> str | None:
+    return (context.definition_metadata or {}).get("load_as")
 
 
 def _as_arrow(context: dg.InputContext) -> bool:
-    return _annotated_as(context, pa.Table) or (context.definition_metadata or {}).get("load_as") == "arrow"
+    return _annotated_as(context, pa.Table) or _load_as(context) == "arrow"
+
+
+def _as_path(context: dg.InputContext) -> bool:
+    return _annotated_as(context, UPath) or _load_as(context) == "path"
+
+
+@dataclass(frozen=True)
+class StagedParquet:
+    """A table a step wrote to a Parquet file of its own (a day too large to hand over in memory):
+    the IO manager moves it into place, as it writes any other table."""
+
+    path: Path
+    num_rows: int
+    schema: pa.Schema
+
+    @classmethod
+    def written(cls, path: Path) -> "StagedParquet":
+        """The file at `path`, which its writer has closed (rows and schema are read now: the file moves)."""
+        metadata = pq.read_metadata(path)
+        return cls(path, metadata.num_rows, metadata.schema.to_arrow_schema())
+
+
+@contextmanager
+def local_file(path: UPath) -> Iterator[Path]:
+    """A stored file as a path on this machine: the file itself on local storage, else a
+    temporary copy (polars and the large-day cleaning read local files), removed afterwards."""
+    if path.protocol in ("", "file", "local"):
+        yield Path(path.path)
+        return
+    with tempfile.TemporaryDirectory(prefix="algo-platform-") as folder:
+        copy = Path(folder) / path.name
+        with path.open("rb") as source, copy.open("wb") as target:
+            shutil.copyfileobj(source, target, _COPY_CHUNK)
+        yield copy
+
+
+_COPY_CHUNK = 16 * 2**20
 
 
 def _annotated_as(context: dg.InputContext, python_type: type) -> bool:
@@ -67,13 +120,18 @@ class ObjectStoreIOManager(dg.UPathIOManager):
 class ParquetIOManager(ObjectStoreIOManager):
     extension = ".parquet"
 
-    def dump_to_path(self, context: dg.OutputContext, obj: pd.DataFrame | pa.Table, path: UPath) -> None:
+    def dump_to_path(
+        self, context: dg.OutputContext, obj: pd.DataFrame | pa.Table | StagedParquet, path: UPath
+    ) -> None:
+        if isinstance(obj, StagedParquet):
+            _move_into_place(obj, path)
+            return
         table = obj if isinstance(obj, pa.Table) else pa.Table.from_pandas(obj, preserve_index=False)
         # Streamed to the file: no in-memory copy of the encoded Parquet.
         write_streamed_atomically(path, lambda file: pq.write_table(table, file, compression="zstd"))
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> pd.DataFrame | pa.Table | UPath:
-        if _annotated_as(context, UPath):
+        if _as_path(context):
             if not path.exists():
                 raise FileNotFoundError(
                     f"{path} does not exist; materialize {context.asset_key.to_user_string()} first"
@@ -87,7 +145,7 @@ class ParquetIOManager(ObjectStoreIOManager):
         """A window of days: one listing finds the days that are missing, and names them all in one
         error before anything is read; the days present are read in parallel."""
         keys = context.asset_partition_keys
-        if len(keys) == 1 or _annotated_as(context, UPath):
+        if len(keys) == 1 or _as_path(context):
             return super().load_partitions(context)
         paths = self._get_paths_for_partitions(context)
         folder = paths[keys[0]].parent
@@ -124,14 +182,37 @@ class ParquetIOManager(ObjectStoreIOManager):
         return None
 
     @staticmethod
-    def _schema(obj: pd.DataFrame | pa.Table) -> dg.TableSchema:
-        types = (
-            zip(obj.schema.names, obj.schema.types, strict=True) if isinstance(obj, pa.Table) else obj.dtypes.items()
-        )
+    def _schema(obj: pd.DataFrame | pa.Table | StagedParquet) -> dg.TableSchema:
+        if isinstance(obj, pd.DataFrame):
+            types = obj.dtypes.items()
+        else:
+            types = zip(obj.schema.names, obj.schema.types, strict=True)
         return dg.TableSchema(columns=[dg.TableColumn(name=str(name), type=str(dtype)) for name, dtype in types])
 
-    def get_metadata(self, context: dg.OutputContext, obj: pd.DataFrame | pa.Table) -> dict[str, Any]:
-        return {"dagster/row_count": len(obj), "dagster/column_schema": self._schema(obj)}
+    def get_metadata(self, context: dg.OutputContext, obj: pd.DataFrame | pa.Table | StagedParquet) -> dict[str, Any]:
+        rows = len(obj) if isinstance(obj, pd.DataFrame) else obj.num_rows
+        return {"dagster/row_count": rows, "dagster/column_schema": self._schema(obj)}
+
+
+def _move_into_place(staged: StagedParquet, path: UPath) -> None:
+    """The staged file becomes the stored table: renamed when both are on one local file system,
+    else copied in chunks (readers never see it half-written); the staged file is removed."""
+    try:
+        if path.protocol in ("", "file", "local"):
+            target = Path(path.path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(staged.path, target)
+                return
+            except OSError as error:
+                if error.errno != errno.EXDEV:  # another file system: copy instead
+                    raise
+        with staged.path.open("rb") as source:
+            write_streamed_atomically(path, lambda file: shutil.copyfileobj(source, file, _COPY_CHUNK))
+    finally:
+        staged.path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the step's scratch folder, once empty
+            staged.path.parent.rmdir()
 
 
 class JsonIOManager(ObjectStoreIOManager):
