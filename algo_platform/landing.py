@@ -26,8 +26,9 @@ import io
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -39,7 +40,7 @@ import pyarrow.parquet as pq
 from upath import UPath
 
 from algo_platform.atomic import write_atomically
-from algo_platform.schema import CANONICAL_SCHEMA, REQUIRED_COLUMNS, with_low_cardinality_encoded
+from algo_platform.schema import CANONICAL_SCHEMA, REQUIRED_COLUMNS, pandas_dtypes, with_low_cardinality_encoded
 
 SUPPORTED_SUFFIXES = (".parquet", ".csv", ".jsonl", ".json")
 # Text formats may arrive compressed: `events.csv.gz`, `events.jsonl.zst`.
@@ -554,7 +555,7 @@ def misplaced_rows_error(name: str, day: str, table: pa.Table) -> BadEventFile |
 class DayLoad:
     """What reading one day of the landing zone produced."""
 
-    table: pa.Table
+    table: pa.Table | None  # None where the day was written to a file (`write_landing_day`)
     loaded_files: list[str]
     quarantined: list[QuarantinedFile]
     duplicate_files: list[str]
@@ -592,11 +593,43 @@ def load_landing_day(storage_root: str, day: str, extra_columns: Mapping[str, st
 
     Any single bad file (unreadable, a link, misplaced, or one that breaks the reader in a way
     not foreseen) is quarantined with a reason; it never fails the day."""
-    tables: list[pa.Table] = []
-    loaded: list[str] = []
-    quarantined: list[QuarantinedFile] = []
-    duplicates: list[str] = []
-    versions: dict[str, dict] = {}
+    load = DayLoad(None, [], [], [], {})
+    tables = list(_landed_tables(storage_root, day, extra_columns, load))
+    if tables:
+        load.table = with_low_cardinality_encoded(pa.concat_tables(tables, promote_options="permissive"))
+    else:
+        load.table = raw_day_schema(extra_columns).empty_table()
+    return load
+
+
+def write_landing_day(
+    storage_root: str, day: str, target: Path, extra_columns: Mapping[str, str] | None = None
+) -> DayLoad:
+    """`load_landing_day` into the Parquet file `target`, one landing file at a time: the day is
+    never whole in memory, only its largest file. The returned load has no table."""
+    load = DayLoad(None, [], [], [], {})
+    schema = raw_day_schema(extra_columns)
+    # Read by pandas (the raw suite) with ids and durations as nullable Int64, gaps as <NA>.
+    schema = schema.with_metadata(pandas_dtypes(schema))
+    with pq.ParquetWriter(target, schema, compression="zstd") as writer:
+        writer.write_table(schema.empty_table())  # a day without events still has its columns
+        for table in _landed_tables(storage_root, day, extra_columns, load):
+            writer.write_table(with_low_cardinality_encoded(table).select(schema.names).cast(schema))
+    return load
+
+
+def raw_day_schema(extra_columns: Mapping[str, str] | None = None) -> pa.Schema:
+    """A raw day's columns: the canonical and extra columns, low-cardinality text as dictionaries,
+    and the landing file each row came from."""
+    empty = event_schema(extra_columns).empty_table().append_column("source_file", pa.array([], pa.string()))
+    return with_low_cardinality_encoded(empty).schema
+
+
+def _landed_tables(
+    storage_root: str, day: str, extra_columns: Mapping[str, str] | None, load: DayLoad
+) -> Iterator[pa.Table]:
+    """The rows of each good landing file of `day`, in arrival order, with their source_file;
+    what was loaded, quarantined or skipped is recorded in `load` as it happens."""
     seen_digests: dict[str, str] = {}
     for file in list_landing_files(storage_root, day):
         path = file.path
@@ -605,13 +638,13 @@ def load_landing_day(storage_root: str, day: str, extra_columns: Mapping[str, st
                 path.name, "symlink", "is a symbolic link; links are never followed: land the file itself"
             )
             quarantine_file(storage_root, day, path, None, error)
-            quarantined.append(QuarantinedFile(path.name, error.reason, error.detail))
+            load.quarantined.append(QuarantinedFile(path.name, error.reason, error.detail))
             continue
         data = _read_settled(file)
         digest = content_digest(data)
-        versions[path.name] = {"size": file.size, "modified_ns": file.modified_ns, "sha256": digest}
+        load.file_versions[path.name] = {"size": file.size, "modified_ns": file.modified_ns, "sha256": digest}
         if digest in seen_digests:
-            duplicates.append(f"{path.name} (same content as {seen_digests[digest]})")
+            load.duplicate_files.append(f"{path.name} (same content as {seen_digests[digest]})")
             continue
         mapping = read_column_mapping(path)  # outside the try: a store outage fails the day, it is no bad file
         try:
@@ -626,14 +659,9 @@ def load_landing_day(storage_root: str, day: str, extra_columns: Mapping[str, st
             )
         if bad is not None:
             quarantine_file(storage_root, day, path, data, bad)
-            quarantined.append(QuarantinedFile(path.name, bad.reason, bad.detail))
+            load.quarantined.append(QuarantinedFile(path.name, bad.reason, bad.detail))
             continue
+        del data
         seen_digests[digest] = path.name
-        loaded.append(path.name)
-        tables.append(table.append_column("source_file", pa.array([path.name] * table.num_rows, pa.string())))
-    if tables:
-        table = with_low_cardinality_encoded(pa.concat_tables(tables, promote_options="permissive"))
-    else:
-        empty = event_schema(extra_columns).empty_table()
-        table = with_low_cardinality_encoded(empty.append_column("source_file", pa.array([], pa.string())))
-    return DayLoad(table, loaded, quarantined, duplicates, versions)
+        load.loaded_files.append(path.name)
+        yield table.append_column("source_file", pa.array([path.name] * table.num_rows, pa.string()))

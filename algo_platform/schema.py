@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -52,3 +53,13 @@ def with_low_cardinality_encoded(table: pa.Table) -> pa.Table:
         if name in table.column_names and not pa.types.is_dictionary(table.schema.field(name).type):
             table = table.set_column(table.schema.get_field_index(name), name, pc.dictionary_encode(table[name]))
     return table
+
+
+def pandas_dtypes(schema: pa.Schema, required_ids: bool = False) -> dict[bytes, bytes]:
+    """The schema metadata that makes pandas readers (the GX suites, the trainer's inputs) see
+    integer columns as nullable Int64, not float64 where a value is missing; ids as plain int64
+    where they are `required_ids` (cleaned events)."""
+    empty = schema.empty_table().to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    if required_ids:
+        empty = empty.astype({"user_id": "int64", "item_id": "int64"})
+    return pa.Schema.from_pandas(empty, preserve_index=False).metadata

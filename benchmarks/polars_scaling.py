@@ -4,9 +4,12 @@
 and writes `results/polars_scaling.json`. Each measurement runs in a fresh process on the same
 generated raw day (Parquet, planted defects), and reports wall time and the process's peak RSS:
 
-- steps: what the cleaned_events and feature steps do for a day that fits: `clean_day` (polars
-  reads the raw file, cleans it in memory, and computes the step's metadata), the cleaned table
-  written as the IO manager writes it, then user and item features from that file;
+- steps: what the cleaned_events and feature steps do: `clean_day` (polars reads the raw file,
+  cleans it in memory, or in parts above `events.LARGEST_DAY_IN_MEMORY` rows, and computes the
+  step's metadata), the cleaned table stored as the IO manager stores it, then user and item
+  features from that file with the streaming engine;
+- arrow in memory: how the steps worked before (the day read as an Arrow value, `clean_table`,
+  features from the cleaned Arrow table; no metadata, nothing written);
 - plain polars: the same work written directly in polars (`benchmarks/baselines.py`, no
   collision check), from the same file, as the same-run baseline;
 - in parts (streaming): `large_day.clean_file` Parquet to Parquet, then
@@ -23,11 +26,18 @@ from pathlib import Path
 from benchmarks.suite import DAY, RESULTS, child_output
 
 CHILD = """
+import algo_platform  # first, as in Dagster's processes: it sets polars' allocator to return freed memory
 import json, sys, time
+from pathlib import Path
 import dagster as dg
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+from algo_platform.assets.events import clean_day
+from algo_platform.assets.features import feature_frame
+from algo_platform.engines.large_day import clean_file, features_of_file, item_features_of_file, user_features_of_file
+from algo_platform.resources.data_quality import DataQuality
+from benchmarks.baselines import polars_clean_and_features
 from benchmarks.suite import DAY, NOW
 
 def rss(field):
@@ -40,15 +50,9 @@ started = time.perf_counter()
 cleaned_path = f"{folder}/cleaned.parquet"
 phases = {}
 if how == "in_parts":
-    from algo_platform.engines.large_day import clean_file, features_of_file
     drops = clean_file(raw_path, cleaned_path, DAY, NOW)
     users, items = features_of_file(cleaned_path)
 elif how == "steps":
-    from pathlib import Path
-    from algo_platform.assets.events import clean_day
-    from algo_platform.assets.features import feature_frame
-    from algo_platform.engines.large_day import item_features_of_file, user_features_of_file
-    from algo_platform.resources.data_quality import DataQuality
     cleaned, metadata = clean_day(dg.build_asset_context(), DAY, Path(raw_path), NOW, DataQuality())
     cleaned_at = time.perf_counter()
     if isinstance(cleaned, pa.Table):
@@ -56,12 +60,23 @@ elif how == "steps":
     else:  # a day cleaned in parts, to a file of its own
         Path(cleaned.path).replace(cleaned_path)
     del cleaned
-    phases = {"clean_seconds": cleaned_at - started, "write_seconds": time.perf_counter() - cleaned_at}
+    written_at = time.perf_counter()
     drops = {k: v for k, v in metadata.items() if k.startswith("dropped_") and isinstance(v, int)}
     users = feature_frame(user_features_of_file(cleaned_path))
     items = feature_frame(item_features_of_file(cleaned_path))
+    phases = {
+        "clean_seconds": cleaned_at - started,
+        "write_seconds": written_at - cleaned_at,
+        "features_seconds": time.perf_counter() - written_at,
+    }
+elif how == "arrow_in_memory":  # the steps' earlier way: the day as an Arrow value from the IO manager
+    from algo_platform.assets.features import build_item_features, build_user_features
+    from algo_platform.engines.cleaning import clean_table
+    from algo_platform.resources.io_managers import read_table
+    from upath import UPath
+    cleaned, drops = clean_table(read_table(UPath(raw_path)), DAY, NOW)
+    users, items = build_user_features(cleaned), build_item_features(cleaned)
 else:
-    from benchmarks.baselines import polars_clean_and_features
     cleaned, drops, users, items = polars_clean_and_features(pl.read_parquet(raw_path), DAY, NOW)
 seconds = time.perf_counter() - started
 print(json.dumps({**phases, "seconds": seconds, "peak_bytes": rss("VmHWM"), "idle_bytes": idle,
@@ -109,7 +124,8 @@ def measure(events_sizes: list[int], in_memory_up_to: int = 10_000_000) -> list[
         with tempfile.TemporaryDirectory() as folder:
             raw_path = f"{folder}/raw.parquet"
             file_bytes = write_raw_day(raw_path, events)
-            ways = ["steps", "plain_polars", "in_parts"] if events <= in_memory_up_to else ["in_parts"]
+            ways = ["steps", "arrow_in_memory", "plain_polars", "in_parts"]
+            ways = ways if events <= in_memory_up_to else ["steps", "in_parts"]
             input_bytes = _arrow_bytes(raw_path) if events <= in_memory_up_to else None
             for how in ways:
                 measured = json.loads(child_output(CHILD, how, raw_path, folder))

@@ -8,9 +8,10 @@ import pyarrow.parquet as pq
 from polars.testing import assert_frame_equal
 
 from algo_platform.assets.events import DROP_REASONS, clean_events
-from algo_platform.engines.cleaning import clean_table, pandas_dtypes
+from algo_platform.engines.cleaning import clean_parquet, clean_table, raw_collisions, raw_collisions_of_file
 from algo_platform.engines.features import item_features, user_features
 from algo_platform.engines.large_day import clean_file, features_of_file
+from algo_platform.schema import pandas_dtypes
 from tests.conftest import END_DAY, make_events
 
 NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
@@ -168,6 +169,10 @@ def test_a_day_cleaned_in_parts_from_parquet_equals_the_day_cleaned_in_memory(tm
 
     assert in_parts == counts
     assert all(counts.values())  # every reason has rows: nothing here is vacuous
+    from_file, file_counts = clean_parquet(tmp_path / "raw.parquet", END_DAY, NOW)  # the cleaned_events step
+    assert file_counts == counts and from_file.equals(in_memory)
+    colliding = raw_collisions_of_file(tmp_path / "raw.parquet")  # the raw_events step
+    assert colliding == raw_collisions(raw) and colliding
     stored = pq.read_table(tmp_path / "cleaned.parquet")
     assert pq.ParquetFile(tmp_path / "cleaned.parquet").metadata.num_row_groups > 1  # it did run in parts
     assert stored.schema.equals(in_memory.schema)

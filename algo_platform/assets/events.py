@@ -1,7 +1,6 @@
 """raw_events and cleaned_events: from landing-zone files to a table a model may trust."""
 
 import datetime as dt
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,9 +21,9 @@ from algo_platform.assets.days import (
 )
 from algo_platform.assets.partitions import days_per_backfill_run
 from algo_platform.engines import large_day
-from algo_platform.engines.cleaning import DROP_REASONS, clean_parquet, clean_table, pandas_dtypes, raw_collisions
+from algo_platform.engines.cleaning import DROP_REASONS, clean_parquet, clean_table, raw_collisions_of_file
 from algo_platform.engines.large_day import STREAMING, clean_file
-from algo_platform.landing import LandingFileChanged, landing_dir, load_landing_day
+from algo_platform.landing import LandingFileChanged, landing_dir, write_landing_day
 from algo_platform.quality import (
     day_bounds,
     distribution_profile,
@@ -37,7 +36,7 @@ from algo_platform.resources.data_quality import DataQuality
 from algo_platform.resources.io_managers import AS_PATH, StagedParquet, local_file
 from algo_platform.resources.project import ProjectResource
 from algo_platform.resources.storage import PlatformStorage
-from algo_platform.schema import CANONICAL_COLUMNS, EVENT_TYPES
+from algo_platform.schema import CANONICAL_COLUMNS, EVENT_TYPES, pandas_dtypes
 
 __all__ = ["DROP_REASONS", "clean_events", "clean_table"]
 
@@ -78,33 +77,54 @@ def raw_events(
 
 def _raw_day(
     context: dg.AssetExecutionContext, day: str, storage: PlatformStorage, data_quality: DataQuality, project
-) -> tuple[pa.Table, dict, list[dg.AssetCheckResult]]:
+) -> tuple[StagedParquet, dict, list[dg.AssetCheckResult]]:
+    """The day's landing files written to a staged Parquet file one at a time (the day is never
+    whole in memory), then described from that file."""
+    staged = StagedParquet.scratch("raw_events.parquet")
     try:
-        load = load_landing_day(storage.root, day, project.extra_columns)
+        return _describe_raw_day(context, day, staged, storage, data_quality, project)
+    except BaseException:
+        StagedParquet.discard(staged)
+        raise
+
+
+def _describe_raw_day(
+    context: dg.AssetExecutionContext,
+    day: str,
+    staged: Path,
+    storage: PlatformStorage,
+    data_quality: DataQuality,
+    project,
+) -> tuple[StagedParquet, dict, list[dg.AssetCheckResult]]:
+    try:
+        load = write_landing_day(storage.root, day, staged, project.extra_columns)
     except LandingFileChanged as changed:
         raise dg.Failure(description=f"{day}: {changed}") from None
+    table = StagedParquet.written(staged)
     for bad in load.quarantined:
         context.log.warning(f"quarantined {bad.file}: {bad.detail}")
-    if load.table.num_rows == 0 and load.quarantined:
+    if table.num_rows == 0 and load.quarantined:
         reasons = "; ".join(f"{q.file}: {q.detail}" for q in load.quarantined)
         raise dg.Failure(description=f"{day}: every landing file was quarantined, nothing to load ({reasons})")
-    if load.table.num_rows == 0 and len(run_days(context)) == 1:
+    if table.num_rows == 0 and len(run_days(context)) == 1:
         # Sparse logs have days without events: an empty partition, so a window can tell it from a missing day.
         context.log.info(
             f"{day}: no events in {landing_dir(storage.root, day)}; the day is recorded as empty "
             f"(to add events: `algo-platform upload FILE --project {project.name} --date {day}`)"
         )
-    colliding = raw_collisions(load.table)
+    events = pl.scan_parquet(staged)
+    colliding = raw_collisions_of_file(staged)
     if colliding:
-        files = sorted(set(load.table["source_file"].take(colliding).cast(pa.string()).to_pylist()))
+        positions = pl.Series(colliding, dtype=pl.UInt32).implode()
+        files = events.with_row_index("_row").filter(pl.col("_row").is_in(positions)).select("source_file")
+        files = sorted(set(files.collect()["source_file"].cast(pl.String).to_list()))
         context.log.warning(
             f"{len(colliding):,} rows reuse an event_id that an earlier-arriving file holds with other content "
             f"(in {', '.join(files)}); the first arrival is kept and they count against accuracy"
         )
-    table = load.table.replace_schema_metadata(pandas_dtypes(load.table.schema))
     quarantined = pd.DataFrame([q.__dict__ for q in load.quarantined], columns=["file", "reason", "detail"])
     dims = quality_dimensions(
-        table, dt.date.fromisoformat(day), dt.datetime.now(dt.UTC), data_quality.allowed_lateness, colliding
+        events, dt.date.fromisoformat(day), dt.datetime.now(dt.UTC), data_quality.allowed_lateness, colliding
     )
     metadata = {
         **_quality_metadata(dims),
@@ -117,7 +137,7 @@ def _raw_day(
         "event_id_collisions": len(colliding),
         # What this ingest read: a file that changes later is ingested again by the sensor.
         "file_versions": dg.MetadataValue.json(load.file_versions),
-        "preview": _preview(table),
+        "preview": _preview(events),
         "dagster/row_count": table.num_rows,
     }
     score, threshold = dims["quality_score"], data_quality.quality_threshold
@@ -179,8 +199,12 @@ def clean_day(
     rows_in = pq.read_metadata(raw).num_rows
     if rows_in > LARGEST_DAY_IN_MEMORY:
         context.log.info(f"{day}: {rows_in:,} raw rows, more than {LARGEST_DAY_IN_MEMORY:,}: cleaning in parts")
-        staged = Path(tempfile.mkdtemp(prefix="algo-platform-")) / "cleaned.parquet"
-        dropped = clean_file(raw, staged, day, now)
+        staged = StagedParquet.scratch("cleaned_events.parquet")
+        try:
+            dropped = clean_file(raw, staged, day, now)
+        except BaseException:
+            StagedParquet.discard(staged)
+            raise
         cleaned, events = StagedParquet.written(staged), pl.scan_parquet(staged)
         how = f"in parts of {large_day.ROWS_PER_PART:,} rows, Parquet to Parquet"
     else:

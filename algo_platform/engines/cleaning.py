@@ -8,7 +8,6 @@ larger than memory, in parts, by polars' streaming engine (`large_day.clean_file
 import datetime as dt
 from pathlib import Path
 
-import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -34,6 +33,8 @@ DROP_REASONS = (*ROW_REASONS, "duplicate_event_id", "event_id_collision")
 # The columns that make two rows with one event_id the same event (a resend) or a collision.
 EVENT_CONTENT = ("user_id", "item_id", "event_type", "watch_ms", "item_duration_ms", "ts", "device", "region", "topic")
 LOW_CARDINALITY_TEXT = {"device": "unknown", "region": "unknown", "topic": "unknown"}
+# Logs without an event type (e.g. a ratings export) record that the user consumed the item.
+TEXT_DEFAULTS = {"event_type": "play", **LOW_CARDINALITY_TEXT}
 
 # Rows arrive in landing order, file by file: the first arrival of an event_id wins.
 FIRST = "_first_arrival"
@@ -141,10 +142,32 @@ def clean_parquet(source: str | Path, day: dt.date, now: dt.datetime) -> tuple[p
     columns = {}
     for typed in typed_columns(raw.columns):
         name = typed.meta.output_name()
-        cleaned = raw.select(pl.col(name).gather(order)).select(typed).to_series()
+        kept = raw.select(pl.col(name).gather(order)).to_series()
         raw = raw.drop(name)
-        columns[name] = stored_column(cleaned, raw_schema.field(name).type)
+        if name in TEXT_DEFAULTS:  # normalised per distinct value, straight into the stored dictionary
+            columns[name] = _normalised_dictionary(
+                kept, TEXT_DEFAULTS[name], EVENT_TYPES if name == "event_type" else None
+            )
+        else:
+            columns[name] = stored_column(kept.to_frame().select(typed).to_series(), raw_schema.field(name).type)
     return pa.table(columns), counts
+
+
+def _normalised_dictionary(column: pl.Series, missing: str, values: tuple[str, ...] | None) -> pa.DictionaryArray:
+    """A text column normalised as `normalised_text` does, as a dictionary array: each distinct
+    value is normalised once, not once per row. `values`: the fixed dictionary (event types), else
+    the normalised values in order of first appearance (as Arrow's dictionary_encode gives them)."""
+    codes = column.cast(pl.Categorical).to_physical().alias("code")
+    distinct = pl.DataFrame([codes, column.cast(pl.String).alias("value")]).unique(
+        "code", keep="first", maintain_order=True
+    )
+    normalised = distinct.select(normalised_text("value", missing)).to_series()
+    dictionary = pl.Series(values) if values is not None else normalised.unique(maintain_order=True)
+    position = {value: index for index, value in enumerate(dictionary.to_list())}
+    index_of_code = [position[value] for value in normalised.to_list()]
+    indices = codes.replace_strict(distinct["code"], index_of_code, default=None, return_dtype=pl.Int32)
+    index_type = pa.int8() if values is not None else pa.int32()
+    return pa.DictionaryArray.from_arrays(indices.to_arrow().cast(index_type), dictionary.to_arrow().cast(pa.string()))
 
 
 def _kept_in_order(raw: pl.DataFrame, day: dt.date, now: dt.datetime) -> tuple[pl.Series, dict[str, int]]:
@@ -218,18 +241,21 @@ def stored_column(cleaned: pl.Series, raw_type: pa.DataType) -> pa.Array:
     return column.cast(_plain(raw_type))
 
 
-def pandas_dtypes(schema: pa.Schema, required_ids: bool = False) -> dict[bytes, bytes]:
-    """The schema metadata that makes pandas readers (the GX suites, the trainer's inputs) see
-    integer columns as nullable Int64, not float64 where a value is missing; ids as plain int64
-    where they are `required_ids` (cleaned events)."""
-    empty = schema.empty_table().to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
-    if required_ids:
-        empty = empty.astype({"user_id": "int64", "item_id": "int64"})
-    return pa.Schema.from_pandas(empty, preserve_index=False).metadata
-
-
 def _plain(arrow_type: pa.DataType) -> pa.DataType:
     return arrow_type.value_type if pa.types.is_dictionary(arrow_type) else arrow_type
+
+
+def raw_collisions_of_file(raw_path: str | Path) -> list[int]:
+    """`raw_collisions` of a raw day in a Parquet file, without holding its ids: only rows whose
+    event_id hash repeats (usually few) are read whole and compared."""
+    raw = pl.scan_parquet(raw_path).with_row_index(ROW)
+    hashes = raw.select(ROW, pl.col("event_id").hash(seed=0).alias("hash")).collect(engine="streaming")
+    suspects = hashes.filter(pl.col("hash").is_duplicated())[ROW]
+    del hashes
+    if suspects.is_empty():
+        return []
+    rows = raw.filter(pl.col(ROW).is_in(suspects.implode())).select(ROW, "event_id", *EVENT_CONTENT)
+    return sorted(colliding_repeats(first_arrivals(rows.collect().lazy())).collect()[ROW].to_list())
 
 
 def raw_collisions(raw: pa.Table) -> list[int]:

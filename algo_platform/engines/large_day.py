@@ -33,10 +33,10 @@ from algo_platform.engines.cleaning import (
     drop_counts,
     events_arrow,
     first_arrivals,
-    pandas_dtypes,
     with_drop_reason,
 )
 from algo_platform.engines.features import item_aggregates, ranked_by_popularity, user_features
+from algo_platform.schema import pandas_dtypes
 
 # Rows per part: a part's sort and the Arrow copy written from it stay within a few GiB.
 ROWS_PER_PART = 10_000_000

@@ -59,6 +59,16 @@ class StagedParquet:
     num_rows: int
     schema: pa.Schema
 
+    @staticmethod
+    def scratch(name: str) -> Path:
+        """Where a step writes a table it stages: `name` in a new folder of the machine's temp space."""
+        return Path(tempfile.mkdtemp(prefix="algo-platform-")) / name
+
+    @staticmethod
+    def discard(path: Path) -> None:
+        """A staged file the step will not hand over (it failed), and its folder."""
+        shutil.rmtree(path.parent, ignore_errors=True)
+
     @classmethod
     def written(cls, path: Path) -> "StagedParquet":
         """The file at `path`, which its writer has closed (rows and schema are read now: the file moves)."""
