@@ -5,7 +5,7 @@ and writes `results/polars_scaling.json`. Each measurement runs in a fresh proce
 generated raw day (Parquet, planted defects), and reports wall time and the process's peak RSS:
 
 - steps: what the cleaned_events and feature steps do: `clean_day` (polars reads the raw file,
-  cleans it in memory, or in parts above `events.LARGEST_DAY_IN_MEMORY` rows, and computes the
+  cleans it in memory, or in parts above `large_day.LARGEST_DAY_IN_MEMORY` rows, and computes the
   step's metadata), the cleaned table stored as the IO manager stores it, then user and item
   features from that file with the streaming engine;
 - arrow in memory: how the steps worked before (the day read as an Arrow value, `clean_table`,

@@ -9,7 +9,6 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from algo_platform.assets import events
 from algo_platform.assets.events import build_ingest_assets
 from algo_platform.assets.features import build_feature_assets
 from algo_platform.datagen import generate
@@ -49,7 +48,7 @@ def in_memory(tmp_path_factory):
 
 
 def test_a_day_above_the_in_memory_limit_is_cleaned_in_parts_with_the_same_results(in_memory, tmp_path, monkeypatch):
-    monkeypatch.setattr(events, "LARGEST_DAY_IN_MEMORY", 1_000)
+    monkeypatch.setattr(large_day, "LARGEST_DAY_IN_MEMORY", 1_000)
     monkeypatch.setattr(large_day, "ROWS_PER_PART", 1_500)  # several parts: dedup buckets, user ranges
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "scratch"))
     (tmp_path / "scratch").mkdir()

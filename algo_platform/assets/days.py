@@ -12,10 +12,14 @@ from typing import Any, TypeVar
 
 import dagster as dg
 import pandas as pd
+import pyarrow.parquet as pq
+from upath import UPath
 
 from algo_platform.assets.partitions import compact_days
+from algo_platform.engines import large_day
 from algo_platform.quality import Rule
 from algo_platform.resources.data_quality import DataQuality, suite_check_result
+from algo_platform.resources.io_managers import local_file, read_table
 
 T = TypeVar("T")
 
@@ -129,6 +133,17 @@ def suite_each_day(
     validated alone, to say which days fail. `rules_for(first_day, last_day)` gives the rules for a span."""
     days = run_days(context)
     frames = by_day(loaded, days)
+    if all(isinstance(value, UPath) for value in frames.values()):  # stored days, by path
+        frames, large = _read_days_that_fit(frames)
+        if large:  # each day validated on its own; a large one in parts
+            yield from check_each_day(
+                context,
+                {day: frames.get(day, large.get(day)) for day in days},
+                lambda day, value: suite_check_result(
+                    _validate_day(data_quality, value, rules_for(day, day), suite_name), suite_name
+                ),
+            )
+            return
     if len(frames) > 1:
         empty = {day: [_nothing_to_validate(suite_name)] for day, frame in frames.items() if frame.empty}
         present = {day: frame for day, frame in frames.items() if not frame.empty}
@@ -150,6 +165,25 @@ def suite_each_day(
             data_quality.validate(frame, rules_for(day, day), suite_name), suite_name
         ),
     )
+
+
+def _validate_day(data_quality: DataQuality, day: pd.DataFrame | UPath, rules: list, suite_name: str) -> list:
+    if isinstance(day, pd.DataFrame):
+        return data_quality.validate(day, rules, suite_name)
+    with local_file(day) as local:
+        return data_quality.validate_file(local, rules, suite_name, large_day.ROWS_PER_PART)
+
+
+def _read_days_that_fit(paths: Mapping[str, UPath]) -> tuple[dict[str, pd.DataFrame], dict[str, UPath]]:
+    """The stored days small enough to validate whole, read as pandas, and the paths of the others."""
+    frames, large = {}, {}
+    for day, path in paths.items():
+        with local_file(path) as local:
+            if pq.read_metadata(local).num_rows > large_day.LARGEST_DAY_IN_MEMORY:
+                large[day] = path
+            else:
+                frames[day] = read_table(path).to_pandas()
+    return frames, large
 
 
 def _nothing_to_validate(suite_name: str) -> dg.AssetCheckResult:

@@ -9,6 +9,7 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+from upath import UPath
 
 from algo_platform.assets.days import (
     by_day,
@@ -197,8 +198,10 @@ def clean_day(
 ) -> tuple[pa.Table | StagedParquet, dict]:
     """The day cleaned in memory, or, when it has more rows than a part, Parquet to Parquet in parts."""
     rows_in = pq.read_metadata(raw).num_rows
-    if rows_in > LARGEST_DAY_IN_MEMORY:
-        context.log.info(f"{day}: {rows_in:,} raw rows, more than {LARGEST_DAY_IN_MEMORY:,}: cleaning in parts")
+    if rows_in > large_day.LARGEST_DAY_IN_MEMORY:
+        context.log.info(
+            f"{day}: {rows_in:,} raw rows, more than {large_day.LARGEST_DAY_IN_MEMORY:,}: cleaning in parts"
+        )
         staged = StagedParquet.scratch("cleaned_events.parquet")
         try:
             dropped = clean_file(raw, staged, day, now)
@@ -235,9 +238,6 @@ def clean_day(
     }
 
 
-# A day cleaned in memory peaks at about twice its size as read (1.7 GiB for 20M events); a
-# larger one is cleaned in parts of `large_day.ROWS_PER_PART` rows, whatever its size.
-LARGEST_DAY_IN_MEMORY = 20_000_000
 # The columns the quality dimensions, the profile and the counts of users and items read.
 _SUMMARISED = ["user_id", "item_id", "event_type", "watch_ms", "item_duration_ms", "ts"]
 
@@ -281,7 +281,7 @@ def cleaned_events_rules(day: dt.date, last_day: dt.date | None = None) -> list:
 
 def raw_events_suite(
     context: dg.AssetCheckExecutionContext,
-    raw_events,
+    raw_events: UPath,
     data_quality: DataQuality,
     project: ProjectResource,
 ):
@@ -292,7 +292,7 @@ def raw_events_suite(
 
 def cleaned_events_suite(
     context: dg.AssetCheckExecutionContext,
-    cleaned_events,
+    cleaned_events: UPath,
     data_quality: DataQuality,
 ):
     """Great Expectations suite on the cleaned table; a hard failure stops everything downstream."""

@@ -40,6 +40,9 @@ from algo_platform.schema import pandas_dtypes
 
 # Rows per part: a part's sort and the Arrow copy written from it stay within a few GiB.
 ROWS_PER_PART = 10_000_000
+# A day cleaned in memory peaks at about twice its size as read; a day of more rows than this is
+# cleaned (and validated) in parts instead, whatever its size.
+LARGEST_DAY_IN_MEMORY = 20_000_000
 # User ids are counted in this many equal-width blocks; ranges of blocks make the parts.
 USER_BLOCKS = 4096
 STREAMING = "streaming"

@@ -7,14 +7,18 @@ GX expectations, validates a DataFrame, and returns one outcome per rule.
 
 import datetime as dt
 import functools
+import math
 import os
 import re
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pandas as pd
+import polars as pl
+import pyarrow.parquet as pq
 
 from algo_platform.quality import Rule
 
@@ -28,6 +32,8 @@ class RuleOutcome:
     unexpected_percent: float | None
     examples: list[Any]
     error: str | None = None
+    element_count: int | None = None
+    missing_count: int | None = None
 
 
 def _keep_spark_connect_from_exiting_the_process() -> None:
@@ -130,9 +136,67 @@ class DataQuality(dg.ConfigurableResource):
                     unexpected_percent=details.get("unexpected_percent"),
                     examples=[_plain(v) for v in details.get("partial_unexpected_list") or []],
                     error=error,
+                    element_count=details.get("element_count"),
+                    missing_count=details.get("missing_count"),
                 )
             )
         return outcomes
+
+    def validate_file(self, path: Path, rules: list[Rule], suite_name: str, rows_per_part: int) -> list[RuleOutcome]:
+        """Outcomes of `rules` on a stored table too large to validate as one pandas frame: GX runs
+        on parts of at most about `rows_per_part` rows, and the counts are added up. A rule that
+        values be unique splits the rows by a hash of that column, so a value's repeats are all in
+        one part and uniqueness is judged exactly; a mean or another aggregate cannot be added up
+        and is refused."""
+        aggregates = [rule.describe() for rule in rules if AGGREGATE_EXPECTATION.match(rule.expectation)]
+        if aggregates:
+            raise ValueError(f"{suite_name}: {', '.join(aggregates)} cannot be validated in parts")
+        rows = pq.read_metadata(path).num_rows
+        parts = max(1, math.ceil(rows / rows_per_part))
+        unique = {rule.kwargs["column"] for rule in rules if rule.expectation == "ExpectColumnValuesToBeUnique"}
+        if len(unique) > 1:
+            raise ValueError(f"{suite_name}: more than one unique column ({', '.join(sorted(unique))}) to split by")
+        table = pl.scan_parquet(path)
+        if unique:
+            in_part = pl.col(next(iter(unique))).hash(seed=0) % parts
+        else:
+            table, in_part = table.with_row_index("_row"), pl.col("_row") % parts
+        outcomes = []
+        for part in range(parts):
+            rows_of_part = table.filter(in_part == part).drop("_row", strict=False)
+            outcomes.append(self.validate(rows_of_part.collect(engine="streaming").to_pandas(), rules, suite_name))
+        return [
+            _added_up(rule, [o[index] for o in outcomes], self.examples_per_expectation)
+            for index, rule in enumerate(rules)
+        ]
+
+
+def _added_up(rule: Rule, parts: list[RuleOutcome], examples: int) -> RuleOutcome:
+    """One rule's outcome on a whole table, from its outcomes on the table's parts."""
+    if any(p.unexpected_count is None or p.element_count is None for p in parts):  # a table-level rule
+        return RuleOutcome(rule, all(p.passed for p in parts), parts[0].observed, None, None, [], parts[0].error)
+    unexpected = sum(p.unexpected_count for p in parts)
+    elements = sum(p.element_count for p in parts)
+    # GX counts not-null rules over every row, the others over the rows with a value.
+    counted = (
+        elements
+        if rule.expectation == "ExpectColumnValuesToNotBeNull"
+        else elements - sum(p.missing_count or 0 for p in parts)
+    )
+    share = unexpected / counted if counted else 0.0
+    mostly = rule.kwargs.get("mostly")
+    passed = all(p.error is None for p in parts) and (share <= 1 - mostly if mostly is not None else unexpected == 0)
+    return RuleOutcome(
+        rule=rule,
+        passed=passed,
+        observed=None,
+        unexpected_count=unexpected,
+        unexpected_percent=100 * share,
+        examples=[example for p in parts for example in p.examples][:examples],
+        error=next((p.error for p in parts if p.error), None),
+        element_count=elements,
+        missing_count=sum(p.missing_count or 0 for p in parts),
+    )
 
 
 def _for_gx(frame: pd.DataFrame, rules: list[Rule]) -> pd.DataFrame:
