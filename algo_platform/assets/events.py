@@ -9,7 +9,6 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-from upath import UPath
 
 from algo_platform.assets.days import (
     by_day,
@@ -34,7 +33,7 @@ from algo_platform.quality import (
     soft,
 )
 from algo_platform.resources.data_quality import DataQuality
-from algo_platform.resources.io_managers import AS_PATH, StagedParquet, local_file
+from algo_platform.resources.io_managers import AS_PATH, StagedParquet, StoredDays, local_file
 from algo_platform.resources.project import ProjectResource
 from algo_platform.resources.storage import PlatformStorage
 from algo_platform.schema import CANONICAL_COLUMNS, EVENT_TYPES, pandas_dtypes
@@ -281,7 +280,7 @@ def cleaned_events_rules(day: dt.date, last_day: dt.date | None = None) -> list:
 
 def raw_events_suite(
     context: dg.AssetCheckExecutionContext,
-    raw_events: UPath,
+    raw_events: StoredDays,
     data_quality: DataQuality,
     project: ProjectResource,
 ):
@@ -292,7 +291,7 @@ def raw_events_suite(
 
 def cleaned_events_suite(
     context: dg.AssetCheckExecutionContext,
-    cleaned_events: UPath,
+    cleaned_events: StoredDays,
     data_quality: DataQuality,
 ):
     """Great Expectations suite on the cleaned table; a hard failure stops everything downstream."""

@@ -46,8 +46,24 @@ def _as_arrow(context: dg.InputContext) -> bool:
     return _annotated_as(context, pa.Table) or _load_as(context) == "arrow"
 
 
+class StoredDays:
+    """Annotation for an input that receives the stored file's path instead of its contents: a
+    UPath for a one-day run, {day: UPath} for a range (asset checks take no input metadata)."""
+
+
+dg.make_python_type_usable_as_dagster_type(
+    StoredDays,
+    dg.DagsterType(
+        type_check_fn=lambda _, value: isinstance(value, UPath | dict),
+        name="StoredDays",
+        description="a stored table's path, or one per day",
+        typing_type=StoredDays,
+    ),
+)
+
+
 def _as_path(context: dg.InputContext) -> bool:
-    return _annotated_as(context, UPath) or _load_as(context) == "path"
+    return _annotated_as(context, UPath) or _annotated_as(context, StoredDays) or _load_as(context) == "path"
 
 
 @dataclass(frozen=True)
