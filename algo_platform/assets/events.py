@@ -195,7 +195,8 @@ def cleaned_events(context: dg.AssetExecutionContext, raw_events, data_quality: 
 def clean_day(
     context: dg.AssetExecutionContext, day: dt.date, raw: Path, now: dt.datetime, data_quality: DataQuality
 ) -> tuple[pa.Table | StagedParquet, dict]:
-    """The day cleaned in memory, or, when it has more rows than a part, Parquet to Parquet in parts."""
+    """The raw day at `raw` cleaned in memory, or in parts (Parquet to Parquet) when it has more rows
+    than `large_day.LARGEST_DAY_IN_MEMORY`; the cleaned table and the step's metadata."""
     rows_in = pq.read_metadata(raw).num_rows
     if rows_in > large_day.LARGEST_DAY_IN_MEMORY:
         context.log.info(
@@ -364,7 +365,7 @@ def build_ingest_assets(
         partitions_def=partitions,
         backfill_policy=backfill_policy,
         group_name="ingest",
-        kinds={"pandas", "parquet"},
+        kinds={"pyarrow", "polars", "parquet"},
         check_specs=[
             # partitions_def: the results belong to the run's day, not to the asset as a whole.
             dg.AssetCheckSpec(

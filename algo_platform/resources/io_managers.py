@@ -2,9 +2,11 @@
 
 Both write under `<base>/<asset key>/<partition>.<ext>` on any fsspec filesystem; asset keys start
 with the project, so a project's tables are `<storage>/projects/<project>/<asset>/<day>.parquet`.
-An input annotated as `UPath` receives the stored file's path instead of its contents, so a
-step that hands data to another process (the trainer) passes a path, not a copy; one annotated
-as `pyarrow.Table` receives the Arrow table as read, without the conversion to pandas.
+An input annotated as `UPath` or `StoredDays`, or with `AS_PATH` metadata, receives the stored
+file's path instead of its contents, so a step that reads with polars or hands data to another
+process (the trainer) passes a path, not a copy; one annotated as `pyarrow.Table` receives the
+Arrow table as read, without the conversion to pandas. A step that wrote its table to a file
+itself returns a `StagedParquet`, which is moved into place.
 """
 
 import contextlib
