@@ -32,9 +32,6 @@ from algo_platform.assets.partitions import compact_days, daily_partitions, requ
 from algo_platform.atomic import write_atomically, write_streamed_atomically
 from algo_platform.store_outage import store_outage_as_failure
 
-# Input metadata for steps that compute with Arrow: they get Arrow tables, without the conversion
-# to pandas (a table for one day, {day: table} for a range run).
-AS_ARROW = {"load_as": "arrow"}
 # Input metadata for steps that read the stored file themselves (cleaning, features: polars reads
 # it, so no other copy of the day is held): they get its path (`local_file` makes it local).
 AS_PATH = {"load_as": "path"}
@@ -45,7 +42,7 @@ def _load_as(context: dg.InputContext) -> str | None:
 
 
 def _as_arrow(context: dg.InputContext) -> bool:
-    return _annotated_as(context, pa.Table) or _load_as(context) == "arrow"
+    return _annotated_as(context, pa.Table)
 
 
 class StoredDays:
