@@ -7,11 +7,16 @@ rename also replaces a link planted at the target instead of writing through it.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from typing import BinaryIO
 
 from upath import UPath
+
+# A folder of part files is a table as its manifest names it (written last, in one PUT): on an
+# object store, where a folder cannot be renamed, readers see the previous table or the new one.
+PARTS_MANIFEST = "_parts.json"
 
 
 def write_streamed_atomically(target: UPath, write: Callable[[BinaryIO], object]) -> None:
@@ -29,3 +34,17 @@ def write_streamed_atomically(target: UPath, write: Callable[[BinaryIO], object]
 
 def write_atomically(target: UPath, data: bytes) -> None:
     write_streamed_atomically(target, lambda file: file.write(data))
+
+
+def stored_parts(path: UPath) -> list[UPath]:
+    """The Parquet files that make up the table at `path`, in row order: the file itself; the parts
+    a folder's manifest names; or, in a folder Spark wrote on a file system, its part files by name."""
+    # fsspec caches listings per process, and Spark reuses its Python workers: a table replaced
+    # since the last look must not be read from the cached listing.
+    path.fs.invalidate_cache(path.path)
+    if not path.is_dir():
+        return [path]
+    manifest = path / PARTS_MANIFEST
+    if manifest.exists():
+        return [path / name for name in json.loads(manifest.fs.cat_file(manifest.path))["parts"]]
+    return sorted(p for p in path.iterdir() if p.name.endswith(".parquet") and not p.name.startswith((".", "_")))

@@ -2,6 +2,7 @@
 against a Kubernetes API emulator on 127.0.0.1 (see tests/k8s_emulator.py)."""
 
 import dataclasses
+import json
 import sys
 import threading
 import time
@@ -226,6 +227,20 @@ def test_the_spark_driver_pod_validates_and_sizes_executors_from_the_project(set
     assert conf["spark.executor.memory"] == "48g" and conf["spark.sql.shuffle.partitions"] == "192"
     assert conf["spark.kubernetes.container.image"] == "registry.example/spark:1.0"
     assert conf["spark.kubernetes.executor.label.algo-platform/project"] == PROJECT
+
+    # Executors read and write the tables on the object store themselves: they get its credentials
+    # from the same Secrets as the driver, through the pod template the driver hands to Spark.
+    template = launcher.executor_pod_template()
+    kubernetes_validate.validate(template, KUBERNETES_VERSION, strict=True)
+    executor = template["spec"]["containers"][0]
+    assert executor["envFrom"] == container["envFrom"] == [{"secretRef": {"name": "algo-platform-storage"}}]
+    from algo_platform.engines.spark_job import driver_conf
+
+    driver = driver_conf({"conf": conf, "executor_pod_template": template})
+    assert driver["spark.kubernetes.executor.podTemplateContainerName"] == executor["name"]
+    template_file = Path(driver["spark.kubernetes.executor.podTemplateFile"])
+    assert json.loads(template_file.read_text()) == template
+    template_file.unlink()
 
 
 def test_a_spark_project_rejects_many_days_per_run():

@@ -153,11 +153,11 @@ def test_quality_suites_give_the_same_outcomes_on_spark_as_on_pandas(spark):
     assert [o.passed for o in on_spark] == [o.passed for o in quality.validate(items, item_features_rules(), "items")]
 
 
-def _ingest(tmp_path: Path, engine: str) -> tuple[dict, Path]:
+def ingest_one_day(tmp_path: Path, engine: str, storage_root: str | None = None) -> tuple[dict, UPath]:
     """One day ingested by a project on `engine`; its materializations' metadata and check results."""
     project = make_project(data={"engine": engine})
-    settings = Settings(env="local", storage_root=str(tmp_path / engine))
-    root = Path(settings.project_root(project.name))
+    settings = Settings(env="local", storage_root=storage_root or str(tmp_path / engine))
+    root = UPath(settings.project_root(project.name))
     generate(str(root), 1, 3_000, seed=3, defect_rate=0.05, end_date=END_DAY)
     defs = build_project_definitions(project, settings)
     (tmp_path / f"{engine}-home").mkdir()
@@ -178,9 +178,13 @@ def _ingest(tmp_path: Path, engine: str) -> tuple[dict, Path]:
 
 
 def test_a_spark_project_ingests_a_day_as_a_polars_project_does(spark, tmp_path):
-    on_polars, polars_root = _ingest(tmp_path, "polars")
-    on_spark, spark_root = _ingest(tmp_path, "spark")
+    on_polars, polars_root = ingest_one_day(tmp_path, "polars")
+    on_spark, spark_root = ingest_one_day(tmp_path, "spark")
+    assert_same_ingest(on_polars, polars_root, on_spark, spark_root)
 
+
+def assert_same_ingest(on_polars: dict, polars_root: UPath, on_spark: dict, spark_root: UPath) -> None:
+    """The same checks, counts, quality and stored tables from both engines."""
     assert on_spark["checks"] == on_polars["checks"]
     assert {"cleaned_events_suite", "user_features_suite", "item_features_suite"} <= set(on_spark["checks"])
     polars_cleaned, spark_cleaned = on_polars["metadata"]["cleaned_events"], on_spark["metadata"]["cleaned_events"]
@@ -192,7 +196,7 @@ def test_a_spark_project_ingests_a_day_as_a_polars_project_does(spark, tmp_path)
     for table in ("cleaned_events", "user_features", "item_features"):
         assert on_spark["metadata"][table]["dagster/row_count"] == on_polars["metadata"][table]["dagster/row_count"]
         stored = {
-            engine: read_table(UPath(root / table / f"{END_DAY}.parquet")).to_pandas()
+            engine: read_table(root / table / f"{END_DAY}.parquet").to_pandas()
             for engine, root in (("polars", polars_root), ("spark", spark_root))
         }
         assert (spark_root / table / f"{END_DAY}.parquet").is_dir()  # Spark's part files, read as one table

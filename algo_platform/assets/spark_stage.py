@@ -28,11 +28,6 @@ def spark_data_stage(
 ):
     """Raw events of the day cleaned, then user and item features, on Spark."""
     day = context.partition_key
-    if "://" in storage.root:
-        raise dg.Failure(
-            description=f"the Spark engine reads and writes the storage root as a file system; {storage.root} is an "
-            "object store (use a volume, or data.engine: polars)"
-        )
     keys = {key.path[-1]: key.to_user_string() for key in context.assets_def.keys}
     extras = {
         "day": day,

@@ -9,6 +9,8 @@ offset, so `monotonically_increasing_id` follows the file's row order.
 
 import datetime as dt
 import math
+import os
+import sys
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -41,6 +43,9 @@ def session(app_name: str = "algo-platform", master: str | None = None, conf: di
     )
     if master is None or master.startswith("local"):
         conf = {**LOCAL_CONF, **(conf or {})}
+        # Python workers (the object-store data source) run this interpreter, with its packages;
+        # PySpark reads the setting from the environment when the context starts.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     if master:
         builder = builder.master(master)
     for key, value in (conf or {}).items():

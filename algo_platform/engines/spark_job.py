@@ -8,16 +8,17 @@ where the data is (GX's Spark datasource), as check results.
 """
 
 import datetime as dt
+import json
 import math
 import os
-import shutil
-from pathlib import Path
+import tempfile
 from typing import Any
 
 import dagster as dg
 from dagster_pipes import PipesContext, open_dagster_pipes
 
 from algo_platform.engines import spark as engine
+from algo_platform.engines import spark_storage as storage
 
 # The suites and rules are the polars steps' own: one definition of "valid" for both engines.
 CLEANED, USERS, ITEMS = "cleaned_events", "user_features", "item_features"
@@ -39,35 +40,25 @@ def _pipes_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
     return {key: _pipes_value(value) for key, value in metadata.items()}
 
 
-def _write(frame, path: str) -> None:
-    """Spark's files for a table, swapped in whole: a reader sees the old table or the new one.
-
-    Spark writes a folder of part files; it is written beside the target and renamed into place."""
-    target = Path(path)
-    staging = target.with_name(f".{target.name}.writing")
-    shutil.rmtree(staging, ignore_errors=True)
-    frame.write.parquet(str(staging), compression="zstd")
-    previous = target.with_name(f".{target.name}.previous")
-    shutil.rmtree(previous, ignore_errors=True)
-    if target.is_dir():
-        target.rename(previous)
-    elif target.exists():
-        target.unlink()  # a day stored by the polars engine before the project moved to Spark
-    staging.rename(target)
-    shutil.rmtree(previous, ignore_errors=True)
-
-
 def _markdown(frame, rows: int = 10) -> dg.MetadataValue:
     return dg.MetadataValue.md(frame.limit(rows).toPandas().to_markdown(index=False))
 
 
 def driver_conf(extras: dict[str, Any]) -> dict[str, str]:
-    """The launcher's Spark settings, plus where executors reach this driver when it is a pod."""
+    """The launcher's Spark settings, plus where executors reach this driver when it is a pod and
+    the template Spark builds executor pods from (the driver reads it from a local file)."""
     conf = dict(extras.get("conf") or {})
     if os.environ.get("SPARK_DRIVER_POD_IP"):
         conf["spark.driver.host"] = os.environ["SPARK_DRIVER_POD_IP"]
         # Executors are owned by the driver pod: they go when it goes.
         conf["spark.kubernetes.driver.pod.name"] = os.environ.get("HOSTNAME", "")
+    template = extras.get("executor_pod_template")
+    if template:
+        # JSON is YAML: Spark parses the file as a pod manifest.
+        with tempfile.NamedTemporaryFile("w", prefix="executor-pod-", suffix=".json", delete=False) as file:
+            json.dump(template, file)
+        conf["spark.kubernetes.executor.podTemplateFile"] = file.name
+        conf["spark.kubernetes.executor.podTemplateContainerName"] = template["spec"]["containers"][0]["name"]
     return conf
 
 
@@ -83,14 +74,14 @@ def run(pipes: PipesContext) -> None:
     spark = engine.session(f"algo-platform {keys[CLEANED]} {day}", extras.get("master"), driver_conf(extras))
     spark.sparkContext.setLogLevel("WARN")
 
-    raw = spark.read.parquet(paths["raw_events"])
+    raw = storage.read(spark, paths["raw_events"])
     rows_in = raw.count()
     cleaned, drops = engine.clean(raw, day, now)
     pipes.log.info(f"{day}: cleaning {rows_in:,} raw rows on Spark ({spark.sparkContext.master})")
-    _write(cleaned, paths[CLEANED])
+    storage.write(cleaned, paths[CLEANED])
     # The cleaning cached the raw day and its flags; the features need only the stored table.
     spark.catalog.clearCache()
-    cleaned = spark.read.parquet(paths[CLEANED]).cache()
+    cleaned = storage.read(spark, paths[CLEANED]).cache()
     kept = cleaned.count()
     if rows_in and not kept:
         reasons = ", ".join(f"{reason}: {count:,}" for reason, count in drops.items() if count)
@@ -102,8 +93,8 @@ def run(pipes: PipesContext) -> None:
         (USERS, engine.user_features, user_features_rules(), "user_features_suite"),
         (ITEMS, engine.item_features, item_features_rules(), "item_features_suite"),
     ):
-        _write(build(cleaned), paths[name])
-        table = spark.read.parquet(paths[name]).cache()
+        storage.write(build(cleaned), paths[name])
+        table = storage.read(spark, paths[name]).cache()
         _report_features(pipes, keys[name], table)
         _report_suite(pipes, keys[name], quality, table, rules, suite)
     spark.stop()

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from upath import UPath
 
 from algo_platform.assets.partitions import compact_days, daily_partitions, require_run_day
-from algo_platform.atomic import write_atomically, write_streamed_atomically
+from algo_platform.atomic import stored_parts, write_atomically, write_streamed_atomically
 from algo_platform.store_outage import store_outage_as_failure
 
 # Input metadata for steps that read the stored file themselves (cleaning, features: polars reads
@@ -116,15 +116,16 @@ def read_table(path: UPath) -> pa.Table:
     """A Parquet file as Arrow, without keeping the decoder's buffers: Arrow's allocator would hold
     them for reuse (170 MiB at 10M events) while the step's pandas work allocates elsewhere.
 
-    A folder is a table Spark wrote (a project on the Spark engine): its part files in name order,
-    which is the table's row order."""
-    if path.is_dir():
-        parts = sorted(p for p in path.iterdir() if p.name.endswith(".parquet") and not p.name.startswith((".", "_")))
-        return pa.concat_tables([read_table(part) for part in parts]) if parts else pa.table({})
-    with path.open("rb") as file:
-        table = pq.read_table(file)
+    A folder is a table Spark wrote (a project on the Spark engine): its parts in row order."""
+    parts = stored_parts(path)
+    if not parts:
+        return pa.table({})
+    tables = []
+    for part in parts:
+        with part.open("rb") as file:
+            tables.append(pq.read_table(file))
     pa.default_memory_pool().release_unused()
-    return table
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
 
 class ObjectStoreIOManager(dg.UPathIOManager):

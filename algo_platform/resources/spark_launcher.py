@@ -17,6 +17,7 @@ from pydantic import Field
 
 SPARK_JOB_MODULE = "algo_platform.engines.spark_job"
 DRIVER_CONTAINER = "spark-driver"
+EXECUTOR_CONTAINER = "spark-executor"
 DRIVER_PORT = 7078
 BLOCK_MANAGER_PORT = 7079
 
@@ -119,6 +120,21 @@ class K8sSparkLauncher(SparkLauncher):
             spec["nodeSelector"] = dict(self.node_selector)
         return spec
 
+    def executor_pod_template(self) -> dict[str, Any]:
+        """What Spark adds to every executor pod it creates: the object-store credentials (executors
+        read and write the tables on an object store themselves) and the node selector."""
+        spec: dict[str, Any] = {
+            "containers": [
+                {
+                    "name": EXECUTOR_CONTAINER,
+                    "envFrom": [{"secretRef": {"name": name}} for name in self.env_from_secrets],
+                }
+            ]
+        }
+        if self.node_selector:
+            spec["nodeSelector"] = dict(self.node_selector)
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": {"labels": dict(self.labels)}, "spec": spec}
+
     def render_pod(self) -> dict[str, Any]:
         """The driver pod as submitted (without Pipes' own bootstrap variables)."""
         spec = self.pod_spec()
@@ -144,7 +160,12 @@ class K8sSparkLauncher(SparkLauncher):
     ) -> dg.PipesClientCompletedInvocation:
         from dagster_k8s import PipesK8sClient
 
-        extras = {**extras, "master": "k8s://https://kubernetes.default.svc:443", "conf": self.spark_conf()}
+        extras = {
+            **extras,
+            "master": "k8s://https://kubernetes.default.svc:443",
+            "conf": self.spark_conf(),
+            "executor_pod_template": self.executor_pod_template(),
+        }
         client = PipesK8sClient(load_incluster_config=self.load_incluster_config)
         return client.run(
             context=context,

@@ -1,0 +1,209 @@
+"""Where the Spark job reads and writes its tables.
+
+On a file system (a local disk, or a volume mounted on the driver and every executor) Spark's own
+Parquet reader and writer do it. On an object store (`s3://bucket/prefix`) they would need the s3a
+connector (hadoop-aws and the AWS SDK) in every JVM; instead the job reads and writes through a
+Spark Python data source (`StoredParquet`, Spark's own extension API) that opens the files with
+fsspec, as every other step of the platform does: one set of credentials and endpoint settings
+(the `AWS_*` environment), the same client, and nothing to add to Spark's classpath.
+
+A table Spark writes is a folder of part files. On an object store a folder cannot be renamed in
+one step, so a write ends with a manifest (`_parts.json`, one PUT, which S3 shows whole or not at
+all) naming the parts of the new table; readers read the parts it names. Until the manifest is
+replaced, readers see the previous table whole; parts of an interrupted write are never named.
+"""
+
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyspark import TaskContext
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.datasource import (
+    DataSource,
+    DataSourceArrowWriter,
+    DataSourceReader,
+    InputPartition,
+    WriterCommitMessage,
+)
+from pyspark.sql.types import StructType
+from upath import UPath
+
+from algo_platform.atomic import PARTS_MANIFEST, stored_parts
+
+FORMAT = "algo_platform_parquet"
+# Rows per Arrow batch handed to Spark: a few MiB of events, well inside one Python worker.
+BATCH_ROWS = 64 * 1024
+
+
+def on_object_store(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
+
+
+def read(spark: SparkSession, path: str) -> DataFrame:
+    """The stored table at `path` (a Parquet file, or a folder of Spark's part files)."""
+    if not on_object_store(path):
+        return spark.read.parquet(path)
+    spark.dataSource.register(StoredParquet)
+    return spark.read.format(FORMAT).load(path)
+
+
+def write(frame: DataFrame, path: str) -> None:
+    """`frame` as the stored table at `path`; a reader sees the previous table or this one, whole."""
+    if not on_object_store(path):
+        _write_on_file_system(frame, path)
+        return
+    frame.sparkSession.dataSource.register(StoredParquet)
+    frame.write.format(FORMAT).mode("overwrite").save(path)
+
+
+def _write_on_file_system(frame: DataFrame, path: str) -> None:
+    """Spark's folder of part files, written beside the target and renamed into place."""
+    import shutil
+    from pathlib import Path
+
+    target = Path(path)
+    staging = target.with_name(f".{target.name}.writing")
+    shutil.rmtree(staging, ignore_errors=True)
+    frame.write.parquet(str(staging), compression="zstd")
+    previous = target.with_name(f".{target.name}.previous")
+    shutil.rmtree(previous, ignore_errors=True)
+    if target.is_dir():
+        target.rename(previous)
+    elif target.exists():
+        target.unlink()  # a day stored by the polars engine before the project moved to Spark
+    staging.rename(target)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def _plain(schema: pa.Schema) -> pa.Schema:
+    """The schema Spark is given: dictionary-encoded text as its values (Spark has no dictionaries)."""
+    return pa.schema(
+        [field.with_type(field.type.value_type) if pa.types.is_dictionary(field.type) else field for field in schema],
+        metadata=None,
+    )
+
+
+@dataclass(frozen=True)
+class _RowGroup(InputPartition):
+    file: str
+    row_group: int
+
+
+class StoredParquet(DataSource):
+    """A stored table as a Spark data source: one read task per Parquet row group (in file and row
+    group order, so the DataFrame's partitions follow the table's row order), one part file per
+    write task, and the manifest written by the driver once every task has written its part."""
+
+    @classmethod
+    def name(cls) -> str:
+        return FORMAT
+
+    def schema(self) -> StructType:
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        parts = stored_parts(UPath(self.options["path"]))
+        if not parts:
+            raise FileNotFoundError(f"{self.options['path']} holds no table (its manifest names no part)")
+        with parts[0].open("rb") as file:
+            return from_arrow_schema(_plain(pq.read_schema(file)), prefer_timestamp_ntz=False)
+
+    def reader(self, schema: StructType) -> DataSourceReader:
+        return _RowGroupReader(self.options["path"], schema)
+
+    def writer(self, schema: StructType, overwrite: bool) -> DataSourceArrowWriter:
+        return _PartsWriter(self.options["path"], schema)
+
+
+class _RowGroupReader(DataSourceReader):
+    def __init__(self, path: str, schema: StructType):
+        from pyspark.sql.pandas.types import to_arrow_schema
+
+        self.path = path
+        self.arrow_schema = to_arrow_schema(schema, timezone="UTC")
+
+    def partitions(self) -> list[_RowGroup]:
+        groups = []
+        for part in stored_parts(UPath(self.path)):
+            with part.open("rb") as file:
+                row_groups = pq.ParquetFile(file).num_row_groups
+            groups += [_RowGroup(str(part), index) for index in range(row_groups)]
+        return groups
+
+    def read(self, partition: _RowGroup) -> Iterator[pa.RecordBatch]:
+        with UPath(partition.file).open("rb") as file:
+            parquet = pq.ParquetFile(file)
+            for batch in parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=[partition.row_group]):
+                yield pa.Table.from_batches([batch]).cast(self.arrow_schema).to_batches()[0]
+
+
+@dataclass(frozen=True)
+class _WrittenPart(WriterCommitMessage):
+    name: str
+    rows: int
+
+
+class _PartsWriter(DataSourceArrowWriter):
+    """Each task writes its part into a staging folder beside the table; the driver moves the
+    parts of the successful attempts into the table's folder, then writes the manifest naming them,
+    then removes what the previous table left."""
+
+    def __init__(self, path: str, schema: StructType):
+        from pyspark.sql.pandas.types import to_arrow_schema
+
+        self.path = path
+        self.arrow_schema = to_arrow_schema(schema, timezone="UTC")
+        self.job = uuid.uuid4().hex[:12]
+
+    @property
+    def staging(self) -> UPath:
+        target = UPath(self.path)
+        return target.parent / f".{target.name}.writing-{self.job}"
+
+    def write(self, iterator: Iterator[pa.RecordBatch]) -> _WrittenPart:
+        task = TaskContext.get()
+        # The attempt in the name: a retried or speculative task never overwrites another's part.
+        name = f"part-{task.partitionId():05d}-{self.job}-{task.attemptNumber()}.parquet"
+        rows = 0
+        with ExitStack() as open_files:
+            writer = None
+            for batch in iterator:
+                if writer is None:  # an empty partition leaves no part
+                    file = open_files.enter_context((self.staging / name).open("wb"))
+                    writer = open_files.enter_context(pq.ParquetWriter(file, batch.schema, compression="zstd"))
+                writer.write_batch(batch)
+                rows += batch.num_rows
+        return _WrittenPart(name if rows else "", rows)
+
+    def commit(self, messages: list[_WrittenPart | None]) -> None:
+        target, staging = UPath(self.path), self.staging
+        names = sorted(message.name for message in messages if message is not None and message.name)
+        if not names:  # no rows at all: the table is one empty part with the job's schema
+            names = [self._write_empty_part()]
+        if target.exists() and not target.is_dir():
+            target.unlink()  # a day stored by the polars engine before the project moved to Spark
+        for name in names:
+            (staging / name).fs.mv((staging / name).path, (target / name).path)
+        (target / PARTS_MANIFEST).write_text(json.dumps({"parts": names, "rows": sum(m.rows for m in messages if m)}))
+        kept = {*names, PARTS_MANIFEST}
+        for stale in [p for p in target.iterdir() if p.name not in kept]:
+            stale.fs.rm(stale.path, recursive=True)
+        self._remove_staging()
+
+    def abort(self, messages: list[_WrittenPart | None]) -> None:
+        self._remove_staging()
+
+    def _write_empty_part(self) -> str:
+        name = f"part-00000-{self.job}.parquet"
+        with (self.staging / name).open("wb") as file:
+            pq.write_table(self.arrow_schema.empty_table(), file, compression="zstd")
+        return name
+
+    def _remove_staging(self) -> None:
+        staging = self.staging
+        if staging.exists():
+            staging.fs.rm(staging.path, recursive=True)
