@@ -150,7 +150,7 @@ class _WrittenPart(WriterCommitMessage):
 class _PartsWriter(DataSourceArrowWriter):
     """Each task writes its part into a staging folder beside the table; the driver moves the
     parts of the successful attempts into the table's folder, then writes the manifest naming them,
-    then removes what the previous table left."""
+    then removes what the previous table and earlier failed writes left."""
 
     def __init__(self, path: str, schema: StructType):
         from pyspark.sql.pandas.types import to_arrow_schema
@@ -192,7 +192,11 @@ class _PartsWriter(DataSourceArrowWriter):
         kept = {*names, PARTS_MANIFEST}
         for stale in [p for p in target.iterdir() if p.name not in kept]:
             stale.fs.rm(stale.path, recursive=True)
-        self._remove_staging()
+        # This job's staging folder, and any that an aborted or killed write of this table left
+        # (a task still running when its job was aborted can finish its part afterwards).
+        for folder in target.parent.iterdir():
+            if folder.name.startswith(f".{target.name}.writing-"):
+                folder.fs.rm(folder.path, recursive=True)
 
     def abort(self, messages: list[_WrittenPart | None]) -> None:
         self._remove_staging()
