@@ -14,10 +14,12 @@ replaced, readers see the previous table whole; parts of an interrupted write ar
 """
 
 import json
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -48,8 +50,7 @@ def read(spark: SparkSession, path: str) -> DataFrame:
     """The stored table at `path` (a Parquet file, or a folder of Spark's part files)."""
     if not on_object_store(path):
         return spark.read.parquet(path)
-    spark.dataSource.register(StoredParquet)
-    return spark.read.format(FORMAT).load(path)
+    return read_through_data_source(spark, path)
 
 
 def write(frame: DataFrame, path: str) -> None:
@@ -57,15 +58,21 @@ def write(frame: DataFrame, path: str) -> None:
     if not on_object_store(path):
         _write_on_file_system(frame, path)
         return
+    write_through_data_source(frame, path)
+
+
+def read_through_data_source(spark: SparkSession, path: str) -> DataFrame:
+    spark.dataSource.register(StoredParquet)
+    return spark.read.format(FORMAT).load(path)
+
+
+def write_through_data_source(frame: DataFrame, path: str) -> None:
     frame.sparkSession.dataSource.register(StoredParquet)
     frame.write.format(FORMAT).mode("overwrite").save(path)
 
 
 def _write_on_file_system(frame: DataFrame, path: str) -> None:
     """Spark's folder of part files, written beside the target and renamed into place."""
-    import shutil
-    from pathlib import Path
-
     target = Path(path)
     staging = target.with_name(f".{target.name}.writing")
     shutil.rmtree(staging, ignore_errors=True)
