@@ -180,6 +180,7 @@ class _PartsWriter(DataSourceArrowWriter):
             writer = None
             for batch in iterator:
                 if writer is None:  # an empty partition leaves no part
+                    self.staging.mkdir(parents=True, exist_ok=True)  # a file system needs the folder
                     file = open_files.enter_context((self.staging / name).open("wb"))
                     writer = open_files.enter_context(pq.ParquetWriter(file, batch.schema, compression="zstd"))
                 writer.write_batch(batch)
@@ -193,6 +194,7 @@ class _PartsWriter(DataSourceArrowWriter):
             names = [self._write_empty_part()]
         if target.exists() and not target.is_dir():
             target.unlink()  # a day stored by the polars engine before the project moved to Spark
+        target.mkdir(parents=True, exist_ok=True)
         for name in names:
             (staging / name).fs.mv((staging / name).path, (target / name).path)
         (target / PARTS_MANIFEST).write_text(json.dumps({"parts": names, "rows": sum(m.rows for m in messages if m)}))
@@ -210,6 +212,7 @@ class _PartsWriter(DataSourceArrowWriter):
 
     def _write_empty_part(self) -> str:
         name = f"part-00000-{self.job}.parquet"
+        self.staging.mkdir(parents=True, exist_ok=True)
         with (self.staging / name).open("wb") as file:
             pq.write_table(self.arrow_schema.empty_table(), file, compression="zstd")
         return name
