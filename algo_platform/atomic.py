@@ -3,6 +3,9 @@
 The temp name is hidden (a leading `.`, which every reader of the landing zone and of asset
 folders skips) and unique to the writer, so two writers of one file never share a temp file. A
 rename also replaces a link planted at the target instead of writing through it.
+
+A table of part files (Spark's) cannot be renamed in one step on an object store: it is read as
+its manifest names it, and the manifest is written last.
 """
 
 from __future__ import annotations
@@ -14,8 +17,7 @@ from typing import BinaryIO
 
 from upath import UPath
 
-# A folder of part files is a table as its manifest names it (written last, in one PUT): on an
-# object store, where a folder cannot be renamed, readers see the previous table or the new one.
+# Written last, in one PUT: readers see the previous table or the new one, whole.
 PARTS_MANIFEST = "_parts.json"
 
 

@@ -33,19 +33,18 @@ NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
 NOON = pd.Timestamp(END_DAY, tz="UTC") + pd.Timedelta(hours=12)
 
 
-def _java_missing() -> str | None:
+def skip_without_java() -> None:
+    """Skip the test without a Java runtime; fail it instead under REQUIRE_SPARK=1."""
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-        return "no Java runtime (apt-get install openjdk-17-jre-headless)"
-    return None
+        reason = "no Java runtime (apt-get install openjdk-17-jre-headless)"
+        if os.environ.get("REQUIRE_SPARK") == "1":
+            pytest.fail(f"REQUIRE_SPARK=1 but {reason}")
+        pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
 def spark():
-    reason = _java_missing()
-    if reason:
-        if os.environ.get("REQUIRE_SPARK") == "1":
-            pytest.fail(f"REQUIRE_SPARK=1 but {reason}")
-        pytest.skip(reason)
+    skip_without_java()
     from algo_platform.engines.spark import session
 
     spark = session("algo-platform tests", master="local[2]")

@@ -5,8 +5,6 @@ table being replaced is never seen half-written.
 Spark runs in local mode on Java 17: skipped without Java, failed instead under REQUIRE_SPARK=1.
 """
 
-import os
-
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -16,16 +14,12 @@ from algo_platform.atomic import PARTS_MANIFEST
 from algo_platform.resources.io_managers import read_table
 from tests.conftest import END_DAY
 from tests.s3_server import start_object_store
-from tests.test_spark_engine import _java_missing, assert_same_ingest, ingest_one_day
+from tests.test_spark_engine import assert_same_ingest, ingest_one_day, skip_without_java
 
 
 @pytest.fixture(scope="module")
 def store():
-    reason = _java_missing()
-    if reason:
-        if os.environ.get("REQUIRE_SPARK") == "1":
-            pytest.fail(f"REQUIRE_SPARK=1 but {reason}")
-        pytest.skip(reason)
+    skip_without_java()
     store, stop = start_object_store()
     patch = pytest.MonkeyPatch()
     for name, value in store.environment.items():
