@@ -40,6 +40,9 @@ from algo_platform.atomic import PARTS_MANIFEST, stored_parts
 FORMAT = "algo_platform_parquet"
 # Rows per Arrow batch handed to Spark: a few MiB of events, well inside one Python worker.
 BATCH_ROWS = 64 * 1024
+# Rows per read task and per row group written (pyarrow's default row group): fewer, larger tasks,
+# as Spark's own Parquet reader makes, instead of one per Arrow batch Spark hands a writer.
+ROWS_PER_TASK = 1024 * 1024
 
 
 def on_object_store(path: str) -> bool:
@@ -96,15 +99,15 @@ def _plain(schema: pa.Schema) -> pa.Schema:
 
 
 @dataclass(frozen=True)
-class _RowGroup(InputPartition):
+class _RowGroups(InputPartition):
     file: str
-    row_group: int
+    row_groups: tuple[int, ...]
 
 
 class StoredParquet(DataSource):
-    """A stored table as a Spark data source: one read task per Parquet row group (in file and row
-    group order, so the DataFrame's partitions follow the table's row order), one part file per
-    write task, and the manifest written by the driver once every task has written its part."""
+    """A stored table as a Spark data source: read tasks of consecutive Parquet row groups (in file
+    and row group order, so the DataFrame's partitions follow the table's row order), one part file
+    per write task, and the manifest written by the driver once every task has written its part."""
 
     @classmethod
     def name(cls) -> str:
@@ -133,18 +136,29 @@ class _RowGroupReader(DataSourceReader):
         self.path = path
         self.arrow_schema = to_arrow_schema(schema, timezone="UTC")
 
-    def partitions(self) -> list[_RowGroup]:
-        groups = []
+    def partitions(self) -> list[_RowGroups]:
+        """Consecutive row groups of one file, up to ROWS_PER_TASK rows, in file order."""
+        tasks = []
         for part in stored_parts(UPath(self.path)):
             with part.open("rb") as file:
-                row_groups = pq.ParquetFile(file).num_row_groups
-            groups += [_RowGroup(str(part), index) for index in range(row_groups)]
-        return groups
+                metadata = pq.ParquetFile(file).metadata
+            group: list[int] = []
+            rows = 0
+            for index in range(metadata.num_row_groups):
+                group_rows = metadata.row_group(index).num_rows
+                if group and rows + group_rows > ROWS_PER_TASK:
+                    tasks.append(_RowGroups(str(part), tuple(group)))
+                    group, rows = [], 0
+                group.append(index)
+                rows += group_rows
+            if group:
+                tasks.append(_RowGroups(str(part), tuple(group)))
+        return tasks
 
-    def read(self, partition: _RowGroup) -> Iterator[pa.RecordBatch]:
+    def read(self, partition: _RowGroups) -> Iterator[pa.RecordBatch]:
         with UPath(partition.file).open("rb") as file:
             parquet = pq.ParquetFile(file)
-            for batch in parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=[partition.row_group]):
+            for batch in parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=list(partition.row_groups)):
                 yield pa.Table.from_batches([batch]).cast(self.arrow_schema).to_batches()[0]
 
 
@@ -177,14 +191,20 @@ class _PartsWriter(DataSourceArrowWriter):
         name = f"part-{task.partitionId():05d}-{self.job}-{task.attemptNumber()}.parquet"
         rows = 0
         with ExitStack() as open_files:
-            writer = None
+            writer, pending, pending_rows = None, [], 0
             for batch in iterator:
                 if writer is None:  # an empty partition leaves no part
                     self.staging.mkdir(parents=True, exist_ok=True)  # a file system needs the folder
                     file = open_files.enter_context((self.staging / name).open("wb"))
                     writer = open_files.enter_context(pq.ParquetWriter(file, batch.schema, compression="zstd"))
-                writer.write_batch(batch)
+                pending.append(batch)
+                pending_rows += batch.num_rows
                 rows += batch.num_rows
+                if pending_rows >= ROWS_PER_TASK:
+                    writer.write_table(pa.Table.from_batches(pending), row_group_size=ROWS_PER_TASK)
+                    pending, pending_rows = [], 0
+            if pending:
+                writer.write_table(pa.Table.from_batches(pending), row_group_size=ROWS_PER_TASK)
         return _WrittenPart(name if rows else "", rows)
 
     def commit(self, messages: list[_WrittenPart | None]) -> None:
