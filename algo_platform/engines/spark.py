@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 
 from algo_platform.engines.cleaning import EVENT_CONTENT, LOW_CARDINALITY_TEXT, ROW_REASONS
 from algo_platform.engines.features import COMPLETION_THRESHOLD, RATE_KINDS, TOP_TOPICS
+from algo_platform.engines.spark_storage import StoredParquet
 from algo_platform.quality import EVENTS_PER_USER_BINS, FUTURE_TOLERANCE, WATCH_RATIO_BINS, bin_labels
 from algo_platform.schema import CANONICAL_COLUMNS, EVENT_TYPES, REQUIRED_COLUMNS
 
@@ -50,7 +51,9 @@ def session(app_name: str = "algo-platform", master: str | None = None, conf: di
         builder = builder.master(master)
     for key, value in (conf or {}).items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    spark = builder.getOrCreate()
+    spark.dataSource.register(StoredParquet)  # tables on an object store (spark_storage.py)
+    return spark
 
 
 def normalised_text(column: str, missing: str) -> Column:

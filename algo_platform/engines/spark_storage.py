@@ -65,12 +65,11 @@ def write(frame: DataFrame, path: str) -> None:
 
 
 def read_through_data_source(spark: SparkSession, path: str) -> DataFrame:
-    spark.dataSource.register(StoredParquet)
+    """Through `StoredParquet`, which `engines.spark.session` registers."""
     return spark.read.format(FORMAT).load(path)
 
 
 def write_through_data_source(frame: DataFrame, path: str) -> None:
-    frame.sparkSession.dataSource.register(StoredParquet)
     frame.write.format(FORMAT).mode("overwrite").save(path)
 
 
