@@ -105,7 +105,7 @@ class K8sSparkLauncher(SparkLauncher):
                 {"name": "SPARK_DRIVER_POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
                 {"name": "PYSPARK_SUBMIT_ARGS", "value": f"--driver-memory {self.driver_memory} pyspark-shell"},
             ],
-            "envFrom": [{"secretRef": {"name": name}} for name in self.env_from_secrets],
+            "envFrom": self.env_from(),
             "ports": [
                 {"name": "driver", "containerPort": DRIVER_PORT},
                 {"name": "blockmanager", "containerPort": BLOCK_MANAGER_PORT},
@@ -120,6 +120,10 @@ class K8sSparkLauncher(SparkLauncher):
             spec["nodeSelector"] = dict(self.node_selector)
         return spec
 
+    def env_from(self) -> list[dict[str, Any]]:
+        """The storage Secrets as env vars, for the driver and every executor alike."""
+        return [{"secretRef": {"name": name}} for name in self.env_from_secrets]
+
     def executor_pod_template(self) -> dict[str, Any]:
         """What Spark adds to every executor pod it creates: the object-store credentials (executors
         read and write the tables on an object store themselves) and the node selector."""
@@ -127,7 +131,7 @@ class K8sSparkLauncher(SparkLauncher):
             "containers": [
                 {
                     "name": EXECUTOR_CONTAINER,
-                    "envFrom": [{"secretRef": {"name": name}} for name in self.env_from_secrets],
+                    "envFrom": self.env_from(),
                 }
             ]
         }
