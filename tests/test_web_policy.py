@@ -69,12 +69,53 @@ def test_an_asset_selection_in_another_project_refuses_the_launch():
     assert decide(launch, EDNA, {"p": {"selector": selector}}) == [("launchRun", False)]
 
 
-def test_variable_defaults_are_what_dagster_runs():
-    hidden = (
-        'mutation($id: String! = "run-a") { terminateRun(runId: $id) { __typename } }'  # default names team_a's run
+def test_mutation_variables_with_defaults_are_refused():
+    """Dagster runs a default the request's variables never hold: a `user` tag or a target could hide there."""
+    hidden = 'mutation($id: String! = "run-a") { terminateRun(runId: $id) { __typename } }'
+    with pytest.raises(UnreadableRequest, match=r"\$id has a default value"):
+        mutations(hidden, {"id": "run-b"}, FakeTargets())
+    forged = (
+        'mutation($p: ExecutionParams! = {selector: {repositoryLocationName: "team_b", repositoryName: "r", '
+        'jobName: "j"}, executionMetadata: {tags: [{key: "user", value: "root"}]}}) '
+        "{ launchRun(executionParams: $p) { __typename } }"
     )
-    assert decide(hidden, LARS) == [("terminateRun", False)]
-    assert decide(hidden, LARS, {"id": "run-b"}) == [("terminateRun", True)]
+    with pytest.raises(UnreadableRequest, match="default value"):
+        mutations(forged, {}, FakeTargets())
+    assert decide('query($id: ID = "x") { runOrError(runId: $id) { __typename } }', LARS) == []  # reads may
+
+
+def test_platform_owned_tags_and_run_config_never_come_from_a_launch():
+    launch = "mutation($p: ExecutionParams!) { launchRun(executionParams: $p) { __typename } }"
+
+    def params(tags=(), run_config=None) -> dict:
+        selector = {"repositoryLocationName": "team_b", "repositoryName": "r", "jobName": "team_b_retrain_job"}
+        metadata = {"tags": [{"key": k, "value": v} for k, v in tags]}
+        return {"p": {"selector": selector, "executionMetadata": metadata, "runConfigData": run_config}}
+
+    hostile = params(
+        [("dagster-k8s/config", '{"container_config": {"securityContext": {"privileged": true}}}'),
+         ("algo_platform/training", "team_a"), ("dagster/priority", "100"), ("user", "root"), ("note", "kept")]
+    )  # fmt: skip
+    actions = [judge(a, LARS) for a in mutations(launch, hostile, FakeTargets())]
+    assert [a.allowed for a in actions] == [True]
+    tag_with_user(hostile, actions, "lars")
+    sent = {t["key"]: t["value"] for t in hostile["p"]["executionMetadata"]["tags"]}
+    assert sent == {"note": "kept", "user": "lars"}
+    assert actions[0].dropped_tags == {"dagster-k8s/config", "algo_platform/training", "dagster/priority"}
+
+    trainer_image = {"resources": {"training_launcher": {"config": {"image": "evil:latest"}}}}
+    out_of_bounds = {"resources": {"data_quality": {"config": {"quality_threshold": 7}}}}
+    not_a_number = {"resources": {"data_quality": {"config": {"examples_per_expectation": True}}}}
+    as_yaml = "resources:\n  training_launcher:\n    config: {image: evil}\n"
+    for run_config in (trainer_image, as_yaml, {"execution": {"config": {}}}, out_of_bounds, not_a_number):
+        refused = [judge(a, LARS) for a in mutations(launch, params(run_config=run_config), FakeTargets())]
+        assert [a.allowed for a in refused] == [False], run_config
+        assert "run config" in refused[0].reason
+    resources = {"data_quality": {"config": {"quality_threshold": 0.8}}, "promotion": {"config": {"margin": 0}}}
+    thresholds = {"ops": {"sequence_model": {"config": {"epochs": 2}}}, "resources": resources}
+    allowed = [judge(a, LARS) for a in mutations(launch, params(run_config=thresholds), FakeTargets())]
+    assert [a.allowed for a in allowed] == [True]
+    assert allowed[0].launch_settings == {"data_quality.quality_threshold": 0.8, "promotion.margin": 0}
 
 
 def test_instigator_ids_and_backfills_are_looked_up():

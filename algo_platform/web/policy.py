@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import yaml
 from graphql import (
     DocumentNode,
     FieldNode,
@@ -63,6 +64,8 @@ class Action:
     reason: str = ""
     roles: dict[str | None, str] = field(default_factory=dict)
     response_key: str = ""  # its alias, or its name: where its result sits in the response
+    dropped_tags: set[str] = field(default_factory=set)  # platform-owned tags removed from the launch
+    launch_settings: dict[str, Any] = field(default_factory=dict)  # thresholds set at launch, for the audit
 
 
 def _location(selector: Any) -> str | None:
@@ -264,6 +267,83 @@ class UnreadableRequest(ValueError):
     """A GraphQL request the platform cannot judge; it is refused, not passed on."""
 
 
+# Tags the platform sets on runs from the project file (jobs' tags), never taken from a launch: they
+# choose the pod (dagster-k8s/config), the queue position, the concurrency slots and the project a
+# run is charged to. Dagster lets a launch's tags override a job's, so they are removed from launches.
+PLATFORM_TAG_PREFIXES = (
+    "dagster-k8s/",
+    "algo_platform/",
+    "dagster/priority",
+    "dagster/concurrency_key",
+    "dagster/pool",
+)
+# The run config a launch may set: the assets' own config (ops: the trainer's hyper-parameters, top-K)
+# and the thresholds the README documents as launch-time settings, within these bounds. Every other
+# resource (the trainer's image, service account, Secrets, volumes) comes from project.yaml.
+LAUNCH_TIME_SETTINGS: dict[str, dict[str, tuple[float, float]]] = {
+    "data_quality": {
+        "quality_threshold": (0.0, 1.0),
+        "allowed_lateness_minutes": (0, 7 * 24 * 60),
+        "drift_psi_threshold": (0.0, 10.0),
+        "examples_per_expectation": (0, 100),
+    },
+    "promotion": {"margin": (-1.0, 1.0), "segment_tolerance": (0.0, 1.0), "min_segment_users": (1, 10_000_000)},
+}
+
+
+def platform_owned(tag_key: str) -> bool:
+    return tag_key.startswith(PLATFORM_TAG_PREFIXES)
+
+
+def _number_in(value: Any, low: float, high: float) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high
+
+
+def launch_time_settings(run_config: Any) -> dict[str, Any]:
+    """The thresholds an accepted run config sets, as `resource.field: value`."""
+    if isinstance(run_config, str):
+        run_config = yaml.safe_load(run_config)
+    resources = (run_config or {}).get("resources") or {}
+    return {f"{name}.{key}": value for name, section in resources.items() for key, value in section["config"].items()}
+
+
+def run_config_refusal(run_config: Any) -> str | None:
+    """Why a launch's run config is refused (it sets what the platform owns), or None."""
+    if isinstance(run_config, str):
+        try:
+            run_config = yaml.safe_load(run_config)
+        except yaml.YAMLError:
+            return "the run config is not valid YAML"
+    if run_config in (None, "", {}):
+        return None
+    if not isinstance(run_config, Mapping):
+        return "the run config must be a mapping"
+    owned = sorted(set(run_config) - {"ops", "resources"})
+    if owned:
+        return f"run config section(s) {', '.join(owned)} are set by the platform, not at launch"
+    resources = run_config.get("resources") or {}
+    if not isinstance(resources, Mapping):
+        return "run config resources must be a mapping"
+    for name, section in resources.items():
+        allowed = LAUNCH_TIME_SETTINGS.get(name)
+        if allowed is None:
+            return (
+                f"run config resources.{name} is set by the platform from the project's project.yaml; "
+                f"only {', '.join(f'resources.{r}' for r in LAUNCH_TIME_SETTINGS)} thresholds may be set at launch"
+            )
+        config = section.get("config") if isinstance(section, Mapping) and set(section) <= {"config"} else None
+        if not isinstance(config, Mapping):
+            return f"run config resources.{name} takes only config: {{{', '.join(allowed)}}}"
+        for key, value in config.items():
+            if key not in allowed:
+                setting = f"resources.{name}.config.{key}"
+                return f"run config {setting} is not a launch-time setting; use one of {', '.join(allowed)}"
+            low, high = allowed[key]
+            if not _number_in(value, low, high):
+                return f"run config resources.{name}.config.{key}={value!r} is outside [{low}, {high}]"
+    return None
+
+
 def _top_level_fields(
     selections: SelectionSetNode, fragments: Mapping[str, FragmentDefinitionNode], seen: frozenset = frozenset()
 ) -> Iterator[FieldNode]:
@@ -280,14 +360,27 @@ def _top_level_fields(
 
 
 def _variables(operation: OperationDefinitionNode, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The operation's variables as Dagster will execute them: only the values sent.
+
+    A default value in a mutation's variable definitions is refused: Dagster would execute the
+    default, which the request's `variables` (where the platform sets the user tag) never hold."""
     values = {}
     for definition in operation.variable_definitions or ():
         name = definition.variable.name.value
+        if definition.default_value is not None:
+            raise UnreadableRequest(f"mutation variable ${name} has a default value; send its value in variables")
         if name in given:
             values[name] = given[name]
-        elif definition.default_value is not None:
-            values[name] = value_from_ast_untyped(definition.default_value)
     return values
+
+
+def _run_configs(value: Any, path: tuple[str, ...]) -> Iterator[Any]:
+    """The runConfigData of each ExecutionParams in a launch variable (a list for launchMultipleRuns)."""
+    if isinstance(value, list):
+        for item in value:
+            yield from _run_configs(item, path)
+    elif isinstance(value, Mapping) and path[:1] == ("executionMetadata",):
+        yield value.get("runConfigData")
 
 
 def mutations(query: str, variables: Mapping[str, Any] | None, targets: Targets) -> list[Action]:
@@ -326,6 +419,10 @@ def mutations(query: str, variables: Mapping[str, Any] | None, targets: Targets)
                     action.error = f"pass {name}'s {argument} as a GraphQL variable, so the run can carry its user"
                 else:
                     action.tag_slot = (given[argument].name.value, path)
+                    for run_config in _run_configs(values.get(action.tag_slot[0]), path):
+                        action.error = action.error or run_config_refusal(run_config)
+                        if action.error is None:
+                            action.launch_settings.update(launch_time_settings(run_config))
                 break
             actions.append(action)
     return actions
@@ -352,26 +449,35 @@ def judge(action: Action, principal: Principal) -> Action:
     return action
 
 
-def _set_user_tag(holder: Any, path: tuple[str, ...], user: str) -> None:
+def _set_user_tag(holder: Any, path: tuple[str, ...], user: str, dropped: set[str]) -> None:
     if isinstance(holder, list):  # launchMultipleRuns: a list of ExecutionParams
         for item in holder:
-            _set_user_tag(item, path, user)
+            _set_user_tag(item, path, user, dropped)
         return
     if not isinstance(holder, dict):
         return
     if len(path) > 1:
         if not isinstance(holder.get(path[0]), dict):
             holder[path[0]] = {}
-        _set_user_tag(holder[path[0]], path[1:], user)
+        _set_user_tag(holder[path[0]], path[1:], user, dropped)
         return
-    tags = [t for t in holder.get(path[0]) or [] if isinstance(t, Mapping) and t.get("key") != USER_TAG]
+    tags = []
+    for tag in holder.get(path[0]) or []:
+        key = tag.get("key") if isinstance(tag, Mapping) else None
+        if not isinstance(key, str) or key == USER_TAG or platform_owned(key):
+            dropped.add(str(key))
+        else:
+            tags.append(tag)
+    dropped.discard(USER_TAG)
     holder[path[0]] = [*tags, {"key": USER_TAG, "value": user}]
 
 
 def tag_with_user(variables: dict[str, Any], actions: list[Action], user: str) -> dict[str, Any]:
-    """The variables with Dagster's `user` tag set to the signed-in user on each launch (any sent is replaced)."""
+    """The variables with Dagster's `user` tag set to the signed-in user on each launch (any sent is
+    replaced) and the platform-owned tags removed (the job's own, from project.yaml, then apply);
+    each launch's `dropped` names the tags it lost, for the audit log."""
     for action in actions:
         if action.tag_slot is not None:
             name, path = action.tag_slot
-            _set_user_tag(variables.get(name), path, user)
+            _set_user_tag(variables.get(name), path, user, action.dropped_tags)
     return variables

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
@@ -50,6 +50,8 @@ MAX_UPLOAD_BYTES = 2 * 1024**3
 PUBLIC_PATHS = ("/server_info", "/dagit_info", "/favicon.png")
 # Dagster's REST endpoints that change state: the asset key follows the prefix.
 REPORT_ENDPOINTS = ("/report_asset_materialization/", "/report_asset_check/", "/report_asset_observation/")
+# Headers that describe a request's body: replaced when a judged GraphQL body is forwarded.
+BODY_HEADERS = (b"content-type", b"content-length", b"transfer-encoding", b"content-encoding")
 GROUP_PREFIX = "algo-platform:"  # proxy groups: algo-platform:<project>:<role>, algo-platform:platform-admins
 
 
@@ -128,6 +130,27 @@ def _refusal(actions: list[Action], message: str) -> JSONResponse:
         else:
             data[action.response_key] = {"__typename": "UnauthorizedError", "message": reason}
     return JSONResponse({"data": data, "errors": [{"message": message}]}, status_code=403)
+
+
+def _transport_refusal(scope: Scope) -> tuple[int, str] | None:
+    """Why a GraphQL POST's form is refused: Dagster must read the document that was judged."""
+    types = [v for k, v in scope["headers"] if k.lower() == b"content-type"]
+    if len(types) != 1 or types[0].split(b";")[0].strip().lower() != b"application/json":
+        return 415, "a GraphQL POST needs exactly one Content-Type header: application/json"
+    in_url = set(parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+    if in_url & {"query", "variables", "operationName"}:
+        return 400, "a GraphQL POST carries query, variables and operationName in its JSON body, not in the URL"
+    return None
+
+
+def _launch_detail(action: Action) -> str:
+    """What an allowed launch changed or set beyond its target, for its audit row."""
+    notes = []
+    if action.dropped_tags:
+        notes.append("platform-owned tags removed: " + ", ".join(sorted(action.dropped_tags)))
+    if action.launch_settings:
+        notes.append("launch-time settings: " + json.dumps(action.launch_settings, sort_keys=True))
+    return "; ".join(notes)
 
 
 def _safe_next(path: str | None, prefix: str) -> str:
@@ -271,6 +294,16 @@ class SignedIn:
     # GraphQL over HTTP ------------------------------------------------------------------------
 
     async def _graphql(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
+        """Judge the JSON body, then hand Dagster exactly that document: re-serialised, as the only
+        Content-Type it parses as JSON, and with no URL query string (which Dagster would otherwise
+        execute instead of a body it does not recognise as JSON)."""
+        refusal = _transport_refusal(scope)
+        if refusal is not None:
+            status, message = refusal
+            await run_in_threadpool(self._record, "graphql", "denied", scope, principal, target="/graphql",
+                                    detail=message)  # fmt: skip
+            await _graphql_error(message, status)(scope, receive, send)
+            return
         body = bytearray()
         while True:
             message = await receive()
@@ -291,12 +324,12 @@ class SignedIn:
         if isinstance(outcome, Response):
             await outcome(scope, receive, send)
             return
-        body = json.dumps(outcome).encode()
-        headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-length"]
-        scope = {**scope, "headers": [*headers, (b"content-length", str(len(body)).encode())]}
-        await self.app(scope, _replay(body), send)
+        forwarded = json.dumps(outcome).encode()
+        kept = [(k, v) for k, v in scope["headers"] if k.lower() not in BODY_HEADERS]
+        headers = [*kept, (b"content-type", b"application/json"), (b"content-length", str(len(forwarded)).encode())]
+        await self.app({**scope, "headers": headers, "query_string": b""}, _replay(forwarded), send)
 
-    def _judge_graphql(self, scope: Scope, request, principal: Principal) -> dict | Response:
+    def _judge_graphql(self, scope: Scope, request, principal: Principal) -> dict | list | Response:
         """The request to pass on (launches tagged with the user), or the refusal to send."""
         items = request if isinstance(request, list) else [request]
         if not items or not all(isinstance(i, dict) and isinstance(i.get("query"), str) for i in items):
@@ -314,6 +347,7 @@ class SignedIn:
             try:
                 actions = [judge(a, principal) for a in mutations(item["query"], variables, self.targets)]
             except UnreadableRequest as error:
+                self._record("graphql", "denied", scope, principal, target="/graphql", detail=f"refused: {error}")
                 return _graphql_error(f"refused: {error}", 400)
             judged.append(({**item, "variables": variables}, actions))
         actions = [a for _, found in judged for a in found]
@@ -321,21 +355,21 @@ class SignedIn:
             for action in actions:
                 action.allowed, action.reason = False, "batched GraphQL requests may not carry mutations"
         denied = [a for a in actions if not a.allowed]
+        if not denied and len(judged) == 1:
+            tag_with_user(judged[0][0]["variables"], judged[0][1], principal.name)
         for action in actions:
             outcome = "allowed" if not denied else ("denied" if not action.allowed else "not-run")
             for project in sorted(action.projects, key=str) or [None]:
                 self._record(
                     action.mutation, outcome, scope, principal, project=project, target=action.target,
                     role=action.roles.get(project, principal.describe_role(project)),
-                    detail=action.reason or None,
+                    detail=action.reason or _launch_detail(action) or None,
                 )  # fmt: skip
         if denied:
             return _refusal(actions, "refused: " + "; ".join(a.reason for a in denied))
         if isinstance(request, list):
-            return request
-        item, found = judged[0]
-        tag_with_user(item["variables"], found, principal.name)
-        return item
+            return [item for item, _ in judged]
+        return judged[0][0]
 
     def _judge_rest(self, scope: Scope, path: str, method: str, principal: Principal) -> str | None:
         """Dagster's REST reports need an editor of the asset's project; other writes, a platform admin."""
