@@ -41,7 +41,8 @@ def test_helm_values_run_our_code_location_with_postgres_queue_and_gpu_limit():
         assert deployment["dagsterApiGrpcArgs"] == ["-f", f"projects/{deployment['name']}/definitions.py"]
         env = {item["name"]: item["value"] for item in deployment["env"]}
         assert env["ALGO_PLATFORM_ENV"] == "kubernetes"
-    assert values["runLauncher"]["type"] == "K8sRunLauncher"
+    launcher = values["runLauncher"]["config"]["customRunLauncher"]
+    assert (launcher["module"], launcher["class"]) == ("dagster_k8s", "K8sRunLauncher")
     assert values["postgresql"]["enabled"] is False and values["generatePostgresqlPasswordSecret"] is False
     queue = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
     per_project = {"key": "algo_platform/training", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
@@ -137,3 +138,30 @@ def test_spark_manifests_match_the_spark_launcher_defaults():
     assert all(d["metadata"].get("namespace") == defaults.namespace for d in documents)
     role = next(d for d in documents if d["kind"] == "Role")
     assert {"create", "delete", "watch"} <= set(role["rules"][0]["verbs"]) and "pods" in role["rules"][0]["resources"]
+
+
+def test_the_run_launcher_takes_no_kubernetes_config_from_a_run(monkeypatch):
+    """The second wall behind the webserver: a `dagster-k8s/config` tag that got through would be refused."""
+    from dagster._config import process_config
+    from dagster_k8s import K8sRunLauncher
+    from dagster_k8s.container_context import K8sContainerContext
+    from dagster_k8s.job import UserDefinedDagsterK8sConfig
+
+    for variable in ("DAGSTER_HOME", "DAGSTER_K8S_INSTANCE_CONFIG_MAP", "DAGSTER_K8S_PG_PASSWORD_SECRET"):
+        monkeypatch.setenv(variable, "x")
+    monkeypatch.setenv("DAGSTER_K8S_PIPELINE_RUN_ENV_CONFIGMAP", "x")
+    values = yaml.safe_load((REPO / "deploy" / "helm" / "values.yaml").read_text())
+    config = values["runLauncher"]["config"]["customRunLauncher"]["config"]
+    checked = process_config(K8sRunLauncher.config_type(), config)
+    assert checked.success, checked.errors
+    allowed_fields = config["only_allow_user_defined_k8s_config_fields"]
+    privileged = UserDefinedDagsterK8sConfig(
+        container_config={"image": "attacker/image", "security_context": {"privileged": True}},
+        pod_spec_config={"service_account_name": "dagster", "volumes": [{"name": "h", "host_path": {"path": "/"}}]},
+    )
+    with pytest.raises(Exception, match="violated the allowed list"):
+        K8sContainerContext(run_k8s_config=privileged).validate_user_k8s_config_for_run(
+            allowed_fields, config["only_allow_user_defined_env_vars"]
+        )
+    deployment_env = {e["name"] for d in values["dagster-user-deployments"]["deployments"] for e in d["env"]}
+    assert deployment_env <= set(config["only_allow_user_defined_env_vars"])
