@@ -9,7 +9,9 @@ with a trigger in both databases, so the log is append-only for the platform its
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
+import secrets
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -74,6 +76,26 @@ audit = sa.Table(
     sa.Column("detail", sa.Text, nullable=True),
 )
 
+# Each sign-in attempt is counted here before its password is checked, so concurrent attempts
+# cannot all pass the lock check first; a successful sign-in clears its name's attempts.
+attempts = sa.Table(
+    "algo_platform_sign_in_attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False, index=True),
+    sa.Column("user_name", sa.String(128), nullable=False, index=True),
+    sa.Column("client", sa.String(64), nullable=True, index=True),
+)
+# Signed-in sessions: the cookie names one by a random id; signing out deletes it, so a copied
+# cookie stops working at once.
+sessions = sa.Table(
+    "algo_platform_sessions",
+    metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),  # SHA-256 of the id: the table holds no live id
+    sa.Column("user_name", sa.String(128), nullable=False, index=True),
+    sa.Column("started_at", sa.Float, nullable=False),
+)
+
 _APPEND_ONLY = {
     "sqlite": [
         f"CREATE TRIGGER IF NOT EXISTS algo_platform_audit_no_{verb.lower()} BEFORE {verb} ON algo_platform_audit "
@@ -88,6 +110,19 @@ _APPEND_ONLY = {
         "FOR EACH ROW EXECUTE FUNCTION algo_platform_audit_append_only()",
     ],
 }
+
+
+def printable(text: str | None, limit: int) -> str | None:
+    """`text` as the audit log stores it: control characters (a newline would forge a line in
+    `algo-platform audit`) written as escapes, and at most `limit` characters, marked when cut."""
+    if text is None:
+        return None
+    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _hashed(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -187,6 +222,7 @@ class Accounts:
                 .where(users.c.name == name)
                 .values(password_hash=self.hasher.hash(password), sessions_valid_after=time.time())
             )
+            connection.execute(sessions.delete().where(sessions.c.user_name == name))
 
     def set_disabled(self, name: str, disabled: bool) -> None:
         with self.engine.begin() as connection:
@@ -194,6 +230,7 @@ class Accounts:
             values = {"disabled": disabled}
             if disabled:
                 values["sessions_valid_after"] = time.time()
+                connection.execute(sessions.delete().where(sessions.c.user_name == name))
             connection.execute(users.update().where(users.c.name == name).values(**values))
 
     def set_platform_admin(self, name: str, platform_admin: bool) -> None:
@@ -270,35 +307,65 @@ class Accounts:
 
     # Sign-in throttling -------------------------------------------------------------------------
 
-    def locked_until(self, name: str, client: str | None, now: float | None = None) -> float | None:
-        """When a lock on this name (or address) ends, if failed sign-ins have put one on it."""
+    def count_attempt(self, name: str, client: str | None, now: float | None = None) -> tuple[int, float | None]:
+        """Count a sign-in attempt before its password is checked: (its id, and when the lock on this
+        name or address ends if one is on it, in which case the attempt is not counted).
+
+        The attempt is stored first and the attempts counted after, each in its own transaction:
+        of any set of attempts let through, the last to count saw all the others, so no more than
+        FAILURES_BEFORE_LOCK attempts on a name are checked between two successful sign-ins, however
+        many arrive at once."""
         now = now or time.time()
         since = now - LOCK_SECONDS
-        failed = (audit.c.action == "sign-in") & (audit.c.outcome == "failed") & (audit.c.at >= since)
+        with self.engine.begin() as connection:
+            attempt = connection.execute(
+                attempts.insert().values(at=now, user_name=name[:128], client=client)
+            ).inserted_primary_key[0]
+        recent = sa.select(attempts.c.at).where(attempts.c.at >= since).order_by(attempts.c.at)
         with self.engine.connect() as connection:
-            last_success = connection.execute(
-                sa.select(sa.func.max(audit.c.at)).where(
-                    (audit.c.action == "sign-in") & (audit.c.outcome == "allowed") & (audit.c.user_name == name)
-                )
-            ).scalar()
-            by_name = list(
-                connection.execute(
-                    sa.select(audit.c.at)
-                    .where(failed & (audit.c.user_name == name) & (audit.c.at > (last_success or 0)))
-                    .order_by(audit.c.at)
-                ).scalars()
-            )
-            by_client = (
-                list(connection.execute(sa.select(audit.c.at).where(failed & (audit.c.client == client))).scalars())
-                if client
-                else []
-            )
+            by_name = list(connection.execute(recent.where(attempts.c.user_name == name[:128])).scalars())
+            by_client = list(connection.execute(recent.where(attempts.c.client == client)).scalars()) if client else []
         ends = []
-        if len(by_name) >= FAILURES_BEFORE_LOCK:
-            ends.append(by_name[-FAILURES_BEFORE_LOCK] + LOCK_SECONDS)
-        if len(by_client) >= FAILURES_FROM_ONE_ADDRESS_BEFORE_LOCK:
-            ends.append(sorted(by_client)[-FAILURES_FROM_ONE_ADDRESS_BEFORE_LOCK] + LOCK_SECONDS)
-        return max(ends) if ends else None
+        if len(by_name) > FAILURES_BEFORE_LOCK:
+            ends.append(by_name[-FAILURES_BEFORE_LOCK - 1] + LOCK_SECONDS)
+        if len(by_client) > FAILURES_FROM_ONE_ADDRESS_BEFORE_LOCK:
+            ends.append(by_client[-FAILURES_FROM_ONE_ADDRESS_BEFORE_LOCK - 1] + LOCK_SECONDS)
+        if not ends:
+            return attempt, None
+        with self.engine.begin() as connection:  # a refused attempt does not lengthen the lock
+            connection.execute(attempts.delete().where(attempts.c.id == attempt))
+        return attempt, max(ends)
+
+    def clear_attempts(self, name: str) -> None:
+        """A successful sign-in: the name's failed attempts no longer count."""
+        with self.engine.begin() as connection:
+            connection.execute(attempts.delete().where(attempts.c.user_name == name))
+
+    # Sessions -----------------------------------------------------------------------------------
+
+    def start_session(self, name: str, max_age: float) -> str:
+        """A new session's id, for the signed cookie; only its hash is stored. Sessions older than
+        `max_age` are removed on the way."""
+        session_id = secrets.token_urlsafe(32)
+        now = time.time()
+        with self.engine.begin() as connection:
+            connection.execute(sessions.delete().where(sessions.c.started_at < now - max_age))
+            connection.execute(sessions.insert().values(id_hash=_hashed(session_id), user_name=name, started_at=now))
+        return session_id
+
+    def end_session(self, session_id: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(sessions.delete().where(sessions.c.id_hash == _hashed(session_id)))
+
+    def session_user(self, session_id: str, max_age: float) -> str | None:
+        """The user of a live session (signed in less than `max_age` seconds ago, not signed out)."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(sessions.c.user_name).where(
+                    (sessions.c.id_hash == _hashed(session_id)) & (sessions.c.started_at >= time.time() - max_age)
+                )
+            ).first()
+        return row.user_name if row else None
 
     # The audit log ----------------------------------------------------------------------------
 
@@ -317,14 +384,14 @@ class Accounts:
             connection.execute(
                 audit.insert().values(
                     at=time.time(),
-                    user_name=user,
-                    role=role,
-                    project=project,
-                    action=action,
-                    target=target,
+                    user_name=printable(user, 128),
+                    role=printable(role, 32),
+                    project=printable(project, 128),
+                    action=printable(action, 64),
+                    target=printable(target, 1000),
                     outcome=outcome,
-                    client=client,
-                    detail=detail[:2000] if detail else None,
+                    client=printable(client, 64),
+                    detail=printable(detail, 2000),
                 )
             )
 

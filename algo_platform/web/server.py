@@ -103,6 +103,10 @@ def webserver(args: Sequence[str]) -> None:
         return guarded(protected, hosts, origins)
 
     webserver_cli.create_app_from_workspace_process_context = build_guarded
+    # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: any process on the host could
+    # then claim a trusted proxy's address, or any address at all for the audit log. No address is
+    # trusted here; the middleware reads the header itself, from ALGO_PLATFORM_TRUSTED_PROXIES only.
+    os.environ["FORWARDED_ALLOW_IPS"] = ""
     webserver_cli.cli.main(args=list(args), prog_name="algo-platform webserver")
 
 

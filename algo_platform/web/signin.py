@@ -18,10 +18,12 @@ The middleware also serves the platform's pages: `/platform` (who you are), `/pl
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 import json
 import os
+import re
 import secrets
 import tempfile
 import time
@@ -38,7 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from algo_platform.project import project_names, projects_dir
 from algo_platform.web import pages
-from algo_platform.web.accounts import Accounts, Principal, Role
+from algo_platform.web.accounts import NAME_PATTERN, Accounts, Principal, Role
 from algo_platform.web.policy import TAG_SLOTS, Action, Targets, UnreadableRequest, judge, mutations, tag_with_user
 from algo_platform.web.user_admin import UserAdmin
 
@@ -108,7 +110,9 @@ def _headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
 
 
-def _client(scope: Scope) -> str | None:
+def _peer(scope: Scope) -> str | None:
+    """The transport peer: uvicorn is told to believe no X-Forwarded-For (server.py), so this is
+    the address that opened the connection."""
     client = scope.get("client")
     return client[0] if client else None
 
@@ -181,6 +185,16 @@ class SignedIn:
 
     # Who is asking ----------------------------------------------------------------------------
 
+    def _client(self, scope: Scope) -> str | None:
+        """Who sent the request, for the audit log and the per-address sign-in lock: the peer, or,
+        when the peer is a configured proxy, the address that proxy appended to X-Forwarded-For."""
+        peer = _peer(scope)
+        if self._trusted_proxy(peer):
+            forwarded = _headers(scope).get("x-forwarded-for", "").split(",")[-1].strip()
+            with contextlib.suppress(ValueError):
+                return str(ipaddress.ip_address(forwarded))
+        return peer
+
     def _trusted_proxy(self, client: str | None) -> bool:
         if client is None:
             return False
@@ -191,7 +205,7 @@ class SignedIn:
         return any(address in network for network in self.settings.trusted_proxies)
 
     def _from_proxy(self, scope: Scope) -> Principal | str | None:
-        headers, client = _headers(scope), _client(scope)
+        headers, client = _headers(scope), _peer(scope)
         name = headers.get(self.settings.user_header, "").strip()
         if not name:
             return None
@@ -218,9 +232,11 @@ class SignedIn:
         if self.settings.mode == "proxy":
             return self._from_proxy(scope)
         session = scope.get("session") or {}
-        name, signed_in_at = session.get("user"), session.get("at")
-        if not isinstance(name, str) or not isinstance(signed_in_at, int | float):
+        name, signed_in_at, session_id = session.get("user"), session.get("at"), session.get("sid")
+        if not isinstance(name, str) or not isinstance(signed_in_at, int | float) or not isinstance(session_id, str):
             return None
+        if self.accounts.session_user(session_id, SESSION_SECONDS) != name:
+            return None  # signed out (or the session expired): the cookie alone is not enough
         return self.accounts.principal(name, signed_in_at)
 
     def _record(self, action: str, outcome: str, scope: Scope, principal: Principal | None = None, **fields) -> None:
@@ -229,7 +245,7 @@ class SignedIn:
             role = principal.describe_role(fields.get("project"))
         self.accounts.record(
             action, outcome, user=principal.name if principal else fields.pop("user", None), role=role,
-            client=_client(scope), **fields,
+            client=self._client(scope), **fields,
         )  # fmt: skip
 
     # The entry point ----------------------------------------------------------------------------
@@ -469,7 +485,13 @@ class SignedIn:
             return HTMLResponse(pages.sign_in_form(self._csrf(request), next_path, self.prefix,
                                                    "the form expired; sign in again"), 400)  # fmt: skip
         scope = request.scope
-        locked = await run_in_threadpool(self.accounts.locked_until, name, _client(scope))
+        if not re.fullmatch(NAME_PATTERN, name):
+            # Never stored or echoed as given: it could carry newlines, markup or megabytes.
+            await run_in_threadpool(self.accounts.count_attempt, "", self._client(scope))
+            await run_in_threadpool(self._record, "sign-in", "failed", scope,
+                                    detail=f"not a valid user name ({len(name)} characters)")  # fmt: skip
+            return self._sign_in_refusal(request, wants_json, "wrong user name or password", next_path, "", 401)
+        _, locked = await run_in_threadpool(self.accounts.count_attempt, name, self._client(scope))
         if locked:
             until = dt.datetime.fromtimestamp(locked, dt.UTC).strftime("%H:%M UTC")
             await run_in_threadpool(self._record, "sign-in", "locked", scope, user=name)
@@ -478,9 +500,11 @@ class SignedIn:
         if not await run_in_threadpool(self.accounts.verify_password, name, password):
             await run_in_threadpool(self._record, "sign-in", "failed", scope, user=name)
             return self._sign_in_refusal(request, wants_json, "wrong user name or password", next_path, name, 401)
+        await run_in_threadpool(self.accounts.clear_attempts, name)
+        session_id = await run_in_threadpool(self.accounts.start_session, name, SESSION_SECONDS)
         session = scope["session"]
         session.clear()
-        session.update(user=name, at=time.time(), csrf=secrets.token_urlsafe(32))
+        session.update(user=name, at=time.time(), sid=session_id, csrf=secrets.token_urlsafe(32))
         principal = await run_in_threadpool(self.accounts.principal, name)
         await run_in_threadpool(self._record, "sign-in", "allowed", scope, principal, role=_roles(principal))
         if wants_json:
@@ -495,6 +519,7 @@ class SignedIn:
     async def sign_out(self, request: Request, principal: Principal) -> Response:
         form = await request.form(max_files=0, max_fields=4)
         if self._csrf_ok(request, form):
+            await run_in_threadpool(self.accounts.end_session, request.scope["session"].get("sid", ""))
             await run_in_threadpool(self._record, "sign-out", "allowed", request.scope, principal)
             request.scope["session"].clear()
         return RedirectResponse(f"{self.prefix}/auth/sign-in", status_code=303)
