@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 import click
 
-from algo_platform.web.accounts import AccountError, Accounts, Role
+from algo_platform.web.accounts import AccountError, Accounts, Role, printable
 
 
 @contextmanager
@@ -183,6 +183,8 @@ def audit(user: str | None, project: str | None, since: str | None, as_json: boo
         if as_json:
             click.echo(json.dumps(row))
             continue
+        # Rows written before the log escaped control characters could still forge a line.
+        row = {key: printable(value, 4000) if isinstance(value, str) else value for key, value in row.items()}
         where = f" {row['project']}" if row["project"] else ""
         why = f"  ({row['detail']})" if row["detail"] else ""
         click.echo(

@@ -8,8 +8,9 @@ open in an operator's browser could launch runs on a UI at 127.0.0.1. This refus
 - any GraphQL mutation over GET (links and <img> tags make GET requests);
 - any POST, PUT, PATCH or DELETE, and any websocket, that a browser marks as coming from another
   origin (`Origin` not this server, or `Sec-Fetch-Site: cross-site`);
-- a GraphQL POST that is not JSON (an HTML form can post text/plain across sites without a
-  preflight; the UI and API clients send application/json).
+
+A GraphQL POST that is not JSON (an HTML form can post text/plain across sites without a
+preflight) is refused by the sign-in layer, which audits it (`signin._transport_refusal`).
 
 Requests without browser headers (curl, Python clients, the CLI) are not cross-site requests and
 pass; sign-in and roles are a separate layer.
@@ -82,10 +83,6 @@ class CrossSiteWriteGuard:
             queries = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("query", [])
             if any(has_mutation(query) for query in queries):
                 refusal = (405, "GraphQL mutations over GET are refused; send them as a JSON POST")
-        elif path.endswith("/graphql") and method == "POST":
-            content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-            if content_type != "application/json":
-                refusal = (415, "GraphQL POSTs must be application/json")
         if refusal is not None:
             status, message = refusal
             await JSONResponse({"error": message}, status_code=status)(scope, receive, send)
