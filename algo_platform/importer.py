@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import tempfile
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -57,6 +58,9 @@ FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".json": "js
 # Bytes of the source per batch; a batch and its canonical copy are the first pass's memory.
 BATCH_BYTES = 16 << 20
 READ_BLOCK_BYTES = 2 << 20  # the largest CSV row or JSON line an import reads
+# A compressed history may grow to this many times its size as Arrow columns (a little more than its
+# text): far above real exports, far below a decompression bomb. ALGO_PLATFORM_IMPORT_MAX_COMPRESSION_RATIO.
+IMPORT_MAX_COMPRESSION_RATIO = 200.0
 # The canonical Arrow table of a narrow text file takes about this many times its bytes (generated
 # event ids are strings), and splitting a bucket by day holds it twice (as read, and sorted).
 ARROW_PER_FILE_BYTE = 4
@@ -173,10 +177,20 @@ def read_batches(path: UPath, batch_bytes: int = BATCH_BYTES) -> Iterator[pa.Tab
         )
     else:
         reader = pajson.open_json(_text_stream(path, codec), read_options=pajson.ReadOptions(block_size=block_bytes))
+    ratio = float(os.environ.get("ALGO_PLATFORM_IMPORT_MAX_COMPRESSION_RATIO", IMPORT_MAX_COMPRESSION_RATIO))
+    bound = path.fs.size(path.path) * ratio if codec else math.inf
+    read_bytes = 0
     with reader:
         gathered: list[pa.RecordBatch] = []
         gathered_bytes = 0
         for batch in reader:
+            read_bytes += batch.nbytes
+            if read_bytes > bound:
+                raise ImportRefused(
+                    f"{path.name}: expands to more than {ratio:g} times its compressed size (a decompression "
+                    "bomb, or data far more repetitive than an event log); import it uncompressed, or raise "
+                    "ALGO_PLATFORM_IMPORT_MAX_COMPRESSION_RATIO if it is genuine"
+                )
             gathered.append(batch)
             gathered_bytes += batch.nbytes
             if gathered_bytes >= batch_bytes:

@@ -276,21 +276,54 @@ def content_digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _decompressed(name: str, data: bytes) -> tuple[str, bytes]:
-    """`events.csv.gz` -> (`events.csv`, its bytes); other names unchanged."""
+@dataclass(frozen=True)
+class DecompressionLimits:
+    """How far a compressed upload may expand: a few hundred KiB of gzip can inflate to gigabytes."""
+
+    max_bytes: int = 1 << 30
+    max_ratio: float = 100.0
+
+    @classmethod
+    def from_environment(cls) -> DecompressionLimits:
+        """ALGO_PLATFORM_UPLOAD_MAX_DECOMPRESSED_MB and ALGO_PLATFORM_UPLOAD_MAX_COMPRESSION_RATIO."""
+        mb = os.environ.get("ALGO_PLATFORM_UPLOAD_MAX_DECOMPRESSED_MB")
+        ratio = os.environ.get("ALGO_PLATFORM_UPLOAD_MAX_COMPRESSION_RATIO")
+        return cls(int(mb) << 20 if mb else cls.max_bytes, float(ratio) if ratio else cls.max_ratio)
+
+    def bound(self, compressed_bytes: int) -> int:
+        return int(min(self.max_bytes, max(compressed_bytes, 1) * self.max_ratio))
+
+
+def _decompressed(name: str, data: bytes, limits: DecompressionLimits | None = None) -> tuple[str, bytes]:
+    """`events.csv.gz` -> (`events.csv`, its bytes); other names unchanged. With `limits`, a file
+    that expands beyond them is refused as soon as it does, before it fills memory."""
     stem, dot, ext = name.rpartition(".")
     codec = COMPRESSIONS.get(f".{ext.lower()}") if dot else None
     if codec is None:
         return name, data
     if not data:
         raise BadEventFile(name, "empty_file", "file is empty (0 bytes); re-export it from the source")
+    bound = limits.bound(len(data)) if limits else None
+    chunks, size = [], 0
     try:
         with pa.CompressedInputStream(pa.BufferReader(data), codec) as stream:
-            return stem, stream.read()
+            while chunk := stream.read(8 << 20):
+                size += len(chunk)
+                if bound is not None and size > bound:
+                    raise BadEventFile(
+                        name,
+                        "decompression_bomb",
+                        f"expands beyond {bound / 2**20:,.0f} MiB from {len(data) / 2**20:,.2f} MiB compressed "
+                        f"(the limits are {limits.max_bytes >> 20} MiB and {limits.max_ratio:g}x); upload it "
+                        "with `algo-platform import`, which streams, or raise ALGO_PLATFORM_UPLOAD_MAX_DECOMPRESSED_MB "
+                        "/ ALGO_PLATFORM_UPLOAD_MAX_COMPRESSION_RATIO if the file is genuine",
+                    )
+                chunks.append(chunk)
     except (OSError, pa.ArrowInvalid):
         raise BadEventFile(
             name, "corrupt_compressed", f"not a valid {codec} stream (truncated?); compress the file again"
         ) from None
+    return stem, b"".join(chunks)
 
 
 def csv_delimiter(data: bytes) -> str:
@@ -308,8 +341,8 @@ def _safe_arrow_message(message: str) -> str:
     return first[:200]
 
 
-def _parse_bytes(name: str, data: bytes) -> pa.Table:
-    name, data = _decompressed(name, data)
+def _parse_bytes(name: str, data: bytes, limits: DecompressionLimits | None = None) -> pa.Table:
+    name, data = _decompressed(name, data, limits)
     suffix = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
     if suffix not in SUPPORTED_SUFFIXES:
         raise BadEventFile(
@@ -490,9 +523,9 @@ def _cast_text(name: str, column_name: str, column: pa.ChunkedArray) -> pa.Chunk
         ) from None
 
 
-def parse_event_bytes(name: str, data: bytes) -> pa.Table:
+def parse_event_bytes(name: str, data: bytes, limits: DecompressionLimits | None = None) -> pa.Table:
     """The file as read (its own column names), before mapping; BadEventFile when unreadable."""
-    return _parse_bytes(name, data)
+    return _parse_bytes(name, data, limits)
 
 
 def quarantine_name(name: str) -> str:

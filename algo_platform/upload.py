@@ -15,6 +15,7 @@ from algo_platform.landing import (
     MAPPING_SUFFIX,
     MAX_NAME_BYTES,
     BadEventFile,
+    DecompressionLimits,
     LinkedLandingFolder,
     content_digest,
     misplaced_rows_error,
@@ -85,13 +86,15 @@ def upload_event_file(
 
     data = source.read_bytes()
     try:
-        parsed = parse_event_bytes(name, data)
+        parsed = parse_event_bytes(name, data, DecompressionLimits.from_environment())
         table = to_canonical(name, parsed, mapping, content_digest(data), extra_columns)
         misplaced = misplaced_rows_error(name, day, table)
     except BadEventFile as error:
         raise UploadError(str(error)) from None
     if misplaced is not None:
         raise UploadError(str(misplaced))
+    if table.num_rows == 0:
+        raise UploadError(f"{name}: the file holds no rows (a header line only?); nothing to land")
 
     loaded = {*CANONICAL_COLUMNS, *mapping.values(), *(extra_columns or {})}
     ignored = tuple(c for c in parsed.column_names if c not in loaded)

@@ -352,3 +352,17 @@ def test_an_import_never_writes_through_a_linked_day_folder(tmp_path, storage_ro
     with pytest.raises(ImportRefused, match=r"2024-03-03 is a symbolic link.*nothing was landed"):
         run_import(source, storage_root)
     assert list(outside.iterdir()) == [] and [p.name for p in events.iterdir()] == ["2024-03-03"]
+
+
+def test_a_compressed_history_that_expands_like_a_bomb_is_refused_before_it_lands(tmp_path, storage_root):
+    import gzip
+
+    row = b"1,10,4.0,1600000000\n"
+    bomb = tmp_path / "ratings.csv.gz"
+    bomb.write_bytes(gzip.compress(b"userId,movieId,rating,timestamp\n" + row * 3_000_000, compresslevel=9))
+    with pytest.raises(ImportRefused, match="ratings.csv.gz: expands to more than 200 times"):
+        run_import(bomb, storage_root)
+    assert not (Path(storage_root) / "landing" / "events").exists()
+    genuine = tmp_path / "genuine.csv.gz"  # a real export's ratio imports as before
+    genuine.write_bytes(gzip.compress(ratings_csv(tmp_path / "genuine.csv", rows=20_000, days=30).read_bytes()))
+    assert run_import(genuine, storage_root).rows == 20_000

@@ -18,7 +18,7 @@ import requests
 
 from tests.conftest import PROJECT
 from tests.test_daemon_e2e import BIN
-from tests.test_web_auth import LAUNCH, audit, launch_params
+from tests.test_web_auth import DAY, LAUNCH, audit, launch_params
 from tests.web_platform import OTHER_PROJECT, PlatformSession, start_web_platform
 
 
@@ -183,3 +183,99 @@ def test_signing_out_ends_the_session_for_a_copied_cookie(web):
     signed_out = edna.http.post(f"{web.base}/auth/sign-out", data={"csrf": edna.csrf}, allow_redirects=False)
     assert signed_out.status_code == 303
     assert copied.post(f"{web.base}/graphql", json={"query": "{ version }"}, timeout=30).status_code == 401
+
+
+def multipart(fields: list[tuple[str, str]], filename: bytes | None = None, content: bytes = b"") -> tuple[bytes, str]:
+    """A multipart/form-data body written byte by byte (file names a client library would clean)."""
+    boundary = "----algo-platform-" + secrets.token_hex(8)
+    body = b""
+    for name, value in fields:
+        body += f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+    if filename is not None:
+        body += f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="'.encode()
+        body += filename + b'"\r\nContent-Type: application/octet-stream\r\n\r\n' + content + b"\r\n"
+    return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def upload_fields(session: PlatformSession, project: str) -> list[tuple[str, str]]:
+    return [("csrf", session.csrf), ("project", project), ("date", DAY)]
+
+
+def test_an_upload_is_refused_before_its_file_is_read(web):
+    """The form's head only, then silence: the answer must come before the file does."""
+    vic = web.client("vic")  # a viewer: may not upload
+    cases = [(vic, upload_fields(vic, PROJECT), 403), (vic, [("csrf", "forged"), ("project", PROJECT)], 400)]
+    for session, fields, status in cases:
+        head, content_type = multipart(fields, b"big.csv", b"user_id,item_id,ts\n")
+        head = head[: head.index(b"user_id,item_id,ts\n")] + b"user_id,item_id,ts\n"  # the file's start only
+        address = urlsplit(web.base)
+        connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+        connection.putrequest("POST", "/platform/upload")
+        cookie = "; ".join(f"{c.name}={c.value}" for c in session.http.cookies)
+        for name, value in [("Content-Type", content_type), ("Transfer-Encoding", "chunked"), ("Cookie", cookie),
+                            ("Accept", "application/json")]:  # fmt: skip
+            connection.putheader(name, value)
+        connection.endheaders()
+        connection.send(f"{len(head):x}\r\n".encode() + head + b"\r\n")  # ...and the rest never comes
+        response = connection.getresponse()  # times out (fails) if the server waits for the file
+        assert response.status == status, response.read()
+        connection.close()
+    refused = [e for e in audit(web, "--user", "vic") if e["action"] == "upload"]
+    assert [(e["project"], e["outcome"]) for e in refused[-2:]] == [(PROJECT, "denied"), (None, "denied")]
+
+
+def test_an_upload_body_is_capped_while_it_arrives(tmp_path):
+    """In process, over ASGI: a chunked body (no length to refuse up front) is cut off at the limit."""
+    import asyncio
+
+    from starlette.requests import Request
+
+    from algo_platform.web.upload_receiver import UploadRefused, receive_upload
+
+    head, content_type = multipart([("project", "p")], b"x.csv", b"START")
+    chunks = [head[: head.index(b"START")]] + [b"x" * (1 << 20)] * 64  # 64 MiB offered
+    pulled = 0
+
+    async def receive():
+        nonlocal pulled
+        pulled += 1
+        return {"type": "http.request", "body": chunks[pulled - 1], "more_body": pulled < len(chunks)}
+
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": [(b"content-type", content_type.encode())]}
+    with pytest.raises(UploadRefused) as refused:
+        asyncio.run(receive_upload(Request(scope, receive), tmp_path, lambda fields: None, max_body_bytes=4 << 20))
+    assert refused.value.status == 413
+    assert pulled <= 6  # about the limit's worth of chunks, not the 65 offered
+    assert (tmp_path / "x.csv").stat().st_size <= 4 << 20
+
+
+def test_a_gzip_bomb_is_refused_with_a_clear_message(web):
+    import gzip
+
+    edna = web.client("edna")
+    rows = f"1,10,{DAY}T08:00:00Z\n".encode() * 2_000_000  # about 50 MiB of text...
+    bomb = gzip.compress(b"user_id,item_id,ts\n" + rows, compresslevel=9)  # ...in well under 1 MiB
+    body, content_type = multipart(upload_fields(edna, PROJECT), b"bomb.csv.gz", bomb)
+    status, text = raw_post(web, edna, "/platform/upload", body, [("Content-Type", content_type),
+                                                                  ("Accept", "application/json")])  # fmt: skip
+    assert status == 400 and "bomb.csv.gz" in text and "expands beyond" in text, text
+    row = [e for e in audit(web, "--user", "edna") if e["action"] == "upload"][-1]
+    assert row["outcome"] == "failed" and "expands beyond" in row["detail"]
+
+
+@pytest.mark.parametrize(
+    ("filename", "content", "says"),
+    [
+        (b"events\x00.csv", b"user_id,item_id,ts\n1,2,2026-01-01T00:00:00Z\n", "control characters"),
+        (b"e" * 300 + b".csv", b"user_id,item_id,ts\n1,2,2026-01-01T00:00:00Z\n", "rename it to at most"),
+        (b"header-only.csv", b"user_id,item_id,ts\n", "holds no rows"),
+    ],
+)
+def test_odd_uploads_get_a_clear_refusal_and_an_audit_row(web, filename, content, says):
+    edna = web.client("edna")
+    body, content_type = multipart(upload_fields(edna, PROJECT), filename, content)
+    status, text = raw_post(web, edna, "/platform/upload", body, [("Content-Type", content_type),
+                                                                  ("Accept", "application/json")])  # fmt: skip
+    assert status == 400 and says in text, text
+    row = [e for e in audit(web, "--user", "edna") if e["action"] == "upload"][-1]
+    assert row["outcome"] in ("denied", "failed") and says in row["detail"]

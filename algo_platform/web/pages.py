@@ -69,9 +69,10 @@ def upload_form(projects: list[str], prefix: str, csrf: str, message: str | None
   <input type="hidden" name="csrf" value="{escape(csrf)}">
   <label>Project <select name="project" id="project">{options}</select></label>
   <label>Day <input name="date" id="date" placeholder="{today}" required></label>
-  <label>File (Parquet, CSV, JSONL) <input type="file" name="file" id="file" required></label>
   <label>Column mapping, if the file's names differ (optional)
     <input name="map" id="map" placeholder="user_id=userId, item_id=movieId, ts=timestamp"></label>
+  <!-- The file comes last: the server checks the token and the role before it keeps any of it. -->
+  <label>File (Parquet, CSV, JSONL) <input type="file" name="file" id="file" required></label>
   <button type="submit" id="upload">Upload</button>
 </form>""",
     )

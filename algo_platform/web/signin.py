@@ -27,14 +27,15 @@ import re
 import secrets
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
+from python_multipart.exceptions import MultipartParseError
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -42,13 +43,14 @@ from algo_platform.project import project_names, projects_dir
 from algo_platform.web import pages
 from algo_platform.web.accounts import NAME_PATTERN, Accounts, Principal, Role
 from algo_platform.web.policy import TAG_SLOTS, Action, Targets, UnreadableRequest, judge, mutations, tag_with_user
+from algo_platform.web.upload_receiver import UploadRefused, receive_upload
 from algo_platform.web.user_admin import UserAdmin
 
 PRINCIPAL = "algo_platform.principal"
 SESSION_SECONDS = 12 * 3600
 WEBSOCKET_RECHECK_SECONDS = 10
 MAX_GRAPHQL_BODY = 8 * 1024 * 1024
-MAX_UPLOAD_BYTES = 2 * 1024**3
+MAX_UPLOAD_BYTES = 2 * 1024**3  # a web upload's whole body; ALGO_PLATFORM_UPLOAD_MAX_MB overrides it
 PUBLIC_PATHS = ("/server_info", "/dagit_info", "/favicon.png")
 # Dagster's REST endpoints that change state: the asset key follows the prefix.
 REPORT_ENDPOINTS = ("/report_asset_materialization/", "/report_asset_check/", "/report_asset_observation/")
@@ -134,6 +136,11 @@ def _refusal(actions: list[Action], message: str) -> JSONResponse:
         else:
             data[action.response_key] = {"__typename": "UnauthorizedError", "message": reason}
     return JSONResponse({"data": data, "errors": [{"message": message}]}, status_code=403)
+
+
+def max_upload_bytes() -> int:
+    configured = os.environ.get("ALGO_PLATFORM_UPLOAD_MAX_MB")
+    return int(configured) << 20 if configured else MAX_UPLOAD_BYTES
 
 
 def _transport_refusal(scope: Scope) -> tuple[int, str] | None:
@@ -468,8 +475,11 @@ class SignedIn:
         return session["csrf"]
 
     def _csrf_ok(self, request: Request, form) -> bool:
-        expected = (request.scope.get("session") or {}).get("csrf")
         given = request.headers.get("x-csrf-token") or (form.get("csrf") if form is not None else None)
+        return self._csrf_matches(request, given)
+
+    def _csrf_matches(self, request: Request, given) -> bool:
+        expected = (request.scope.get("session") or {}).get("csrf")
         return bool(expected) and isinstance(given, str) and secrets.compare_digest(expected, given)
 
     async def sign_in_page(self, request: Request, _principal) -> Response:
@@ -538,6 +548,7 @@ class SignedIn:
 
     async def upload(self, request: Request, principal: Principal) -> Response:
         wants_json = "application/json" in request.headers.get("accept", "")
+        scope = request.scope
 
         def answer(message: str, status: int, **extra) -> Response:
             if wants_json:
@@ -545,31 +556,41 @@ class SignedIn:
             page = pages.upload_form(self._editable(principal), self.prefix, self._csrf(request), message, status < 400)
             return HTMLResponse(page, status)
 
-        if int(request.headers.get("content-length") or 0) > MAX_UPLOAD_BYTES:
-            return answer(f"the file is over {MAX_UPLOAD_BYTES // 1024**3} GiB; use `algo-platform import`", 413)
-        async with request.form(max_files=1, max_fields=8) as form:
-            if not self._csrf_ok(request, form):
-                return answer("the form expired; reload the page and upload again", 400)
-            project, day, file = str(form.get("project", "")), str(form.get("date", "")).strip(), form.get("file")
-            scope = request.scope
+        attempted: dict[str, str] = {}
+
+        def authorize(fields: Mapping[str, list[str]]) -> None:
+            """Before any of the file is kept: the CSRF token (header or a field before the file), then the role."""
+            token = request.headers.get("x-csrf-token") or (fields.get("csrf") or [None])[0]
+            if not self._csrf_matches(request, token):
+                raise UploadRefused(400, "the form expired; reload the page and upload again")
+            project = attempted["project"] = (fields.get("project") or [""])[0]
             if (principal.role_on(project) or 0) < Role.editor:
-                reason = (
-                    f"uploading to {project or '(no project)'} needs editor; you are {principal.describe_role(project)}"
-                )
-                await run_in_threadpool(self._record, "upload", "denied", scope, principal, project=project or None,
-                                        target=getattr(file, "filename", None), detail=reason)  # fmt: skip
-                return answer(reason, 403)
-            if file is None or not hasattr(file, "filename") or not file.filename:
+                role = principal.describe_role(project)
+                raise UploadRefused(403, f"uploading to {project or '(no project)'} needs editor; you are {role}")
+
+        with tempfile.TemporaryDirectory(prefix="algo-platform-upload-") as folder:
+            try:
+                received = await receive_upload(request, Path(folder), authorize, max_upload_bytes())
+            except (UploadRefused, MultipartParseError, ClientDisconnect) as error:
+                status, message = (
+                    (error.status, error.message) if isinstance(error, UploadRefused)
+                    else (400, "the upload ended early or is not a valid multipart form; upload again")
+                )  # fmt: skip
+                await run_in_threadpool(self._record, "upload", "denied", scope, principal,
+                                        project=attempted.get("project") or None, detail=message)  # fmt: skip
+                return answer(message, status)
+            project, day = received.first("project"), received.first("date").strip()
+            if received.path is None:
                 return answer("choose a file to upload", 400)
-            mappings = [m.strip() for text in form.getlist("map") for m in str(text).split(",") if m.strip()]
-            result = await run_in_threadpool(self._land, project, day, file, mappings)
+            mappings = [m.strip() for text in received.fields.get("map", []) for m in text.split(",") if m.strip()]
+            result = await run_in_threadpool(self._land, project, day, received.path, mappings)
         outcome = "allowed" if result["ok"] else "failed"
         await run_in_threadpool(self._record, "upload", outcome, scope, principal, project=project,
-                                target=result.get("target") or file.filename, detail=result["message"])  # fmt: skip
+                                target=result.get("target") or received.filename, detail=result["message"])  # fmt: skip
         details = {key: value for key, value in result.items() if key != "message"}
         return answer(result["message"], 200 if result["ok"] else 400, **details)
 
-    def _land(self, project_name: str, day: str, file, mappings: list[str]) -> dict:
+    def _land(self, project_name: str, day: str, local: Path, mappings: list[str]) -> dict:
         """The CLI's upload on the received file: same checks, same mapping rules, same landing zone."""
         from algo_platform.landing import parse_column_mapping
         from algo_platform.project import ProjectError, load_project
@@ -580,35 +601,21 @@ class SignedIn:
             project = load_project(self.settings.projects_dir / project_name)
         except ProjectError as error:
             return {"ok": False, "message": str(error)}
-        name = Path(file.filename).name
-        if not name or name in (".", ".."):
-            return {"ok": False, "message": f"{file.filename!r} is not a file name"}
-        with tempfile.TemporaryDirectory(prefix="algo-platform-upload-") as folder:
-            local = Path(folder) / name
-            file.file.seek(0)
-            received = 0
-            with open(local, "wb") as out:
-                while chunk := file.file.read(1024 * 1024):
-                    received += len(chunk)
-                    if received > MAX_UPLOAD_BYTES:  # a chunked request has no length to refuse up front
-                        return {"ok": False, "message": f"{file.filename} is over {MAX_UPLOAD_BYTES >> 30} GiB; "
-                                "use `algo-platform import` for files this size"}  # fmt: skip
-                    out.write(chunk)
-            try:
-                mapping = {
-                    **project.data.column_map,
-                    **parse_column_mapping(mappings, project.data.extra_columns),
-                }
-                result = upload_event_file(
-                    local,
-                    day,
-                    mapping,
-                    load_settings().project_root(project.name),
-                    project.partitions_start.isoformat(),
-                    extra_columns=project.data.extra_columns,
-                )
-            except (UploadError, ValueError) as error:
-                return {"ok": False, "message": str(error)}
+        try:
+            mapping = {
+                **project.data.column_map,
+                **parse_column_mapping(mappings, project.data.extra_columns),
+            }
+            result = upload_event_file(
+                local,
+                day,
+                mapping,
+                load_settings().project_root(project.name),
+                project.partitions_start.isoformat(),
+                extra_columns=project.data.extra_columns,
+            )
+        except (UploadError, ValueError) as error:
+            return {"ok": False, "message": str(error)}
         if result.already_present:
             message = f"{result.target}: identical file already landed; nothing to do"
         else:
