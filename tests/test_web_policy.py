@@ -100,7 +100,7 @@ def test_platform_owned_tags_and_run_config_never_come_from_a_launch():
     assert [a.allowed for a in actions] == [True]
     tag_with_user(hostile, actions, "lars")
     sent = {t["key"]: t["value"] for t in hostile["p"]["executionMetadata"]["tags"]}
-    assert sent == {"note": "kept", "user": "lars"}
+    assert sent == {"note": "kept", "algo_platform/project": "team_b", "user": "lars"}
     assert actions[0].dropped_tags == {"dagster-k8s/config", "algo_platform/training", "dagster/priority"}
 
     trainer_image = {"resources": {"training_launcher": {"config": {"image": "evil:latest"}}}}

@@ -34,6 +34,7 @@ from graphql import (
 from graphql.error import GraphQLError
 from graphql.utilities import value_from_ast_untyped
 
+from algo_platform.project import PROJECT_TAG
 from algo_platform.web.accounts import Principal, Role
 
 USER_TAG = "user"  # Dagster's own tag for who launched a run: the runs list shows it as "Launched by"
@@ -46,6 +47,7 @@ class Targets(Protocol):
     def of_run(self, run_id: str) -> str | None: ...
     def of_backfill(self, backfill_id: str) -> set[str]: ...
     def of_asset(self, path: list[str]) -> str | None: ...
+    def readable_by(self, run_id: str) -> str | None: ...
     def of_instigator(self, *ids: str | None) -> str | None: ...
 
 
@@ -449,17 +451,17 @@ def judge(action: Action, principal: Principal) -> Action:
     return action
 
 
-def _set_user_tag(holder: Any, path: tuple[str, ...], user: str, dropped: set[str]) -> None:
+def _set_user_tag(holder: Any, path: tuple[str, ...], user: str, dropped: set[str], project_tag: list) -> None:
     if isinstance(holder, list):  # launchMultipleRuns: a list of ExecutionParams
         for item in holder:
-            _set_user_tag(item, path, user, dropped)
+            _set_user_tag(item, path, user, dropped, project_tag)
         return
     if not isinstance(holder, dict):
         return
     if len(path) > 1:
         if not isinstance(holder.get(path[0]), dict):
             holder[path[0]] = {}
-        _set_user_tag(holder[path[0]], path[1:], user, dropped)
+        _set_user_tag(holder[path[0]], path[1:], user, dropped, project_tag)
         return
     tags = []
     for tag in holder.get(path[0]) or []:
@@ -469,15 +471,20 @@ def _set_user_tag(holder: Any, path: tuple[str, ...], user: str, dropped: set[st
         else:
             tags.append(tag)
     dropped.discard(USER_TAG)
-    holder[path[0]] = [*tags, {"key": USER_TAG, "value": user}]
+    holder[path[0]] = [*tags, *project_tag, {"key": USER_TAG, "value": user}]
 
 
 def tag_with_user(variables: dict[str, Any], actions: list[Action], user: str) -> dict[str, Any]:
     """The variables with Dagster's `user` tag set to the signed-in user on each launch (any sent is
-    replaced) and the platform-owned tags removed (the job's own, from project.yaml, then apply);
+    replaced), the platform-owned tags removed (the job's own, from project.yaml, then apply) and
+    the run's `algo_platform/project` set;
     each launch's `dropped` names the tags it lost, for the audit log."""
     for action in actions:
         if action.tag_slot is not None:
             name, path = action.tag_slot
-            _set_user_tag(variables.get(name), path, user, action.dropped_tags)
+            # The run's project, which decides who may read it (web/visibility.py), for a launch
+            # of one project's job or assets (a job's own tags say the same).
+            owners = [p for p in action.projects if p is not None]
+            project_tag = [{"key": PROJECT_TAG, "value": owners[0]}] if len(action.projects) == 1 and owners else []
+            _set_user_tag(variables.get(name), path, user, action.dropped_tags, project_tag)
     return variables

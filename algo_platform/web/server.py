@@ -42,25 +42,31 @@ def allowed_hosts(args: Sequence[str]) -> list[str]:
 
 
 def scope_permissions_to_users(process_context) -> None:
-    """Dagster's permission checks (and the UI's enabled buttons) follow the signed-in user's roles.
+    """Each request's Dagster context is the signed-in user's: what they may read and do.
 
+    Reads: a user who is not a platform admin sees the workspace and the runs, logs and asset
+    events of the projects they hold a role on, and nothing else (web/visibility.py). Actions:
     Dagster knows two levels per code location, read-only or not: a launcher or better may act on
-    a project, a viewer may not; only platform admins hold the workspace-wide permissions. The
-    middleware's finer checks (launcher vs editor vs admin) still run first."""
+    a project, a viewer may not; only platform admins hold the workspace-wide permissions, so the
+    UI greys out what a user may not do. The middleware's finer checks (launcher vs editor vs
+    admin) still run first."""
     from dagster._core.workspace.context import WorkspaceRequestContext
 
     from algo_platform.web.accounts import Role
+    from algo_platform.web.visibility import WorkspaceScoper, scoped_instance
 
     create = process_context.create_request_context
+    workspaces = WorkspaceScoper()
 
     def create_for_user(source=None):
         context = create(source)
         principal = getattr(source, "scope", {}).get(PRINCIPAL) if source is not None else None
         if principal is None or principal.platform_admin:
             return context
-        workspace = context.get_current_workspace()
+        projects = frozenset(principal.roles)
+        workspace = workspaces.scoped(context.get_current_workspace(), projects)
         return WorkspaceRequestContext(
-            instance=context.instance,
+            instance=scoped_instance(context.instance, projects),
             current_workspace=workspace,
             process_context=process_context,
             version=context.version,

@@ -52,6 +52,8 @@ WEBSOCKET_RECHECK_SECONDS = 10
 MAX_GRAPHQL_BODY = 8 * 1024 * 1024
 MAX_UPLOAD_BYTES = 2 * 1024**3  # a web upload's whole body; ALGO_PLATFORM_UPLOAD_MAX_MB overrides it
 PUBLIC_PATHS = ("/server_info", "/dagit_info", "/favicon.png")
+# Dagster's download routes, each followed by a run id: a run's debug export, its steps' logs.
+RUN_DOWNLOADS = ("/download_debug/", "/logs/")
 # Dagster's REST endpoints that change state: the asset key follows the prefix.
 REPORT_ENDPOINTS = ("/report_asset_materialization/", "/report_asset_check/", "/report_asset_observation/")
 # Headers that describe a request's body: replaced when a judged GraphQL body is forwarded.
@@ -289,6 +291,12 @@ class SignedIn:
         if path == "/graphql" and method == "POST":
             await self._graphql(scope, receive, send, identity)
             return
+        if path.startswith(RUN_DOWNLOADS) and not identity.platform_admin:
+            run_id = path.split("/")[2] if path.count("/") >= 2 else ""
+            project = await run_in_threadpool(self.targets.readable_by, run_id) if run_id else None
+            if identity.role_on(project) is None:  # as if there were no such run
+                await self._refuse(scope, receive, send, 404, f"no run {run_id} among your projects' runs")
+                return
         if method not in ("GET", "HEAD", "OPTIONS"):
             refusal = await run_in_threadpool(self._judge_rest, scope, path, method, identity)
             if refusal:

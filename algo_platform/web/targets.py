@@ -10,6 +10,8 @@ from __future__ import annotations
 import dagster as dg
 from dagster._core.remote_representation.external import CompoundID  # ids the UI sends for states
 
+from algo_platform.project import PROJECT_TAG
+
 
 class WorkspaceTargets:
     def __init__(self, process_context):
@@ -32,6 +34,11 @@ class WorkspaceTargets:
         if run is None or run.remote_job_origin is None:
             return None
         return run.remote_job_origin.location_name
+
+    def readable_by(self, run_id: str) -> str | None:
+        """The project whose members may read the run (its `algo_platform/project` tag)."""
+        run = self.instance.get_run_by_id(run_id)
+        return run.tags.get(PROJECT_TAG) if run is not None else None
 
     def of_asset(self, path: list[str]) -> str | None:
         key = dg.AssetKey(path)
