@@ -5,12 +5,12 @@ open in an operator's browser could launch runs on a UI at 127.0.0.1. This refus
 
 - a request whose Host is not one this server answers to (DNS rebinding: a hostile name resolving
   to 127.0.0.1 would otherwise be same-origin with the UI); Starlette's TrustedHostMiddleware;
-- any GraphQL mutation over GET (links and <img> tags make GET requests);
 - any POST, PUT, PATCH or DELETE, and any websocket, that a browser marks as coming from another
   origin (`Origin` not this server, or `Sec-Fetch-Site: cross-site`);
 
-A GraphQL POST that is not JSON (an HTML form can post text/plain across sites without a
-preflight) is refused by the sign-in layer, which audits it (`signin._transport_refusal`).
+GraphQL mutations over GET (links and <img> tags make GET requests) and GraphQL POSTs that are not
+JSON (an HTML form can post text/plain across sites without a preflight) are refused by the
+sign-in layer, which audits them (`signin._transport_refusal`).
 
 Requests without browser headers (curl, Python clients, the CLI) are not cross-site requests and
 pass; sign-in and roles are a separate layer.
@@ -19,7 +19,7 @@ pass; sign-in and roles are a separate layer.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from graphql import OperationType, parse
 from graphql.error import GraphQLError
@@ -75,17 +75,9 @@ class CrossSiteWriteGuard:
             return
 
         method, path = scope["method"], scope["path"]
-        refusal = None
         if method not in SAFE_METHODS and self._cross_site(headers):
-            refusal = (403, f"{method} {path} from another origin ({headers.get('origin', 'cross-site')}) refused")
-        elif path.endswith("/graphql") and method == "GET":
-            # Every `query` value: Dagster reads the last one, a naive check the first.
-            queries = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("query", [])
-            if any(has_mutation(query) for query in queries):
-                refusal = (405, "GraphQL mutations over GET are refused; send them as a JSON POST")
-        if refusal is not None:
-            status, message = refusal
-            await JSONResponse({"error": message}, status_code=status)(scope, receive, send)
+            message = f"{method} {path} from another origin ({headers.get('origin', 'cross-site')}) refused"
+            await JSONResponse({"error": message}, status_code=403)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 

@@ -42,6 +42,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from algo_platform.project import project_names, projects_dir
 from algo_platform.web import pages
 from algo_platform.web.accounts import NAME_PATTERN, Accounts, Principal, Role
+from algo_platform.web.guard import has_mutation
 from algo_platform.web.policy import TAG_SLOTS, Action, Targets, UnreadableRequest, judge, mutations, tag_with_user
 from algo_platform.web.upload_receiver import UploadRefused, receive_upload
 from algo_platform.web.user_admin import UserAdmin
@@ -154,6 +155,12 @@ def _transport_refusal(scope: Scope) -> tuple[int, str] | None:
     if in_url & {"query", "variables", "operationName"}:
         return 400, "a GraphQL POST carries query, variables and operationName in its JSON body, not in the URL"
     return None
+
+
+def _mutation_in_url(scope: Scope) -> bool:
+    """Whether any `query` value in the URL defines a mutation (Dagster reads the last one, a naive check the first)."""
+    queries = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("query", [])
+    return any(has_mutation(query) for query in queries)
 
 
 def _launch_detail(action: Action) -> str:
@@ -290,6 +297,12 @@ class SignedIn:
             return
         if path == "/graphql" and method == "POST":
             await self._graphql(scope, receive, send, identity)
+            return
+        if path == "/graphql" and method == "GET" and _mutation_in_url(scope):
+            message = "GraphQL mutations over GET are refused; send them as a JSON POST"
+            await run_in_threadpool(self._record, "graphql", "denied", scope, identity, target="/graphql",
+                                    detail=message)  # fmt: skip
+            await self._refuse(scope, receive, send, 405, message)
             return
         if path.startswith(RUN_DOWNLOADS) and not identity.platform_admin:
             run_id = path.split("/")[2] if path.count("/") >= 2 else ""
