@@ -182,6 +182,7 @@ def test_signing_out_ends_the_session_for_a_copied_cookie(web):
     assert copied.post(f"{web.base}/graphql", json={"query": "{ version }"}, timeout=30).status_code == 200
     signed_out = edna.http.post(f"{web.base}/auth/sign-out", data={"csrf": edna.csrf}, allow_redirects=False)
     assert signed_out.status_code == 303
+    assert signed_out.headers["Clear-Site-Data"] == '"cache", "storage"'  # the UI's cached data goes too
     assert copied.post(f"{web.base}/graphql", json={"query": "{ version }"}, timeout=30).status_code == 401
 
 

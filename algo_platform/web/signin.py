@@ -57,6 +57,9 @@ PUBLIC_PATHS = ("/server_info", "/dagit_info", "/favicon.png")
 RUN_DOWNLOADS = ("/download_debug/", "/logs/")
 # Dagster's REST endpoints that change state: the asset key follows the prefix.
 REPORT_ENDPOINTS = ("/report_asset_materialization/", "/report_asset_check/", "/report_asset_observation/")
+# The Dagster UI keeps query results in the browser (IndexedDB, local storage): when one person
+# signs out and another signs in on the same browser, the next must not see the last one's data.
+CLEAR_SITE_DATA = {"Clear-Site-Data": '"cache", "storage"'}
 # Headers that describe a request's body: replaced when a judged GraphQL body is forwarded.
 BODY_HEADERS = (b"content-type", b"content-length", b"transfer-encoding", b"content-encoding")
 GROUP_PREFIX = "algo-platform:"  # proxy groups: algo-platform:<project>:<role>, algo-platform:platform-admins
@@ -539,8 +542,8 @@ class SignedIn:
         principal = await run_in_threadpool(self.accounts.principal, name)
         await run_in_threadpool(self._record, "sign-in", "allowed", scope, principal, role=_roles(principal))
         if wants_json:
-            return JSONResponse({"user": name, "csrf": session["csrf"]})
-        return RedirectResponse(next_path, status_code=303)
+            return JSONResponse({"user": name, "csrf": session["csrf"]}, headers=CLEAR_SITE_DATA)
+        return RedirectResponse(next_path, status_code=303, headers=CLEAR_SITE_DATA)
 
     def _sign_in_refusal(self, request, wants_json: bool, message: str, next_path: str, name: str, status: int):
         if wants_json:
@@ -553,7 +556,7 @@ class SignedIn:
             await run_in_threadpool(self.accounts.end_session, request.scope["session"].get("sid", ""))
             await run_in_threadpool(self._record, "sign-out", "allowed", request.scope, principal)
             request.scope["session"].clear()
-        return RedirectResponse(f"{self.prefix}/auth/sign-in", status_code=303)
+        return RedirectResponse(f"{self.prefix}/auth/sign-in", status_code=303, headers=CLEAR_SITE_DATA)
 
     async def home(self, request: Request, principal: Principal) -> Response:
         return HTMLResponse(pages.home(principal, self.prefix, self._csrf(request)))
