@@ -143,3 +143,15 @@ def test_the_user_tag_replaces_any_the_client_sent():
     listed = {"l": [{"selector": {}}, {"selector": {}}]}
     tagged = tag_with_user(listed, mutations(many, listed, FakeTargets()), "lars")
     assert [p["executionMetadata"]["tags"] for p in tagged["l"]] == [[{"key": "user", "value": "lars"}]] * 2
+
+
+def test_a_backfill_cannot_set_the_platforms_resources_either():
+    backfill = "mutation($b: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $b) { __typename } }"
+    selector = {"partitionSetName": "p", "repositorySelector": {"repositoryLocationName": "team_b",
+                                                                "repositoryName": "r"}}  # fmt: skip
+    trainer = {"resources": {"training_launcher": {"config": {"service_account_name": "dagster"}}}}
+    refused = mutations(backfill, {"b": {"selector": selector, "runConfigData": trainer}}, FakeTargets())
+    assert [judge(a, LARS).allowed for a in refused] == [False]
+    assert "resources.training_launcher" in refused[0].reason
+    allowed = mutations(backfill, {"b": {"selector": selector, "partitionNames": ["2026-01-01"]}}, FakeTargets())
+    assert [judge(a, LARS).allowed for a in allowed] == [True]

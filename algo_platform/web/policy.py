@@ -376,12 +376,13 @@ def _variables(operation: OperationDefinitionNode, given: Mapping[str, Any]) -> 
     return values
 
 
-def _run_configs(value: Any, path: tuple[str, ...]) -> Iterator[Any]:
-    """The runConfigData of each ExecutionParams in a launch variable (a list for launchMultipleRuns)."""
+def _run_configs(value: Any) -> Iterator[Any]:
+    """The runConfigData of each ExecutionParams or LaunchBackfillParams in a launch variable (a
+    list for launchMultipleRuns); re-execution parameters carry none (the parent run's applies)."""
     if isinstance(value, list):
         for item in value:
-            yield from _run_configs(item, path)
-    elif isinstance(value, Mapping) and path[:1] == ("executionMetadata",):
+            yield from _run_configs(item)
+    elif isinstance(value, Mapping):
         yield value.get("runConfigData")
 
 
@@ -421,7 +422,7 @@ def mutations(query: str, variables: Mapping[str, Any] | None, targets: Targets)
                     action.error = f"pass {name}'s {argument} as a GraphQL variable, so the run can carry its user"
                 else:
                     action.tag_slot = (given[argument].name.value, path)
-                    for run_config in _run_configs(values.get(action.tag_slot[0]), path):
+                    for run_config in _run_configs(values.get(action.tag_slot[0])):
                         action.error = action.error or run_config_refusal(run_config)
                         if action.error is None:
                             action.launch_settings.update(launch_time_settings(run_config))
