@@ -7,9 +7,10 @@ who is not a platform admin that context gets:
   jobs, schedules, sensors and search show nothing of other teams;
 - an instance whose run storage answers only for runs tagged `algo_platform/project` with one of
   their projects (the webserver sets that tag on every launch; a run without it is for platform
-  admins only), and whose event log storage answers only for those runs and for asset keys under
+  admins only), whose event log storage answers only for those runs and for asset keys under
   their projects' names (materialization metadata, such as the preview of a day's first rows,
-  included).
+  included), whose step logs are those runs' only, and whose schedule storage holds only their
+  code locations' schedule and sensor states and ticks.
 
 Everything Dagster's GraphQL schema and its download routes read goes through these two storages,
 whichever transport asked (GET, POST, the websocket's subscriptions), so nothing is hidden by
@@ -19,6 +20,7 @@ Dagster.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -30,6 +32,7 @@ from dagster_shared.record import copy
 from algo_platform.project import PROJECT_TAG
 
 NO_PROJECT = "\x00none"  # a tag value no run carries: "match nothing" for a filter with no project left
+TAGS_FROM_RUNS = 5000
 
 
 def asset_project(key: dg.AssetKey | None) -> str | None:
@@ -91,6 +94,26 @@ class ScopedRunStorage(_Delegate):
         if not run_id:
             return False
         return bool(self._inner.get_run_ids(self._scope(dg.RunsFilter(run_ids=[run_id])), limit=1))
+
+    def _visible_tags(self) -> dict[str, set[str]]:
+        """Tag keys and values of this user's runs (the most recent TAGS_FROM_RUNS): the tag filter's
+        suggestions must not list other teams' users, partitions or projects."""
+        tags: dict[str, set[str]] = {}
+        for run in self._inner.get_runs(self._scope(None), limit=TAGS_FROM_RUNS):
+            for key, value in run.tags.items():
+                tags.setdefault(key, set()).add(value)
+        return tags
+
+    def get_run_tags(self, tag_keys, value_prefix=None, limit=None):
+        found = [
+            (key, {v for v in values if value_prefix is None or v.startswith(value_prefix)})
+            for key, values in sorted(self._visible_tags().items())
+            if key in set(tag_keys)
+        ]
+        return [(key, set(sorted(values)[:limit])) for key, values in found if values]
+
+    def get_run_tag_keys(self):
+        return sorted(self._visible_tags())
 
     def _backfill_visible(self, backfill) -> bool:
         origin = backfill.partition_set_origin
@@ -217,18 +240,56 @@ class ScopedEventLogStorage(_Delegate):
         return self._inner.get_latest_asset_check_execution_by_key(visible, *args, **kwargs)
 
 
+class ScopedScheduleStorage(_Delegate):
+    """Schedule and sensor states and their ticks, of the given projects' code locations only."""
+
+    def __init__(self, inner: Any, projects: frozenset[str]):
+        super().__init__(inner)
+        self.projects = projects
+
+    def _visible(self, state) -> bool:
+        return state is not None and state.origin.repository_origin.code_location_origin.location_name in self.projects
+
+    def all_instigator_state(self, *args, **kwargs):
+        return [state for state in self._inner.all_instigator_state(*args, **kwargs) if self._visible(state)]
+
+    def get_instigator_state(self, origin_id, selector_id):
+        state = self._inner.get_instigator_state(origin_id, selector_id)
+        return state if self._visible(state) else None
+
+    def get_ticks(self, origin_id, selector_id, *args, **kwargs):
+        if self.get_instigator_state(origin_id, selector_id) is None:
+            return []
+        return self._inner.get_ticks(origin_id, selector_id, *args, **kwargs)
+
+    def get_tick_summaries(self, origin_id, selector_id, *args, **kwargs):
+        if self.get_instigator_state(origin_id, selector_id) is None:
+            return []
+        return self._inner.get_tick_summaries(origin_id, selector_id, *args, **kwargs)
+
+    def get_batch_ticks(self, selector_ids, *args, **kwargs):
+        visible = {state.selector_id for state in self.all_instigator_state()}
+        return self._inner.get_batch_ticks([i for i in selector_ids if i in visible], *args, **kwargs)
+
+
 def scoped_instance(instance: dg.DagsterInstance, projects: frozenset[str]) -> dg.DagsterInstance:
     """A view of `instance` whose run and event storages answer only for `projects` (see above).
 
     The same class, settings and storages; only the two storage attributes are wrapped, so every
     instance method (and every loader that reads `instance.run_storage` directly) is scoped."""
     scoped = object.__new__(type(instance))
-    scoped.__dict__.update(instance.__dict__)
+    # Cached helpers (functools.cached_property) hold the instance they were made for: not copied,
+    # so the copy makes its own, over the scoped storages.
+    cached = {name for klass in type(instance).__mro__ for name, value in vars(klass).items()
+              if isinstance(value, functools.cached_property)}  # fmt: skip
+    scoped.__dict__.update({key: value for key, value in instance.__dict__.items() if key not in cached})
     runs = ScopedRunStorage(instance.run_storage, projects)
     scoped._run_storage = runs  # noqa: SLF001 - the attributes DagsterInstance reads its storages from
     events = ScopedEventLogStorage(instance.event_log_storage, runs)
     scoped._event_storage = events
     scoped._compute_log_manager = scoped_compute_logs(instance.compute_log_manager, events)
+    if instance.schedule_storage is not None:
+        scoped._schedule_storage = ScopedScheduleStorage(instance.schedule_storage, projects)
     return scoped
 
 
