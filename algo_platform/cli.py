@@ -325,14 +325,18 @@ def demo(days: int, events_per_day: int, seed: int, defect_rate: float, epochs: 
     "--events", default=10_000_000, show_default=True, help="Events per data comparison (the retrain path: at most 2M)."
 )
 @click.option("--quick", is_flag=True, help="Tiny data, one repetition: proves the harness, measures nothing.")
-def bench(events: int, quick: bool) -> None:
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Folder for the JSON and Markdown results [default: benchmarks/results/].",
+)  # fmt: skip
+def bench(events: int, quick: bool, out: Path | None) -> None:
     """Run every benchmark comparison; print a table and write JSON + Markdown to benchmarks/results/."""
-    from benchmarks.suite import render, run, save
+    from benchmarks.suite import RESULTS, render, run, save
 
     events = min(events, 20_000) if quick else events
     rows = run(events, quick)
     click.echo(render(rows, events, quick))
-    json_path, markdown_path = save(rows, events, quick)
+    json_path, markdown_path = save(rows, events, quick, out or RESULTS)
     click.echo(f"written: {json_path}, {markdown_path}")
 
 
