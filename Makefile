@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 export ALGO_PLATFORM_STORAGE ?= $(CURDIR)/storage
 
-.PHONY: setup demo dev admin test lint bench clean
+.PHONY: setup demo dev admin test test-fast lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -31,6 +31,10 @@ admin: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# Everything but the system tests (servers, daemons, browser, Spark, whole pipelines): a few minutes.
+test-fast: setup
+	$(BIN)/python -m pytest -m "not system"
 
 bench: setup
 	$(BIN)/algo-platform bench

@@ -9,6 +9,22 @@ from algo_platform.settings import Settings
 
 pytest_plugins = ["tests.postgres"]
 
+# Modules that start servers, daemons, a browser, a JVM, a Kubernetes emulator or whole pipelines
+# in processes of their own: marked `system`; `make test-fast` runs everything else.
+SYSTEM_MODULES = {
+    "test_backfill_daemon", "test_bench", "test_daemon_e2e", "test_fairness", "test_fault_injection",
+    "test_k8s_launcher", "test_object_storage", "test_pipeline", "test_postgres_instance", "test_spark_engine",
+    "test_spark_object_storage", "test_ui_browser", "test_web_attacks", "test_web_auth", "test_web_guard",
+    "test_web_isolation",
+}  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.module is not None and item.module.__name__.rsplit(".", 1)[-1] in SYSTEM_MODULES:
+            item.add_marker(pytest.mark.system)
+
+
 # A fixed, complete day in the past, so results don't depend on when the suite runs.
 END_DAY = dt.date(2026, 11, 20)
 
