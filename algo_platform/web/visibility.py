@@ -12,7 +12,7 @@ who is not a platform admin that context gets:
   included), whose step logs are those runs' only, and whose schedule storage holds only their
   code locations' schedule and sensor states and ticks.
 
-Everything Dagster's GraphQL schema and its download routes read goes through these two storages,
+Everything Dagster's GraphQL schema and its download routes read goes through these storages,
 whichever transport asked (GET, POST, the websocket's subscriptions), so nothing is hidden by
 leaving out links. Writes are not filtered here: they are judged by policy.py before they reach
 Dagster.
