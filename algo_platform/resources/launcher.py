@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import dagster as dg
 
+from algo_platform.resources.pipes_messages import WholeLineTempFileMessageReader
 from algo_platform.training.watchdog import LAUNCHER_PID_ENV
 
 TRAINER_MODULE = "algo_platform.training"
@@ -34,4 +35,5 @@ class SubprocessTrainingLauncher(TrainingLauncher):
         context.log.info("launching trainer: " + " ".join(command))
         # The trainer exits when this process dies (algo_platform/training/watchdog.py).
         env = {**self.env, LAUNCHER_PID_ENV: str(os.getpid())}
-        return dg.PipesSubprocessClient(env=env).run(context=context, command=command, extras=dict(extras or {}))
+        client = dg.PipesSubprocessClient(env=env, message_reader=WholeLineTempFileMessageReader())
+        return client.run(context=context, command=command, extras=dict(extras or {}))

@@ -15,6 +15,8 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from algo_platform.resources.pipes_messages import WholeLineTempFileMessageReader
+
 SPARK_JOB_MODULE = "algo_platform.engines.spark_job"
 DRIVER_CONTAINER = "spark-driver"
 EXECUTOR_CONTAINER = "spark-executor"
@@ -48,7 +50,8 @@ class LocalSparkLauncher(SparkLauncher):
             "PYSPARK_SUBMIT_ARGS": f"--driver-memory {self.driver_memory} pyspark-shell",
         }
         extras = {**extras, "master": self.master}
-        return dg.PipesSubprocessClient(env=env).run(context=context, command=command, extras=extras)
+        client = dg.PipesSubprocessClient(env=env, message_reader=WholeLineTempFileMessageReader())
+        return client.run(context=context, command=command, extras=extras)
 
 
 class K8sSparkLauncher(SparkLauncher):
