@@ -1,19 +1,22 @@
 """Sign-in and roles in front of Dagster's web app (ASGI middleware).
 
-Every request needs a user: a signed session cookie (local users, `/auth/sign-in`), or, in proxy
-mode, the user and groups headers an identity-aware proxy sets, accepted only from the addresses
-in ALGO_PLATFORM_TRUSTED_PROXIES. The user's roles are read from the database on every request, so
-a revoked role or a disabled user takes effect at once (on an open websocket, at its next frame or
+Every request needs a user: a signed session cookie naming a live server-side session (local
+users, `/auth/sign-in`; signing out ends it), or, in proxy mode, the user and groups headers an
+identity-aware proxy sets, accepted only from connections that come from
+ALGO_PLATFORM_TRUSTED_PROXIES. The user's roles are read from the database on every request, so a
+revoked role or a disabled user takes effect at once (on an open websocket, at its next frame or
 within WEBSOCKET_RECHECK_SECONDS).
 
 Each GraphQL mutation, over HTTP or on the websocket, is judged by `policy`: the project that owns
-its target and the role it needs. Refusals and allowed mutations are written to the audit log;
-launches carry the user in Dagster's `user` tag. The websocket carries subscriptions: a mutation
-sent on it is refused whoever sends it (the UI sends mutations over HTTP).
+its target and the role it needs. Dagster is then handed exactly the judged document (one JSON
+body, nothing in the URL). Refusals and allowed mutations are written to the audit log; launches
+carry the user in Dagster's `user` tag and lose the tags the platform owns. The websocket carries
+subscriptions: a mutation sent on it is refused whoever sends it (the UI sends mutations over
+HTTP). What a user may read is shaped in Dagster's request context (server.py, visibility.py).
 
 The middleware also serves the platform's pages: `/platform` (who you are), `/platform/upload`
-(editors upload an event file into a project's landing zone), `/platform/audit` and
-`/platform/users` (admins manage roles: web/user_admin.py).
+(editors upload an event file into a project's landing zone: web/upload_page.py),
+`/platform/audit` and `/platform/users` (admins manage roles: web/user_admin.py).
 """
 
 from __future__ import annotations
@@ -25,17 +28,15 @@ import json
 import os
 import re
 import secrets
-import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
-from python_multipart.exceptions import MultipartParseError
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -44,14 +45,13 @@ from algo_platform.web import pages
 from algo_platform.web.accounts import NAME_PATTERN, Accounts, Principal, Role
 from algo_platform.web.guard import has_mutation
 from algo_platform.web.policy import TAG_SLOTS, Action, Targets, UnreadableRequest, judge, mutations, tag_with_user
-from algo_platform.web.upload_receiver import UploadRefused, receive_upload
+from algo_platform.web.upload_page import UploadPage
 from algo_platform.web.user_admin import UserAdmin
 
 PRINCIPAL = "algo_platform.principal"
 SESSION_SECONDS = 12 * 3600
 WEBSOCKET_RECHECK_SECONDS = 10
 MAX_GRAPHQL_BODY = 8 * 1024 * 1024
-MAX_UPLOAD_BYTES = 2 * 1024**3  # a web upload's whole body; ALGO_PLATFORM_UPLOAD_MAX_MB overrides it
 PUBLIC_PATHS = ("/server_info", "/dagit_info", "/favicon.png")
 # Dagster's download routes, each followed by a run id: a run's debug export, its steps' logs.
 RUN_DOWNLOADS = ("/download_debug/", "/logs/")
@@ -144,11 +144,6 @@ def _refusal(actions: list[Action], message: str) -> JSONResponse:
     return JSONResponse({"data": data, "errors": [{"message": message}]}, status_code=403)
 
 
-def max_upload_bytes() -> int:
-    configured = os.environ.get("ALGO_PLATFORM_UPLOAD_MAX_MB")
-    return int(configured) << 20 if configured else MAX_UPLOAD_BYTES
-
-
 def _transport_refusal(scope: Scope) -> tuple[int, str] | None:
     """Why a GraphQL POST's form is refused: Dagster must read the document that was judged."""
     types = [v for k, v in scope["headers"] if k.lower() == b"content-type"]
@@ -194,11 +189,9 @@ class SignedIn:
             ("POST", "/auth/sign-in"): self.sign_in,
             ("POST", "/auth/sign-out"): self.sign_out,
             ("GET", "/platform"): self.home,
-            ("GET", "/platform/upload"): self.upload_page,
-            ("POST", "/platform/upload"): self.upload,
             ("GET", "/platform/audit"): self.audit_page,
         }
-        self.routes |= UserAdmin(self).routes()
+        self.routes |= UserAdmin(self).routes() | UploadPage(self).routes()
         if settings.mode == "proxy":  # the proxy signs people in and out
             self.routes = {key: route for key, route in self.routes.items() if not key[1].startswith("/auth/")}
 
@@ -563,99 +556,6 @@ class SignedIn:
 
     def known_projects(self) -> list[str]:
         return project_names(self.settings.projects_dir)
-
-    def _editable(self, principal: Principal) -> list[str]:
-        return [p for p in self.known_projects() if (principal.role_on(p) or 0) >= Role.editor]
-
-    async def upload_page(self, request: Request, principal: Principal) -> Response:
-        return HTMLResponse(pages.upload_form(self._editable(principal), self.prefix, self._csrf(request)))
-
-    async def upload(self, request: Request, principal: Principal) -> Response:
-        wants_json = "application/json" in request.headers.get("accept", "")
-        scope = request.scope
-
-        def answer(message: str, status: int, **extra) -> Response:
-            if wants_json:
-                return JSONResponse({"message": message, **extra}, status_code=status)
-            page = pages.upload_form(self._editable(principal), self.prefix, self._csrf(request), message, status < 400)
-            return HTMLResponse(page, status)
-
-        attempted: dict[str, str] = {}
-
-        def authorize(fields: Mapping[str, list[str]]) -> None:
-            """Before any of the file is kept: the CSRF token (header or a field before the file), then the role."""
-            token = request.headers.get("x-csrf-token") or (fields.get("csrf") or [None])[0]
-            if not self._csrf_matches(request, token):
-                raise UploadRefused(400, "the form expired; reload the page and upload again")
-            project = attempted["project"] = (fields.get("project") or [""])[0]
-            if (principal.role_on(project) or 0) < Role.editor:
-                role = principal.describe_role(project)
-                raise UploadRefused(403, f"uploading to {project or '(no project)'} needs editor; you are {role}")
-
-        with tempfile.TemporaryDirectory(prefix="algo-platform-upload-") as folder:
-            try:
-                received = await receive_upload(request, Path(folder), authorize, max_upload_bytes())
-            except (UploadRefused, MultipartParseError, ClientDisconnect) as error:
-                status, message = (
-                    (error.status, error.message) if isinstance(error, UploadRefused)
-                    else (400, "the upload ended early or is not a valid multipart form; upload again")
-                )  # fmt: skip
-                await run_in_threadpool(self._record, "upload", "denied", scope, principal,
-                                        project=attempted.get("project") or None, detail=message)  # fmt: skip
-                return answer(message, status)
-            project, day = received.first("project"), received.first("date").strip()
-            if received.path is None:
-                return answer("choose a file to upload", 400)
-            mappings = [m.strip() for text in received.fields.get("map", []) for m in text.split(",") if m.strip()]
-            result = await run_in_threadpool(self._land, project, day, received.path, mappings)
-        outcome = "allowed" if result["ok"] else "failed"
-        await run_in_threadpool(self._record, "upload", outcome, scope, principal, project=project,
-                                target=result.get("target") or received.filename, detail=result["message"])  # fmt: skip
-        details = {key: value for key, value in result.items() if key != "message"}
-        return answer(result["message"], 200 if result["ok"] else 400, **details)
-
-    def _land(self, project_name: str, day: str, local: Path, mappings: list[str]) -> dict:
-        """The CLI's upload on the received file: same checks, same mapping rules, same landing zone."""
-        from algo_platform.landing import parse_column_mapping
-        from algo_platform.project import ProjectError, load_project
-        from algo_platform.settings import load_settings
-        from algo_platform.upload import UploadError, upload_event_file
-
-        try:
-            project = load_project(self.settings.projects_dir / project_name)
-        except ProjectError as error:
-            return {"ok": False, "message": str(error)}
-        try:
-            mapping = {
-                **project.data.column_map,
-                **parse_column_mapping(mappings, project.data.extra_columns),
-            }
-            result = upload_event_file(
-                local,
-                day,
-                mapping,
-                load_settings().project_root(project.name),
-                project.partitions_start.isoformat(),
-                extra_columns=project.data.extra_columns,
-            )
-        except (UploadError, ValueError) as error:
-            return {"ok": False, "message": str(error)}
-        if result.already_present:
-            message = f"{result.target}: identical file already landed; nothing to do"
-        else:
-            message = f"landed {result.rows:,} rows in {project.name} for {day}"
-        notes = [n for n in (result.note,) if n]
-        if result.ignored_columns:
-            notes.append(f"column(s) {', '.join(result.ignored_columns)} are not loaded (not canonical or declared)")
-        if result.rows_outside_day:
-            notes.append(f"{result.rows_outside_day:,} rows have timestamps on other days")
-        return {
-            "ok": True,
-            "message": "; ".join([message, *notes]),
-            "target": str(result.target),
-            "rows": result.rows,
-            "already_present": result.already_present,
-        }
 
     async def audit_page(self, request: Request, principal: Principal) -> Response:
         """Platform admins read all of it; a project's admins read that project's entries."""
