@@ -303,13 +303,15 @@ def _decompressed(name: str, data: bytes, limits: DecompressionLimits | None = N
         return name, data
     if not data:
         raise BadEventFile(name, "empty_file", "file is empty (0 bytes); re-export it from the source")
-    bound = limits.bound(len(data)) if limits else None
     chunks, size = [], 0
     try:
         with pa.CompressedInputStream(pa.BufferReader(data), codec) as stream:
+            if limits is None:
+                return stem, stream.read()
+            bound = limits.bound(len(data))
             while chunk := stream.read(8 << 20):
                 size += len(chunk)
-                if bound is not None and size > bound:
+                if size > bound:
                     raise BadEventFile(
                         name,
                         "decompression_bomb",

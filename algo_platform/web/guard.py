@@ -21,23 +21,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from graphql import OperationType, parse
-from graphql.error import GraphQLError
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
-
-
-def has_mutation(query: str) -> bool:
-    """Whether a GraphQL document defines a mutation (an unparseable one is left to Dagster to refuse)."""
-    try:
-        document = parse(query)
-    except GraphQLError:
-        return False
-    return any(getattr(d, "operation", None) == OperationType.MUTATION for d in document.definitions)
 
 
 def _headers(scope: Scope) -> dict[str, str]:

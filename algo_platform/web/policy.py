@@ -301,49 +301,59 @@ def _number_in(value: Any, low: float, high: float) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high
 
 
+class RefusedRunConfig(ValueError):
+    """A launch's run config sets what the platform owns; the message names the setting."""
+
+
 def launch_time_settings(run_config: Any) -> dict[str, Any]:
-    """The thresholds an accepted run config sets, as `resource.field: value`."""
-    if isinstance(run_config, str):
-        run_config = yaml.safe_load(run_config)
-    resources = (run_config or {}).get("resources") or {}
-    return {f"{name}.{key}": value for name, section in resources.items() for key, value in section["config"].items()}
-
-
-def run_config_refusal(run_config: Any) -> str | None:
-    """Why a launch's run config is refused (it sets what the platform owns), or None."""
+    """The thresholds a launch's run config sets, as `resource.field: value`; RefusedRunConfig when
+    it sets anything the platform owns or a threshold out of its bounds."""
     if isinstance(run_config, str):
         try:
             run_config = yaml.safe_load(run_config)
         except yaml.YAMLError:
-            return "the run config is not valid YAML"
+            raise RefusedRunConfig("the run config is not valid YAML") from None
     if run_config in (None, "", {}):
-        return None
+        return {}
     if not isinstance(run_config, Mapping):
-        return "the run config must be a mapping"
+        raise RefusedRunConfig("the run config must be a mapping")
     owned = sorted(set(run_config) - {"ops", "resources"})
     if owned:
-        return f"run config section(s) {', '.join(owned)} are set by the platform, not at launch"
+        raise RefusedRunConfig(f"run config section(s) {', '.join(owned)} are set by the platform, not at launch")
     resources = run_config.get("resources") or {}
     if not isinstance(resources, Mapping):
-        return "run config resources must be a mapping"
+        raise RefusedRunConfig("run config resources must be a mapping")
+    settings = {}
     for name, section in resources.items():
         allowed = LAUNCH_TIME_SETTINGS.get(name)
         if allowed is None:
-            return (
+            raise RefusedRunConfig(
                 f"run config resources.{name} is set by the platform from the project's project.yaml; "
                 f"only {', '.join(f'resources.{r}' for r in LAUNCH_TIME_SETTINGS)} thresholds may be set at launch"
             )
         config = section.get("config") if isinstance(section, Mapping) and set(section) <= {"config"} else None
         if not isinstance(config, Mapping):
-            return f"run config resources.{name} takes only config: {{{', '.join(allowed)}}}"
+            raise RefusedRunConfig(f"run config resources.{name} takes only config: {{{', '.join(allowed)}}}")
         for key, value in config.items():
             if key not in allowed:
                 setting = f"resources.{name}.config.{key}"
-                return f"run config {setting} is not a launch-time setting; use one of {', '.join(allowed)}"
+                raise RefusedRunConfig(
+                    f"run config {setting} is not a launch-time setting; use one of {', '.join(allowed)}"
+                )
             low, high = allowed[key]
             if not _number_in(value, low, high):
-                return f"run config resources.{name}.config.{key}={value!r} is outside [{low}, {high}]"
-    return None
+                raise RefusedRunConfig(f"run config resources.{name}.config.{key}={value!r} is outside [{low}, {high}]")
+            settings[f"{name}.{key}"] = value
+    return settings
+
+
+def has_mutation(query: str) -> bool:
+    """Whether a GraphQL document defines a mutation (an unparseable one is left to Dagster to refuse)."""
+    try:
+        document = parse(query)
+    except GraphQLError:
+        return False
+    return any(getattr(d, "operation", None) == OperationType.MUTATION for d in document.definitions)
 
 
 def _top_level_fields(
@@ -423,9 +433,10 @@ def mutations(query: str, variables: Mapping[str, Any] | None, targets: Targets)
                 else:
                     action.tag_slot = (given[argument].name.value, path)
                     for run_config in _run_configs(values.get(action.tag_slot[0])):
-                        action.error = action.error or run_config_refusal(run_config)
-                        if action.error is None:
+                        try:
                             action.launch_settings.update(launch_time_settings(run_config))
+                        except RefusedRunConfig as refused:
+                            action.error = action.error or str(refused)
                 break
             actions.append(action)
     return actions
@@ -467,19 +478,19 @@ def _set_user_tag(holder: Any, path: tuple[str, ...], user: str, dropped: set[st
     tags = []
     for tag in holder.get(path[0]) or []:
         key = tag.get("key") if isinstance(tag, Mapping) else None
-        if not isinstance(key, str) or key == USER_TAG or platform_owned(key):
-            dropped.add(str(key))
+        if isinstance(key, str) and not platform_owned(key):
+            if key != USER_TAG:  # replaced below
+                tags.append(tag)
         else:
-            tags.append(tag)
-    dropped.discard(USER_TAG)
+            dropped.add(str(key))
     holder[path[0]] = [*tags, *project_tag, {"key": USER_TAG, "value": user}]
 
 
 def tag_with_user(variables: dict[str, Any], actions: list[Action], user: str) -> dict[str, Any]:
     """The variables with Dagster's `user` tag set to the signed-in user on each launch (any sent is
     replaced), the platform-owned tags removed (the job's own, from project.yaml, then apply) and
-    the run's `algo_platform/project` set;
-    each launch's `dropped` names the tags it lost, for the audit log."""
+    the run's `algo_platform/project` set. Each action's `dropped_tags` names what its launch lost,
+    for the audit log."""
     for action in actions:
         if action.tag_slot is not None:
             name, path = action.tag_slot

@@ -43,8 +43,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from algo_platform.project import project_names, projects_dir
 from algo_platform.web import pages
 from algo_platform.web.accounts import NAME_PATTERN, Accounts, Principal, Role
-from algo_platform.web.guard import has_mutation
-from algo_platform.web.policy import TAG_SLOTS, Action, Targets, UnreadableRequest, judge, mutations, tag_with_user
+from algo_platform.web.policy import (
+    TAG_SLOTS,
+    Action,
+    Targets,
+    UnreadableRequest,
+    has_mutation,
+    judge,
+    mutations,
+    tag_with_user,
+)
 from algo_platform.web.upload_page import UploadPage
 from algo_platform.web.user_admin import UserAdmin
 

@@ -173,10 +173,9 @@ class ScopedEventLogStorage(_Delegate):
         return self._inner.get_logs_for_run(run_id, *args, **kwargs) if self.run_visible(run_id) else []
 
     def get_records_for_run(self, run_id, cursor=None, of_type=None, limit=None, ascending=True):
-        connection = self._inner.get_records_for_run(
+        return self._inner.get_records_for_run(
             run_id if self.run_visible(run_id) else NO_PROJECT, cursor, of_type, limit, ascending
         )
-        return connection
 
     def watch(self, run_id, cursor, callback) -> None:
         if self.run_visible(run_id):
