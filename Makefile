@@ -37,7 +37,7 @@ test-fast: setup
 	$(BIN)/python -m pytest -m "not system"
 
 bench: setup
-	$(BIN)/algo-platform bench
+	$(BIN)/python -m benchmarks.suite
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

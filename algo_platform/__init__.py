@@ -6,6 +6,23 @@ from pathlib import Path
 
 __version__ = "0.1.0"
 
+# The packages of algo_platform from the bottom up: a package imports only the ones before it (and
+# itself). tests/unit/test_architecture.py holds every import to this order, and every package
+# must be listed.
+LAYERS = (
+    "core",  # schema, settings, storage layout, atomic writes, project.yaml
+    "quality",  # quality dimensions, data contracts, Great Expectations suites
+    "models",  # the PyTorch model families
+    "ingest",  # landing zone, file formats, quarantine, upload, history import
+    "engines",  # raw -> cleaned -> features: polars, Spark (no dagster; dagster_pipes allowed)
+    "training",  # the trainer process
+    "evaluation",  # metrics, report, promotion rule, recommender
+    "accounts",  # users, roles, sessions, audit
+    "pipeline",  # Dagster: location, assets, checks, jobs, resources, backfills
+    "web",  # the webserver's sign-in, policy and pages
+    "cli",  # the algo-platform command
+)
+
 # polars allocates with jemalloc, which keeps freed pages for reuse. A cleaning step frees large
 # temporaries (raw columns, sort keys, hash tables) as it goes, and kept pages still count against
 # the machine's or the pod's memory: a background thread returns them within 100 ms instead.

@@ -12,8 +12,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from algo_platform.quality import FUTURE_TOLERANCE
-from algo_platform.schema import EVENT_TYPES
+from algo_platform.core.schema import EVENT_TYPES
+from algo_platform.quality.dimensions import FUTURE_TOLERANCE
 
 TYPES_SQL = ", ".join(f"'{kind}'" for kind in EVENT_TYPES)
 RATE_KINDS = ("like", "share", "comment", "skip")

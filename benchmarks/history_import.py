@@ -85,7 +85,7 @@ def import_rows(row_counts: list[int], memory_mb: int) -> list[dict]:
         with tempfile.TemporaryDirectory() as scratch:
             source = ratings_file(Path(scratch) / "ratings.csv", count)
             ours = _child(
-                "from algo_platform.importer import import_events\n"
+                "from algo_platform.ingest.importer import import_events\n"
                 f"import_events({str(source)!r}, {scratch + '/storage'!r}, {MAPPING!r}, {RATING!r}, '2000-01-01', "
                 f"memory_bytes={memory_mb << 20})"
             )
@@ -110,10 +110,10 @@ def backfill_rows(days: int, per_run: int = 250) -> list[dict]:
     import numpy as np
     import pandas as pd
 
-    from algo_platform.importer import import_events
-    from algo_platform.location import build_project_definitions
-    from algo_platform.project import parse_project
-    from algo_platform.settings import Settings
+    from algo_platform.core.project import parse_project
+    from algo_platform.core.settings import Settings
+    from algo_platform.ingest.importer import import_events
+    from algo_platform.pipeline.location import build_project_definitions
 
     warnings.filterwarnings("ignore")
     start = dt.date(2015, 1, 1)
@@ -138,7 +138,7 @@ def backfill_rows(days: int, per_run: int = 250) -> list[dict]:
                 },
                 "bench",
             )
-            import_events(source, settings.project_root("bench"), MAPPING, RATING, start.isoformat())
+            import_events(source, settings.layout.project("bench").root, MAPPING, RATING, start.isoformat())
             job = build_project_definitions(project, settings).resolve_job_def("bench_ingest_job")
             with dg.instance_for_test() as instance:
                 if days_per_run == 1:

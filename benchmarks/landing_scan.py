@@ -34,7 +34,7 @@ def _lstat_everything(root: str) -> int:
 
 
 def sensor_rows(file_counts=(1_000, 10_000, 100_000)) -> list[dict]:
-    from algo_platform.jobs import automation
+    from algo_platform.pipeline.jobs import automation
 
     rows = []
     real_clock = automation._now_ns
@@ -63,7 +63,7 @@ def sensor_rows(file_counts=(1_000, 10_000, 100_000)) -> list[dict]:
 
 
 def collision_rows(event_counts=(1_000_000, 10_000_000)) -> list[dict]:
-    from algo_platform.engines.cleaning import clean_table, raw_collisions
+    from algo_platform.engines.polars.cleaning import clean_table, raw_collisions
     from benchmarks.suite import DAY, NOW, raw_table
 
     rows = []

@@ -54,13 +54,13 @@ def ingest_seconds(root: str, events: int, repeats: int) -> float:
 
     import dagster as dg
 
-    from algo_platform.datagen import generate
-    from algo_platform.location import build_project_definitions
-    from algo_platform.project import parse_project
-    from algo_platform.settings import Settings
+    from algo_platform.core.project import parse_project
+    from algo_platform.core.settings import Settings
+    from algo_platform.ingest.datagen import generate
+    from algo_platform.pipeline.location import build_project_definitions
 
     settings = Settings(env="local", storage_root=root)
-    generate(settings.project_root(PROJECT), 1, events, seed=1, end_date=dt.date.fromisoformat(DAY))
+    generate(settings.layout.project(PROJECT).root, 1, events, seed=1, end_date=dt.date.fromisoformat(DAY))
     project = parse_project({"name": PROJECT, "owners": ["team:bench"], "partitions_start": "2026-01-01"}, "bench")
     job = build_project_definitions(project, settings).resolve_job_def(f"{PROJECT}_ingest_job")
     best = float("inf")

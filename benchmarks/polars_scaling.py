@@ -33,10 +33,12 @@ import dagster as dg
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-from algo_platform.assets.events import clean_day
-from algo_platform.assets.features import feature_frame
-from algo_platform.engines.large_day import clean_file, features_of_file, item_features_of_file, user_features_of_file
-from algo_platform.resources.data_quality import DataQuality
+from algo_platform.pipeline.assets.events import clean_day
+from algo_platform.pipeline.assets.features import feature_frame
+from algo_platform.engines.polars.large_day import (
+    clean_file, features_of_file, item_features_of_file, user_features_of_file,
+)
+from algo_platform.pipeline.resources.data_quality import DataQuality
 from benchmarks.baselines import polars_clean_and_features
 from benchmarks.suite import DAY, NOW
 
@@ -70,9 +72,9 @@ elif how == "steps":
         "features_seconds": time.perf_counter() - written_at,
     }
 elif how == "arrow_in_memory":  # the steps' earlier way: the day as an Arrow value from the IO manager
-    from algo_platform.assets.features import build_item_features, build_user_features
-    from algo_platform.engines.cleaning import clean_table
-    from algo_platform.resources.io_managers import read_table
+    from algo_platform.pipeline.assets.features import build_item_features, build_user_features
+    from algo_platform.engines.polars.cleaning import clean_table
+    from algo_platform.pipeline.resources.io_managers import read_table
     from upath import UPath
     cleaned, drops = clean_table(read_table(UPath(raw_path)), DAY, NOW)
     users, items = build_user_features(cleaned), build_item_features(cleaned)
@@ -92,8 +94,8 @@ def write_raw_day(path: str, events: int, chunk: int = 10_000_000) -> int:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from algo_platform.datagen import build_world, generate_day, plant_defects
-    from algo_platform.schema import with_low_cardinality_encoded
+    from algo_platform.core.schema import with_low_cardinality_encoded
+    from algo_platform.ingest.datagen import build_world, generate_day, plant_defects
 
     world = build_world(max(events // 10, 100), max(events // 25, 200), seed=0)
     rng = np.random.default_rng(0)

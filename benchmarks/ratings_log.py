@@ -1,6 +1,6 @@
 """A synthetic explicit-ratings log in the shape of public ones (MovieLens, Netflix Prize).
 
-Independent of `algo_platform.datagen` (the short-video world the tests and the demo use), so the
+Independent of `algo_platform.ingest.datagen` (the short-video world the tests and the demo use), so the
 models are measured on data neither they nor the tests were built around. What it reproduces:
 
 - a catalogue with long-tailed popularity (Zipf-like) and releases spread over the years, each

@@ -12,23 +12,30 @@ from pathlib import Path
 
 import pandas as pd
 
-from algo_platform.assets.evaluation import evaluate_day, log_report, report_images
-from algo_platform.assets.events import CLEANED_SUITE, RAW_SUITE, clean_events, cleaned_events_rules, raw_events_rules
-from algo_platform.assets.features import (
+from algo_platform.core.hyperparameters import TrainConfig
+from algo_platform.evaluation.promotion import PromotionPolicy, promotion_decision
+from algo_platform.ingest.landing import load_landing_day
+from algo_platform.pipeline.assets.evaluation import evaluate_day, log_report, report_images
+from algo_platform.pipeline.assets.events import clean_events
+from algo_platform.pipeline.assets.features import build_item_features, build_user_features
+from algo_platform.pipeline.assets.sequences import (
+    build_training_sequences,
+    item_vocabulary_suite,
+    training_sequences_suite,
+)
+from algo_platform.pipeline.resources.data_quality import DataQuality
+from algo_platform.pipeline.resources.tracking import ExperimentTracking
+from algo_platform.quality.contracts import (
+    CLEANED_SUITE,
     ITEM_FEATURES_SUITE,
+    RAW_SUITE,
     USER_FEATURES_SUITE,
-    build_item_features,
-    build_user_features,
+    cleaned_events_rules,
     item_features_rules,
+    raw_events_rules,
     user_features_rules,
 )
-from algo_platform.assets.sequences import build_training_sequences, item_vocabulary_suite, training_sequences_suite
-from algo_platform.landing import load_landing_day
-from algo_platform.promotion import PromotionPolicy, promotion_decision
-from algo_platform.quality import distribution_profile, quality_dimensions
-from algo_platform.resources.data_quality import DataQuality
-from algo_platform.resources.tracking import ExperimentTracking
-from algo_platform.training.config import TrainConfig
+from algo_platform.quality.dimensions import distribution_profile, quality_dimensions
 
 
 def ingest_day(
@@ -59,8 +66,8 @@ def retrain(root: str, days: list[dt.date], now: dt.datetime, epochs: int) -> pd
 
 
 def _retrain(root: str, workdir: str, days: list[dt.date], now: dt.datetime, epochs: int) -> pd.DataFrame:
-    from algo_platform import report as render
-    from algo_platform.scoring import recommend
+    from algo_platform.evaluation import report as render
+    from algo_platform.evaluation.scoring import recommend
     from algo_platform.training.train import Reporter, train
 
     quality = DataQuality()

@@ -83,8 +83,8 @@ def child_output(script: str, *args: str, env: dict[str, str] | None = None) -> 
 
 def raw_table(events: int, seed: int = 0, defect_rate: float = 0.01) -> pa.Table:
     """One generated day with planted defects, shaped like `raw_events` (canonical columns + source_file)."""
-    from algo_platform.datagen import build_world, generate_day, plant_defects
-    from algo_platform.schema import with_low_cardinality_encoded
+    from algo_platform.core.schema import with_low_cardinality_encoded
+    from algo_platform.ingest.datagen import build_world, generate_day, plant_defects
 
     world = build_world(max(events // 10, 100), max(events // 25, 200), seed)
     rng = np.random.default_rng(seed)
@@ -98,8 +98,8 @@ def raw_table(events: int, seed: int = 0, defect_rate: float = 0.01) -> pa.Table
 
 
 def ours_clean_and_features(raw: pa.Table) -> tuple[pa.Table, dict[str, int], pd.DataFrame, pd.DataFrame]:
-    from algo_platform.assets.events import clean_table
-    from algo_platform.assets.features import build_item_features, build_user_features
+    from algo_platform.pipeline.assets.events import clean_table
+    from algo_platform.pipeline.assets.features import build_item_features, build_user_features
 
     cleaned, drops = clean_table(raw, DAY, NOW)
     return cleaned, drops, build_user_features(cleaned), build_item_features(cleaned)
@@ -128,8 +128,9 @@ def bench_cleaning(events: int, repeats: int) -> list[Row]:
 
 
 def bench_quality(events: int, repeats: int) -> Row:
-    from algo_platform.assets.events import clean_events, cleaned_events_rules
-    from algo_platform.resources.data_quality import DataQuality
+    from algo_platform.pipeline.assets.events import clean_events
+    from algo_platform.pipeline.resources.data_quality import DataQuality
+    from algo_platform.quality.contracts import cleaned_events_rules
     from benchmarks.quality_checks import pandas_checks
 
     cleaned, _ = clean_events(raw_table(events, defect_rate=0.0), DAY, NOW)
@@ -157,8 +158,8 @@ MEMORY_CHILD = """
 import json, sys
 from upath import UPath
 from benchmarks.suite import DAY, NOW
-from algo_platform.assets.events import clean_events
-from algo_platform.resources.io_managers import ParquetIOManager, read_table
+from algo_platform.pipeline.assets.events import clean_events
+from algo_platform.pipeline.resources.io_managers import ParquetIOManager, read_table
 
 def rss(field):
     with open("/proc/self/status") as status:
@@ -201,7 +202,7 @@ def bench_memory(events: int) -> Row:
 
 
 def bench_sensor(repeats: int, processed: int = 10_000, new: int = 10) -> Row:
-    from algo_platform.jobs import automation
+    from algo_platform.pipeline.jobs import automation
 
     with tempfile.TemporaryDirectory() as root:
         events = Path(root) / "landing" / "events"
@@ -232,8 +233,8 @@ def plain_training_loop(sequences: str, vocabulary: str, epochs: int, batch_size
     reporting, checkpoints and resumption, which is what the comparison prices."""
     import torch
 
+    from algo_platform.core.hyperparameters import TrainConfig
     from algo_platform.models import build_model
-    from algo_platform.training.config import TrainConfig
     from algo_platform.training.data import read_sequences, training_windows
     from algo_platform.training.train import lr_lambda, model_config_of, parameter_groups, read_item_ids
 
@@ -271,7 +272,7 @@ def plain_training_in_own_process(sequences: str, vocabulary: str, epochs: int) 
 def pipes_training(sequences: str, vocabulary: str, output: str, epochs: int) -> float:
     """The trainer launched by PipesSubprocessClient from an asset: the samples/s it reports."""
 
-    from algo_platform.resources.launcher import SubprocessTrainingLauncher
+    from algo_platform.pipeline.resources.launcher import SubprocessTrainingLauncher
 
     @dg.asset
     def trainer_through_pipes(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
@@ -287,8 +288,8 @@ def pipes_training(sequences: str, vocabulary: str, output: str, epochs: int) ->
 
 
 def bench_trainer(events: int, repeats: int) -> Row:
-    from algo_platform.assets.sequences import build_training_sequences
-    from algo_platform.datagen import build_world, generate_day
+    from algo_platform.ingest.datagen import build_world, generate_day
+    from algo_platform.pipeline.assets.sequences import build_training_sequences
 
     world = build_world(max(events // 20, 100), max(events // 50, 200), 0)
     days = [
@@ -352,9 +353,9 @@ BENCH_PROJECT = "bench"
 def retrain_through_dagster(root: str) -> None:
     """`ingest_job` for each day, then `retrain_job`, on a fresh instance and MLflow registry (no
     champion to compare with, as in plain)."""
-    from algo_platform.location import build_project_definitions
-    from algo_platform.project import parse_project
-    from algo_platform.settings import Settings
+    from algo_platform.core.project import parse_project
+    from algo_platform.core.settings import Settings
+    from algo_platform.pipeline.location import build_project_definitions
 
     project = parse_project(
         {
@@ -395,7 +396,7 @@ RETRAIN_SIDES = {"dagster": retrain_through_dagster, "plain": retrain_plain}
 # cancels. Imports happen before the clock starts, on both sides.
 RETRAIN_CHILD = """
 import json, sys, time
-import benchmarks.retrain_plain, algo_platform.location
+import benchmarks.retrain_plain, algo_platform.pipeline.location
 from benchmarks.suite import RETRAIN_SIDES
 started = time.perf_counter()
 RETRAIN_SIDES[sys.argv[1]](sys.argv[2])
@@ -411,7 +412,7 @@ def bench_retrain_path(events: int, repeats: int, items: int = RETRAIN_ITEMS) ->
     """Two days of `events / 2` (a 2-day window): ingest both, train 1 epoch, evaluate, promote,
     recommend. The plain side calls the same functions (benchmarks/retrain_plain.py). Both sides
     first run once on tiny data, so the libraries' files are in the page cache for both."""
-    from algo_platform.datagen import generate
+    from algo_platform.ingest.datagen import generate
 
     for size, count in ((4_000, 1), (events, repeats)):  # warm-up, then the measurement
         with tempfile.TemporaryDirectory() as root:
@@ -481,3 +482,27 @@ def save(rows: list[Row], events: int, quick: bool, folder: Path = RESULTS) -> t
     )
     markdown_path.write_text(render(rows, events, quick))
     return json_path, markdown_path
+
+
+def main() -> None:
+    """`python -m benchmarks.suite` (make bench): every comparison; a table on stdout, JSON + Markdown in --out."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.suite", description=main.__doc__)
+    parser.add_argument(
+        "--events", type=int, default=10_000_000, help="events per data comparison (the retrain path: at most 2M)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny data, one repetition: proves the harness, measures nothing"
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON and Markdown results")
+    args = parser.parse_args()
+    events = min(args.events, 20_000) if args.quick else args.events
+    rows = run(events, args.quick)
+    print(render(rows, events, args.quick))
+    json_path, markdown_path = save(rows, events, args.quick, args.out)
+    print(f"written: {json_path}, {markdown_path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -109,7 +109,7 @@ def run_case(name: str, config, data: tuple[str, str], folder: str, items: int) 
 def main() -> None:
     import torch
 
-    from algo_platform.training.config import TrainConfig
+    from algo_platform.core.hyperparameters import TrainConfig
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check the script on a CPU")

@@ -4,8 +4,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from algo_platform.project import Project, parse_project
-from algo_platform.settings import Settings
+from algo_platform.core.project import Project, parse_project
+from algo_platform.core.settings import Settings
 
 pytest_plugins = ["tests.postgres"]
 
@@ -52,15 +52,15 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def storage_root(settings: Settings) -> str:
     """The test project's own storage: its landing zone, quarantine, tables and models are under it."""
-    root = Path(settings.project_root(PROJECT))
+    root = Path(settings.layout.project(PROJECT).root)
     root.mkdir(parents=True)
     return str(root)
 
 
 def project_assets(project: Project, *stages) -> list:
     """Some stages of a project's assets (e.g. `build_ingest_assets`), with the project's keys."""
-    from algo_platform.assets.partitions import daily_partitions
-    from algo_platform.location import in_project
+    from algo_platform.pipeline.location import in_project
+    from algo_platform.pipeline.partitions import daily_partitions
 
     partitions = daily_partitions(project.partitions_start)
     return in_project([d for stage in stages for d in stage(partitions)], project)

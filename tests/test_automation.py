@@ -6,12 +6,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from algo_platform.assets.partitions import daily_partitions
-from algo_platform.jobs import automation, build_jobs
-from algo_platform.jobs.automation import SETTLE_SECONDS, build_automation, latest_complete_day
-from algo_platform.landing import landing_dir
-from algo_platform.resources.storage import PlatformStorage
-from algo_platform.upload import upload_event_file
+from algo_platform.core.layout import ProjectLayout
+from algo_platform.ingest.upload import upload_event_file
+from algo_platform.pipeline.jobs import automation, build_jobs
+from algo_platform.pipeline.jobs.automation import SETTLE_SECONDS, build_automation, latest_complete_day
+from algo_platform.pipeline.partitions import daily_partitions
+from algo_platform.pipeline.resources.storage import PlatformStorage
 from tests.conftest import PROJECT, make_project
 
 TEAM = make_project()
@@ -33,7 +33,7 @@ def settled(monkeypatch):
 def drop(
     storage_root: str, day: str, name: str, content: str = "user_id,item_id,ts\n1,2,2026-11-20T00:00:00Z\n"
 ) -> Path:
-    folder = Path(landing_dir(storage_root, day))
+    folder = Path(ProjectLayout(storage_root).landing_day(day))
     folder.mkdir(parents=True, exist_ok=True)
     (folder / name).write_text(content)
     return folder / name
@@ -128,7 +128,7 @@ def test_a_day_waiting_to_become_a_partition_is_ingested_once_it_is(storage_root
 def test_ten_thousand_ingested_files_and_ten_new_ones_request_only_their_two_days(storage_root):
     for day_number in range(100):
         day = (dt.date(2026, 8, 1) + dt.timedelta(days=day_number)).isoformat()
-        folder = Path(landing_dir(storage_root, day))
+        folder = Path(ProjectLayout(storage_root).landing_day(day))
         folder.mkdir(parents=True)
         for part in range(100):
             (folder / f"part-{part:04d}.csv").write_text("x")
@@ -154,7 +154,7 @@ def test_a_link_for_a_day_folder_is_not_followed(storage_root, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "x.csv").write_text("user_id,item_id,ts\n1,2,2026-11-19T00:00:00Z\n")
-    events = Path(landing_dir(storage_root, "2026-11-20")).parent
+    events = Path(ProjectLayout(storage_root).landing_day("2026-11-20")).parent
     events.mkdir(parents=True)
     (events / "2026-11-19").symlink_to(outside)
     assert tick(storage_root, None).run_requests == []

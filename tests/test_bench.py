@@ -22,7 +22,7 @@ ROWS = [
 def test_bench_quick_writes_every_row(tmp_path):
     env = {**os.environ, "ALGO_PLATFORM_STORAGE": str(tmp_path / "storage")}
     done = subprocess.run(
-        [sys.executable, "-m", "algo_platform.cli", "bench", "--quick", "--events", "6000", "--out", str(tmp_path)],
+        [sys.executable, "-m", "benchmarks.suite", "--quick", "--events", "6000", "--out", str(tmp_path)],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -16,7 +16,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from algo_platform.scaffold import scaffold_project
+from algo_platform.cli.scaffold import scaffold_project
 from tests.conftest import PROJECT
 from tests.postgres import REPO
 

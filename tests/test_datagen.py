@@ -4,8 +4,8 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from algo_platform.datagen import generate
-from algo_platform.schema import CANONICAL_SCHEMA, EVENT_TYPES
+from algo_platform.core.schema import CANONICAL_SCHEMA, EVENT_TYPES
+from algo_platform.ingest.datagen import generate
 from tests.conftest import END_DAY
 
 

@@ -4,8 +4,8 @@ import sys
 import dagster as dg
 import pytest
 
-from algo_platform.location import build_project_definitions
-from algo_platform.settings import load_settings
+from algo_platform.core.settings import load_settings
+from algo_platform.pipeline.location import build_project_definitions
 from tests.conftest import PROJECT
 
 # A renamed asset or a lost dependency shows up here as a diff.

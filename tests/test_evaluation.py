@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 import torch
 
-from algo_platform import report
-from algo_platform.promotion import PromotionPolicy, promotion_decision
-from algo_platform.scoring import popularity_ranks, remap
+from algo_platform.evaluation import report
+from algo_platform.evaluation.promotion import PromotionPolicy, promotion_decision
+from algo_platform.evaluation.scoring import popularity_ranks, remap
 from algo_platform.training.metrics import ranking_metrics, target_ranks
 
 

@@ -9,7 +9,7 @@ import json
 
 import dagster as dg
 
-from algo_platform.project import PROJECT_TAG, TRAINING_TAG
+from algo_platform.core.project import PROJECT_TAG, TRAINING_TAG
 from tests.conftest import PROJECT
 from tests.test_daemon_e2e import BIN, WORKSPACE, Processes, cli, temporary_platform, wait_for
 

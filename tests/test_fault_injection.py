@@ -14,8 +14,8 @@ import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
 
-from algo_platform.landing import landing_dir
-from algo_platform.upload import upload_event_file
+from algo_platform.core.layout import ProjectLayout
+from algo_platform.ingest.upload import upload_event_file
 from tests.conftest import PROJECT
 from tests.test_daemon_e2e import BIN, WORKSPACE, Processes, cli, temporary_platform, wait_for
 
@@ -97,13 +97,15 @@ def test_every_good_row_lands_exactly_once_through_faults(tmp_path):
         cli(env, "algo-platform", "upload", "--project", PROJECT, str(tmp_path / "colliding.csv"), "--date", PLAIN_DAY)
         expected[PLAIN_DAY] = set(plain.event_id) | {f"extra-{n}" for n in range(70)}
         for day in ("2099-01-01", "2023-12-31"):
-            folder = Path(landing_dir(str(storage / "projects" / PROJECT), day))
+            folder = Path(ProjectLayout(str(storage / "projects" / PROJECT)).landing_day(day))
             folder.mkdir(parents=True)
             events("misdated", day, 10).to_csv(folder / "early.csv", index=False)
 
         # 2. A file written in place in two chunks, with a pause long enough to be ingested half-way.
         in_place = events("chunk", IN_PLACE_DAY, 2000)
-        target = Path(landing_dir(str(storage / "projects" / PROJECT), IN_PLACE_DAY)) / "written-in-place.csv"
+        target = (
+            Path(ProjectLayout(str(storage / "projects" / PROJECT)).landing_day(IN_PLACE_DAY)) / "written-in-place.csv"
+        )
         target.parent.mkdir(parents=True)
         in_place.iloc[:700].to_csv(target, index=False)
         wait_for(lambda: settled_runs(home, IN_PLACE_DAY, 1), "the first chunk's ingest", tmp_path)

@@ -13,10 +13,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from algo_platform import importer
-from algo_platform.importer import ImportRefused, import_events
-from algo_platform.landing import load_landing_day
-from algo_platform.location import build_project_definitions
+from algo_platform.ingest import importer
+from algo_platform.ingest.importer import ImportRefused, import_events
+from algo_platform.ingest.landing import load_landing_day
+from algo_platform.pipeline.location import build_project_definitions
 from tests.conftest import PROJECT, make_project
 
 MAPPING = {"user_id": "userId", "item_id": "movieId", "ts": "timestamp"}
@@ -153,7 +153,7 @@ def test_an_interrupted_import_finishes_when_run_again_without_duplicates(tmp_pa
 def _peak_rss_mib(source: Path, env: dict) -> float:
     script = (
         "import resource, sys\n"
-        "from algo_platform.importer import import_events\n"
+        "from algo_platform.ingest.importer import import_events\n"
         f"import_events({str(source)!r}, sys.argv[1], {MAPPING!r}, {RATING!r}, '2000-01-01',\n"
         "              memory_bytes=4 << 20, batch_bytes=1 << 20)\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
@@ -199,7 +199,7 @@ def test_a_sparse_history_ingests_with_empty_days_and_trains(tmp_path, settings)
     ]
     source = tmp_path / "ratings.jsonl"
     source.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    root = settings.project_root(PROJECT)
+    root = settings.layout.project(PROJECT).root
     result = import_events(source, root, MAPPING, RATING, "2026-11-01", today=dt.date(2026, 11, 29))
     assert list(result.rows_per_day) == days
 
@@ -256,7 +256,7 @@ def test_one_run_ingests_a_range_of_days_each_stored_described_and_checked_as_a_
         "userId,movieId,rating,timestamp\n"
         + "".join(f"{u},{10 + u},4.0,2024-03-0{d}T1{u}:00:00Z\n" for d in (1, 2, 4) for u in range(1, 6))
     )
-    root = settings.project_root(PROJECT)
+    root = settings.layout.project(PROJECT).root
     import_events(source, root, MAPPING, RATING, "2024-01-01", today=dt.date(2026, 11, 20))
     defs = build_project_definitions(project, settings)
     with dg.instance_for_test() as instance:
@@ -289,7 +289,7 @@ def test_one_run_ingests_a_range_of_days_each_stored_described_and_checked_as_a_
 
 def test_a_bad_day_in_a_range_fails_its_checks_by_name_and_blocks_the_range(tmp_path, settings):
     project = make_project(start="2024-01-01", data={"days_per_run": 30})
-    root = Path(settings.project_root(PROJECT))
+    root = Path(settings.layout.project(PROJECT).root)
     for day, user in (("2024-03-01", "1"), ("2024-03-02", "-1")):  # the 2nd: every user id invalid
         folder = root / "landing" / "events" / day
         folder.mkdir(parents=True)

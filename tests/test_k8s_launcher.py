@@ -15,12 +15,12 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from algo_platform.assets.model import build_model_asset
-from algo_platform.assets.partitions import daily_partitions
 from algo_platform.cli import main as cli
-from algo_platform.location import in_project
-from algo_platform.resources import build_resources
-from algo_platform.resources.k8s_launcher import K8sTrainingLauncher
+from algo_platform.pipeline.assets.model import build_model_asset
+from algo_platform.pipeline.location import in_project
+from algo_platform.pipeline.partitions import daily_partitions
+from algo_platform.pipeline.resources import build_resources
+from algo_platform.pipeline.resources.k8s_launcher import K8sTrainingLauncher
 from tests.conftest import END_DAY, PROJECT, make_project
 from tests.k8s_emulator import KubernetesApiEmulator
 from tests.test_training import write_inputs
@@ -112,7 +112,7 @@ def materialize_model(settings, emulator, tmp_path, epochs=2, launcher_overrides
 def land_training_inputs(settings, tmp_path) -> None:
     sequences, vocabulary = write_inputs(tmp_path)
     for name, source in (("training_sequences", sequences), ("item_vocabulary", vocabulary)):
-        target = Path(settings.project_root(PROJECT)) / name / f"{DAY}.parquet"
+        target = Path(settings.layout.project(PROJECT).root) / name / f"{DAY}.parquet"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(Path(source).read_bytes())
 
@@ -135,13 +135,13 @@ def test_trainer_pod_reports_metrics_and_model_through_pipes(settings, emulator,
 
 def test_a_failing_trainer_fails_the_step_with_the_trainers_error(settings, emulator, tmp_path):
     for name in ("training_sequences", "item_vocabulary"):
-        target = Path(settings.project_root(PROJECT)) / name / f"{DAY}.parquet"
+        target = Path(settings.layout.project(PROJECT).root) / name / f"{DAY}.parquet"
         target.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"user_id": [1], "history": [[3]], "holdout": [[4]]}).to_parquet(
-        Path(settings.project_root(PROJECT)) / "training_sequences" / f"{DAY}.parquet"
+        Path(settings.layout.project(PROJECT).root) / "training_sequences" / f"{DAY}.parquet"
     )
     pd.DataFrame({"item_index": [1, 2, 3, 4], "item_id": [1, 2, 3, 4]}).to_parquet(
-        Path(settings.project_root(PROJECT)) / "item_vocabulary" / f"{DAY}.parquet"
+        Path(settings.layout.project(PROJECT).root) / "item_vocabulary" / f"{DAY}.parquet"
     )
     result = materialize_model(settings, emulator, tmp_path)
     assert not result.success
@@ -205,7 +205,7 @@ def test_the_trainer_reads_the_heartbeat_from_the_file_the_kubelet_writes(tmp_pa
 def test_the_spark_driver_pod_validates_and_sizes_executors_from_the_project(settings):
     """A Spark project on Kubernetes: the driver pod against the official schema, and its Spark
     settings (executors, cores, memory) from the project's compute.spark block."""
-    from algo_platform.resources.spark_launcher import K8sSparkLauncher
+    from algo_platform.pipeline.resources.spark_launcher import K8sSparkLauncher
 
     project = make_project(
         data={"engine": "spark"},
@@ -218,7 +218,7 @@ def test_the_spark_driver_pod_validates_and_sizes_executors_from_the_project(set
     kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
     container = pod["spec"]["containers"][0]
     assert container["image"] == "registry.example/spark:1.0"
-    assert container["command"] == ["python", "-m", "algo_platform.engines.spark_job"]
+    assert container["command"] == ["python", "-m", "algo_platform.engines.spark.job"]
     assert container["resources"]["limits"]["memory"] == "16Gi"
     assert pod["spec"]["serviceAccountName"] == "algo-platform-spark"
     assert pod["metadata"]["labels"]["algo-platform/project"] == PROJECT
@@ -234,7 +234,7 @@ def test_the_spark_driver_pod_validates_and_sizes_executors_from_the_project(set
     kubernetes_validate.validate(template, KUBERNETES_VERSION, strict=True)
     executor = template["spec"]["containers"][0]
     assert executor["envFrom"] == container["envFrom"] == [{"secretRef": {"name": "algo-platform-storage"}}]
-    from algo_platform.engines.spark_job import driver_conf
+    from algo_platform.engines.spark.job import driver_conf
 
     driver = driver_conf({"conf": conf, "executor_pod_template": template})
     assert driver["spark.kubernetes.executor.podTemplateContainerName"] == executor["name"]

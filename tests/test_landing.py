@@ -8,8 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from algo_platform.cli import main as cli
-from algo_platform.landing import landing_dir, load_landing_day, parse_column_mapping, quarantine_dir
-from algo_platform.upload import UploadError, upload_event_file
+from algo_platform.core.layout import ProjectLayout
+from algo_platform.ingest.landing import load_landing_day, parse_column_mapping
+from algo_platform.ingest.upload import UploadError, upload_event_file
 from tests.conftest import PROJECT
 
 DAY = "2026-11-20"
@@ -31,7 +32,7 @@ def write_ratings_csv(path: Path, rows: int = 5) -> Path:
 
 
 def landed_names(storage_root: str) -> list[str]:
-    folder = landing_dir(storage_root, DAY)
+    folder = ProjectLayout(storage_root).landing_day(DAY)
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
@@ -42,7 +43,7 @@ def test_upload_with_column_mapping_lands_file_and_raw_load_maps_it(tmp_path, st
     )
     assert result.rows == 5 and result.rows_outside_day == 0 and not result.already_present
     assert landed_names(storage_root) == ["ratings.csv", "ratings.csv.columns.json"]
-    assert (landing_dir(storage_root, DAY) / "ratings.csv").read_bytes() == source.read_bytes()
+    assert (ProjectLayout(storage_root).landing_day(DAY) / "ratings.csv").read_bytes() == source.read_bytes()
 
     load = load_landing_day(storage_root, DAY)
     frame = load.table.to_pandas()
@@ -78,7 +79,7 @@ def test_same_file_twice_is_a_no_op_and_a_different_file_with_the_same_name_is_r
     write_ratings_csv(source, rows=7)
     with pytest.raises(UploadError, match="never overwritten"):
         upload_event_file(source, DAY, mapping, storage_root)
-    assert pd.read_csv(landing_dir(storage_root, DAY) / "ratings.csv").shape[0] == 5
+    assert pd.read_csv(ProjectLayout(storage_root).landing_day(DAY) / "ratings.csv").shape[0] == 5
 
 
 def test_cli_upload_exits_non_zero_with_the_reason(tmp_path, storage_root, projects_dir):
@@ -112,7 +113,7 @@ def test_cli_upload_exits_non_zero_with_the_reason(tmp_path, storage_root, proje
 
 
 def test_corrupt_file_is_quarantined_with_reason_and_the_good_file_still_loads(storage_root):
-    folder = landing_dir(storage_root, DAY)
+    folder = ProjectLayout(storage_root).landing_day(DAY)
     folder.mkdir(parents=True)
     good = pa.table(
         {
@@ -131,7 +132,7 @@ def test_corrupt_file_is_quarantined_with_reason_and_the_good_file_still_loads(s
 
     assert load.table.num_rows == 3 and load.loaded_files == ["good.parquet"]
     assert [(q.file, q.reason) for q in load.quarantined] == [("broken.parquet", "corrupt_parquet")]
-    quarantined = quarantine_dir(storage_root, DAY)
+    quarantined = ProjectLayout(storage_root).quarantine_day(DAY)
     assert (quarantined / "broken.parquet").read_bytes() == truncated
     reason = json.loads((quarantined / "broken.parquet.reason.json").read_text())
     assert reason["reason"] == "corrupt_parquet" and reason["file"].endswith("broken.parquet") and reason["time"]
@@ -223,7 +224,7 @@ def test_a_declared_extra_column_is_kept_with_its_type_and_an_undeclared_one_is_
 
 
 def test_a_rating_that_is_not_a_number_quarantines_its_file_and_names_the_column(tmp_path, storage_root):
-    folder = landing_dir(storage_root, DAY)
+    folder = ProjectLayout(storage_root).landing_day(DAY)
     folder.mkdir(parents=True)
     (folder / "bad.csv").write_text("user_id,item_id,ts,rating\n1,10,2026-11-20T01:00:00Z,five stars\n")
     (folder / "good.csv").write_text("user_id,item_id,ts,rating\n2,11,2026-11-20T02:00:00Z,3\n")

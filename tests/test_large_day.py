@@ -9,12 +9,12 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from algo_platform.assets.events import build_ingest_assets
-from algo_platform.assets.features import build_feature_assets
-from algo_platform.datagen import generate
-from algo_platform.engines import large_day
-from algo_platform.resources import build_resources
-from algo_platform.settings import Settings
+from algo_platform.core.settings import Settings
+from algo_platform.engines.polars import large_day
+from algo_platform.ingest.datagen import generate
+from algo_platform.pipeline.assets.events import build_ingest_assets
+from algo_platform.pipeline.assets.features import build_feature_assets
+from algo_platform.pipeline.resources import build_resources
 from tests.conftest import END_DAY, PROJECT, make_project, project_assets
 
 DAY = END_DAY.isoformat()
@@ -23,7 +23,7 @@ TABLES = ("cleaned_events", "user_features", "item_features")
 
 def ingest(root: Path) -> tuple[Settings, dg.ExecuteInProcessResult]:
     settings = Settings(env="local", storage_root=str(root / "storage"))
-    generate(settings.project_root(PROJECT), 1, 6_000, seed=3, defect_rate=0.05, end_date=END_DAY)
+    generate(settings.layout.project(PROJECT).root, 1, 6_000, seed=3, defect_rate=0.05, end_date=END_DAY)
     project = make_project()
     result = dg.materialize(
         project_assets(project, build_ingest_assets, build_feature_assets),
@@ -34,7 +34,7 @@ def ingest(root: Path) -> tuple[Settings, dg.ExecuteInProcessResult]:
 
 
 def stored(settings: Settings, asset: str) -> pd.DataFrame:
-    return pd.read_parquet(Path(settings.project_root(PROJECT)) / asset / f"{DAY}.parquet")
+    return pd.read_parquet(Path(settings.layout.project(PROJECT).root) / asset / f"{DAY}.parquet")
 
 
 def cleaned_metadata(result: dg.ExecuteInProcessResult) -> dict:

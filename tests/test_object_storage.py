@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from upath import UPath
 
-from algo_platform.datagen import generate
-from algo_platform.landing import landing_dir
-from algo_platform.location import build_project_definitions
-from algo_platform.settings import Settings
+from algo_platform.core.layout import ProjectLayout
+from algo_platform.core.settings import Settings
+from algo_platform.ingest.datagen import generate
+from algo_platform.pipeline.location import build_project_definitions
 from tests.conftest import END_DAY, PROJECT, ingest_and_retrain, make_project
 from tests.s3_server import start_object_store
 
@@ -39,10 +39,10 @@ def store():
 def s3_pipeline(store, tmp_path_factory):
     home = tmp_path_factory.mktemp("s3-home")
     settings = Settings(env="local", storage_root=f"s3://{store.bucket}/platform", dagster_home=str(home))
-    root = settings.project_root(PROJECT)
+    root = settings.layout.project(PROJECT).root
     days = generate(root, DAYS, 2_000, seed=5, defect_rate=0.02, end_date=END_DAY)
     # A broken upload next to the good file of the last day: quarantined on the store, the day still flows.
-    (landing_dir(root, END_DAY.isoformat()) / "broken.parquet").write_bytes(b"PAR1 this is not parquet")
+    (ProjectLayout(root).landing_day(END_DAY.isoformat()) / "broken.parquet").write_bytes(b"PAR1 this is not parquet")
     defs = build_project_definitions(make_project(window_days=DAYS), settings)
     with dg.instance_for_test(temp_dir=str(home)) as instance:
         ingest, retrain = ingest_and_retrain(defs, days, instance, epochs=2)
@@ -72,7 +72,7 @@ def test_every_table_model_report_and_artifact_is_an_object_in_the_bucket(s3_pip
 
 
 def test_cleaned_events_on_the_store_hold_every_good_row(s3_pipeline):
-    root = UPath(s3_pipeline["settings"].project_root(PROJECT))
+    root = UPath(s3_pipeline["settings"].layout.project(PROJECT).root)
     for generated in s3_pipeline["days"]:
         cleaned = pd.read_parquet((root / "cleaned_events" / f"{generated.day}.parquet").open("rb"))
         assert len(cleaned) == generated.rows - sum(generated.defects.values())
@@ -82,7 +82,7 @@ def test_cleaned_events_on_the_store_hold_every_good_row(s3_pipeline):
 def test_the_champion_loads_from_the_store_with_mlflows_own_api(s3_pipeline):
     import mlflow
 
-    from algo_platform.resources import build_resources
+    from algo_platform.pipeline.resources import build_resources
 
     tracking = build_resources(s3_pipeline["settings"], make_project(window_days=DAYS))["experiment_tracking"]
     mlflow.set_tracking_uri(tracking.tracking_uri)
@@ -98,7 +98,7 @@ def test_a_store_that_stops_mid_write_fails_the_run_clearly_and_leaves_nothing_h
         with_store_environment(store, monkeypatch)
         settings = Settings(env="local", storage_root=f"s3://{store.bucket}/platform", dagster_home=str(tmp_path))
         day = END_DAY.isoformat()
-        generate(settings.project_root(PROJECT), 1, 5_000, seed=3, end_date=END_DAY)
+        generate(settings.layout.project(PROJECT).root, 1, 5_000, seed=3, end_date=END_DAY)
         defs = build_project_definitions(make_project(window_days=2), settings)
         cleaned = f"platform/projects/{PROJECT}/cleaned_events/"
         before = store.object_keys()
@@ -131,9 +131,9 @@ def test_a_store_that_stops_mid_write_fails_the_run_clearly_and_leaves_nothing_h
 
 
 def test_the_sensor_lists_the_store_in_one_go_and_finds_late_files_of_old_days_at_the_full_sweep(store, monkeypatch):
-    from algo_platform import landing
-    from algo_platform.assets.partitions import daily_partitions
-    from algo_platform.jobs import automation
+    from algo_platform.ingest import landing
+    from algo_platform.pipeline.jobs import automation
+    from algo_platform.pipeline.partitions import daily_partitions
 
     root = f"s3://{store.bucket}/sensor"
     today = dt.datetime.now(dt.UTC).date()
@@ -141,7 +141,7 @@ def test_the_sensor_lists_the_store_in_one_go_and_finds_late_files_of_old_days_a
     partitions = daily_partitions((today - dt.timedelta(days=60)).isoformat())
 
     def land(day: str, name: str) -> None:
-        (landing_dir(root, day) / name).write_bytes(b"user_id,item_id,ts\n1,2,3\n")
+        (ProjectLayout(root).landing_day(day) / name).write_bytes(b"user_id,item_id,ts\n1,2,3\n")
 
     listed: list[int] = []
     list_objects = landing._list_objects

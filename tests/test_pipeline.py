@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from algo_platform.datagen import generate
-from algo_platform.location import build_project_definitions
-from algo_platform.settings import Settings
+from algo_platform.core.settings import Settings
+from algo_platform.ingest.datagen import generate
+from algo_platform.pipeline.location import build_project_definitions
 from tests.conftest import END_DAY, PROJECT, ingest_and_retrain, make_project
 
 DAYS = 7
@@ -42,7 +42,7 @@ def metadata_of(result: dg.ExecuteInProcessResult, asset: str) -> dict:
 def pipeline(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline")
     settings = Settings(env="local", storage_root=str(root / "storage"))
-    landing = settings.project_root(PROJECT)
+    landing = settings.layout.project(PROJECT).root
     days = generate(landing, DAYS, EVENTS_PER_DAY, seed=11, defect_rate=DEFECT_RATE, end_date=END_DAY)
     defs = build_project_definitions(make_project(window_days=DAYS), settings)
     (root / "home").mkdir()
@@ -74,7 +74,9 @@ def test_cleaning_drops_exactly_the_planted_defects(pipeline):
 def test_feature_tables_are_stored_with_previews(pipeline):
     features = metadata_of(pipeline["ingest"][-1], "user_features")
     assert features["rows"] > 100 and "user_id" in features["preview"].splitlines()[0]
-    stored = pd.read_parquet(Path(pipeline["settings"].project_root(PROJECT)) / "item_features" / f"{END_DAY}.parquet")
+    stored = pd.read_parquet(
+        Path(pipeline["settings"].layout.project(PROJECT).root) / "item_features" / f"{END_DAY}.parquet"
+    )
     assert {"item_id", "events", "like_rate", "popularity_rank", "topic"} <= set(stored.columns)
 
 
@@ -90,7 +92,7 @@ def test_model_trained_through_pipes_beats_popularity(pipeline):
 
 def test_training_refuses_a_window_with_missing_days(pipeline, tmp_path):
     settings = Settings(env="local", storage_root=str(tmp_path / "s"))
-    generate(settings.project_root(PROJECT), 2, 500, seed=1, end_date=END_DAY)
+    generate(settings.layout.project(PROJECT).root, 2, 500, seed=1, end_date=END_DAY)
     defs = build_project_definitions(make_project(window_days=DAYS), settings)
     with dg.instance_for_test() as instance:
         for day in ("2026-11-19", "2026-11-20"):
@@ -109,7 +111,7 @@ def test_training_refuses_a_window_with_missing_days(pipeline, tmp_path):
 @pytest.mark.parametrize("landed", ["nothing", "a header-only file"])
 def test_a_day_without_events_is_an_empty_partition_whose_checks_pass(project, settings, landed):
     if landed != "nothing":
-        folder = Path(settings.project_root(PROJECT)) / "landing" / "events" / "2026-11-20"
+        folder = Path(settings.layout.project(PROJECT).root) / "landing" / "events" / "2026-11-20"
         folder.mkdir(parents=True)
         (folder / "quiet.csv").write_text("event_id,user_id,item_id,event_type,ts\n")
     defs = build_project_definitions(project, settings)
@@ -198,7 +200,7 @@ def test_the_evaluation_report_shows_plots_and_writes_html(pipeline):
 
 def test_recommendations_for_every_active_user(pipeline):
     settings = pipeline["settings"]
-    tables = Path(settings.project_root(PROJECT))
+    tables = Path(settings.layout.project(PROJECT).root)
     recommendations = pd.read_parquet(tables / "user_recommendations" / f"{END_DAY}.parquet")
     sequences = pd.read_parquet(tables / "training_sequences" / f"{END_DAY}.parquet")
     vocabulary = pd.read_parquet(tables / "item_vocabulary" / f"{END_DAY}.parquet")
@@ -231,13 +233,13 @@ def test_a_weaker_model_is_compared_with_the_champion_and_not_promoted(pipeline)
 def test_the_champion_loads_with_mlflows_own_api_and_recommends(pipeline):
     import mlflow
 
-    from algo_platform.resources import build_resources
+    from algo_platform.pipeline.resources import build_resources
 
     tracking = build_resources(pipeline["settings"], make_project(window_days=DAYS))["experiment_tracking"]
     mlflow.set_tracking_uri(tracking.tracking_uri)
     mlflow.set_registry_uri(tracking.tracking_uri)
     recommender = mlflow.pyfunc.load_model(f"models:/{tracking.registered_model_name}@champion")
-    assets = Path(pipeline["settings"].project_root(PROJECT))
+    assets = Path(pipeline["settings"].layout.project(PROJECT).root)
     sequences = pd.read_parquet(assets / "training_sequences" / f"{END_DAY}.parquet")
     vocabulary = pd.read_parquet(assets / "item_vocabulary" / f"{END_DAY}.parquet")
     item_of = dict(zip(vocabulary["item_index"], vocabulary["item_id"], strict=True))

@@ -8,8 +8,8 @@ import sys
 import dagster as dg
 import pytest
 
-from algo_platform.datagen import generate
-from algo_platform.location import build_project_definitions
+from algo_platform.ingest.datagen import generate
+from algo_platform.pipeline.location import build_project_definitions
 from tests.conftest import END_DAY, PROJECT, make_project
 from tests.postgres import REPO
 
@@ -32,7 +32,7 @@ def test_deploy_config_reads_credentials_from_the_environment_only():
 
 
 def test_a_runs_events_survive_a_new_instance_object(postgres_home, settings):
-    generate(settings.project_root(PROJECT), 1, 300, seed=1, end_date=END_DAY)
+    generate(settings.layout.project(PROJECT).root, 1, 300, seed=1, end_date=END_DAY)
     with dg.DagsterInstance.from_config(str(postgres_home)) as writer:
         assert type(writer.run_storage).__name__ == "PostgresRunStorage"
         result = (
@@ -67,7 +67,7 @@ def test_schedule_and_sensor_state_and_cursor_survive(postgres_home, settings):
 
 
 def test_two_runs_writing_at_once(postgres_home, settings):
-    generate(settings.project_root(SHIPPED), 2, 300, seed=2, end_date=END_DAY)
+    generate(settings.layout.project(SHIPPED).root, 2, 300, seed=2, end_date=END_DAY)
     env = {**os.environ, "ALGO_PLATFORM_STORAGE": settings.storage_root}
     days = ["2026-11-19", "2026-11-20"]
     # The schema exists before the runs start, as it does once a daemon or webserver has opened
@@ -114,7 +114,7 @@ def test_users_grants_and_the_audit_log_live_in_the_instances_postgres(postgres_
     """The webserver and the CLI share the instance's PostgreSQL; the audit log is append-only there too."""
     import sqlalchemy as sa
 
-    from algo_platform.web.accounts import Accounts, Role
+    from algo_platform.accounts.store import Accounts, Role
 
     with dg.DagsterInstance.get() as instance:
         accounts = Accounts.for_instance(instance)

@@ -10,11 +10,11 @@ import yaml
 from click.testing import CliRunner
 
 from algo_platform.cli import main as cli
-from algo_platform.datagen import generate
-from algo_platform.location import build_project_definitions, load_project_definitions
-from algo_platform.project import PROJECT_TAG, TRAINING_TAG, ProjectError, load_project
-from algo_platform.resources import build_resources
-from algo_platform.settings import Settings
+from algo_platform.core.project import PROJECT_TAG, TRAINING_TAG, ProjectError, load_project
+from algo_platform.core.settings import Settings
+from algo_platform.ingest.datagen import generate
+from algo_platform.pipeline.location import build_project_definitions, load_project_definitions
+from algo_platform.pipeline.resources import build_resources
 from tests.conftest import END_DAY
 
 REPO = Path(__file__).resolve().parents[1]
@@ -173,7 +173,7 @@ def test_two_projects_train_in_one_instance_each_in_its_own_storage_and_registry
             project = project.model_copy(update={"training": project.training.model_copy(update={"window_days": 2})})
             feedback = project.data.feedback
             generate(
-                settings.project_root(name),
+                settings.layout.project(name).root,
                 2,
                 1_500,
                 seed=7,
@@ -196,23 +196,25 @@ def test_two_projects_train_in_one_instance_each_in_its_own_storage_and_registry
                 if e.asset_key == dg.AssetKey([name, "sequence_model"])
             ).materialization.metadata
             assert model["registered_model_version"].value == f"{project.registered_model_name} v1"
-            assert Path(model["model_uri"].value).is_relative_to(settings.project_root(name))
+            assert Path(model["model_uri"].value).is_relative_to(settings.layout.project(name).root)
         for name in SHIPPED:
             assert str(END_DAY) in instance.get_materialized_partitions(dg.AssetKey([name, "user_recommendations"]))
     # The movies team's ratings travelled from the landing zone to its cleaned events; low ones
     # are not interactions, so its sequences hold fewer items than its cleaned plays and likes.
-    movies = Path(settings.project_root("movies"))
+    movies = Path(settings.layout.project("movies").root)
     cleaned = pd.concat([pd.read_parquet(movies / "cleaned_events" / f"{day}.parquet") for day in days])
     assert cleaned["rating"].between(1, 5).all() and (cleaned["rating"] < 3.5).any()
     sequences = pd.read_parquet(movies / "training_sequences" / f"{END_DAY}.parquet")
     liked = cleaned["event_type"].isin(["play", "like", "share", "follow"]) & (cleaned["rating"] >= 3.5)
     assert sequences["history_length"].sum() + sequences["holdout_length"].sum() == liked.sum()
-    shortvideo = pd.read_parquet(Path(settings.project_root("shortvideo")) / "cleaned_events" / f"{END_DAY}.parquet")
+    shortvideo = pd.read_parquet(
+        Path(settings.layout.project("shortvideo").root) / "cleaned_events" / f"{END_DAY}.parquet"
+    )
     assert "rating" not in shortvideo.columns
 
 
 def test_a_tracking_server_url_reaches_the_resource_as_an_env_var_not_its_value(monkeypatch):
-    from algo_platform.settings import load_settings
+    from algo_platform.core.settings import load_settings
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://reco:s3cret@mlflow.internal:5000")
     tracking = build_resources(load_settings(), load_project(REPO / "projects" / "movies"))["experiment_tracking"]

@@ -9,11 +9,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from algo_platform.assets.events import cleaned_events_rules, raw_events_rules
-from algo_platform.datagen import generate
-from algo_platform.location import build_project_definitions
-from algo_platform.quality import population_stability_index, quality_dimensions
-from algo_platform.resources.data_quality import DataQuality, suite_check_result
+from algo_platform.ingest.datagen import generate
+from algo_platform.pipeline.location import build_project_definitions
+from algo_platform.pipeline.resources.data_quality import DataQuality, suite_check_result
+from algo_platform.quality.contracts import cleaned_events_rules, raw_events_rules
+from algo_platform.quality.dimensions import population_stability_index, quality_dimensions
 from tests.conftest import END_DAY, PROJECT, make_events, make_project
 
 NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
@@ -116,7 +116,7 @@ def test_a_failing_blocking_check_stops_training_in_the_same_run(settings):
     """Six clean days are ingested; the seventh is mostly defects. One run that includes raw
     events through the model must stop at the quality gate: no cleaned events, no sequences,
     no model for that day."""
-    storage = settings.project_root(PROJECT)
+    storage = settings.layout.project(PROJECT).root
     generate(storage, days=6, events_per_day=600, seed=3, end_date=END_DAY - dt.timedelta(days=1))
     generate(storage, days=1, events_per_day=600, seed=3, defect_rate=0.6, end_date=END_DAY)
     defs = build_project_definitions(make_project(), settings)
@@ -153,8 +153,8 @@ def test_suites_run_in_a_process_whose_main_has_no_file():
     installed, GX's import of Spark Connect used to exit such a process (status 0, no error)."""
     script = (
         "import pandas as pd\n"
-        "from algo_platform.quality import hard\n"
-        "from algo_platform.resources.data_quality import DataQuality\n"
+        "from algo_platform.quality.contracts import hard\n"
+        "from algo_platform.pipeline.resources.data_quality import DataQuality\n"
         "rule = hard('ExpectColumnValuesToNotBeNull', column='a')\n"
         "print('validated', DataQuality().validate(pd.DataFrame({'a': [1, None]}), [rule], 's')[0].passed)\n"
     )

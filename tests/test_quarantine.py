@@ -13,9 +13,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from algo_platform.assets.events import build_ingest_assets
-from algo_platform.landing import landing_dir, quarantine_dir, quarantine_name
-from algo_platform.resources import build_resources
+from algo_platform.core.layout import ProjectLayout
+from algo_platform.ingest.landing import quarantine_name
+from algo_platform.pipeline.assets.events import build_ingest_assets
+from algo_platform.pipeline.resources import build_resources
 from tests.conftest import PROJECT, make_project, project_assets
 
 DAY = "2026-11-20"
@@ -76,7 +77,7 @@ BAD_FILES = {
 
 
 def land(storage_root: str, name: str, data: bytes) -> Path:
-    folder = Path(landing_dir(storage_root, DAY))
+    folder = Path(ProjectLayout(storage_root).landing_day(DAY))
     folder.mkdir(parents=True, exist_ok=True)
     (folder / name).write_bytes(data)
     return folder / name
@@ -102,7 +103,7 @@ def ingest(settings, instance: dg.DagsterInstance | None = None) -> dg.ExecuteIn
 
 def stored(settings, asset: str) -> pd.DataFrame:
     """The day's table as the platform stored it (what the next step and an analyst read)."""
-    return pd.read_parquet(Path(settings.project_root(PROJECT)) / asset / f"{DAY}.parquet")
+    return pd.read_parquet(Path(settings.layout.project(PROJECT).root) / asset / f"{DAY}.parquet")
 
 
 def check(result: dg.ExecuteInProcessResult, name: str):
@@ -119,7 +120,7 @@ def test_bad_file_is_quarantined_and_the_good_rows_still_load(kind, settings, st
 
     assert result.success
     assert sorted(stored(settings, "cleaned_events")["user_id"]) == GOOD_USERS
-    quarantined = Path(quarantine_dir(storage_root, DAY))
+    quarantined = Path(ProjectLayout(storage_root).quarantine_day(DAY))
     kept_as = quarantine_name(name)
     assert (quarantined / kept_as).read_bytes() == data
     why = json.loads((quarantined / f"{kept_as}.reason.json").read_text())
@@ -135,7 +136,7 @@ def test_a_header_only_file_is_a_file_without_events_not_a_bad_one(settings, sto
     result = ingest(settings)
     assert result.success and check(result, "no_files_quarantined").passed
     assert sorted(stored(settings, "cleaned_events")["user_id"]) == GOOD_USERS
-    assert not Path(quarantine_dir(storage_root, DAY)).exists()
+    assert not Path(ProjectLayout(storage_root).quarantine_day(DAY)).exists()
 
 
 def test_the_same_content_uploaded_twice_is_loaded_once(settings, storage_root):
@@ -148,7 +149,7 @@ def test_the_same_content_uploaded_twice_is_loaded_once(settings, storage_root):
     assert raw_meta.materialization.metadata["duplicate_files_skipped"].value == [
         "good-retry.parquet (same content as good.parquet)"
     ]
-    assert not Path(quarantine_dir(storage_root, DAY)).exists()
+    assert not Path(ProjectLayout(storage_root).quarantine_day(DAY)).exists()
 
 
 def test_a_file_of_another_day_is_quarantined_as_misplaced_and_the_day_scores_on_the_rest(settings, storage_root):
@@ -166,7 +167,7 @@ def test_a_file_of_another_day_is_quarantined_as_misplaced_and_the_day_scores_on
 
     assert result.success
     assert sorted(stored(settings, "cleaned_events")["user_id"]) == [*day_users[:91], 92, *day_users[91:]]
-    why = json.loads((Path(quarantine_dir(storage_root, DAY)) / "misplaced.csv.reason.json").read_text())
+    why = json.loads((Path(ProjectLayout(storage_root).quarantine_day(DAY)) / "misplaced.csv.reason.json").read_text())
     assert why["reason"] == "misplaced"
     assert "2026-11-18: 500 rows" in why["detail"] and "--date 2026-11-18" in why["detail"]
     # A file with rows on both sides of midnight is this day's: its other-day row is counted and dropped.
@@ -194,7 +195,7 @@ def test_a_day_whose_files_are_all_bad_fails_with_a_clear_message(settings, stor
     failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error.message
     assert "every landing file was quarantined" in failure
     assert "empty.csv" in failure and "broken.parquet" in failure
-    assert not (Path(settings.project_root(PROJECT)) / "raw_events" / f"{DAY}.parquet").exists()
+    assert not (Path(settings.layout.project(PROJECT).root) / "raw_events" / f"{DAY}.parquet").exists()
 
 
 SECRET = "root:$y$j9T$not-a-real-hash:19000:0:99999:7:::"
@@ -204,14 +205,14 @@ def test_a_link_is_quarantined_as_a_link_and_its_target_is_never_read_or_shown(s
     secret = tmp_path / "shadow"
     secret.write_text(SECRET + "\n")
     land(storage_root, "good.parquet", good_parquet())
-    link = Path(landing_dir(storage_root, DAY)) / "innocent.csv"
+    link = Path(ProjectLayout(storage_root).landing_day(DAY)) / "innocent.csv"
     link.symlink_to(secret)
 
     result = ingest(settings)
 
     assert result.success
     assert sorted(stored(settings, "cleaned_events")["user_id"]) == GOOD_USERS
-    quarantined = Path(quarantine_dir(storage_root, DAY))
+    quarantined = Path(ProjectLayout(storage_root).quarantine_day(DAY))
     assert not (quarantined / "innocent.csv").exists()  # nothing copied through the link
     assert json.loads((quarantined / "innocent.csv.reason.json").read_text())["reason"] == "symlink"
     shown = " ".join(str(e) for e in result.all_events) + (quarantined / "innocent.csv.reason.json").read_text()
@@ -221,7 +222,7 @@ def test_a_link_is_quarantined_as_a_link_and_its_target_is_never_read_or_shown(s
 def test_a_link_planted_in_quarantine_is_replaced_not_written_through(settings, storage_root, tmp_path):
     victim = tmp_path / "victim.txt"
     victim.write_text("keep me")
-    quarantined = Path(quarantine_dir(storage_root, DAY))
+    quarantined = Path(ProjectLayout(storage_root).quarantine_day(DAY))
     quarantined.mkdir(parents=True)
     (quarantined / "empty.csv").symlink_to(victim)
     land(storage_root, "good.parquet", good_parquet())
@@ -235,7 +236,7 @@ def test_a_link_planted_in_quarantine_is_replaced_not_written_through(settings, 
 def test_a_linked_quarantine_folder_is_never_written_through(settings, storage_root, tmp_path, linked):
     outside = tmp_path / "outside"
     outside.mkdir()
-    day_folder = Path(quarantine_dir(storage_root, DAY))
+    day_folder = Path(ProjectLayout(storage_root).quarantine_day(DAY))
     link = day_folder.parents[1] if linked == "quarantine" else day_folder
     link.parent.mkdir(parents=True, exist_ok=True)
     link.symlink_to(outside, target_is_directory=True)
@@ -253,7 +254,9 @@ def test_a_csv_parse_error_names_the_defect_without_quoting_the_row(settings, st
     land(storage_root, "ragged.csv", b"user_id,item_id,ts\n1,2,2026-11-20T01:00:00Z\n" + SECRET.encode() + b"\n")
     result = ingest(settings)
     assert result.success
-    detail = json.loads((Path(quarantine_dir(storage_root, DAY)) / "ragged.csv.reason.json").read_text())["detail"]
+    detail = json.loads((Path(ProjectLayout(storage_root).quarantine_day(DAY)) / "ragged.csv.reason.json").read_text())[
+        "detail"
+    ]
     assert "Expected 3 columns, got 1" in detail
     assert "not-a-real-hash" not in detail and "not-a-real-hash" not in " ".join(str(e) for e in result.all_events)
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from algo_platform.location import build_project_definitions
+from algo_platform.pipeline.location import build_project_definitions
 from tests.conftest import PROJECT
 
 
@@ -27,4 +27,4 @@ def test_a_run_without_a_valid_day_fails_before_any_step_works(project, settings
         text = " ".join(str(e.event_specific_data) for e in failures)
         assert message in text
         assert "Cannot access partition_key" not in text
-        assert not (Path(settings.project_root(PROJECT)) / "raw_events").exists()
+        assert not (Path(settings.layout.project(PROJECT).root) / "raw_events").exists()

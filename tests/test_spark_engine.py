@@ -18,15 +18,15 @@ import pyarrow.parquet as pq
 import pytest
 from upath import UPath
 
-from algo_platform.assets.events import cleaned_events_rules
-from algo_platform.assets.features import build_item_features, build_user_features, item_features_rules
-from algo_platform.datagen import generate
-from algo_platform.engines.cleaning import clean_table
-from algo_platform.location import build_project_definitions
-from algo_platform.quality import distribution_profile, quality_dimensions
-from algo_platform.resources.data_quality import DataQuality
-from algo_platform.resources.io_managers import read_table
-from algo_platform.settings import Settings
+from algo_platform.core.settings import Settings
+from algo_platform.engines.polars.cleaning import clean_table
+from algo_platform.ingest.datagen import generate
+from algo_platform.pipeline.assets.features import build_item_features, build_user_features
+from algo_platform.pipeline.location import build_project_definitions
+from algo_platform.pipeline.resources.data_quality import DataQuality
+from algo_platform.pipeline.resources.io_managers import read_table
+from algo_platform.quality.contracts import cleaned_events_rules, item_features_rules
+from algo_platform.quality.dimensions import distribution_profile, quality_dimensions
 from tests.conftest import END_DAY, make_events, make_project
 
 NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
@@ -45,7 +45,7 @@ def skip_without_java() -> None:
 @pytest.fixture(scope="module")
 def spark():
     skip_without_java()
-    from algo_platform.engines.spark import session
+    from algo_platform.engines.spark.session import session
 
     spark = session("algo-platform tests", master="local[2]")
     spark.sparkContext.setLogLevel("ERROR")
@@ -104,7 +104,7 @@ def assert_same_table(polars_side: pd.DataFrame, spark_side: pd.DataFrame) -> No
 
 @pytest.mark.parametrize("raw_of", ["every_defect_kind", "generated_day"])
 def test_spark_cleans_and_summarises_exactly_as_polars(spark, tmp_path, raw_of):
-    from algo_platform.engines import spark as engine
+    from algo_platform.engines.spark import session as engine
     from benchmarks.suite import raw_table
 
     raw = every_defect_kind() if raw_of == "every_defect_kind" else raw_table(20_000, defect_rate=0.05)
@@ -156,7 +156,7 @@ def ingest_one_day(tmp_path: Path, engine: str, storage_root: str | None = None)
     """One day ingested by a project on `engine`; its materializations' metadata and check results."""
     project = make_project(data={"engine": engine})
     settings = Settings(env="local", storage_root=storage_root or str(tmp_path / engine))
-    root = UPath(settings.project_root(project.name))
+    root = UPath(settings.layout.project(project.name).root)
     generate(str(root), 1, 3_000, seed=3, defect_rate=0.05, end_date=END_DAY)
     defs = build_project_definitions(project, settings)
     (tmp_path / f"{engine}-home").mkdir()

@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 from upath import UPath
 
-from algo_platform.atomic import PARTS_MANIFEST
-from algo_platform.resources.io_managers import read_table
+from algo_platform.core.atomic import PARTS_MANIFEST
+from algo_platform.pipeline.resources.io_managers import read_table
 from tests.conftest import END_DAY
 from tests.s3_server import start_object_store
 from tests.test_spark_engine import assert_same_ingest, ingest_one_day, skip_without_java
@@ -33,7 +33,7 @@ def store():
 def spark(store):
     """A session whose Python workers (the data source's readers and writers) get the store's
     credentials, also when an earlier test module started Spark's JVM without them."""
-    from algo_platform.engines.spark import session
+    from algo_platform.engines.spark.session import session
 
     conf = {f"spark.executorEnv.{name}": value for name, value in store.environment.items()}
     spark = session("algo-platform object-storage tests", master="local[2]", conf=conf)
@@ -62,7 +62,7 @@ def _table(spark, rows: int):
 def test_a_table_on_the_store_is_replaced_whole_or_not_at_all(spark, store):
     from pyspark.sql import functions as F
 
-    from algo_platform.engines import spark_storage
+    from algo_platform.engines.spark import storage as spark_storage
 
     path = f"s3://{store.bucket}/replace/user_features/{END_DAY}.parquet"
     spark_storage.write(_table(spark, 40), path)

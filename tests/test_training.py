@@ -7,8 +7,8 @@ import pyarrow as pa
 import pytest
 import torch
 
+from algo_platform.core.hyperparameters import TrainConfig
 from algo_platform.models import FAMILIES, ModelConfig, SASRec, build_model
-from algo_platform.training.config import TrainConfig
 from algo_platform.training.data import RaggedSequences, SequenceData, holdout_windows, training_windows
 from algo_platform.training.metrics import hit_rate_and_ndcg, target_ranks
 from algo_platform.training.train import Reporter, load_model, train
@@ -304,7 +304,7 @@ def test_a_checkpoint_holding_a_pickled_object_is_refused(tmp_path):
 def test_every_hyper_parameter_is_in_the_launchpad_with_its_help_and_on_the_command_line():
     from dataclasses import fields
 
-    from algo_platform.assets.model import SequenceModelConfig, trainer_args
+    from algo_platform.pipeline.assets.model import SequenceModelConfig, trainer_args
     from algo_platform.training.train import build_parser
 
     launchpad = SequenceModelConfig.model_fields
@@ -319,7 +319,7 @@ def test_every_hyper_parameter_is_in_the_launchpad_with_its_help_and_on_the_comm
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_every_model_family_trains_saves_loads_and_scores_through_the_interface(tmp_path, family):
-    from algo_platform.scoring import recommend
+    from algo_platform.evaluation.scoring import recommend
 
     sequences, vocabulary = write_inputs(tmp_path)
     config = small_config(model=family, epochs=15)
@@ -386,7 +386,7 @@ def test_checkpoints_are_keyed_by_what_they_train_so_a_new_runs_retry_finds_them
     """The run retry after a killed worker is a new run: it must find the same checkpoint folder."""
     from upath import UPath
 
-    from algo_platform.assets.model import SequenceModelConfig, training_key
+    from algo_platform.pipeline.assets.model import SequenceModelConfig, training_key
 
     sequences, vocabulary = (UPath(p) for p in write_inputs(tmp_path))
     key = training_key(SequenceModelConfig(epochs=3), sequences, vocabulary)

@@ -272,7 +272,7 @@ def test_proxy_headers_count_only_from_trusted_proxies(tmp_path):
     from starlette.routing import Route
     from starlette.testclient import TestClient
 
-    from algo_platform.web.accounts import Accounts
+    from algo_platform.accounts.store import Accounts
     from algo_platform.web.signin import PRINCIPAL, AuthSettings, signed_in
 
     def whoami(request):
@@ -299,7 +299,7 @@ def test_proxy_headers_count_only_from_trusted_proxies(tmp_path):
 def test_the_audit_log_is_append_only(tmp_path):
     import sqlalchemy as sa
 
-    from algo_platform.web.accounts import Accounts
+    from algo_platform.accounts.store import Accounts
 
     accounts = Accounts(f"sqlite:///{tmp_path / 'accounts.db'}")
     accounts.record("sign-in", "allowed", user="edna")

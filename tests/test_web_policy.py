@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from algo_platform.web.accounts import Principal, Role
+from algo_platform.accounts.store import Principal, Role
 from algo_platform.web.policy import RULES, UnreadableRequest, judge, mutations, tag_with_user
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from algo_platform.project import PROJECT_TAG
+from algo_platform.core.project import PROJECT_TAG
 from algo_platform.web.visibility import scoped_instance
 
 

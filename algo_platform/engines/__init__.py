@@ -1,1 +1,2 @@
-"""The data stage (raw -> cleaned -> features) as polars lazy frames on one machine."""
+"""The data stage (raw -> cleaned -> features): `polars` on one machine, `spark` for days beyond
+one. Engines import no Dagster; the Spark job speaks Dagster Pipes."""

@@ -26,8 +26,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from algo_platform.core.hyperparameters import TrainConfig, python_type
 from algo_platform.models import PAD, ModelConfig, NextItemModel, build_model, model_from_state, model_state
-from algo_platform.training.config import TrainConfig, python_type
 from algo_platform.training.data import (
     holdout_windows,
     popularity_scores,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from html import escape
 
-from algo_platform.web.accounts import AuditEntry, Principal
+from algo_platform.accounts.store import AuditEntry, Principal
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 3rem auto; max-width: 60rem; color: #1c2024; }

@@ -34,8 +34,8 @@ from graphql import (
 from graphql.error import GraphQLError
 from graphql.utilities import value_from_ast_untyped
 
-from algo_platform.project import PROJECT_TAG
-from algo_platform.web.accounts import Principal, Role
+from algo_platform.accounts.store import Principal, Role
+from algo_platform.core.project import PROJECT_TAG
 
 USER_TAG = "user"  # Dagster's own tag for who launched a run: the runs list shows it as "Launched by"
 PLATFORM = None  # the "project" of a mutation that acts on the whole platform

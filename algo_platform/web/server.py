@@ -52,7 +52,7 @@ def scope_permissions_to_users(process_context) -> None:
     admin) still run first."""
     from dagster._core.workspace.context import WorkspaceRequestContext
 
-    from algo_platform.web.accounts import Role
+    from algo_platform.accounts.store import Role
     from algo_platform.web.visibility import WorkspaceScoper, scoped_instance
 
     create = process_context.create_request_context
@@ -85,7 +85,7 @@ def webserver(args: Sequence[str]) -> None:
     """Run `dagster-webserver ARGS` with the app behind sign-in and the cross-site write guard."""
     import dagster_webserver.cli as webserver_cli
 
-    from algo_platform.web.accounts import Accounts
+    from algo_platform.accounts.store import Accounts
     from algo_platform.web.targets import WorkspaceTargets
 
     try:

@@ -40,9 +40,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from algo_platform.project import project_names, projects_dir
+from algo_platform.accounts.store import NAME_PATTERN, Accounts, Principal, Role
+from algo_platform.core.project import project_names, projects_dir
 from algo_platform.web import pages
-from algo_platform.web.accounts import NAME_PATTERN, Accounts, Principal, Role
 from algo_platform.web.policy import (
     TAG_SLOTS,
     Action,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dagster as dg
 from dagster._core.remote_representation.external import CompoundID  # ids the UI sends for states
 
-from algo_platform.project import PROJECT_TAG
+from algo_platform.core.project import PROJECT_TAG
 
 
 class WorkspaceTargets:

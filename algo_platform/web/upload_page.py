@@ -17,8 +17,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from algo_platform.accounts.store import Principal, Role
 from algo_platform.web import pages
-from algo_platform.web.accounts import Principal, Role
 from algo_platform.web.upload_receiver import UploadRefused, receive_upload
 
 MAX_UPLOAD_BYTES = 2 * 1024**3  # a web upload's whole body; ALGO_PLATFORM_UPLOAD_MAX_MB overrides it
@@ -92,10 +92,10 @@ class UploadPage:
 
     def _land(self, project_name: str, day: str, local: Path, mappings: list[str]) -> dict:
         """The CLI's upload on the received file: same checks, same mapping rules, same landing zone."""
-        from algo_platform.landing import parse_column_mapping
-        from algo_platform.project import ProjectError, load_project
-        from algo_platform.settings import load_settings
-        from algo_platform.upload import UploadError, upload_event_file
+        from algo_platform.core.project import ProjectError, load_project
+        from algo_platform.core.settings import load_settings
+        from algo_platform.ingest.landing import parse_column_mapping
+        from algo_platform.ingest.upload import UploadError, upload_event_file
 
         try:
             project = load_project(self.site.settings.projects_dir / project_name)
@@ -110,7 +110,7 @@ class UploadPage:
                 local,
                 day,
                 mapping,
-                load_settings().project_root(project.name),
+                load_settings().layout.project(project.name).root,
                 project.partitions_start.isoformat(),
                 extra_columns=project.data.extra_columns,
             )

@@ -13,8 +13,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from algo_platform.accounts.store import AccountError, Principal, Role
 from algo_platform.web import pages
-from algo_platform.web.accounts import AccountError, Principal, Role
 
 MIN_PASSWORD = 12
 

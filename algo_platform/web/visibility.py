@@ -29,7 +29,7 @@ import dagster as dg
 from dagster._core.workspace.workspace import CurrentWorkspace  # the workspace a request context reads
 from dagster_shared.record import copy
 
-from algo_platform.project import PROJECT_TAG
+from algo_platform.core.project import PROJECT_TAG
 
 NO_PROJECT = "\x00none"  # a tag value no run carries: "match nothing" for a filter with no project left
 TAGS_FROM_RUNS = 5000

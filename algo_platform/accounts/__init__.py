@@ -1,0 +1,1 @@
+"""Users, their roles per project, sessions and the audit log, in the Dagster instance's database."""

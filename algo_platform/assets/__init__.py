@@ -1,2 +1,0 @@
-"""One module per stage of the data flow; each has a factory that builds the stage for a project
-(`algo_platform.location` puts them together)."""

@@ -1,0 +1,294 @@
+"""A team's project: its whole pipeline declared in one YAML file, `projects/<name>/project.yaml`.
+
+The schema is typed (pydantic): a wrong field fails with the file, the field's path, what was given
+and what is allowed, before any Dagster object is built. Everything else a project makes (asset
+keys, jobs, storage, MLflow names, run tags) is derived from it in `algo_platform.pipeline.location`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from dataclasses import fields
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from algo_platform.core.hyperparameters import TrainConfig
+from algo_platform.core.schema import CANONICAL_COLUMNS, DEFAULT_INTERACTION_TYPES, EVENT_TYPES
+
+PROJECT_FILE = "project.yaml"
+NAME_PATTERN = r"^[a-z][a-z0-9_]{1,30}$"
+# Run tag every run of a project carries; the run queue's per-project limits key on it.
+PROJECT_TAG = "algo_platform/project"
+# The Kubernetes label on a project's training pods.
+PROJECT_LABEL = "algo-platform/project"
+# Present on training runs only, valued by project: one training run per project at a time.
+TRAINING_TAG = "algo_platform/training"
+
+
+class ProjectError(ValueError):
+    """A project file that cannot be used, with everything needed to fix it."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Feedback(_Strict):
+    """Explicit feedback: a column (such as a rating) kept from upload to sequences."""
+
+    column: str = Field(description="the column holding the feedback value, e.g. rating")
+    threshold: float | None = Field(
+        default=None, description="events with a value below this do not count as interactions (None: all count)"
+    )
+
+
+class DataSource(_Strict):
+    extra_columns: dict[str, Literal["int64", "float64", "string"]] = Field(
+        default_factory=dict,
+        description="columns beyond the canonical ones, kept from upload to cleaned events (e.g. rating: float64)",
+    )
+    column_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="canonical column -> column in the team's files, the default for `upload --project`",
+    )
+    interaction_types: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_INTERACTION_TYPES),
+        description="event types that count as interactions in training sequences",
+    )
+    feedback: Feedback | None = None
+    engine: Literal["polars", "spark"] = Field(
+        default="polars",
+        description="what cleans events and computes features: polars on the run's machine, or Spark "
+        "(local mode, or executors on Kubernetes sized by compute.spark) for days beyond one machine",
+    )
+    days_per_run: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description="days one ingest run of a backfill processes: 1 when a day fills a machine; "
+        "hundreds for a history of small days (an import), where each run's start-up would dominate",
+    )
+
+    @pydantic.field_validator("extra_columns")
+    @classmethod
+    def _not_canonical(cls, value: dict[str, str]) -> dict[str, str]:
+        clashing = sorted(set(value) & {*CANONICAL_COLUMNS, "source_file"})
+        if clashing:
+            raise ValueError(f"{clashing} are canonical columns already; extra_columns are the others")
+        return value
+
+    @pydantic.model_validator(mode="after")
+    def _mapped_columns_are_known(self) -> DataSource:
+        known = [*CANONICAL_COLUMNS, *self.extra_columns]
+        unknown = sorted(set(self.column_map) - set(known))
+        if unknown:
+            raise ValueError(f"column_map maps {unknown}, which are not loaded columns; choose from {', '.join(known)}")
+        return self
+
+    @pydantic.model_validator(mode="after")
+    def _feedback_is_a_declared_number(self) -> DataSource:
+        if self.feedback is not None and self.extra_columns.get(self.feedback.column) not in ("int64", "float64"):
+            raise ValueError(
+                f"feedback.column {self.feedback.column!r} must be declared in data.extra_columns as int64 or float64"
+            )
+        return self
+
+    @pydantic.model_validator(mode="after")
+    def _spark_runs_a_day_at_a_time(self) -> DataSource:
+        if self.engine == "spark" and self.days_per_run != 1:
+            raise ValueError(
+                f"days_per_run is {self.days_per_run}, but engine spark runs one day per run (a day on Spark is large; "
+                "a history of small days runs faster on polars): set days_per_run: 1 or engine: polars"
+            )
+        return self
+
+    @pydantic.field_validator("interaction_types")
+    @classmethod
+    def _known_types(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(EVENT_TYPES))
+        if unknown or not value:
+            raise ValueError(f"{unknown or 'empty list'}: allowed event types are {', '.join(EVENT_TYPES)}")
+        return value
+
+
+class Training(_Strict):
+    window_days: Annotated[int, Field(ge=2)] | Literal["all"] = Field(
+        default=7,
+        description="days of events per training run (the last one held out under next_day), or `all`: "
+        "every day from partitions_start up to the evaluated day (logs where users return over years)",
+    )
+    evaluation: Literal["next_day", "leave_last_out"] = Field(
+        default="next_day",
+        description="next_day: the window's last day is held out; leave_last_out: each user's last interaction "
+        "(the one before it validates); both rank against the full catalogue",
+    )
+
+
+class Model(_Strict):
+    """The model family and its hyper-parameters (the trainer's flags; unset ones keep their defaults)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    family: Literal["sasrec", "gru4rec"] = "sasrec"
+
+    @pydantic.model_validator(mode="after")
+    def _known_hyperparameters(self) -> Model:
+        # `model` is the family above; `device` is the launcher's business, not the team's.
+        known = {f.name: f for f in fields(TrainConfig) if f.name not in ("model", "device")}
+        for name, value in (self.model_extra or {}).items():
+            if name not in known:
+                raise ValueError(f"unknown hyper-parameter {name!r}; allowed: {', '.join(known)}")
+            expected = type(known[name].default)
+            exact = isinstance(value, expected) and (expected is bool or not isinstance(value, bool))
+            widened = expected is float and isinstance(value, int) and not isinstance(value, bool)
+            if not (exact or widened):
+                raise ValueError(f"{name}: {value!r} is not of type {expected.__name__}")
+        return self
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The trainer's config with this project's values: every field of TrainConfig."""
+        defaults = {f.name: f.default for f in fields(TrainConfig)}
+        return {**defaults, **(self.model_extra or {}), "model": self.family}
+
+
+class Schedule(_Strict):
+    cron: str = Field(default="0 2 * * *", description="when the retraining job runs")
+    timezone: str = "UTC"
+    enabled: bool = Field(default=False, description="whether the schedule starts running when the project loads")
+
+    @pydantic.field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r}; use an IANA name such as UTC or Asia/Shanghai") from None
+        return value
+
+    @pydantic.field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        # The shape only: Dagster judges the fields when it builds the schedule (the code location
+        # names the project if it refuses), and core imports no Dagster.
+        if len(value.split()) != 5:
+            raise ValueError(f"{value!r} is not a cron schedule (five fields, e.g. '0 2 * * *')")
+        return value
+
+
+class Sensor(_Strict):
+    enabled: bool = Field(default=False, description="whether the landing-zone sensor starts when the project loads")
+
+
+class Promotion(_Strict):
+    margin: float = Field(
+        default=0.01, ge=0, description="the new model must beat the champion's NDCG@10 by this share"
+    )
+    segment_tolerance: float = Field(default=0.05, ge=0, le=1, description="largest NDCG@10 loss allowed in a segment")
+    min_segment_users: int = Field(default=50, ge=1, description="smaller segments cannot veto a promotion")
+
+
+class SparkCompute(_Strict):
+    """The Spark application of a project with data.engine: spark, on Kubernetes (local mode ignores the executors)."""
+
+    executors: int = Field(default=4, ge=1, description="executor pods")
+    executor_cores: int = Field(default=4, ge=1)
+    executor_memory: str = Field(default="16g", pattern=r"^\d+[mg]$", description="JVM heap of each executor, e.g. 16g")
+    driver_memory: str = Field(default="8g", pattern=r"^\d+[mg]$")
+
+
+class Compute(_Strict):
+    pool: str = Field(default="gpu", description="Dagster pool of the training step")
+    gpus: int = Field(default=1, ge=0, description="GPUs of the Kubernetes training pod (more than one: DDP)")
+    cpu: str = "4"
+    memory: str = "16Gi"
+    priority: int = Field(default=0, ge=-10, le=10, description="dagster/priority of the project's runs")
+    priority_class: str = Field(default="algo-platform-training", description="Kubernetes PriorityClass of the pod")
+    node_selector: dict[str, str] = Field(default_factory=lambda: {"nvidia.com/gpu.present": "true"})
+    spark: SparkCompute = Field(default_factory=SparkCompute)
+
+
+class Project(_Strict):
+    name: str = Field(pattern=NAME_PATTERN, description="lower-case letters, digits and _, 2-31 characters")
+    owners: list[str] = Field(min_length=1, description="e-mail addresses or team:<name>")
+    description: str = ""
+    partitions_start: dt.date = Field(description="first day of events (YYYY-MM-DD)")
+    data: DataSource = Field(default_factory=DataSource)
+    training: Training = Field(default_factory=Training)
+    model: Model = Field(default_factory=Model)
+    schedule: Schedule = Field(default_factory=Schedule)
+    sensor: Sensor = Field(default_factory=Sensor)
+    promotion: Promotion = Field(default_factory=Promotion)
+    compute: Compute = Field(default_factory=Compute)
+
+    @pydantic.field_validator("owners")
+    @classmethod
+    def _owner_form(cls, value: list[str]) -> list[str]:
+        for owner in value:
+            if not (re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", owner) or re.fullmatch(r"team:[\w-]+", owner)):
+                raise ValueError(f"{owner!r}: an owner is an e-mail address or team:<name>")
+        return value
+
+    @property
+    def registered_model_name(self) -> str:
+        return f"{self.name}-{self.model.family}"
+
+    @property
+    def run_tags(self) -> dict[str, str]:
+        return {PROJECT_TAG: self.name, "dagster/priority": str(self.compute.priority)}
+
+
+def projects_dir() -> Path:
+    """Where project folders live: ./projects, or ALGO_PLATFORM_PROJECTS."""
+    return Path(os.environ.get("ALGO_PLATFORM_PROJECTS", "projects"))
+
+
+def project_names(folder: Path) -> list[str]:
+    """The projects in `folder`: its subfolders that hold a project.yaml."""
+    return sorted(p.parent.name for p in folder.glob(f"*/{PROJECT_FILE}"))
+
+
+def _field_path(location: tuple) -> str:
+    return ".".join(str(part) for part in location) or "(top level)"
+
+
+def parse_project(document: Any, source: str) -> Project:
+    if not isinstance(document, dict):
+        raise ProjectError(f"{source}: expected a mapping of fields (name, owners, partitions_start, ...)")
+    try:
+        return Project.model_validate(document)
+    except pydantic.ValidationError as error:
+        problems = []
+        for item in error.errors():
+            given = "" if item["type"] == "missing" else f" (given: {str(item.get('input'))[:60]!r})"
+            problems.append(f"  {_field_path(item['loc'])}: {item['msg']}{given}")
+        raise ProjectError(
+            f"{source}: {len(problems)} problem(s) in the project file:\n" + "\n".join(problems)
+        ) from None
+
+
+def load_project(path: str | Path) -> Project:
+    """A project from its folder or its project.yaml, or a ProjectError naming file and field."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / PROJECT_FILE
+    try:
+        document = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ProjectError(f"{path}: no such project file; create one with `algo-platform project new NAME`") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ProjectError(f"{path}: not valid YAML{where}: {getattr(error, 'problem', error)}") from None
+    project = parse_project(document, str(path))
+    if path.parent.name != project.name and path.parent.name != "":
+        raise ProjectError(
+            f"{path}: name {project.name!r} differs from its folder {path.parent.name!r}; rename one of them"
+        )
+    return project

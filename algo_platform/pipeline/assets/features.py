@@ -1,0 +1,129 @@
+"""user_features and item_features: the per-day analysis tables an analyst opens first."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+
+from algo_platform.core.schema import EVENT_TYPES
+from algo_platform.engines.polars.features import item_features as item_features_plan
+from algo_platform.engines.polars.features import user_features as user_features_plan
+from algo_platform.engines.polars.large_day import item_features_of_file, user_features_of_file
+from algo_platform.pipeline.assets.days import by_day, describe_days, per_day, run_days, suite_each_day
+from algo_platform.pipeline.partitions import days_per_backfill_run
+from algo_platform.pipeline.resources.data_quality import DataQuality
+from algo_platform.pipeline.resources.io_managers import AS_PATH, local_file
+from algo_platform.quality.contracts import (
+    ITEM_FEATURES_SUITE,
+    USER_FEATURES_SUITE,
+    item_features_rules,
+    user_features_rules,
+)
+
+# Counts come out as int64, totals that can be unknown (all watch times missing) as nullable Int64.
+_COUNT_COLUMNS = (
+    "user_id",
+    "item_id",
+    "events",
+    *(f"{kind}s" for kind in EVENT_TYPES),
+    "distinct_items",
+    "unique_users",
+    "popularity_rank",
+)
+
+
+def _as_lazy(events: pa.Table | pd.DataFrame) -> pl.LazyFrame:
+    table = pa.Table.from_pandas(events, preserve_index=False) if isinstance(events, pd.DataFrame) else events
+    return pl.from_arrow(table).lazy()
+
+
+def feature_frame(table: pl.DataFrame) -> pd.DataFrame:
+    """A feature table as pandas, in the stored dtypes."""
+    frame = table.to_arrow().to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    return frame.astype({name: "int64" for name in _COUNT_COLUMNS if name in frame.columns})
+
+
+def build_user_features(events: pa.Table | pd.DataFrame) -> pd.DataFrame:
+    return feature_frame(user_features_plan(_as_lazy(events)).collect())
+
+
+def build_item_features(events: pa.Table | pd.DataFrame) -> pd.DataFrame:
+    return feature_frame(item_features_plan(_as_lazy(events)).collect())
+
+
+def _feature_metadata(table: pd.DataFrame, sort_by: str) -> dict[str, dg.MetadataValue | int | float]:
+    preview = (
+        table.sort_values(sort_by, ascending=False)
+        .head(10)
+        .round(dict.fromkeys(table.select_dtypes("float").columns, 3))
+    )
+    return {
+        "rows": len(table),
+        "dagster/row_count": len(table),
+        "mean_watch_ratio": float(np.nan_to_num(table["mean_watch_ratio"].mean())),
+        "mean_like_rate": float(table["like_rate"].mean()),
+        "mean_skip_rate": float(table["skip_rate"].mean()),
+        "preview": dg.MetadataValue.md(preview.to_markdown(index=False)),
+    }
+
+
+def user_features(context: dg.AssetExecutionContext, cleaned_events) -> dg.Output:
+    """Per-user activity of the day: events by type, watch ratio, engagement rates, top topics."""
+    return _features_by_day(context, cleaned_events, user_features_of_file)
+
+
+def item_features(context: dg.AssetExecutionContext, cleaned_events) -> dg.Output:
+    """Per-item reach and engagement of the day: users, watch ratio, like/share/skip rates, rank."""
+    return _features_by_day(context, cleaned_events, item_features_of_file)
+
+
+def _features_by_day(
+    context: dg.AssetExecutionContext, cleaned_events, of_file: Callable[[Path], pl.DataFrame]
+) -> dg.Output:
+    """Each day's features from its cleaned file, read by polars' streaming engine (in parts for
+    a day of many events): memory grows with the day's users and items, not its events."""
+    tables, metadata = {}, {}
+    for day, cleaned_path in by_day(cleaned_events, run_days(context)).items():
+        with local_file(cleaned_path) as events:
+            tables[day] = feature_frame(of_file(events))
+        metadata[day] = _feature_metadata(tables[day], "events")
+    describe_days(context, metadata)
+    return dg.Output(per_day(tables))
+
+
+def user_features_suite(context: dg.AssetCheckExecutionContext, user_features, data_quality: DataQuality):
+    """One row per user, counts positive, rates within [0, 1]."""
+    rules = user_features_rules()
+    yield from suite_each_day(context, data_quality, user_features, lambda first, last: rules, USER_FEATURES_SUITE)
+
+
+def item_features_suite(context: dg.AssetCheckExecutionContext, item_features, data_quality: DataQuality):
+    """One row per item, counts positive, rates within [0, 1], ranks from 1."""
+    rules = item_features_rules()
+    yield from suite_each_day(context, data_quality, item_features, lambda first, last: rules, ITEM_FEATURES_SUITE)
+
+
+def build_feature_assets(partitions: dg.DailyPartitionsDefinition, days_per_run: int = 1) -> list:
+    """user_features and item_features of one project, with their checks."""
+    options = {
+        "partitions_def": partitions,
+        "backfill_policy": days_per_backfill_run(days_per_run),
+        "group_name": "features",
+    }
+    by_path = {"cleaned_events": dg.AssetIn(metadata=AS_PATH)}
+    users = dg.asset(**options, kinds={"polars", "parquet"}, ins=by_path)(user_features)
+    items = dg.asset(**options, kinds={"polars", "parquet"}, ins=by_path)(item_features)
+    return [
+        users,
+        items,
+        dg.asset_check(asset=users, name=USER_FEATURES_SUITE, blocking=True, partitions_def=partitions)(
+            user_features_suite
+        ),
+        dg.asset_check(asset=items, name=ITEM_FEATURES_SUITE, blocking=True, partitions_def=partitions)(
+            item_features_suite
+        ),
+    ]

@@ -1,0 +1,165 @@
+"""sequence_model: trains the next-item model (the family chosen in its config) through Dagster Pipes.
+
+The asset only prepares arguments, launches and reports; the GPU work happens in the trainer
+process (a local subprocess, or a pod in Kubernetes), which reports loss and metrics back.
+"""
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import fields
+from typing import Any
+
+import dagster as dg
+import pydantic
+from upath import UPath
+
+from algo_platform import code_version
+from algo_platform.core.hyperparameters import TrainConfig, python_type
+from algo_platform.pipeline.resources.launcher import TrainingLauncher
+from algo_platform.pipeline.resources.project import ProjectResource
+from algo_platform.pipeline.resources.storage import PlatformStorage
+from algo_platform.pipeline.resources.tracking import ExperimentTracking
+
+
+def launchpad_config(defaults: Mapping[str, Any] | None = None) -> type[dg.Config]:
+    """The trainer's hyper-parameters as a launchpad config: every field, its default and its help,
+    taken from `TrainConfig` (the trainer's command line is built from the same fields); `defaults`
+    are the project's own values."""
+    defaults = defaults or {}
+    return pydantic.create_model(
+        "SequenceModelConfig",
+        __base__=dg.Config,
+        __doc__="Trainer hyper-parameters, editable in the launchpad; all of them are logged to MLflow.",
+        **{
+            f.name: (
+                python_type(f.type),
+                pydantic.Field(default=defaults.get(f.name, f.default), description=f.metadata["help"]),
+            )
+            for f in fields(TrainConfig)
+        },
+    )
+
+
+SequenceModelConfig = launchpad_config()
+
+
+def trainer_args(config: dg.Config) -> list[str]:
+    """The trainer's command-line flags for `config`."""
+    args = []
+    for name, value in config.model_dump().items():
+        flag = f"--{name.replace('_', '-')}"
+        if isinstance(value, bool):
+            args.append(flag if value else f"--no-{name.replace('_', '-')}")
+        else:
+            args += [flag, str(value)]
+    return args
+
+
+def _file_identity(path: UPath) -> str:
+    """Changes when the file is rewritten (size and time locally, the ETag on object stores)."""
+    return f"{path}@{path.fs.checksum(path.path)}"
+
+
+def training_key(config: dg.Config, sequences: UPath, vocabulary: UPath) -> str:
+    """Names one training: the same inputs and hyper-parameters give the same key."""
+    identity = {
+        "config": config.model_dump(),
+        "sequences": _file_identity(sequences),
+        "vocabulary": _file_identity(vocabulary),
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_model_asset(
+    partitions: dg.DailyPartitionsDefinition, hyperparameters: Mapping[str, Any], pool: str
+) -> dg.AssetsDefinition:
+    """The model asset of one project: its hyper-parameters are the launchpad's defaults, its
+    training step runs in the project's pool."""
+    config_class = launchpad_config(hyperparameters)
+
+    @dg.asset(
+        partitions_def=partitions,
+        group_name="training",
+        io_manager_key="json_io_manager",
+        pool=pool,
+        kinds={"pytorch"},
+        # A retry finds the same output folder (keyed by what it trains) and the trainer resumes from
+        # its last checkpoint there instead of starting over (a lost node or pod costs minutes, not hours).
+        retry_policy=dg.RetryPolicy(max_retries=2, delay=5),
+    )
+    def sequence_model(
+        context: dg.AssetExecutionContext,
+        config: config_class,  # type: ignore[valid-type]
+        project: ProjectResource,
+        training_launcher: TrainingLauncher,
+        storage: PlatformStorage,
+        experiment_tracking: ExperimentTracking,
+        training_sequences: UPath,
+        item_vocabulary: UPath,
+    ) -> dg.Output[dict]:
+        """Next-item model (SASRec or GRU4Rec, `model` in the config) trained by the Pipes-launched trainer."""
+        # Keyed by what it trains, not by the run: a retry (a new run after a killed worker) finds the
+        # previous attempt's checkpoint and resumes it.
+        output_dir = storage.layout.model_output(
+            "sequence_model", context.partition_key, training_key(config, training_sequences, item_vocabulary)
+        )
+        args = [
+            "--sequences", str(training_sequences),
+            "--vocabulary", str(item_vocabulary),
+            "--output-dir", output_dir,
+            *trainer_args(config),
+        ]  # fmt: skip
+        invocation = training_launcher.run_trainer(context, args)
+        reported = {key: value.value for key, value in (invocation.get_materialize_result().metadata or {}).items()}
+        model_uri, losses = str(reported["model_uri"]), list(reported["loss_per_epoch"])
+
+        # Lineage: every model can be traced to its data, code and hyper-parameters.
+        lineage = {
+            "dagster_run_id": context.run_id,
+            "dagster_partition": context.partition_key,
+            "data_window_days": str(project.window_days),
+            "project": project.name,
+            "training_sequences": str(training_sequences),
+            "code_version": code_version(),
+        }
+        numeric = {k: float(v) for k, v in reported.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        mlflow_run_id = experiment_tracking.log_training(
+            run_name=f"sequence_model {context.partition_key}",
+            params={**config.model_dump(), "partition": context.partition_key, "window_days": project.window_days},
+            epoch_losses=losses,
+            metrics=numeric,
+            tags=lineage,
+            artifacts=[model_uri],
+        )
+        version = experiment_tracking.register(mlflow_run_id, model_uri, tags=lineage)
+        descriptor = {
+            "model_uri": model_uri,
+            "partition": context.partition_key,
+            "run_id": context.run_id,
+            "hyperparameters": config.model_dump(),
+            "training_sequences": str(training_sequences),
+            "losses": losses,
+            "mlflow_run_id": mlflow_run_id,
+            "model_version": version.version,
+            "code_version": lineage["code_version"],
+        }
+        return dg.Output(
+            descriptor,
+            metadata={
+                **{
+                    key: value
+                    for key, value in reported.items()
+                    if key not in ("loss_per_epoch", "model_uri", "validation_ndcg_per_epoch")
+                },
+                "loss_per_epoch": dg.MetadataValue.json(losses),
+                "validation_ndcg_per_epoch": dg.MetadataValue.json(list(reported.get("validation_ndcg_per_epoch", []))),
+                "model_uri": dg.MetadataValue.path(model_uri),
+                "mlflow_run_id": mlflow_run_id,
+                "mlflow_run": dg.MetadataValue.url(experiment_tracking.run_url(mlflow_run_id)),
+                "registered_model_version": f"{experiment_tracking.registered_model_name} v{version.version}",
+                "code_version": lineage["code_version"],
+            },
+        )
+
+    return sequence_model

@@ -1,0 +1,162 @@
+"""champion_model and user_recommendations: promotion behind the gate, and what services consume."""
+
+import time
+
+import dagster as dg
+import pandas as pd
+from upath import UPath
+
+from algo_platform.evaluation.promotion import promotion_decision
+from algo_platform.pipeline.assets.evaluation import split_report
+from algo_platform.pipeline.resources.promotion import PromotionGate
+from algo_platform.pipeline.resources.tracking import ExperimentTracking, ModelVersion
+
+
+def _descriptor_of(version: ModelVersion) -> dict:
+    """What champion_model records for a registered version, from the lineage tags it was registered with."""
+    tags = version.tags
+    return {
+        "model_version": version.version,
+        "model_uri": version.model_uri,
+        "trained_on_partition": tags.get("dagster_partition"),
+        "training_sequences": tags.get("training_sequences"),
+        "code_version": tags.get("code_version"),
+        "trained_by_run": tags.get("dagster_run_id"),
+        "mlflow_run_id": version.run_id,
+    }
+
+
+def _never_backwards(candidate_day: str, current: ModelVersion | None) -> str | None:
+    """Why a model trained for `candidate_day` may not replace `current`, or None if it may."""
+    if current is None:
+        return None
+    current_day = current.tags.get("dagster_partition", "")
+    if candidate_day < current_day:
+        return (
+            f"trained for {candidate_day}, before the champion's {current_day} (v{current.version}): "
+            "a backfill never moves the champion backwards"
+        )
+    return None
+
+
+def champion_model(
+    context: dg.AssetExecutionContext,
+    sequence_model: dict,
+    evaluation_report: pd.DataFrame,
+    experiment_tracking: ExperimentTracking,
+    promotion: PromotionGate,
+) -> dg.Output[dict]:
+    """The model serving recommendations: the new model if it passes the promotion gate, else the champion kept.
+
+    The decision is made here, from the evaluation report, however the asset is launched (with
+    its job, alone from the UI, a backfill): the `promotion_gate` check reports the same decision
+    but cannot be the only guard, since a check only stops steps of its own run."""
+    current = experiment_tracking.champion()
+    overall, segments = split_report(evaluation_report)
+    decision = promotion_decision(overall, segments, promotion.policy())
+    reasons = list(decision.reasons)
+    backwards = _never_backwards(sequence_model["partition"], current)
+    promote = decision.promote and backwards is None
+    if backwards and decision.promote:
+        reasons.append(backwards)
+
+    if promote:
+        version = sequence_model["model_version"]
+        experiment_tracking.promote(version)
+        experiment_tracking.set_version_tags(
+            version,
+            {
+                "promoted_on": context.partition_key,
+                "promoted_by_run": context.run_id,
+                "previous_champion": current.version if current else "none",
+            },
+        )
+        served = {
+            "model_version": version,
+            "model_uri": sequence_model["model_uri"],
+            "trained_on_partition": sequence_model["partition"],
+            "training_sequences": sequence_model["training_sequences"],
+            "code_version": sequence_model["code_version"],
+            "trained_by_run": sequence_model["run_id"],
+            "mlflow_run_id": sequence_model["mlflow_run_id"],
+            "hyperparameters": sequence_model["hyperparameters"],
+        }
+    elif current is None:
+        raise dg.Failure(
+            description=(
+                f"no champion to serve: the first model (v{sequence_model['model_version']}) was not promoted ("
+                + "; ".join(reasons)
+                + "). Retrain with other hyper-parameters or more data."
+            )
+        )
+    else:
+        served = _descriptor_of(current)
+        context.log.info(f"kept champion v{current.version}: " + "; ".join(reasons))
+
+    outcome = "promoted" if promote else "kept"
+    champion = {
+        **served,
+        "outcome": outcome,
+        "candidate_version": sequence_model["model_version"],
+        "previous_version": current.version if current else None,
+        "reasons": reasons,
+    }
+    return dg.Output(
+        champion,
+        metadata={
+            "outcome": outcome,
+            "champion_version": f"{experiment_tracking.registered_model_name} v{served['model_version']}",
+            "candidate_version": sequence_model["model_version"],
+            "previous_champion": current.version if current else "none",
+            "why": dg.MetadataValue.md("\n".join(f"- {reason}" for reason in reasons)),
+            "lineage": dg.MetadataValue.json({k: v for k, v in champion.items() if k != "reasons"}),
+            "mlflow_run": dg.MetadataValue.url(experiment_tracking.run_url(served["mlflow_run_id"])),
+        },
+    )
+
+
+class RecommendationsConfig(dg.Config):
+    top_k: int = 20
+
+
+def user_recommendations(
+    context: dg.AssetExecutionContext,
+    config: RecommendationsConfig,
+    champion_model: dict,
+    training_sequences: UPath,
+    item_vocabulary: UPath,
+) -> dg.Output[pd.DataFrame]:
+    """Top-K items for every active user from the champion, for downstream services to serve."""
+    from algo_platform.evaluation.scoring import recommend
+
+    started = time.perf_counter()
+    table = recommend(champion_model["model_uri"], str(training_sequences), str(item_vocabulary), config.top_k)
+    elapsed = time.perf_counter() - started
+    table["model_version"] = champion_model["model_version"]
+    users_per_second = len(table) / elapsed if elapsed > 0 else 0.0
+    context.log.info(f"scored {len(table):,} users in {elapsed:.2f} s ({users_per_second:,.0f} users/s)")
+    return dg.Output(
+        table,
+        metadata={
+            "users": len(table),
+            "top_k": config.top_k,
+            "users_per_second": round(users_per_second, 1),
+            "model_version": champion_model["model_version"],
+            "preview": dg.MetadataValue.md(
+                table.head(5)
+                .assign(item_ids=table["item_ids"].head(5).map(lambda ids: ", ".join(map(str, ids[:5])) + " ..."))
+                .drop(columns="scores")
+                .to_markdown(index=False)
+            ),
+        },
+    )
+
+
+def build_serving_assets(partitions: dg.DailyPartitionsDefinition) -> list:
+    """champion_model and user_recommendations of one project."""
+    return [
+        dg.asset(
+            partitions_def=partitions, group_name="evaluation", io_manager_key="json_io_manager", kinds={"mlflow"}
+        )(champion_model),
+        dg.asset(partitions_def=partitions, group_name="serving", kinds={"pytorch", "parquet"})(user_recommendations),
+    ]

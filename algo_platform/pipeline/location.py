@@ -1,0 +1,127 @@
+"""A project's Dagster code location: every asset, check, job, schedule, sensor and resource of one
+team, built from its project.yaml by the platform's factories.
+
+`projects/<name>/definitions.py` (written by `algo-platform project new`) calls
+`load_project_definitions(__file__)`; workspace.yaml lists each of those files as a code location.
+Everything the project makes is its own: asset keys under its name (`movies/raw_events`), groups
+`<name>_<stage>`, its owners and tags, jobs `<name>_ingest_job` / `<name>_retrain_job`, storage
+under `<storage>/projects/<name>/`, MLflow names `<name>-<family>`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+
+import dagster as dg
+
+from algo_platform import __version__
+from algo_platform.core.project import PROJECT_TAG, Project, load_project
+from algo_platform.core.schema import CANONICAL_SCHEMA, COLUMN_DESCRIPTIONS
+from algo_platform.core.settings import Settings, load_settings
+from algo_platform.pipeline.assets.evaluation import build_evaluation_assets
+from algo_platform.pipeline.assets.events import build_ingest_assets
+from algo_platform.pipeline.assets.features import build_feature_assets
+from algo_platform.pipeline.assets.model import build_model_asset
+from algo_platform.pipeline.assets.sequences import build_sequence_assets
+from algo_platform.pipeline.assets.serving import build_serving_assets
+from algo_platform.pipeline.assets.spark_stage import build_spark_stage_assets
+from algo_platform.pipeline.jobs import build_jobs
+from algo_platform.pipeline.jobs.automation import build_automation
+from algo_platform.pipeline.partitions import daily_partitions
+from algo_platform.pipeline.resources import build_resources
+
+Definition = dg.AssetsDefinition | dg.AssetChecksDefinition
+# The tables whose columns are the canonical event schema (shown in the catalog with descriptions).
+EVENT_TABLES = ("raw_events", "cleaned_events")
+# Recommendations are due every morning (in the project's timezone).
+RECOMMENDATIONS_DEADLINE = "0 6 * * *"
+
+
+def event_columns() -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(name=field.name, type=str(field.type), description=COLUMN_DESCRIPTIONS.get(field.name))
+            for field in CANONICAL_SCHEMA
+        ]
+    )
+
+
+def in_project(definitions: Sequence[Definition], project: Project) -> list[Definition]:
+    """The platform's assets and checks as the project's own: keys under its name, its groups,
+    owners, tags and a code version on every asset."""
+    # Their own keys, what their checks target and what they read: all of it is the project's.
+    keys = {key for d in definitions for key in (*d.keys, *d.dependency_keys)}
+    keys |= {check.asset_key for d in definitions for check in d.check_keys}
+    replacements = {key: key.with_prefix(project.name) for key in keys}
+    tags = {PROJECT_TAG: project.name}
+
+    def own(spec: dg.AssetSpec) -> dg.AssetSpec:
+        metadata = dict(spec.metadata)
+        if spec.key.path[-1] in EVENT_TABLES:
+            metadata["dagster/column_schema"] = event_columns()
+        if spec.key.path[-1] == "user_recommendations":
+            # Due every morning: the UI flags the asset when a day's recommendations are late.
+            spec = spec.replace_attributes(
+                freshness_policy=dg.FreshnessPolicy.cron(
+                    deadline_cron=RECOMMENDATIONS_DEADLINE,
+                    lower_bound_delta=dt.timedelta(hours=24),
+                    timezone=project.schedule.timezone,
+                )
+            )
+        return spec.replace_attributes(
+            owners=project.owners,
+            tags={**spec.tags, **tags},
+            group_name=f"{project.name}_{spec.group_name}",
+            code_version=__version__,
+            metadata=metadata,
+        )
+
+    owned = []
+    for definition in definitions:
+        renamed = definition.with_attributes(asset_key_replacements=replacements)
+        owned.append(renamed if isinstance(renamed, dg.AssetChecksDefinition) else renamed.map_asset_specs(own))
+    return owned
+
+
+def build_data_stage(project: Project, partitions: dg.DailyPartitionsDefinition) -> list[Definition]:
+    """raw_events, then cleaned events and features on the project's engine (polars or Spark)."""
+    days = project.data.days_per_run
+    if project.data.engine == "spark":
+        return [*build_ingest_assets(partitions, days, with_cleaning=False), *build_spark_stage_assets(partitions)]
+    return [*build_ingest_assets(partitions, days), *build_feature_assets(partitions, days)]
+
+
+def build_project_definitions(project: Project, settings: Settings | None = None) -> dg.Definitions:
+    """Everything one project runs, from its declaration and the platform's settings."""
+    settings = settings or load_settings()
+    partitions = daily_partitions(project.partitions_start)
+    platform_assets = [
+        *build_data_stage(project, partitions),
+        *build_sequence_assets(partitions, project.training.window_days),
+        build_model_asset(partitions, project.model.hyperparameters(), project.compute.pool),
+        *build_evaluation_assets(partitions),
+        *build_serving_assets(partitions),
+    ]
+    owned = in_project(platform_assets, project)
+    assets = [d for d in owned if not isinstance(d, dg.AssetChecksDefinition)]
+    checks = [d for d in owned if isinstance(d, dg.AssetChecksDefinition)]
+    ingest, retrain = build_jobs(project, partitions)
+    schedule, sensor = build_automation(
+        project, ingest, retrain, settings.sensor_interval_seconds, settings.landing_settle_seconds
+    )
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=checks,
+        jobs=[ingest, retrain],
+        schedules=[schedule],
+        sensors=[sensor],
+        resources=build_resources(settings, project),
+    )
+
+
+def load_project_definitions(path: str | Path) -> dg.Definitions:
+    """The code location of the project whose folder holds `path` (its definitions.py or project.yaml)."""
+    path = Path(path)
+    return build_project_definitions(load_project(path.parent if path.is_file() else path))

@@ -1,0 +1,81 @@
+"""Resources of one project in the current environment: the only place where local and kubernetes differ."""
+
+import dagster as dg
+
+from algo_platform.core.project import PROJECT_LABEL, Project
+from algo_platform.core.settings import Settings
+from algo_platform.pipeline.resources.data_quality import DataQuality
+from algo_platform.pipeline.resources.io_managers import JsonIOManagerFactory, ParquetIOManagerFactory
+from algo_platform.pipeline.resources.k8s_launcher import K8sTrainingLauncher
+from algo_platform.pipeline.resources.launcher import SubprocessTrainingLauncher, TrainingLauncher
+from algo_platform.pipeline.resources.project import ProjectResource
+from algo_platform.pipeline.resources.promotion import PromotionGate
+from algo_platform.pipeline.resources.spark_launcher import K8sSparkLauncher, LocalSparkLauncher, SparkLauncher
+from algo_platform.pipeline.resources.storage import PlatformStorage
+from algo_platform.pipeline.resources.tracking import ExperimentTracking
+
+
+def build_training_launcher(settings: Settings, project: Project) -> TrainingLauncher:
+    if settings.env == "local":
+        return SubprocessTrainingLauncher()
+    compute = project.compute
+    return K8sTrainingLauncher(
+        image=settings.trainer_image,
+        namespace=settings.k8s_namespace,
+        storage_root=settings.layout.project(project.name).root,
+        gpus=compute.gpus,
+        cpu_request=compute.cpu,
+        cpu_limit=compute.cpu,
+        memory_request=compute.memory,
+        memory_limit=compute.memory,
+        node_selector=compute.node_selector,
+        priority_class=compute.priority_class,
+        labels={PROJECT_LABEL: project.name},
+    )
+
+
+def build_spark_launcher(settings: Settings, project: Project) -> SparkLauncher:
+    spark = project.compute.spark
+    if settings.env == "local":
+        return LocalSparkLauncher(driver_memory=spark.driver_memory)
+    return K8sSparkLauncher(
+        image=settings.spark_image,
+        namespace=settings.k8s_namespace,
+        executors=spark.executors,
+        executor_cores=spark.executor_cores,
+        executor_memory=spark.executor_memory,
+        driver_memory=spark.driver_memory,
+        labels={PROJECT_LABEL: project.name},
+    )
+
+
+def build_resources(settings: Settings, project: Project) -> dict[str, object]:
+    # Tables are stored by asset key, which starts with the project: <storage>/projects/<p>/<asset>/.
+    tables = settings.layout.tables
+    start = project.partitions_start.isoformat()
+    return {
+        "project": ProjectResource(
+            name=project.name,
+            window_days=str(project.training.window_days),
+            interaction_types=list(project.data.interaction_types),
+            evaluation=project.training.evaluation,
+            extra_columns=dict(project.data.extra_columns),
+            feedback_column=project.data.feedback.column if project.data.feedback else None,
+            feedback_threshold=project.data.feedback.threshold if project.data.feedback else None,
+        ),
+        "io_manager": ParquetIOManagerFactory(base_path=tables, partitions_start=start),
+        "json_io_manager": JsonIOManagerFactory(base_path=tables, partitions_start=start),
+        "storage": PlatformStorage(root=settings.layout.project(project.name).root),
+        "data_quality": DataQuality(),
+        "promotion": PromotionGate(**project.promotion.model_dump()),
+        "experiment_tracking": ExperimentTracking(
+            # A tracking server's URL (it may carry credentials) stays an EnvVar: the UI's resource
+            # page shows the variable's name, not its value.
+            tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI") if settings.mlflow_tracking_uri else settings.tracking_uri,
+            artifact_location=settings.artifact_location,
+            experiment_name=project.registered_model_name,
+            registered_model_name=project.registered_model_name,
+        ),
+        "training_launcher": build_training_launcher(settings, project),
+        "spark_launcher": build_spark_launcher(settings, project),
+    }

@@ -1,0 +1,157 @@
+"""Experiment tracking and the model registry, with MLflow.
+
+Embedded default: a SQLite file and an artifact folder (under DAGSTER_HOME), no server. In
+production, `MLFLOW_TRACKING_URI` points at a tracking server (PostgreSQL backend, object-store
+artifacts). MLflow is imported on first use, never when the code location loads.
+"""
+
+import functools
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+CHAMPION_ALIAS = "champion"
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    version: str
+    model_uri: str
+    run_id: str
+    tags: dict[str, str]
+
+
+def metric_name(name: str) -> str:
+    """MLflow allows no '@' in names: hr@10 is logged as hr_at_10."""
+    return name.replace("@", "_at_")
+
+
+@functools.cache
+def _client(tracking_uri: str):
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+class ExperimentTracking(dg.ConfigurableResource):
+    """Where training runs, their metrics and artifacts, and registered models are recorded."""
+
+    tracking_uri: str
+    artifact_location: str = ""  # for a new experiment; empty: the tracking server's default
+    experiment_name: str = "algo-platform/sequence_model"
+    registered_model_name: str = "algo-platform-sequence-model"
+
+    @property
+    def client(self):
+        return _client(self.tracking_uri)
+
+    def _experiment_id(self) -> str:
+        experiment = self.client.get_experiment_by_name(self.experiment_name)
+        if experiment is not None:
+            return experiment.experiment_id
+        return self.client.create_experiment(self.experiment_name, artifact_location=self.artifact_location or None)
+
+    def run_url(self, run_id: str) -> str:
+        experiment_id = self.client.get_run(run_id).info.experiment_id
+        base = self.tracking_uri if self.tracking_uri.startswith("http") else "http://127.0.0.1:5000"
+        return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    def log_training(
+        self,
+        run_name: str,
+        params: Mapping[str, Any],
+        epoch_losses: Sequence[float],
+        metrics: Mapping[str, float],
+        tags: Mapping[str, str],
+        artifacts: Sequence[str] = (),
+    ) -> str:
+        """One MLflow run per training: parameters, loss per epoch (as steps), metrics, artifacts."""
+        from mlflow.entities import Metric, Param
+
+        run = self.client.create_run(self._experiment_id(), run_name=run_name, tags=dict(tags))
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            run.info.run_id,
+            params=[Param(key, str(value)) for key, value in params.items()],
+            metrics=[Metric("loss", loss, now, step) for step, loss in enumerate(epoch_losses, start=1)]
+            + [Metric(metric_name(key), float(value), now, 0) for key, value in metrics.items()],
+        )
+        for path in artifacts:
+            if Path(path).exists():  # remote checkpoints stay where they are; their URI is a tag
+                self.client.log_artifact(run.info.run_id, path, artifact_path="model")
+        return run.info.run_id
+
+    def log_evaluation(self, run_id: str, metrics: Mapping[str, float], files: Sequence[str]) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(run_id, metrics=[Metric(metric_name(k), float(v), now, 0) for k, v in metrics.items()])
+        for path in files:
+            self.client.log_artifact(run_id, path, artifact_path="evaluation")
+        self.client.set_terminated(run_id)
+
+    def register(self, run_id: str, model_uri: str, tags: Mapping[str, str]) -> ModelVersion:
+        """A new version of the registered model: the checkpoint at `model_uri` logged on the training
+        run as a pyfunc model (`algo_platform.evaluation.recommender`), so `models:/<name>@champion` loads with
+        MLflow's own API. The `model_uri` tag keeps the checkpoint's path for the platform's own use."""
+        import mlflow
+
+        from algo_platform.evaluation.recommender import DEFAULT_K, NextItemRecommender
+
+        if self.client.search_registered_models(f"name = '{self.registered_model_name}'") == []:
+            self.client.create_registered_model(self.registered_model_name)
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        with mlflow.start_run(run_id=run_id):
+            logged = mlflow.pyfunc.log_model(
+                name="recommender",
+                python_model=NextItemRecommender(),
+                artifacts={"checkpoint": model_uri},
+                model_config={"k": DEFAULT_K},
+                # Listed, not inferred: inference would load the model in a subprocess on every training.
+                pip_requirements=["algo-platform", "torch", "pandas", "numpy"],
+            )
+        version = self.client.create_model_version(
+            self.registered_model_name,
+            source=logged.model_uri,
+            run_id=run_id,
+            tags={**tags, "model_uri": model_uri},
+        )
+        return ModelVersion(str(version.version), model_uri, run_id, dict(tags))
+
+    def set_version_tags(self, version: str, tags: Mapping[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_model_version_tag(self.registered_model_name, version, key, str(value))
+
+    def champion(self) -> ModelVersion | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            found = self.client.get_model_version_by_alias(self.registered_model_name, CHAMPION_ALIAS)
+        except MlflowException:
+            return None
+        return ModelVersion(str(found.version), found.tags["model_uri"], found.run_id, dict(found.tags))
+
+    def champion_on(self, day: str) -> ModelVersion | None:
+        """The champion as it stood for `day`: the version most recently promoted on or before it.
+
+        An old day's evaluation compares with the model that was serving then, not today's
+        champion, so backfilling it reproduces its report."""
+        promoted = [
+            v
+            for v in self.client.search_model_versions(f"name = '{self.registered_model_name}'")
+            if v.tags.get("promoted_on", "9999") <= day
+        ]
+        if not promoted:
+            return None
+        found = max(promoted, key=lambda v: (v.tags["promoted_on"], int(v.version)))
+        return ModelVersion(str(found.version), found.tags["model_uri"], found.run_id, dict(found.tags))
+
+    def promote(self, version: str) -> None:
+        self.client.set_registered_model_alias(self.registered_model_name, CHAMPION_ALIAS, version)
