@@ -3,7 +3,7 @@
 The same work as `clean_table`, `build_user_features` and `build_item_features`: normalised
 text, drop counts per first reason, dedup on event_id (first row wins), rows sorted by user and
 time, then per-user and per-item engagement, distinct counts, modes, top topics, median duration
-and popularity rank. `tests/test_bench.py` checks all three give the same tables.
+and popularity rank. `tests/system/test_bench.py` checks all three give the same tables.
 """
 
 import datetime as dt

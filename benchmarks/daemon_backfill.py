@@ -2,7 +2,7 @@
 `dagster-daemon run` until the backfill ends; wall time from the daemon's start.
 
 `python -m benchmarks.daemon_backfill [--days 4000] [--per-run 250]` prints one line. The platform
-is a temporary one set up as the daemon tests set it up (tests/test_daemon_e2e.py: a DAGSTER_HOME
+is a temporary one set up as the daemon tests set it up (tests/system/test_daemon_e2e.py: a DAGSTER_HOME
 with the shipped dagster.yaml, a scaffolded project, its workspace), so this needs the dev extra.
 The history has 25 events a day, so the figure is the per-day cost of Dagster and of our steps.
 """
@@ -22,8 +22,8 @@ def main() -> None:
     import pandas as pd
     from dagster._core.execution.backfill import BulkActionStatus
 
-    from tests.conftest import PROJECT
-    from tests.test_daemon_e2e import BIN, WORKSPACE, Processes, cli, temporary_platform
+    from tests.support.factories import PROJECT
+    from tests.support.processes import BIN, WORKSPACE, Processes, cli, temporary_platform
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=4_000)

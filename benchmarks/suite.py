@@ -117,7 +117,7 @@ def bench_cleaning(events: int, repeats: int) -> list[Row]:
         ],
         repeats,
     )
-    note = "same output tables from all three (tests/test_bench_baselines.py); input is the raw Arrow table"
+    note = "same output tables from all three (tests/unit/test_bench_baselines.py); input is the raw Arrow table"
     return [
         Row(f"cleaning + features, {events:,} events: ours vs DuckDB", ours, duck, "s", "<= 1.2x the faster", note),
         Row(f"cleaning + features, {events:,} events: ours vs polars", ours, polars, "s", "<= 1.2x the faster", note),

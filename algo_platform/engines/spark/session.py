@@ -1,7 +1,7 @@
 """The data stage on Spark: the same cleaning and features as `cleaning.py` and `features.py`, as
 PySpark DataFrames, for days beyond one machine.
 
-Every rule mirrors its polars twin (tests/test_spark_engine.py compares the tables, drop counts
+Every rule mirrors its polars twin (tests/system/test_spark_engine.py compares the tables, drop counts
 and check outcomes on one input). Landing order decides the first arrival: the raw day is one
 Parquet file, and Spark reads its row groups in order into partitions whose ids increase with the
 offset, so `monotonically_increasing_id` follows the file's row order.

@@ -1,0 +1,71 @@
+import subprocess
+import sys
+
+import dagster as dg
+import pytest
+
+from algo_platform.core.settings import load_settings
+from algo_platform.pipeline.location import build_project_definitions
+from tests.support.factories import PROJECT
+
+# A renamed asset or a lost dependency shows up here as a diff.
+EXPECTED_GRAPH = {
+    "raw_events": set(),
+    "cleaned_events": {"raw_events"},
+    "user_features": {"cleaned_events"},
+    "item_features": {"cleaned_events"},
+    "training_sequences": {"cleaned_events"},
+    "item_vocabulary": {"cleaned_events"},
+    "sequence_model": {"training_sequences", "item_vocabulary"},
+    "evaluation_report": {"sequence_model", "training_sequences", "item_vocabulary", "user_features"},
+    "champion_model": {"sequence_model", "evaluation_report"},
+    "user_recommendations": {"champion_model", "training_sequences", "item_vocabulary"},
+}
+
+
+def test_asset_graph_matches_the_architecture(project, settings):
+    graph = build_project_definitions(project, settings).resolve_asset_graph()
+    actual = {
+        key.path[-1]: {parent.path[-1] for parent in graph.get(key).parent_keys} for key in graph.get_all_asset_keys()
+    }
+    assert {key.path[0] for key in graph.get_all_asset_keys()} == {PROJECT}
+    assert actual == EXPECTED_GRAPH
+    for key in graph.get_all_asset_keys():
+        assert graph.get(key).partitions_def is not None, f"{key} should be partitioned by day"
+
+
+def test_jobs_and_gpu_pool(project, settings):
+    defs = build_project_definitions(project, settings)
+    assert defs.resolve_job_def(f"{PROJECT}_ingest_job") and defs.resolve_job_def(f"{PROJECT}_retrain_job")
+    model = defs.resolve_assets_def(dg.AssetKey([PROJECT, "sequence_model"]))
+    assert model.op.pool == "gpu"
+
+
+def test_loading_the_code_location_imports_no_heavy_library():
+    heavy = ["torch", "great_expectations", "mlflow", "matplotlib"]
+    code = (
+        "import sys, runpy; runpy.run_path('projects/shortvideo/definitions.py'); "
+        f"print([m for m in {heavy} if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_environment_is_one_setting_with_a_clear_error(monkeypatch):
+    monkeypatch.setenv("ALGO_PLATFORM_ENV", "prod")
+    with pytest.raises(ValueError, match="ALGO_PLATFORM_ENV='prod'.*local, kubernetes"):
+        load_settings()
+    monkeypatch.setenv("ALGO_PLATFORM_ENV", "local")
+    monkeypatch.setenv("ALGO_PLATFORM_STORAGE", "s3://bucket/prefix")
+    assert load_settings().storage_root == "s3://bucket/prefix"
+
+
+def test_mlflow_defaults_to_files_beside_the_instance(monkeypatch, tmp_path):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    settings = load_settings()
+    assert settings.tracking_uri == f"sqlite:///{tmp_path}/mlflow.db"
+    assert settings.artifact_location == f"{tmp_path}/mlartifacts"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.mlflow.svc:5000")
+    production = load_settings()
+    assert production.tracking_uri == "http://mlflow.mlflow.svc:5000" and production.artifact_location == ""

@@ -1,0 +1,167 @@
+"""What an operator applies: valid Kubernetes manifests, Helm values that say what we mean, no secrets."""
+
+import re
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+MANIFESTS = sorted((REPO / "deploy" / "k8s").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
+def test_shipped_manifests_validate_against_the_kubernetes_schema(path):
+    documents = [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+    assert documents
+    for document in documents:
+        kubernetes_validate.validate(document, "1.30", strict=True)
+
+
+def test_training_manifests_match_the_launcher_defaults():
+    from algo_platform.pipeline.resources.k8s_launcher import K8sTrainingLauncher
+
+    kinds = {
+        (d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all((REPO / "deploy/k8s/training.yaml").read_text())
+    }
+    defaults = K8sTrainingLauncher()
+    assert ("ServiceAccount", defaults.service_account) in kinds
+    assert ("PriorityClass", defaults.priority_class) in kinds
+    assert ("Namespace", defaults.namespace) in kinds
+
+
+def test_helm_values_run_our_code_location_with_postgres_queue_and_gpu_limit():
+    values = yaml.safe_load((REPO / "deploy" / "helm" / "values.yaml").read_text())
+    deployments = values["dagster-user-deployments"]["deployments"]
+    # One user deployment per project folder, each serving that project's code location.
+    projects = sorted(p.parent.name for p in (REPO / "projects").glob("*/project.yaml"))
+    assert sorted(d["name"] for d in deployments) == projects
+    for deployment in deployments:
+        assert deployment["dagsterApiGrpcArgs"] == ["-f", f"projects/{deployment['name']}/definitions.py"]
+        env = {item["name"]: item["value"] for item in deployment["env"]}
+        assert env["ALGO_PLATFORM_ENV"] == "kubernetes"
+    launcher = values["runLauncher"]["config"]["customRunLauncher"]
+    assert (launcher["module"], launcher["class"]) == ("dagster_k8s", "K8sRunLauncher")
+    assert values["postgresql"]["enabled"] is False and values["generatePostgresqlPasswordSecret"] is False
+    queue = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+    per_project = {"key": "algo_platform/training", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+    assert per_project in queue["tagConcurrencyLimits"]
+
+
+# Things that look like credentials: passwords/tokens with literal values, keys, URLs with a password.
+SECRET_PATTERNS = [
+    # A literal value after a password-like key; booleans, env references and empty values are fine.
+    re.compile(
+        r"(?i)(password|passwd|secret|token|api[_-]?key)\s*[:=]\s*['\"]?"
+        r"(?!\s*$)(?!\{)(?!env\b)(?!(?:true|false|null|none)\b)[^\s'\"#]{4,}"
+    ),
+    re.compile(r"AKIA[0-9A-Z]{16}"),
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+    re.compile(r"[a-z]+://[^/\s:@]+:[^/\s@]+@"),
+]
+CONFIG_SUFFIXES = {".yaml", ".yml", ".toml", ".cfg", ".ini", ".env", ".json"}
+
+
+def test_no_credentials_in_committed_config_files():
+    import subprocess
+
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    files = [REPO / f for f in tracked if Path(f).suffix in CONFIG_SUFFIXES or Path(f).name.startswith("Dockerfile")]
+    assert any(f.name == "dagster.yaml" for f in files)
+    findings = [
+        f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+        for path in files
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if any(pattern.search(line) for pattern in SECRET_PATTERNS)
+    ]
+    assert findings == []
+
+
+def test_the_scan_would_catch_a_real_credential():
+    leaked = ["  password: hunter22", "url: postgresql://dagster:s3cr3t@db:5432/dagster", "AKIAABCDEFGHIJKLMNOP"]
+    assert all(any(p.search(line) for p in SECRET_PATTERNS) for line in leaked)
+    harmless = [
+        "      password:",
+        "        env: DAGSTER_PG_PASSWORD",
+        "  postgresqlSecretName: dagster-postgresql-secret",
+    ]
+    assert not any(any(p.search(line) for p in SECRET_PATTERNS) for line in harmless)
+
+
+def test_make_dev_binds_the_ui_to_loopback_only():
+    makefile = (REPO / "Makefile").read_text()
+    dev = next(line for line in makefile.splitlines() if "algo-platform dev" in line)
+    assert "--host 127.0.0.1" in dev and "0.0.0.0" not in makefile
+
+
+def test_production_step_logs_go_to_object_storage_not_the_pods_disk(monkeypatch):
+    from dagster._config import process_config
+    from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
+
+    instance = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())
+    assert instance["compute_logs"]["class"] == "S3ComputeLogManager"
+    assert instance["compute_logs"]["config"]["bucket"] == {"env": "DAGSTER_COMPUTE_LOG_BUCKET"}
+    monkeypatch.setenv("DAGSTER_COMPUTE_LOG_BUCKET", "logs-bucket")
+    checked = process_config(S3ComputeLogManager.config_type(), instance["compute_logs"]["config"])
+    assert checked.success, checked.errors
+    values = yaml.safe_load((REPO / "deploy" / "helm" / "values.yaml").read_text())
+    assert values["computeLogManager"]["type"] == "S3ComputeLogManager"
+    assert (
+        "dagster-aws" in (REPO / "pyproject.toml").read_text()
+        and ".[deploy]" in (REPO / "deploy/Dockerfile").read_text()
+    )
+
+
+@pytest.mark.parametrize("config", ["dagster_home/dagster.yaml", "deploy/dagster.yaml"])
+def test_every_instance_runs_one_run_per_day_at_a_time_and_frees_dead_runs_slots(config):
+    instance = yaml.safe_load((REPO / config).read_text())
+    limits = instance["concurrency"]["runs"]["tag_concurrency_limits"]
+    assert {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
+    assert 0 < instance["run_monitoring"]["free_slots_after_run_end_seconds"] <= 5
+
+
+def test_the_production_ui_runs_the_guarded_entry_point():
+    dockerfile = (REPO / "deploy" / "Dockerfile").read_text()
+    assert "exec algo-platform webserver" in dockerfile and "/usr/local/bin/dagster-webserver" in dockerfile
+    values = yaml.safe_load((REPO / "deploy" / "helm" / "values.yaml").read_text())
+    code_image = values["dagster-user-deployments"]["deployments"][0]["image"]["repository"]
+    assert values["dagsterWebserver"]["image"]["repository"] == code_image
+
+
+def test_spark_manifests_match_the_spark_launcher_defaults():
+    from algo_platform.pipeline.resources.spark_launcher import K8sSparkLauncher
+
+    documents = list(yaml.safe_load_all((REPO / "deploy/k8s/spark.yaml").read_text()))
+    defaults = K8sSparkLauncher()
+    assert ("ServiceAccount", defaults.service_account) in {(d["kind"], d["metadata"]["name"]) for d in documents}
+    assert all(d["metadata"].get("namespace") == defaults.namespace for d in documents)
+    role = next(d for d in documents if d["kind"] == "Role")
+    assert {"create", "delete", "watch"} <= set(role["rules"][0]["verbs"]) and "pods" in role["rules"][0]["resources"]
+
+
+def test_the_run_launcher_takes_no_kubernetes_config_from_a_run(monkeypatch):
+    """The second wall behind the webserver: a `dagster-k8s/config` tag that got through would be refused."""
+    from dagster._config import process_config
+    from dagster_k8s import K8sRunLauncher
+    from dagster_k8s.container_context import K8sContainerContext
+    from dagster_k8s.job import UserDefinedDagsterK8sConfig
+
+    for variable in ("DAGSTER_HOME", "DAGSTER_K8S_INSTANCE_CONFIG_MAP", "DAGSTER_K8S_PG_PASSWORD_SECRET"):
+        monkeypatch.setenv(variable, "x")
+    monkeypatch.setenv("DAGSTER_K8S_PIPELINE_RUN_ENV_CONFIGMAP", "x")
+    values = yaml.safe_load((REPO / "deploy" / "helm" / "values.yaml").read_text())
+    config = values["runLauncher"]["config"]["customRunLauncher"]["config"]
+    checked = process_config(K8sRunLauncher.config_type(), config)
+    assert checked.success, checked.errors
+    allowed_fields = config["only_allow_user_defined_k8s_config_fields"]
+    privileged = UserDefinedDagsterK8sConfig(
+        container_config={"image": "attacker/image", "security_context": {"privileged": True}},
+        pod_spec_config={"service_account_name": "dagster", "volumes": [{"name": "h", "host_path": {"path": "/"}}]},
+    )
+    with pytest.raises(Exception, match="violated the allowed list"):
+        K8sContainerContext(run_k8s_config=privileged).validate_user_k8s_config_for_run(
+            allowed_fields, config["only_allow_user_defined_env_vars"]
+        )
+    deployment_env = {e["name"] for d in values["dagster-user-deployments"]["deployments"] for e in d["env"]}
+    assert deployment_env <= set(config["only_allow_user_defined_env_vars"])

@@ -1,0 +1,118 @@
+"""The daemon and webserver as real processes: a file lands, the sensor launches a run, it succeeds.
+
+Loopback only; every process a test starts, it stops.
+"""
+
+import signal
+import time
+import urllib.request
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from tests.support.factories import PROJECT
+from tests.support.processes import BIN, WORKSPACE, Processes, cli, free_port, temporary_platform, wait_for
+
+
+@pytest.fixture
+def platform(tmp_path):
+    env, _ = temporary_platform(tmp_path, ALGO_PLATFORM_SENSOR_INTERVAL_SECONDS="1")
+    processes = Processes(env, tmp_path)
+    try:
+        yield env, processes, tmp_path
+    finally:
+        processes.stop_all()
+
+
+def sensor_runs(home: str) -> list[dg.DagsterRun]:
+    with dg.DagsterInstance.from_config(home) as instance:
+        return [r for r in instance.get_runs() if r.tags.get("algo-platform/trigger") == "landing_zone_sensor"]
+
+
+def upload(env: dict, source: Path, day: str) -> None:
+    source.write_text(f"user_id,item_id,ts\n1,10,{day}T08:00:00Z\n2,11,{day}T09:00:00Z\n3,12,{day}T10:00:00Z\n")
+    cli(env, "algo-platform", "upload", "--project", PROJECT, str(source), "--date", day)
+
+
+def test_sensor_launches_a_successful_ingest_and_a_daemon_restart_loses_and_repeats_nothing(platform):
+    env, processes, tmp = platform
+    home = env["DAGSTER_HOME"]
+    port = free_port()
+    processes.start(
+        "webserver", str(BIN / "dagster-webserver"), "-w", env[WORKSPACE], "-h", "127.0.0.1", "-p", str(port)
+    )
+    processes.start("daemon", str(BIN / "dagster-daemon"), "run", "-w", env[WORKSPACE])
+    cli(env, "dagster", "sensor", "start", f"{PROJECT}_landing_zone_sensor", "-w", env[WORKSPACE])
+
+    upload(env, tmp / "first.csv", "2026-11-18")
+    runs = wait_for(
+        lambda: [r for r in sensor_runs(home) if r.status == dg.DagsterRunStatus.SUCCESS],
+        "the sensor's first run to succeed",
+        tmp,
+    )
+    assert [r.tags["dagster/partition"] for r in runs] == ["2026-11-18"]
+    info = urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=10).read()
+    assert b"dagster_webserver_version" in info
+
+    # Kill the daemon hard while new files arrive, then start it again.
+    processes.stop("daemon", signal.SIGKILL)
+    upload(env, tmp / "second.csv", "2026-11-19")
+    upload(env, tmp / "third.csv", "2026-11-20")
+    processes.start("daemon", str(BIN / "dagster-daemon"), "run", "-w", env[WORKSPACE])
+
+    def all_three_done():
+        runs = sensor_runs(home)
+        done = [r for r in runs if r.status == dg.DagsterRunStatus.SUCCESS]
+        return runs if len(done) >= 3 and len(done) == len(runs) else None
+
+    runs = wait_for(all_three_done, "runs for the files that landed while the daemon was down", tmp)
+    time.sleep(5)  # a few more sensor ticks: nothing may be requested twice
+    runs = sensor_runs(home)
+    assert sorted(r.tags["dagster/partition"] for r in runs) == ["2026-11-18", "2026-11-19", "2026-11-20"]
+    with dg.DagsterInstance.from_config(home) as instance:
+        assert {"2026-11-18", "2026-11-19", "2026-11-20"} <= instance.get_materialized_partitions(
+            dg.AssetKey([PROJECT, "user_features"])
+        )
+
+
+def test_backfill_of_three_days_from_the_cli(platform):
+    env, processes, tmp = platform
+    home = env["DAGSTER_HOME"]
+    cli(
+        env,
+        "algo-platform",
+        "generate",
+        "--project",
+        PROJECT,
+        "--days",
+        "3",
+        "--events-per-day",
+        "500",
+        "--end-date",
+        "2026-11-20",
+    )
+    processes.start("daemon", str(BIN / "dagster-daemon"), "run", "-w", env[WORKSPACE])
+    cli(
+        env,
+        "dagster",
+        "job",
+        "backfill",
+        "-w",
+        env[WORKSPACE],
+        "-j",
+        f"{PROJECT}_ingest_job",
+        "--from",
+        "2026-11-18",
+        "--to",
+        "2026-11-20",
+        "--noprompt",
+    )
+
+    def backfill_runs_done():
+        with dg.DagsterInstance.from_config(home) as instance:
+            runs = [r for r in instance.get_runs() if "dagster/backfill" in r.tags]
+        return runs if len(runs) == 3 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs) else None
+
+    runs = wait_for(backfill_runs_done, "three successful backfill runs", tmp)
+    assert sorted(r.tags["dagster/partition"] for r in runs) == ["2026-11-18", "2026-11-19", "2026-11-20"]

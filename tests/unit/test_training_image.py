@@ -1,0 +1,43 @@
+"""The trainer image holds only algo_platform/training, the models and the hyper-parameters' declaration:
+the trainer must not import the rest of the platform."""
+
+import ast
+import sys
+from pathlib import Path
+
+TRAINING = Path(__file__).resolve().parents[2] / "algo_platform" / "training"
+MODELS = TRAINING.parent / "models"
+IN_IMAGE = ("algo_platform.training", "algo_platform.models", "algo_platform.core.hyperparameters")
+ALLOWED = {"torch", "numpy", "pyarrow", "dagster_pipes", "pynvml", "algo_platform"}
+
+
+def test_trainer_imports_only_what_the_trainer_image_installs():
+    found: dict[str, set[str]] = {}
+    for source in [*TRAINING.glob("*.py"), *MODELS.glob("*.py")]:
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top == "__future__":
+                    continue
+                inside_image = name.startswith(IN_IMAGE)
+                if top == "algo_platform" and not inside_image or top not in ALLOWED:
+                    found.setdefault(source.name, set()).add(name)
+    assert found == {}, f"imports the trainer image does not have: {found}"
+
+
+def test_dockerfile_copies_only_the_trainer():
+    dockerfile = (TRAINING.parents[1] / "deploy" / "Dockerfile.trainer").read_text()
+    copies = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("COPY")]
+    assert copies == [
+        "algo_platform/__init__.py",
+        "algo_platform/core/__init__.py",
+        "algo_platform/models",
+        "algo_platform/training",
+    ]
+    assert "dagster-webserver" not in dockerfile and "dagster-pipes" in dockerfile
