@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
+import click
 import dagster as dg
 import pandas as pd
 
+from algo_platform.cli.options import load_project_named, project_option
 from algo_platform.core.project import Project
-from algo_platform.core.settings import Settings
+from algo_platform.core.settings import Settings, load_settings
 from algo_platform.ingest.datagen import generate_for_project
 from algo_platform.pipeline.location import build_project_definitions
 
@@ -97,3 +100,27 @@ def run_demo(
     echo(f"trained on {model['device']} in {model['epochs']} epochs; final loss {model['final_loss']:.3f}")
     echo(f"demo finished in {time.perf_counter() - started:.0f} s; `make dev` shows it all in the Dagster UI")
     return {"model_hr@10": report["model_hr@10"], "popularity_hr@10": report["popularity_hr@10"]}
+
+
+@click.command()
+@click.option("--days", default=7, show_default=True, help="Days of data; the last one is held out for evaluation.")
+@click.option("--events-per-day", default=40_000, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--defect-rate", default=0.01, show_default=True)
+@click.option("--epochs", default=None, type=int, help="Training epochs (default: the project's).")
+@project_option
+def demo(days: int, events_per_day: int, seed: int, defect_rate: float, epochs: int | None, project_name: str) -> None:
+    """Generate data, materialize a project's whole asset graph for the latest day, print the results."""
+    if not os.environ.get("DAGSTER_HOME"):
+        raise click.UsageError("DAGSTER_HOME is not set; `make demo` sets it to ./dagster_home")
+    project, settings = load_project_named(project_name), load_settings()
+    window = project.training.window_days
+    needed = 2 if window == "all" else window  # one day to train on and one to hold out, at least
+    if days < needed:
+        raise click.UsageError(
+            f"--days {days} is shorter than {project.name}'s training window of {needed} days "
+            f"(training.window_days in projects/{project.name}/project.yaml): use --days {needed} or more"
+        )
+    if window != "all" and days > window:
+        click.echo(f"note: only the last {window} days form the training window")
+    run_demo(settings, project, days, events_per_day, seed, defect_rate, epochs, echo=click.echo)

@@ -1,0 +1,264 @@
+"""Data in: synthetic days, uploads, history imports, and backfills of the ingest over a range."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from algo_platform.cli.options import load_project_named, parse_date, project_option
+from algo_platform.cli.users import audit_cli_action, shell_user
+from algo_platform.core.project import projects_dir
+from algo_platform.core.settings import load_settings
+
+
+@click.command()
+@click.option("--days", default=7, show_default=True, help="How many consecutive days to generate.")
+@click.option("--events-per-day", default=40_000, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--defect-rate", default=0.0, show_default=True, help="Share of rows with planted defects, e.g. 0.02.")
+@click.option("--end-date", default=None, help="Last day (YYYY-MM-DD); default yesterday (UTC).")
+@project_option
+def generate(
+    days: int, events_per_day: int, seed: int, defect_rate: float, end_date: str | None, project_name: str
+) -> None:
+    """Write synthetic short-video events into a project's landing zone."""
+    from algo_platform.ingest.datagen import generate_for_project
+
+    project, settings = load_project_named(project_name), load_settings()
+    end = parse_date(end_date) if end_date else None
+    try:
+        root = settings.layout.project(project.name).root
+        written = generate_for_project(root, project, days, events_per_day, seed, defect_rate, end)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    for day in written:
+        defects = sum(day.defects.values())
+        click.echo(f"{day.day}: {day.rows:>10,} events ({defects:,} with planted defects) -> {day.path}")
+
+
+@click.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--date", "day", required=True, help="The day these events belong to (YYYY-MM-DD).")
+@click.option(
+    "--map",
+    "mappings",
+    multiple=True,
+    metavar="CANONICAL=SOURCE",
+    help="Map a source column onto a canonical one, e.g. --map user_id=userId (repeatable); "
+    "added to the project's data.column_map.",
+)
+@click.option(
+    "--server",
+    default=None,
+    metavar="URL",
+    help="Upload through the platform's webserver (as a signed-in editor) instead of to the storage directly.",
+)
+@click.option("--user", default=None, envvar="ALGO_PLATFORM_USER", help="With --server: who signs in.")
+@project_option
+def upload(
+    path: str, day: str, mappings: tuple[str, ...], server: str | None, user: str | None, project_name: str
+) -> None:
+    """Check an event file (Parquet, CSV, JSONL) and copy it into a project's landing zone atomically."""
+    from algo_platform.ingest.landing import parse_column_mapping
+    from algo_platform.ingest.upload import UploadError, upload_event_file
+
+    if server:
+        _upload_through_server(server, user, path, day, mappings, project_name)
+        return
+    project = load_project_named(project_name)
+    try:
+        extra_columns = project.data.extra_columns
+        mapping = {**project.data.column_map, **parse_column_mapping(list(mappings), extra_columns)}
+        settings = load_settings()
+        result = upload_event_file(
+            path,
+            day,
+            mapping,
+            settings.layout.project(project.name).root,
+            project.partitions_start.isoformat(),
+            extra_columns=extra_columns,
+        )
+    except (UploadError, ValueError) as exc:
+        audit_cli_action("upload", "failed", project.name, Path(path).name, str(exc))
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    audit_cli_action("upload", "allowed", project.name, result.target, f"{result.rows:,} rows for {day}")
+    if result.already_present:
+        click.echo(f"{result.target}: identical file already landed; nothing to do")
+        return
+    click.echo(f"landed {result.rows:,} rows -> {result.target}")
+    if result.note:
+        click.echo(f"note: {result.note}")
+    if result.ignored_columns:
+        click.echo(
+            f"note: column(s) {', '.join(result.ignored_columns)} are not loaded: neither canonical nor declared; "
+            f"to keep one, add it to data.extra_columns in projects/{project.name}/project.yaml "
+            "(and --map it if its name differs)",
+            err=True,
+        )
+    if result.rows_outside_day:
+        click.echo(f"warning: {_outside_day_consequence(result.rows_outside_day, result.rows, day)}", err=True)
+        click.echo(
+            f"         to land every row on its own day: algo-platform import {path} --project {project.name} "
+            + " ".join(f"--map {c}={s}" for c, s in mapping.items() if project.data.column_map.get(c) != s),
+            err=True,
+        )
+
+
+@click.command(name="import")
+@click.argument("source")
+@click.option(
+    "--map",
+    "mappings",
+    multiple=True,
+    metavar="CANONICAL=SOURCE",
+    help="Map a source column onto a canonical or declared extra one, e.g. --map user_id=userId (repeatable).",
+)
+@click.option("--memory-mb", default=512, show_default=True, help="Memory the import may use for one day bucket.")
+@project_option
+def import_history(source: str, mappings: tuple[str, ...], memory_mb: int, project_name: str) -> None:
+    """Split a history file (CSV, JSONL, Parquet; a path or an fsspec URL) by event day into the landing zone."""
+    from algo_platform.ingest.importer import ImportRefused, import_events
+    from algo_platform.ingest.landing import parse_column_mapping
+
+    project = load_project_named(project_name)
+    try:
+        extra_columns = project.data.extra_columns
+        mapping = {**project.data.column_map, **parse_column_mapping(list(mappings), extra_columns)}
+        result = import_events(
+            source,
+            load_settings().layout.project(project.name).root,
+            mapping,
+            extra_columns,
+            project.partitions_start.isoformat(),
+            project_file=str(projects_dir() / project.name / "project.yaml"),
+            memory_bytes=memory_mb << 20,
+        )
+    except (ImportRefused, ValueError) as exc:
+        audit_cli_action("import", "failed", project.name, source, str(exc))
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    audit_cli_action("import", "allowed", project.name, source, f"import {result.import_id}: {result.rows:,} rows")
+    if result.already_imported:
+        click.echo(f"{source}: already imported with this mapping (import {result.import_id}); nothing to do")
+    else:
+        click.echo(
+            f"imported {result.rows:,} rows on {len(result.rows_per_day):,} days "
+            f"({result.first_day}..{result.last_day}) into {project.name} (import {result.import_id})"
+        )
+        _print_rows_per_day(result.rows_per_day)
+        click.echo(f"manifest: {result.manifest}")
+    for earlier in result.superseded:
+        click.echo(
+            f"note: these bytes were imported before with another mapping (import {earlier}); this is a new import, "
+            "and the earlier one's files moved to quarantine"
+        )
+    if result.rows_without_time:
+        click.echo(
+            f"warning: {result.rows_without_time:,} rows have no timestamp, so no day: kept in {result.quarantined}",
+            err=True,
+        )
+    if result.ignored_columns:
+        click.echo(
+            f"note: column(s) {', '.join(result.ignored_columns)} are not loaded: neither canonical nor declared; "
+            f"to keep one, add it to data.extra_columns in projects/{project.name}/project.yaml",
+            err=True,
+        )
+    if result.rows_per_day:
+        click.echo(
+            "next: ingest every day of the range (days without events become empty days) in one backfill:\n"
+            f"  algo-platform backfill --project {project.name} --from {result.first_day} --to {result.last_day}"
+        )
+        if project.sensor.enabled:
+            click.echo(
+                f"note: {project.name}'s landing-zone sensor is on: it also asks for these days, one run per day; "
+                "stop it for a history import (the backfill ingests them in fewer runs)",
+                err=True,
+            )
+
+
+@click.command()
+@click.option("--from", "first", required=True, help="First day (YYYY-MM-DD).")
+@click.option("--to", "last", required=True, help="Last day (YYYY-MM-DD).")
+@project_option
+def backfill(first: str, last: str, project_name: str) -> None:
+    """Ingest every day of a range as one asset backfill (days without events become empty days)."""
+    import dagster as dg
+
+    from algo_platform.pipeline.backfill import request_ingest_backfill
+    from algo_platform.pipeline.location import build_project_definitions
+
+    if not os.environ.get("DAGSTER_HOME"):
+        raise click.UsageError("DAGSTER_HOME is not set: it names the instance whose daemon runs the backfill")
+    project = load_project_named(project_name)
+    defs = build_project_definitions(project, load_settings())
+    with dg.DagsterInstance.get() as instance:
+        try:
+            backfill_id, days = request_ingest_backfill(
+                instance, defs, project, first, last, extra_tags={"user": shell_user()}
+            )
+        except ValueError as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(1)
+    audit_cli_action("backfill", "allowed", project.name, f"backfill {backfill_id}", f"{first}..{last}: {days} days")
+    per_run = project.data.days_per_run
+    click.echo(
+        f"backfill {backfill_id}: ingest of {days:,} days ({first}..{last}), up to {per_run} days per run "
+        f"({-(-days // per_run):,} runs). The daemon runs it (`make dev` starts one); the UI shows it under "
+        "Overview > Backfills."
+    )
+    if per_run == 1 and days > 100:
+        click.echo(
+            f"note: {project.name} ingests one day per run (data.days_per_run: 1); for small days, set it to "
+            f"hundreds in projects/{project.name}/project.yaml: each run costs seconds to start",
+            err=True,
+        )
+
+
+def _upload_through_server(
+    server: str, user: str | None, path: str, day: str, mappings: tuple[str, ...], project_name: str
+) -> None:
+    """POST the file to the webserver's /platform/upload, signed in as USER (password: ALGO_PLATFORM_PASSWORD)."""
+    from algo_platform.web.client import PlatformClient, PlatformClientError
+
+    if not user:
+        raise click.UsageError("--server needs --user NAME (or ALGO_PLATFORM_USER)")
+    password = os.environ.get("ALGO_PLATFORM_PASSWORD") or click.prompt(f"Password for {user}", hide_input=True)
+    try:
+        client = PlatformClient.sign_in(server, user, password)
+        answer = client.upload(Path(path), project_name, day, mappings)
+    except PlatformClientError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+    click.echo(answer)
+
+
+def _print_rows_per_day(rows_per_day: dict[str, int], most: int = 31) -> None:
+    """Every day when there are few; otherwise one line per month (the manifest has every day)."""
+    if len(rows_per_day) <= most:
+        for day, rows in rows_per_day.items():
+            click.echo(f"  {day}  {rows:>10,} rows")
+        return
+    months: dict[str, list[int]] = {}
+    for day, rows in rows_per_day.items():
+        months.setdefault(day[:7], []).append(rows)
+    for month, rows in months.items():
+        click.echo(f"  {month}  {sum(rows):>10,} rows on {len(rows):>2} days")
+
+
+def _outside_day_consequence(outside: int, rows: int, day: str) -> str:
+    """What rows with timestamps on other days do to the day they were uploaded to, said plainly."""
+    from algo_platform.pipeline.resources.data_quality import DataQuality
+
+    threshold = DataQuality().quality_threshold
+    share = outside / rows
+    what = f"{outside:,} of {rows:,} rows ({share:.0%}) have timestamps outside {day}; "
+    if 1 - share < threshold:
+        return what + (
+            f"{day}'s timeliness falls to about {1 - share:.2f}, below the quality gate's {threshold}, so its ingest "
+            "fails and nothing downstream runs for it"
+        )
+    return what + f"{day} is ingested without them: they are dropped as outside_partition_day and counted there"

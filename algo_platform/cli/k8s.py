@@ -1,0 +1,47 @@
+"""Kubernetes helpers: the manifests the platform submits, printed for review."""
+
+from __future__ import annotations
+
+import click
+
+from algo_platform.cli.options import load_project_named, project_option
+from algo_platform.core.settings import load_settings
+
+
+@click.group()
+def k8s() -> None:
+    """Kubernetes helpers."""
+
+
+@k8s.command("render-training-pod")
+@project_option
+@click.option("--gpus", default=None, type=click.IntRange(min=0), help="GPUs (default: the project's compute.gpus).")
+@click.option("--image", default=None, help="Trainer image (default: ALGO_PLATFORM_TRAINER_IMAGE).")
+@click.option("--partition", default=None, help="Day to train for (default: yesterday, UTC).")
+@click.option("--epochs", default=None, type=int)
+def render_training_pod(
+    project_name: str, gpus: int | None, image: str | None, partition: str | None, epochs: int | None
+) -> None:
+    """Print the trainer pod manifest that the kubernetes launcher submits for a project, as YAML."""
+    import dataclasses
+
+    import yaml
+
+    from algo_platform.ingest.datagen import default_end_date
+    from algo_platform.pipeline.resources import build_training_launcher
+
+    project, settings = load_project_named(project_name), load_settings()
+    settings = dataclasses.replace(settings, env="kubernetes", trainer_image=image or settings.trainer_image)
+    launcher = build_training_launcher(settings, project)
+    if gpus is not None:
+        launcher = launcher.model_copy(update={"gpus": gpus})
+    day = partition or default_end_date().isoformat()
+    layout = settings.layout.project(project.name)
+    args = [
+        "--sequences", layout.table("training_sequences", day),
+        "--vocabulary", layout.table("item_vocabulary", day),
+        "--output-dir", layout.model_output("sequence_model", day, "<training-key>"),
+        "--epochs", str(epochs or project.model.hyperparameters()["epochs"]),
+    ]  # fmt: skip
+    pod = launcher.render_pod(args, pod_name=f"algo-platform-trainer-preview-{project.name}-{day}")
+    click.echo(yaml.safe_dump(pod, sort_keys=False), nl=False)
