@@ -18,6 +18,7 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from algo_platform.core.calendar import ProjectCalendar
 from algo_platform.core.hyperparameters import TrainConfig
 from algo_platform.core.schema import CANONICAL_COLUMNS, DEFAULT_INTERACTION_TYPES, EVENT_TYPES
 
@@ -238,6 +239,11 @@ class Project(_Strict):
     @property
     def registered_model_name(self) -> str:
         return f"{self.name}-{self.model.family}"
+
+    @property
+    def calendar(self) -> ProjectCalendar:
+        """Which days are this project's partitions, and what to say about one that is not."""
+        return ProjectCalendar(self.partitions_start, f"projects/{self.name}/{PROJECT_FILE}")
 
     @property
     def run_tags(self) -> dict[str, str]:

@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 from upath import UPath
 
 from algo_platform.core.atomic import write_atomically, write_streamed_atomically
+from algo_platform.core.calendar import ProjectCalendar
 from algo_platform.core.layout import ProjectLayout
 from algo_platform.core.schema import CANONICAL_COLUMNS
 from algo_platform.ingest.landing import (
@@ -376,9 +377,9 @@ def import_events(
         if not days and not spill.without_time:
             raise ImportRefused(f"{path.name}: no rows; nothing to import")
         if days and _iso(days[0]) < partitions_start:
+            calendar = ProjectCalendar(dt.date.fromisoformat(partitions_start), project_file)
             raise ImportRefused(
-                f"{path.name}: its rows start on {_iso(days[0])}, before the project's first partition "
-                f"({partitions_start}); set `partitions_start: {_iso(days[0])}` in {project_file} and import again; "
+                f"{path.name}: its first rows are from {calendar.before_start(_iso(days[0]))}, then import again; "
                 "nothing was imported"
             )
         today = today or dt.datetime.now(dt.UTC).date()

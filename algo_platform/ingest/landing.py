@@ -95,17 +95,6 @@ def writable_landing_dir(storage_root: str, day: str) -> UPath:
     return refuse_linked_folders(storage_root, ProjectLayout(storage_root).landing_day(day))
 
 
-def validate_day(day: str) -> str:
-    """Return `day` if it is a real YYYY-MM-DD date; refuse anything else (including paths)."""
-    try:
-        parsed = dt.date.fromisoformat(day)
-    except (TypeError, ValueError):
-        parsed = None
-    if parsed is None or parsed.isoformat() != day:
-        raise ValueError(f"date {day!r} is not a calendar date in YYYY-MM-DD form, e.g. 2026-11-20")
-    return day
-
-
 @dataclass(frozen=True)
 class LandedFile:
     """One entry of a landing folder, described without opening it (and never through a link)."""

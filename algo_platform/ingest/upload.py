@@ -11,6 +11,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 
 from algo_platform.core.atomic import write_atomically
+from algo_platform.core.calendar import ProjectCalendar
 from algo_platform.core.schema import CANONICAL_COLUMNS
 from algo_platform.ingest.landing import (
     MAPPING_SUFFIX,
@@ -23,7 +24,6 @@ from algo_platform.ingest.landing import (
     parse_event_bytes,
     read_column_mapping,
     to_canonical,
-    validate_day,
     writable_landing_dir,
 )
 
@@ -42,21 +42,6 @@ class UploadResult:
     ignored_columns: tuple[str, ...] = ()  # in the file, but neither canonical, mapped nor declared
 
 
-def check_partition_day(day: str, partitions_start: str, today: dt.date) -> str | None:
-    """Refuse a day that can never be a partition; a note for today's (a partition from midnight UTC)."""
-    validate_day(day)
-    if day < partitions_start:
-        raise ValueError(
-            f"{day} is before the first partition ({partitions_start}); "
-            f"set partitions_start: {day} (or earlier) in the project's project.yaml to ingest it"
-        )
-    if day > today.isoformat():
-        raise ValueError(f"{day} is in the future (today is {today.isoformat()} UTC); check the date")
-    if day == today.isoformat():
-        return f"{day} is today: it becomes a partition at midnight UTC, and the landing-zone sensor ingests it then"
-    return None
-
-
 def upload_event_file(
     source: str | Path,
     day: str,
@@ -68,7 +53,7 @@ def upload_event_file(
 ) -> UploadResult:
     source = Path(source)
     try:
-        note = check_partition_day(day, partitions_start, today or dt.datetime.now(dt.UTC).date())
+        note = ProjectCalendar(dt.date.fromisoformat(partitions_start)).upload_note(day, today)
     except ValueError as exc:
         raise UploadError(f"{source.name}: {exc}") from None
     if not source.is_file():

@@ -31,11 +31,8 @@ def request_ingest_backfill(
     partitions = job.partitions_def
     assert partitions is not None
     for day in (first, last):
-        if not partitions.has_partition_key(day):
-            raise ValueError(
-                f"{day} is not a day of {project.name} ({partitions.get_first_partition_key()} .. "
-                f"{partitions.get_last_partition_key()}); partitions_start in project.yaml moves the first day"
-            )
+        if not project.calendar.is_partition(day):
+            raise ValueError(f"{project.name}: {project.calendar.not_a_partition(day)}")
     days = partitions.get_partition_keys_in_range(dg.PartitionKeyRange(first, last))
     backfill = PartitionBackfill.from_asset_partitions(
         backfill_id=make_new_backfill_id(),

@@ -6,6 +6,8 @@ import warnings
 
 import dagster as dg
 
+from algo_platform.core.calendar import ProjectCalendar
+
 PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 
@@ -53,14 +55,8 @@ def require_run_day(run: dg.DagsterRun | None, partitions_def: dg.DailyPartition
             )
         )
     if not is_partition(partitions_def, day):
-        first, last = partitions_def.get_first_partition_key(), partitions_def.get_last_partition_key()
-        raise dg.Failure(
-            description=(
-                f"{day!r} is not a partition of {run.job_name}: days run from {first} to {last} "
-                "(yesterday, UTC; a day becomes a partition at midnight after it ends). For older data set "
-                "partitions_start in the project's project.yaml"
-            )
-        )
+        calendar = ProjectCalendar(dt.date.fromisoformat(partitions_def.get_first_partition_key()))
+        raise dg.Failure(description=f"{run.job_name}: {calendar.not_a_partition(day)}")
 
 
 def days_per_backfill_run(days: int) -> dg.BackfillPolicy:

@@ -117,7 +117,7 @@ def test_a_linked_quarantine_folder_refuses_the_import_before_anything_lands(tmp
 
 def test_history_before_the_partition_start_is_refused_with_the_setting_to_change(tmp_path, storage_root):
     source = ratings_csv(tmp_path / "ratings.csv", 100, days=10, start="1999-06-01")
-    with pytest.raises(ImportRefused, match="set `partitions_start: 1999-06-01` in project.yaml"):
+    with pytest.raises(ImportRefused, match=r"set partitions_start: 1999-06-01 \(or earlier\) in project.yaml"):
         run_import(source, storage_root)
     assert not (Path(storage_root) / "landing").exists()
 
@@ -339,7 +339,7 @@ def test_the_backfill_command_queues_one_asset_backfill_over_the_range(tmp_path,
         "2024-03-01..2024-04-09: 40 days",
     )
     refused = CliRunner().invoke(cli, ["backfill", "--project", PROJECT, "--from", "1990-01-01", "--to", "2024-01-05"])
-    assert refused.exit_code == 1 and "1990-01-01 is not a day of team_a" in refused.output
+    assert refused.exit_code == 1 and "team_a: 1990-01-01 is before the first partition (2024-01-01)" in refused.output
 
 
 def test_an_import_never_writes_through_a_linked_day_folder(tmp_path, storage_root):

@@ -13,7 +13,10 @@ from tests.support.factories import PROJECT
     ("tags", "message"),
     [
         ({}, "has no partition: every job here processes one day"),
-        ({"dagster/partition": "2099-01-01"}, f"'2099-01-01' is not a partition of {PROJECT}_ingest_job"),
+        (
+            {"dagster/partition": "2099-01-01"},
+            f"{PROJECT}_ingest_job: 2099-01-01 is not a partition yet: days run from 2024-01-01 to",
+        ),
     ],
 )
 def test_a_run_without_a_valid_day_fails_before_any_step_works(project, settings, tags, message):

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from algo_platform.core.calendar import latest_complete_day, parse_day
 from algo_platform.core.project import Project
 from algo_platform.core.settings import Settings
 from algo_platform.ingest.landing import (
@@ -17,16 +18,9 @@ from algo_platform.ingest.landing import (
     is_object_store,
     landing_objects,
     scan_folder,
-    validate_day,
 )
 from algo_platform.pipeline.jobs import AssetJob
 from algo_platform.pipeline.resources.storage import PlatformStorage
-
-
-def latest_complete_day(moment: dt.datetime) -> str:
-    """The last UTC day that has fully ended at `moment` (partitions are UTC days)."""
-    return (moment.astimezone(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
-
 
 _now_ns = time.time_ns  # the sensor's clock, replaceable in tests
 # A landing file written in place is read once it has been unmodified this long: the settings'
@@ -78,8 +72,9 @@ def scan_landing_zone(
     scan = LandingScan()
     settling: list[str] = []
     for name, list_files in _day_folders(root, state, scan_ns):
+        day = name
         try:
-            day = validate_day(name)
+            parse_day(day)
         except ValueError:
             continue  # not a day folder; upload never writes one
         if partitions_def is not None and not partitions_def.has_partition_key(day):
