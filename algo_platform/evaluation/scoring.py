@@ -29,8 +29,8 @@ class LoadedModel:
 def load_model(uri: str) -> LoadedModel:
     import torch
 
-    from algo_platform.training.train import load_checkpoint
-    from algo_platform.training.train import load_model as load_sasrec
+    from algo_platform.training.artifacts import load_checkpoint
+    from algo_platform.training.artifacts import load_model as load_sasrec
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     item_ids = load_checkpoint(uri, device).get("item_ids")
@@ -133,8 +133,8 @@ def top_k(
 
 def recommend(model_uri: str, sequences_path: str, vocabulary_path: str, k: int) -> pd.DataFrame:
     """Top-k item ids and scores for every user with a history, from the model at `model_uri`."""
+    from algo_platform.training.artifacts import read_item_ids
     from algo_platform.training.data import latest_windows, read_sequences
-    from algo_platform.training.train import read_item_ids
 
     model = load_model(model_uri)
     data = read_sequences(sequences_path)

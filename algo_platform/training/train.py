@@ -10,11 +10,9 @@ hold-out metrics and GPU use through Dagster Pipes when launched by Dagster (log
 from __future__ import annotations
 
 import argparse
-import io
 import logging
 import math
 import os
-import pickle
 import sys
 import threading
 import time
@@ -22,12 +20,17 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
 from algo_platform.core.hyperparameters import TrainConfig, python_type
-from algo_platform.models import PAD, ModelConfig, NextItemModel, build_model, model_from_state, model_state
+from algo_platform.models import PAD, ModelConfig, NextItemModel, build_model, model_state
+from algo_platform.training.artifacts import (
+    CHECKPOINT_NAME,
+    MODEL_NAME,
+    load_checkpoint,
+    read_item_ids,
+    save_checkpoint,
+)
 from algo_platform.training.data import (
     holdout_windows,
     popularity_scores,
@@ -36,11 +39,8 @@ from algo_platform.training.data import (
     validation_split,
 )
 from algo_platform.training.metrics import fixed_score_ranks, hit_rate_and_ndcg, target_ranks
-from algo_platform.training.storage import exists, read_bytes, write_bytes_atomically
+from algo_platform.training.storage import exists
 from algo_platform.training.watchdog import exit_with_launcher
-
-CHECKPOINT_NAME = "checkpoint.pt"
-MODEL_NAME = "model.pt"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -82,15 +82,6 @@ def lr_lambda(total_steps: int, warmup_fraction: float):
     return factor
 
 
-def read_item_ids(uri: str) -> np.ndarray:
-    """Item id of every model index (index 0, padding, gets -1): the model's vocabulary."""
-    vocabulary = pq.read_table(pa.BufferReader(read_bytes(uri)), columns=["item_index", "item_id"])
-    index = vocabulary.column("item_index").to_numpy()
-    item_ids = np.full(int(index.max(initial=0)) + 1, -1, dtype=np.int64)
-    item_ids[index] = vocabulary.column("item_id").to_numpy()
-    return item_ids
-
-
 @torch.no_grad()
 def evaluate(
     model: NextItemModel,
@@ -121,33 +112,6 @@ def evaluate(
         base_hr, base_ndcg = hit_rate_and_ndcg(torch.cat(baseline_ranks) if baseline_ranks else ranks[:0], k)
         result |= {f"popularity_hr@{k}": base_hr, f"popularity_ndcg@{k}": base_ndcg}
     return result
-
-
-def save_checkpoint(uri: str, state: dict[str, Any]) -> None:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    write_bytes_atomically(uri, buffer.getvalue())
-
-
-class UnsafeCheckpoint(ValueError):
-    """A checkpoint holding more than tensors and plain values: it is not loaded."""
-
-
-def load_checkpoint(uri: str, device: torch.device) -> dict[str, Any]:
-    """Tensors and plain Python values only (`weights_only=True`): checkpoints come from shared
-    storage, and unpickling arbitrary objects from there would run whatever code they name."""
-    try:
-        return torch.load(io.BytesIO(read_bytes(uri)), map_location=device, weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise UnsafeCheckpoint(
-            f"{uri}: refused, it holds objects other than tensors and plain values "
-            f"({str(error).splitlines()[0][:200]}); only checkpoints written by this trainer load"
-        ) from None
-
-
-def load_model(uri: str, device: torch.device) -> NextItemModel:
-    """Load a trained model written by `train`, whatever its family (used by evaluation and serving)."""
-    return model_from_state(load_checkpoint(uri, device), device)
 
 
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:

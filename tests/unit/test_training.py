@@ -9,9 +9,10 @@ import torch
 
 from algo_platform.core.hyperparameters import TrainConfig
 from algo_platform.models import FAMILIES, ModelConfig, SASRec, build_model
+from algo_platform.training.artifacts import load_model
 from algo_platform.training.data import RaggedSequences, SequenceData, holdout_windows, training_windows
 from algo_platform.training.metrics import hit_rate_and_ndcg, target_ranks
-from algo_platform.training.train import Reporter, load_model, train
+from algo_platform.training.train import Reporter, train
 from tests.support.factories import write_inputs
 
 
@@ -275,7 +276,7 @@ class Payload:
 
 
 def test_a_checkpoint_holding_a_pickled_object_is_refused(tmp_path):
-    from algo_platform.training.train import UnsafeCheckpoint, load_checkpoint
+    from algo_platform.training.artifacts import UnsafeCheckpoint, load_checkpoint
 
     sequences, vocabulary = write_inputs(tmp_path)
     config = TrainConfig(epochs=1, batch_size=16, max_len=8, hidden_dim=16, num_layers=1, device="cpu")

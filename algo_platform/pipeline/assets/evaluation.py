@@ -70,8 +70,8 @@ def evaluate_day(
     import pyarrow.parquet as pq
 
     from algo_platform.evaluation.scoring import load_model, model_ranks, popularity_ranks
+    from algo_platform.training.artifacts import read_item_ids
     from algo_platform.training.data import holdout_windows, popularity_scores, read_sequences
-    from algo_platform.training.train import read_item_ids
 
     data = read_sequences(sequences_path)
     item_ids = read_item_ids(vocabulary_path)
