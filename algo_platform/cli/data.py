@@ -10,7 +10,6 @@ import click
 
 from algo_platform.cli.options import load_project_named, parse_date, project_option
 from algo_platform.cli.users import audit_cli_action, shell_user
-from algo_platform.core.project import projects_dir
 from algo_platform.core.settings import load_settings
 
 
@@ -62,25 +61,16 @@ def upload(
     path: str, day: str, mappings: tuple[str, ...], server: str | None, user: str | None, project_name: str
 ) -> None:
     """Check an event file (Parquet, CSV, JSONL) and copy it into a project's landing zone atomically."""
-    from algo_platform.ingest.landing import parse_column_mapping
-    from algo_platform.ingest.upload import UploadError, upload_event_file
+    from algo_platform.ingest.for_project import column_mapping, upload_for_project
+    from algo_platform.ingest.upload import UploadError
 
     if server:
         _upload_through_server(server, user, path, day, mappings, project_name)
         return
     project = load_project_named(project_name)
     try:
-        extra_columns = project.data.extra_columns
-        mapping = {**project.data.column_map, **parse_column_mapping(list(mappings), extra_columns)}
-        settings = load_settings()
-        result = upload_event_file(
-            path,
-            day,
-            mapping,
-            settings.layout.project(project.name).root,
-            project.partitions_start.isoformat(),
-            extra_columns=extra_columns,
-        )
+        mapping = column_mapping(project, mappings)
+        result = upload_for_project(project, load_settings(), path, day, mappings)
     except (UploadError, ValueError) as exc:
         audit_cli_action("upload", "failed", project.name, Path(path).name, str(exc))
         click.echo(f"error: {exc}", err=True)
@@ -121,22 +111,12 @@ def upload(
 @project_option
 def import_history(source: str, mappings: tuple[str, ...], memory_mb: int, project_name: str) -> None:
     """Split a history file (CSV, JSONL, Parquet; a path or an fsspec URL) by event day into the landing zone."""
-    from algo_platform.ingest.importer import ImportRefused, import_events
-    from algo_platform.ingest.landing import parse_column_mapping
+    from algo_platform.ingest.for_project import import_for_project
+    from algo_platform.ingest.importer import ImportRefused
 
     project = load_project_named(project_name)
     try:
-        extra_columns = project.data.extra_columns
-        mapping = {**project.data.column_map, **parse_column_mapping(list(mappings), extra_columns)}
-        result = import_events(
-            source,
-            load_settings().layout.project(project.name).root,
-            mapping,
-            extra_columns,
-            project.partitions_start.isoformat(),
-            project_file=str(projects_dir() / project.name / "project.yaml"),
-            memory_bytes=memory_mb << 20,
-        )
+        result = import_for_project(project, load_settings(), source, mappings, memory_bytes=memory_mb << 20)
     except (ImportRefused, ValueError) as exc:
         audit_cli_action("import", "failed", project.name, source, str(exc))
         click.echo(f"error: {exc}", err=True)

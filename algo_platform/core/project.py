@@ -243,7 +243,7 @@ class Project(_Strict):
     @property
     def calendar(self) -> ProjectCalendar:
         """Which days are this project's partitions, and what to say about one that is not."""
-        return ProjectCalendar(self.partitions_start, f"projects/{self.name}/{PROJECT_FILE}")
+        return ProjectCalendar(self.partitions_start, str(projects_dir() / self.name / PROJECT_FILE))
 
     @property
     def run_tags(self) -> dict[str, str]:

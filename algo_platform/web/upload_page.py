@@ -94,26 +94,15 @@ class UploadPage:
         """The CLI's upload on the received file: same checks, same mapping rules, same landing zone."""
         from algo_platform.core.project import ProjectError, load_project
         from algo_platform.core.settings import load_settings
-        from algo_platform.ingest.landing import parse_column_mapping
-        from algo_platform.ingest.upload import UploadError, upload_event_file
+        from algo_platform.ingest.for_project import upload_for_project
+        from algo_platform.ingest.upload import UploadError
 
         try:
             project = load_project(self.site.settings.projects_dir / project_name)
         except ProjectError as error:
             return {"ok": False, "message": str(error)}
         try:
-            mapping = {
-                **project.data.column_map,
-                **parse_column_mapping(mappings, project.data.extra_columns),
-            }
-            result = upload_event_file(
-                local,
-                day,
-                mapping,
-                load_settings().layout.project(project.name).root,
-                project.partitions_start.isoformat(),
-                extra_columns=project.data.extra_columns,
-            )
+            result = upload_for_project(project, load_settings(), local, day, mappings)
         except (UploadError, ValueError) as error:
             return {"ok": False, "message": str(error)}
         if result.already_present:
