@@ -87,10 +87,12 @@ def in_project(definitions: Sequence[Definition], project: Project) -> list[Defi
 
 def build_data_stage(project: Project, partitions: dg.DailyPartitionsDefinition) -> list[Definition]:
     """raw_events, then cleaned events and features on the project's engine (polars or Spark)."""
-    days = project.data.days_per_run
     if project.data.engine == "spark":
-        return [*build_ingest_assets(partitions, days, with_cleaning=False), *build_spark_stage_assets(partitions)]
-    return [*build_ingest_assets(partitions, days), *build_feature_assets(partitions, days)]
+        return [
+            *build_ingest_assets(partitions, project.data, with_cleaning=False),
+            *build_spark_stage_assets(partitions),
+        ]
+    return [*build_ingest_assets(partitions, project.data), *build_feature_assets(partitions, project.data)]
 
 
 def build_project_definitions(project: Project, settings: Settings | None = None) -> dg.Definitions:
@@ -99,7 +101,7 @@ def build_project_definitions(project: Project, settings: Settings | None = None
     partitions = daily_partitions(project.partitions_start)
     platform_assets = [
         *build_data_stage(project, partitions),
-        *build_sequence_assets(partitions, project.training.window_days),
+        *build_sequence_assets(partitions, project.training),
         build_model_asset(partitions, project.model.hyperparameters(), project.compute.pool),
         *build_evaluation_assets(partitions),
         *build_serving_assets(partitions),

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from algo_platform.core.layout import ProjectLayout
+from algo_platform.core.project import DataSource
 from algo_platform.core.schema import pandas_dtypes
 from algo_platform.engines.polars import large_day
 from algo_platform.engines.polars.cleaning import DROP_REASONS, clean_parquet, clean_table, raw_collisions_of_file
@@ -315,11 +316,9 @@ def _drift_vs_previous_day(day: str, metadata: dict[str, dict], data_quality: Da
     )
 
 
-def build_ingest_assets(
-    partitions: dg.DailyPartitionsDefinition, days_per_run: int = 1, with_cleaning: bool = True
-) -> list:
+def build_ingest_assets(partitions: dg.DailyPartitionsDefinition, data: DataSource, with_cleaning: bool = True) -> list:
     """raw_events and (on the polars engine) cleaned_events of one project, with their checks, on its days."""
-    backfill_policy = days_per_backfill_run(days_per_run)
+    backfill_policy = days_per_backfill_run(data.days_per_run)
     raw = dg.asset(
         partitions_def=partitions,
         backfill_policy=backfill_policy,

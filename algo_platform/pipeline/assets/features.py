@@ -9,6 +9,7 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 
+from algo_platform.core.project import DataSource
 from algo_platform.core.schema import EVENT_TYPES
 from algo_platform.engines.polars.features import item_features as item_features_plan
 from algo_platform.engines.polars.features import user_features as user_features_plan
@@ -107,11 +108,11 @@ def item_features_suite(context: dg.AssetCheckExecutionContext, item_features, d
     yield from suite_each_day(context, data_quality, item_features, lambda first, last: rules, ITEM_FEATURES_SUITE)
 
 
-def build_feature_assets(partitions: dg.DailyPartitionsDefinition, days_per_run: int = 1) -> list:
+def build_feature_assets(partitions: dg.DailyPartitionsDefinition, data: DataSource) -> list:
     """user_features and item_features of one project, with their checks."""
     options = {
         "partitions_def": partitions,
-        "backfill_policy": days_per_backfill_run(days_per_run),
+        "backfill_policy": days_per_backfill_run(data.days_per_run),
         "group_name": "features",
     }
     by_path = {"cleaned_events": dg.AssetIn(metadata=AS_PATH)}

@@ -9,6 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from algo_platform.core.project import Training
 from algo_platform.core.schema import DEFAULT_INTERACTION_TYPES
 from algo_platform.pipeline.resources.data_quality import DataQuality, suite_check_result
 from algo_platform.pipeline.resources.project import ProjectResource
@@ -168,7 +169,8 @@ def item_vocabulary_suite(item_vocabulary: pd.DataFrame, data_quality: DataQuali
 ALL_HISTORY_DAYS = 1_000_000
 
 
-def build_sequence_assets(partitions: dg.DailyPartitionsDefinition, window_days: int | str) -> list:
+def build_sequence_assets(partitions: dg.DailyPartitionsDefinition, training: Training) -> list:
+    window_days = training.window_days
     """training_sequences and item_vocabulary over the project's window, with their checks."""
     sequences = dg.multi_asset(
         name="training_sequences",

@@ -54,15 +54,7 @@ def build_resources(settings: Settings, project: Project) -> dict[str, object]:
     tables = settings.layout.tables
     start = project.partitions_start.isoformat()
     return {
-        "project": ProjectResource(
-            name=project.name,
-            window_days=str(project.training.window_days),
-            interaction_types=list(project.data.interaction_types),
-            evaluation=project.training.evaluation,
-            extra_columns=dict(project.data.extra_columns),
-            feedback_column=project.data.feedback.column if project.data.feedback else None,
-            feedback_threshold=project.data.feedback.threshold if project.data.feedback else None,
-        ),
+        "project": ProjectResource.of(project),
         "io_manager": ParquetIOManagerFactory(base_path=tables, partitions_start=start),
         "json_io_manager": JsonIOManagerFactory(base_path=tables, partitions_start=start),
         "storage": PlatformStorage(root=settings.layout.project(project.name).root),
