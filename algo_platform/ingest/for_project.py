@@ -9,8 +9,8 @@ from pathlib import Path
 
 from algo_platform.core.project import Project
 from algo_platform.core.settings import Settings
+from algo_platform.ingest.canonical import parse_column_mapping
 from algo_platform.ingest.importer import ImportResult, import_events
-from algo_platform.ingest.landing import parse_column_mapping
 from algo_platform.ingest.upload import UploadResult, upload_event_file
 
 

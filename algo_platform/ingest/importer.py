@@ -41,19 +41,10 @@ from algo_platform.core.atomic import write_atomically, write_streamed_atomicall
 from algo_platform.core.calendar import ProjectCalendar
 from algo_platform.core.layout import ProjectLayout
 from algo_platform.core.schema import CANONICAL_COLUMNS
-from algo_platform.ingest.landing import (
-    COMPRESSIONS,
-    REASON_SUFFIX,
-    BadEventFile,
-    LinkedLandingFolder,
-    csv_delimiter,
-    event_schema,
-    is_local,
-    quarantine_file,
-    refuse_linked_folders,
-    to_canonical,
-    writable_landing_dir,
-)
+from algo_platform.ingest.canonical import event_schema, to_canonical
+from algo_platform.ingest.folders import LinkedLandingFolder, is_local, refuse_linked_folders, writable_landing_dir
+from algo_platform.ingest.formats import COMPRESSIONS, BadEventFile, csv_delimiter
+from algo_platform.ingest.quarantine import REASON_SUFFIX, quarantine_file
 
 FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
 # Bytes of the source per batch; a batch and its canonical copy are the first pass's memory.

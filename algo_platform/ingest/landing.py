@@ -1,6 +1,8 @@
-"""The landing zone: where event files arrive, how they are read, and where bad ones go.
+"""The landing zone: where event files arrive and how a day's files become its raw events. How a
+file is read is `formats.py`, how its columns become the platform's `canonical.py`, where a bad
+one goes `quarantine.py`.
 
-Layout under the storage root:
+Layout under a project's storage root (`algo_platform.core.layout`):
     landing/events/<YYYY-MM-DD>/<file>                 files as uploaded (never modified)
     landing/events/<YYYY-MM-DD>/<file>.columns.json    optional column mapping written by upload
     quarantine/events/<YYYY-MM-DD>/<file>              copies of files that could not be used
@@ -13,86 +15,30 @@ writer that cannot rename must leave the file unmodified for `ALGO_PLATFORM_LAND
 again with its whole day.
 
 Links are never followed: a symbolic link is quarantined as a link, its target unread.
-
-JSONL policy: a malformed line makes the whole file unusable (file-level quarantine). A
-half-read file is worse than a quarantined one, because its good lines would look complete.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import io
 import json
 import os
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-import pyarrow.json as pajson
 import pyarrow.parquet as pq
 from upath import UPath
 
-from algo_platform.core.atomic import write_atomically
 from algo_platform.core.layout import ProjectLayout
-from algo_platform.core.schema import CANONICAL_SCHEMA, REQUIRED_COLUMNS, pandas_dtypes, with_low_cardinality_encoded
+from algo_platform.core.schema import pandas_dtypes, with_low_cardinality_encoded
+from algo_platform.ingest.canonical import raw_day_schema, to_canonical
+from algo_platform.ingest.folders import is_local
+from algo_platform.ingest.formats import BadEventFile, content_digest, parse_bytes
+from algo_platform.ingest.quarantine import QuarantinedFile, quarantine_file
 
-SUPPORTED_SUFFIXES = (".parquet", ".csv", ".jsonl", ".json")
-# Text formats may arrive compressed: `events.csv.gz`, `events.jsonl.zst`.
-COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}
 MAPPING_SUFFIX = ".columns.json"
-REASON_SUFFIX = ".reason.json"
-# Room under the usual 255-byte file-name limit for the quarantine's `.reason.json` sidecar.
-MAX_NAME_BYTES = 200
-# Delimiters recognised in a CSV header, in order of preference on a tie.
-CSV_DELIMITERS = (",", ";", "\t", "|")
-
-
-class BadEventFile(Exception):
-    """A landing-zone file that cannot be loaded; `reason` is a stable code, `detail` says why."""
-
-    def __init__(self, file: str, reason: str, detail: str):
-        super().__init__(f"{file}: {detail}")
-        self.file = file
-        self.reason = reason
-        self.detail = detail
-
-
-@dataclass(frozen=True)
-class QuarantinedFile:
-    file: str
-    reason: str
-    detail: str
-
-
-class LinkedLandingFolder(ValueError):
-    """A folder a writer would write into is a symbolic link."""
-
-
-def refuse_linked_folders(storage_root: str, folder: UPath) -> UPath:
-    """`folder`, for a writer; refused when it or a folder between it and the storage root is a
-    symbolic link: a write through it would land outside the storage root's zones."""
-    if is_local(folder):
-        root, current = os.path.abspath(UPath(storage_root).path), os.path.abspath(folder.path)
-        while current.startswith(root + os.sep):
-            if os.path.islink(current):
-                raise LinkedLandingFolder(
-                    f"{current} is a symbolic link; nothing is written through links, which could lead "
-                    "out of the storage root: replace it with a real folder"
-                )
-            current = os.path.dirname(current)
-    return folder
-
-
-def writable_landing_dir(storage_root: str, day: str) -> UPath:
-    """The day's landing folder, for a writer (never through a link: `refuse_linked_folders`)."""
-    return refuse_linked_folders(storage_root, ProjectLayout(storage_root).landing_day(day))
 
 
 @dataclass(frozen=True)
@@ -119,11 +65,6 @@ class LandedFile:
 
 def _is_data_name(name: str) -> bool:
     return not name.startswith(".") and not name.endswith(MAPPING_SUFFIX)
-
-
-def is_local(folder: UPath) -> bool:
-    """A path on this machine's file system (where links exist), not an object store."""
-    return folder.protocol in ("", "file", "local")
 
 
 def scan_folder(folder: UPath) -> list[LandedFile]:
@@ -201,10 +142,6 @@ def landing_objects(storage_root: str, since_day: str | None = None) -> dict[str
     return {day: sorted(files, key=lambda f: (f.landed_ns, f.name)) for day, files in sorted(days.items())}
 
 
-def is_object_store(storage_root: str) -> bool:
-    return not is_local(UPath(storage_root))
-
-
 def day_folders(storage_root: str) -> list[UPath]:
     """The folders under `landing/events/` in name order; links are not followed (locally)."""
     events_root = ProjectLayout(storage_root).landing_events
@@ -232,313 +169,6 @@ def read_column_mapping(data_file: UPath) -> dict[str, str]:
     if not sidecar.exists():
         return {}
     return json.loads(sidecar.read_text())
-
-
-EXTRA_TYPES = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string()}
-
-
-def parse_column_mapping(pairs: list[str], extra_columns: Mapping[str, str] | None = None) -> dict[str, str]:
-    """`["user_id=userId", ...]` -> `{"user_id": "userId"}` (canonical or declared extra name -> source name)."""
-    known = [*CANONICAL_SCHEMA.names, *(extra_columns or {})]
-    mapping: dict[str, str] = {}
-    for pair in pairs:
-        canonical, sep, source = pair.partition("=")
-        if not sep or not canonical or not source:
-            raise ValueError(f"--map {pair!r}: expected CANONICAL=SOURCE, e.g. --map user_id=userId")
-        if canonical not in known:
-            raise ValueError(
-                f"--map {pair!r}: {canonical!r} is neither a canonical column nor one of the project's "
-                f"data.extra_columns; choose from {', '.join(known)}"
-            )
-        mapping[canonical] = source
-    return mapping
-
-
-def content_digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-@dataclass(frozen=True)
-class DecompressionLimits:
-    """How far a compressed upload may expand: a few hundred KiB of gzip can inflate to gigabytes."""
-
-    max_bytes: int = 1 << 30
-    max_ratio: float = 100.0
-
-    @classmethod
-    def from_environment(cls) -> DecompressionLimits:
-        """ALGO_PLATFORM_UPLOAD_MAX_DECOMPRESSED_MB and ALGO_PLATFORM_UPLOAD_MAX_COMPRESSION_RATIO."""
-        mb = os.environ.get("ALGO_PLATFORM_UPLOAD_MAX_DECOMPRESSED_MB")
-        ratio = os.environ.get("ALGO_PLATFORM_UPLOAD_MAX_COMPRESSION_RATIO")
-        return cls(int(mb) << 20 if mb else cls.max_bytes, float(ratio) if ratio else cls.max_ratio)
-
-    def bound(self, compressed_bytes: int) -> int:
-        return int(min(self.max_bytes, max(compressed_bytes, 1) * self.max_ratio))
-
-
-def _decompressed(name: str, data: bytes, limits: DecompressionLimits | None = None) -> tuple[str, bytes]:
-    """`events.csv.gz` -> (`events.csv`, its bytes); other names unchanged. With `limits`, a file
-    that expands beyond them is refused as soon as it does, before it fills memory."""
-    stem, dot, ext = name.rpartition(".")
-    codec = COMPRESSIONS.get(f".{ext.lower()}") if dot else None
-    if codec is None:
-        return name, data
-    if not data:
-        raise BadEventFile(name, "empty_file", "file is empty (0 bytes); re-export it from the source")
-    chunks, size = [], 0
-    try:
-        with pa.CompressedInputStream(pa.BufferReader(data), codec) as stream:
-            if limits is None:
-                return stem, stream.read()
-            bound = limits.bound(len(data))
-            while chunk := stream.read(8 << 20):
-                size += len(chunk)
-                if size > bound:
-                    raise BadEventFile(
-                        name,
-                        "decompression_bomb",
-                        f"expands beyond {bound / 2**20:,.0f} MiB from {len(data) / 2**20:,.2f} MiB compressed "
-                        f"(the limits are {limits.max_bytes >> 20} MiB and {limits.max_ratio:g}x); upload it "
-                        "with `algo-platform import`, which streams, or raise ALGO_PLATFORM_UPLOAD_MAX_DECOMPRESSED_MB "
-                        "/ ALGO_PLATFORM_UPLOAD_MAX_COMPRESSION_RATIO if the file is genuine",
-                    )
-                chunks.append(chunk)
-    except (OSError, pa.ArrowInvalid):
-        raise BadEventFile(
-            name, "corrupt_compressed", f"not a valid {codec} stream (truncated?); compress the file again"
-        ) from None
-    return stem, b"".join(chunks)
-
-
-def csv_delimiter(data: bytes) -> str:
-    """The delimiter of a CSV file, from its header line (European exports use ';')."""
-    header = data.split(b"\n", 1)[0]
-    counts = {d: header.count(d.encode()) for d in CSV_DELIMITERS}
-    best = max(CSV_DELIMITERS, key=lambda d: counts[d])  # max keeps the first on a tie
-    return best if counts[best] else ","
-
-
-def _safe_arrow_message(message: str) -> str:
-    """Arrow's parse error without the file content it quotes (a CSV error repeats the whole row)."""
-    first = message.splitlines()[0] if message else ""
-    first = re.sub(r"(Expected \d+ columns, got \d+):.*", r"\1", first)
-    return first[:200]
-
-
-def _parse_bytes(name: str, data: bytes, limits: DecompressionLimits | None = None) -> pa.Table:
-    name, data = _decompressed(name, data, limits)
-    suffix = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
-    if suffix not in SUPPORTED_SUFFIXES:
-        raise BadEventFile(
-            name,
-            "unsupported_format",
-            f"unsupported file type {suffix or '(no extension)'!r}; "
-            f"convert it to one of {', '.join(SUPPORTED_SUFFIXES)}",
-        )
-    if not data:
-        raise BadEventFile(name, "empty_file", "file is empty (0 bytes); re-export it from the source")
-    try:
-        if suffix == ".parquet":
-            return pq.read_table(pa.BufferReader(data))
-        if suffix == ".csv":
-            parse = pacsv.ParseOptions(delimiter=csv_delimiter(data))
-            return pacsv.read_csv(io.BytesIO(data), parse_options=parse)
-        return pajson.read_json(io.BytesIO(data))
-    except pa.ArrowInvalid as exc:
-        message = _safe_arrow_message(str(exc))
-        if suffix == ".parquet":
-            reason, fix = "corrupt_parquet", "the file is truncated or not Parquet; upload it again"
-        elif "UTF8" in message or "utf-8" in message.lower():
-            reason, fix = "undecodable_bytes", "re-export the file as UTF-8"
-        elif "Empty CSV" in message:
-            raise BadEventFile(name, "empty_file", "file has no header and no rows") from exc
-        elif suffix in (".jsonl", ".json"):
-            reason, fix = "malformed_jsonl", "every line must be one JSON object; fix or drop the bad lines"
-        else:
-            reason, fix = "unreadable", "check the file's format"
-        raise BadEventFile(name, reason, f"cannot be read ({message}); {fix}") from exc
-
-
-def _short(value: object) -> str:
-    """An example bad value, cut short: enough to find it in the file, not a copy of the file."""
-    text = str(value)
-    return text if len(text) <= 24 else text[:21] + "..."
-
-
-def _timestamps_to_utc(name: str, column: pa.ChunkedArray) -> pa.Array:
-    if pa.types.is_timestamp(column.type):
-        if column.type.tz is None:
-            column = pc.assume_timezone(column, "UTC")
-        return column.cast(pa.timestamp("ms", tz="UTC"))
-    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
-        values = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
-        magnitude = np.nanmax(np.abs(values)) if np.isfinite(values).any() else 0
-        # Epoch numbers carry no unit: infer it from the magnitude (1e9 s ~ 1e12 ms ~ 2001).
-        unit_ms = 1000.0 if magnitude < 1e11 else 1.0 if magnitude < 1e14 else 1e-3 if magnitude < 1e17 else 1e-6
-        millis = pa.array(np.round(values * unit_ms), mask=np.isnan(values)).cast(pa.int64())
-        return millis.cast(pa.timestamp("ms", tz="UTC"))
-    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-        # Epoch numbers read as text (a CSV read with every column as text) are numbers, not dates.
-        text = pc.utf8_trim_whitespace(column)
-        present = text.drop_null()
-        if len(present) and pc.all(pc.match_substring_regex(present, r"^-?\d+(\.\d*)?$")).as_py():
-            return _timestamps_to_utc(name, text.cast(pa.float64()))
-    parsed = pd.to_datetime(column.to_pandas(), utc=True, errors="coerce", format="ISO8601")
-    unparseable = parsed.isna() & column.to_pandas().notna()
-    if unparseable.any():
-        examples = [_short(v) for v in column.to_pandas()[unparseable].head(3).tolist()]
-        raise BadEventFile(
-            name,
-            "wrong_type",
-            f"column 'ts' has values that are not timestamps, e.g. {examples}; use ISO 8601 or epoch",
-        )
-    return pa.Array.from_pandas(parsed).cast(pa.timestamp("ms", tz="UTC"))
-
-
-def _cast_integer(name: str, column_name: str, column: pa.ChunkedArray) -> pa.ChunkedArray:
-    if pa.types.is_integer(column.type):
-        return column.cast(pa.int64())
-    try:
-        if pa.types.is_floating(column.type):
-            return pc.round(column).cast(pa.int64())
-        return column.cast(pa.int64())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        series = column.to_pandas()
-        bad = [_short(v) for v in series[pd.to_numeric(series, errors="coerce").isna() & series.notna()].head(3)]
-        raise BadEventFile(
-            name,
-            "wrong_type",
-            f"column {column_name!r} must hold whole numbers but has {column.type} values such as {bad}; "
-            "fix the source or map another column",
-        ) from None
-
-
-def to_canonical(
-    name: str, table: pa.Table, mapping: Mapping[str, str], digest: str, extra_columns: Mapping[str, str] | None = None
-) -> pa.Table:
-    """Rename mapped columns, check required ones, and cast everything to `CANONICAL_SCHEMA` plus
-    the project's declared extra columns (a rating, a price...); other columns are not loaded."""
-    repeated = sorted({c for c in table.column_names if table.column_names.count(c) > 1})
-    if repeated:
-        raise BadEventFile(
-            name,
-            "duplicate_columns",
-            f"column name(s) {', '.join(map(repr, repeated))} appear more than once in the header; "
-            "rename or drop the repeats and upload the file again",
-        )
-    renames = {source: canonical for canonical, source in mapping.items()}
-    unknown_sources = [source for source in renames if source not in table.column_names]
-    if unknown_sources:
-        raise BadEventFile(
-            name,
-            "missing_column",
-            f"mapped source column(s) {unknown_sources} not in file (columns: {', '.join(table.column_names)})",
-        )
-    table = table.rename_columns([renames.get(c, c) for c in table.column_names])
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
-    if missing:
-        hint = " ".join(f"--map {c}=<source column>" for c in missing)
-        raise BadEventFile(
-            name,
-            "missing_column",
-            f"missing required column(s) {', '.join(repr(c) for c in missing)} "
-            f"(columns: {', '.join(table.column_names)}); map them with {hint}",
-        )
-    columns = []
-    for field in CANONICAL_SCHEMA:
-        if field.name not in table.column_names:
-            if field.name == "event_id":
-                # Deterministic ids, so re-reading the same file yields the same events.
-                ids = pc.binary_join_element_wise(
-                    pa.scalar(digest[:16]), pa.array(np.arange(table.num_rows).astype(str)), "-"
-                )
-                columns.append(ids)
-            else:
-                columns.append(pa.nulls(table.num_rows, field.type))
-            continue
-        column = table.column(field.name)
-        if field.name == "ts":
-            columns.append(_timestamps_to_utc(name, column))
-        elif pa.types.is_integer(field.type):
-            columns.append(_cast_integer(name, field.name, column))
-        else:
-            columns.append(_cast_text(name, field.name, column))
-    for column_name, type_name in (extra_columns or {}).items():
-        extra = pa.field(column_name, EXTRA_TYPES[type_name])
-        if column_name not in table.column_names:
-            columns.append(pa.nulls(table.num_rows, extra.type))
-        elif pa.types.is_string(extra.type):
-            columns.append(_cast_text(name, column_name, table.column(column_name)))
-        else:
-            columns.append(_cast_number(name, column_name, table.column(column_name), type_name))
-    return pa.Table.from_arrays(columns, schema=event_schema(extra_columns))
-
-
-def event_schema(extra_columns: Mapping[str, str] | None = None) -> pa.Schema:
-    """The canonical columns followed by a project's declared extra columns."""
-    extras = [pa.field(name, EXTRA_TYPES[type_name]) for name, type_name in (extra_columns or {}).items()]
-    return pa.schema([*CANONICAL_SCHEMA, *extras])
-
-
-def _cast_number(name: str, column_name: str, column: pa.ChunkedArray, type_name: str) -> pa.ChunkedArray:
-    try:
-        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-            column = column.cast(pa.string())  # blank cells are missing values, not bad numbers
-            column = pc.if_else(pc.equal(pc.utf8_trim_whitespace(column), ""), pa.scalar(None, pa.string()), column)
-        return column.cast(EXTRA_TYPES[type_name])
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        raise BadEventFile(
-            name,
-            "bad_value",
-            f"column {column_name!r} (declared {type_name} in the project's data.extra_columns) holds values that are "
-            "not numbers; fix them or declare the column as string",
-        ) from None
-
-
-def _cast_text(name: str, column_name: str, column: pa.ChunkedArray) -> pa.ChunkedArray:
-    try:
-        return column.cast(pa.string())
-    except pa.ArrowInvalid:
-        # CSV readers keep undecodable text as raw bytes; it only fails here, column by column.
-        raise BadEventFile(
-            name,
-            "undecodable_bytes",
-            f"column {column_name!r} holds bytes that are not UTF-8; re-export the file as UTF-8",
-        ) from None
-
-
-def parse_event_bytes(name: str, data: bytes, limits: DecompressionLimits | None = None) -> pa.Table:
-    """The file as read (its own column names), before mapping; BadEventFile when unreadable."""
-    return _parse_bytes(name, data, limits)
-
-
-def quarantine_name(name: str) -> str:
-    """The name a file keeps in quarantine: its own, or a shortened one that leaves room for the
-    `.reason.json` sidecar (a digest of the full name keeps shortened names distinct)."""
-    if len(name.encode()) <= MAX_NAME_BYTES:
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
-    return f"{name.encode()[:120].decode(errors='ignore')}...{digest}"
-
-
-def quarantine_file(storage_root: str, day: str, source: UPath, data: bytes | None, error: BadEventFile) -> UPath:
-    """Copy a bad file (never move it) to the quarantine folder, with a reason file beside it.
-
-    `data=None` records the reason alone (a link is quarantined as a link: its target is not read).
-    Both are written under a temp name and renamed, so a link planted in the quarantine folder is
-    replaced, never written through; a linked quarantine folder is refused (`refuse_linked_folders`)."""
-    folder = refuse_linked_folders(storage_root, ProjectLayout(storage_root).quarantine_day(day))
-    name = quarantine_name(source.name)
-    if data is not None:
-        write_atomically(folder / name, data)
-    reason = {
-        "file": str(source),
-        "reason": error.reason,
-        "detail": error.detail,
-        "time": dt.datetime.now(dt.UTC).isoformat(),
-    }
-    write_atomically(folder / (name + REASON_SUFFIX), json.dumps(reason, indent=2).encode())
-    return folder / name
 
 
 def _compact_days(days: list[str]) -> str:
@@ -635,13 +265,6 @@ def write_landing_day(
     return load
 
 
-def raw_day_schema(extra_columns: Mapping[str, str] | None = None) -> pa.Schema:
-    """A raw day's columns: the canonical and extra columns, low-cardinality text as dictionaries,
-    and the landing file each row came from."""
-    empty = event_schema(extra_columns).empty_table().append_column("source_file", pa.array([], pa.string()))
-    return with_low_cardinality_encoded(empty).schema
-
-
 def _landed_tables(
     storage_root: str, day: str, extra_columns: Mapping[str, str] | None, load: DayLoad
 ) -> Iterator[pa.Table]:
@@ -665,7 +288,7 @@ def _landed_tables(
             continue
         mapping = read_column_mapping(path)  # outside the try: a store outage fails the day, it is no bad file
         try:
-            table = to_canonical(path.name, _parse_bytes(path.name, data), mapping, digest, extra_columns)
+            table = to_canonical(path.name, parse_bytes(path.name, data), mapping, digest, extra_columns)
             bad = misplaced_rows_error(path.name, day, table)
         except BadEventFile as error:
             bad = error

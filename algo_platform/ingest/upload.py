@@ -13,19 +13,11 @@ import pyarrow.compute as pc
 from algo_platform.core.atomic import write_atomically
 from algo_platform.core.calendar import ProjectCalendar
 from algo_platform.core.schema import CANONICAL_COLUMNS
-from algo_platform.ingest.landing import (
-    MAPPING_SUFFIX,
-    MAX_NAME_BYTES,
-    BadEventFile,
-    DecompressionLimits,
-    LinkedLandingFolder,
-    content_digest,
-    misplaced_rows_error,
-    parse_event_bytes,
-    read_column_mapping,
-    to_canonical,
-    writable_landing_dir,
-)
+from algo_platform.ingest.canonical import parse_event_bytes, to_canonical
+from algo_platform.ingest.folders import LinkedLandingFolder, writable_landing_dir
+from algo_platform.ingest.formats import BadEventFile, DecompressionLimits, content_digest
+from algo_platform.ingest.landing import MAPPING_SUFFIX, misplaced_rows_error, read_column_mapping
+from algo_platform.ingest.quarantine import MAX_NAME_BYTES
 
 
 class UploadError(Exception):

@@ -18,7 +18,7 @@ from typing import BinaryIO
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
-from algo_platform.ingest.landing import MAX_NAME_BYTES
+from algo_platform.ingest.quarantine import MAX_NAME_BYTES
 
 MAX_FIELDS = 16
 MAX_FIELD_BYTES = 64 * 1024

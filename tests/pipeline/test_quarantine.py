@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from algo_platform.core.layout import ProjectLayout
-from algo_platform.ingest.landing import quarantine_name
+from algo_platform.ingest.quarantine import quarantine_name
 from algo_platform.pipeline.assets.events import build_ingest_assets
 from algo_platform.pipeline.resources import build_resources
 from tests.support.factories import PROJECT, make_project, project_assets

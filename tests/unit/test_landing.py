@@ -9,7 +9,8 @@ from click.testing import CliRunner
 
 from algo_platform.cli import main as cli
 from algo_platform.core.layout import ProjectLayout
-from algo_platform.ingest.landing import load_landing_day, parse_column_mapping
+from algo_platform.ingest.canonical import parse_column_mapping
+from algo_platform.ingest.landing import load_landing_day
 from algo_platform.ingest.upload import UploadError, upload_event_file
 from tests.support.factories import PROJECT
 

@@ -12,13 +12,8 @@ import dagster as dg
 from algo_platform.core.calendar import latest_complete_day, parse_day
 from algo_platform.core.project import Project
 from algo_platform.core.settings import Settings
-from algo_platform.ingest.landing import (
-    LandedFile,
-    day_folders,
-    is_object_store,
-    landing_objects,
-    scan_folder,
-)
+from algo_platform.ingest.folders import is_object_store
+from algo_platform.ingest.landing import LandedFile, day_folders, landing_objects, scan_folder
 from algo_platform.pipeline.jobs import AssetJob
 from algo_platform.pipeline.resources.storage import PlatformStorage
 
