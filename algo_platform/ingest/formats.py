@@ -1,4 +1,5 @@
-"""Event files as bytes become Arrow tables: Parquet, CSV (its delimiter guessed from the header),
+"""Event files become Arrow tables, whole (an upload, a landed file) or in batches (a history
+import of any size): Parquet, CSV (its delimiter guessed from the header),
 JSON Lines, compressed text (gzip, bz2, zstd) within bounds a bomb cannot pass. A file that cannot
 be read is a `BadEventFile`, with the reason and a detail that names the defect, never its content.
 
@@ -10,14 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
+from upath import UPath
+
+from algo_platform.ingest.folders import is_local
 
 SUPPORTED_SUFFIXES = (".parquet", ".csv", ".jsonl", ".json")
 
@@ -143,3 +149,106 @@ def parse_bytes(name: str, data: bytes, limits: DecompressionLimits | None = Non
         else:
             reason, fix = "unreadable", "check the file's format"
         raise BadEventFile(name, reason, f"cannot be read ({message}); {fix}") from exc
+
+
+# The streaming reader of `algo-platform import`: same formats, same delimiter rule, bounded memory.
+# Bytes of the source per batch; a batch and its canonical copy are the first pass's memory.
+BATCH_BYTES = 16 << 20
+FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
+
+
+READ_BLOCK_BYTES = 2 << 20  # the largest CSV row or JSON line an import reads
+
+
+# A compressed history may grow to this many times its size as Arrow columns (a little more than its
+# text): far above real exports, far below a decompression bomb. ALGO_PLATFORM_IMPORT_MAX_COMPRESSION_RATIO.
+IMPORT_MAX_COMPRESSION_RATIO = 200.0
+
+
+def file_format(name: str) -> tuple[str, str | None]:
+    """(format, compression) from a file name such as `ratings.csv.gz`."""
+    stem, codec = name, None
+    for suffix, compression in COMPRESSIONS.items():
+        if name.lower().endswith(suffix):
+            stem, codec = name[: -len(suffix)], compression
+    for suffix, kind in FORMATS.items():
+        if stem.lower().endswith(suffix):
+            if kind == "parquet" and codec is not None:
+                break
+            return kind, codec
+    raise BadEventFile(
+        name,
+        "unsupported_format",
+        "cannot tell the format from the name; use .parquet, .csv or .jsonl (optionally .gz, .bz2 or .zst)",
+    )
+
+
+def text_stream(path: UPath, codec: str | None) -> pa.NativeFile:
+    # A local file is read by Arrow itself: through a Python file object, the reader's read-ahead
+    # blocks are Python bytes outside Arrow's pool, and memory then grows with the file.
+    source = path.path if is_local(path) else path.open("rb")
+    return pa.input_stream(source, compression=codec)
+
+
+def csv_header(path: UPath, codec: str | None) -> tuple[str, list[str]]:
+    with text_stream(path, codec) as stream:
+        header = stream.read(1 << 20).split(b"\n", 1)[0].rstrip(b"\r")
+    if not header.strip():
+        raise BadEventFile(path.name, "empty_file", "the first line is empty; a CSV file starts with its header")
+    delimiter = csv_delimiter(header)  # as upload reads it
+    names = header.decode("utf-8", errors="replace").split(delimiter)
+    return delimiter, [name.strip().strip('"') for name in names]
+
+
+def read_batches(path: UPath, batch_bytes: int = BATCH_BYTES) -> Iterator[pa.Table]:
+    """The file in batches of about `batch_bytes`, with its own column names.
+
+    CSV columns are read as text and typed by the mapping onto canonical columns, as one batch's
+    guess of a type could be wrong for the next (a column empty for a million rows, then text)."""
+    kind, codec = file_format(path.name)
+    if kind == "parquet":
+        with path.open("rb") as file:
+            parquet = pq.ParquetFile(file)
+            rows = max(1, batch_bytes // max(1, parquet.metadata.serialized_size // max(1, parquet.metadata.num_rows)))
+            for batch in parquet.iter_batches(batch_size=min(rows, 1_000_000)):
+                yield pa.Table.from_batches([batch])
+        return
+    # Arrow's readers read up to 32 blocks ahead in the background: small blocks keep that bounded
+    # (a block of the batch's size would let the read-ahead hold 32 batches), and the blocks are
+    # gathered into batches of about `batch_bytes` below.
+    block_bytes = min(batch_bytes, READ_BLOCK_BYTES)
+    if kind == "csv":
+        delimiter, names = csv_header(path, codec)
+        reader = pacsv.open_csv(
+            text_stream(path, codec),
+            read_options=pacsv.ReadOptions(block_size=block_bytes),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=True
+            ),
+        )
+    else:
+        reader = pajson.open_json(text_stream(path, codec), read_options=pajson.ReadOptions(block_size=block_bytes))
+    ratio = float(os.environ.get("ALGO_PLATFORM_IMPORT_MAX_COMPRESSION_RATIO", IMPORT_MAX_COMPRESSION_RATIO))
+    bound = path.fs.size(path.path) * ratio if codec else math.inf
+    read_bytes = 0
+    with reader:
+        gathered: list[pa.RecordBatch] = []
+        gathered_bytes = 0
+        for batch in reader:
+            read_bytes += batch.nbytes
+            if read_bytes > bound:
+                raise BadEventFile(
+                    path.name,
+                    "decompression_bomb",
+                    f"expands to more than {ratio:g} times its compressed size (a decompression "
+                    "bomb, or data far more repetitive than an event log); import it uncompressed, or raise "
+                    "ALGO_PLATFORM_IMPORT_MAX_COMPRESSION_RATIO if it is genuine",
+                )
+            gathered.append(batch)
+            gathered_bytes += batch.nbytes
+            if gathered_bytes >= batch_bytes:
+                yield pa.Table.from_batches(gathered)
+                gathered, gathered_bytes = [], 0
+        if gathered:
+            yield pa.Table.from_batches(gathered)

@@ -21,7 +21,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import tempfile
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -31,9 +30,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
-import pyarrow.json as pajson
 import pyarrow.parquet as pq
 from upath import UPath
 
@@ -42,17 +39,10 @@ from algo_platform.core.calendar import ProjectCalendar
 from algo_platform.core.layout import ProjectLayout
 from algo_platform.core.schema import CANONICAL_COLUMNS
 from algo_platform.ingest.canonical import event_schema, to_canonical
-from algo_platform.ingest.folders import LinkedLandingFolder, is_local, refuse_linked_folders, writable_landing_dir
-from algo_platform.ingest.formats import COMPRESSIONS, BadEventFile, csv_delimiter
+from algo_platform.ingest.folders import LinkedLandingFolder, refuse_linked_folders, writable_landing_dir
+from algo_platform.ingest.formats import BATCH_BYTES, BadEventFile, file_format, read_batches
 from algo_platform.ingest.quarantine import REASON_SUFFIX, quarantine_file
 
-FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
-# Bytes of the source per batch; a batch and its canonical copy are the first pass's memory.
-BATCH_BYTES = 16 << 20
-READ_BLOCK_BYTES = 2 << 20  # the largest CSV row or JSON line an import reads
-# A compressed history may grow to this many times its size as Arrow columns (a little more than its
-# text): far above real exports, far below a decompression bomb. ALGO_PLATFORM_IMPORT_MAX_COMPRESSION_RATIO.
-IMPORT_MAX_COMPRESSION_RATIO = 200.0
 # The canonical Arrow table of a narrow text file takes about this many times its bytes (generated
 # event ids are strings), and splitting a bucket by day holds it twice (as read, and sorted).
 ARROW_PER_FILE_BYTE = 4
@@ -89,22 +79,6 @@ class ImportResult:
         return max(self.rows_per_day, default=None)
 
 
-def _format_of(name: str) -> tuple[str, str | None]:
-    """(format, compression) from a file name such as `ratings.csv.gz`."""
-    stem, codec = name, None
-    for suffix, compression in COMPRESSIONS.items():
-        if name.lower().endswith(suffix):
-            stem, codec = name[: -len(suffix)], compression
-    for suffix, kind in FORMATS.items():
-        if stem.lower().endswith(suffix):
-            if kind == "parquet" and codec is not None:
-                break
-            return kind, codec
-    raise ImportRefused(
-        f"{name}: cannot tell the format from the name; use .parquet, .csv or .jsonl (optionally .gz, .bz2 or .zst)"
-    )
-
-
 def file_digest(path: UPath) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as file:
@@ -117,75 +91,6 @@ def import_identity(digest: str, mapping: Mapping[str, str], extra_columns: Mapp
     """Same bytes, same mapping, same declared columns: the same import."""
     key = json.dumps({"sha256": digest, "mapping": dict(mapping), "extra": dict(extra_columns)}, sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:12]
-
-
-def _text_stream(path: UPath, codec: str | None) -> pa.NativeFile:
-    # A local file is read by Arrow itself: through a Python file object, the reader's read-ahead
-    # blocks are Python bytes outside Arrow's pool, and memory then grows with the file.
-    source = path.path if is_local(path) else path.open("rb")
-    return pa.input_stream(source, compression=codec)
-
-
-def _csv_header(path: UPath, codec: str | None) -> tuple[str, list[str]]:
-    with _text_stream(path, codec) as stream:
-        header = stream.read(1 << 20).split(b"\n", 1)[0].rstrip(b"\r")
-    if not header.strip():
-        raise ImportRefused(f"{path.name}: the first line is empty; a CSV file starts with its header")
-    delimiter = csv_delimiter(header)  # as upload reads it
-    names = header.decode("utf-8", errors="replace").split(delimiter)
-    return delimiter, [name.strip().strip('"') for name in names]
-
-
-def read_batches(path: UPath, batch_bytes: int = BATCH_BYTES) -> Iterator[pa.Table]:
-    """The file in batches of about `batch_bytes`, with its own column names.
-
-    CSV columns are read as text and typed by the mapping onto canonical columns, as one batch's
-    guess of a type could be wrong for the next (a column empty for a million rows, then text)."""
-    kind, codec = _format_of(path.name)
-    if kind == "parquet":
-        with path.open("rb") as file:
-            parquet = pq.ParquetFile(file)
-            rows = max(1, batch_bytes // max(1, parquet.metadata.serialized_size // max(1, parquet.metadata.num_rows)))
-            for batch in parquet.iter_batches(batch_size=min(rows, 1_000_000)):
-                yield pa.Table.from_batches([batch])
-        return
-    # Arrow's readers read up to 32 blocks ahead in the background: small blocks keep that bounded
-    # (a block of the batch's size would let the read-ahead hold 32 batches), and the blocks are
-    # gathered into batches of about `batch_bytes` below.
-    block_bytes = min(batch_bytes, READ_BLOCK_BYTES)
-    if kind == "csv":
-        delimiter, names = _csv_header(path, codec)
-        reader = pacsv.open_csv(
-            _text_stream(path, codec),
-            read_options=pacsv.ReadOptions(block_size=block_bytes),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter),
-            convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=True
-            ),
-        )
-    else:
-        reader = pajson.open_json(_text_stream(path, codec), read_options=pajson.ReadOptions(block_size=block_bytes))
-    ratio = float(os.environ.get("ALGO_PLATFORM_IMPORT_MAX_COMPRESSION_RATIO", IMPORT_MAX_COMPRESSION_RATIO))
-    bound = path.fs.size(path.path) * ratio if codec else math.inf
-    read_bytes = 0
-    with reader:
-        gathered: list[pa.RecordBatch] = []
-        gathered_bytes = 0
-        for batch in reader:
-            read_bytes += batch.nbytes
-            if read_bytes > bound:
-                raise ImportRefused(
-                    f"{path.name}: expands to more than {ratio:g} times its compressed size (a decompression "
-                    "bomb, or data far more repetitive than an event log); import it uncompressed, or raise "
-                    "ALGO_PLATFORM_IMPORT_MAX_COMPRESSION_RATIO if it is genuine"
-                )
-            gathered.append(batch)
-            gathered_bytes += batch.nbytes
-            if gathered_bytes >= batch_bytes:
-                yield pa.Table.from_batches(gathered)
-                gathered, gathered_bytes = [], 0
-        if gathered:
-            yield pa.Table.from_batches(gathered)
 
 
 def _days_of(ts: pa.ChunkedArray | pa.Array) -> pa.Array:
@@ -320,7 +225,10 @@ def import_events(
     path = UPath(source)
     if not path.is_file():
         raise ImportRefused(f"{source}: no such file; give the path or URL of a Parquet, CSV or JSONL file")
-    _, compression = _format_of(path.name)
+    try:
+        _, compression = file_format(path.name)
+    except BadEventFile as error:
+        raise ImportRefused(str(error)) from None
     digest = file_digest(path)
     import_id = import_identity(digest, mapping, extra_columns)
     manifests = _manifests(storage_root)
@@ -356,6 +264,8 @@ def import_events(
                 first_row += batch.num_rows
                 del batch, table
                 pa.default_memory_pool().release_unused()
+        except BadEventFile as error:  # the reader's: a header or a size it refuses
+            raise ImportRefused(f"{error}; nothing was imported") from None
         except (pa.ArrowInvalid, UnicodeDecodeError) as error:
             message = str(error).splitlines()[0][:200]
             raise ImportRefused(
