@@ -9,7 +9,6 @@ where the data is (GX's Spark datasource), as check results.
 
 import datetime as dt
 import json
-import math
 import os
 import tempfile
 from typing import Any
@@ -20,29 +19,30 @@ from algo_platform.engines.spark import session as engine
 from algo_platform.engines.spark import storage
 from algo_platform.quality.contracts import cleaned_events_rules, item_features_rules, user_features_rules
 from algo_platform.quality.suites import SuiteVerdict, validate
+from algo_platform.quality.summaries import (
+    Json,
+    Markdown,
+    all_rows_dropped,
+    cleaned_events_summary,
+    feature_summary,
+    plain,
+)
 
 # The suites and rules are the polars steps' own: one definition of "valid" for both engines.
 CLEANED, USERS, ITEMS = "cleaned_events", "user_features", "item_features"
 
 
-def _md(text: str) -> dict[str, str]:
-    """Markdown metadata as Pipes carries it."""
-    return {"type": "md", "raw_value": text}
-
-
 def _pipes_value(value: Any) -> Any:
-    """A NaN as no value (JSON has none); other values as they are."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
+    """A summary's value as Pipes carries it: {type, raw_value} for the rich kinds, NaN as no value."""
+    if isinstance(value, Markdown):
+        return {"type": "md", "raw_value": value.text}
+    if isinstance(value, Json):
+        return {"type": "json", "raw_value": value.value}
+    return plain(value)
 
 
 def _pipes_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
     return {key: _pipes_value(value) for key, value in metadata.items()}
-
-
-def _markdown(frame, rows: int = 10) -> dict[str, str]:
-    return _md(frame.limit(rows).toPandas().to_markdown(index=False))
 
 
 def driver_conf(extras: dict[str, Any]) -> dict[str, str]:
@@ -81,8 +81,7 @@ def run(pipes: PipesContext) -> None:
     cleaned = storage.read(spark, paths[CLEANED]).cache()
     kept = cleaned.count()
     if rows_in and not kept:
-        reasons = ", ".join(f"{reason}: {count:,}" for reason, count in drops.items() if count)
-        raise RuntimeError(f"{day}: all {rows_in:,} rows were dropped ({reasons}); fix the day's files")
+        raise RuntimeError(all_rows_dropped(day, rows_in, drops))
     _report_cleaned(pipes, keys[CLEANED], cleaned, rows_in, kept, drops, day, now, quality)
     _report_suite(pipes, keys[CLEANED], quality, cleaned, cleaned_events_rules(day), "cleaned_events_suite")
 
@@ -98,53 +97,39 @@ def run(pipes: PipesContext) -> None:
 
 
 def _report_cleaned(pipes, key, cleaned, rows_in, kept, drops, day, now, quality) -> None:
-    import pandas as pd
-
-    breakdown = pd.DataFrame({"reason": list(drops), "rows": list(drops.values())})
     lateness = dt.timedelta(minutes=quality["allowed_lateness_minutes"])
-    dims = engine.quality_dimensions(cleaned, day, now, lateness)
     counts = cleaned.agg(
         engine.F.countDistinct("user_id").alias("users"), engine.F.countDistinct("item_id").alias("items")
     ).collect()[0]
-    metadata = {
-        **{name: round(value, 6) for name, value in dims.items()},
-        "profile": {"type": "json", "raw_value": engine.distribution_profile(cleaned)},
-        "rows_in": rows_in,
-        "rows_kept": kept,
-        "rows_dropped": rows_in - kept,
-        "kept_share": round(kept / max(rows_in, 1), 4),
-        **{f"dropped_{reason}": count for reason, count in drops.items()},
-        "dropped_by_reason": _md(breakdown.to_markdown(index=False)),
-        "users": counts["users"],
-        "items": counts["items"],
-        "preview": _markdown(cleaned),
-        "dagster/row_count": kept,
-        "engine": "spark",
-    }
-    pipes.report_asset_materialization(asset_key=key, metadata=_pipes_metadata(metadata))
+    summary = cleaned_events_summary(
+        rows_in=rows_in,
+        rows_kept=kept,
+        dropped=drops,
+        dimensions=engine.quality_dimensions(cleaned, day, now, lateness),
+        profile=engine.distribution_profile(cleaned),
+        users=counts["users"],
+        items=counts["items"],
+        preview=cleaned.limit(10).toPandas(),
+    )
+    pipes.report_asset_materialization(asset_key=key, metadata=_pipes_metadata({**summary, "engine": "spark"}))
 
 
 def _report_features(pipes, key, table) -> None:
     F = engine.F
-    sort_by = "events"
-    summary = table.agg(
+    means = table.agg(
         F.count("*").alias("rows"),
         F.avg("mean_watch_ratio").alias("mean_watch_ratio"),
         F.avg("like_rate").alias("mean_like_rate"),
         F.avg("skip_rate").alias("mean_skip_rate"),
     ).collect()[0]
-    preview = table.orderBy(F.col(sort_by).desc()).limit(10).toPandas()
-    preview = preview.round(dict.fromkeys(preview.select_dtypes("float").columns, 3))
-    metadata = {
-        "rows": summary["rows"],
-        "dagster/row_count": summary["rows"],
-        "mean_watch_ratio": float(summary["mean_watch_ratio"] or 0.0),
-        "mean_like_rate": float(summary["mean_like_rate"] or math.nan),
-        "mean_skip_rate": float(summary["mean_skip_rate"] or math.nan),
-        "preview": _md(preview.to_markdown(index=False)),
-        "engine": "spark",
-    }
-    pipes.report_asset_materialization(asset_key=key, metadata=_pipes_metadata(metadata))
+    summary = feature_summary(
+        rows=means["rows"],
+        mean_watch_ratio=means["mean_watch_ratio"],
+        like_rate=means["mean_like_rate"],
+        skip_rate=means["mean_skip_rate"],
+        top=table.orderBy(F.col("events").desc()).limit(10).toPandas(),
+    )
+    pipes.report_asset_materialization(asset_key=key, metadata=_pipes_metadata({**summary, "engine": "spark"}))
 
 
 def _report_suite(pipes, key, quality, frame, rules, suite_name: str) -> None:

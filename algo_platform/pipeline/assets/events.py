@@ -25,6 +25,7 @@ from algo_platform.pipeline.assets.days import (
     run_days,
     suite_each_day,
 )
+from algo_platform.pipeline.metadata import as_metadata
 from algo_platform.pipeline.partitions import days_per_backfill_run
 from algo_platform.pipeline.resources.data_quality import DataQuality
 from algo_platform.pipeline.resources.io_managers import AS_PATH, StagedParquet, StoredDays, local_file
@@ -36,6 +37,7 @@ from algo_platform.quality.dimensions import (
     population_stability_index,
     quality_dimensions,
 )
+from algo_platform.quality.summaries import all_rows_dropped, cleaned_events_summary
 
 __all__ = ["DROP_REASONS", "clean_events", "clean_table"]
 
@@ -48,12 +50,15 @@ RAW_NO_QUARANTINE = "no_files_quarantined"
 CLEANED_DRIFT = "distribution_drift"
 
 
-def _preview(events: pa.Table | pl.LazyFrame, rows: int = 10) -> dg.MetadataValue:
-    """The first rows, as a Markdown table in the materialization."""
-    head = (
+def _head(events: pa.Table | pl.LazyFrame, rows: int = 10) -> pd.DataFrame:
+    """The first rows, for the preview in the materialization."""
+    return (
         events.slice(0, rows).to_pandas() if isinstance(events, pa.Table) else events.head(rows).collect().to_pandas()
     )
-    return dg.MetadataValue.md(head.to_markdown(index=False))
+
+
+def _preview(events: pa.Table | pl.LazyFrame) -> dg.MetadataValue:
+    return dg.MetadataValue.md(_head(events).to_markdown(index=False))
 
 
 def _quality_metadata(dims: dict[str, float]) -> dict[str, float]:
@@ -214,25 +219,19 @@ def clean_day(
         events = pl.from_arrow(cleaned.select(_SUMMARISED)).lazy()
     rows_kept = cleaned.num_rows
     if rows_in and not rows_kept:
-        reasons = ", ".join(f"{reason}: {count:,}" for reason, count in dropped.items() if count)
-        raise dg.Failure(description=f"{day}: all {rows_in:,} rows were dropped ({reasons}); fix the day's files")
-    breakdown = pd.DataFrame({"reason": list(dropped), "rows": list(dropped.values())})
+        raise dg.Failure(description=all_rows_dropped(day, rows_in, dropped))
     distinct = events.select(pl.col("user_id").n_unique(), pl.col("item_id").n_unique()).collect(engine=STREAMING)
-    return cleaned, {
-        "cleaned": how,
-        **_quality_metadata(quality_dimensions(events, day, now, data_quality.allowed_lateness)),
-        "profile": dg.MetadataValue.json(distribution_profile(events)),
-        "rows_in": rows_in,
-        "rows_kept": rows_kept,
-        "rows_dropped": rows_in - rows_kept,
-        "kept_share": round(rows_kept / max(rows_in, 1), 4),
-        **{f"dropped_{reason}": count for reason, count in dropped.items()},
-        "dropped_by_reason": dg.MetadataValue.md(breakdown.to_markdown(index=False)),
-        "users": int(distinct["user_id"].item()),
-        "items": int(distinct["item_id"].item()),
-        "preview": _preview(cleaned if isinstance(cleaned, pa.Table) else events),
-        "dagster/row_count": rows_kept,
-    }
+    summary = cleaned_events_summary(
+        rows_in=rows_in,
+        rows_kept=rows_kept,
+        dropped=dropped,
+        dimensions=quality_dimensions(events, day, now, data_quality.allowed_lateness),
+        profile=distribution_profile(events),
+        users=distinct["user_id"].item(),
+        items=distinct["item_id"].item(),
+        preview=_head(cleaned if isinstance(cleaned, pa.Table) else events),
+    )
+    return cleaned, {"cleaned": how, **as_metadata(summary)}
 
 
 # The columns the quality dimensions, the profile and the counts of users and items read.

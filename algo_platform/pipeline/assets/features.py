@@ -4,7 +4,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 import polars as pl
 import pyarrow as pa
@@ -15,6 +14,7 @@ from algo_platform.engines.polars.features import item_features as item_features
 from algo_platform.engines.polars.features import user_features as user_features_plan
 from algo_platform.engines.polars.large_day import item_features_of_file, user_features_of_file
 from algo_platform.pipeline.assets.days import by_day, describe_days, per_day, run_days, suite_each_day
+from algo_platform.pipeline.metadata import as_metadata
 from algo_platform.pipeline.partitions import days_per_backfill_run
 from algo_platform.pipeline.resources.data_quality import DataQuality
 from algo_platform.pipeline.resources.io_managers import AS_PATH, local_file
@@ -24,6 +24,7 @@ from algo_platform.quality.contracts import (
     item_features_rules,
     user_features_rules,
 )
+from algo_platform.quality.summaries import feature_summary
 
 # Counts come out as int64, totals that can be unknown (all watch times missing) as nullable Int64.
 _COUNT_COLUMNS = (
@@ -57,19 +58,14 @@ def build_item_features(events: pa.Table | pd.DataFrame) -> pd.DataFrame:
 
 
 def _feature_metadata(table: pd.DataFrame, sort_by: str) -> dict[str, dg.MetadataValue | int | float]:
-    preview = (
-        table.sort_values(sort_by, ascending=False)
-        .head(10)
-        .round(dict.fromkeys(table.select_dtypes("float").columns, 3))
+    summary = feature_summary(
+        rows=len(table),
+        mean_watch_ratio=table["mean_watch_ratio"].mean(),
+        like_rate=table["like_rate"].mean(),
+        skip_rate=table["skip_rate"].mean(),
+        top=table.sort_values(sort_by, ascending=False).head(10),
     )
-    return {
-        "rows": len(table),
-        "dagster/row_count": len(table),
-        "mean_watch_ratio": float(np.nan_to_num(table["mean_watch_ratio"].mean())),
-        "mean_like_rate": float(table["like_rate"].mean()),
-        "mean_skip_rate": float(table["skip_rate"].mean()),
-        "preview": dg.MetadataValue.md(preview.to_markdown(index=False)),
-    }
+    return as_metadata(summary)
 
 
 def user_features(context: dg.AssetExecutionContext, cleaned_events) -> dg.Output:
