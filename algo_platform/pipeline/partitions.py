@@ -59,16 +59,6 @@ def require_run_day(run: dg.DagsterRun | None, partitions_def: dg.DailyPartition
         raise dg.Failure(description=f"{run.job_name}: {calendar.not_a_partition(day)}")
 
 
-def days_per_backfill_run(days: int) -> dg.BackfillPolicy:
-    """How many days one backfill run ingests (project.yaml: data.days_per_run).
-
-    One day per run (the default) bounds memory by one day of events (10M/day would not fit 30
-    days in one process) and runs days in parallel up to the run queue's limit. A history of
-    small days (an import of years of ratings) runs many days per run: each run costs seconds
-    to start whatever it holds, so 4,000 one-day runs take hours where 40 runs take minutes."""
-    return dg.BackfillPolicy.multi_run(max_partitions_per_run=days)
-
-
 # Checks on daily assets must validate the run's partition, which needs `partitions_def` on the
 # check: a preview feature in Dagster 1.13 (without it the check loads the first partition).
 warnings.filterwarnings(

@@ -8,6 +8,7 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+from upath import UPath
 
 from algo_platform.core.layout import ProjectLayout
 from algo_platform.core.project import DataSource
@@ -17,16 +18,14 @@ from algo_platform.engines.polars.cleaning import DROP_REASONS, clean_parquet, c
 from algo_platform.engines.polars.large_day import STREAMING, clean_file
 from algo_platform.ingest.landing import LandingFileChanged, write_landing_day
 from algo_platform.pipeline.assets.days import (
-    by_day,
+    DayResult,
     check_each_day,
-    describe_days,
-    per_day,
-    report_checks,
+    days_per_backfill_run,
+    materialize_days,
     run_days,
     suite_each_day,
 )
 from algo_platform.pipeline.metadata import as_metadata
-from algo_platform.pipeline.partitions import days_per_backfill_run
 from algo_platform.pipeline.resources.data_quality import DataQuality
 from algo_platform.pipeline.resources.io_managers import AS_PATH, StagedParquet, StoredDays, local_file
 from algo_platform.pipeline.resources.project import ProjectResource
@@ -69,12 +68,9 @@ def raw_events(
     context: dg.AssetExecutionContext, storage: PlatformStorage, data_quality: DataQuality, project: ProjectResource
 ):
     """Every landing-zone file of the day, mapped to the canonical columns; bad files quarantined."""
-    frames, metadata, checks = {}, {}, {}
-    for day in run_days(context):
-        frames[day], metadata[day], checks[day] = _raw_day(context, day, storage, data_quality, project)
-    describe_days(context, metadata)
-    yield dg.Output(per_day(frames))
-    yield from report_checks(context, context.asset_key, checks)
+    yield from materialize_days(
+        context, lambda day, _: DayResult(*_raw_day(context, day, storage, data_quality, project))
+    )
 
 
 def _raw_day(
@@ -182,16 +178,15 @@ def events_frame(events: pa.Table) -> pd.DataFrame:
     return frame.astype({"user_id": "int64", "item_id": "int64"})
 
 
-def cleaned_events(context: dg.AssetExecutionContext, raw_events, data_quality: DataQuality) -> dg.Output:
+def cleaned_events(context: dg.AssetExecutionContext, raw_events, data_quality: DataQuality):
     """Deduplicated, valid, type-normalised events of the day, sorted by user and time."""
-    days = run_days(context)
     now = dt.datetime.now(dt.UTC)
-    tables, metadata = {}, {}
-    for day, raw_path in by_day(raw_events, days).items():
+
+    def clean(day: str, raw_path: UPath) -> DayResult:
         with local_file(raw_path) as raw:
-            tables[day], metadata[day] = clean_day(context, dt.date.fromisoformat(day), raw, now, data_quality)
-    describe_days(context, metadata)
-    return dg.Output(per_day(tables))
+            return DayResult(*clean_day(context, dt.date.fromisoformat(day), raw, now, data_quality))
+
+    yield from materialize_days(context, clean, raw_events)
 
 
 def clean_day(

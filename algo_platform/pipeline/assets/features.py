@@ -7,15 +7,15 @@ import dagster as dg
 import pandas as pd
 import polars as pl
 import pyarrow as pa
+from upath import UPath
 
 from algo_platform.core.project import DataSource
 from algo_platform.core.schema import EVENT_TYPES
 from algo_platform.engines.polars.features import item_features as item_features_plan
 from algo_platform.engines.polars.features import user_features as user_features_plan
 from algo_platform.engines.polars.large_day import item_features_of_file, user_features_of_file
-from algo_platform.pipeline.assets.days import by_day, describe_days, per_day, run_days, suite_each_day
+from algo_platform.pipeline.assets.days import DayResult, days_per_backfill_run, materialize_days, suite_each_day
 from algo_platform.pipeline.metadata import as_metadata
-from algo_platform.pipeline.partitions import days_per_backfill_run
 from algo_platform.pipeline.resources.data_quality import DataQuality
 from algo_platform.pipeline.resources.io_managers import AS_PATH, local_file
 from algo_platform.quality.contracts import (
@@ -68,28 +68,26 @@ def _feature_metadata(table: pd.DataFrame, sort_by: str) -> dict[str, dg.Metadat
     return as_metadata(summary)
 
 
-def user_features(context: dg.AssetExecutionContext, cleaned_events) -> dg.Output:
+def user_features(context: dg.AssetExecutionContext, cleaned_events):
     """Per-user activity of the day: events by type, watch ratio, engagement rates, top topics."""
-    return _features_by_day(context, cleaned_events, user_features_of_file)
+    yield from _features_by_day(context, cleaned_events, user_features_of_file)
 
 
-def item_features(context: dg.AssetExecutionContext, cleaned_events) -> dg.Output:
+def item_features(context: dg.AssetExecutionContext, cleaned_events):
     """Per-item reach and engagement of the day: users, watch ratio, like/share/skip rates, rank."""
-    return _features_by_day(context, cleaned_events, item_features_of_file)
+    yield from _features_by_day(context, cleaned_events, item_features_of_file)
 
 
-def _features_by_day(
-    context: dg.AssetExecutionContext, cleaned_events, of_file: Callable[[Path], pl.DataFrame]
-) -> dg.Output:
+def _features_by_day(context: dg.AssetExecutionContext, cleaned_events, of_file: Callable[[Path], pl.DataFrame]):
     """Each day's features from its cleaned file, read by polars' streaming engine (in parts for
     a day of many events): memory grows with the day's users and items, not its events."""
-    tables, metadata = {}, {}
-    for day, cleaned_path in by_day(cleaned_events, run_days(context)).items():
+
+    def features(day: str, cleaned_path: UPath) -> DayResult:
         with local_file(cleaned_path) as events:
-            tables[day] = feature_frame(of_file(events))
-        metadata[day] = _feature_metadata(tables[day], "events")
-    describe_days(context, metadata)
-    return dg.Output(per_day(tables))
+            table = feature_frame(of_file(events))
+        return DayResult(table, _feature_metadata(table, "events"))
+
+    yield from materialize_days(context, features, cleaned_events)
 
 
 def user_features_suite(context: dg.AssetCheckExecutionContext, user_features, data_quality: DataQuality):

@@ -10,8 +10,8 @@ import datetime as dt
 
 import dagster as dg
 
+from algo_platform.pipeline.assets.days import days_per_backfill_run
 from algo_platform.pipeline.assets.events import CLEANED_DRIFT, cleaned_events_drift
-from algo_platform.pipeline.partitions import days_per_backfill_run
 from algo_platform.pipeline.resources.data_quality import DataQuality
 from algo_platform.pipeline.resources.spark_launcher import SparkLauncher
 from algo_platform.pipeline.resources.storage import PlatformStorage
