@@ -6,7 +6,7 @@ from algo_platform.evaluation.promotion import PromotionPolicy
 
 
 class PromotionGate(dg.ConfigurableResource):
-    """Thresholds of the promotion gate (see promotion.py)."""
+    """Thresholds of the promotion gate (the rule: algo_platform/evaluation/promotion.py)."""
 
     margin: float = 0.01
     segment_tolerance: float = 0.05
