@@ -56,8 +56,9 @@ def run(count: int) -> list[dict]:
     from starlette.testclient import TestClient
 
     from algo_platform.accounts.store import Accounts, Role
+    from algo_platform.web.identity import AuthSettings
     from algo_platform.web.server import scope_permissions_to_users
-    from algo_platform.web.signin import AuthSettings, signed_in
+    from algo_platform.web.signin import signed_in
     from algo_platform.web.targets import WorkspaceTargets
 
     folder = Path(tempfile.mkdtemp(prefix="algo-platform-web-bench-"))

@@ -25,12 +25,10 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from algo_platform.web.identity import request_headers
+
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
-
-
-def _headers(scope: Scope) -> dict[str, str]:
-    return {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope.get("headers", [])}
 
 
 class CrossSiteWriteGuard:
@@ -55,7 +53,7 @@ class CrossSiteWriteGuard:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        headers = _headers(scope)
+        headers = request_headers(scope)
         if scope["type"] == "websocket":
             if self._cross_site(headers):
                 await send({"type": "websocket.close", "code": 1008, "reason": "cross-origin websocket refused"})

@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from algo_platform.web.guard import LOCAL_HOSTS, guarded
-from algo_platform.web.signin import PRINCIPAL, AuthConfigError, AuthSettings, signed_in
+from algo_platform.web.identity import AuthConfigError, AuthSettings
+from algo_platform.web.signin import PRINCIPAL, signed_in
 
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 

@@ -1,7 +1,8 @@
 """Sign-in and roles in front of Dagster's web app (ASGI middleware).
 
-Every request needs a user: a signed session cookie naming a live server-side session (local
-users, `/auth/sign-in`; signing out ends it), or, in proxy mode, the user and groups headers an
+Every request needs a user (identity.py says who): a signed session cookie naming a live
+server-side session (local users, `/auth/sign-in`; signing out ends it), or, in proxy mode, the
+user and groups headers an
 identity-aware proxy sets, accepted only from connections that come from
 ALGO_PLATFORM_TRUSTED_PROXIES. The user's roles are read from the database on every request, so a
 revoked role or a disabled user takes effect at once (on an open websocket, at its next frame or
@@ -21,17 +22,12 @@ The middleware also serves the platform's pages: `/platform` (who you are), `/pl
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import ipaddress
 import json
-import os
 import re
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
 from starlette.concurrency import run_in_threadpool
@@ -41,8 +37,14 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from algo_platform.accounts.store import NAME_PATTERN, Accounts, Principal, Role
-from algo_platform.core.project import project_names, projects_dir
+from algo_platform.core.project import project_names
 from algo_platform.web import pages
+from algo_platform.web.identity import (
+    SESSION_SECONDS,
+    AuthSettings,
+    Identities,
+    request_headers,
+)
 from algo_platform.web.policy import (
     TAG_SLOTS,
     Action,
@@ -57,7 +59,6 @@ from algo_platform.web.upload_page import UploadPage
 from algo_platform.web.user_admin import UserAdmin
 
 PRINCIPAL = "algo_platform.principal"
-SESSION_SECONDS = 12 * 3600
 WEBSOCKET_RECHECK_SECONDS = 10
 MAX_GRAPHQL_BODY = 8 * 1024 * 1024
 PUBLIC_PATHS = ("/server_info", "/dagit_info", "/favicon.png")
@@ -70,67 +71,6 @@ REPORT_ENDPOINTS = ("/report_asset_materialization/", "/report_asset_check/", "/
 CLEAR_SITE_DATA = {"Clear-Site-Data": '"cache", "storage"'}
 # Headers that describe a request's body: replaced when a judged GraphQL body is forwarded.
 BODY_HEADERS = (b"content-type", b"content-length", b"transfer-encoding", b"content-encoding")
-GROUP_PREFIX = "algo-platform:"  # proxy groups: algo-platform:<project>:<role>, algo-platform:platform-admins
-
-
-class AuthConfigError(RuntimeError):
-    """The server cannot start safely as configured; the message says what to set."""
-
-
-@dataclass(frozen=True)
-class AuthSettings:
-    mode: str = "local"  # "local": the platform's users; "proxy": an identity-aware proxy in front
-    session_secret: str = ""
-    secure_cookies: bool = False
-    trusted_proxies: tuple = ()
-    user_header: str = "x-forwarded-user"
-    groups_header: str = "x-forwarded-groups"
-    projects_dir: Path = field(default_factory=projects_dir)
-
-    @classmethod
-    def from_environment(cls) -> AuthSettings:
-        mode = os.environ.get("ALGO_PLATFORM_AUTH", "local")
-        if mode not in ("local", "proxy"):
-            raise AuthConfigError(f"ALGO_PLATFORM_AUTH={mode!r}: use local (the platform's users) or proxy")
-        secret = os.environ.get("ALGO_PLATFORM_SESSION_SECRET", "")
-        if len(secret) < 32:
-            raise AuthConfigError(
-                "ALGO_PLATFORM_SESSION_SECRET is "
-                + ("not set" if not secret else "shorter than 32 characters")
-                + ": the UI will not start without a secret to sign sessions with. Make one with "
-                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'` and keep it in your secret store"
-            )
-        try:
-            proxies = tuple(
-                ipaddress.ip_network(item.strip(), strict=False)
-                for item in os.environ.get("ALGO_PLATFORM_TRUSTED_PROXIES", "").split(",")
-                if item.strip()
-            )
-        except ValueError as error:
-            raise AuthConfigError(f"ALGO_PLATFORM_TRUSTED_PROXIES: {error}") from None
-        if mode == "proxy" and not proxies:
-            raise AuthConfigError(
-                "ALGO_PLATFORM_AUTH=proxy needs ALGO_PLATFORM_TRUSTED_PROXIES (the proxy's addresses)"
-            )
-        return cls(
-            mode=mode,
-            session_secret=secret,
-            secure_cookies=os.environ.get("ALGO_PLATFORM_SECURE_COOKIES") == "1",
-            trusted_proxies=proxies,
-            user_header=os.environ.get("ALGO_PLATFORM_PROXY_USER_HEADER", "X-Forwarded-User").lower(),
-            groups_header=os.environ.get("ALGO_PLATFORM_PROXY_GROUPS_HEADER", "X-Forwarded-Groups").lower(),
-        )
-
-
-def _headers(scope: Scope) -> dict[str, str]:
-    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-
-
-def _peer(scope: Scope) -> str | None:
-    """The transport peer: uvicorn is told to believe no X-Forwarded-For (server.py), so this is
-    the address that opened the connection."""
-    client = scope.get("client")
-    return client[0] if client else None
 
 
 def _graphql_error(message: str, status: int) -> JSONResponse:
@@ -192,6 +132,7 @@ class SignedIn:
 
     def __init__(self, app: ASGIApp, accounts: Accounts, targets: Targets, settings: AuthSettings, prefix: str = ""):
         self.app, self.accounts, self.targets, self.settings, self.prefix = app, accounts, targets, settings, prefix
+        self.identities = Identities(accounts, settings)
         self.routes: dict[tuple[str, str], Callable] = {
             ("GET", "/auth/sign-in"): self.sign_in_page,
             ("POST", "/auth/sign-in"): self.sign_in,
@@ -203,69 +144,13 @@ class SignedIn:
         if settings.mode == "proxy":  # the proxy signs people in and out
             self.routes = {key: route for key, route in self.routes.items() if not key[1].startswith("/auth/")}
 
-    # Who is asking ----------------------------------------------------------------------------
-
-    def _client(self, scope: Scope) -> str | None:
-        """Who sent the request, for the audit log and the per-address sign-in lock: the peer, or,
-        when the peer is a configured proxy, the address that proxy appended to X-Forwarded-For."""
-        peer = _peer(scope)
-        if self._trusted_proxy(peer):
-            forwarded = _headers(scope).get("x-forwarded-for", "").split(",")[-1].strip()
-            with contextlib.suppress(ValueError):
-                return str(ipaddress.ip_address(forwarded))
-        return peer
-
-    def _trusted_proxy(self, client: str | None) -> bool:
-        if client is None:
-            return False
-        try:
-            address = ipaddress.ip_address(client)
-        except ValueError:
-            return False
-        return any(address in network for network in self.settings.trusted_proxies)
-
-    def _from_proxy(self, scope: Scope) -> Principal | str | None:
-        headers, client = _headers(scope), _peer(scope)
-        name = headers.get(self.settings.user_header, "").strip()
-        if not name:
-            return None
-        if not self._trusted_proxy(client):
-            return f"identity headers from {client}, which is not a trusted proxy (ALGO_PLATFORM_TRUSTED_PROXIES)"
-        state = self.accounts.user_state(name)
-        if state and state[1]:
-            return f"user {name} is disabled"
-        stored = self.accounts.principal(name) if state else None
-        roles = dict(stored.roles) if stored else {}
-        admin = bool(stored and stored.platform_admin)
-        for group in headers.get(self.settings.groups_header, "").split(","):
-            group = group.strip()
-            if group == f"{GROUP_PREFIX}platform-admins":
-                admin = True
-            elif group.startswith(GROUP_PREFIX) and group.count(":") == 2:
-                _, project, role = group.split(":")
-                if role in Role.__members__:
-                    roles[project] = max(roles.get(project, Role.viewer), Role[role])
-        return Principal(name, admin, roles)
-
-    def _identify(self, scope: Scope) -> Principal | str | None:
-        """The principal; a refusal message (str); or None when nobody is signed in."""
-        if self.settings.mode == "proxy":
-            return self._from_proxy(scope)
-        session = scope.get("session") or {}
-        name, signed_in_at, session_id = session.get("user"), session.get("at"), session.get("sid")
-        if not isinstance(name, str) or not isinstance(signed_in_at, int | float) or not isinstance(session_id, str):
-            return None
-        if self.accounts.session_user(session_id, SESSION_SECONDS) != name:
-            return None  # signed out (or the session expired): the cookie alone is not enough
-        return self.accounts.principal(name, signed_in_at)
-
     def _record(self, action: str, outcome: str, scope: Scope, principal: Principal | None = None, **fields) -> None:
         role = fields.pop("role", None)
         if role is None and principal is not None:
             role = principal.describe_role(fields.get("project"))
         self.accounts.record(
             action, outcome, user=principal.name if principal else fields.pop("user", None), role=role,
-            client=self._client(scope), **fields,
+            client=self.identities.client(scope), **fields,
         )  # fmt: skip
 
     # The entry point ----------------------------------------------------------------------------
@@ -283,7 +168,7 @@ class SignedIn:
             response = await self.routes[(method, path)](Request(scope, receive), None)
             await response(scope, receive, send)
             return
-        identity = await run_in_threadpool(self._identify, scope)
+        identity = await run_in_threadpool(self.identities.identify, scope)
         if isinstance(identity, str):
             await run_in_threadpool(self._record, "request", "denied", scope, target=path, detail=identity)
             await self._refuse(scope, receive, send, 403, identity)
@@ -325,7 +210,7 @@ class SignedIn:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 4000 + status, "reason": message[:120]})
             return
-        accepts_html = "text/html" in _headers(scope).get("accept", "")
+        accepts_html = "text/html" in request_headers(scope).get("accept", "")
         if status == 401 and redirect is not None and accepts_html and scope["method"] == "GET":
             if self.settings.mode == "local":
                 target = f"{self.prefix}/auth/sign-in?next={quote(self.prefix + redirect)}"
@@ -439,7 +324,7 @@ class SignedIn:
                 message = await receive()
                 if message["type"] != "websocket.receive":
                     return message
-                current = await run_in_threadpool(self._identify, scope)
+                current = await run_in_threadpool(self.identities.identify, scope)
                 if not isinstance(current, Principal):
                     await send({"type": "websocket.close", "code": 4401, "reason": "signed out or disabled"})
                     return {"type": "websocket.disconnect", "code": 4401}
@@ -483,7 +368,7 @@ class SignedIn:
             nonlocal checked
             if message["type"] == "websocket.send" and time.monotonic() - checked > WEBSOCKET_RECHECK_SECONDS:
                 checked = time.monotonic()
-                if not isinstance(await run_in_threadpool(self._identify, scope), Principal):
+                if not isinstance(await run_in_threadpool(self.identities.identify, scope), Principal):
                     await send({"type": "websocket.close", "code": 4401, "reason": "signed out or disabled"})
                     return
             await send(message)
@@ -522,11 +407,11 @@ class SignedIn:
         scope = request.scope
         if not re.fullmatch(NAME_PATTERN, name):
             # Never stored or echoed as given: it could carry newlines, markup or megabytes.
-            await run_in_threadpool(self.accounts.count_attempt, "", self._client(scope))
+            await run_in_threadpool(self.accounts.count_attempt, "", self.identities.client(scope))
             await run_in_threadpool(self._record, "sign-in", "failed", scope,
                                     detail=f"not a valid user name ({len(name)} characters)")  # fmt: skip
             return self._sign_in_refusal(request, wants_json, "wrong user name or password", next_path, "", 401)
-        _, locked = await run_in_threadpool(self.accounts.count_attempt, name, self._client(scope))
+        _, locked = await run_in_threadpool(self.accounts.count_attempt, name, self.identities.client(scope))
         if locked:
             until = dt.datetime.fromtimestamp(locked, dt.UTC).strftime("%H:%M UTC")
             await run_in_threadpool(self._record, "sign-in", "locked", scope, user=name)

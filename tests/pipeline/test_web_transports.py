@@ -22,8 +22,9 @@ from starlette.testclient import TestClient
 
 from algo_platform.accounts.store import Accounts, Role
 from algo_platform.web.guard import guarded
+from algo_platform.web.identity import AuthSettings
 from algo_platform.web.policy import RULES, USER_TAG
-from algo_platform.web.signin import AuthSettings, signed_in
+from algo_platform.web.signin import signed_in
 
 HARMLESS = {"__typename", "logTelemetry", "setNuxSeen"}  # the signed-in user's own UI state
 ROLES = {"root": None, "ada": Role.admin, "edna": Role.editor, "lars": Role.launcher, "vic": Role.viewer, "nora": None}

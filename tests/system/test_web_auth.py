@@ -240,7 +240,8 @@ def test_proxy_headers_count_only_from_trusted_proxies(tmp_path):
     from starlette.testclient import TestClient
 
     from algo_platform.accounts.store import Accounts
-    from algo_platform.web.signin import PRINCIPAL, AuthSettings, signed_in
+    from algo_platform.web.identity import AuthSettings
+    from algo_platform.web.signin import PRINCIPAL, signed_in
 
     def whoami(request):
         principal = request.scope[PRINCIPAL]
