@@ -2,9 +2,8 @@
 
 Every request needs a user (identity.py says who): a signed session cookie naming a live
 server-side session (local users, `/auth/sign-in`; signing out ends it), or, in proxy mode, the
-user and groups headers an
-identity-aware proxy sets, accepted only from connections that come from
-ALGO_PLATFORM_TRUSTED_PROXIES. The user's roles are read from the database on every request, so a
+user and groups headers an identity-aware proxy sets, accepted only from connections that come
+from ALGO_PLATFORM_TRUSTED_PROXIES. The user's roles are read from the database on every request, so a
 revoked role or a disabled user takes effect at once (on an open websocket, at its next frame or
 within WEBSOCKET_RECHECK_SECONDS).
 
