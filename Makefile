@@ -29,12 +29,15 @@ dev: setup
 admin: setup
 	$(BIN)/algo-platform users add $(NAME) --platform-admin
 
+# Test files run in parallel, one process per core (a file's tests stay together: they share its
+# servers); TEST_WORKERS=0 runs them in this process, one after another.
+TEST_WORKERS ?= auto
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # Everything but the system tests (servers, daemons, browser, Spark, whole pipelines): a few minutes.
 test-fast: setup
-	$(BIN)/python -m pytest -m "not system"
+	$(BIN)/python -m pytest -m "not system" -n $(TEST_WORKERS) --dist loadfile
 
 bench: setup
 	$(BIN)/python -m benchmarks.suite
