@@ -5,10 +5,11 @@ production, `MLFLOW_TRACKING_URI` points at a tracking server (PostgreSQL backen
 artifacts). MLflow is imported on first use, never when the code location loads.
 """
 
+import contextlib
 import functools
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,30 @@ from typing import Any
 import dagster as dg
 
 CHAMPION_ALIAS = "champion"
+
+
+@contextlib.contextmanager
+def _fluent_api_at(uri: str) -> Iterator[None]:
+    """MLflow's fluent API (`log_model` has no client form) pointed at `uri` for the block only.
+    `mlflow.set_tracking_uri` also writes MLFLOW_TRACKING_URI into the process's environment: left
+    there, every later subprocess and `load_settings` in this process would take one project's
+    embedded store for a tracking server."""
+    import mlflow
+
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    before = {name: os.environ.get(name) for name in names}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before["MLFLOW_TRACKING_URI"])  # None: back to MLflow's default
+        mlflow.set_registry_uri(before["MLFLOW_REGISTRY_URI"])
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @dataclass(frozen=True)
@@ -106,23 +131,23 @@ class ExperimentTracking(dg.ConfigurableResource):
 
         if self.client.search_registered_models(f"name = '{self.registered_model_name}'") == []:
             self.client.create_registered_model(self.registered_model_name)
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.tracking_uri)
-        with mlflow.start_run(run_id=run_id):
-            logged = mlflow.pyfunc.log_model(
-                name="recommender",
-                python_model=NextItemRecommender(),
-                artifacts={"checkpoint": model_uri},
-                model_config={"k": DEFAULT_K},
-                # Listed, not inferred: inference would load the model in a subprocess on every training.
-                pip_requirements=["algo-platform", "torch", "pandas", "numpy"],
+        # The version's source (`models:/<id>`) is resolved through the fluent API's URIs too.
+        with _fluent_api_at(self.tracking_uri):
+            with mlflow.start_run(run_id=run_id):
+                logged = mlflow.pyfunc.log_model(
+                    name="recommender",
+                    python_model=NextItemRecommender(),
+                    artifacts={"checkpoint": model_uri},
+                    model_config={"k": DEFAULT_K},
+                    # Listed, not inferred: inference would load the model in a subprocess on every training.
+                    pip_requirements=["algo-platform", "torch", "pandas", "numpy"],
+                )
+            version = self.client.create_model_version(
+                self.registered_model_name,
+                source=logged.model_uri,
+                run_id=run_id,
+                tags={**tags, "model_uri": model_uri},
             )
-        version = self.client.create_model_version(
-            self.registered_model_name,
-            source=logged.model_uri,
-            run_id=run_id,
-            tags={**tags, "model_uri": model_uri},
-        )
         return ModelVersion(str(version.version), model_uri, run_id, dict(tags))
 
     def set_version_tags(self, version: str, tags: Mapping[str, str]) -> None:
