@@ -1,4 +1,3 @@
-import os
 from pathlib import Path
 
 import pytest
@@ -10,27 +9,16 @@ from tests.support.factories import PROJECT, make_project
 pytest_plugins = ["tests.support.postgres"]
 
 TESTS = Path(__file__).parent
-MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
 @pytest.fixture(autouse=True)
 def mlflow_uris_do_not_leak():
-    """A test that calls `mlflow.set_tracking_uri`, as a user loading the champion does, writes
-    MLFLOW_TRACKING_URI into this process's environment: the next test's processes would take
-    that test's store for a tracking server. Put back what was there."""
-    before = {name: os.environ.get(name) for name in MLFLOW_URI_VARIABLES}
-    yield
-    if all(os.environ.get(name) == value for name, value in before.items()):
-        return
-    import mlflow
+    """A test that calls `mlflow.set_tracking_uri`, as a user loading the champion does, must not
+    hand its store to the next test's processes through MLFLOW_TRACKING_URI."""
+    from algo_platform.pipeline.resources.tracking import mlflow_uris_kept
 
-    mlflow.set_tracking_uri(before["MLFLOW_TRACKING_URI"])
-    mlflow.set_registry_uri(before["MLFLOW_REGISTRY_URI"])
-    for name, value in before.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+    with mlflow_uris_kept():
+        yield
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -20,27 +20,37 @@ CHAMPION_ALIAS = "champion"
 
 
 @contextlib.contextmanager
-def _fluent_api_at(uri: str) -> Iterator[None]:
-    """MLflow's fluent API (`log_model` has no client form) pointed at `uri` for the block only.
-    `mlflow.set_tracking_uri` also writes MLFLOW_TRACKING_URI into the process's environment: left
-    there, every later subprocess and `load_settings` in this process would take one project's
-    embedded store for a tracking server."""
-    import mlflow
-
+def mlflow_uris_kept() -> Iterator[None]:
+    """MLflow's tracking and registry URIs as they were before the block, in MLflow and in the
+    environment: `mlflow.set_tracking_uri` also writes MLFLOW_TRACKING_URI into `os.environ`, and
+    left there every later subprocess and `load_settings` in this process would take one
+    project's embedded store for a tracking server."""
     names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
     before = {name: os.environ.get(name) for name in names}
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(before["MLFLOW_TRACKING_URI"])  # None: back to MLflow's default
-        mlflow.set_registry_uri(before["MLFLOW_REGISTRY_URI"])
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        if any(os.environ.get(name) != value for name, value in before.items()):
+            import mlflow
+
+            mlflow.set_tracking_uri(before["MLFLOW_TRACKING_URI"])  # None: back to MLflow's default
+            mlflow.set_registry_uri(before["MLFLOW_REGISTRY_URI"])
+            for name, value in before.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+@contextlib.contextmanager
+def _fluent_api_at(uri: str) -> Iterator[None]:
+    """MLflow's fluent API (`log_model` has no client form) pointed at `uri` for the block only."""
+    import mlflow
+
+    with mlflow_uris_kept():
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        yield
 
 
 @dataclass(frozen=True)
