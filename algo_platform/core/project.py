@@ -176,8 +176,8 @@ class Schedule(_Strict):
     @pydantic.field_validator("cron")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
-        # The shape only: Dagster judges the fields when it builds the schedule (the code location
-        # names the project if it refuses), and core imports no Dagster.
+        # The shape only: Dagster judges the fields when the code location builds the schedule
+        # (and the location names this file if it refuses); core imports no Dagster.
         if len(value.split()) != 5:
             raise ValueError(f"{value!r} is not a cron schedule (five fields, e.g. '0 2 * * *')")
         return value

@@ -190,7 +190,7 @@ def _manifests(storage_root: str) -> list[dict]:
 
 
 def _write_manifest(storage_root: str, manifest: dict) -> UPath:
-    target = ProjectLayout(storage_root).imports / f"{manifest['import_id']}.json"
+    target = ProjectLayout(storage_root).import_manifest(manifest["import_id"])
     write_atomically(target, json.dumps(manifest, indent=2).encode())
     return target
 
@@ -238,7 +238,7 @@ def import_events(
             import_id,
             str(source),
             mine["rows_per_day"],
-            str(ProjectLayout(storage_root).imports / f"{import_id}.json"),
+            str(ProjectLayout(storage_root).import_manifest(import_id)),
             True,
         )
     earlier = [

@@ -17,7 +17,7 @@ from pathlib import Path
 import dagster as dg
 
 from algo_platform import __version__
-from algo_platform.core.project import PROJECT_TAG, Project, load_project
+from algo_platform.core.project import PROJECT_TAG, Project, ProjectError, load_project
 from algo_platform.core.schema import CANONICAL_SCHEMA, COLUMN_DESCRIPTIONS
 from algo_platform.core.settings import Settings, load_settings
 from algo_platform.pipeline.assets.evaluation import build_evaluation_assets
@@ -110,9 +110,12 @@ def build_project_definitions(project: Project, settings: Settings | None = None
     assets = [d for d in owned if not isinstance(d, dg.AssetChecksDefinition)]
     checks = [d for d in owned if isinstance(d, dg.AssetChecksDefinition)]
     ingest, retrain = build_jobs(project, partitions)
-    schedule, sensor = build_automation(
-        project, ingest, retrain, settings.sensor_interval_seconds, settings.landing_settle_seconds
-    )
+    try:
+        schedule, sensor = build_automation(
+            project, ingest, retrain, settings.sensor_interval_seconds, settings.landing_settle_seconds
+        )
+    except dg.DagsterInvalidDefinitionError as error:  # a five-field cron Dagster refuses, e.g. minute 61
+        raise ProjectError(f"{project.calendar.project_file}: schedule.cron: {error}") from None
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,
