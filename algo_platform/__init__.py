@@ -17,6 +17,7 @@ LAYERS = (
     "engines",  # raw -> cleaned -> features: polars, Spark (no dagster; dagster_pipes allowed)
     "training",  # the trainer process
     "evaluation",  # metrics, report, promotion rule, recommender
+    "tasks",  # the task contract, and task types beyond next-item (engagement)
     "accounts",  # users, roles, sessions, audit
     "pipeline",  # Dagster: location, assets, checks, jobs, resources, backfills
     "web",  # the webserver's sign-in, policy and pages

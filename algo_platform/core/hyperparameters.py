@@ -7,7 +7,7 @@ Imports nothing heavy, so Dagster can read the defaults without torch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -17,7 +17,10 @@ def _param(default: Any, help: str) -> Any:
 
 @dataclass
 class TrainConfig:
-    model: str = _param("sasrec", "model family: sasrec (causal Transformer) | gru4rec (recurrent)")
+    model: str = _param(
+        "sasrec",
+        "model family: sasrec (causal Transformer) | gru4rec (recurrent) | a team's <file>.py:<Class> or entry point",
+    )
     epochs: int = _param(10, "passes over the training windows")
     batch_size: int = _param(128, "training windows per optimizer step")
     max_len: int = _param(50, "items of history the model sees (longer histories keep their last items)")
@@ -45,3 +48,25 @@ class TrainConfig:
 def python_type(annotation: Any) -> type:
     """A field's type as a class (annotations are strings under `from __future__ import annotations`)."""
     return {"int": int, "float": float, "str": str, "bool": bool}[str(annotation)]
+
+
+@dataclass
+class EngagementHyperparameters:
+    """The engagement task's `model:` section in project.yaml (every field optional): its trainer is
+    `algo_platform.tasks.engagement.train`."""
+
+    family: str = "mlp"
+    epochs: int = 8
+    batch_size: int = 1024
+    hidden_dim: int = 64
+    num_layers: int = 2
+    dropout: float = 0.1
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    patience: int = 2
+    seed: int = 0
+
+    @classmethod
+    def of(cls, values: dict[str, Any]) -> EngagementHyperparameters:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})

@@ -8,6 +8,7 @@ keys, jobs, storage, MLflow names, run tags) is derived from it in `algo_platfor
 from __future__ import annotations
 
 import datetime as dt
+import importlib.metadata
 import os
 import re
 from dataclasses import fields
@@ -19,10 +20,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from algo_platform.core.calendar import ProjectCalendar
-from algo_platform.core.hyperparameters import TrainConfig
+from algo_platform.core.hyperparameters import EngagementHyperparameters, TrainConfig
 from algo_platform.core.schema import CANONICAL_COLUMNS, DEFAULT_INTERACTION_TYPES, EVENT_TYPES
 
 PROJECT_FILE = "project.yaml"
+NEXT_ITEM_FAMILIES = ("sasrec", "gru4rec")
+ENGAGEMENT_FAMILIES = ("mlp",)
+# Installed packages offer model families under this entry-point group (algo_platform.core.families).
+MODEL_ENTRY_POINTS = "algo_platform.models"
+# The project's next-item task: declared by its `model:` and `training:` sections.
+NEXT_ITEM_TASK = "next_item"
 NAME_PATTERN = r"^[a-z][a-z0-9_]{1,30}$"
 # Run tag every run of a project carries; the run queue's per-project limits key on it.
 PROJECT_TAG = "algo_platform/project"
@@ -129,13 +136,28 @@ class Training(_Strict):
         description="next_day: the window's last day is held out; leave_last_out: each user's last interaction "
         "(the one before it validates); both rank against the full catalogue",
     )
+    exclude_seen: bool | None = Field(
+        default=None,
+        description="evaluation masks the items each user already interacted with, for the model, the champion "
+        "and popularity alike (the literature's protocol; serving always does); unset: on for explicit "
+        "ratings (data.feedback), off otherwise (a short video is watched again)",
+    )
 
 
 class Model(_Strict):
     """The model family and its hyper-parameters (the trainer's flags; unset ones keep their defaults)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
-    family: Literal["sasrec", "gru4rec"] = "sasrec"
+    family: str = Field(
+        default="sasrec",
+        description="sasrec | gru4rec, a class in the project's folder (`models.py:MyModel`), or an entry point "
+        f"of group {MODEL_ENTRY_POINTS} (README: Bring your own model)",
+    )
+
+    @pydantic.field_validator("family")
+    @classmethod
+    def _family_form(cls, value: str) -> str:
+        return family_form(value, NEXT_ITEM_FAMILIES)
 
     @pydantic.model_validator(mode="after")
     def _known_hyperparameters(self) -> Model:
@@ -155,6 +177,97 @@ class Model(_Strict):
         """The trainer's config with this project's values: every field of TrainConfig."""
         defaults = {f.name: f.default for f in fields(TrainConfig)}
         return {**defaults, **(self.model_extra or {}), "model": self.family}
+
+
+def family_form(value: str, builtin: tuple[str, ...]) -> str:
+    """A family spec that can resolve: built in, `<file>.py:<Class>`, or an installed entry point."""
+    if value in builtin or re.fullmatch(r"[\w./-]+\.py:[A-Za-z_]\w*", value):
+        return value
+    installed = sorted(e.name for e in importlib.metadata.entry_points(group=MODEL_ENTRY_POINTS))
+    if value in installed:
+        return value
+    raise ValueError(
+        f"model family {value!r} is not one of {', '.join(builtin)}, not <file>.py:<Class> in the project's folder "
+        f"and not an installed entry point of group {MODEL_ENTRY_POINTS} ({', '.join(installed) or 'none installed'})"
+    )
+
+
+class Label(_Strict):
+    """What counts as engaging with an impression (an event: the item was shown and played)."""
+
+    events: list[str] = Field(
+        default_factory=lambda: ["like", "share", "comment", "follow"],
+        description="event types that are engagement",
+    )
+    complete_ratio: float | None = Field(
+        default=None, gt=0, description="also engagement: watched at least this share of the item (0.9: completed)"
+    )
+
+    @pydantic.field_validator("events")
+    @classmethod
+    def _known_types(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(EVENT_TYPES))
+        if unknown or not value:
+            raise ValueError(f"{unknown or 'empty list'}: allowed event types are {', '.join(EVENT_TYPES)}")
+        return value
+
+
+class TaskPromotion(_Strict):
+    margin: float = Field(default=0.002, ge=0, description="the new model must beat the champion's AUC by this share")
+    segment_tolerance: float = Field(default=0.02, ge=0, le=1, description="largest AUC loss allowed in a segment")
+    min_segment_users: int = Field(default=50, ge=1)
+    baseline: Literal["item_rate", "logistic_regression"] = Field(
+        default="item_rate",
+        description="what the first model must beat: the item's historical engagement rate, or a logistic "
+        "regression on the same features",
+    )
+
+
+class Task(_Strict):
+    """A further task of the project (beyond its next-item task): its own model asset, registered model
+    `<project>-<task>-<family>` and champion."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{1,30}$", description="names its assets: <name>_model, ...")
+    type: Literal["engagement"] = Field(
+        description="engagement: P(user engages | item shown), features of the days before, AUC-promoted, "
+        "served by re-ranking the next-item champion's top candidates"
+    )
+    window_days: int = Field(default=7, ge=3, description="days of events: the first featurises, the last is held out")
+    label: Label = Field(default_factory=Label)
+    model: dict[str, Any] = Field(default_factory=dict, description="family and hyper-parameters of its trainer")
+    command: list[str] | None = Field(
+        default=None,
+        description="instead of the platform's trainer: a program that speaks Dagster Pipes and writes an MLflow "
+        "model (run in the project's folder locally, in `image` on Kubernetes)",
+    )
+    image: str | None = Field(
+        default=None, description="the image a command task (or a team family) runs in on Kubernetes"
+    )
+    candidates: int = Field(default=100, ge=10, le=1000, description="next-item champion's candidates re-ranked")
+    promotion: TaskPromotion = Field(default_factory=TaskPromotion)
+
+    @pydantic.model_validator(mode="after")
+    def _hyperparameters_known(self) -> Task:
+        known = {f.name: f for f in fields(EngagementHyperparameters)}
+        for name, value in self.model.items():
+            if name not in known:
+                raise ValueError(f"model.{name}: unknown hyper-parameter; allowed: {', '.join(known)}")
+            expected = type(known[name].default)
+            widened = expected is float and isinstance(value, int) and not isinstance(value, bool)
+            if not (isinstance(value, expected) or widened) or (expected is not bool and isinstance(value, bool)):
+                raise ValueError(f"model.{name}: {value!r} is not of type {expected.__name__}")
+        if "family" in self.model:
+            family_form(self.model["family"], ENGAGEMENT_FAMILIES)
+        if self.command is not None and (not self.command or "family" in self.model):
+            raise ValueError("command: give a non-empty command, and no model.family (the command is the model)")
+        return self
+
+    @property
+    def family(self) -> str:
+        return "command" if self.command else self.model.get("family", EngagementHyperparameters.family)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {**{f.name: f.default for f in fields(EngagementHyperparameters)}, **self.model}
 
 
 class Schedule(_Strict):
@@ -227,6 +340,27 @@ class Project(_Strict):
     sensor: Sensor = Field(default_factory=Sensor)
     promotion: Promotion = Field(default_factory=Promotion)
     compute: Compute = Field(default_factory=Compute)
+    tasks: list[Task] = Field(default_factory=list, description="further tasks (README: Bring your own model)")
+
+    @pydantic.field_validator("tasks")
+    @classmethod
+    def _task_names_unique(cls, value: list[Task]) -> list[Task]:
+        names = [task.name for task in value]
+        clashing = sorted({n for n in names if names.count(n) > 1} | ({NEXT_ITEM_TASK} & set(names)))
+        if clashing:
+            raise ValueError(f"task names {clashing} are taken (each once; {NEXT_ITEM_TASK!r} is the model: section)")
+        return value
+
+    @property
+    def exclude_seen(self) -> bool:
+        """Whether evaluation masks each user's already-seen items (training.exclude_seen, by default on
+        for explicit ratings)."""
+        if self.training.exclude_seen is not None:
+            return self.training.exclude_seen
+        return self.data.feedback is not None
+
+    def task_registered_model_name(self, task: Task) -> str:
+        return f"{self.name}-{task.name}-{_family_slug(task.family)}"
 
     @pydantic.field_validator("owners")
     @classmethod
@@ -238,7 +372,9 @@ class Project(_Strict):
 
     @property
     def registered_model_name(self) -> str:
-        return f"{self.name}-{self.model.family}"
+        """The next-item task's registered model: `<project>-<family>` (the name it had before projects had
+        several tasks, so existing champions stay where they are)."""
+        return f"{self.name}-{_family_slug(self.model.family)}"
 
     @property
     def calendar(self) -> ProjectCalendar:
@@ -248,6 +384,11 @@ class Project(_Strict):
     @property
     def run_tags(self) -> dict[str, str]:
         return {PROJECT_TAG: self.name, "dagster/priority": str(self.compute.priority)}
+
+
+def _family_slug(family: str) -> str:
+    """A family as part of an MLflow model name: `models.py:MyRanker` -> `myranker`."""
+    return family.rsplit(":", 1)[-1].lower().replace("_", "-")
 
 
 def projects_dir() -> Path:
@@ -293,6 +434,12 @@ def load_project(path: str | Path) -> Project:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ProjectError(f"{path}: not valid YAML{where}: {getattr(error, 'problem', error)}") from None
     project = parse_project(document, str(path))
+    for where, family in [("model.family", project.model.family)] + [
+        (f"tasks.{task.name}.model.family", task.family) for task in project.tasks
+    ]:
+        file = family.split(":", 1)[0]
+        if file.endswith(".py") and ":" in family and not (path.parent / file).is_file():
+            raise ProjectError(f"{path}: {where}: {family!r}, but {path.parent / file} does not exist")
     if path.parent.name != project.name and path.parent.name != "":
         raise ProjectError(
             f"{path}: name {project.name!r} differs from its folder {path.parent.name!r}; rename one of them"

@@ -11,9 +11,15 @@ GATE_METRIC = "ndcg@10"
 
 @dataclass(frozen=True)
 class PromotionPolicy:
-    margin: float = 0.01  # the new model must beat the champion's NDCG@10 by this relative margin
-    segment_tolerance: float = 0.05  # no segment may lose more than this share of its NDCG@10
+    """A task type's promotion rule: its primary metric (higher is better), the candidate's and the
+    first model's baseline scorer, and the thresholds from project.yaml."""
+
+    margin: float = 0.01  # the new model must beat the champion's metric by this relative margin
+    segment_tolerance: float = 0.05  # no segment may lose more than this share of its metric
     min_segment_users: int = 50  # segments smaller than this are too noisy to veto
+    metric: str = GATE_METRIC
+    candidate: str = "sequence_model"
+    baseline: str = "popularity"
 
 
 @dataclass
@@ -23,33 +29,32 @@ class Decision:
 
 
 def promotion_decision(overall: pd.DataFrame, segments: pd.DataFrame, policy: PromotionPolicy) -> Decision:
-    """`overall`: one row per scorer (sequence_model, popularity, champion?) with metric columns.
+    """`overall`: one row per scorer (the candidate, its baseline, champion?) with metric columns.
     `segments`: rows per (segment, value, scorer) with `users` and metric columns."""
-    scores = overall.set_index("scorer")[GATE_METRIC]
-    new = float(scores["sequence_model"])
+    metric, candidate = policy.metric, policy.candidate
+    scores = overall.set_index("scorer")[metric]
+    new = float(scores[candidate])
     if "champion" not in scores.index:
-        baseline = float(scores["popularity"])
+        baseline = float(scores[policy.baseline])
         if new > baseline:
-            return Decision(True, [f"first model: {GATE_METRIC} {new:.4f} beats popularity {baseline:.4f}"])
-        return Decision(False, [f"first model: {GATE_METRIC} {new:.4f} does not beat popularity {baseline:.4f}"])
+            return Decision(True, [f"first model: {metric} {new:.4f} beats {policy.baseline} {baseline:.4f}"])
+        return Decision(False, [f"first model: {metric} {new:.4f} does not beat {policy.baseline} {baseline:.4f}"])
 
     champion = float(scores["champion"])
     needed = champion * (1 + policy.margin)
     reasons = []
     promote = new >= needed
-    reasons.append(
-        f"{GATE_METRIC} {new:.4f} vs champion {champion:.4f} (needs >= {needed:.4f}, margin {policy.margin:.0%})"
-    )
-    pivot = segments.pivot_table(index=["segment", "value"], columns="scorer", values=GATE_METRIC)
-    users = segments[segments["scorer"] == "sequence_model"].set_index(["segment", "value"])["users"]
+    reasons.append(f"{metric} {new:.4f} vs champion {champion:.4f} (needs >= {needed:.4f}, margin {policy.margin:.0%})")
+    pivot = segments.pivot_table(index=["segment", "value"], columns="scorer", values=metric)
+    users = segments[segments["scorer"] == candidate].set_index(["segment", "value"])["users"]
     for (segment, value), row in pivot.iterrows():
         if users.get((segment, value), 0) < policy.min_segment_users or pd.isna(row.get("champion")):
             continue
         floor = row["champion"] * (1 - policy.segment_tolerance)
-        if row["sequence_model"] < floor:
+        if row[candidate] < floor:
             promote = False
             reasons.append(
-                f"segment {segment}={value} ({users[(segment, value)]} users) drops to {row['sequence_model']:.4f} "
+                f"segment {segment}={value} ({users[(segment, value)]} users) drops to {row[candidate]:.4f} "
                 f"from {row['champion']:.4f} (more than {policy.segment_tolerance:.0%})"
             )
     return Decision(promote, reasons)

@@ -47,20 +47,33 @@ def remap(indices: np.ndarray, from_item_ids: np.ndarray, to_item_ids: np.ndarra
     return lookup[indices]
 
 
-def _fit_length(matrix: np.ndarray, length: int, fill: int) -> np.ndarray:
+def fit_length(matrix: np.ndarray, length: int, fill: int) -> np.ndarray:
     """Left-pad or left-cut a (rows, columns) matrix to `length` columns."""
     if matrix.shape[1] >= length:
         return matrix[:, matrix.shape[1] - length :]
     return np.pad(matrix, ((0, 0), (length - matrix.shape[1], 0)), constant_values=fill)
 
 
+def _seen_pairs(seen: Any, item_ids: np.ndarray, own_item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(target number, item index in the model's vocabulary) of every already-seen item to mask."""
+    targets = np.repeat(np.arange(len(seen.lengths)), seen.lengths)
+    return targets, remap(seen.values, item_ids, own_item_ids)
+
+
 def model_ranks(
-    loaded: LoadedModel, inputs: np.ndarray, targets: np.ndarray, item_ids: np.ndarray, batch_size: int = 512
+    loaded: LoadedModel,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    item_ids: np.ndarray,
+    batch_size: int = 512,
+    seen: Any = None,
 ) -> tuple[np.ndarray, set[int]]:
     """Rank of every scored target (targets >= 0, row-major) and the item ids seen in top-10 lists.
 
     `inputs`/`targets` use the vocabulary `item_ids`; the model may have another (an older
-    champion): items it does not know are padding to it, and as targets they are misses.
+    champion): items it does not know are padding to it, and as targets they are misses. With
+    `seen` (`training.data.seen_before_targets`), each target is ranked among the items its user has
+    not interacted with yet (the `exclude_seen` protocol).
     """
     import torch
 
@@ -71,14 +84,22 @@ def model_ranks(
     own_targets = np.where(scored, remap(np.maximum(targets, 0), item_ids, loaded.item_ids), -1)
     length = loaded.max_len
     # A model with a shorter window cannot see targets left of it: those count as misses.
-    own_inputs, own_targets = _fit_length(own_inputs, length, 0), _fit_length(own_targets, length, -1)
+    own_inputs, own_targets = fit_length(own_inputs, length, 0), fit_length(own_targets, length, -1)
     ranks_visible, covered = [], set()
+    # Targets are numbered row-major, in the order `seen` lists them; the model sees the visible ones.
+    target_number = np.full(scored.shape, -1, dtype=np.int64)
+    target_number[scored] = np.arange(int(scored.sum()))
+    target_number = fit_length(target_number, length, -1)
+    seen_targets, seen_items = _seen_pairs(seen, item_ids, loaded.item_ids) if seen is not None else (None, None)
     with torch.no_grad():
         for start in range(0, len(own_inputs), batch_size):
             batch_inputs = torch.as_tensor(own_inputs[start : start + batch_size], device=loaded.device)
             batch_targets = torch.as_tensor(own_targets[start : start + batch_size], device=loaded.device)
             mask = batch_targets >= 0
             scores = loaded.model.item_scores(loaded.model(batch_inputs)[mask]).float()
+            if seen is not None:
+                numbers = target_number[start : start + batch_size][mask.cpu().numpy()]
+                scores = _mask_seen(scores, numbers, seen_targets, seen_items)
             ranks_visible.append(target_ranks(scores, batch_targets[mask]).cpu().numpy())
             scores[:, 0] = float("-inf")
             covered.update(loaded.item_ids[scores.topk(COVERAGE_K, dim=1).indices.unique().cpu().numpy()].tolist())
@@ -88,18 +109,41 @@ def model_ranks(
     full_position = np.cumsum(scored.ravel()) - 1
     keep = np.zeros_like(scored)
     keep[:, scored.shape[1] - min(length, scored.shape[1]) :] = True
-    seen = (scored & keep).ravel()
-    ranks[full_position[seen]] = np.concatenate(ranks_visible) if ranks_visible else []
+    visible = (scored & keep).ravel()
+    ranks[full_position[visible]] = np.concatenate(ranks_visible) if ranks_visible else []
     return ranks, covered
 
 
-def popularity_ranks(counts: np.ndarray, targets: np.ndarray) -> np.ndarray:
+def _mask_seen(scores: Any, numbers: np.ndarray, seen_targets: np.ndarray, seen_items: np.ndarray) -> Any:
+    """Scores with each row's already-seen items (not its target) at -inf."""
+    import torch
+
+    row_of = {number: row for row, number in enumerate(numbers.tolist())}
+    picked = np.isin(seen_targets, numbers)
+    rows = np.array([row_of[n] for n in seen_targets[picked].tolist()], dtype=np.int64)
+    items = seen_items[picked]
+    keep = items != 0  # items the model does not know are padding to it, masked already
+    scores[torch.as_tensor(rows[keep], device=scores.device), torch.as_tensor(items[keep], device=scores.device)] = (
+        float("-inf")
+    )
+    return scores
+
+
+def popularity_ranks(counts: np.ndarray, targets: np.ndarray, seen: Any = None) -> np.ndarray:
+    """Ranks of the scored targets under popularity; with `seen`, each target's already-seen items
+    that score at least as high no longer count against it."""
     import torch
 
     from algo_platform.training.metrics import fixed_score_ranks
 
-    wanted = torch.as_tensor(targets[targets >= 0])
-    return fixed_score_ranks(torch.as_tensor(counts, dtype=torch.float32), wanted).numpy()
+    wanted = targets[targets >= 0]
+    ranks = fixed_score_ranks(torch.as_tensor(counts, dtype=torch.float32), torch.as_tensor(wanted)).numpy()
+    if seen is None:
+        return ranks
+    seen_targets = np.repeat(np.arange(len(wanted)), seen.lengths)
+    ahead = counts[seen.values] >= counts[wanted[seen_targets]]
+    known = wanted != 0  # an unknown target is a miss whatever is masked
+    return ranks - np.where(known, np.bincount(seen_targets[ahead], minlength=len(wanted)), 0)
 
 
 def metrics_from_ranks(ranks: pd.Series | np.ndarray) -> dict[str, float]:
@@ -116,7 +160,7 @@ def top_k(
     """Top-k item ids and scores after each user's last item (their window `inputs`)."""
     import torch
 
-    inputs = _fit_length(inputs, loaded.max_len, 0)
+    inputs = fit_length(inputs, loaded.max_len, 0)
     all_items, all_scores = [], []
     with torch.no_grad():
         for start in range(0, len(inputs), batch_size):

@@ -5,7 +5,8 @@ team, built from its project.yaml by the platform's factories.
 `load_project_definitions(__file__)`; workspace.yaml lists each of those files as a code location.
 Everything the project makes is its own: asset keys under its name (`movies/raw_events`), groups
 `<name>_<stage>`, its owners and tags, jobs `<name>_ingest_job` / `<name>_retrain_job`, storage
-under `<storage>/projects/<name>/`, MLflow names `<name>-<family>`.
+under `<storage>/projects/<name>/`, MLflow names `<name>-<family>` (next-item task),
+`<name>-<task>-<family>` (each further task).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from algo_platform.pipeline.assets.model import build_model_asset
 from algo_platform.pipeline.assets.sequences import build_sequence_assets
 from algo_platform.pipeline.assets.serving import build_serving_assets
 from algo_platform.pipeline.assets.spark_stage import build_spark_stage_assets
+from algo_platform.pipeline.assets.tasks import build_task_assets
 from algo_platform.pipeline.jobs import build_jobs
 from algo_platform.pipeline.jobs.automation import build_automation
 from algo_platform.pipeline.partitions import daily_partitions
@@ -105,6 +107,7 @@ def build_project_definitions(project: Project, settings: Settings | None = None
         build_model_asset(partitions, project.model.hyperparameters(), project.compute.pool),
         *build_evaluation_assets(partitions),
         *build_serving_assets(partitions),
+        *(definition for task in project.tasks for definition in build_task_assets(project, task, partitions)),
     ]
     owned = in_project(platform_assets, project)
     assets = [d for d in owned if not isinstance(d, dg.AssetChecksDefinition)]

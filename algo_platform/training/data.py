@@ -155,3 +155,31 @@ def latest_windows(data: SequenceData, max_len: int) -> tuple[np.ndarray, np.nda
     full = full_sequences(data)
     users = np.flatnonzero(full.lengths > 0)
     return _windows_ending_at(full.values, full.offsets[users], full.offsets[users + 1], max_len), users
+
+
+def seen_before_targets(data: SequenceData, max_len: int) -> RaggedSequences:
+    """For every scored target of `holdout_windows(data, max_len)`, in the same (row-major) order: the
+    items the user interacted with before it (history, then the held-out items before it), the
+    target itself left out. Evaluation with `exclude_seen` masks these."""
+    full = full_sequences(data)
+    batch = holdout_windows(data, max_len)
+    rows, columns = np.nonzero(batch.targets >= 0)
+    users = batch.user_rows[rows]
+    # Column j of the targets is the window's item j + 1, which ends at the user's last item.
+    positions = full.offsets[users + 1] - max_len + columns
+    starts = full.offsets[users]
+    values, lengths = [], np.zeros(len(rows), dtype=np.int64)
+    for n, (start, position) in enumerate(zip(starts, positions, strict=True)):
+        seen = np.unique(full.values[start:position])
+        seen = seen[(seen != full.values[position]) & (seen != 0)]
+        values.append(seen)
+        lengths[n] = len(seen)
+    flat = np.concatenate(values) if values else np.zeros(0, dtype=np.int64)
+    return RaggedSequences(flat.astype(np.int64), np.concatenate([[0], np.cumsum(lengths)]))
+
+
+def history_windows(data: SequenceData, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """The last max_len items before the held-out ones of every user with a history: (inputs, rows)."""
+    users = np.flatnonzero(data.history.lengths > 0)
+    offsets = data.history.offsets
+    return _windows_ending_at(data.history.values, offsets[users], offsets[users + 1], max_len), users

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from algo_platform.core.hyperparameters import TrainConfig, python_type
-from algo_platform.models import PAD, ModelConfig, NextItemModel, build_model, model_state
+from algo_platform.models import PAD, ModelConfig, NextItemModel, build_model, check_next_item_contract, model_state
 from algo_platform.training.artifacts import (
     CHECKPOINT_NAME,
     MODEL_NAME,
@@ -250,8 +250,10 @@ def train(
     windows = windows.to(device, non_blocking=True)
     try:
         model = build_model(model_config_of(config, num_items)).to(device)
+        # A team's family is probed before any training: a broken contract fails in seconds, by name.
+        check_next_item_contract(model, device)
     except ValueError as error:
-        raise SystemExit(f"--model: {error}") from None
+        raise SystemExit(f"--model {config.model}: {error}") from None
     optimizer = torch.optim.AdamW(
         parameter_groups(model, config.weight_decay), lr=config.learning_rate, fused=device.type == "cuda"
     )

@@ -1,5 +1,5 @@
-"""The trainer image holds only algo_platform/training, the models and the hyper-parameters' declaration:
-the trainer must not import the rest of the platform."""
+"""The trainer image holds only the trainers (algo_platform/training, the engagement task's), the models,
+the hyper-parameters' declaration and the task contract: they must not import the rest of the platform."""
 
 import ast
 import sys
@@ -7,13 +7,26 @@ from pathlib import Path
 
 TRAINING = Path(__file__).resolve().parents[2] / "algo_platform" / "training"
 MODELS = TRAINING.parent / "models"
-IN_IMAGE = ("algo_platform.training", "algo_platform.models", "algo_platform.core.hyperparameters")
-ALLOWED = {"torch", "numpy", "pyarrow", "dagster_pipes", "pynvml", "algo_platform"}
+ENGAGEMENT = TRAINING.parent / "tasks" / "engagement"
+TASK_TRAINER = [
+    TRAINING.parent / "tasks" / "contract.py",
+    *(ENGAGEMENT / name for name in ("__init__.py", "features.py", "metrics.py", "train.py")),
+]
+IN_IMAGE = (
+    "algo_platform.training",
+    "algo_platform.models",
+    "algo_platform.core.hyperparameters",
+    "algo_platform.core.families",
+    "algo_platform.tasks.contract",
+    "algo_platform.tasks.engagement.features",
+    "algo_platform.tasks.engagement.metrics",
+)
+ALLOWED = {"torch", "numpy", "pyarrow", "pandas", "sklearn", "dagster_pipes", "pynvml", "algo_platform"}
 
 
 def test_trainer_imports_only_what_the_trainer_image_installs():
     found: dict[str, set[str]] = {}
-    for source in [*TRAINING.glob("*.py"), *MODELS.glob("*.py")]:
+    for source in [*TRAINING.glob("*.py"), *MODELS.glob("*.py"), *TASK_TRAINER]:
         for node in ast.walk(ast.parse(source.read_text())):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
@@ -39,5 +52,7 @@ def test_dockerfile_copies_only_the_trainer():
         "algo_platform/core/__init__.py",
         "algo_platform/models",
         "algo_platform/training",
+        "algo_platform/tasks/__init__.py",
+        "algo_platform/tasks/engagement/__init__.py",
     ]
     assert "dagster-webserver" not in dockerfile and "dagster-pipes" in dockerfile

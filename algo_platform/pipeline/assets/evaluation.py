@@ -12,6 +12,7 @@ import pandas as pd
 from upath import UPath
 
 from algo_platform.evaluation.promotion import promotion_decision
+from algo_platform.pipeline.resources.project import ProjectResource
 from algo_platform.pipeline.resources.promotion import PromotionGate
 from algo_platform.pipeline.resources.storage import PlatformStorage
 from algo_platform.pipeline.resources.tracking import ExperimentTracking
@@ -65,28 +66,36 @@ def summarise(
 
 
 def evaluate_day(
-    sequences_path: str, vocabulary_path: str, user_features: pd.DataFrame, model_uri: str, champion_uri: str | None
+    sequences_path: str,
+    vocabulary_path: str,
+    user_features: pd.DataFrame,
+    model_uri: str,
+    champion_uri: str | None,
+    exclude_seen: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     import pyarrow.parquet as pq
 
     from algo_platform.evaluation.scoring import load_model, model_ranks, popularity_ranks
     from algo_platform.training.artifacts import read_item_ids
-    from algo_platform.training.data import holdout_windows, popularity_scores, read_sequences
+    from algo_platform.training.data import holdout_windows, popularity_scores, read_sequences, seen_before_targets
 
     data = read_sequences(sequences_path)
     item_ids = read_item_ids(vocabulary_path)
     model = load_model(model_uri)
     batch = holdout_windows(data, model.max_len)
+    # Every scorer ranks each target among the items its user has not interacted with yet.
+    seen = seen_before_targets(data, model.max_len) if exclude_seen else None
     scored = batch.targets >= 0
     per_target = pd.DataFrame({"user_id": np.repeat(data.user_ids[batch.user_rows], scored.sum(axis=1))})
-    per_target["sequence_model"], covered = model_ranks(model, batch.inputs, batch.targets, item_ids)
+    per_target["sequence_model"], covered = model_ranks(model, batch.inputs, batch.targets, item_ids, seen=seen)
     coverage = {"sequence_model": len(covered) / (len(item_ids) - 1)}
-    per_target["popularity"] = popularity_ranks(popularity_scores(data.history, len(item_ids)), batch.targets)
+    popularity = popularity_scores(data.history, len(item_ids))
+    per_target["popularity"] = popularity_ranks(popularity, batch.targets, seen)
     coverage["popularity"] = min(10, len(item_ids) - 1) / (len(item_ids) - 1)
     scorers = ["sequence_model", "popularity"]
     if champion_uri:
         champion = load_model(champion_uri)
-        per_target["champion"], covered = model_ranks(champion, batch.inputs, batch.targets, item_ids)
+        per_target["champion"], covered = model_ranks(champion, batch.inputs, batch.targets, item_ids, seen=seen)
         coverage["champion"] = len(covered) / (len(item_ids) - 1)
         scorers.insert(1, "champion")
     table = pq.read_table(sequences_path, columns=["user_id", "history_length"]).to_pandas()
@@ -141,6 +150,7 @@ def evaluation_report(
     user_features: pd.DataFrame,
     storage: PlatformStorage,
     experiment_tracking: ExperimentTracking,
+    project: ProjectResource,
 ) -> dg.Output[pd.DataFrame]:
     """HR/NDCG@5/10/20, MRR and coverage of the new model vs popularity and the champion, per segment."""
     from algo_platform.evaluation import report as render
@@ -149,7 +159,12 @@ def evaluation_report(
     champion = experiment_tracking.champion_on(context.partition_key)
     champion_uri = champion.model_uri if champion and champion.version != sequence_model["model_version"] else None
     overall, segments = evaluate_day(
-        str(training_sequences), str(item_vocabulary), user_features, sequence_model["model_uri"], champion_uri
+        str(training_sequences),
+        str(item_vocabulary),
+        user_features,
+        sequence_model["model_uri"],
+        champion_uri,
+        project.exclude_seen,
     )
     images = report_images(sequence_model["losses"], overall, segments)
     by_scorer = overall.set_index("scorer")
@@ -174,6 +189,7 @@ def evaluation_report(
         **{f"popularity_{name}": float(popularity[name]) for name in ("hr@10", "ndcg@10")},
         "hr@10_lift_over_popularity": float(model["hr@10"] / popularity["hr@10"]) if popularity["hr@10"] else 0.0,
         "evaluated_targets": int(model["targets"]),
+        "exclude_seen": project.exclude_seen,
         "champion_version": champion.version if champion_uri else "none",
         "model_uri": dg.MetadataValue.path(sequence_model["model_uri"]),
         "report_html": dg.MetadataValue.path(str(report_path)),

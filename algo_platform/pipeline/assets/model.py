@@ -15,7 +15,9 @@ import pydantic
 from upath import UPath
 
 from algo_platform import code_version
+from algo_platform.core.families import absolute_spec
 from algo_platform.core.hyperparameters import TrainConfig, python_type
+from algo_platform.core.project import projects_dir
 from algo_platform.pipeline.resources.launcher import TrainingLauncher
 from algo_platform.pipeline.resources.project import ProjectResource
 from algo_platform.pipeline.resources.storage import PlatformStorage
@@ -104,11 +106,13 @@ def build_model_asset(
         output_dir = storage.layout.model_output(
             "sequence_model", context.partition_key, training_key(config, training_sequences, item_vocabulary)
         )
+        # A team's family in its project folder (`models.py:MyModel`) reaches the trainer as an absolute path.
+        family = absolute_spec(config.model, projects_dir() / project.name)
         args = [
             "--sequences", str(training_sequences),
             "--vocabulary", str(item_vocabulary),
             "--output-dir", output_dir,
-            *trainer_args(config),
+            *trainer_args(config.model_copy(update={"model": family})),
         ]  # fmt: skip
         invocation = training_launcher.run_trainer(context, args)
         reported = {key: value.value for key, value in (invocation.get_materialize_result().metadata or {}).items()}

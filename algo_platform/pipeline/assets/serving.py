@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 from upath import UPath
 
-from algo_platform.evaluation.promotion import promotion_decision
+from algo_platform.evaluation.promotion import PromotionPolicy, promotion_decision
 from algo_platform.pipeline.assets.evaluation import split_report
 from algo_platform.pipeline.resources.promotion import PromotionGate
 from algo_platform.pipeline.resources.tracking import ExperimentTracking, ModelVersion
@@ -23,6 +23,7 @@ def _descriptor_of(version: ModelVersion) -> dict:
         "code_version": tags.get("code_version"),
         "trained_by_run": tags.get("dagster_run_id"),
         "mlflow_run_id": version.run_id,
+        "model_format": tags.get("model_format", "torch-state"),
     }
 
 
@@ -51,19 +52,32 @@ def champion_model(
     The decision is made here, from the evaluation report, however the asset is launched (with
     its job, alone from the UI, a backfill): the `promotion_gate` check reports the same decision
     but cannot be the only guard, since a check only stops steps of its own run."""
-    current = experiment_tracking.champion()
     overall, segments = split_report(evaluation_report)
-    decision = promotion_decision(overall, segments, promotion.policy())
+    return choose_champion(context, sequence_model, overall, segments, experiment_tracking, promotion.policy())
+
+
+def choose_champion(
+    context: dg.AssetExecutionContext,
+    candidate: dict,
+    overall: pd.DataFrame,
+    segments: pd.DataFrame,
+    tracking: ExperimentTracking,
+    policy: PromotionPolicy,
+) -> dg.Output[dict]:
+    """Promote `candidate` (a model asset's descriptor) if the task type's rule says so and it does not
+    move the champion backwards; else keep the champion. Every task type's champion asset is this."""
+    current = tracking.champion()
+    decision = promotion_decision(overall, segments, policy)
     reasons = list(decision.reasons)
-    backwards = _never_backwards(sequence_model["partition"], current)
+    backwards = _never_backwards(candidate["partition"], current)
     promote = decision.promote and backwards is None
     if backwards and decision.promote:
         reasons.append(backwards)
 
     if promote:
-        version = sequence_model["model_version"]
-        experiment_tracking.promote(version)
-        experiment_tracking.set_version_tags(
+        version = candidate["model_version"]
+        tracking.promote(version)
+        tracking.set_version_tags(
             version,
             {
                 "promoted_on": context.partition_key,
@@ -73,18 +87,19 @@ def champion_model(
         )
         served = {
             "model_version": version,
-            "model_uri": sequence_model["model_uri"],
-            "trained_on_partition": sequence_model["partition"],
-            "training_sequences": sequence_model["training_sequences"],
-            "code_version": sequence_model["code_version"],
-            "trained_by_run": sequence_model["run_id"],
-            "mlflow_run_id": sequence_model["mlflow_run_id"],
-            "hyperparameters": sequence_model["hyperparameters"],
+            "model_uri": candidate["model_uri"],
+            "trained_on_partition": candidate["partition"],
+            "training_sequences": candidate.get("training_sequences"),
+            "code_version": candidate["code_version"],
+            "trained_by_run": candidate["run_id"],
+            "mlflow_run_id": candidate["mlflow_run_id"],
+            "hyperparameters": candidate["hyperparameters"],
+            "model_format": candidate.get("model_format", "torch-state"),
         }
     elif current is None:
         raise dg.Failure(
             description=(
-                f"no champion to serve: the first model (v{sequence_model['model_version']}) was not promoted ("
+                f"no champion to serve: the first model (v{candidate['model_version']}) was not promoted ("
                 + "; ".join(reasons)
                 + "). Retrain with other hyper-parameters or more data."
             )
@@ -97,7 +112,7 @@ def champion_model(
     champion = {
         **served,
         "outcome": outcome,
-        "candidate_version": sequence_model["model_version"],
+        "candidate_version": candidate["model_version"],
         "previous_version": current.version if current else None,
         "reasons": reasons,
     }
@@ -105,12 +120,12 @@ def champion_model(
         champion,
         metadata={
             "outcome": outcome,
-            "champion_version": f"{experiment_tracking.registered_model_name} v{served['model_version']}",
-            "candidate_version": sequence_model["model_version"],
+            "champion_version": f"{tracking.registered_model_name} v{served['model_version']}",
+            "candidate_version": candidate["model_version"],
             "previous_champion": current.version if current else "none",
             "why": dg.MetadataValue.md("\n".join(f"- {reason}" for reason in reasons)),
             "lineage": dg.MetadataValue.json({k: v for k, v in champion.items() if k != "reasons"}),
-            "mlflow_run": dg.MetadataValue.url(experiment_tracking.run_url(served["mlflow_run_id"])),
+            "mlflow_run": dg.MetadataValue.url(tracking.run_url(served["mlflow_run_id"])),
         },
     )
 

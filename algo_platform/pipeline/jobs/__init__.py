@@ -4,12 +4,18 @@ from typing import Any
 
 import dagster as dg
 
-from algo_platform.core.project import TRAINING_TAG, Project
+from algo_platform.core.project import TRAINING_TAG, Project, Task
 
 # One process per run, not per step: the steps are short pandas/GX work (training itself runs in
 # its own process through Pipes), and a process per step cost 20.8 s vs 5.3 s for one day's
 # ingest run of 5,000 events on 2 cores.
 EXECUTOR = dg.in_process_executor
+
+
+def task_assets(task: Task) -> list[str]:
+    """A further task's assets (algo_platform.pipeline.assets.tasks), retrained with the project's job."""
+    return [f"{task.name}_{stage}" for stage in ("examples", "model", "evaluation", "champion", "recommendations")]
+
 
 # What dg.define_asset_job returns: its class is not part of Dagster's public API.
 AssetJob = Any
@@ -41,7 +47,9 @@ def build_jobs(project: Project, partitions: dg.DailyPartitionsDefinition) -> tu
         # The run queue allows one run per value of this tag at a time: one training per project
         # (dagster_home/dagster.yaml), so no team's backlog starves another's.
         tags={**project.run_tags, TRAINING_TAG: project.name},
-        selection=dg.AssetSelection.assets(*(prefix + [name] for name in TRAINING_ASSETS)),
+        selection=dg.AssetSelection.assets(
+            *(prefix + [name] for name in (*TRAINING_ASSETS, *(n for task in project.tasks for n in task_assets(task))))
+        ),
         partitions_def=partitions,
         executor_def=EXECUTOR,
         description=(

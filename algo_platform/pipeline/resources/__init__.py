@@ -68,6 +68,17 @@ def build_resources(settings: Settings, project: Project) -> dict[str, object]:
             experiment_name=project.registered_model_name,
             registered_model_name=project.registered_model_name,
         ),
+        **{
+            f"{task.name}_tracking": ExperimentTracking(
+                tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI")
+                if settings.mlflow_tracking_uri
+                else settings.tracking_uri,
+                artifact_location=settings.artifact_location,
+                experiment_name=project.task_registered_model_name(task),
+                registered_model_name=project.task_registered_model_name(task),
+            )
+            for task in project.tasks
+        },
         "training_launcher": build_training_launcher(settings, project),
         "spark_launcher": build_spark_launcher(settings, project),
     }

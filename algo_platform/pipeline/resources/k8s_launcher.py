@@ -136,6 +136,18 @@ class K8sTrainingLauncher(TrainingLauncher):
     def run_trainer(
         self, context: dg.AssetExecutionContext, args: Sequence[str], extras: Mapping[str, object] | None = None
     ) -> dg.PipesClientCompletedInvocation:
+        return self.run_task(context, self.command(args), dict(extras or {}))
+
+    def run_task(
+        self,
+        context: dg.AssetExecutionContext,
+        command: Sequence[str],
+        extras: Mapping[str, object],
+        image: str | None = None,
+        cwd: str | None = None,
+    ) -> dg.PipesClientCompletedInvocation:
+        """`command` in a pod of `image` (the project's trainer image, or the platform's); `cwd` is the
+        image's working directory, so it is not used here."""
         import kubernetes
         from dagster_k8s import PipesK8sClient
 
@@ -148,21 +160,21 @@ class K8sTrainingLauncher(TrainingLauncher):
             kubeconfig_file=self.kubeconfig_file,
             poll_interval=self.poll_interval_seconds,
         )
-        context.log.info(f"launching trainer pod in {self.namespace}: " + " ".join(self.command(args)))
+        context.log.info(f"launching trainer pod in {self.namespace}: " + " ".join(command))
         outcome: dict[str, Any] = {}
 
         def launch() -> None:
             try:
                 outcome["invocation"] = client.run(
                     context=context,
-                    image=self.image,
-                    command=self.command(args),
+                    image=image or self.image,
+                    command=list(command),
                     namespace=self.namespace,
                     base_pod_meta=self.pod_metadata(
                         context.partition_key if context.has_partition_key else None, context.run_id
                     ),
                     base_pod_spec=self.pod_spec(),
-                    extras=dict(extras or {}),
+                    extras=dict(extras),
                     delete_pod_on_completion=self.delete_finished_pods,
                 )
             except BaseException as error:  # re-raised in the step's own thread below

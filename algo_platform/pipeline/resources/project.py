@@ -18,6 +18,7 @@ class ProjectResource(dg.ConfigurableResource):
     extra_columns: dict[str, str]  # column -> int64 | float64 | string, kept from upload to cleaned events
     feedback_column: str | None  # explicit feedback: events below the threshold are not interactions
     feedback_threshold: float | None
+    exclude_seen: bool  # evaluation masks each user's already-seen items (training.exclude_seen)
 
     @classmethod
     def of(cls, project: Project) -> ProjectResource:
@@ -30,6 +31,7 @@ class ProjectResource(dg.ConfigurableResource):
             extra_columns=dict(project.data.extra_columns),
             feedback_column=feedback.column if feedback else None,
             feedback_threshold=feedback.threshold if feedback else None,
+            exclude_seen=project.exclude_seen,
         )
 
     def job_name(self, job: str) -> str:

@@ -131,14 +131,24 @@ class ExperimentTracking(dg.ConfigurableResource):
             self.client.log_artifact(run_id, path, artifact_path="evaluation")
         self.client.set_terminated(run_id)
 
-    def register(self, run_id: str, model_uri: str, tags: Mapping[str, str]) -> ModelVersion:
-        """A new version of the registered model: the checkpoint at `model_uri` logged on the training
-        run as a pyfunc model (`algo_platform.evaluation.recommender`), so `models:/<name>@champion` loads with
-        MLflow's own API. The `model_uri` tag keeps the checkpoint's path for the platform's own use."""
+    def register(
+        self,
+        run_id: str,
+        model_uri: str,
+        tags: Mapping[str, str],
+        python_model: Any = None,
+        model_config: Mapping[str, Any] | None = None,
+    ) -> ModelVersion:
+        """A new version of the registered model: the model at `model_uri` logged on the training run as a
+        pyfunc model (next-item: `algo_platform.evaluation.recommender`; another task type passes its
+        own wrapper), so `models:/<name>@champion` loads with MLflow's own API. The `model_uri` tag
+        keeps the model's path for the platform's own use."""
         import mlflow
 
         from algo_platform.evaluation.recommender import DEFAULT_K, NextItemRecommender
 
+        if python_model is None:
+            python_model, model_config = NextItemRecommender(), {"k": DEFAULT_K}
         if self.client.search_registered_models(f"name = '{self.registered_model_name}'") == []:
             self.client.create_registered_model(self.registered_model_name)
         # The version's source (`models:/<id>`) is resolved through the fluent API's URIs too.
@@ -146,9 +156,9 @@ class ExperimentTracking(dg.ConfigurableResource):
             with mlflow.start_run(run_id=run_id):
                 logged = mlflow.pyfunc.log_model(
                     name="recommender",
-                    python_model=NextItemRecommender(),
+                    python_model=python_model,
                     artifacts={"checkpoint": model_uri},
-                    model_config={"k": DEFAULT_K},
+                    model_config=dict(model_config or {}),
                     # Listed, not inferred: inference would load the model in a subprocess on every training.
                     pip_requirements=["algo-platform", "torch", "pandas", "numpy"],
                 )

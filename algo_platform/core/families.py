@@ -1,0 +1,83 @@
+"""Where a model family comes from: the platform's own, a team's project folder, or an installed package.
+
+A family is named in `project.yaml` (`model.family`) in one of three forms:
+
+- a built-in name (`sasrec`, `gru4rec` for next-item; `mlp` for engagement);
+- `<file>.py:<Class>`: a class in a file of the project's folder (`models.py:MyRanker`), resolved
+  against the folder, so a team brings a model without touching the platform's code;
+- an entry point name in the group `algo_platform.models` of an installed package (the way a team's
+  model reaches a trainer image on Kubernetes).
+
+The class must subclass the task type's interface (`NextItemModel` or `EngagementModel`); anything
+else is refused with a `ContractViolation` naming the rule.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import sys
+from pathlib import Path
+
+ENTRY_POINT_GROUP = "algo_platform.models"
+
+
+class ContractViolation(ValueError):
+    """A model or task output that breaks the task contract; the message names the rule."""
+
+    def __init__(self, rule: str, detail: str):
+        super().__init__(f"task contract, rule {rule!r}: {detail}")
+        self.rule = rule
+
+
+def is_file_spec(spec: str) -> bool:
+    return ":" in spec and spec.split(":", 1)[0].endswith(".py")
+
+
+def absolute_spec(spec: str, folder: Path) -> str:
+    """`models.py:MyRanker` relative to a project folder, as an absolute spec the trainer can load."""
+    if not is_file_spec(spec):
+        return spec
+    file, name = spec.split(":", 1)
+    return f"{(folder / file).resolve()}:{name}"
+
+
+def _class_from_file(spec: str) -> type:
+    file, name = spec.split(":", 1)
+    path = Path(file)
+    if not path.is_file():
+        raise ContractViolation("family resolves", f"{spec}: no such file {path}")
+    module_name = f"algo_platform_team_models.{path.parent.name}.{path.stem}"
+    module = sys.modules.get(module_name)
+    if module is None or getattr(module, "__file__", None) != str(path):
+        loader_spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(loader_spec)
+        sys.modules[module_name] = module
+        loader_spec.loader.exec_module(module)
+    if not hasattr(module, name):
+        raise ContractViolation("family resolves", f"{spec}: {path.name} defines no {name!r}")
+    return getattr(module, name)
+
+
+def _class_from_entry_point(name: str) -> type | None:
+    found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP, name=name)
+    return next(iter(found)).load() if found else None
+
+
+def resolve_family(spec: str, builtin: dict[str, type], interface: type) -> type:
+    """The class a family spec names, checked against `interface`."""
+    if spec in builtin:
+        return builtin[spec]
+    cls = _class_from_file(spec) if is_file_spec(spec) else _class_from_entry_point(spec)
+    if cls is None:
+        raise ContractViolation(
+            "family resolves",
+            f"model family {spec!r} is not built in ({', '.join(builtin)}), not a <file>.py:<Class> of the project "
+            f"folder and not an entry point of group {ENTRY_POINT_GROUP!r} of an installed package",
+        )
+    if not (isinstance(cls, type) and issubclass(cls, interface)):
+        raise ContractViolation(
+            "implements the interface",
+            f"{spec} is {cls!r}, not a subclass of {interface.__module__}.{interface.__name__}",
+        )
+    return cls

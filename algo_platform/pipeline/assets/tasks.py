@@ -1,0 +1,442 @@
+"""The assets of a project's further tasks (`tasks:` in project.yaml), one set per task `<t>`:
+
+`<t>_examples` -> `<t>_model` (trained through Pipes by the task type's trainer or the team's own
+command, checked against the task contract) -> `<t>_evaluation` (with the `<t>_promotion_gate`
+check) -> `<t>_champion` -> `<t>_recommendations` (the serving step).
+
+Today's one further task type is engagement prediction (`algo_platform/tasks/engagement/`). Its
+serving re-ranks the project's next-item champion's candidates, so it reads the next-item task's
+`training_sequences` and `item_vocabulary` and that task's registry.
+"""
+
+import datetime as dt
+import hashlib
+import json
+import time
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import polars as pl
+from upath import UPath
+
+from algo_platform import code_version
+from algo_platform.core.families import ContractViolation, absolute_spec
+from algo_platform.core.project import Project, Task, projects_dir
+from algo_platform.evaluation.promotion import PromotionPolicy
+from algo_platform.pipeline.assets.evaluation import split_report
+from algo_platform.pipeline.assets.serving import choose_champion
+from algo_platform.pipeline.resources.data_quality import DataQuality, suite_check_result
+from algo_platform.pipeline.resources.io_managers import AS_PATH
+from algo_platform.pipeline.resources.launcher import TrainingLauncher
+from algo_platform.pipeline.resources.storage import PlatformStorage
+from algo_platform.pipeline.resources.tracking import ExperimentTracking
+from algo_platform.quality.contracts import hard, soft
+from algo_platform.tasks.contract import EXTRA_KEY, TaskInputs, check_outputs
+from algo_platform.tasks.engagement.examples import build_examples, candidate_features
+from algo_platform.tasks.engagement.features import FEATURES
+
+ENGAGEMENT_TRAINER = ["python", "-m", "algo_platform.tasks.engagement.train"]
+PRIMARY_METRIC = "auc"
+CANDIDATE = "engagement_model"
+
+
+def tracking_key(task: Task) -> str:
+    """The resource key of a task's experiment tracking and registry."""
+    return f"{task.name}_tracking"
+
+
+def _events_frame(cleaned_events: dict[str, pd.DataFrame]) -> pl.DataFrame:
+    frames = [cleaned_events[key] for key in sorted(cleaned_events) if len(cleaned_events[key])]
+    if not frames:
+        raise dg.Failure(description="the window holds no cleaned events; ingest its days first")
+    return pl.from_pandas(pd.concat(frames, ignore_index=True))
+
+
+def _descriptor_key(task: Task, examples: UPath, hyperparameters: dict) -> str:
+    identity = {"task": task.model_dump(), "examples": f"{examples}@{examples.fs.checksum(examples.path)}"}
+    identity["hyperparameters"] = hyperparameters
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def examples_rules(examples: pd.DataFrame) -> list:
+    holdout = examples[examples["split"] == "holdout"]
+    return [
+        hard("ExpectColumnValuesToBeInSet", column="label", value_set=[0, 1]),
+        hard("ExpectColumnValuesToBeInSet", column="split", value_set=["train", "validation", "holdout"]),
+        *(hard("ExpectColumnValuesToNotBeNull", column=name) for name in FEATURES),
+        # Something to learn from and to evaluate on: checked on the split, not the whole table.
+        hard("ExpectColumnDistinctValuesToContainSet", column="split", value_set=["train", "holdout"]),
+        hard("ExpectColumnDistinctValuesToContainSet", column="label", value_set=[0, 1]),
+        # A held-out day of one label cannot measure AUC: worth a warning, the evaluation says so too.
+        soft("ExpectTableRowCountToBeBetween", min_value=1)
+        if len(holdout)
+        else soft("ExpectColumnValuesToBeInSet", column="split", value_set=["train", "validation"]),
+    ]
+
+
+def build_task_assets(project: Project, task: Task, partitions: dg.DailyPartitionsDefinition) -> list:
+    """Every asset and check of one engagement task of `project`."""
+    t = task.name
+    label = task.label
+    folder = projects_dir() / project.name
+    window = dg.AssetIn(
+        key="cleaned_events", partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-(task.window_days - 1))
+    )
+    policy = PromotionPolicy(
+        task.promotion.margin,
+        task.promotion.segment_tolerance,
+        task.promotion.min_segment_users,
+        metric=PRIMARY_METRIC,
+        candidate=CANDIDATE,
+        baseline=task.promotion.baseline,
+    )
+
+    @dg.asset(name=f"{t}_examples", ins={"cleaned_events": window}, partitions_def=partitions, group_name="training",
+              kinds={"polars", "parquet"})  # fmt: skip
+    def examples(context: dg.AssetExecutionContext, cleaned_events: dict[str, pd.DataFrame]) -> dg.Output[pd.DataFrame]:
+        """One row per impression of the window: label, and features from the days before its day."""
+        day = dt.date.fromisoformat(context.partition_key)
+        frame = build_examples(_events_frame(cleaned_events), day, label.events, label.complete_ratio).to_pandas()
+        by_split = frame.groupby("split")["label"].agg(["size", "mean"])
+        return dg.Output(
+            frame,
+            metadata={
+                "window": f"{min(cleaned_events)} .. {max(cleaned_events)}",
+                **{f"{split}_examples": int(by_split.loc[split, "size"]) for split in by_split.index},
+                **{f"{split}_positive_rate": float(by_split.loc[split, "mean"]) for split in by_split.index},
+                "label": f"events {', '.join(label.events)}"
+                + (f" or watched >= {label.complete_ratio:.0%}" if label.complete_ratio else ""),
+                "features": ", ".join(FEATURES),
+            },
+        )
+
+    @dg.asset_check(asset=examples, name=f"{t}_examples_suite", blocking=True, partitions_def=partitions)
+    def examples_suite(examples: pd.DataFrame, data_quality: DataQuality) -> dg.AssetCheckResult:
+        """Labels are 0/1 and features present; the held-out day has impressions of both labels."""
+        return suite_check_result(
+            data_quality.validate(examples.drop(columns=["day"]), examples_rules(examples), f"{t}_examples_suite"),
+            f"{t}_examples_suite",
+        )
+
+    @dg.asset(
+        name=f"{t}_model",
+        ins={"examples": dg.AssetIn(key=f"{t}_examples", metadata=AS_PATH)},
+        partitions_def=partitions,
+        group_name="training",
+        io_manager_key="json_io_manager",
+        pool=project.compute.pool,
+        kinds={"pytorch"} if not task.command else {"python"},
+        required_resource_keys={tracking_key(task), "training_launcher", "storage"},
+        retry_policy=dg.RetryPolicy(max_retries=2, delay=5),
+    )
+    def model(context: dg.AssetExecutionContext, examples: UPath) -> dg.Output[dict]:
+        """The task's model, trained through Dagster Pipes by its trainer (or the team's command)."""
+        tracking: ExperimentTracking = getattr(context.resources, tracking_key(task))
+        training_launcher: TrainingLauncher = context.resources.training_launcher
+        storage: PlatformStorage = context.resources.storage
+        hyperparameters = task.hyperparameters()
+        if not task.command:
+            hyperparameters["family"] = absolute_spec(hyperparameters["family"], folder)
+        output_dir = storage.layout.model_output(
+            f"{t}_model", context.partition_key, _descriptor_key(task, examples, hyperparameters)
+        )
+        inputs = TaskInputs(
+            project=project.name,
+            task=t,
+            task_type=task.type,
+            partition=context.partition_key,
+            tables={"examples": str(examples)},
+            hyperparameters=hyperparameters,
+            output_dir=output_dir,
+            gpus=project.compute.gpus,
+            label=label.model_dump(),
+            features=list(FEATURES),
+        )
+        invocation = training_launcher.run_task(
+            context,
+            task.command or ENGAGEMENT_TRAINER,
+            {EXTRA_KEY: json.loads(inputs.to_json())},
+            image=task.image,
+            cwd=str(folder.resolve()) if task.command else None,
+        )
+        reported = dict(invocation.get_materialize_result().metadata or {})
+        try:
+            outputs = check_outputs(reported, PRIMARY_METRIC)
+        except ContractViolation as error:
+            raise dg.Failure(description=f"{t}: {error}", allow_retries=False) from None
+        lineage = {
+            "dagster_run_id": context.run_id,
+            "dagster_partition": context.partition_key,
+            "project": project.name,
+            "task": t,
+            "examples": str(examples),
+            "code_version": code_version(),
+            "model_format": outputs.model_format,
+        }
+        losses = [float(epoch.get("loss", float("nan"))) for epoch in outputs.metrics_per_epoch]
+        mlflow_run_id = tracking.log_training(
+            run_name=f"{t}_model {context.partition_key}",
+            params={**hyperparameters, "partition": context.partition_key, "window_days": task.window_days},
+            epoch_losses=losses,
+            metrics={f"validation_{PRIMARY_METRIC}": outputs.validation_value},
+            tags=lineage,
+        )
+        from algo_platform.tasks.engagement.pyfunc import EngagementPredictor
+
+        version = tracking.register(
+            mlflow_run_id,
+            outputs.model_uri,
+            tags=lineage,
+            python_model=EngagementPredictor(),
+            model_config={"model_format": outputs.model_format},
+        )
+        descriptor = {
+            "model_uri": outputs.model_uri,
+            "model_format": outputs.model_format,
+            "partition": context.partition_key,
+            "run_id": context.run_id,
+            "hyperparameters": hyperparameters,
+            "metrics_per_epoch": outputs.metrics_per_epoch,
+            "mlflow_run_id": mlflow_run_id,
+            "model_version": version.version,
+            "code_version": lineage["code_version"],
+        }
+        return dg.Output(
+            descriptor,
+            metadata={
+                f"validation_{PRIMARY_METRIC}": outputs.validation_value,
+                "metrics_per_epoch": dg.MetadataValue.json(outputs.metrics_per_epoch),
+                "model_uri": dg.MetadataValue.path(outputs.model_uri),
+                "model_format": outputs.model_format,
+                "trained_by": " ".join(task.command) if task.command else hyperparameters["family"],
+                "registered_model_version": f"{tracking.registered_model_name} v{version.version}",
+                "mlflow_run": dg.MetadataValue.url(tracking.run_url(mlflow_run_id)),
+            },
+        )
+
+    return [examples, examples_suite, model, *_evaluation_and_serving(project, task, partitions, policy, window)]
+
+
+def _evaluation_and_serving(
+    project: Project,
+    task: Task,
+    partitions: dg.DailyPartitionsDefinition,
+    policy: PromotionPolicy,
+    window: dg.AssetIn,
+) -> list:
+    t = task.name
+    label = task.label
+    tracking_of = tracking_key(task)
+
+    @dg.asset(
+        name=f"{t}_evaluation",
+        ins={
+            "model": dg.AssetIn(key=f"{t}_model"),
+            "examples": dg.AssetIn(key=f"{t}_examples"),
+            "cleaned_events": window,
+            "training_sequences": dg.AssetIn(metadata=AS_PATH),
+            "item_vocabulary": dg.AssetIn(metadata=AS_PATH),
+            # The next-item champion of the day proposes the candidates of the two-stage measure.
+            "champion_model": dg.AssetIn(),
+        },
+        partitions_def=partitions,
+        group_name="evaluation",
+        kinds={"pytorch", "pandas", "mlflow"},
+        required_resource_keys={tracking_of},
+    )
+    def evaluation(
+        context: dg.AssetExecutionContext,
+        model: dict,
+        examples: pd.DataFrame,
+        cleaned_events: dict[str, pd.DataFrame],
+        training_sequences: UPath,
+        item_vocabulary: UPath,
+        champion_model: dict,
+    ) -> dg.Output[pd.DataFrame]:
+        """AUC, log-loss, calibration of the new model vs the champion and two baselines on the held-out
+        day; and NDCG@10 of the next-item champion's candidates re-ranked by the new model."""
+        from algo_platform.tasks.engagement.evaluate import holdout_probabilities, summarise
+        from algo_platform.tasks.engagement.metrics import calibration_table
+        from algo_platform.tasks.engagement.scorer import load_scorer
+
+        tracking: ExperimentTracking = getattr(context.resources, tracking_of)
+        scorer = load_scorer(model["model_uri"], model["model_format"])
+        champion = tracking.champion_on(context.partition_key)
+        champion_scorer = None
+        if champion and champion.version != model["model_version"]:
+            champion_scorer = load_scorer(champion.model_uri, champion.tags.get("model_format", "torch-state"))
+        scored = holdout_probabilities(examples, scorer, champion_scorer)
+        overall, segments = summarise(scored)
+        day = dt.date.fromisoformat(context.partition_key)
+        events = _events_frame(cleaned_events)
+        two_stage = _two_stage(champion_model, examples, events, day, training_sequences, item_vocabulary, scorer, task)
+        by_scorer = overall.set_index("scorer")
+        calibration = calibration_table(scored["label"].to_numpy(), scored[CANDIDATE].to_numpy())
+        tracking.log_evaluation(
+            model["mlflow_run_id"],
+            {
+                **{
+                    f"eval_{s}_{m}": float(by_scorer.loc[s, m])
+                    for s in by_scorer.index
+                    for m in ("auc", "log_loss", "ece")
+                },
+                **{f"eval_{name}": value for name, value in two_stage.items() if isinstance(value, float)},
+            },
+            [],
+        )
+        metadata = {
+            **{f"model_{m}": float(by_scorer.loc[CANDIDATE, m]) for m in ("auc", "log_loss", "ece")},
+            **{f"{s}_auc": float(by_scorer.loc[s, "auc"]) for s in by_scorer.index if s != CANDIDATE},
+            **two_stage,
+            "evaluated_impressions": int(by_scorer.loc[CANDIDATE, "examples"]),
+            "champion_version": champion.version if champion_scorer else "none",
+            "overall": dg.MetadataValue.md(overall.round(4).to_markdown(index=False)),
+            "calibration": dg.MetadataValue.md(calibration.round(4).to_markdown(index=False)),
+        }
+        context.log.info(
+            f"AUC {by_scorer.loc[CANDIDATE, 'auc']:.4f} (item rate {by_scorer.loc['item_rate', 'auc']:.4f}, "
+            f"logistic regression {by_scorer.loc['logistic_regression', 'auc']:.4f})"
+        )
+        long = pd.concat([overall.assign(segment="all", value="all", users=np.nan), segments], ignore_index=True)
+        return dg.Output(long, metadata=metadata)
+
+    @dg.asset_check(asset=evaluation, name=f"{t}_promotion_gate", blocking=True, partitions_def=partitions)
+    def promotion_gate(report: pd.DataFrame) -> dg.AssetCheckResult:
+        """The new model beats the champion's AUC by the margin, and no segment drops beyond the tolerance
+        (the first model must beat the baseline). Failing (WARN) means the champion is kept."""
+        from algo_platform.evaluation.promotion import promotion_decision
+
+        overall, segments = split_report(report)
+        decision = promotion_decision(overall, segments, policy)
+        return dg.AssetCheckResult(
+            passed=decision.promote,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=("promote: " if decision.promote else "keep the champion: ") + "; ".join(decision.reasons),
+            metadata={"reasons": dg.MetadataValue.json(decision.reasons), "margin": policy.margin},
+        )
+
+    @dg.asset(
+        name=f"{t}_champion",
+        ins={"model": dg.AssetIn(key=f"{t}_model"), "report": dg.AssetIn(key=f"{t}_evaluation")},
+        partitions_def=partitions,
+        group_name="evaluation",
+        io_manager_key="json_io_manager",
+        kinds={"mlflow"},
+        required_resource_keys={tracking_of},
+    )
+    def champion(context: dg.AssetExecutionContext, model: dict, report: pd.DataFrame) -> dg.Output[dict]:
+        """The task's serving model: the new one if the promotion rule says so, else the champion kept."""
+        overall, segments = split_report(report)
+        return choose_champion(context, model, overall, segments, getattr(context.resources, tracking_of), policy)
+
+    @dg.asset(
+        name=f"{t}_recommendations",
+        ins={
+            "champion": dg.AssetIn(key=f"{t}_champion"),
+            "champion_model": dg.AssetIn(),
+            "cleaned_events": window,
+            "training_sequences": dg.AssetIn(metadata=AS_PATH),
+            "item_vocabulary": dg.AssetIn(metadata=AS_PATH),
+        },
+        partitions_def=partitions,
+        group_name="serving",
+        kinds={"pytorch", "parquet"},
+    )
+    def recommendations(
+        context: dg.AssetExecutionContext,
+        champion: dict,
+        champion_model: dict,
+        cleaned_events: dict[str, pd.DataFrame],
+        training_sequences: UPath,
+        item_vocabulary: UPath,
+    ) -> dg.Output[pd.DataFrame]:
+        """Top 20 per user: the next-item champion's candidates re-ranked by this task's champion."""
+        from algo_platform.evaluation.scoring import load_model, remap
+        from algo_platform.tasks.engagement.scorer import load_scorer
+        from algo_platform.tasks.engagement.two_stage import rank_candidates, retrieve
+        from algo_platform.training.artifacts import read_item_ids
+        from algo_platform.training.data import latest_windows, read_sequences
+
+        started = time.perf_counter()
+        retrieval = load_model(champion_model["model_uri"])
+        data = read_sequences(str(training_sequences))
+        windows, rows = latest_windows(data, retrieval.max_len)
+        own = remap(windows, read_item_ids(str(item_vocabulary)), retrieval.item_ids)
+        candidates, log_probs = retrieve(retrieval, own, task.candidates)
+        scorer = load_scorer(champion["model_uri"], champion.get("model_format", "torch-state"))
+        events = _events_frame(cleaned_events)
+        # Served the morning after the day: everything up to and including it is history.
+        as_of = dt.date.fromisoformat(context.partition_key) + dt.timedelta(days=1)
+        users = data.user_ids[rows]
+        hours = np.full(len(users), 12)  # the hour it is served is unknown ahead; midday for everyone
+
+        def probabilities_of(pairs: pd.DataFrame) -> np.ndarray:
+            features = candidate_features(events, pl.from_pandas(pairs), as_of, label.events, label.complete_ratio)
+            return scorer.probabilities(features.to_pandas())
+
+        ranked, probabilities = rank_candidates(users, candidates, log_probs, hours, probabilities_of)
+        k = 20
+        table = pd.DataFrame(
+            {
+                "user_id": users,
+                "item_ids": list(ranked[:, :k]),
+                "engagement": list(probabilities[:, :k].astype("float32")),
+            }
+        )
+        table["ranker_version"] = champion["model_version"]
+        table["retrieval_version"] = champion_model["model_version"]
+        elapsed = time.perf_counter() - started
+        return dg.Output(
+            table,
+            metadata={
+                "users": len(table),
+                "candidates_per_user": task.candidates,
+                "top_k": k,
+                "users_per_second": round(len(table) / elapsed, 1) if elapsed > 0 else 0.0,
+                "ranker_version": champion["model_version"],
+                "retrieval_version": champion_model["model_version"],
+            },
+        )
+
+    return [evaluation, promotion_gate, champion, recommendations]
+
+
+def _two_stage(
+    retrieval_champion: dict,
+    examples: pd.DataFrame,
+    events: pl.DataFrame,
+    day: dt.date,
+    training_sequences: UPath,
+    item_vocabulary: UPath,
+    scorer,
+    task: Task,
+) -> dict:
+    """NDCG@10 of the next-item champion's candidates in its own order and re-ranked by `scorer`,
+    against the items each user engaged with on the held-out day."""
+    from algo_platform.evaluation.scoring import load_model, remap
+    from algo_platform.tasks.engagement.two_stage import rank_candidates, retrieve, two_stage_ndcg
+    from algo_platform.training.artifacts import read_item_ids
+    from algo_platform.training.data import history_windows, read_sequences
+
+    holdout = examples[(examples["split"] == "holdout")]
+    positives = holdout[holdout["label"] == 1].groupby("user_id")["item_id"].agg(set)
+    first_hour = holdout.groupby("user_id")["hour"].min()
+    retrieval = load_model(retrieval_champion["model_uri"])
+    data = read_sequences(str(training_sequences))
+    windows, rows = history_windows(data, retrieval.max_len)
+    users = data.user_ids[rows]
+    wanted = np.isin(users, positives.index.to_numpy())
+    windows, users = windows[wanted], users[wanted]
+    own = remap(windows, read_item_ids(str(item_vocabulary)), retrieval.item_ids)
+    candidates, log_probs = retrieve(retrieval, own, task.candidates)
+
+    def probabilities_of(pairs: pd.DataFrame) -> np.ndarray:
+        features = candidate_features(events, pl.from_pandas(pairs), day, task.label.events, task.label.complete_ratio)
+        return scorer.probabilities(features.to_pandas())
+
+    hours = first_hour.reindex(users).fillna(12).to_numpy()
+    reranked, _ = rank_candidates(users, candidates, log_probs, hours, probabilities_of)
+    relevant = [positives[user] for user in users]
+    result = two_stage_ndcg(relevant, candidates, reranked)
+    return {**result, "retrieval_version": retrieval_champion["model_version"]}

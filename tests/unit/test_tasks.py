@@ -1,0 +1,278 @@
+"""The task contract: each rule a team's model or program can break gets its message; the
+engagement task's features never see the day they predict; `exclude_seen` on a hand-made history."""
+
+import datetime as dt
+import textwrap
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from algo_platform.core.project import ProjectError, load_project, parse_project
+from algo_platform.models import (
+    ContractViolation,
+    EngagementConfig,
+    ModelConfig,
+    build_engagement_model,
+    build_model,
+    check_next_item_contract,
+    model_state,
+)
+from algo_platform.tasks.contract import check_outputs
+from algo_platform.tasks.engagement.examples import build_examples
+from algo_platform.tasks.engagement.features import FEATURES
+from algo_platform.tasks.engagement.train import Split, validate
+from algo_platform.training.data import RaggedSequences, SequenceData, holdout_windows, seen_before_targets
+
+TEAM_MODELS = '''
+import torch
+import torch.nn as nn
+from algo_platform.models import EngagementModel, NextItemModel
+
+
+class TwoScores(EngagementModel):
+    """Breaks the rule: two numbers per example instead of one logit."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.linear = nn.Linear(config.num_features, 2)
+
+    def forward(self, features):
+        return self.linear(features)
+
+
+class HalfCatalogue(NextItemModel):
+    """Breaks the rule: scores only half of the items."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(config.num_items, 8)
+
+    def forward(self, items, targets=None):
+        return self.embedding(items)
+
+    def item_scores(self, hidden):
+        return hidden @ self.embedding.weight[: self.config.num_items // 2].T
+
+
+class NotAModel:
+    pass
+'''
+
+
+@pytest.fixture
+def team_file(tmp_path):
+    path = tmp_path / "models.py"
+    path.write_text(TEAM_MODELS)
+    return path
+
+
+def test_a_team_engagement_model_with_the_wrong_output_shape_is_refused(team_file):
+    model = build_engagement_model(EngagementConfig(len(FEATURES), family=f"{team_file}:TwoScores"))
+    data = Split(torch.zeros(6, len(FEATURES)), torch.tensor([0.0, 1, 0, 1, 0, 1]))
+    with pytest.raises(ContractViolation, match=r"rule 'one logit per example'.*TwoScores.*\(6, 2\), expected \(6,\)"):
+        validate(model, data)
+
+
+def test_a_team_next_item_model_that_scores_part_of_the_catalogue_is_refused(team_file):
+    model = build_model(ModelConfig(num_items=20, max_len=8, family=f"{team_file}:HalfCatalogue"))
+    with pytest.raises(ContractViolation, match=r"rule 'scores every item'.*\(4, 10\), expected .* \(4, 20\)"):
+        check_next_item_contract(model, torch.device("cpu"))
+
+
+def test_the_platforms_families_keep_the_contract():
+    for family in ("sasrec", "gru4rec"):
+        check_next_item_contract(build_model(ModelConfig(num_items=30, max_len=8, family=family)), torch.device("cpu"))
+
+
+def test_a_class_that_is_not_a_model_of_the_task_type_is_refused(team_file):
+    with pytest.raises(ContractViolation, match="rule 'implements the interface'.*NotAModel.*EngagementModel"):
+        build_engagement_model(EngagementConfig(3, family=f"{team_file}:NotAModel"))
+    with pytest.raises(ContractViolation, match="rule 'family resolves'.*defines no 'Missing'"):
+        build_engagement_model(EngagementConfig(3, family=f"{team_file}:Missing"))
+
+
+def test_an_engagement_checkpoint_holding_a_pickled_object_is_refused(tmp_path):
+    from algo_platform.tasks.engagement.scorer import load_scorer
+    from algo_platform.training.artifacts import UnsafeCheckpoint
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("unpickled!",))
+
+    model = build_engagement_model(EngagementConfig(len(FEATURES)))
+    torch.save({**model_state(model), "feature_names": list(FEATURES), "extra": Payload()}, tmp_path / "model.pt")
+    with pytest.raises(UnsafeCheckpoint, match="refused"):
+        load_scorer(str(tmp_path / "model.pt"))
+
+
+@pytest.mark.parametrize(
+    ("reported", "rule"),
+    [
+        ({"model_format": "mlflow", "metrics_per_epoch": [], "validation_auc": 0.7}, "reports its outputs.*model_uri"),
+        ({"model_uri": "m", "model_format": "pickle", "metrics_per_epoch": []}, "declared model format.*pickle"),
+        ({"model_uri": "m", "model_format": "mlflow", "metrics_per_epoch": []}, "reports its validation metric"),
+        (
+            {"model_uri": "m", "model_format": "mlflow", "metrics_per_epoch": 3, "validation_auc": 0.7},
+            "metrics per epoch",
+        ),
+    ],
+)
+def test_a_task_that_reports_less_than_the_contract_is_refused_naming_the_rule(reported, rule):
+    with pytest.raises(ContractViolation, match=rule):
+        check_outputs(reported, "auc")
+
+
+def test_a_task_reporting_everything_passes_and_pipes_wrappers_are_read():
+    outputs = check_outputs(
+        {
+            "model_uri": {"raw_value": "/m", "type": "path"},
+            "model_format": "torch-state",
+            "metrics_per_epoch": {"raw_value": [{"loss": 0.5}], "type": "json"},
+            "validation_auc": 0.71,
+        },
+        "auc",
+    )
+    assert (outputs.model_uri, outputs.validation_value, outputs.metrics_per_epoch) == ("/m", 0.71, [{"loss": 0.5}])
+
+
+def events(rows: list[tuple[int, int, str, int]]) -> pl.DataFrame:
+    """(user, item, event type, day of December 2024) -> cleaned-events-shaped rows."""
+    return pl.DataFrame(
+        {
+            "user_id": [r[0] for r in rows],
+            "item_id": [r[1] for r in rows],
+            "event_type": [r[2] for r in rows],
+            "ts": [dt.datetime(2024, 12, r[3], 10, tzinfo=dt.UTC) for r in rows],
+            "watch_ms": [5_000] * len(rows),
+            "item_duration_ms": [10_000] * len(rows),
+        }
+    )
+
+
+def test_features_of_an_impression_see_only_the_days_before_it():
+    history = [(1, 10, "play", 1), (1, 11, "like", 2), (2, 10, "like", 2), (1, 12, "play", 3)]
+    first = build_examples(events([*history, (1, 10, "play", 4)]), dt.date(2024, 12, 4), ["like"])
+    second = build_examples(events([*history, (1, 10, "like", 4)]), dt.date(2024, 12, 4), ["like"])
+    held_out = [frame.filter(pl.col("split") == "holdout") for frame in (first, second)]
+    # The label of the held-out impression changed; its features did not.
+    assert held_out[0]["label"].to_list() == [0] and held_out[1]["label"].to_list() == [1]
+    assert held_out[0].select(FEATURES).equals(held_out[1].select(FEATURES))
+    # Before day 4, user 1 had 3 impressions (one liked); item 10 had 2 (one liked).
+    row = held_out[0].row(0, named=True)
+    assert row["user_log_impressions"] == pytest.approx(np.log1p(3))
+    assert row["item_log_impressions"] == pytest.approx(np.log1p(2))
+    assert set(first["split"]) == {"train", "validation", "holdout"} and first["day"].min() == dt.date(2024, 12, 2)
+
+
+def test_a_missing_optional_column_gives_zero_features_not_an_error():
+    frame = events([(1, 10, "play", 1), (1, 11, "like", 2), (1, 12, "play", 3)]).drop("watch_ms")
+    examples = build_examples(frame, dt.date(2024, 12, 3), ["like"])
+    assert examples["user_watch_ratio"].to_list() == [0.0, 0.0]
+
+
+def sequences(histories: list[list[int]], holdouts: list[list[int]]) -> SequenceData:
+    import pyarrow as pa
+
+    return SequenceData(
+        np.arange(len(histories)),
+        RaggedSequences.from_arrow(pa.array(histories, pa.list_(pa.int64()))),
+        RaggedSequences.from_arrow(pa.array(holdouts, pa.list_(pa.int64()))),
+    )
+
+
+class FixedScores(torch.nn.Module):
+    """Scores items by a fixed vector whatever the history: the most popular items first."""
+
+    def __init__(self, scores: list[float]):
+        super().__init__()
+        self.scores = torch.tensor(scores)
+        self.config = ModelConfig(num_items=len(scores), max_len=4)
+
+    def forward(self, items):
+        return torch.zeros(*items.shape, 1)
+
+    def item_scores(self, hidden):
+        return self.scores.expand(*hidden.shape[:-1], len(self.scores)).clone()
+
+
+def test_exclude_seen_ranks_each_target_among_the_items_its_user_has_not_had():
+    from algo_platform.evaluation.scoring import LoadedModel, model_ranks, popularity_ranks
+
+    # Items 1-3 score highest and user 0 has had them all; its held-out item 4 comes next.
+    data = sequences([[1, 2, 3], [1]], [[4], [2, 1]])
+    scores = [0.0, 9.0, 8.0, 7.0, 6.0, 1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4]
+    item_ids = np.arange(len(scores))
+    batch = holdout_windows(data, 4)
+    seen = seen_before_targets(data, 4)
+    loaded = LoadedModel(FixedScores(scores), item_ids, torch.device("cpu"))
+    plain, _ = model_ranks(loaded, batch.inputs, batch.targets, item_ids)
+    masked, _ = model_ranks(loaded, batch.inputs, batch.targets, item_ids, seen=seen)
+    # User 1: item 2 after item 1 (seen, masked); then item 1 again, a re-watch: the target is never masked.
+    assert plain.tolist() == [3, 1, 0] and masked.tolist() == [0, 0, 0]
+    counts = np.array(scores)
+    assert popularity_ranks(counts, batch.targets).tolist() == [3, 1, 0]
+    assert popularity_ranks(counts, batch.targets, seen).tolist() == [0, 0, 0]
+
+
+def test_exclude_seen_is_on_by_default_for_explicit_ratings_only():
+    base = {"name": "p1", "owners": ["team:x"], "partitions_start": "2024-01-01"}
+    assert not parse_project(base, "t").exclude_seen
+    rated = {**base, "data": {"extra_columns": {"rating": "float64"}, "feedback": {"column": "rating"}}}
+    assert parse_project(rated, "t").exclude_seen
+    assert not parse_project({**rated, "training": {"exclude_seen": False}}, "t").exclude_seen
+
+
+@pytest.mark.parametrize(
+    ("task", "message"),
+    [
+        ({"name": "next_item", "type": "engagement"}, "task names \\['next_item'\\] are taken"),
+        ({"name": "rank", "type": "engagement", "model": {"epochz": 3}}, "model.epochz: unknown hyper-parameter"),
+        ({"name": "rank", "type": "engagement", "model": {"epochs": "3"}}, "model.epochs: '3' is not of type int"),
+        ({"name": "rank", "type": "engagement", "model": {"family": "xgb"}}, "model family 'xgb' is not one of mlp"),
+        ({"name": "rank", "type": "ranking"}, "tasks.0.type"),
+        (
+            {"name": "rank", "type": "engagement", "command": ["python", "x.py"], "model": {"family": "mlp"}},
+            "no model.family",
+        ),
+    ],
+)
+def test_a_wrong_task_is_refused_naming_the_field(task, message):
+    document = {"name": "p1", "owners": ["team:x"], "partitions_start": "2024-01-01", "tasks": [task]}
+    with pytest.raises(ProjectError, match=message):
+        parse_project(document, "t")
+
+
+def test_a_team_family_whose_file_is_missing_names_the_field(tmp_path):
+    folder = tmp_path / "p1"
+    folder.mkdir()
+    (folder / "project.yaml").write_text(
+        textwrap.dedent(
+            """
+            name: p1
+            owners: [team:x]
+            partitions_start: 2024-01-01
+            tasks:
+              - {name: rank, type: engagement, model: {family: "models.py:Ranker"}}
+            """
+        )
+    )
+    with pytest.raises(ProjectError, match=r"tasks.rank.model.family: 'models.py:Ranker', but .*models.py does not"):
+        load_project(folder)
+    (folder / "models.py").write_text("class Ranker: ...\n")
+    assert load_project(folder).task_registered_model_name(load_project(folder).tasks[0]) == "p1-rank-ranker"
+
+
+def test_registered_model_names_are_per_task():
+    document = {
+        "name": "p1",
+        "owners": ["team:x"],
+        "partitions_start": "2024-01-01",
+        "tasks": [{"name": "rank", "type": "engagement"}, {"name": "sk", "type": "engagement", "command": ["x"]}],
+    }
+    project = parse_project(document, "t")
+    assert project.registered_model_name == "p1-sasrec"  # the next-item task keeps its name
+    assert [project.task_registered_model_name(t) for t in project.tasks] == ["p1-rank-mlp", "p1-sk-command"]
