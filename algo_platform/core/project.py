@@ -319,6 +319,11 @@ class SparkCompute(_Strict):
 
 class Compute(_Strict):
     pool: str = Field(default="gpu", description="Dagster pool of the training step")
+    image: str | None = Field(
+        default=None,
+        description="the project's trainer image on Kubernetes: the platform's trainer image plus the team's "
+        "package (its model families); unset: the platform's",
+    )
     gpus: int = Field(default=1, ge=0, description="GPUs of the Kubernetes training pod (more than one: DDP)")
     cpu: str = "4"
     memory: str = "16Gi"

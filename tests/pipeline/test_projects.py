@@ -86,7 +86,7 @@ GOOD = "name: movies\nowners: [team:movies]\npartitions_start: 2024-06-01\n"
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
-        ("model:\n  family: transformer\n", ["model.family", "'sasrec' or 'gru4rec'", "transformer"]),
+        ("model:\n  family: transformer\n", ["model.family", "not one of sasrec, gru4rec", "transformer"]),
         ("model:\n  hidden_size: 64\n", ["unknown hyper-parameter 'hidden_size'", "hidden_dim"]),
         ("model:\n  epochs: many\n", ["epochs: 'many' is not of type int"]),
         ("training:\n  window_days: 1\n", ["training.window_days", "greater than or equal to 2"]),
@@ -220,3 +220,18 @@ def test_a_tracking_server_url_reaches_the_resource_as_an_env_var_not_its_value(
     tracking = build_resources(load_settings(), load_project(REPO / "projects" / "movies"))["experiment_tracking"]
     assert isinstance(tracking.tracking_uri, dg.EnvVar) and "s3cret" not in repr(tracking.tracking_uri)
     assert tracking.process_config_and_initialize().tracking_uri == "http://reco:s3cret@mlflow.internal:5000"
+
+
+def test_the_feed_project_holds_a_retrieval_and_two_ranking_tasks(settings):
+    feed = load_project(REPO / "projects" / "feed")
+    defs = build_project_definitions(feed, settings)
+    keys = {key.path[-1] for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    for task in ("ranking", "sklearn_ranking"):
+        assert {f"{task}_{stage}" for stage in ("examples", "model", "evaluation", "champion", "recommendations")} <= keys
+    assert "champion_model" in keys and len(keys) == 20
+    resources = build_resources(settings, feed)
+    assert resources["ranking_tracking"].registered_model_name == "feed-ranking-wideanddeep"
+    assert resources["sklearn_ranking_tracking"].registered_model_name == "feed-sklearn_ranking-command"
+    assert resources["experiment_tracking"].registered_model_name == "feed-sasrec"
+    retrain = defs.resolve_job_def("feed_retrain_job")
+    assert {"ranking_model", "sklearn_ranking_recommendations"} <= {n.name for n in retrain.graph.node_defs}

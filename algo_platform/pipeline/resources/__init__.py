@@ -20,7 +20,7 @@ def build_training_launcher(settings: Settings, project: Project) -> TrainingLau
         return SubprocessTrainingLauncher()
     compute = project.compute
     return K8sTrainingLauncher(
-        image=settings.trainer_image,
+        image=compute.image or settings.trainer_image,
         namespace=settings.k8s_namespace,
         storage_root=settings.layout.project(project.name).root,
         gpus=compute.gpus,
