@@ -226,8 +226,9 @@ def test_the_feed_project_holds_a_retrieval_and_two_ranking_tasks(settings):
     feed = load_project(REPO / "projects" / "feed")
     defs = build_project_definitions(feed, settings)
     keys = {key.path[-1] for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    stages = ("examples", "model", "evaluation", "champion", "recommendations")
     for task in ("ranking", "sklearn_ranking"):
-        assert {f"{task}_{stage}" for stage in ("examples", "model", "evaluation", "champion", "recommendations")} <= keys
+        assert {f"{task}_{stage}" for stage in stages} <= keys
     assert "champion_model" in keys and len(keys) == 20
     resources = build_resources(settings, feed)
     assert resources["ranking_tracking"].registered_model_name == "feed-ranking-wideanddeep"
