@@ -245,3 +245,50 @@ def test_the_spark_driver_pod_validates_and_sizes_executors_from_the_project(set
 def test_a_spark_project_rejects_many_days_per_run():
     with pytest.raises(Exception, match="engine spark runs one day per run"):
         make_project(data={"engine": "spark", "days_per_run": 30})
+
+
+def test_a_command_task_runs_in_its_own_image_as_a_pod_and_reports_through_pipes(settings, emulator, tmp_path):
+    """The feed project's scikit-learn program, launched as a pod of the task's image."""
+    import datetime as dt
+
+    import numpy as np
+    import polars as pl
+
+    from algo_platform.ingest.datagen import build_world, generate_day
+    from algo_platform.pipeline.assets.tasks import build_task_assets
+    from algo_platform.tasks.engagement.examples import build_examples
+
+    script = Path(__file__).parents[2] / "projects" / "feed" / "sklearn_ranker.py"
+    task = {"name": "sk", "type": "engagement", "command": ["python", str(script)], "image": "team/sk-ranker:3"}
+    project = make_project(tasks=[task])
+    world, rng = build_world(300, 200, 0), np.random.default_rng(0)
+    days = [END_DAY - dt.timedelta(days=offset) for offset in range(4, -1, -1)]
+    events = pl.concat([pl.from_arrow(generate_day(world, day, 2_000, rng)) for day in days])
+    target = Path(settings.layout.project(PROJECT).root) / "sk_examples" / f"{DAY}.parquet"
+    target.parent.mkdir(parents=True)
+    build_examples(events, END_DAY, ["like", "share", "comment", "follow"]).to_pandas().to_parquet(target)
+
+    launcher = K8sTrainingLauncher(
+        image="algo-platform-trainer:test",
+        namespace="training",
+        gpus=0,
+        env_from_secrets=[],
+        load_incluster_config=False,
+        kubeconfig_file=emulator.kubeconfig(tmp_path / "kubeconfig"),
+        poll_interval_seconds=0.05,
+        storage_root=settings.storage_root,
+    )
+    partitions = daily_partitions(project.partitions_start)
+    assets = in_project(build_task_assets(project, project.tasks[0], partitions), project)
+    model = next(a for a in assets if dg.AssetKey([PROJECT, "sk_model"]) in a.keys)
+    result = dg.materialize(
+        [model, dg.AssetSpec([PROJECT, "sk_examples"], partitions_def=partitions)],
+        partition_key=DAY,
+        resources={**build_resources(settings, project), "training_launcher": launcher},
+    )
+    assert result.success
+    container = emulator.created[0]["spec"]["containers"][0]
+    assert container["image"] == "team/sk-ranker:3" and container["command"] == ["python", str(script)]
+    metadata = result.asset_materializations_for_node("sk_model")[0].metadata
+    assert metadata["model_format"].value == "mlflow" and 0.4 < metadata["validation_auc"].value < 1.0
+    assert (Path(metadata["model_uri"].value) / "MLmodel").exists()
