@@ -43,6 +43,26 @@ class ProjectError(ValueError):
     """A project file that cannot be used, with everything needed to fix it."""
 
 
+def known_event_types(value: list[str]) -> list[str]:
+    unknown = sorted(set(value) - set(EVENT_TYPES))
+    if unknown or not value:
+        raise ValueError(f"{unknown or 'empty list'}: allowed event types are {', '.join(EVENT_TYPES)}")
+    return value
+
+
+def check_hyperparameters(values: dict[str, Any], known_fields: Any, prefix: str = "") -> None:
+    """Every value names a field of the trainer's hyper-parameters and has its type (an int may be a float)."""
+    known = {f.name: f for f in known_fields}
+    for name, value in values.items():
+        if name not in known:
+            raise ValueError(f"unknown hyper-parameter {prefix}{name}; allowed: {', '.join(known)}")
+        expected = type(known[name].default)
+        exact = isinstance(value, expected) and (expected is bool or not isinstance(value, bool))
+        widened = expected is float and isinstance(value, int) and not isinstance(value, bool)
+        if not (exact or widened):
+            raise ValueError(f"{prefix}{name}: {value!r} is not of type {expected.__name__}")
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -119,10 +139,7 @@ class DataSource(_Strict):
     @pydantic.field_validator("interaction_types")
     @classmethod
     def _known_types(cls, value: list[str]) -> list[str]:
-        unknown = sorted(set(value) - set(EVENT_TYPES))
-        if unknown or not value:
-            raise ValueError(f"{unknown or 'empty list'}: allowed event types are {', '.join(EVENT_TYPES)}")
-        return value
+        return known_event_types(value)
 
 
 class Training(_Strict):
@@ -162,15 +179,8 @@ class Model(_Strict):
     @pydantic.model_validator(mode="after")
     def _known_hyperparameters(self) -> Model:
         # `model` is the family above; `device` is the launcher's business, not the team's.
-        known = {f.name: f for f in fields(TrainConfig) if f.name not in ("model", "device")}
-        for name, value in (self.model_extra or {}).items():
-            if name not in known:
-                raise ValueError(f"unknown hyper-parameter {name!r}; allowed: {', '.join(known)}")
-            expected = type(known[name].default)
-            exact = isinstance(value, expected) and (expected is bool or not isinstance(value, bool))
-            widened = expected is float and isinstance(value, int) and not isinstance(value, bool)
-            if not (exact or widened):
-                raise ValueError(f"{name}: {value!r} is not of type {expected.__name__}")
+        known = [f for f in fields(TrainConfig) if f.name not in ("model", "device")]
+        check_hyperparameters(self.model_extra or {}, known)
         return self
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -206,10 +216,7 @@ class Label(_Strict):
     @pydantic.field_validator("events")
     @classmethod
     def _known_types(cls, value: list[str]) -> list[str]:
-        unknown = sorted(set(value) - set(EVENT_TYPES))
-        if unknown or not value:
-            raise ValueError(f"{unknown or 'empty list'}: allowed event types are {', '.join(EVENT_TYPES)}")
-        return value
+        return known_event_types(value)
 
 
 class TaskPromotion(_Strict):
@@ -248,14 +255,7 @@ class Task(_Strict):
 
     @pydantic.model_validator(mode="after")
     def _hyperparameters_known(self) -> Task:
-        known = {f.name: f for f in fields(EngagementHyperparameters)}
-        for name, value in self.model.items():
-            if name not in known:
-                raise ValueError(f"model.{name}: unknown hyper-parameter; allowed: {', '.join(known)}")
-            expected = type(known[name].default)
-            widened = expected is float and isinstance(value, int) and not isinstance(value, bool)
-            if not (isinstance(value, expected) or widened) or (expected is not bool and isinstance(value, bool)):
-                raise ValueError(f"model.{name}: {value!r} is not of type {expected.__name__}")
+        check_hyperparameters(self.model, fields(EngagementHyperparameters), prefix="model.")
         if "family" in self.model:
             family_form(self.model["family"], ENGAGEMENT_FAMILIES)
         if self.command is not None and (not self.command or "family" in self.model):

@@ -5,6 +5,10 @@ cosine decay, gradient clipping, bf16 autocast on CUDA, optional torch.compile),
 every N steps and at each epoch end, resumes from the last checkpoint in the output folder at
 the exact step, runs data-parallel (DDP) when started by torchrun, and reports per-epoch loss,
 hold-out metrics and GPU use through Dagster Pipes when launched by Dagster (log lines otherwise).
+
+In small steps a task type can reuse or replace: `start` (the session, resumed if a checkpoint is
+there), `one_epoch`, `validated`, `save_progress`, `fit` (epochs with early stopping), and `train`
+(fit, then the held-out evaluation and the model file).
 """
 
 from __future__ import annotations
@@ -224,28 +228,51 @@ def with_epoch_sums(state: dict[str, Any], loss_sum: torch.Tensor, target_count:
     return {**state, "epoch_loss_sum": loss_sum.item(), "epoch_targets": int(target_count.item())}
 
 
-def train(
+@dataclass
+class Session:
+    """What one training session works with: the model (and its DDP/compiled wrapper), the optimizer,
+    the schedule and the training windows on the device. Built by `start`; the steps below use it."""
+
+    config: TrainConfig
+    dist: Distributed
+    device: torch.device
+    model: NextItemModel
+    trained: torch.nn.Module  # the model as the step runs it: DDP and torch.compile wrap it
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    windows: torch.Tensor
+    validation: Any  # EvaluationBatch of each user's last training item, or None without early stopping
+    per_rank: int
+    steps_per_epoch: int
+    total_steps: int
+    checkpoint_uri: str
+
+    @property
+    def autocast(self) -> torch.autocast:
+        bf16 = self.device.type == "cuda" and self.config.precision == "bf16"
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
+def start(
     config: TrainConfig,
-    sequences_uri: str,
-    vocabulary_uri: str,
+    data: Any,
+    num_items: int,
     output_dir: str,
+    dist: Distributed,
     reporter: Reporter,
-    dist: Distributed | None = None,
-) -> dict[str, Any]:
-    dist = dist or Distributed()
+    source: str = "training_sequences",
+) -> tuple[Session, dict[str, Any]]:
+    """The session and its progress: fresh, or resumed from the checkpoint in `output_dir`."""
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
     if dist.world_size > 1 and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
         torch.cuda.set_device(device)
-    data = read_sequences(sequences_uri)
-    item_ids = read_item_ids(vocabulary_uri)
-    num_items = len(item_ids)
     train_history, validation_data = validation_split(data.history) if config.patience > 0 else (data.history, None)
     validation = holdout_windows(validation_data, config.max_len) if validation_data is not None else None
     windows = torch.as_tensor(training_windows(train_history, config.max_len))
     if len(windows) == 0:
-        raise SystemExit(f"{sequences_uri}: no user has two or more items in the training window; nothing to train on")
+        raise SystemExit(f"{source}: no user has two or more items in the training window; nothing to train on")
     # The whole training set lives on the device: batches are index slices, no per-sample Python.
     windows = windows.to(device, non_blocking=True)
     try:
@@ -282,74 +309,114 @@ def train(
         trained = torch.compile(trained)
     if config.precision not in ("bf16", "fp32"):
         raise SystemExit(f"--precision {config.precision!r}: use bf16 or fp32")
-    autocast = torch.autocast(
-        device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and config.precision == "bf16"
-    )
+    session = Session(
+        config, dist, device, model, trained, optimizer, scheduler, windows, validation,
+        per_rank, steps_per_epoch, total_steps, checkpoint_uri,
+    )  # fmt: skip
+    return session, state
 
-    def save(progress: dict[str, Any]) -> None:
-        if dist.is_main:
-            save_checkpoint(
-                checkpoint_uri,
-                {
-                    **model_state(model),
-                    "optimizer_state": optimizer.state_dict(),
-                    "scheduler_state": scheduler.state_dict(),
-                    "progress": progress,
-                    "train_config": asdict(config),
-                },
+
+def save_progress(session: Session, progress: dict[str, Any]) -> None:
+    """A checkpoint a retry resumes from at this exact step (rank 0 writes it)."""
+    if session.dist.is_main:
+        save_checkpoint(
+            session.checkpoint_uri,
+            {
+                **model_state(session.model),
+                "optimizer_state": session.optimizer.state_dict(),
+                "scheduler_state": session.scheduler.state_dict(),
+                "progress": progress,
+                "train_config": asdict(session.config),
+            },
+        )
+
+
+def one_epoch(session: Session, state: dict[str, Any], generator: torch.Generator) -> tuple[dict[str, Any], int]:
+    """The rest of the current epoch (all of it, or what a resumed run has left): progress with the
+    epoch's loss appended, and the samples trained."""
+    config, dist, device = session.config, session.dist, session.device
+    epoch, step_in_epoch = divmod(state["step"], session.steps_per_epoch)
+    # The epoch's order depends only on seed and epoch, so a resumed run sees the same batches.
+    generator.manual_seed(config.seed + epoch)
+    order = torch.randperm(len(session.windows), generator=generator)[dist.rank :: dist.world_size][: session.per_rank]
+    order = order.to(device)
+    # Loss sums stay on the device; reading them every step would stall a GPU on each batch.
+    loss_sum = torch.tensor(state["epoch_loss_sum"], device=device, dtype=torch.float64)
+    target_count = torch.tensor(state["epoch_targets"], device=device, dtype=torch.int64)
+    samples = 0
+    session.model.train()
+    for step in range(step_in_epoch, session.steps_per_epoch):
+        batch = session.windows[order[step * config.batch_size : (step + 1) * config.batch_size]].long()
+        inputs, targets = batch[:, :-1], batch[:, 1:]
+        with session.autocast:
+            loss = session.trained(inputs, targets)
+        session.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(session.model.parameters(), config.grad_clip)
+        session.optimizer.step()
+        session.scheduler.step()
+        count = ((targets != PAD) & (inputs != PAD)).sum()
+        loss_sum += loss.detach().double() * count
+        target_count += count
+        state["step"] += 1
+        samples += len(batch)
+        if state["step"] % config.checkpoint_every == 0 and step + 1 < session.steps_per_epoch:
+            save_progress(session, with_epoch_sums(state, loss_sum, target_count))
+    state = with_epoch_sums(state, loss_sum, target_count)
+    epoch_loss = state["epoch_loss_sum"] / max(state["epoch_targets"], 1)
+    if dist.world_size > 1:
+        total = torch.tensor([state["epoch_loss_sum"], state["epoch_targets"]], device=device, dtype=torch.float64)
+        torch.distributed.all_reduce(total)
+        epoch_loss = (total[0] / total[1].clamp(min=1)).item()
+    state = {**state, "losses": [*state["losses"], epoch_loss], "epoch_loss_sum": 0.0, "epoch_targets": 0}
+    return state, samples
+
+
+def fit(session: Session, state: dict[str, Any], reporter: Reporter) -> tuple[dict[str, Any], int]:
+    """Epochs until the schedule ends or validation stops improving; the best epoch's weights kept."""
+    generator = torch.Generator(device="cpu")
+    samples = 0
+    while state["step"] < session.total_steps and not state.get("stopped_early"):
+        epoch = state["step"] // session.steps_per_epoch
+        state, trained = one_epoch(session, state, generator)
+        samples += trained
+        reporter.info(
+            f"epoch {epoch + 1}/{session.config.epochs} loss {state['losses'][-1]:.4f} "
+            f"lr {session.scheduler.get_last_lr()[0]:.2e}"
+        )
+        if session.validation is not None:
+            state = validated(
+                state, session.model, session.validation, session.device, session.config, epoch + 1, reporter
             )
+        save_progress(session, state)
+    if "best_model_state" in state:
+        # The best epoch's weights, not the last's: the field's "best checkpoint kept".
+        session.model.load_state_dict(state["best_model_state"])
+    return state, samples
 
+
+def train(
+    config: TrainConfig,
+    sequences_uri: str,
+    vocabulary_uri: str,
+    output_dir: str,
+    reporter: Reporter,
+    dist: Distributed | None = None,
+) -> dict[str, Any]:
+    """Train (`start`, `fit`), then evaluate on the held-out items and save the model file."""
+    dist = dist or Distributed()
+    data = read_sequences(sequences_uri)
+    item_ids = read_item_ids(vocabulary_uri)
+    num_items = len(item_ids)
+    session, state = start(config, data, num_items, output_dir, dist, reporter, source=sequences_uri)
+    model, device = session.model, session.device
     reporter.info(
-        f"training on {device} x{dist.world_size}: {len(windows)} windows of {config.max_len}, "
+        f"training on {device} x{dist.world_size}: {len(session.windows)} windows of {config.max_len}, "
         f"{num_items - 1} items, {sum(p.numel() for p in model.parameters())} parameters"
     )
     monitor = GpuMonitor(device)
-    generator = torch.Generator(device="cpu")
-    started, samples = time.perf_counter(), 0
-    model.train()
-    while state["step"] < total_steps and not state.get("stopped_early"):
-        epoch, step_in_epoch = divmod(state["step"], steps_per_epoch)
-        # The epoch's order depends only on seed and epoch, so a resumed run sees the same batches.
-        generator.manual_seed(config.seed + epoch)
-        order = torch.randperm(len(windows), generator=generator)[dist.rank :: dist.world_size][:per_rank]
-        order = order.to(device)
-        # Loss sums stay on the device; reading them every step would stall a GPU on each batch.
-        loss_sum = torch.tensor(state["epoch_loss_sum"], device=device, dtype=torch.float64)
-        target_count = torch.tensor(state["epoch_targets"], device=device, dtype=torch.int64)
-
-        for step in range(step_in_epoch, steps_per_epoch):
-            batch = windows[order[step * config.batch_size : (step + 1) * config.batch_size]].long()
-            inputs, targets = batch[:, :-1], batch[:, 1:]
-            with autocast:
-                loss = trained(inputs, targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            count = ((targets != PAD) & (inputs != PAD)).sum()
-            loss_sum += loss.detach().double() * count
-            target_count += count
-            state["step"] += 1
-            samples += len(batch)
-            if state["step"] % config.checkpoint_every == 0 and step + 1 < steps_per_epoch:
-                save(with_epoch_sums(state, loss_sum, target_count))
-        state = with_epoch_sums(state, loss_sum, target_count)
-        epoch_loss = state["epoch_loss_sum"] / max(state["epoch_targets"], 1)
-        if dist.world_size > 1:
-            total = torch.tensor([state["epoch_loss_sum"], state["epoch_targets"]], device=device, dtype=torch.float64)
-            torch.distributed.all_reduce(total)
-            epoch_loss = (total[0] / total[1].clamp(min=1)).item()
-        state["losses"] = [*state["losses"], epoch_loss]
-        state["epoch_loss_sum"], state["epoch_targets"] = 0.0, 0
-        reporter.info(f"epoch {epoch + 1}/{config.epochs} loss {epoch_loss:.4f} lr {scheduler.get_last_lr()[0]:.2e}")
-        if validation is not None:
-            state = validated(state, model, validation, device, config, epoch + 1, reporter)
-            model.train()
-        save(state)
-    if "best_model_state" in state:
-        # The best epoch's weights, not the last's: the field's "best checkpoint kept".
-        model.load_state_dict(state["best_model_state"])
+    started = time.perf_counter()
+    state, samples = fit(session, state, reporter)
     elapsed = time.perf_counter() - started
     gpu_report = monitor.stop(device)
     if not dist.is_main:
@@ -386,7 +453,7 @@ def train(
         "validation_ndcg_per_epoch": state.get("validation", []),
         "final_loss": state["losses"][-1],
         "losses": state["losses"],
-        "train_windows": len(windows),
+        "train_windows": len(session.windows),
         "num_items": num_items - 1,
         # Samples this process trained in this session, times the processes (DDP ranks run in lockstep).
         "samples_per_second": samples * dist.world_size / elapsed if elapsed > 0 and samples else 0.0,

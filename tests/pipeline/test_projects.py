@@ -87,7 +87,7 @@ GOOD = "name: movies\nowners: [team:movies]\npartitions_start: 2024-06-01\n"
     ("extra", "expected"),
     [
         ("model:\n  family: transformer\n", ["model.family", "not one of sasrec, gru4rec", "transformer"]),
-        ("model:\n  hidden_size: 64\n", ["unknown hyper-parameter 'hidden_size'", "hidden_dim"]),
+        ("model:\n  hidden_size: 64\n", ["unknown hyper-parameter hidden_size", "hidden_dim"]),
         ("model:\n  epochs: many\n", ["epochs: 'many' is not of type int"]),
         ("training:\n  window_days: 1\n", ["training.window_days", "greater than or equal to 2"]),
         ("schedule:\n  timezone: Mars/Olympus\n", ["schedule.timezone", "IANA"]),

@@ -117,3 +117,12 @@ def write_inputs(folder, users=60, items=12, length=20, seed=0):
     sequences.to_parquet(folder / "sequences.parquet")
     vocabulary.to_parquet(folder / "vocabulary.parquet")
     return str(folder / "sequences.parquet"), str(folder / "vocabulary.parquet")
+
+
+def metadata_of(result, asset: str, project: str = PROJECT) -> dict:
+    """The metadata of the one materialization of `asset` in a run's result, as plain values."""
+    import dagster as dg
+
+    events = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey([project, asset])]
+    assert len(events) == 1, f"{asset} materialized {len(events)} times"
+    return {key: value.value for key, value in events[0].materialization.metadata.items()}

@@ -79,18 +79,25 @@ def emulator():
         yield running
 
 
-def materialize_model(settings, emulator, tmp_path, epochs=2, launcher_overrides=None) -> dg.ExecuteInProcessResult:
-    launcher = K8sTrainingLauncher(
-        image="algo-platform-trainer:test",
-        namespace="training",
-        gpus=1,
-        env_from_secrets=[],
-        load_incluster_config=False,
-        kubeconfig_file=emulator.kubeconfig(tmp_path / "kubeconfig"),
-        poll_interval_seconds=0.05,
-        storage_root=settings.storage_root,
-        **(launcher_overrides or {}),
+def emulated_launcher(settings, emulator, tmp_path, **overrides) -> K8sTrainingLauncher:
+    """The launcher pointed at the emulator, with no secrets to mount."""
+    return K8sTrainingLauncher(
+        **{
+            "image": "algo-platform-trainer:test",
+            "namespace": "training",
+            "gpus": 1,
+            "env_from_secrets": [],
+            "load_incluster_config": False,
+            "kubeconfig_file": emulator.kubeconfig(tmp_path / "kubeconfig"),
+            "poll_interval_seconds": 0.05,
+            "storage_root": settings.storage_root,
+            **overrides,
+        }
     )
+
+
+def materialize_model(settings, emulator, tmp_path, epochs=2, launcher_overrides=None) -> dg.ExecuteInProcessResult:
+    launcher = emulated_launcher(settings, emulator, tmp_path, **(launcher_overrides or {}))
     project = make_project()
     partitions = daily_partitions(project.partitions_start)
     resources = {**build_resources(settings, project), "training_launcher": launcher}
@@ -268,16 +275,7 @@ def test_a_command_task_runs_in_its_own_image_as_a_pod_and_reports_through_pipes
     target.parent.mkdir(parents=True)
     build_examples(events, END_DAY, ["like", "share", "comment", "follow"]).to_pandas().to_parquet(target)
 
-    launcher = K8sTrainingLauncher(
-        image="algo-platform-trainer:test",
-        namespace="training",
-        gpus=0,
-        env_from_secrets=[],
-        load_incluster_config=False,
-        kubeconfig_file=emulator.kubeconfig(tmp_path / "kubeconfig"),
-        poll_interval_seconds=0.05,
-        storage_root=settings.storage_root,
-    )
+    launcher = emulated_launcher(settings, emulator, tmp_path, gpus=0)
     partitions = daily_partitions(project.partitions_start)
     assets = in_project(build_task_assets(project, project.tasks[0], partitions), project)
     model = next(a for a in assets if dg.AssetKey([PROJECT, "sk_model"]) in a.keys)

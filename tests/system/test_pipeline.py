@@ -13,17 +13,11 @@ import pytest
 from algo_platform.core.settings import Settings
 from algo_platform.ingest.datagen import generate
 from algo_platform.pipeline.location import build_project_definitions
-from tests.support.factories import ALL_ASSETS, END_DAY, PROJECT, ingest_and_retrain, make_project
+from tests.support.factories import ALL_ASSETS, END_DAY, PROJECT, ingest_and_retrain, make_project, metadata_of
 
 DAYS = 7
 EVENTS_PER_DAY = 4_000
 DEFECT_RATE = 0.02
-
-
-def metadata_of(result: dg.ExecuteInProcessResult, asset: str) -> dict:
-    events = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey([PROJECT, asset])]
-    assert len(events) == 1, f"{asset} materialized {len(events)} times"
-    return {key: value.value for key, value in events[0].materialization.metadata.items()}
 
 
 @pytest.fixture(scope="module")

@@ -20,19 +20,13 @@ from algo_platform.ingest.datagen import generate
 from algo_platform.pipeline.location import build_project_definitions
 from algo_platform.pipeline.resources.tracking import mlflow_uris_kept
 from algo_platform.tasks.engagement.features import FEATURES
-from tests.support.factories import END_DAY, PROJECT, ingest_and_retrain
+from tests.support.factories import END_DAY, PROJECT, ingest_and_retrain, metadata_of
 
 FEED = Path(__file__).parents[2] / "projects" / "feed"
 TASKS = [
     {"name": "ranking", "type": "engagement", "model": {"family": "models.py:WideAndDeep", "epochs": 4}},
     {"name": "sklearn_ranking", "type": "engagement", "command": ["python", "sklearn_ranker.py"]},
 ]
-
-
-def metadata_of(result: dg.ExecuteInProcessResult, asset: str) -> dict:
-    events = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey([PROJECT, asset])]
-    assert len(events) == 1, f"{asset} materialized {len(events)} times"
-    return {key: value.value for key, value in events[0].materialization.metadata.items()}
 
 
 @pytest.fixture(scope="module")

@@ -230,7 +230,7 @@ def test_exclude_seen_is_on_by_default_for_explicit_ratings_only():
     ("task", "message"),
     [
         ({"name": "next_item", "type": "engagement"}, "task names \\['next_item'\\] are taken"),
-        ({"name": "rank", "type": "engagement", "model": {"epochz": 3}}, "model.epochz: unknown hyper-parameter"),
+        ({"name": "rank", "type": "engagement", "model": {"epochz": 3}}, "unknown hyper-parameter model.epochz"),
         ({"name": "rank", "type": "engagement", "model": {"epochs": "3"}}, "model.epochs: '3' is not of type int"),
         ({"name": "rank", "type": "engagement", "model": {"family": "xgb"}}, "model family 'xgb' is not one of mlp"),
         ({"name": "rank", "type": "ranking"}, "tasks.0.type"),
