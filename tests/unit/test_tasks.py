@@ -276,3 +276,24 @@ def test_registered_model_names_are_per_task():
     project = parse_project(document, "t")
     assert project.registered_model_name == "p1-sasrec"  # the next-item task keeps its name
     assert [project.task_registered_model_name(t) for t in project.tasks] == ["p1-rank-mlp", "p1-sk-command"]
+
+
+def test_an_installed_packages_entry_point_is_a_family(tmp_path, monkeypatch):
+    """A team's package, installed (here: a dist-info folder on sys.path), offers its class by name."""
+    package = tmp_path / "team_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "models.py").write_text(TEAM_MODELS.replace("TwoScores", "Ranker"))
+    info = tmp_path / "team_pkg-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: team-pkg\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[algo_platform.models]\nteam_ranker = team_pkg.models:Ranker\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    document = {"name": "p1", "owners": ["team:x"], "partitions_start": "2024-01-01"}
+    task = {"name": "rank", "type": "engagement", "model": {"family": "team_ranker"}}
+    project = parse_project({**document, "tasks": [task]}, "t")
+    assert project.task_registered_model_name(project.tasks[0]) == "p1-rank-team-ranker"
+    model = build_engagement_model(EngagementConfig(len(FEATURES), family="team_ranker"))
+    assert type(model).__name__ == "Ranker"
+    with pytest.raises(ProjectError, match=r"not one of mlp.*\(team_ranker\)"):
+        parse_project({**document, "tasks": [{**task, "model": {"family": "other"}}]}, "t")
