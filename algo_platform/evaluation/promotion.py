@@ -44,7 +44,7 @@ def promotion_decision(overall: pd.DataFrame, segments: pd.DataFrame, policy: Pr
     needed = champion * (1 + policy.margin)
     reasons = []
     promote = new >= needed
-    reasons.append(f"{metric} {new:.4f} vs champion {champion:.4f} (needs >= {needed:.4f}, margin {policy.margin:.0%})")
+    reasons.append(f"{metric} {new:.4f} vs champion {champion:.4f} (needs >= {needed:.4f}, margin {policy.margin:.1%})")
     pivot = segments.pivot_table(index=["segment", "value"], columns="scorer", values=metric)
     users = segments[segments["scorer"] == candidate].set_index(["segment", "value"])["users"]
     for (segment, value), row in pivot.iterrows():
