@@ -98,8 +98,30 @@ def run_demo(
     else:
         echo(f"champion: unchanged, the new model was not promoted ({gate.description})")
     echo(f"trained on {model['device']} in {model['epochs']} epochs; final loss {model['final_loss']:.3f}")
+    for task in project.tasks:
+        _echo_task(result, task.name, echo)
     echo(f"demo finished in {time.perf_counter() - started:.0f} s; `make dev` shows it all in the Dagster UI")
     return {"model_hr@10": report["model_hr@10"], "popularity_hr@10": report["popularity_hr@10"]}
+
+
+def _echo_task(result: dg.ExecuteInProcessResult, task: str, echo) -> None:
+    """One line per further task: its AUC against the baselines, the two-stage NDCG, the champion."""
+    names = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
+    if f"{task}_evaluation" not in names:
+        echo(f"{task}: not evaluated (see the run's errors above)")
+        return
+    evaluation = _materialization_metadata(result, f"{task}_evaluation")
+    line = (
+        f"{task}: AUC {evaluation['model_auc']:.4f} (item rate {evaluation['item_rate_auc']:.4f}, logistic "
+        f"regression {evaluation['logistic_regression_auc']:.4f}); two-stage NDCG@10 "
+        f"{evaluation['two_stage_ndcg@10']:.4f} vs retrieval alone {evaluation['retrieval_ndcg@10']:.4f}"
+    )
+    if f"{task}_champion" in names:
+        champion = _materialization_metadata(result, f"{task}_champion")
+        line += f"; {champion['outcome']}: {champion['champion_version']}"
+    else:
+        line += "; no champion (the first model was not promoted)"
+    echo(line)
 
 
 @click.command()
