@@ -154,8 +154,12 @@ def test_concurrent_sign_ins_check_no_more_passwords_than_the_limit(web):
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         statuses = list(pool.map(guess, range(16)))
     checked = [e for e in audit(web, "--user", "racer") if e["action"] == "sign-in" and e["outcome"] != "locked"]
-    assert len(checked) <= 5, statuses
     assert statuses.count(401) + statuses.count(200) == len(checked)
+    # A successful sign-in clears the name's failures (the real user is back), so at most five guesses
+    # are checked before it and five after. Which of the sixteen arrives first is up to the machine:
+    # on a busy one the password's attempt may land among the first five.
+    failed = sum(1 for event in checked if event["outcome"] == "failed")
+    assert failed <= (10 if 200 in statuses else 5), statuses
     assert web.client().sign_in("racer", password).status_code in (200, 429)
 
 
