@@ -58,7 +58,7 @@ def trainer_args(config: dg.Config) -> list[str]:
     return args
 
 
-def _file_identity(path: UPath) -> str:
+def file_identity(path: UPath) -> str:
     """Changes when the file is rewritten (size and time locally, the ETag on object stores)."""
     return f"{path}@{path.fs.checksum(path.path)}"
 
@@ -67,8 +67,8 @@ def training_key(config: dg.Config, sequences: UPath, vocabulary: UPath) -> str:
     """Names one training: the same inputs and hyper-parameters give the same key."""
     identity = {
         "config": config.model_dump(),
-        "sequences": _file_identity(sequences),
-        "vocabulary": _file_identity(vocabulary),
+        "sequences": file_identity(sequences),
+        "vocabulary": file_identity(vocabulary),
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 

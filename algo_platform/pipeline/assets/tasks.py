@@ -25,13 +25,14 @@ from algo_platform.core.families import ContractViolation, absolute_spec
 from algo_platform.core.project import Project, Task, projects_dir
 from algo_platform.evaluation.promotion import PromotionPolicy
 from algo_platform.pipeline.assets.evaluation import split_report
+from algo_platform.pipeline.assets.model import file_identity
 from algo_platform.pipeline.assets.serving import choose_champion
 from algo_platform.pipeline.resources.data_quality import DataQuality, suite_check_result
 from algo_platform.pipeline.resources.io_managers import AS_PATH
 from algo_platform.pipeline.resources.launcher import TrainingLauncher
 from algo_platform.pipeline.resources.storage import PlatformStorage
 from algo_platform.pipeline.resources.tracking import ExperimentTracking
-from algo_platform.quality.contracts import hard, soft
+from algo_platform.quality.contracts import hard
 from algo_platform.tasks.contract import EXTRA_KEY, TaskInputs, check_outputs
 from algo_platform.tasks.engagement.examples import build_examples, candidate_features
 from algo_platform.tasks.engagement.features import FEATURES
@@ -54,24 +55,19 @@ def _events_frame(cleaned_events: dict[str, pd.DataFrame]) -> pl.DataFrame:
 
 
 def _descriptor_key(task: Task, examples: UPath, hyperparameters: dict) -> str:
-    identity = {"task": task.model_dump(), "examples": f"{examples}@{examples.fs.checksum(examples.path)}"}
-    identity["hyperparameters"] = hyperparameters
+    """Names one training of the task: the same examples, task and hyper-parameters give the same key."""
+    identity = {"task": task.model_dump(), "examples": file_identity(examples), "hyperparameters": hyperparameters}
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def examples_rules(examples: pd.DataFrame) -> list:
-    holdout = examples[examples["split"] == "holdout"]
+def examples_rules() -> list:
     return [
         hard("ExpectColumnValuesToBeInSet", column="label", value_set=[0, 1]),
         hard("ExpectColumnValuesToBeInSet", column="split", value_set=["train", "validation", "holdout"]),
         *(hard("ExpectColumnValuesToNotBeNull", column=name) for name in FEATURES),
-        # Something to learn from and to evaluate on: checked on the split, not the whole table.
+        # Something to learn from and something to evaluate on, and both labels to learn.
         hard("ExpectColumnDistinctValuesToContainSet", column="split", value_set=["train", "holdout"]),
         hard("ExpectColumnDistinctValuesToContainSet", column="label", value_set=[0, 1]),
-        # A held-out day of one label cannot measure AUC: worth a warning, the evaluation says so too.
-        soft("ExpectTableRowCountToBeBetween", min_value=1)
-        if len(holdout)
-        else soft("ExpectColumnValuesToBeInSet", column="split", value_set=["train", "validation"]),
     ]
 
 
@@ -113,9 +109,9 @@ def build_task_assets(project: Project, task: Task, partitions: dg.DailyPartitio
 
     @dg.asset_check(asset=examples, name=f"{t}_examples_suite", blocking=True, partitions_def=partitions)
     def examples_suite(examples: pd.DataFrame, data_quality: DataQuality) -> dg.AssetCheckResult:
-        """Labels are 0/1 and features present; the held-out day has impressions of both labels."""
+        """Labels are 0/1, features present, a training and a held-out day, and both labels."""
         return suite_check_result(
-            data_quality.validate(examples.drop(columns=["day"]), examples_rules(examples), f"{t}_examples_suite"),
+            data_quality.validate(examples.drop(columns=["day"]), examples_rules(), f"{t}_examples_suite"),
             f"{t}_examples_suite",
         )
 
