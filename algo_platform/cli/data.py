@@ -161,41 +161,114 @@ def import_history(source: str, mappings: tuple[str, ...], memory_mb: int, proje
 
 
 @click.command()
-@click.option("--from", "first", required=True, help="First day (YYYY-MM-DD).")
-@click.option("--to", "last", required=True, help="Last day (YYYY-MM-DD).")
+@click.option("--from", "first", default=None, help="First day (YYYY-MM-DD): its partition is the first ingested.")
+@click.option("--to", "last", default=None, help="Last day (YYYY-MM-DD): its partition is the last ingested.")
+@click.option(
+    "--resume",
+    "resume",
+    is_flag=False,
+    flag_value="latest",
+    default=None,
+    metavar="[BACKFILL_ID]",
+    help="Rerun only what a finished backfill did not materialize (the project's latest if no id is given).",
+)
+@click.option("--wait", is_flag=True, help="Follow the backfill until it ends: partitions done, rate, ETA.")
 @project_option
-def backfill(first: str, last: str, project_name: str) -> None:
-    """Ingest every day of a range as one asset backfill (days without events become empty days)."""
+def backfill(first: str | None, last: str | None, resume: str | None, wait: bool, project_name: str) -> None:
+    """Ingest every partition of a range as one asset backfill (periods without events become empty
+    partitions); or resume one whose runs failed."""
     import dagster as dg
 
-    from algo_platform.pipeline.backfill import request_ingest_backfill
+    from algo_platform.pipeline import backfill as backfills
     from algo_platform.pipeline.location import build_project_definitions
 
     if not os.environ.get("DAGSTER_HOME"):
         raise click.UsageError("DAGSTER_HOME is not set: it names the instance whose daemon runs the backfill")
+    a_range = first is not None and last is not None
+    if (resume is None and not a_range) or (resume is not None and (first or last)):
+        raise click.UsageError("give --from and --to for a new backfill, or --resume [BACKFILL_ID] for a failed one")
     project = load_project_named(project_name)
     defs = build_project_definitions(project, load_settings())
     with dg.DagsterInstance.get() as instance:
         try:
-            backfill_id, days = request_ingest_backfill(
-                instance, defs, project, first, last, extra_tags={"user": shell_user()}
-            )
+            if resume is not None:
+                backfill_id = _resume(instance, defs, project, resume, backfills)
+            else:
+                backfill_id = _request(instance, defs, project, first, last, backfills)
         except ValueError as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(1)
-    audit_cli_action("backfill", "allowed", project.name, f"backfill {backfill_id}", f"{first}..{last}: {days} days")
-    per_run = project.data.days_per_run
-    click.echo(
-        f"backfill {backfill_id}: ingest of {days:,} days ({first}..{last}), up to {per_run} days per run "
-        f"({-(-days // per_run):,} runs). The daemon runs it (`make dev` starts one); the UI shows it under "
-        "Overview > Backfills."
-    )
-    if per_run == 1 and days > 100:
+        if not wait:
+            return
+        progress = backfills.follow_backfill(
+            lambda: backfills.backfill_progress(instance, defs, backfill_id), _report_progress
+        )
+    if not progress.complete:
         click.echo(
-            f"note: {project.name} ingests one day per run (data.days_per_run: 1); for small days, set it to "
-            f"hundreds in projects/{project.name}/project.yaml: each run costs seconds to start",
+            f"backfill {backfill_id} ended {progress.status.value.lower()} with {progress.total - progress.done:,} "
+            f"asset partitions not materialized ({progress.failed_runs} failed runs; the UI shows why under "
+            f"Overview > Backfills). To rerun only those: algo-platform backfill --project {project.name} "
+            f"--resume {backfill_id} --wait",
             err=True,
         )
+        sys.exit(1)
+    click.echo(f"backfill {backfill_id}: every partition materialized")
+
+
+def _request(instance, defs, project, first: str, last: str, backfills) -> str:
+    backfill_id, partitions = backfills.request_ingest_backfill(
+        instance, defs, project, first, last, extra_tags={"user": shell_user()}
+    )
+    grain = project.data.partition
+    audit_cli_action(
+        "backfill", "allowed", project.name, f"backfill {backfill_id}", f"{first}..{last}: {partitions} {grain}s"
+    )
+    per_run = project.data.days_per_run
+    click.echo(
+        f"backfill {backfill_id}: ingest of {partitions:,} {grain}s ({first}..{last}), up to {per_run} per run "
+        f"({-(-partitions // per_run):,} runs). The daemon runs it (`make dev` starts one); the UI shows it under "
+        "Overview > Backfills."
+    )
+    if per_run == 1 and partitions > 100:
+        click.echo(
+            f"note: {project.name} ingests one {grain} per run (data.days_per_run: 1); for small {grain}s, set it to "
+            f"hundreds in projects/{project.name}/project.yaml (each run costs seconds to start), or choose a "
+            "coarser data.partition (week, month) for a sparse log",
+            err=True,
+        )
+    return backfill_id
+
+
+def _resume(instance, defs, project, resume: str, backfills) -> str:
+    if resume == "latest":
+        latest = backfills.latest_backfill(instance, project)
+        if latest is None:
+            raise ValueError(f"{project.name} has no backfill in this instance to resume")
+        resume = latest.backfill_id
+    backfill_id, missing = backfills.resume_ingest_backfill(instance, defs, resume, {"user": shell_user()})
+    audit_cli_action("backfill", "allowed", project.name, f"backfill {backfill_id}", f"resumes {resume}: {missing}")
+    click.echo(
+        f"backfill {backfill_id} resumes {resume} (Dagster's re-execution from failure): {missing:,} asset partitions "
+        "that were not materialized; the partitions it did materialize are not run again"
+    )
+    return backfill_id
+
+
+def _report_progress(progress, seconds: float) -> None:
+    rate = progress.done / seconds if seconds > 0 else 0.0
+    left = progress.total - progress.done - progress.failed
+    eta = f", about {_duration(left / rate)} left" if rate > 0 and not progress.finished else ""
+    failed = f", {progress.failed:,} failed" if progress.failed else ""
+    click.echo(
+        f"[{_duration(seconds)}] {progress.status.value.lower()}: {progress.done:,}/{progress.total:,} asset "
+        f"partitions ({progress.done / max(progress.total, 1):.0%}){failed}, {progress.runs} runs, "
+        f"{rate:,.1f}/s{eta}"
+    )
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
 def _upload_through_server(

@@ -30,7 +30,8 @@ partitions_start: {start}       # first day of events (YYYY-MM-DD)
 data:
   column_map: {{}}               # canonical column -> your column, e.g. {{user_id: userId}}
   interaction_types: [play, like, share, comment, follow]
-  days_per_run: 1               # days per ingest run in a backfill; hundreds for years of small days
+  partition: day                # day | week | month: years of a sparse log are hundreds of months
+  days_per_run: 1               # partitions per ingest run in a backfill; hundreds for years of small days
 training:
   window_days: 7                # days per training run (the last one held out), or all: every day so far
   evaluation: next_day

@@ -4,6 +4,7 @@
     <root>/projects/<project>/quarantine/events/<day>/    files refused, with a reason beside each
     <root>/projects/<project>/quarantine/imports/<id>/    rows of a history import that have no day
     <root>/projects/<project>/imports/<id>.json           what each history import landed
+    <root>/projects/<project>/partitioning.json           the grain its tables are stored in
     <root>/projects/<project>/<asset>/<partition>.<ext>  tables: the IO managers' layout (asset
                                                          keys start with the project)
     <root>/projects/<project>/models/<asset>/<day>/<training key>/   checkpoints and the model
@@ -67,6 +68,15 @@ class ProjectLayout:
 
     def quarantine_day(self, day: str) -> UPath:
         return UPath(self.root) / "quarantine" / "events" / day
+
+    @property
+    def partitioning(self) -> UPath:
+        """The partition grain the project's tables were stored in (a change of grain is refused)."""
+        return UPath(self.root) / "partitioning.json"
+
+    def stored_tables(self, asset: str) -> UPath:
+        """Where the IO managers keep an asset's partitions (`<asset>/<partition>.parquet`)."""
+        return UPath(self.root) / asset
 
     @property
     def imports(self) -> UPath:

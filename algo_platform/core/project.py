@@ -19,7 +19,7 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from algo_platform.core.calendar import ProjectCalendar
+from algo_platform.core.calendar import Grain, ProjectCalendar
 from algo_platform.core.hyperparameters import EngagementHyperparameters, TrainConfig
 from algo_platform.core.schema import CANONICAL_COLUMNS, DEFAULT_INTERACTION_TYPES, EVENT_TYPES
 
@@ -95,6 +95,11 @@ class DataSource(_Strict):
         description="what cleans events and computes features: polars on the run's machine, or Spark "
         "(local mode, or executors on Kubernetes sized by compute.spark) for days beyond one machine",
     )
+    partition: Grain = Field(
+        default="day",
+        description="the partition grain: day, week (ISO, from Monday) or month; a log of a few events a day over "
+        "years is hundreds of monthly partitions instead of thousands of daily ones (landing folders stay daily)",
+    )
     days_per_run: int = Field(
         default=1,
         ge=1,
@@ -129,6 +134,11 @@ class DataSource(_Strict):
 
     @pydantic.model_validator(mode="after")
     def _spark_runs_a_day_at_a_time(self) -> DataSource:
+        if self.engine == "spark" and self.partition != "day":
+            raise ValueError(
+                f"partition is {self.partition}, but engine spark runs one day per run (a day on Spark is large): "
+                "set partition: day, or engine: polars for a log of small days"
+            )
         if self.engine == "spark" and self.days_per_run != 1:
             raise ValueError(
                 f"days_per_run is {self.days_per_run}, but engine spark runs one day per run (a day on Spark is large; "
@@ -381,10 +391,21 @@ class Project(_Strict):
         several tasks, so existing champions stay where they are)."""
         return f"{self.name}-{_family_slug(self.model.family)}"
 
+    @pydantic.model_validator(mode="after")
+    def _tasks_run_on_days(self) -> Project:
+        if self.tasks and self.data.partition != "day":
+            raise ValueError(
+                f"tasks {[t.name for t in self.tasks]} need data.partition: day (an engagement task holds out the "
+                f"window's last day), but partition is {self.data.partition}: set partition: day or remove the tasks"
+            )
+        return self
+
     @property
     def calendar(self) -> ProjectCalendar:
-        """Which days are this project's partitions, and what to say about one that is not."""
-        return ProjectCalendar(self.partitions_start, str(projects_dir() / self.name / PROJECT_FILE))
+        """Which periods are this project's partitions, and what to say about one that is not."""
+        return ProjectCalendar(
+            self.partitions_start, str(projects_dir() / self.name / PROJECT_FILE), self.data.partition
+        )
 
     @property
     def run_tags(self) -> dict[str, str]:

@@ -30,6 +30,7 @@ def upload_for_project(
         settings.layout.project(project.name).root,
         project.partitions_start.isoformat(),
         extra_columns=project.data.extra_columns,
+        grain=project.data.partition,
     )
 
 

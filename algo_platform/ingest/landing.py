@@ -19,10 +19,11 @@ Links are never followed: a symbolic link is quarantined as a link, its target u
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -250,19 +251,31 @@ def load_landing_day(storage_root: str, day: str, extra_columns: Mapping[str, st
 
 
 def write_landing_day(
-    storage_root: str, day: str, target: Path, extra_columns: Mapping[str, str] | None = None
+    storage_root: str, days: str | Sequence[str], target: Path, extra_columns: Mapping[str, str] | None = None
 ) -> DayLoad:
-    """`load_landing_day` into the Parquet file `target`, one landing file at a time: the day is
-    never whole in memory, only its largest file. The returned load has no table."""
+    """`load_landing_day` of each of `days` (a partition's days: one, a week's or a month's) into the
+    Parquet file `target`, one landing file at a time: the partition is never whole in memory, only
+    its largest file. The returned load has no table; across several days, files are named `<day>/<file>`."""
+    days = [days] if isinstance(days, str) else list(days)
     load = DayLoad(None, [], [], [], {})
     schema = raw_day_schema(extra_columns)
     # Read by pandas (the raw suite) with ids and durations as nullable Int64, gaps as <NA>.
     schema = schema.with_metadata(pandas_dtypes(schema))
     with pq.ParquetWriter(target, schema, compression="zstd") as writer:
         writer.write_table(schema.empty_table())  # a day without events still has its columns
-        for table in _landed_tables(storage_root, day, extra_columns, load):
-            writer.write_table(with_low_cardinality_encoded(table).select(schema.names).cast(schema))
+        for day in days:
+            day_load = DayLoad(None, [], [], [], {})
+            for table in _landed_tables(storage_root, day, extra_columns, day_load):
+                writer.write_table(with_low_cardinality_encoded(table).select(schema.names).cast(schema))
+            _merge(load, day_load, f"{day}/" if len(days) > 1 else "")
     return load
+
+
+def _merge(into: DayLoad, day: DayLoad, prefix: str) -> None:
+    into.loaded_files += [prefix + name for name in day.loaded_files]
+    into.quarantined += [dataclasses.replace(q, file=prefix + q.file) for q in day.quarantined]
+    into.duplicate_files += [prefix + name for name in day.duplicate_files]
+    into.file_versions |= {prefix + name: version for name, version in day.file_versions.items()}
 
 
 def _landed_tables(

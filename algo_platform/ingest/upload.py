@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 
 from algo_platform.core.atomic import write_atomically
-from algo_platform.core.calendar import ProjectCalendar
+from algo_platform.core.calendar import Grain, ProjectCalendar
 from algo_platform.core.schema import CANONICAL_COLUMNS
 from algo_platform.ingest.canonical import parse_event_bytes, to_canonical
 from algo_platform.ingest.folders import LinkedLandingFolder, writable_landing_dir
@@ -42,10 +42,11 @@ def upload_event_file(
     partitions_start: str = "1970-01-01",
     today: dt.date | None = None,
     extra_columns: Mapping[str, str] | None = None,
+    grain: Grain = "day",
 ) -> UploadResult:
     source = Path(source)
     try:
-        note = ProjectCalendar(dt.date.fromisoformat(partitions_start)).upload_note(day, today)
+        note = ProjectCalendar(dt.date.fromisoformat(partitions_start), grain=grain).upload_note(day, today)
     except ValueError as exc:
         raise UploadError(f"{source.name}: {exc}") from None
     if not source.is_file():

@@ -1,19 +1,25 @@
-"""`algo-platform backfill`: ingest a range of days as one Dagster asset backfill.
+"""`algo-platform backfill`: ingest a range of partitions as one Dagster asset backfill, follow it,
+and resume one whose runs failed.
 
 The backfill is the one the UI's "Materialize" on the ingest job's assets creates: the daemon
-runs it, the UI shows its progress, and each run covers up to `data.days_per_run` days (the
-assets' BackfillPolicy). Dagster's own `dagster job backfill` would launch one run per day.
+runs it, the UI shows its progress, and each run covers up to `data.days_per_run` partitions (the
+assets' BackfillPolicy). Dagster's own `dagster job backfill` would launch one run per partition.
+Resuming is Dagster's "re-execute from failure" of an asset backfill (what the UI's button does):
+a new backfill, tagged with its parent, of the partitions that were not materialized.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import dagster as dg
-from dagster._core.execution.backfill import PartitionBackfill
+from dagster._core.execution.backfill import BULK_ACTION_TERMINAL_STATUSES, BulkActionStatus, PartitionBackfill
+from dagster._core.storage.tags import PARENT_BACKFILL_ID_TAG, ROOT_BACKFILL_ID_TAG
 from dagster._core.utils import make_new_backfill_id
 
-from algo_platform.core.project import Project
+from algo_platform.core.project import PROJECT_TAG, Project
 
 
 def request_ingest_backfill(
@@ -24,28 +30,129 @@ def request_ingest_backfill(
     last: str,
     extra_tags: dict[str, str] | None = None,
 ) -> tuple[str, int]:
-    """Queue the ingest of every day from `first` to `last`; returns (backfill id, days).
+    """Queue the ingest of every partition that holds a day from `first` to `last`; returns
+    (backfill id, partitions).
 
     `extra_tags` go on the backfill and its runs (the CLI sets Dagster's `user` tag)."""
     job = defs.resolve_job_def(f"{project.name}_ingest_job")
-    partitions = job.partitions_def
-    assert partitions is not None
-    for day in (first, last):
-        if not project.calendar.is_partition(day):
-            raise ValueError(f"{project.name}: {project.calendar.not_a_partition(day)}")
-    days = partitions.get_partition_keys_in_range(dg.PartitionKeyRange(first, last))
+    try:
+        keys = project.calendar.partition_keys(first, last)
+    except ValueError as error:  # a range outside the partitions, and why
+        raise ValueError(f"{project.name}: {error}") from None
     backfill = PartitionBackfill.from_asset_partitions(
         backfill_id=make_new_backfill_id(),
         asset_graph=defs.resolve_asset_graph(),
-        partition_names=days,
+        partition_names=keys,
         asset_selection=sorted(job.asset_layer.executable_asset_keys),
         backfill_timestamp=time.time(),
         tags={**project.run_tags, **(extra_tags or {})},
         dynamic_partitions_store=instance,
         all_partitions=False,
         title=f"{project.name}: ingest {first}..{last}",
-        description=f"{len(days)} days, up to {project.data.days_per_run} per run",
+        description=f"{len(keys)} partitions ({project.data.partition}s), up to {project.data.days_per_run} per run",
         run_config=None,
     )
     instance.add_backfill(backfill)
-    return backfill.backfill_id, len(days)
+    return backfill.backfill_id, len(keys)
+
+
+def latest_backfill(instance: dg.DagsterInstance, project: Project) -> PartitionBackfill | None:
+    """The project's newest backfill (any status)."""
+    for backfill in instance.get_backfills(limit=100):
+        if backfill.tags.get(PROJECT_TAG) == project.name:
+            return backfill
+    return None
+
+
+def resume_ingest_backfill(
+    instance: dg.DagsterInstance, defs: dg.Definitions, backfill_id: str, extra_tags: dict[str, str] | None = None
+) -> tuple[str, int]:
+    """A new backfill of what `backfill_id` did not materialize (Dagster's re-execution from
+    failure); returns (its id, asset partitions it requests). Refused while the backfill runs."""
+    backfill = instance.get_backfill(backfill_id)
+    if backfill is None:
+        raise ValueError(
+            f"no backfill {backfill_id} in this instance (DAGSTER_HOME); `algo-platform backfill "
+            "--status` lists the project's latest"
+        )
+    if backfill.status not in BULK_ACTION_TERMINAL_STATUSES:
+        raise ValueError(
+            f"backfill {backfill_id} is still {backfill.status.value.lower()}: wait for it to end "
+            "(algo-platform backfill --wait) or cancel it in the UI, then resume"
+        )
+    data = backfill.get_asset_backfill_data(defs.resolve_asset_graph())
+    missing = data.target_subset - data.materialized_subset
+    if missing.num_partitions_and_non_partitioned_assets == 0:
+        raise ValueError(f"backfill {backfill_id} materialized every partition it asked for: nothing to resume")
+    resumed = PartitionBackfill.from_asset_graph_subset(
+        backfill_id=make_new_backfill_id(),
+        asset_graph_subset=missing,
+        dynamic_partitions_store=instance,
+        tags={
+            **backfill.tags,
+            **(extra_tags or {}),
+            PARENT_BACKFILL_ID_TAG: backfill.backfill_id,
+            ROOT_BACKFILL_ID_TAG: backfill.tags.get(ROOT_BACKFILL_ID_TAG, backfill.backfill_id),
+        },
+        backfill_timestamp=time.time(),
+        title=f"Re-execution of {backfill.title}" if backfill.title else None,
+        description=backfill.description,
+        run_config=backfill.run_config,
+    )
+    instance.add_backfill(resumed)
+    return resumed.backfill_id, missing.num_partitions_and_non_partitioned_assets
+
+
+@dataclass(frozen=True)
+class BackfillProgress:
+    """Where a backfill stands: its status, and asset partitions done, failed and asked for."""
+
+    status: BulkActionStatus
+    done: int
+    failed: int
+    total: int
+    runs: int
+    failed_runs: int
+
+    @property
+    def finished(self) -> bool:
+        return self.status in BULK_ACTION_TERMINAL_STATUSES
+
+    @property
+    def complete(self) -> bool:
+        return self.finished and self.done == self.total
+
+
+def backfill_progress(instance: dg.DagsterInstance, defs: dg.Definitions, backfill_id: str) -> BackfillProgress:
+    backfill = instance.get_backfill(backfill_id)
+    if backfill is None:
+        raise ValueError(f"no backfill {backfill_id} in this instance")
+    data = backfill.get_asset_backfill_data(defs.resolve_asset_graph())
+    runs = instance.get_run_records(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+    return BackfillProgress(
+        status=backfill.status,
+        done=data.materialized_subset.num_partitions_and_non_partitioned_assets,
+        failed=data.failed_and_downstream_subset.num_partitions_and_non_partitioned_assets,
+        total=data.target_subset.num_partitions_and_non_partitioned_assets,
+        runs=len(runs),
+        failed_runs=sum(r.dagster_run.status == dg.DagsterRunStatus.FAILURE for r in runs),
+    )
+
+
+def follow_backfill(
+    read: Callable[[], BackfillProgress],
+    report: Callable[[BackfillProgress, float], None],
+    poll_seconds: float = 2.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> BackfillProgress:
+    """Read a backfill's progress until it ends, reporting each change (with the seconds since the start)."""
+    began, last = clock(), None
+    while True:
+        progress = read()
+        if progress != last:
+            report(progress, clock() - began)
+            last = progress
+        if progress.finished:
+            return progress
+        sleep(poll_seconds)

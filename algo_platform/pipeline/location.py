@@ -31,7 +31,7 @@ from algo_platform.pipeline.assets.spark_stage import build_spark_stage_assets
 from algo_platform.pipeline.assets.tasks import build_task_assets
 from algo_platform.pipeline.jobs import build_jobs
 from algo_platform.pipeline.jobs.automation import build_automation
-from algo_platform.pipeline.partitions import daily_partitions
+from algo_platform.pipeline.partitions import PeriodPartitions, project_partitions, refuse_a_change_of_grain
 from algo_platform.pipeline.resources import build_resources
 
 Definition = dg.AssetsDefinition | dg.AssetChecksDefinition
@@ -87,7 +87,7 @@ def in_project(definitions: Sequence[Definition], project: Project) -> list[Defi
     return owned
 
 
-def build_data_stage(project: Project, partitions: dg.DailyPartitionsDefinition) -> list[Definition]:
+def build_data_stage(project: Project, partitions: PeriodPartitions) -> list[Definition]:
     """raw_events, then cleaned events and features on the project's engine (polars or Spark)."""
     if project.data.engine == "spark":
         return [
@@ -100,7 +100,8 @@ def build_data_stage(project: Project, partitions: dg.DailyPartitionsDefinition)
 def build_project_definitions(project: Project, settings: Settings | None = None) -> dg.Definitions:
     """Everything one project runs, from its declaration and the platform's settings."""
     settings = settings or load_settings()
-    partitions = daily_partitions(project.partitions_start)
+    refuse_a_change_of_grain(project, settings.layout.project(project.name))
+    partitions = project_partitions(project.partitions_start, project.data.partition)
     platform_assets = [
         *build_data_stage(project, partitions),
         *build_sequence_assets(partitions, project.training),

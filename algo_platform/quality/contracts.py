@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from algo_platform.core.calendar import Period
 from algo_platform.core.schema import CANONICAL_COLUMNS, EVENT_TYPES
 from algo_platform.quality.dimensions import day_bounds
 
@@ -24,6 +25,9 @@ class Rule:
     expectation: str
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     hard: bool = True
+    # A rule on an optional column is checked only where the column holds any value: a source that
+    # never has it (a ratings log has no watch time) is not a defect on every day.
+    when_supplied: bool = False
 
     def describe(self) -> str:
         column = self.kwargs.get("column")
@@ -36,6 +40,24 @@ def hard(expectation: str, **kwargs: Any) -> Rule:
 
 def soft(expectation: str, **kwargs: Any) -> Rule:
     return Rule(expectation, kwargs, hard=False)
+
+
+def if_supplied(rule: Rule) -> Rule:
+    """`rule`, checked only where its column holds any value."""
+    return Rule(rule.expectation, rule.kwargs, rule.hard, when_supplied=True)
+
+
+def extra_column_rules(extra_columns: Mapping[str, str]) -> list[Rule]:
+    """Rules a declared extra column gets from its type: mostly present where the source has it;
+    numbers finite (an overflow or a parse of "inf" is no rating); text not empty."""
+    rules = []
+    for column, kind in extra_columns.items():
+        rules.append(if_supplied(soft("ExpectColumnValuesToNotBeNull", column=column, mostly=0.99)))
+        if kind in ("int64", "float64"):
+            rules.append(hard("ExpectColumnValuesToBeBetween", column=column, min_value=-1e300, max_value=1e300))
+        else:
+            rules.append(hard("ExpectColumnValueLengthsToBeBetween", column=column, min_value=1))
+    return rules
 
 
 RAW_SUITE = "raw_events_suite"
@@ -57,27 +79,31 @@ def raw_events_rules(extra_columns: Sequence[str] = ()) -> list:
         soft("ExpectColumnValuesToNotBeNull", column="user_id"),
         soft("ExpectColumnValuesToNotBeNull", column="item_id"),
         soft("ExpectColumnValuesToNotBeNull", column="ts"),
-        soft("ExpectColumnValuesToBeInSet", column="event_type", value_set=list(EVENT_TYPES)),
-        soft("ExpectColumnValuesToBeBetween", column="watch_ms", min_value=0),
+        if_supplied(soft("ExpectColumnValuesToBeInSet", column="event_type", value_set=list(EVENT_TYPES))),
+        if_supplied(soft("ExpectColumnValuesToBeBetween", column="watch_ms", min_value=0)),
         soft("ExpectColumnValuesToBeUnique", column="event_id"),
     ]
 
 
-def cleaned_events_rules(day: dt.date, last_day: dt.date | None = None) -> list:
+def cleaned_events_rules(
+    day: dt.date | Period, last_day: dt.date | Period | None = None, extra_columns: Mapping[str, str] | None = None
+) -> list:
     """What every model input may rely on: hard rules block training on a violation (for the
-    days `day`..`last_day` when a run covers a range)."""
+    partitions `day`..`last_day` when a run covers a range). Rules on optional columns apply where
+    the source supplies the column; declared extra columns get rules from their type."""
     start, end = day_bounds(day)[0], day_bounds(last_day or day)[1]
     # No row-count rule: an empty day is valid, and a day whose rows were all dropped fails in the asset.
     return [
         *(hard("ExpectColumnValuesToNotBeNull", column=c) for c in ("event_id", "user_id", "item_id", "ts")),
         hard("ExpectColumnValuesToBeUnique", column="event_id"),
         hard("ExpectColumnValuesToBeInSet", column="event_type", value_set=list(EVENT_TYPES)),
-        hard("ExpectColumnValuesToBeBetween", column="watch_ms", min_value=0),
-        hard("ExpectColumnValuesToBeBetween", column="item_duration_ms", min_value=1),
+        if_supplied(hard("ExpectColumnValuesToBeBetween", column="watch_ms", min_value=0)),
+        if_supplied(hard("ExpectColumnValuesToBeBetween", column="item_duration_ms", min_value=1)),
         hard("ExpectColumnValuesToBeBetween", column="ts", min_value=start, max_value=end, strict_max=True),
         # Six hours of one short video is a logging bug more often than a viewer.
-        soft("ExpectColumnValuesToBeBetween", column="watch_ms", max_value=6 * 3_600_000, mostly=0.999),
-        soft("ExpectColumnValuesToNotBeNull", column="watch_ms", mostly=0.99),
+        if_supplied(soft("ExpectColumnValuesToBeBetween", column="watch_ms", max_value=6 * 3_600_000, mostly=0.999)),
+        if_supplied(soft("ExpectColumnValuesToNotBeNull", column="watch_ms", mostly=0.99)),
+        *extra_column_rules(extra_columns or {}),
     ]
 
 

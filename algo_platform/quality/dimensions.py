@@ -13,15 +13,17 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
+from algo_platform.core.calendar import Period, span_bounds
 from algo_platform.core.schema import EVENT_TYPES, REQUIRED_COLUMNS
 
 # Clock skew tolerated before an event counts as "from the future".
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 
 
-def day_bounds(day: dt.date) -> tuple[pd.Timestamp, pd.Timestamp]:
-    start = pd.Timestamp(day, tz="UTC")
-    return start, start + pd.Timedelta(days=1)
+def day_bounds(day: dt.date | Period) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """A partition's (a day's, or a week's or month's) first instant and the instant after it."""
+    start, end = span_bounds(day)
+    return pd.Timestamp(start), pd.Timestamp(end)
 
 
 def as_polars(events: Any) -> pl.LazyFrame:
@@ -40,7 +42,7 @@ def _share(condition: pl.Expr) -> pl.Expr:
 
 def quality_dimensions(
     events: Any,
-    day: dt.date,
+    day: dt.date | Period,
     now: dt.datetime,
     allowed_lateness: dt.timedelta,
     colliding_rows: Sequence[int] | np.ndarray | None = None,
@@ -51,7 +53,7 @@ def quality_dimensions(
     event_id no earlier row holds with other content (`colliding_rows`, positions);
     completeness: share of required fields that are non-null;
     relevance: rows with a known event type and positive ids;
-    timeliness: rows whose timestamp is in the day, or up to `allowed_lateness` before it
+    timeliness: rows whose timestamp is in the partition (a day, week or month), or up to `allowed_lateness` before it
     (late arrivals), and not in the future.
 
     One polars pass over `events` (a polars lazy frame, e.g. a Parquet scan, or a table in memory).
@@ -61,8 +63,7 @@ def quality_dimensions(
     if colliding_rows is not None and len(colliding_rows):
         accurate = accurate & ~pl.int_range(pl.len()).is_in(pl.Series(colliding_rows, dtype=pl.Int64).implode())
     event_type = pl.col("event_type").cast(pl.String).str.strip_chars().str.to_lowercase()
-    start = dt.datetime.combine(day, dt.time(), dt.UTC)
-    end = start + dt.timedelta(days=1)
+    start, end = span_bounds(day)
     row = (
         as_polars(events)
         .select(

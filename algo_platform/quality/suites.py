@@ -33,6 +33,30 @@ class RuleOutcome:
     error: str | None = None
     element_count: int | None = None
     missing_count: int | None = None
+    not_checked: bool = False  # an optional column the data does not supply
+
+
+def _not_supplied(rule: Rule) -> RuleOutcome:
+    return RuleOutcome(rule, True, "column not supplied: not checked", None, None, [], not_checked=True)
+
+
+def _supplied(frame: Any, rules: list[Rule]) -> tuple[list[Rule], set[int]]:
+    """The rules to validate, and the positions of rules on optional columns with no value in `frame`."""
+    spark = not isinstance(frame, pd.DataFrame)
+    absent: set[int] = set()
+    for index, rule in enumerate(rules):
+        column = rule.kwargs.get("column")
+        if not rule.when_supplied or column is None:
+            continue
+        if spark:
+            from pyspark.sql import functions as F  # noqa: N812 - Spark's own idiom
+
+            has_values = column in frame.columns and frame.where(F.col(column).isNotNull()).limit(1).count() > 0
+        else:
+            has_values = column in frame.columns and bool(frame[column].notna().any())
+        if not has_values:
+            absent.add(index)
+    return [rule for index, rule in enumerate(rules) if index not in absent], absent
 
 
 def _keep_spark_connect_from_exiting_the_process() -> None:
@@ -149,6 +173,8 @@ def validate(frame: Any, rules: list[Rule], suite_name: str, examples: int = 5) 
     if frame.isEmpty() if spark else frame.empty:
         # A day without events is valid; a mean or maximum of nothing is undefined, not a defect.
         rules = [rule for rule in rules if not AGGREGATE_EXPECTATION.match(rule.expectation)]
+    every_rule = rules
+    rules, absent = _supplied(frame, rules)
     gx, batch_definition = _batch_definition("spark" if spark else "pandas")
     suite = gx.ExpectationSuite(
         name=suite_name,
@@ -177,7 +203,8 @@ def validate(frame: Any, rules: list[Rule], suite_name: str, examples: int = 5) 
                 missing_count=details.get("missing_count"),
             )
         )
-    return outcomes
+    checked = iter(outcomes)
+    return [_not_supplied(rule) if index in absent else next(checked) for index, rule in enumerate(every_rule)]
 
 
 def validate_file(
@@ -222,6 +249,8 @@ class SuiteVerdict:
 
     @classmethod
     def of(cls, outcomes: list[RuleOutcome], suite_name: str) -> "SuiteVerdict":
+        not_checked = sorted({o.rule.kwargs["column"] for o in outcomes if o.not_checked})
+        outcomes = [o for o in outcomes if not o.not_checked]
         failed_hard = [o for o in outcomes if not o.passed and o.rule.hard]
         failed_soft = [o for o in outcomes if not o.passed and not o.rule.hard]
         table = pd.DataFrame(
@@ -245,11 +274,13 @@ class SuiteVerdict:
                 f"{suite_name}: {len(outcomes) - len(failed_hard) - len(failed_soft)}/{len(outcomes)} expectations met"
                 + (f"; hard failures: {', '.join(o.rule.describe() for o in failed_hard)}" if failed_hard else "")
                 + (f"; soft failures: {', '.join(o.rule.describe() for o in failed_soft)}" if failed_soft else "")
+                + (f"; not checked (the data has no {', '.join(not_checked)})" if not_checked else "")
             ),
             counts={
                 "expectations": len(outcomes),
                 "failed_hard_rules": len(failed_hard),
                 "failed_soft_rules": len(failed_soft),
+                "columns_not_supplied": len(not_checked),
             },
             results_markdown=table.to_markdown(index=False),
             unexpected_counts={

@@ -11,12 +11,12 @@ from algo_platform.core.layout import ProjectLayout
 from algo_platform.ingest.upload import upload_event_file
 from algo_platform.pipeline.jobs import automation, build_jobs
 from algo_platform.pipeline.jobs.automation import SETTLE_SECONDS, build_automation
-from algo_platform.pipeline.partitions import daily_partitions
+from algo_platform.pipeline.partitions import project_partitions
 from algo_platform.pipeline.resources.storage import PlatformStorage
 from tests.support.factories import PROJECT, make_project
 
 TEAM = make_project()
-ingest_job, retrain_job = build_jobs(TEAM, daily_partitions(TEAM.partitions_start))
+ingest_job, retrain_job = build_jobs(TEAM, project_partitions(TEAM.partitions_start))
 nightly_retraining, landing_zone_sensor = build_automation(TEAM, ingest_job, retrain_job)
 
 

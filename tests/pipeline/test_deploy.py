@@ -116,7 +116,8 @@ def test_production_step_logs_go_to_object_storage_not_the_pods_disk(monkeypatch
 @pytest.mark.parametrize("config", ["dagster_home/dagster.yaml", "deploy/dagster.yaml"])
 def test_every_instance_runs_one_run_per_day_at_a_time_and_frees_dead_runs_slots(config):
     instance = yaml.safe_load((REPO / config).read_text())
-    limits = instance["concurrency"]["runs"]["tag_concurrency_limits"]
+    runs = instance["concurrency"].get("runs") or instance["run_coordinator"]["config"]
+    limits = runs["tag_concurrency_limits"]
     assert {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
     assert 0 < instance["run_monitoring"]["free_slots_after_run_end_seconds"] <= 5
 

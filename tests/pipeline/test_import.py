@@ -317,7 +317,7 @@ def test_the_backfill_command_queues_one_asset_backfill_over_the_range(tmp_path,
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     result = CliRunner().invoke(cli, ["backfill", "--project", PROJECT, "--from", "2024-03-01", "--to", "2024-04-09"])
     assert result.exit_code == 0, result.output
-    assert "ingest of 40 days (2024-03-01..2024-04-09), up to 1 days per run (40 runs)" in result.output
+    assert "ingest of 40 days (2024-03-01..2024-04-09), up to 1 per run (40 runs)" in result.output
     with dg.DagsterInstance.from_config(str(home)) as instance:
         (backfill,) = instance.get_backfills()
         targeted = backfill.asset_backfill_data.target_subset

@@ -12,7 +12,7 @@ from tests.support.factories import PROJECT
 @pytest.mark.parametrize(
     ("tags", "message"),
     [
-        ({}, "has no partition: every job here processes one day"),
+        ({}, "has no partition: every job here processes one partition"),
         (
             {"dagster/partition": "2099-01-01"},
             f"{PROJECT}_ingest_job: 2099-01-01 is not a partition yet: days run from 2024-01-01 to",

@@ -25,7 +25,7 @@ def test_the_daemon_backfills_an_imported_history_in_range_runs(tmp_path):
     imported = cli(env, "algo-platform", "import", str(source), "--project", PROJECT, *mapping)
     assert "imported 100 rows on 20 days (2024-03-01..2024-04-27)" in imported
     queued = cli(env, "algo-platform", "backfill", "--project", PROJECT, "--from", "2024-03-01", "--to", "2024-04-29")
-    assert f"ingest of {DAYS} days (2024-03-01..2024-04-29), up to {PER_RUN} days per run (2 runs)" in queued
+    assert f"ingest of {DAYS} days (2024-03-01..2024-04-29), up to {PER_RUN} per run (2 runs)" in queued
 
     processes = Processes(env, tmp_path)
     try:

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from algo_platform.cli import main as cli
 from algo_platform.pipeline.assets.model import build_model_asset
 from algo_platform.pipeline.location import in_project
-from algo_platform.pipeline.partitions import daily_partitions
+from algo_platform.pipeline.partitions import project_partitions
 from algo_platform.pipeline.resources import build_resources
 from algo_platform.pipeline.resources.k8s_launcher import K8sTrainingLauncher
 from tests.support.factories import END_DAY, PROJECT, make_project, write_inputs
@@ -99,7 +99,7 @@ def emulated_launcher(settings, emulator, tmp_path, **overrides) -> K8sTrainingL
 def materialize_model(settings, emulator, tmp_path, epochs=2, launcher_overrides=None) -> dg.ExecuteInProcessResult:
     launcher = emulated_launcher(settings, emulator, tmp_path, **(launcher_overrides or {}))
     project = make_project()
-    partitions = daily_partitions(project.partitions_start)
+    partitions = project_partitions(project.partitions_start, project.data.partition)
     resources = {**build_resources(settings, project), "training_launcher": launcher}
     # The inputs were written to storage beforehand: external assets that the IO manager loads.
     inputs = [
@@ -276,7 +276,7 @@ def test_a_command_task_runs_in_its_own_image_as_a_pod_and_reports_through_pipes
     build_examples(events, END_DAY, ["like", "share", "comment", "follow"]).to_pandas().to_parquet(target)
 
     launcher = emulated_launcher(settings, emulator, tmp_path, gpus=0)
-    partitions = daily_partitions(project.partitions_start)
+    partitions = project_partitions(project.partitions_start, project.data.partition)
     assets = in_project(build_task_assets(project, project.tasks[0], partitions), project)
     model = next(a for a in assets if dg.AssetKey([PROJECT, "sk_model"]) in a.keys)
     result = dg.materialize(

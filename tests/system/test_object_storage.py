@@ -133,12 +133,12 @@ def test_a_store_that_stops_mid_write_fails_the_run_clearly_and_leaves_nothing_h
 def test_the_sensor_lists_the_store_in_one_go_and_finds_late_files_of_old_days_at_the_full_sweep(store, monkeypatch):
     from algo_platform.ingest import landing
     from algo_platform.pipeline.jobs import automation
-    from algo_platform.pipeline.partitions import daily_partitions
+    from algo_platform.pipeline.partitions import project_partitions
 
     root = f"s3://{store.bucket}/sensor"
     today = dt.datetime.now(dt.UTC).date()
     old, recent = (today - dt.timedelta(days=30)).isoformat(), (today - dt.timedelta(days=2)).isoformat()
-    partitions = daily_partitions((today - dt.timedelta(days=60)).isoformat())
+    partitions = project_partitions((today - dt.timedelta(days=60)).isoformat())
 
     def land(day: str, name: str) -> None:
         (ProjectLayout(root).landing_day(day) / name).write_bytes(b"user_id,item_id,ts\n1,2,3\n")

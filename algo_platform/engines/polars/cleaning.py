@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from algo_platform.core.calendar import Period, span_bounds
 from algo_platform.core.schema import CANONICAL_COLUMNS, EVENT_TYPES
 from algo_platform.quality.dimensions import FUTURE_TOLERANCE
 
@@ -49,9 +50,10 @@ def normalised_text(column: str, missing: str) -> pl.Expr:
     return pl.col(column).cast(pl.String).str.strip_chars().str.to_lowercase().fill_null(missing)
 
 
-def _first_failing_rule(day: dt.date, now: dt.datetime) -> pl.Expr:
-    """The index in ROW_REASONS of the first rule a row breaks; null for a valid row."""
-    start = dt.datetime.combine(day, dt.time(), dt.UTC)
+def _first_failing_rule(day: dt.date | Period, now: dt.datetime) -> pl.Expr:
+    """The index in ROW_REASONS of the first rule a row breaks; null for a valid row. A row outside
+    the partition's span (a day, week or month) is `outside_partition_day`."""
+    start, end = span_bounds(day)
     ts = pl.col("ts")
     # Logs without an event type (e.g. a ratings export) record that the user consumed the item.
     event_type = normalised_text("event_type", "play")
@@ -65,7 +67,7 @@ def _first_failing_rule(day: dt.date, now: dt.datetime) -> pl.Expr:
         "negative_watch_ms": pl.col("watch_ms") < 0,
         "invalid_item_duration": pl.col("item_duration_ms") <= 0,
         "future_timestamp": ts > now + FUTURE_TOLERANCE,
-        "outside_partition_day": (ts < start) | (ts >= start + dt.timedelta(days=1)),
+        "outside_partition_day": (ts < start) | (ts >= end),
     }
     assert tuple(failing) == ROW_REASONS
     chain = None
@@ -92,7 +94,7 @@ def colliding_repeats(rows: pl.LazyFrame) -> pl.LazyFrame:
     return compared.filter(~same).select(repeats.collect_schema().names())
 
 
-def with_drop_reason(raw: pl.LazyFrame, day: dt.date, now: dt.datetime) -> pl.LazyFrame:
+def with_drop_reason(raw: pl.LazyFrame, day: dt.date | Period, now: dt.datetime) -> pl.LazyFrame:
     """`raw` with REASON: the index in ROW_REASONS of the first rule a row breaks (null: valid)."""
     return raw.with_columns(_first_failing_rule(day, now).alias(REASON))
 
@@ -125,13 +127,13 @@ def drop_counts(reasons: pl.DataFrame, repeats: int, collisions: int) -> dict[st
     return counts | {"duplicate_event_id": repeats - collisions, "event_id_collision": collisions}
 
 
-def clean_frame(raw: pl.DataFrame, day: dt.date, now: dt.datetime) -> tuple[pl.DataFrame, dict[str, int]]:
+def clean_frame(raw: pl.DataFrame, day: dt.date | Period, now: dt.datetime) -> tuple[pl.DataFrame, dict[str, int]]:
     """A day cleaned in memory: the kept rows, and dropped rows per reason."""
     order, counts = _kept_in_order(raw, day, now)
     return raw[order].select(typed_columns(raw.columns)), counts
 
 
-def clean_parquet(source: str | Path, day: dt.date, now: dt.datetime) -> tuple[pa.Table, dict[str, int]]:
+def clean_parquet(source: str | Path, day: dt.date | Period, now: dt.datetime) -> tuple[pa.Table, dict[str, int]]:
     """The raw day in the Parquet file `source`, cleaned in memory into the stored Arrow types.
 
     The day is read here so that nothing else holds it: each raw column is freed as soon as its
@@ -170,7 +172,7 @@ def _normalised_dictionary(column: pl.Series, missing: str, values: tuple[str, .
     return pa.DictionaryArray.from_arrays(indices.to_arrow().cast(index_type), dictionary.to_arrow().cast(pa.string()))
 
 
-def _kept_in_order(raw: pl.DataFrame, day: dt.date, now: dt.datetime) -> tuple[pl.Series, dict[str, int]]:
+def _kept_in_order(raw: pl.DataFrame, day: dt.date | Period, now: dt.datetime) -> tuple[pl.Series, dict[str, int]]:
     """The positions of the rows to keep, in the cleaned order, and the dropped rows per reason.
 
     The rules and the dedup are computed as flags beside the raw columns, and the kept rows are
@@ -214,7 +216,7 @@ def _collisions(raw: pl.DataFrame, flags: pl.DataFrame, repeats: int) -> int:
     return colliding_repeats(candidates.lazy()).select(pl.len()).collect().item()
 
 
-def clean_table(raw: pa.Table, day: dt.date, now: dt.datetime) -> tuple[pa.Table, dict[str, int]]:
+def clean_table(raw: pa.Table, day: dt.date | Period, now: dt.datetime) -> tuple[pa.Table, dict[str, int]]:
     """An Arrow day cleaned; the result in the stored types (event types and text as dictionaries)."""
     cleaned, counts = clean_frame(pl.from_arrow(raw), day, now)
     return events_arrow(cleaned, raw.schema), counts

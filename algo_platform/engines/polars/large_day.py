@@ -23,6 +23,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
+from algo_platform.core.calendar import Period
 from algo_platform.core.schema import pandas_dtypes
 from algo_platform.engines.polars.cleaning import (
     EVENT_CONTENT,
@@ -49,7 +50,11 @@ STREAMING = "streaming"
 
 
 def clean_file(
-    raw_path: str | Path, cleaned_path: str | Path, day: dt.date, now: dt.datetime, rows_per_part: int | None = None
+    raw_path: str | Path,
+    cleaned_path: str | Path,
+    day: dt.date | Period,
+    now: dt.datetime,
+    rows_per_part: int | None = None,
 ) -> dict[str, int]:
     """Clean the raw day at `raw_path` into `cleaned_path`; the dropped rows per reason."""
     rows_per_part = rows_per_part or ROWS_PER_PART

@@ -12,6 +12,7 @@ import pandas as pd
 from upath import UPath
 
 from algo_platform.evaluation.promotion import promotion_decision
+from algo_platform.pipeline.partitions import PeriodPartitions
 from algo_platform.pipeline.resources.project import ProjectResource
 from algo_platform.pipeline.resources.promotion import PromotionGate
 from algo_platform.pipeline.resources.storage import PlatformStorage
@@ -223,7 +224,7 @@ def promotion_gate(evaluation_report: pd.DataFrame, promotion: PromotionGate) ->
     )
 
 
-def build_evaluation_assets(partitions: dg.DailyPartitionsDefinition) -> list:
+def build_evaluation_assets(partitions: PeriodPartitions) -> list:
     """evaluation_report of one project, with the promotion gate check."""
     report = dg.asset(partitions_def=partitions, group_name="evaluation", kinds={"pytorch", "pandas", "mlflow"})(
         evaluation_report

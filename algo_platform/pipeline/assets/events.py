@@ -10,9 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from upath import UPath
 
+from algo_platform.core.calendar import Period
 from algo_platform.core.layout import ProjectLayout
 from algo_platform.core.project import DataSource
-from algo_platform.core.schema import pandas_dtypes
+from algo_platform.core.schema import REQUIRED_COLUMNS, pandas_dtypes
 from algo_platform.engines.polars import large_day
 from algo_platform.engines.polars.cleaning import DROP_REASONS, clean_parquet, clean_table, raw_collisions_of_file
 from algo_platform.engines.polars.large_day import STREAMING, clean_file
@@ -26,6 +27,7 @@ from algo_platform.pipeline.assets.days import (
     suite_each_day,
 )
 from algo_platform.pipeline.metadata import as_metadata
+from algo_platform.pipeline.partitions import PeriodPartitions, record_grain
 from algo_platform.pipeline.resources.data_quality import DataQuality
 from algo_platform.pipeline.resources.io_managers import AS_PATH, StagedParquet, StoredDays, local_file
 from algo_platform.pipeline.resources.project import ProjectResource
@@ -67,7 +69,8 @@ def _quality_metadata(dims: dict[str, float]) -> dict[str, float]:
 def raw_events(
     context: dg.AssetExecutionContext, storage: PlatformStorage, data_quality: DataQuality, project: ProjectResource
 ):
-    """Every landing-zone file of the day, mapped to the canonical columns; bad files quarantined."""
+    """Every landing-zone file of the partition's days, mapped to the canonical columns; bad files quarantined."""
+    record_grain(ProjectLayout(storage.root), project.calendar.grain)
     yield from materialize_days(
         context, lambda day, _: DayResult(*_raw_day(context, day, storage, data_quality, project))
     )
@@ -95,7 +98,8 @@ def _describe_raw_day(
     project,
 ) -> tuple[StagedParquet, dict, list[dg.AssetCheckResult]]:
     try:
-        load = write_landing_day(storage.root, day, staged, project.extra_columns)
+        period = project.calendar.period(day)
+        load = write_landing_day(storage.root, period.days, staged, project.extra_columns)
     except LandingFileChanged as changed:
         raise dg.Failure(description=f"{day}: {changed}") from None
     table = StagedParquet.written(staged)
@@ -106,9 +110,11 @@ def _describe_raw_day(
         raise dg.Failure(description=f"{day}: every landing file was quarantined, nothing to load ({reasons})")
     if table.num_rows == 0 and len(run_days(context)) == 1:
         # Sparse logs have days without events: an empty partition, so a window can tell it from a missing day.
+        folder = ProjectLayout(storage.root).landing_day(period.days[0])
         context.log.info(
-            f"{day}: no events in {ProjectLayout(storage.root).landing_day(day)}; the day is recorded as empty "
-            f"(to add events: `algo-platform upload FILE --project {project.name} --date {day}`)"
+            f"{period}: no events in {folder if len(period.days) == 1 else f'the landing folders {period}'}; the "
+            f"partition is recorded as empty (to add events: `algo-platform upload FILE --project {project.name} "
+            f"--date {period.days[0]}`)"
         )
     events = pl.scan_parquet(staged)
     colliding = raw_collisions_of_file(staged)
@@ -121,11 +127,11 @@ def _describe_raw_day(
             f"(in {', '.join(files)}); the first arrival is kept and they count against accuracy"
         )
     quarantined = pd.DataFrame([q.__dict__ for q in load.quarantined], columns=["file", "reason", "detail"])
-    dims = quality_dimensions(
-        events, dt.date.fromisoformat(day), dt.datetime.now(dt.UTC), data_quality.allowed_lateness, colliding
-    )
+    dims = quality_dimensions(events, period, dt.datetime.now(dt.UTC), data_quality.allowed_lateness, colliding)
     metadata = {
         **_quality_metadata(dims),
+        # Completeness scores the required columns only: an optional one a source lacks is no defect.
+        "completeness_columns": ", ".join(REQUIRED_COLUMNS),
         "rows": table.num_rows,
         "files_loaded": len(load.loaded_files),
         "files_quarantined": len(load.quarantined),
@@ -178,19 +184,19 @@ def events_frame(events: pa.Table) -> pd.DataFrame:
     return frame.astype({"user_id": "int64", "item_id": "int64"})
 
 
-def cleaned_events(context: dg.AssetExecutionContext, raw_events, data_quality: DataQuality):
-    """Deduplicated, valid, type-normalised events of the day, sorted by user and time."""
+def cleaned_events(context: dg.AssetExecutionContext, raw_events, data_quality: DataQuality, project: ProjectResource):
+    """Deduplicated, valid, type-normalised events of the partition, sorted by user and time."""
     now = dt.datetime.now(dt.UTC)
 
     def clean(day: str, raw_path: UPath) -> DayResult:
         with local_file(raw_path) as raw:
-            return DayResult(*clean_day(context, dt.date.fromisoformat(day), raw, now, data_quality))
+            return DayResult(*clean_day(context, project.calendar.period(day), raw, now, data_quality))
 
     yield from materialize_days(context, clean, raw_events)
 
 
 def clean_day(
-    context: dg.AssetExecutionContext, day: dt.date, raw: Path, now: dt.datetime, data_quality: DataQuality
+    context: dg.AssetExecutionContext, day: dt.date | Period, raw: Path, now: dt.datetime, data_quality: DataQuality
 ) -> tuple[pa.Table | StagedParquet, dict]:
     """The raw day at `raw` cleaned in memory, or in parts (Parquet to Parquet) when it has more rows
     than `large_day.LARGEST_DAY_IN_MEMORY`; the cleaned table and the step's metadata."""
@@ -248,11 +254,13 @@ def cleaned_events_suite(
     context: dg.AssetCheckExecutionContext,
     cleaned_events: StoredDays,
     data_quality: DataQuality,
+    project: ProjectResource,
 ):
     """Great Expectations suite on the cleaned table; a hard failure stops everything downstream."""
 
     def rules(first: str, last: str) -> list:
-        return cleaned_events_rules(dt.date.fromisoformat(first), dt.date.fromisoformat(last))
+        calendar = project.calendar
+        return cleaned_events_rules(calendar.period(first), calendar.period(last), project.extra_columns)
 
     yield from suite_each_day(context, data_quality, cleaned_events, rules, CLEANED_SUITE)
 
@@ -268,19 +276,26 @@ def _latest_metadata(instance: dg.DagsterInstance, asset_key: dg.AssetKey, days:
     return latest
 
 
-def cleaned_events_drift(context: dg.AssetCheckExecutionContext, data_quality: DataQuality):
-    """Population stability index of event-type mix, watch ratio and events per user vs the previous day."""
+def cleaned_events_drift(context: dg.AssetCheckExecutionContext, data_quality: DataQuality, project: ProjectResource):
+    """Population stability index of event-type mix, watch ratio and events per user vs the previous partition."""
     days = run_days(context)
     key = context.check_specs[0].asset_key
-    previous = (dt.date.fromisoformat(days[0]) - dt.timedelta(days=1)).isoformat()
-    metadata = {**_latest_metadata(context.instance, key, [previous]), **_latest_metadata(context.instance, key, days)}
+    calendar = project.calendar
+    previous = {day: calendar.period_of(calendar.period(day).start - dt.timedelta(days=1)).key for day in days}
+    metadata = {
+        **_latest_metadata(context.instance, key, [previous[days[0]]]),
+        **_latest_metadata(context.instance, key, days),
+    }
     yield from check_each_day(
-        context, dict.fromkeys(days), lambda day, _: _drift_vs_previous_day(day, metadata, data_quality)
+        context,
+        dict.fromkeys(days),
+        lambda day, _: _drift_vs_previous(day, previous[day], metadata, data_quality),
     )
 
 
-def _drift_vs_previous_day(day: str, metadata: dict[str, dict], data_quality: DataQuality) -> dg.AssetCheckResult:
-    previous_day = (dt.date.fromisoformat(day) - dt.timedelta(days=1)).isoformat()
+def _drift_vs_previous(
+    day: str, previous_day: str, metadata: dict[str, dict], data_quality: DataQuality
+) -> dg.AssetCheckResult:
     current, previous = metadata.get(day, {}), metadata.get(previous_day, {})
     for which, values in ((day, current), (previous_day, previous)):
         if "profile" not in values:
@@ -289,11 +304,13 @@ def _drift_vs_previous_day(day: str, metadata: dict[str, dict], data_quality: Da
                 severity=dg.AssetCheckSeverity.WARN,
                 description=f"no profile for {which}; nothing to compare",
             )
-        if values.get("rows_kept") is not None and values["rows_kept"].value == 0:
+        rows = values["rows_kept"].value if values.get("rows_kept") is not None else None
+        if rows is not None and rows < data_quality.drift_min_rows:
             return dg.AssetCheckResult(
                 passed=True,
                 severity=dg.AssetCheckSeverity.WARN,
-                description=f"no events on {which}; nothing to compare",
+                description=f"{rows} events on {which}, fewer than {data_quality.drift_min_rows}: too few to compare "
+                "distributions (DataQuality.drift_min_rows)",
             )
     current, previous = current["profile"].value, previous["profile"].value
     psi = {column: round(population_stability_index(previous[column], current[column]), 4) for column in current}
@@ -310,7 +327,7 @@ def _drift_vs_previous_day(day: str, metadata: dict[str, dict], data_quality: Da
     )
 
 
-def build_ingest_assets(partitions: dg.DailyPartitionsDefinition, data: DataSource, with_cleaning: bool = True) -> list:
+def build_ingest_assets(partitions: PeriodPartitions, data: DataSource, with_cleaning: bool = True) -> list:
     """raw_events and (on the polars engine) cleaned_events of one project, with their checks, on its days."""
     backfill_policy = days_per_backfill_run(data.days_per_run)
     raw = dg.asset(

@@ -16,6 +16,7 @@ from algo_platform.engines.polars.features import user_features as user_features
 from algo_platform.engines.polars.large_day import item_features_of_file, user_features_of_file
 from algo_platform.pipeline.assets.days import DayResult, days_per_backfill_run, materialize_days, suite_each_day
 from algo_platform.pipeline.metadata import as_metadata
+from algo_platform.pipeline.partitions import PeriodPartitions
 from algo_platform.pipeline.resources.data_quality import DataQuality
 from algo_platform.pipeline.resources.io_managers import AS_PATH, local_file
 from algo_platform.quality.contracts import (
@@ -102,7 +103,7 @@ def item_features_suite(context: dg.AssetCheckExecutionContext, item_features, d
     yield from suite_each_day(context, data_quality, item_features, lambda first, last: rules, ITEM_FEATURES_SUITE)
 
 
-def build_feature_assets(partitions: dg.DailyPartitionsDefinition, data: DataSource) -> list:
+def build_feature_assets(partitions: PeriodPartitions, data: DataSource) -> list:
     """user_features and item_features of one project, with their checks."""
     options = {
         "partitions_def": partitions,

@@ -18,6 +18,7 @@ from algo_platform import code_version
 from algo_platform.core.families import absolute_spec
 from algo_platform.core.hyperparameters import TrainConfig, python_type
 from algo_platform.core.project import projects_dir
+from algo_platform.pipeline.partitions import PeriodPartitions
 from algo_platform.pipeline.resources.launcher import TrainingLauncher
 from algo_platform.pipeline.resources.project import ProjectResource
 from algo_platform.pipeline.resources.storage import PlatformStorage
@@ -74,7 +75,7 @@ def training_key(config: dg.Config, sequences: UPath, vocabulary: UPath) -> str:
 
 
 def build_model_asset(
-    partitions: dg.DailyPartitionsDefinition, hyperparameters: Mapping[str, Any], pool: str
+    partitions: PeriodPartitions, hyperparameters: Mapping[str, Any], pool: str
 ) -> dg.AssetsDefinition:
     """The model asset of one project: its hyper-parameters are the launchpad's defaults, its
     training step runs in the project's pool."""

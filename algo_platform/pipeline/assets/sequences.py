@@ -9,13 +9,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from algo_platform.core.calendar import window_partitions
 from algo_platform.core.project import Training
 from algo_platform.core.schema import DEFAULT_INTERACTION_TYPES
+from algo_platform.pipeline.partitions import PeriodPartitions, grain_of
 from algo_platform.pipeline.resources.data_quality import DataQuality, suite_check_result
 from algo_platform.pipeline.resources.project import ProjectResource
 from algo_platform.quality.contracts import hard, soft
 
-HELD_OUT = {"next_day": "the window's last day held out", "leave_last_out": "each user's last interaction held out"}
+HELD_OUT = {
+    "next_day": "the window's last partition (day, week or month) held out",
+    "leave_last_out": "each user's last interaction held out",
+}
 
 
 def _ragged_by_user(users: np.ndarray, values: np.ndarray, all_users: np.ndarray) -> pa.ListArray:
@@ -113,7 +118,7 @@ def training_sequences(
         sequences,
         output_name="training_sequences",
         metadata={
-            "window": f"{expected[0]} .. {expected[-1]} ({len(expected)} days)",
+            "window": f"{expected[0]} .. {expected[-1]} ({len(expected)} partitions)",
             "evaluation": HELD_OUT[project.evaluation],
             "users": len(sequences),
             "users_with_history": int((sequences["history_length"] > 0).sum()),
@@ -165,18 +170,21 @@ def item_vocabulary_suite(item_vocabulary: pd.DataFrame, data_quality: DataQuali
     )
 
 
-# `window_days: all` reaches back further than any partition start; the mapping clips it to the first day.
-ALL_HISTORY_DAYS = 1_000_000
+# `window_days: all` reaches back a century from the evaluated partition (further than any partition
+# start of a log that is still evaluated; the mapping clips it to the first partition). Not more:
+# Dagster computes the window's first date, which must stay a valid year in months as in days.
+ALL_HISTORY_DAYS = 36_600
 
 
-def build_sequence_assets(partitions: dg.DailyPartitionsDefinition, training: Training) -> list:
-    window_days = training.window_days
+def build_sequence_assets(partitions: PeriodPartitions, training: Training) -> list:
     """training_sequences and item_vocabulary over the project's window, with their checks."""
+    window_days = training.window_days
     sequences = dg.multi_asset(
         name="training_sequences",
         outs={
             "training_sequences": dg.AssetOut(
-                description="Per-user item sequences over the rolling window: history, and the last day held out.",
+                description="Per-user item sequences over the rolling window: history, and what is held out "
+                "(the last partition, or each user's last interaction).",
                 kinds={"pandas", "parquet"},
             ),
             "item_vocabulary": dg.AssetOut(
@@ -187,7 +195,11 @@ def build_sequence_assets(partitions: dg.DailyPartitionsDefinition, training: Tr
         ins={
             "cleaned_events": dg.AssetIn(
                 partition_mapping=dg.TimeWindowPartitionMapping(
-                    start_offset=-(ALL_HISTORY_DAYS if window_days == "all" else int(window_days) - 1),
+                    start_offset=-(
+                        window_partitions(ALL_HISTORY_DAYS, grain_of(partitions))
+                        if window_days == "all"
+                        else window_partitions(int(window_days), grain_of(partitions)) - 1
+                    ),
                     allow_nonexistent_upstream_partitions=window_days == "all",
                 ),
             )

@@ -8,6 +8,7 @@ from upath import UPath
 
 from algo_platform.evaluation.promotion import PromotionPolicy, promotion_decision
 from algo_platform.pipeline.assets.evaluation import split_report
+from algo_platform.pipeline.partitions import PeriodPartitions
 from algo_platform.pipeline.resources.promotion import PromotionGate
 from algo_platform.pipeline.resources.tracking import ExperimentTracking, ModelVersion
 
@@ -167,7 +168,7 @@ def user_recommendations(
     )
 
 
-def build_serving_assets(partitions: dg.DailyPartitionsDefinition) -> list:
+def build_serving_assets(partitions: PeriodPartitions) -> list:
     """champion_model and user_recommendations of one project."""
     return [
         dg.asset(

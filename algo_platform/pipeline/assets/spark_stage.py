@@ -12,6 +12,7 @@ import dagster as dg
 
 from algo_platform.pipeline.assets.days import days_per_backfill_run
 from algo_platform.pipeline.assets.events import CLEANED_DRIFT, cleaned_events_drift
+from algo_platform.pipeline.partitions import PeriodPartitions
 from algo_platform.pipeline.resources.data_quality import DataQuality
 from algo_platform.pipeline.resources.spark_launcher import SparkLauncher
 from algo_platform.pipeline.resources.storage import PlatformStorage
@@ -39,7 +40,7 @@ def spark_data_stage(
     yield from spark_launcher.run_stage(context, extras).get_results()
 
 
-def build_spark_stage_assets(partitions: dg.DailyPartitionsDefinition) -> list:
+def build_spark_stage_assets(partitions: PeriodPartitions) -> list:
     """The Spark multi-asset (one day per run: a day on Spark is large by definition) and the drift check."""
     ingest = {"partitions_def": partitions, "group_name": "ingest", "kinds": {"spark", "parquet"}}
     features = {**ingest, "group_name": "features", "deps": ["cleaned_events"]}

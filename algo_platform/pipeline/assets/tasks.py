@@ -27,6 +27,7 @@ from algo_platform.evaluation.promotion import PromotionPolicy
 from algo_platform.pipeline.assets.evaluation import split_report
 from algo_platform.pipeline.assets.model import file_identity
 from algo_platform.pipeline.assets.serving import choose_champion
+from algo_platform.pipeline.partitions import PeriodPartitions
 from algo_platform.pipeline.resources.data_quality import DataQuality, suite_check_result
 from algo_platform.pipeline.resources.io_managers import AS_PATH
 from algo_platform.pipeline.resources.launcher import TrainingLauncher
@@ -71,7 +72,7 @@ def examples_rules() -> list:
     ]
 
 
-def build_task_assets(project: Project, task: Task, partitions: dg.DailyPartitionsDefinition) -> list:
+def build_task_assets(project: Project, task: Task, partitions: PeriodPartitions) -> list:
     """Every asset and check of one engagement task of `project`."""
     t = task.name
     label = task.label
@@ -217,7 +218,7 @@ def build_task_assets(project: Project, task: Task, partitions: dg.DailyPartitio
 def _evaluation_and_serving(
     project: Project,
     task: Task,
-    partitions: dg.DailyPartitionsDefinition,
+    partitions: PeriodPartitions,
     policy: PromotionPolicy,
     window: dg.AssetIn,
 ) -> list:

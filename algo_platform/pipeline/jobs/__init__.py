@@ -5,6 +5,7 @@ from typing import Any
 import dagster as dg
 
 from algo_platform.core.project import TRAINING_TAG, Project, Task
+from algo_platform.pipeline.partitions import PeriodPartitions
 
 # One process per run, not per step: the steps are short pandas/GX work (training itself runs in
 # its own process through Pipes), and a process per step cost 20.8 s vs 5.3 s for one day's
@@ -31,7 +32,7 @@ TRAINING_ASSETS = (
 )
 
 
-def build_jobs(project: Project, partitions: dg.DailyPartitionsDefinition) -> tuple[AssetJob, ...]:
+def build_jobs(project: Project, partitions: PeriodPartitions) -> tuple[AssetJob, ...]:
     """`<project>_ingest_job` and `<project>_retrain_job`, tagged with the project (and its priority)."""
     prefix = [project.name]
     ingest = dg.define_asset_job(

@@ -9,12 +9,13 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from algo_platform.core.calendar import latest_complete_day, parse_day
+from algo_platform.core.calendar import parse_day
 from algo_platform.core.project import Project
 from algo_platform.core.settings import Settings
 from algo_platform.ingest.folders import is_object_store
 from algo_platform.ingest.landing import LandedFile, day_folders, landing_objects, scan_folder
 from algo_platform.pipeline.jobs import AssetJob
+from algo_platform.pipeline.partitions import partition_of
 from algo_platform.pipeline.resources.storage import PlatformStorage
 
 _now_ns = time.time_ns  # the sensor's clock, replaceable in tests
@@ -46,6 +47,21 @@ class LandingScan:
     newly_waiting: list[str] = field(default_factory=list)  # days whose reason to wait is new: logged once
     cursor: str = ""
 
+    def by_partition(self, partitions_def: dg.PartitionsDefinition | None) -> dict[str, tuple[str, int]]:
+        """The partitions to ingest (a week's or a month's changed days together): key -> (signature, files)."""
+        grouped: dict[str, list[str]] = {}
+        for day in sorted(self.to_ingest):
+            grouped.setdefault(partition_of(day, partitions_def), []).append(day)
+        if all(days == [key] for key, days in grouped.items()):
+            return {day: (self.to_ingest[day], self.file_counts[day]) for day in self.to_ingest}
+        return {
+            key: (
+                hashlib.sha256("".join(f"{d}:{self.to_ingest[d]}" for d in days).encode()).hexdigest()[:16],
+                sum(self.file_counts[d] for d in days),
+            )
+            for key, days in grouped.items()
+        }
+
 
 def scan_landing_zone(
     root: str,
@@ -72,8 +88,10 @@ def scan_landing_zone(
             parse_day(day)
         except ValueError:
             continue  # not a day folder; upload never writes one
-        if partitions_def is not None and not partitions_def.has_partition_key(day):
-            scan.waiting[day] = f"{day} is not a partition (yet); it is ingested once it is one"
+        key = partition_of(day, partitions_def)
+        if partitions_def is not None and not partitions_def.has_partition_key(key):
+            held = day if key == day else f"{day} (in {key})"
+            scan.waiting[day] = f"{held} is not a partition (yet); it is ingested once it is one"
             continue
         files = list_files()
         if not files:
@@ -133,11 +151,11 @@ def build_automation(
         if project.schedule.enabled
         else dg.DefaultScheduleStatus.STOPPED,
         description=f"{project.schedule.cron} ({project.schedule.timezone}): retrain on the window ending at the "
-        "latest complete day.",
+        "latest complete partition.",
     )
     def nightly_retraining(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-        day = latest_complete_day(context.scheduled_execution_time)
-        # One key per day: a re-evaluated tick does not train twice.
+        day = project.calendar.latest_complete(context.scheduled_execution_time)
+        # One key per partition: a re-evaluated tick does not train twice.
         return dg.RunRequest(run_key=f"nightly:{day}", partition_key=day, tags={"algo-platform/trigger": "schedule"})
 
     @dg.sensor(
@@ -153,16 +171,13 @@ def build_automation(
             context.log.info(f"skipped {day}: {scan.waiting[day]}")
         requests = [
             dg.RunRequest(
-                # The key stands for the day's files as they are now, so a re-evaluated tick or a
-                # restarted daemon asks once, and a file added or rewritten later asks again.
-                run_key=f"ingest:{day}:{signature}",
-                partition_key=day,
-                tags={
-                    "algo-platform/trigger": "landing_zone_sensor",
-                    "algo-platform/landing-files": str(scan.file_counts[day]),
-                },
+                # The key stands for the partition's changed files as they are now, so a re-evaluated
+                # tick or a restarted daemon asks once, and a file added or rewritten later asks again.
+                run_key=f"ingest:{key}:{signature}",
+                partition_key=key,
+                tags={"algo-platform/trigger": "landing_zone_sensor", "algo-platform/landing-files": str(files)},
             )
-            for day, signature in scan.to_ingest.items()
+            for key, (signature, files) in scan.by_partition(ingest_job.partitions_def).items()
         ]
         return dg.SensorResult(run_requests=requests, cursor=scan.cursor)
 

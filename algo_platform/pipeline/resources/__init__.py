@@ -52,11 +52,11 @@ def build_spark_launcher(settings: Settings, project: Project) -> SparkLauncher:
 def build_resources(settings: Settings, project: Project) -> dict[str, object]:
     # Tables are stored by asset key, which starts with the project: <storage>/projects/<p>/<asset>/.
     tables = settings.layout.tables
-    start = project.partitions_start.isoformat()
+    calendar = {"partitions_start": project.partitions_start.isoformat(), "partition": project.data.partition}
     return {
         "project": ProjectResource.of(project),
-        "io_manager": ParquetIOManagerFactory(base_path=tables, partitions_start=start),
-        "json_io_manager": JsonIOManagerFactory(base_path=tables, partitions_start=start),
+        "io_manager": ParquetIOManagerFactory(base_path=tables, **calendar),
+        "json_io_manager": JsonIOManagerFactory(base_path=tables, **calendar),
         "storage": PlatformStorage(root=settings.layout.project(project.name).root),
         "data_quality": DataQuality(),
         "promotion": PromotionGate(**project.promotion.model_dump()),

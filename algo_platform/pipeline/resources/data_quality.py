@@ -18,6 +18,8 @@ class DataQuality(dg.ConfigurableResource):
     quality_threshold: float = 0.9  # raw_events fails (blocking) below this quality score
     allowed_lateness_minutes: int = 60  # events this long before the day still count as timely
     drift_psi_threshold: float = 0.2  # population stability index above which drift is reported
+    # PSI between samples of a few dozen events is noise: smaller partitions are not compared.
+    drift_min_rows: int = 200
     examples_per_expectation: int = 5
 
     @property

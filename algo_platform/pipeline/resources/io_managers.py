@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from upath import UPath
 
 from algo_platform.core.atomic import stored_parts, write_atomically, write_streamed_atomically
-from algo_platform.pipeline.partitions import compact_days, daily_partitions, require_run_day
+from algo_platform.pipeline.partitions import compact_days, project_partitions, require_run_day
 from algo_platform.pipeline.store_outage import store_outage_as_failure
 
 # Input metadata for steps that read the stored file themselves (cleaning, features: polars reads
@@ -257,10 +257,11 @@ class ParquetIOManagerFactory(dg.ConfigurableIOManagerFactory):
 
     base_path: str
     partitions_start: str  # the project's first day
+    partition: str = "day"  # its grain: day, week or month
 
     def create_io_manager(self, context: dg.InitResourceContext) -> ParquetIOManager:
         # Every stored table is one day: a run without a valid day stops here, before any step works.
-        require_run_day(context.dagster_run, daily_partitions(self.partitions_start))
+        require_run_day(context.dagster_run, project_partitions(self.partitions_start, self.partition))
         return ParquetIOManager(base_path=UPath(self.base_path))
 
 
@@ -269,7 +270,8 @@ class JsonIOManagerFactory(dg.ConfigurableIOManagerFactory):
 
     base_path: str
     partitions_start: str
+    partition: str = "day"
 
     def create_io_manager(self, context: dg.InitResourceContext) -> JsonIOManager:
-        require_run_day(context.dagster_run, daily_partitions(self.partitions_start))
+        require_run_day(context.dagster_run, project_partitions(self.partitions_start, self.partition))
         return JsonIOManager(base_path=UPath(self.base_path))
