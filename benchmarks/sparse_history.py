@@ -135,6 +135,19 @@ def main() -> None:
                     time.sleep(2)
                 figures["retrain_s"] = round(time.monotonic() - started, 1)
                 figures["retrain_status"] = run.status.value
+                with dg.DagsterInstance.from_config(str(home)) as instance:
+                    logs = instance.all_logs(run.run_id)
+                figures["retrain_failures"] = [
+                    f"{e.step_key}: {e.dagster_event.step_failure_data.error.message.splitlines()[0][:300]}"
+                    for e in logs
+                    if e.dagster_event and e.dagster_event.event_type_value == "STEP_FAILURE"
+                ]
+                evaluations = [
+                    e.dagster_event.event_specific_data
+                    for e in logs
+                    if e.dagster_event and e.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"
+                ]
+                figures["retrain_checks"] = [f"{c.check_name}: {c.description}" for c in evaluations if not c.passed]
             finally:
                 processes.stop_all()
             figures["total_s"] = round(time.monotonic() - began, 1)

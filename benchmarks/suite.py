@@ -442,17 +442,26 @@ def bench_retrain_path(events: int, repeats: int, items: int = RETRAIN_ITEMS) ->
 
 def run(events: int, quick: bool) -> list[Row]:
     repeats = 1 if quick else 3
-    rows = [
+    steps = [
         # The size for this row is 2M events; the data rows use the full --events.
         # Minutes per run at 2M events on CPU: two runs of each side there, in A B B A order.
-        bench_retrain_path(min(events, 2_000_000), 2 if events >= 1_000_000 else repeats),
-        bench_run_overhead(repeats),
-        *bench_cleaning(events, repeats),
-        bench_quality(events, 2 * repeats - 1),  # seconds each; 3 runs gave 1.10-1.51x across full runs
-        bench_memory(events),
-        bench_sensor(repeats),
-        bench_trainer(min(events, 200_000), repeats),
+        ("retrain path", lambda: [bench_retrain_path(min(events, 2_000_000), 2 if events >= 1_000_000 else repeats)]),
+        ("run overhead", lambda: [bench_run_overhead(repeats)]),
+        ("cleaning", lambda: bench_cleaning(events, repeats)),
+        # seconds each; 3 runs gave 1.10-1.51x across full runs
+        ("quality", lambda: [bench_quality(events, 2 * repeats - 1)]),
+        ("memory", lambda: [bench_memory(events)]),
+        ("sensor", lambda: [bench_sensor(repeats)]),
+        ("trainer", lambda: [bench_trainer(min(events, 200_000), repeats)]),
     ]
+    rows: list[Row] = []
+    began = time.perf_counter()
+    for number, (name, measure) in enumerate(steps, start=1):
+        rows += measure()
+        spent = time.perf_counter() - began
+        left = spent / number * (len(steps) - number)
+        # Progress on stderr: the table on stdout stays clean.
+        print(f"[{number}/{len(steps)}] {name} done, {spent:,.0f} s so far, about {left:,.0f} s left", file=sys.stderr)
     return rows
 
 

@@ -10,6 +10,8 @@ k8s.py      k8s render-training-pod
 
 from __future__ import annotations
 
+import warnings
+
 import click
 
 from algo_platform.cli.data import backfill, generate, import_history, upload
@@ -19,6 +21,15 @@ from algo_platform.cli.projects import project
 from algo_platform.cli.servers import dev, webserver
 from algo_platform.cli.users import audit, users
 from algo_platform.core.settings import size_run_queue_to_cores
+
+# A person at a terminal reads the platform's output, not its libraries' notes to developers
+# (Dagster's beta and preview markers, deprecations inside libraries); tests still see them all.
+for library_note in (
+    r".*is currently in (beta|preview)",
+    r".*(is|has been) deprecated",
+    r".*does not yet fully support",
+):
+    warnings.filterwarnings("ignore", message=library_note)
 
 
 @click.group()

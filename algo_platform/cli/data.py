@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -116,7 +117,9 @@ def import_history(source: str, mappings: tuple[str, ...], memory_mb: int, proje
 
     project = load_project_named(project_name)
     try:
-        result = import_for_project(project, load_settings(), source, mappings, memory_bytes=memory_mb << 20)
+        result = import_for_project(
+            project, load_settings(), source, mappings, memory_bytes=memory_mb << 20, progress=ProgressLine()
+        )
     except (ImportRefused, ValueError) as exc:
         audit_cli_action("import", "failed", project.name, source, str(exc))
         click.echo(f"error: {exc}", err=True)
@@ -252,6 +255,27 @@ def _resume(instance, defs, project, resume: str, backfills) -> str:
         "that were not materialized; the partitions it did materialize are not run again"
     )
     return backfill_id
+
+
+class ProgressLine:
+    """Progress of a long command on stderr, at most every `every` seconds: how much is done, the
+    rate, and the time left where the total is known."""
+
+    def __init__(self, every: float = 2.0) -> None:
+        self.began, self.every, self.last, self.stage = time.monotonic(), every, 0.0, ""
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        now = time.monotonic()
+        if stage != self.stage:  # each stage's rate from its own start
+            self.began, self.stage = now, stage
+        if now - self.last < self.every and done != total:
+            return
+        self.last, seconds = now, now - self.began
+        rate = done / seconds if seconds > 0 else 0.0
+        unit = "rows" if stage == "read" else "days"
+        of = f"/{total:,}" if total else ""
+        left = f", about {_duration((total - done) / rate)} left" if total and rate and done < total else ""
+        click.echo(f"[{_duration(seconds)}] {stage}: {done:,}{of} {unit} ({rate:,.0f} {unit}/s){left}", err=True)
 
 
 def _report_progress(progress, seconds: float) -> None:

@@ -4,7 +4,7 @@ the webserver's upload page."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from algo_platform.core.project import Project
@@ -35,7 +35,12 @@ def upload_for_project(
 
 
 def import_for_project(
-    project: Project, settings: Settings, source: str, overrides: Sequence[str] = (), memory_bytes: int = 512 << 20
+    project: Project,
+    settings: Settings,
+    source: str,
+    overrides: Sequence[str] = (),
+    memory_bytes: int = 512 << 20,
+    progress: Callable[[str, int, int | None], None] | None = None,
 ) -> ImportResult:
     """A history file split by event day into the project's landing zone (raises ImportRefused, ValueError)."""
     return import_events(
@@ -46,4 +51,5 @@ def import_for_project(
         project.partitions_start.isoformat(),
         project_file=project.calendar.project_file,
         memory_bytes=memory_bytes,
+        progress=progress,
     )

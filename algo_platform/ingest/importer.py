@@ -23,7 +23,7 @@ import json
 import math
 import tempfile
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -221,7 +221,11 @@ def import_events(
     today: dt.date | None = None,
     memory_bytes: int = 512 << 20,
     batch_bytes: int = BATCH_BYTES,
+    progress: Callable[[str, int, int | None], None] | None = None,
 ) -> ImportResult:
+    """Split `source` by event day into the landing zone. `progress(stage, done, total)` hears how
+    far it is: stage "read" (rows so far, total unknown) after each batch, then "land" (days)."""
+    report = progress or (lambda stage, done, total: None)
     path = UPath(source)
     if not path.is_file():
         raise ImportRefused(f"{source}: no such file; give the path or URL of a Parquet, CSV or JSONL file")
@@ -262,6 +266,7 @@ def import_events(
                         f"{error} (in rows {first_row + 1:,}..{first_row + batch.num_rows:,}); nothing was imported"
                     ) from None
                 first_row += batch.num_rows
+                report("read", first_row, None)
                 del batch, table
                 pa.default_memory_pool().release_unused()
         except BadEventFile as error:  # the reader's: a header or a size it refuses
@@ -312,12 +317,13 @@ def import_events(
         except LinkedLandingFolder as error:
             raise ImportRefused(f"{source}: {error}; nothing was landed") from None
         manifest_path = _write_manifest(storage_root, manifest)
-        for day_number, rows in spill.days_in_buckets():
+        for landed, (day_number, rows) in enumerate(spill.days_in_buckets(), start=1):
             day = _iso(day_number)
             target = folders[day] / landed_name
             # A rerun after a crash writes the same bytes; a file already in place is left alone.
             if not target.exists():
                 write_atomically(target, _parquet_bytes(rows))
+            report("land", landed, len(rows_per_day))
 
         quarantined = None
         if spill.without_time:

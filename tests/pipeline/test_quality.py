@@ -161,3 +161,17 @@ def test_suites_run_in_a_process_whose_main_has_no_file():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "validated False" in done.stdout, done.stderr[-2000:]
+
+
+def test_rules_fit_the_columns_a_project_has():
+    """A ratings log has no watch time: its rules are not checked (and said so), while a declared
+    extra column gets rules from its type: an infinite rating blocks, a missing one warns."""
+    ratings = make_events([{"watch_ms": None, "item_duration_ms": None} for _ in range(4)])
+    ratings = ratings.astype({"user_id": "int64", "item_id": "int64", "watch_ms": "Int64", "item_duration_ms": "Int64"})
+    ratings["rating"] = [4.0, 3.5, np.inf, None]
+    outcomes = DataQuality().validate(ratings, cleaned_events_rules(END_DAY, extra_columns={"rating": "float64"}), "c")
+    result = suite_check_result(outcomes, "cleaned")
+    assert "not checked (the data has no item_duration_ms, watch_ms)" in result.description
+    failed = {o.rule.describe(): o.rule.hard for o in outcomes if not o.passed}
+    assert failed == {"ExpectColumnValuesToBeBetween(rating)": True, "ExpectColumnValuesToNotBeNull(rating)": False}
+    assert result.metadata["columns_not_supplied"].value == 2

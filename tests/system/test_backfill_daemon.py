@@ -1,10 +1,12 @@
 """A history import backfilled by the real daemon: few runs, every day (empty ones too) ingested."""
 
+import subprocess
+
 import dagster as dg
-from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
+from dagster._core.execution.backfill import BulkActionStatus
 
 from tests.support.factories import PROJECT
-from tests.support.processes import BIN, WORKSPACE, Processes, cli, temporary_platform, wait_for
+from tests.support.processes import BIN, DEADLINE_SECONDS, WORKSPACE, Processes, cli, temporary_platform
 
 DAYS = 60
 PER_RUN = 30
@@ -24,21 +26,23 @@ def test_the_daemon_backfills_an_imported_history_in_range_runs(tmp_path):
     mapping = ["--map", "user_id=uid", "--map", "item_id=iid", "--map", "ts=when"]
     imported = cli(env, "algo-platform", "import", str(source), "--project", PROJECT, *mapping)
     assert "imported 100 rows on 20 days (2024-03-01..2024-04-27)" in imported
-    queued = cli(env, "algo-platform", "backfill", "--project", PROJECT, "--from", "2024-03-01", "--to", "2024-04-29")
-    assert f"ingest of {DAYS} days (2024-03-01..2024-04-29), up to {PER_RUN} per run (2 runs)" in queued
-
     processes = Processes(env, tmp_path)
     try:
         processes.start("daemon", str(BIN / "dagster-daemon"), "run", "-w", env[WORKSPACE])
-
-        def finished() -> PartitionBackfill | None:
-            with dg.DagsterInstance.from_config(str(home)) as instance:
-                (backfill,) = instance.get_backfills()
-                return backfill if backfill.status != BulkActionStatus.REQUESTED else None
-
-        backfill = wait_for(finished, "the backfill to finish", tmp_path)
+        # --wait follows the backfill the daemon runs until it ends, and says how far it is.
+        span = ["--from", "2024-03-01", "--to", "2024-04-29"]
+        command = [str(BIN / "algo-platform"), "backfill", "--project", PROJECT, *span, "--wait"]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=DEADLINE_SECONDS)
     finally:
         processes.stop_all()
+    assert done.returncode == 0, done.stdout + done.stderr
+    waited = done.stdout
+    assert "Warning" not in done.stderr, done.stderr  # no library's notes on the terminal
+    assert f"ingest of {DAYS} days (2024-03-01..2024-04-29), up to {PER_RUN} per run (2 runs)" in waited
+    assert f"completed_success: {4 * DAYS}/{4 * DAYS} asset partitions (100%)" in waited
+    assert "every partition materialized" in waited
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        (backfill,) = instance.get_backfills()
     assert backfill.status == BulkActionStatus.COMPLETED_SUCCESS, backfill.status
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill.backfill_id}))

@@ -1,13 +1,14 @@
-"""Runs over a range of days: a backfill of small days (a history import) runs many days per run.
-This module alone knows that a run may hold several days: asset bodies are plain functions of one
-day (`materialize_days`, `check_each_day`, `suite_each_day`), and how many days a backfill run
-holds is `days_per_backfill_run`.
+"""Runs over a range of partitions: a backfill of small partitions (a history import) runs many per run.
+This module alone knows that a run may hold several partitions: asset bodies are plain functions
+of one partition, a day, a week or a month (`materialize_days`, `check_each_day`,
+`suite_each_day`; "day" below is any partition), and how many a backfill run holds is
+`days_per_backfill_run`.
 
 A per-day asset computes each of the run's days on its own and hands the IO manager one value
 per day (a dict for a range), so every day is stored, described and checked as a day. Dagster
 records one check result per check and step; for a range, each day's result is logged as that
 partition's evaluation, and the step's own result sums the days up (it fails, and blocks the
-range downstream, when any day fails).
+range downstream, when any day fails; soft rules judged over the range are reported there once).
 """
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -106,7 +107,7 @@ def report_checks(
         errors = [day for day, r in failed if r.severity == dg.AssetCheckSeverity.ERROR]
         days = [day for day, _ in outcomes]
         description = (
-            f"{len(days)} days ({days[0]}..{days[-1]}): all passed"
+            f"{len(days)} partitions ({days[0]}..{days[-1]}): all passed"
             if not failed
             else f"failed on {compact_days([d for d, _ in failed])}; {failed[0][0]}: {failed[0][1].description}"
         )
