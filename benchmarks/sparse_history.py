@@ -43,7 +43,7 @@ def main() -> None:
 
     from benchmarks.ratings_log import RatingsShape, write_ratings_csv
     from tests.support.factories import PROJECT
-    from tests.support.processes import BIN, WORKSPACE, Processes, cli, temporary_platform
+    from tests.support.processes import BIN, WORKSPACE, Processes, cli, queue_retraining, temporary_platform
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grain", choices=["day", "week", "month"], default="month")
@@ -113,20 +113,7 @@ def main() -> None:
                 key = {"day": last, "week": last - dt.timedelta(days=last.weekday()), "month": last.replace(day=1)}
                 partition = key[args.grain].isoformat()
                 started = time.monotonic()
-                cli(
-                    env,
-                    "dagster",
-                    "job",
-                    "launch",
-                    "-w",
-                    env[WORKSPACE],
-                    "-l",
-                    PROJECT,
-                    "-j",
-                    f"{PROJECT}_retrain_job",
-                    "--tags",
-                    json.dumps({"dagster/partition": partition}),
-                )
+                queue_retraining(env, PROJECT, partition)
                 while True:
                     with dg.DagsterInstance.from_config(str(home)) as instance:
                         (run,) = instance.get_runs(dg.RunsFilter(job_name=f"{PROJECT}_retrain_job"), limit=1)

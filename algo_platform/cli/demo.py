@@ -136,6 +136,11 @@ def demo(days: int, events_per_day: int, seed: int, defect_rate: float, epochs: 
     if not os.environ.get("DAGSTER_HOME"):
         raise click.UsageError("DAGSTER_HOME is not set; `make demo` sets it to ./dagster_home")
     project, settings = load_project_named(project_name), load_settings()
+    if project.data.partition != "day":
+        raise click.UsageError(
+            f"{project.name} is partitioned by {project.data.partition}: the demo generates and ingests days; "
+            "for a log by weeks or months use `algo-platform import` and `algo-platform backfill --wait`"
+        )
     window = project.training.window_days
     needed = 2 if window == "all" else window  # one day to train on and one to hold out, at least
     if days < needed:

@@ -1,5 +1,6 @@
 """What an operator applies: valid Kubernetes manifests, Helm values that say what we mean, no secrets."""
 
+import os
 import re
 from pathlib import Path
 
@@ -166,3 +167,23 @@ def test_the_run_launcher_takes_no_kubernetes_config_from_a_run(monkeypatch):
         )
     deployment_env = {e["name"] for d in values["dagster-user-deployments"]["deployments"] for e in d["env"]}
     assert deployment_env <= set(config["only_allow_user_defined_env_vars"])
+
+
+def test_the_embedded_run_queue_is_sized_from_the_environment(tmp_path, monkeypatch):
+    """`make` and the CLI set ALGO_PLATFORM_MAX_RUNS to the cores; the shipped instance reads it."""
+    import shutil
+
+    import dagster as dg
+
+    from algo_platform.core.settings import RUN_QUEUE_SIZE_VARIABLE, size_run_queue_to_cores
+
+    monkeypatch.delenv(RUN_QUEUE_SIZE_VARIABLE, raising=False)
+    cores = size_run_queue_to_cores()
+    assert cores >= 1 and os.environ[RUN_QUEUE_SIZE_VARIABLE] == str(cores)
+    monkeypatch.setenv(RUN_QUEUE_SIZE_VARIABLE, "3")
+    assert size_run_queue_to_cores() == 3  # a value someone set is kept
+    shutil.copy(REPO / "dagster_home" / "dagster.yaml", tmp_path / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        queue = instance.get_concurrency_config().run_queue_config
+        assert queue.max_concurrent_runs == 3
+        assert instance.run_monitoring_start_timeout_seconds >= 600  # a slow start on a busy machine is no failure

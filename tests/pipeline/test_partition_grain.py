@@ -143,3 +143,24 @@ def test_a_failed_backfill_resumes_with_only_what_it_did_not_materialize(tmp_pat
         assert missing == 6 * 4 and again.tags["dagster/parent_backfill_id"] == backfill_id
         with pytest.raises(ValueError, match="before the first partition"):
             request_ingest_backfill(instance, defs, project, "2023-12-01", "2024-02-01")
+
+
+def test_following_a_backfill_reports_each_change_until_it_ends():
+    from dagster._core.execution.backfill import BulkActionStatus
+
+    from algo_platform.pipeline.backfill import BackfillProgress, follow_backfill
+
+    states = iter(
+        [
+            BackfillProgress(BulkActionStatus.REQUESTED, 0, 0, 8, 0, 0),
+            BackfillProgress(BulkActionStatus.REQUESTED, 0, 0, 8, 0, 0),
+            BackfillProgress(BulkActionStatus.REQUESTED, 4, 0, 8, 1, 0),
+            BackfillProgress(BulkActionStatus.FAILED, 4, 4, 8, 2, 1),
+        ]
+    )
+    clock = iter(range(100))
+    reports = []
+    final = follow_backfill(
+        lambda: next(states), lambda p, s: reports.append((p.done, s)), clock=lambda: next(clock), sleep=lambda _: None
+    )
+    assert [done for done, _ in reports] == [0, 4, 4] and final.finished and not final.complete

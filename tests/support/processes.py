@@ -1,5 +1,6 @@
 """The platform as real processes (daemon, webserver, the CLI) on loopback, and waiting for them."""
 
+import json
 import os
 import shutil
 import signal
@@ -93,6 +94,13 @@ def cli(env: dict, *args: str) -> str:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
+
+
+def queue_retraining(env: dict, project: str, partition: str) -> str:
+    """Queue `<project>_retrain_job` for a partition with Dagster's own CLI (the daemon runs it)."""
+    tags = json.dumps({"dagster/partition": partition})
+    job = f"{project}_retrain_job"
+    return cli(env, "dagster", "job", "launch", "-w", env[WORKSPACE], "-l", project, "-j", job, "--tags", tags)
 
 
 def wait_for(condition, what: str, logs: Path):

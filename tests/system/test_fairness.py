@@ -5,13 +5,11 @@ project (dagster_home/dagster.yaml). Days without data make each run fail within
 training_sequences, which is all the queue needs: the test watches when runs start and end.
 """
 
-import json
-
 import dagster as dg
 
 from algo_platform.core.project import PROJECT_TAG, TRAINING_TAG
 from tests.support.factories import PROJECT
-from tests.support.processes import BIN, WORKSPACE, Processes, cli, temporary_platform, wait_for
+from tests.support.processes import BIN, WORKSPACE, Processes, cli, queue_retraining, temporary_platform, wait_for
 
 OTHER = "team_b"
 DAYS = {PROJECT: ["2026-11-01", "2026-11-02", "2026-11-03"], OTHER: ["2026-11-04", "2026-11-05", "2026-11-06"]}
@@ -25,20 +23,7 @@ def test_two_projects_with_one_training_run_each_both_progress_and_neither_starv
     # Everything queued before the daemon starts: the first project's whole backlog comes first.
     for project, days in DAYS.items():
         for day in days:
-            cli(
-                env,
-                "dagster",
-                "job",
-                "launch",
-                "-w",
-                env[WORKSPACE],
-                "-l",
-                project,
-                "-j",
-                f"{project}_retrain_job",
-                "--tags",
-                json.dumps({"dagster/partition": day}),
-            )
+            queue_retraining(env, project, day)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         queued = instance.get_runs()
         assert len(queued) == 6 and {r.status for r in queued} == {dg.DagsterRunStatus.QUEUED}
