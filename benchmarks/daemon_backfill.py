@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=4_000)
     parser.add_argument("--per-run", type=int, default=250)
+    parser.add_argument("--grain", choices=["day", "week", "month"], default="day", help="data.partition")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as folder:
@@ -35,6 +37,7 @@ def main() -> None:
         env, home = temporary_platform(scratch, window_days=2)
         project_file = scratch / "projects" / PROJECT / "project.yaml"
         text = project_file.read_text().replace("days_per_run: 1 ", f"days_per_run: {args.per_run} ", 1)
+        text = text.replace("partition: day ", f"partition: {args.grain} ", 1)
         project_file.write_text(text.replace("partitions_start: 2024-01-01", "partitions_start: 2015-01-01"))
         start = dt.date(2015, 1, 1)
         last = start + dt.timedelta(days=args.days - 1)
@@ -64,10 +67,11 @@ def main() -> None:
         wall = time.monotonic() - began
         with dg.DagsterInstance.from_config(str(home)) as instance:
             runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill.backfill_id}))
-            days = len(instance.get_materialized_partitions(dg.AssetKey([PROJECT, "cleaned_events"])))
+            partitions = len(instance.get_materialized_partitions(dg.AssetKey([PROJECT, "cleaned_events"])))
     print(
-        f"{args.days:,} days, {args.per_run} per run: {backfill.status.value}, {len(runs)} runs, {days:,} days of "
-        f"cleaned_events; {wall:,.0f} s, {wall / args.days * 1000:,.0f} ms per day"
+        f"{args.days:,} days by {args.grain}, {args.per_run} per run, {os.environ.get('ALGO_PLATFORM_MAX_RUNS')} runs "
+        f"at once: {backfill.status.value}, {len(runs)} runs, {partitions:,} partitions of cleaned_events; "
+        f"{wall:,.0f} s, {wall / args.days * 1000:,.0f} ms per day"
     )
 
 

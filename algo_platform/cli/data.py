@@ -204,7 +204,13 @@ def backfill(first: str | None, last: str | None, resume: str | None, wait: bool
         if not wait:
             return
         progress = backfills.follow_backfill(
-            lambda: backfills.backfill_progress(instance, defs, backfill_id), _report_progress
+            lambda: backfills.backfill_progress(instance, defs, backfill_id),
+            _report_progress,
+            stalled=lambda seconds: click.echo(
+                f"note: no run has started after {_duration(seconds)}: is the daemon running on this DAGSTER_HOME? "
+                "(`make dev` starts one; so does `dagster-daemon run -w workspace.yaml`)",
+                err=True,
+            ),
         )
     if not progress.complete:
         click.echo(

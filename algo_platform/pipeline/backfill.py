@@ -145,9 +145,12 @@ def follow_backfill(
     poll_seconds: float = 2.0,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    stalled: Callable[[float], None] | None = None,
+    stall_seconds: float = 120.0,
 ) -> BackfillProgress:
-    """Read a backfill's progress until it ends, reporting each change (with the seconds since the start)."""
-    began, last = clock(), None
+    """Read a backfill's progress until it ends, reporting each change (with the seconds since the
+    start), and calling `stalled` once if no run has started after `stall_seconds` (no daemon?)."""
+    began, last, warned = clock(), None, False
     while True:
         progress = read()
         if progress != last:
@@ -155,4 +158,7 @@ def follow_backfill(
             last = progress
         if progress.finished:
             return progress
+        if stalled and not warned and progress.runs == 0 and clock() - began >= stall_seconds:
+            stalled(clock() - began)
+            warned = True
         sleep(poll_seconds)

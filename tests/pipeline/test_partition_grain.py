@@ -159,8 +159,14 @@ def test_following_a_backfill_reports_each_change_until_it_ends():
         ]
     )
     clock = iter(range(100))
-    reports = []
+    reports, stalls = [], []
     final = follow_backfill(
-        lambda: next(states), lambda p, s: reports.append((p.done, s)), clock=lambda: next(clock), sleep=lambda _: None
+        lambda: next(states),
+        lambda p, s: reports.append((p.done, s)),
+        clock=lambda: next(clock),
+        sleep=lambda _: None,
+        stalled=stalls.append,
+        stall_seconds=2,
     )
     assert [done for done, _ in reports] == [0, 4, 4] and final.finished and not final.complete
+    assert len(stalls) == 1  # no run had started yet: said once (is the daemon running?)
