@@ -29,7 +29,7 @@ from algo_platform.pipeline.assets.sequences import build_sequence_assets
 from algo_platform.pipeline.assets.serving import build_serving_assets
 from algo_platform.pipeline.assets.spark_stage import build_spark_stage_assets
 from algo_platform.pipeline.assets.tasks import build_task_assets
-from algo_platform.pipeline.jobs import build_jobs
+from algo_platform.pipeline.jobs import EXECUTOR, build_jobs
 from algo_platform.pipeline.jobs.automation import build_automation
 from algo_platform.pipeline.partitions import PeriodPartitions, project_partitions, refuse_a_change_of_grain
 from algo_platform.pipeline.resources import build_resources
@@ -127,6 +127,9 @@ def build_project_definitions(project: Project, settings: Settings | None = None
         schedules=[schedule],
         sensors=[sensor],
         resources=build_resources(settings, project),
+        # Runs the UI or a backfill launches on an asset selection (Dagster's implicit asset job)
+        # run in process too, as the project's own jobs do: a process per step costs seconds each.
+        executor=EXECUTOR,
     )
 
 
