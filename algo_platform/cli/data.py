@@ -151,9 +151,18 @@ def import_history(source: str, mappings: tuple[str, ...], memory_mb: int, proje
             err=True,
         )
     if result.rows_per_day:
+        calendar, last = project.calendar, result.last_day
+        newest = calendar.period(calendar.last().isoformat())
+        if calendar.period_of(last).start > newest.start:  # the period still filling is not a partition yet
+            last = newest.last_day.isoformat()
+            click.echo(
+                f"note: days after {last} are in the {project.data.partition} still filling: it becomes a partition "
+                "when it ends, and the landing-zone sensor (or a backfill then) ingests it",
+                err=True,
+            )
         click.echo(
-            "next: ingest every day of the range (days without events become empty days) in one backfill:\n"
-            f"  algo-platform backfill --project {project.name} --from {result.first_day} --to {result.last_day}"
+            "next: ingest every partition of the range (periods without events become empty partitions) in one "
+            f"backfill:\n  algo-platform backfill --project {project.name} --from {result.first_day} --to {last} --wait"
         )
         if project.sensor.enabled:
             click.echo(
