@@ -19,13 +19,22 @@ def project() -> None:
 @click.argument("name")
 @click.option("--owner", "owners", multiple=True, help="E-mail or team:<name> (repeatable; default team:<name>).")
 @click.option("--partitions-start", default=None, help="First day of the team's data (default: 30 days ago).")
+@click.option(
+    "--partition",
+    type=click.Choice(["day", "week", "month"]),
+    default="day",
+    show_default=True,
+    help="Partition grain: day for busy logs; week or month for years of a sparse log.",
+)
 @click.option("--workspace", default="workspace.yaml", show_default=True)
-def project_new(name: str, owners: tuple[str, ...], partitions_start: str | None, workspace: str) -> None:
+def project_new(
+    name: str, owners: tuple[str, ...], partitions_start: str | None, partition: str, workspace: str
+) -> None:
     """Create projects/NAME/ (project.yaml + its code location) and add it to workspace.yaml."""
     from algo_platform.cli.scaffold import ScaffoldError, scaffold_project
 
     try:
-        created = scaffold_project(projects_dir(), name, list(owners), partitions_start, Path(workspace))
+        created = scaffold_project(projects_dir(), name, list(owners), partitions_start, Path(workspace), partition)
     except (ScaffoldError, ProjectError) as error:
         raise click.UsageError(str(error)) from None
     click.echo(f"created {created.folder}/ and added code location {name!r} to {workspace}")

@@ -30,7 +30,7 @@ partitions_start: {start}       # first day of events (YYYY-MM-DD)
 data:
   column_map: {{}}               # canonical column -> your column, e.g. {{user_id: userId}}
   interaction_types: [play, like, share, comment, follow]
-  partition: day                # day | week | month: years of a sparse log are hundreds of months
+  partition: {partition}{pad}# day | week | month: years of a sparse log are hundreds of months
   days_per_run: 1               # partitions per ingest run in a backfill; hundreds for years of small days
 training:
   window_days: 7                # days per training run (the last one held out), or all: every day so far
@@ -83,7 +83,12 @@ def add_to_workspace(workspace: Path, name: str, definitions: Path) -> None:
 
 
 def scaffold_project(
-    projects: Path, name: str, owners: list[str], partitions_start: str | None, workspace: Path
+    projects: Path,
+    name: str,
+    owners: list[str],
+    partitions_start: str | None,
+    workspace: Path,
+    partition: str = "day",
 ) -> Created:
     if not re.fullmatch(NAME_PATTERN, name):
         raise ScaffoldError(f"{name!r}: a project name is lower-case letters, digits and _, 2-31 characters")
@@ -91,7 +96,9 @@ def scaffold_project(
     if folder.exists():
         raise ScaffoldError(f"{folder} already exists; edit {folder / PROJECT_FILE} instead")
     start = partitions_start or (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=30)).isoformat()
-    text = PROJECT_TEMPLATE.format(name=name, owners="[" + ", ".join(owners or [f"team:{name}"]) + "]", start=start)
+    owners_text = "[" + ", ".join(owners or [f"team:{name}"]) + "]"
+    pad = " " * max(1, 19 - len(partition))  # the comments stay in one column
+    text = PROJECT_TEMPLATE.format(name=name, owners=owners_text, start=start, partition=partition, pad=pad)
     parse_project(yaml.safe_load(text), f"{folder / PROJECT_FILE}")  # refuse bad owners or dates before writing
     folder.mkdir(parents=True)
     write_atomically(folder / PROJECT_FILE, text.encode())

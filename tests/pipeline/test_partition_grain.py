@@ -170,3 +170,17 @@ def test_following_a_backfill_reports_each_change_until_it_ends():
     )
     assert [done for done, _ in reports] == [0, 4, 4] and final.finished and not final.complete
     assert len(stalls) == 1  # no run had started yet: said once (is the daemon running?)
+
+
+def test_project_new_starts_a_sparse_log_by_month(tmp_path, projects_dir):
+    from click.testing import CliRunner
+
+    from algo_platform.cli import main as cli
+    from algo_platform.core.project import load_project
+
+    workspace = tmp_path / "workspace.yaml"
+    args = ["project", "new", "ratings", "--partitions-start", "1996-03-29", "--partition", "month"]
+    created = CliRunner().invoke(cli, [*args, "--workspace", str(workspace)])
+    assert created.exit_code == 0, created.output
+    project = load_project(Path(projects_dir) / "ratings")
+    assert project.data.partition == "month" and project.calendar.first == dt.date(1996, 3, 1)

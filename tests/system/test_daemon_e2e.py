@@ -4,7 +4,6 @@ Loopback only; every process a test starts, it stops.
 """
 
 import signal
-import time
 import urllib.request
 from pathlib import Path
 
@@ -33,6 +32,13 @@ def sensor_runs(home: str) -> list[dg.DagsterRun]:
 def upload(env: dict, source: Path, day: str) -> None:
     source.write_text(f"user_id,item_id,ts\n1,10,{day}T08:00:00Z\n2,11,{day}T09:00:00Z\n3,12,{day}T10:00:00Z\n")
     cli(env, "algo-platform", "upload", "--project", PROJECT, str(source), "--date", day)
+
+
+def sensor_ticks(home: str) -> int:
+    """How many ticks the landing-zone sensor has recorded."""
+    with dg.DagsterInstance.from_config(home) as instance:
+        states = [s for s in instance.all_instigator_state() if s.name == f"{PROJECT}_landing_zone_sensor"]
+        return sum(len(instance.get_ticks(s.instigator_origin_id, s.selector_id, limit=1000)) for s in states)
 
 
 def test_sensor_launches_a_successful_ingest_and_a_daemon_restart_loses_and_repeats_nothing(platform):
@@ -67,7 +73,9 @@ def test_sensor_launches_a_successful_ingest_and_a_daemon_restart_loses_and_repe
         return runs if len(done) >= 3 and len(done) == len(runs) else None
 
     runs = wait_for(all_three_done, "runs for the files that landed while the daemon was down", tmp)
-    time.sleep(5)  # a few more sensor ticks: nothing may be requested twice
+    # Two more sensor ticks (waited for, not slept: a busy machine ticks late): nothing asked twice.
+    seen = sensor_ticks(home)
+    wait_for(lambda: sensor_ticks(home) >= seen + 2, "two more sensor ticks", tmp)
     runs = sensor_runs(home)
     assert sorted(r.tags["dagster/partition"] for r in runs) == ["2026-11-18", "2026-11-19", "2026-11-20"]
     with dg.DagsterInstance.from_config(home) as instance:
