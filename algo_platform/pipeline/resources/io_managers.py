@@ -168,8 +168,8 @@ class ParquetIOManager(ObjectStoreIOManager):
         return table if _as_arrow(context) else table.to_pandas()
 
     def load_partitions(self, context: dg.InputContext):
-        """A window of days: one listing finds the days that are missing, and names them all in one
-        error before anything is read; the days present are read in parallel."""
+        """A window of partitions: one listing finds the ones that are missing, and names them all in
+        one error before anything is read; the ones present are read in parallel."""
         keys = context.asset_partition_keys
         if len(keys) == 1 or _as_path(context):
             return super().load_partitions(context)
@@ -183,9 +183,10 @@ class ParquetIOManager(ObjectStoreIOManager):
             needed_by = context.partition_key if context.has_partition_key else "this run"
             raise dg.Failure(
                 description=(
-                    f"{needed_by} needs {asset} for {len(keys)} days ({keys[0]}..{keys[-1]}); missing {len(missing)}: "
-                    f"{compact_days(missing)}. Materialize them first ({project}_ingest_job; a backfill over the "
-                    "range does it in one go); days without events count once ingested, as empty days."
+                    f"{needed_by} needs {asset} for {len(keys)} partitions ({keys[0]}..{keys[-1]}); missing "
+                    f"{len(missing)}: {compact_days(missing)}. Materialize them first ({project}_ingest_job; a "
+                    "backfill over the range does it in one go); periods without events count once ingested, as "
+                    "empty partitions."
                 ),
                 metadata={"missing_partitions": dg.MetadataValue.json(missing)},
             )
