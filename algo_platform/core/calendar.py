@@ -18,7 +18,6 @@ from typing import Literal
 
 ONE_DAY = dt.timedelta(days=1)
 Grain = Literal["day", "week", "month"]
-GRAINS: tuple[Grain, ...] = ("day", "week", "month")
 # How each grain's first day is named in messages.
 _FIRST_DAY = {"day": "a day", "week": "a Monday (ISO weeks)", "month": "the first day of a month"}
 
@@ -199,6 +198,7 @@ _PERIOD_DAYS = {"day": 1, "week": 7, "month": 31}
 
 
 def window_partitions(window_days: int, grain: Grain) -> int:
-    """How many partitions a training window of `window_days` days spans: that many days, or enough
-    weeks or months to hold them (at least two: one to learn from, one held out)."""
+    """How many partitions a training window of `window_days` days spans: that many days, or the
+    weeks or months those days fill, rounded up (a month counted as 31 days), and at least two:
+    one to learn from, one held out."""
     return max(2, -(-window_days // _PERIOD_DAYS[grain]))

@@ -90,17 +90,7 @@ def report_checks(
     for day, day_results in results.items():
         for result in day_results:
             name = result.check_name or context.check_specs[0].name  # type: ignore[union-attr]
-            op_context.log_event(
-                dg.AssetCheckEvaluation(
-                    asset_key=asset_key,
-                    check_name=name,
-                    passed=result.passed,
-                    metadata=result.metadata,
-                    severity=result.severity,
-                    description=result.description,
-                    partition=day,
-                )
-            )
+            _log_for_day(op_context, asset_key, name, day, result)
             by_check.setdefault(name, []).append((day, result))
     for name, outcomes in by_check.items():
         failed = [(day, r) for day, r in outcomes if not r.passed]
@@ -118,6 +108,28 @@ def report_checks(
             description=description,
             metadata={"days": len(days), "failed_days": dg.MetadataValue.json([d for d, _ in failed])},
         )
+
+
+def _log_for_day(
+    op_context: dg.OpExecutionContext,
+    asset_key: dg.AssetKey,
+    check_name: str,
+    day: str,
+    result: dg.AssetCheckResult,
+    severity: dg.AssetCheckSeverity | None = None,
+) -> None:
+    """`result` recorded as the check's evaluation on the partition `day` (a range run's own result has none)."""
+    op_context.log_event(
+        dg.AssetCheckEvaluation(
+            asset_key=asset_key,
+            check_name=check_name,
+            passed=result.passed,
+            metadata=result.metadata,
+            severity=severity or result.severity,
+            description=result.description,
+            partition=day,
+        )
+    )
 
 
 def check_each_day(
@@ -215,17 +227,7 @@ def _soft_rules_for_the_range(
     op_context = context.op_execution_context
     for day in days:
         result = held if day in present else empty[day][0]
-        op_context.log_event(
-            dg.AssetCheckEvaluation(
-                asset_key=asset_key,
-                check_name=context.check_specs[0].name,
-                passed=True,
-                metadata=result.metadata,
-                severity=dg.AssetCheckSeverity.WARN,
-                description=result.description,
-                partition=day,
-            )
-        )
+        _log_for_day(op_context, asset_key, context.check_specs[0].name, day, result, dg.AssetCheckSeverity.WARN)
     yield dg.AssetCheckResult(
         passed=verdict.passed,
         severity=dg.AssetCheckSeverity.WARN,
