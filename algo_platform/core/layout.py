@@ -7,9 +7,11 @@
     <root>/projects/<project>/partitioning.json           the grain its tables are stored in
     <root>/projects/<project>/<asset>/<partition>.<ext>  tables: the IO managers' layout (asset
                                                          keys start with the project)
+    <root>/projects/<project>/data_profile_rollup.parquet  every partition's profile in one table (the data page)
     <root>/projects/<project>/models/<asset>/<day>/<training key>/   checkpoints and the model
     <root>/projects/<project>/reports/evaluation/<day>/<run id>.html
     <root>/mlflow/                                        the embedded MLflow store, without DAGSTER_HOME
+    <root>/staging/<user hash>/<token>/                   uploads waiting for their preview's confirmation
 
 The root is a local folder or any fsspec URL (s3://bucket/prefix); paths are strings or UPaths
 usable by fsspec, pyarrow and polars. tests/unit/test_architecture.py fails on a storage path
@@ -48,6 +50,11 @@ class StorageLayout:
         return _join(self.root, "mlflow")
 
     @property
+    def staging(self) -> str:
+        """Uploads being previewed (a local root only: Settings.staging_dir)."""
+        return _join(self.root, "staging")
+
+    @property
     def mlflow_artifacts(self) -> str:
         return _join(self.root, "mlflow", "artifacts")
 
@@ -77,6 +84,11 @@ class ProjectLayout:
     def stored_tables(self, asset: str) -> UPath:
         """Where the IO managers keep an asset's partitions (`<asset>/<partition>.parquet`)."""
         return UPath(self.root) / asset
+
+    @property
+    def profile_rollup(self) -> UPath:
+        """The data page's table: every stored `data_profile` partition, with the stamps it was read at."""
+        return UPath(self.root) / "data_profile_rollup.parquet"
 
     @property
     def imports(self) -> UPath:

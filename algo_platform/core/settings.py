@@ -9,6 +9,7 @@ start, window, schedule, model) is in each project's project.yaml, not here.
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -50,6 +51,14 @@ class Settings:
         if "://" in self.storage_root:
             return self.layout.mlflow_artifacts
         return f"{self._embedded_mlflow_dir}/mlartifacts"
+
+    @property
+    def staging_dir(self) -> Path:
+        """Uploads waiting for their preview to be confirmed: on this machine, outside every landing zone
+        (beside the storage root when it is a folder, else beside the Dagster instance)."""
+        if "://" not in self.storage_root:
+            return Path(self.layout.staging)
+        return Path(self.dagster_home or tempfile.gettempdir()) / "staging"
 
     @property
     def layout(self) -> StorageLayout:

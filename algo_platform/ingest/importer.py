@@ -162,7 +162,7 @@ class _Spill:
             pa.default_memory_pool().release_unused()
 
 
-def _with_event_ids(table: pa.Table, mapping: Mapping[str, str], import_id: str, first_row: int) -> pa.Table:
+def with_event_ids(table: pa.Table, mapping: Mapping[str, str], import_id: str, first_row: int) -> pa.Table:
     """Files without an event id get one from the import and the row's place in the file:
     the same row of the same import always has the same id."""
     if "event_id" in mapping or "event_id" in table.column_names:
@@ -258,7 +258,7 @@ def import_events(
         try:
             for batch in read_batches(path, batch_bytes):
                 ignored += [c for c in batch.column_names if c not in loaded and c not in ignored]
-                table = _with_event_ids(batch, mapping, import_id, first_row)
+                table = with_event_ids(batch, mapping, import_id, first_row)
                 try:
                     spill.add(to_canonical(path.name, table, mapping, digest, extra_columns))
                 except BadEventFile as error:

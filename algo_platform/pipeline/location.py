@@ -25,6 +25,7 @@ from algo_platform.pipeline.assets.evaluation import build_evaluation_assets
 from algo_platform.pipeline.assets.events import build_ingest_assets
 from algo_platform.pipeline.assets.features import build_feature_assets
 from algo_platform.pipeline.assets.model import build_model_asset
+from algo_platform.pipeline.assets.profile import build_profile_asset
 from algo_platform.pipeline.assets.sequences import build_sequence_assets
 from algo_platform.pipeline.assets.serving import build_serving_assets
 from algo_platform.pipeline.assets.spark_stage import build_spark_stage_assets
@@ -88,13 +89,18 @@ def in_project(definitions: Sequence[Definition], project: Project) -> list[Defi
 
 
 def build_data_stage(project: Project, partitions: PeriodPartitions) -> list[Definition]:
-    """raw_events, then cleaned events and features on the project's engine (polars or Spark)."""
+    """raw_events, then cleaned events, their profile and features on the project's engine (polars or Spark)."""
     if project.data.engine == "spark":
         return [
             *build_ingest_assets(partitions, project.data, with_cleaning=False),
             *build_spark_stage_assets(partitions),
+            build_profile_asset(partitions, project.data),
         ]
-    return [*build_ingest_assets(partitions, project.data), *build_feature_assets(partitions, project.data)]
+    return [
+        *build_ingest_assets(partitions, project.data),
+        build_profile_asset(partitions, project.data),
+        *build_feature_assets(partitions, project.data),
+    ]
 
 
 def build_project_definitions(project: Project, settings: Settings | None = None) -> dg.Definitions:

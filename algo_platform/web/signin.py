@@ -27,17 +27,19 @@ import re
 import secrets
 import time
 from collections.abc import Callable
+from html import escape
 from urllib.parse import parse_qs, quote, urlsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from algo_platform.accounts.store import NAME_PATTERN, Accounts, Principal, Role
 from algo_platform.core.project import project_names
 from algo_platform.web import pages
+from algo_platform.web.data_page import DataPage, static_file
 from algo_platform.web.identity import (
     SESSION_SECONDS,
     AuthSettings,
@@ -61,6 +63,7 @@ PRINCIPAL = "algo_platform.principal"
 WEBSOCKET_RECHECK_SECONDS = 10
 MAX_GRAPHQL_BODY = 8 * 1024 * 1024
 PUBLIC_PATHS = ("/server_info", "/dagit_info", "/favicon.png")
+STATIC_PREFIX = pages.STATIC + "/"
 # Dagster's download routes, each followed by a run id: a run's debug export, its steps' logs.
 RUN_DOWNLOADS = ("/download_debug/", "/logs/")
 # Dagster's REST endpoints that change state: the asset key follows the prefix.
@@ -139,7 +142,8 @@ class SignedIn:
             ("GET", "/platform"): self.home,
             ("GET", "/platform/audit"): self.audit_page,
         }
-        self.routes |= UserAdmin(self).routes() | UploadPage(self).routes()
+        self.data_page = DataPage(self)
+        self.routes |= UserAdmin(self).routes() | UploadPage(self).routes() | self.data_page.routes()
         if settings.mode == "proxy":  # the proxy signs people in and out
             self.routes = {key: route for key, route in self.routes.items() if not key[1].startswith("/auth/")}
 
@@ -163,6 +167,11 @@ class SignedIn:
         if path in PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return
+        if path.startswith(STATIC_PREFIX) and method in ("GET", "HEAD"):
+            # The stylesheet and scripts of the platform's pages (the sign-in page's too): nothing private.
+            found = static_file(path.removeprefix(STATIC_PREFIX))
+            await (found or PlainTextResponse("no such file", 404))(scope, receive, send)
+            return
         if (method, path) in {("GET", "/auth/sign-in"), ("POST", "/auth/sign-in")} and self.settings.mode == "local":
             response = await self.routes[(method, path)](Request(scope, receive), None)
             await response(scope, receive, send)
@@ -179,7 +188,7 @@ class SignedIn:
         if scope["type"] == "websocket":
             await self.app(scope, self._watch_websocket(scope, receive, send), self._recheck_websocket(scope, send))
             return
-        handler = self.routes.get((method, path))
+        handler = self.routes.get((method, path)) or self.data_page.prefixed(method, path)
         if handler is not None:
             await (await handler(Request(scope, receive), identity))(scope, receive, send)
             return
@@ -219,7 +228,8 @@ class SignedIn:
         elif status == 401 and self.settings.mode == "local":
             message = f"sign in first: open {self.prefix}/auth/sign-in (API clients: POST it the form)"
         if accepts_html:
-            await HTMLResponse(pages.page("Refused", f"<p class='error'>{message}</p>"), status)(scope, receive, send)
+            refusal = pages.page("Refused", f"<p class='error'>{escape(message)}</p>", self.prefix)
+            await HTMLResponse(refusal, status)(scope, receive, send)
             return
         await _graphql_error(message, status)(scope, receive, send)
 
@@ -453,7 +463,10 @@ class SignedIn:
         """Platform admins read all of it; a project's admins read that project's entries."""
         projects = None if principal.platform_admin else {p for p, r in principal.roles.items() if r >= Role.admin}
         if projects is not None and not projects:
-            return HTMLResponse(pages.page("Refused", "<p class='error'>the audit log is for admins</p>"), 403)
+            refusal = "<p class='error'>the audit log is for admins</p>"
+            return HTMLResponse(
+                pages.page("Refused", refusal, self.prefix, pages.nav(self.prefix, self._csrf(request))), 403
+            )
         query = request.query_params
         entries = await run_in_threadpool(
             lambda: list(

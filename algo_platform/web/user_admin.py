@@ -39,31 +39,31 @@ def users_page(listed: list[dict], projects: list[str], principal: Principal, pr
     token = f'<input type="hidden" name="csrf" value="{escape(csrf)}">'
     forms = f"""
 <h2>Grant a role</h2>
-<form method="post" action="{escape(prefix)}/platform/users/grant">{token}
+<form class="stacked" method="post" action="{escape(prefix)}/platform/users/grant">{token}
   <label>User <select name="user" id="grant-user">{names}</select></label>
   <label>Project <select name="project" id="grant-project">{options}</select></label>
   <label>Role <select name="role" id="grant-role">{roles}</select></label>
   <button type="submit" id="grant">Grant</button></form>
 <h2>Revoke a role</h2>
-<form method="post" action="{escape(prefix)}/platform/users/revoke">{token}
+<form class="stacked" method="post" action="{escape(prefix)}/platform/users/revoke">{token}
   <label>User <select name="user">{names}</select></label>
   <label>Project <select name="project">{options}</select></label>
   <button type="submit" id="revoke">Revoke</button></form>"""
     if principal.platform_admin:
         forms += f"""
 <h2>Add a user</h2>
-<form method="post" action="{escape(prefix)}/platform/users/add">{token}
+<form class="stacked" method="post" action="{escape(prefix)}/platform/users/add">{token}
   <label>Name <input name="user" id="add-user" required></label>
   <label>Password (at least {MIN_PASSWORD} characters)
     <input name="password" id="add-password" type="password" required></label>
   <button type="submit" id="add">Add</button></form>
 <h2>Disable or enable</h2>
-<form method="post" action="{escape(prefix)}/platform/users/disable">{token}
+<form class="stacked" method="post" action="{escape(prefix)}/platform/users/disable">{token}
   <label>User <select name="user">{names}</select></label>
   <label><input type="checkbox" name="disabled" value="1" checked> disabled</label>
   <button type="submit" id="disable">Apply</button></form>"""
     table = f"<table id='users'><tr><th>user</th><th>roles</th><th></th><th></th></tr>{rows}</table>"
-    return pages.page("Users", f"{pages.nav(prefix, csrf)}{notice}{table}{forms}")
+    return pages.page("Users", f"{notice}{table}{forms}", prefix, pages.nav(prefix, csrf, "/platform/users"))
 
 
 class UserAdmin:
@@ -86,7 +86,9 @@ class UserAdmin:
 
     async def _render(self, request: Request, principal: Principal, message=None, ok=True, status=200) -> Response:
         if not principal.platform_admin and not self._projects(principal):
-            return HTMLResponse(pages.page("Refused", "<p class='error'>managing users is for admins</p>"), 403)
+            refusal = "<p class='error'>managing users is for admins</p>"
+            header = pages.nav(self.site.prefix, self.site._csrf(request))
+            return HTMLResponse(pages.page("Refused", refusal, self.site.prefix, header), 403)
         listed = await run_in_threadpool(self.site.accounts.list_users)
         csrf = self.site._csrf(request)
         page = users_page(listed, self._projects(principal), principal, self.site.prefix, csrf, message, ok)

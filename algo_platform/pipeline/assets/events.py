@@ -265,7 +265,7 @@ def cleaned_events_suite(
     yield from suite_each_day(context, data_quality, cleaned_events, rules, CLEANED_SUITE)
 
 
-def _latest_metadata(instance: dg.DagsterInstance, asset_key: dg.AssetKey, days: list[str]) -> dict[str, dict]:
+def latest_metadata(instance: dg.DagsterInstance, asset_key: dg.AssetKey, days: list[str]) -> dict[str, dict]:
     """The newest materialization metadata of each of `days` (one query; this run's are the newest)."""
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=days), limit=len(days)
@@ -283,8 +283,8 @@ def cleaned_events_drift(context: dg.AssetCheckExecutionContext, data_quality: D
     calendar = project.calendar
     previous = {day: calendar.period_of(calendar.period(day).start - dt.timedelta(days=1)).key for day in days}
     metadata = {
-        **_latest_metadata(context.instance, key, [previous[days[0]]]),
-        **_latest_metadata(context.instance, key, days),
+        **latest_metadata(context.instance, key, [previous[days[0]]]),
+        **latest_metadata(context.instance, key, days),
     }
     yield from check_each_day(
         context,

@@ -21,7 +21,7 @@ def task_assets(task: Task) -> list[str]:
 # What dg.define_asset_job returns: its class is not part of Dagster's public API.
 AssetJob = Any
 
-INGEST_ASSETS = ("raw_events", "cleaned_events", "user_features", "item_features")
+INGEST_ASSETS = ("raw_events", "cleaned_events", "data_profile", "user_features", "item_features")
 TRAINING_ASSETS = (
     "training_sequences",
     "item_vocabulary",
@@ -41,7 +41,7 @@ def build_jobs(project: Project, partitions: PeriodPartitions) -> tuple[AssetJob
         partitions_def=partitions,
         executor_def=EXECUTOR,
         tags=project.run_tags,
-        description="Landing-zone files of one day -> raw, cleaned events -> user and item features.",
+        description="Landing-zone files of one day -> raw, cleaned events -> their profile, user and item features.",
     )
     retrain = dg.define_asset_job(
         f"{project.name}_retrain_job",
