@@ -43,7 +43,10 @@ def upload_event_file(
     today: dt.date | None = None,
     extra_columns: Mapping[str, str] | None = None,
     grain: Grain = "day",
+    expected_sha256: str | None = None,
+    dry_run: bool = False,
 ) -> UploadResult:
+    """Check `source` as one day's events and land it (`dry_run`: every check, nothing written)."""
     source = Path(source)
     try:
         note = ProjectCalendar(dt.date.fromisoformat(partitions_start), grain=grain).upload_note(day, today)
@@ -63,6 +66,11 @@ def upload_event_file(
         )
 
     data = source.read_bytes()
+    if expected_sha256 is not None and content_digest(data) != expected_sha256:
+        raise UploadError(
+            f"{name}: the file changed after its preview (sha256 {content_digest(data)[:12]}..., previewed "
+            f"{expected_sha256[:12]}...); nothing landed: upload and preview it again"
+        )
     try:
         parsed = parse_event_bytes(name, data, DecompressionLimits.from_environment())
         table = to_canonical(name, parsed, mapping, content_digest(data), extra_columns)
@@ -100,6 +108,8 @@ def upload_event_file(
             f"{name}: a different file with this name is already in the landing zone for {day} "
             f"({target}); landed files are never overwritten, so upload it under a new name"
         )
+    if dry_run:
+        return UploadResult(str(target), table.num_rows, rows_outside, False, note, ignored)
     if mapping:
         # The mapping lands first, so any reader that sees the data file also sees its mapping.
         write_atomically(target.with_name(name + MAPPING_SUFFIX), json.dumps(mapping, indent=2).encode())
