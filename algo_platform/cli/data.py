@@ -57,14 +57,34 @@ def generate(
     help="Upload through the platform's webserver (as a signed-in editor) instead of to the storage directly.",
 )
 @click.option("--user", default=None, envvar="ALGO_PLATFORM_USER", help="With --server: who signs in.")
+@click.option("--dry-run", is_flag=True, help="Show what the file holds and what cleaning would drop; land nothing.")
 @project_option
 def upload(
-    path: str, day: str, mappings: tuple[str, ...], server: str | None, user: str | None, project_name: str
+    path: str,
+    day: str,
+    mappings: tuple[str, ...],
+    server: str | None,
+    user: str | None,
+    dry_run: bool,
+    project_name: str,
 ) -> None:
     """Check an event file (Parquet, CSV, JSONL) and copy it into a project's landing zone atomically."""
-    from algo_platform.ingest.for_project import column_mapping, upload_for_project
+    from algo_platform.ingest.for_project import column_mapping, preview_upload, upload_for_project
+    from algo_platform.ingest.preview import PreviewRefused
     from algo_platform.ingest.upload import UploadError
 
+    if dry_run:
+        project = load_project_named(project_name)
+        try:
+            result, preview = preview_upload(project, load_settings(), path, day, mappings)
+        except (UploadError, PreviewRefused, ValueError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        for line in preview.lines():
+            click.echo(line)
+        state = "already landed: nothing would change" if result.already_present else f"would land at {result.target}"
+        click.echo(f"{state} (dry run: nothing was written)")
+        return
     if server:
         _upload_through_server(server, user, path, day, mappings, project_name)
         return
@@ -109,13 +129,26 @@ def upload(
     help="Map a source column onto a canonical or declared extra one, e.g. --map user_id=userId (repeatable).",
 )
 @click.option("--memory-mb", default=512, show_default=True, help="Memory the import may use for one day bucket.")
+@click.option("--dry-run", is_flag=True, help="Show what the file holds and what cleaning would drop; land nothing.")
 @project_option
-def import_history(source: str, mappings: tuple[str, ...], memory_mb: int, project_name: str) -> None:
+def import_history(source: str, mappings: tuple[str, ...], memory_mb: int, dry_run: bool, project_name: str) -> None:
     """Split a history file (CSV, JSONL, Parquet; a path or an fsspec URL) by event day into the landing zone."""
-    from algo_platform.ingest.for_project import import_for_project
+    from algo_platform.ingest.for_project import column_mapping, import_for_project
     from algo_platform.ingest.importer import ImportRefused
+    from algo_platform.ingest.preview import PreviewRefused, preview_history_file
 
     project = load_project_named(project_name)
+    if dry_run:
+        try:
+            preview = preview_history_file(source, column_mapping(project, mappings), project.data.extra_columns)
+        except (PreviewRefused, ValueError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        for line in preview.lines():
+            click.echo(line)
+        _print_rows_per_day(dict(sorted(preview.rows_per_day.items())))
+        click.echo("dry run: nothing was written (duplicates are counted within each batch the import reads)")
+        return
     try:
         result = import_for_project(
             project, load_settings(), source, mappings, memory_bytes=memory_mb << 20, progress=ProgressLine()

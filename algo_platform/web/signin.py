@@ -121,6 +121,45 @@ def _launch_detail(action: Action) -> str:
     return "; ".join(notes)
 
 
+def platform_link(prefix: str) -> bytes:
+    """A small link to the platform's pages, fixed in a corner of every Dagster UI page (Dagster's
+    content policy allows inline styles, not scripts: this is markup only)."""
+    style = (
+        "position:fixed;right:12px;bottom:12px;z-index:1000;padding:6px 12px;border-radius:16px;"
+        "background:#4f43dd;color:#fff;font:13px system-ui,sans-serif;text-decoration:none;"
+        "box-shadow:0 1px 4px rgba(0,0,0,.25)"
+    )
+    href = escape(f"{prefix}/platform/data")
+    return f"<a id='algo-platform-link' href='{href}' style='{style}'>Data, upload, users</a>".encode()
+
+
+def with_platform_link(send: Send, prefix: str) -> Send:
+    """`send` for one response, adding `platform_link` before </body> when the response is an HTML page."""
+    state: dict = {}
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = dict((k.lower(), v) for k, v in message.get("headers", []))
+            if headers.get(b"content-type", b"").startswith(b"text/html") and b"content-encoding" not in headers:
+                state["start"], state["body"] = message, bytearray()
+                return
+            await send(message)
+            return
+        if message["type"] == "http.response.body" and "start" in state:
+            state["body"] += message.get("body", b"")
+            if message.get("more_body"):
+                return
+            body = bytes(state["body"]).replace(b"</body>", platform_link(prefix) + b"</body>", 1)
+            start = state.pop("start")
+            kept = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            await send({**start, "headers": [*kept, (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await send(message)
+
+    return sending
+
+
 def _safe_next(path: str | None, prefix: str) -> str:
     """Only a path on this server: never an absolute or scheme-relative URL (open redirect)."""
     # Browsers read "/\\host" as "//host": a backslash anywhere is refused too.
@@ -212,6 +251,8 @@ class SignedIn:
             if refusal:
                 await self._refuse(scope, receive, send, 403, refusal)
                 return
+        if method == "GET" and "text/html" in request_headers(scope).get("accept", ""):
+            send = with_platform_link(send, self.prefix)
         await self.app(scope, receive, send)
 
     async def _refuse(self, scope, receive, send, status: int, message: str, redirect: str | None = None) -> None:
