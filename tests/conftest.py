@@ -64,6 +64,18 @@ def projects_dir(tmp_path: Path, settings: Settings, monkeypatch) -> Path:
     return folder
 
 
+@pytest.fixture
+def browser():
+    """Headless Chromium (tests/support/browser.py)."""
+    from tests.support.browser import chromium
+
+    driver = chromium()
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
 @pytest.fixture(scope="module")
 def web_platform(tmp_path_factory):
     """`algo-platform webserver` on a platform with two projects and a user of each role

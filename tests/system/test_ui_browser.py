@@ -5,88 +5,15 @@ Screenshots land in test-output/ui/.
 """
 
 import datetime as dt
-import os
 import time
-from pathlib import Path
 
 import dagster as dg
-import pytest
 
+from tests.support.browser import SCREENSHOTS, open_page, sign_in, stays_absent, until
 from tests.support.factories import ALL_ASSETS as ASSETS
 from tests.support.factories import PROJECT
-from tests.support.postgres import REPO
 from tests.support.processes import cli, wait_for
 from tests.support.web_platform import OTHER_PROJECT, start_web_platform
-
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-SCREENSHOTS = REPO / "test-output" / "ui"
-
-
-@pytest.fixture
-def browser():
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        reason = "no Chromium here: apt-get install chromium chromium-driver"
-        if os.environ.get("REQUIRE_BROWSER") == "1":
-            pytest.fail(f"REQUIRE_BROWSER=1 but {reason}")
-        pytest.skip(reason)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        "--disable-dev-shm-usage",
-        "--window-size=1600,1000",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.implicitly_wait(0)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def dismiss_community_popup(driver) -> bool:
-    """Dagster's "Join the community" pop-up can open at any moment of the first minutes, over
-    whatever dialog is open, and takes the keyboard: skip it wherever it shows."""
-    from selenium.common.exceptions import WebDriverException
-    from selenium.webdriver.common.by import By
-
-    skips = driver.find_elements(By.XPATH, "//button[normalize-space()='Skip']")  # no other Skip on our pages
-    for skip in skips:
-        try:
-            skip.click()
-        except WebDriverException:  # gone, or covered, between finding and clicking
-            continue
-        time.sleep(0.5)
-    return bool(skips)
-
-
-def until(driver, find, what: str, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        dismiss_community_popup(driver)
-        found = find(driver)
-        if found:
-            return found
-        time.sleep(0.5)
-    driver.save_screenshot(str(SCREENSHOTS / "failure.png"))
-    pytest.fail(f"UI: gave up waiting for {what}; see {SCREENSHOTS / 'failure.png'}")
-
-
-def open_page(driver, url: str) -> None:
-
-    driver.get(url)
-    time.sleep(2)
-    dismiss_community_popup(driver)
 
 
 def _launch_buttons(driver) -> list:
@@ -102,8 +29,8 @@ def _launch_buttons(driver) -> list:
 def _choose_partition(driver, day: str) -> list:
     """Type the day into the launch dialog until its Launch button is enabled.
 
-    The community pop-up can open over the dialog and take the typed text; on a loaded machine
-    the dialog can also take it before it has loaded the partitions. Type it again then."""
+    On a loaded machine the dialog can take the text before it has loaded the partitions: type it
+    again then."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
@@ -116,37 +43,10 @@ def _choose_partition(driver, day: str) -> list:
         field.send_keys(day, Keys.ENTER)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if dismiss_community_popup(driver):
-                break  # it took the keyboard: type the day again
             if found := _launch_buttons(driver):
                 return found
             time.sleep(1)
     return until(driver, _launch_buttons, "an enabled Launch button")
-
-
-def sign_in(driver, base: str, user: str, password: str) -> None:
-    """The sign-in page, as a person fills it in (any earlier session is dropped first)."""
-    from selenium.webdriver.common.by import By
-
-    driver.delete_all_cookies()
-    driver.get(f"{base}/assets")
-    until(driver, lambda d: "/auth/sign-in" in d.current_url and d.find_elements(By.ID, "username"), "sign-in page")
-    driver.find_element(By.ID, "username").send_keys(user)
-    driver.find_element(By.ID, "password").send_keys(password)
-    driver.find_element(By.ID, "sign-in").click()
-    until(driver, lambda d: "/auth/sign-in" not in d.current_url, f"{user} to be signed in")
-
-
-def stays_absent(driver, text: str, seconds: float = 10) -> bool:
-    """Whether `text` shows up on the page within `seconds` (False: it stayed away while the page loaded)."""
-    from selenium.webdriver.common.by import By
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if text in driver.find_element(By.TAG_NAME, "body").text:
-            return True
-        time.sleep(0.5)
-    return False
 
 
 def _buttons(driver, label: str) -> list:
@@ -248,6 +148,7 @@ def test_people_sign_in_launch_what_their_role_allows_and_are_audited(browser, t
         browser.find_element(By.ID, "date").send_keys(new_day)
         browser.find_element(By.ID, "file").send_keys(str(export))
         browser.find_element(By.ID, "upload").click()
+        until(browser, lambda d: d.find_elements(By.ID, "confirm"), "the upload's preview")[0].click()
         result = until(browser, lambda d: d.find_elements(By.ID, "result"), "the upload's result")[0].text
         assert f"landed 2 rows in {PROJECT} for {new_day}" in result, result
         assert (web.tmp / "storage" / "projects" / PROJECT / "landing" / "events" / new_day / export.name).is_file()
