@@ -76,6 +76,7 @@ NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
 ALL_ASSETS = {
     "raw_events",
     "cleaned_events",
+    "data_profile",
     "user_features",
     "item_features",
     "training_sequences",
