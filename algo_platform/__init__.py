@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 LAYERS = (
     "core",  # schema, settings, storage layout, atomic writes, project.yaml
     "quality",  # quality dimensions, data contracts, Great Expectations suites
+    "profiles",  # data profiles per partition, the project's rollup, the data page's figures
     "models",  # the PyTorch model families
     "ingest",  # landing zone, file formats, quarantine, upload, history import
     "engines",  # raw -> cleaned -> features: polars, Spark (no dagster; dagster_pipes allowed)

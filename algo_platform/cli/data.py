@@ -69,8 +69,8 @@ def upload(
     project_name: str,
 ) -> None:
     """Check an event file (Parquet, CSV, JSONL) and copy it into a project's landing zone atomically."""
-    from algo_platform.ingest.for_project import column_mapping, preview_upload, upload_for_project
-    from algo_platform.ingest.preview import PreviewRefused
+    from algo_platform.engines.polars.preview import PreviewRefused, preview_upload
+    from algo_platform.ingest.for_project import column_mapping, upload_for_project
     from algo_platform.ingest.upload import UploadError
 
     if dry_run:
@@ -133,9 +133,9 @@ def upload(
 @project_option
 def import_history(source: str, mappings: tuple[str, ...], memory_mb: int, dry_run: bool, project_name: str) -> None:
     """Split a history file (CSV, JSONL, Parquet; a path or an fsspec URL) by event day into the landing zone."""
+    from algo_platform.engines.polars.preview import PreviewRefused, preview_history_file
     from algo_platform.ingest.for_project import column_mapping, import_for_project
     from algo_platform.ingest.importer import ImportRefused
-    from algo_platform.ingest.preview import PreviewRefused, preview_history_file
 
     project = load_project_named(project_name)
     if dry_run:

@@ -11,7 +11,6 @@ from algo_platform.core.project import Project
 from algo_platform.core.settings import Settings
 from algo_platform.ingest.canonical import parse_column_mapping
 from algo_platform.ingest.importer import ImportResult, import_events
-from algo_platform.ingest.preview import preview_day_file
 from algo_platform.ingest.upload import UploadResult, upload_event_file
 
 
@@ -42,14 +41,6 @@ def upload_for_project(
         expected_sha256=expected_sha256,
         dry_run=dry_run,
     )
-
-
-def preview_upload(project: Project, settings: Settings, path: str | Path, day: str, overrides: Sequence[str] = ()):
-    """What `upload_for_project` would land, and what cleaning would make of it; nothing is written.
-    Raises UploadError or ValueError where the upload itself would be refused."""
-    result = upload_for_project(project, settings, path, day, overrides, dry_run=True)
-    span = project.calendar.period_of(day)
-    return result, preview_day_file(path, day, column_mapping(project, overrides), project.data.extra_columns, span)
 
 
 def import_for_project(

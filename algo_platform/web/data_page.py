@@ -161,16 +161,15 @@ class DataPage:
         if instance is None or not partitions:
             return None
         import dagster as dg
-        from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus as Status
 
         keys = [dg.AssetCheckKey(dg.AssetKey([project, asset]), check) for asset, check in INGEST_CHECKS]
         infos = instance.event_log_storage.get_asset_check_partition_info(keys)
-        outcome = {Status.SUCCEEDED: 1.0, Status.FAILED: 0.0}
+        outcome = {"SUCCEEDED": 1.0, "FAILED": 0.0}  # PLANNED, SKIPPED: not run (blank)
         rows = [
             {
                 "day": info.partition_key,
                 "check": info.check_key.name,
-                "passed": outcome.get(info.latest_execution_status),
+                "passed": outcome.get(info.latest_execution_status.value),
             }
             for info in infos
             if info.partition_key is not None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
-from algo_platform.ingest.preview import FilePreview, PreviewRefused
+from algo_platform.engines.polars.preview import FilePreview, PreviewRefused
 from algo_platform.ingest.staging import Staged
 from algo_platform.profiles.overview import overview
 from algo_platform.web import pages
@@ -44,7 +44,7 @@ def preview_staged(projects_dir: Path, staged: Staged, folder: Path) -> PreviewO
     """The upload's own checks (dry run) and the preview of the staged file."""
     from algo_platform.core.project import ProjectError, load_project
     from algo_platform.core.settings import load_settings
-    from algo_platform.ingest.for_project import preview_upload
+    from algo_platform.engines.polars.preview import preview_upload
     from algo_platform.ingest.upload import UploadError
 
     try:

@@ -12,6 +12,7 @@ from tests.support.factories import PROJECT
 EXPECTED_GRAPH = {
     "raw_events": set(),
     "cleaned_events": {"raw_events"},
+    "data_profile": {"cleaned_events"},
     "user_features": {"cleaned_events"},
     "item_features": {"cleaned_events"},
     "training_sequences": {"cleaned_events"},

@@ -324,10 +324,11 @@ def test_the_backfill_command_queues_one_asset_backfill_over_the_range(tmp_path,
         assert {k.path[-1] for k in targeted.asset_keys} == {
             "raw_events",
             "cleaned_events",
+            "data_profile",
             "user_features",
             "item_features",
         }
-        assert targeted.num_partitions_and_non_partitioned_assets == 4 * 40
+        assert targeted.num_partitions_and_non_partitioned_assets == 5 * 40
         assert backfill.tags["algo_platform/project"] == PROJECT
         assert backfill.tags["user"].startswith("shell:")  # who queued it: its runs carry the tag too
     # The audit log has it, under the operating-system user who ran the command.

@@ -30,7 +30,7 @@ def test_the_shipped_projects_load_side_by_side_without_collisions(shipped, sett
     keys = {name: defs.resolve_asset_graph().get_all_asset_keys() for name, defs in shipped.items()}
     assert not keys["shortvideo"] & keys["movies"]
     for name, project_keys in keys.items():
-        assert {key.path[0] for key in project_keys} == {name} and len(project_keys) == 10
+        assert {key.path[0] for key in project_keys} == {name} and len(project_keys) == 11
     names = {
         name: {j.name for j in defs.resolve_all_job_defs()}
         | {s.name for s in defs.schedules}
@@ -229,7 +229,7 @@ def test_the_feed_project_holds_a_retrieval_and_two_ranking_tasks(settings):
     stages = ("examples", "model", "evaluation", "champion", "recommendations")
     for task in ("ranking", "sklearn_ranking"):
         assert {f"{task}_{stage}" for stage in stages} <= keys
-    assert "champion_model" in keys and len(keys) == 20
+    assert "champion_model" in keys and len(keys) == 21
     resources = build_resources(settings, feed)
     assert resources["ranking_tracking"].registered_model_name == "feed-ranking-wideanddeep"
     assert resources["sklearn_ranking_tracking"].registered_model_name == "feed-sklearn_ranking-command"

@@ -86,7 +86,7 @@ def data_profile(context: dg.AssetExecutionContext, cleaned_events, storage: Pla
             quarantined=_quarantined(layout, list(period.days)),
         )
         sections = table.column("section").to_pylist()
-        return DayResult(table, {"rows": table.num_rows, "sections": len(set(sections))})
+        return DayResult(table, {"dagster/row_count": table.num_rows, "sections": len(set(sections))})
 
     yield from materialize_days(context, profile, cleaned_events)
     # The IO manager has stored the partitions (it writes as the output is yielded).

@@ -66,6 +66,16 @@ class FilePreview:
         return out
 
 
+def preview_upload(project, settings, path: str | Path, day: str, overrides=()) -> tuple:
+    """What `algo-platform upload` would land (its own checks, run dry) and the file's preview, for a
+    project; raises UploadError, PreviewRefused or ValueError where the upload would be refused."""
+    from algo_platform.ingest.for_project import column_mapping, upload_for_project
+
+    result = upload_for_project(project, settings, path, day, overrides, dry_run=True)
+    span = project.calendar.period_of(day)
+    return result, preview_day_file(path, day, column_mapping(project, overrides), project.data.extra_columns, span)
+
+
 def _column_roles(columns: list[str], mapping: Mapping[str, str], extra_columns: Mapping[str, str]) -> list:
     by_source = {source: canonical for canonical, source in mapping.items()}
     roles = []
