@@ -39,7 +39,7 @@ def test_the_daemon_backfills_an_imported_history_in_range_runs(tmp_path):
     waited = done.stdout
     assert "Warning" not in done.stderr, done.stderr  # no library's notes on the terminal
     assert f"ingest of {DAYS} days (2024-03-01..2024-04-29), up to {PER_RUN} per run (2 runs)" in waited
-    assert f"completed_success: {4 * DAYS}/{4 * DAYS} asset partitions (100%)" in waited
+    assert f"completed_success: {5 * DAYS}/{5 * DAYS} asset partitions (100%)" in waited
     assert "every partition materialized" in waited
     with dg.DagsterInstance.from_config(str(home)) as instance:
         (backfill,) = instance.get_backfills()

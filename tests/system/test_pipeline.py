@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pandas as pd
+import polars as pl
 import pytest
 
 from algo_platform.core.settings import Settings
@@ -105,6 +106,9 @@ def test_a_day_without_events_is_an_empty_partition_whose_checks_pass(project, s
         e.asset_key.path[-1]: e.materialization.metadata["dagster/row_count"].value
         for e in result.get_asset_materialization_events()
     }
+    # The day's profile holds what the ingest recorded (rows read, quality), and no day of events.
+    profile = pl.read_parquet(Path(settings.layout.project(PROJECT).root) / "data_profile" / "2026-11-20.parquet")
+    assert set(profile["section"]) == {"rows_in", "quality"} and rows.pop("data_profile") == profile.height
     assert rows == {"raw_events": 0, "cleaned_events": 0, "user_features": 0, "item_features": 0}
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks and all(checks.values()), checks
