@@ -14,7 +14,7 @@ real `algo-platform webserver`. Per size:
   warm server, best of three.
 
 Ingest: `<p>_ingest_job` on D days of generated events with and without `data_profile` (the same
-days, alternating, best of three each): the ratio is what the profile costs an ingest.
+days, alternating, best of five each): the ratio is what the profile costs an ingest.
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ def page_rows(sizes: list[int], workdir: Path) -> list[dict]:
                 for file in files[-days:]:
                     shutil.copy(file, folder / file.name)
 
+            (workdir / f"web-{days}").mkdir()
             web = start_web_platform(workdir / f"web-{days}", prepare=prepare)
             try:
                 client = web.client("vic")
@@ -114,7 +115,7 @@ def page_rows(sizes: list[int], workdir: Path) -> list[dict]:
     return rows
 
 
-def ingest_rows(days: int, events: int, workdir: Path, repeats: int = 3) -> dict:
+def ingest_rows(days: int, events: int, workdir: Path, repeats: int = 5) -> dict:
     import dagster as dg
 
     from algo_platform.core.settings import Settings
@@ -162,8 +163,8 @@ def ingest_rows(days: int, events: int, workdir: Path, repeats: int = 3) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", default="100,1000,8000")
-    parser.add_argument("--ingest-days", type=int, default=3)
-    parser.add_argument("--ingest-events", type=int, default=100_000)
+    parser.add_argument("--ingest-days", type=int, default=4)
+    parser.add_argument("--ingest-events", type=int, default=150_000)
     parser.add_argument("--skip-page", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="algo-platform-data-page-") as folder:

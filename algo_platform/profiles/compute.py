@@ -56,19 +56,29 @@ def _rows(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _counted(events: pl.LazyFrame, section: str, key: pl.Expr) -> pl.LazyFrame:
+    """Events per day and value of `key`; the key becomes text after counting (never row by row)."""
     return (
         events.group_by("day", key.alias("key"))
         .agg(pl.len().cast(pl.Float64).alias("value"))
-        .with_columns(pl.lit(section).alias("section"))
+        .with_columns(pl.col("key").cast(pl.String), pl.lit(section).alias("section"))
     )
 
 
 def _commonest(events: pl.LazyFrame, section: str, column: str) -> pl.LazyFrame:
     """Events per value of a text column, the day's `TOP_VALUES` commonest by name, the rest as "other"."""
-    counts = _counted(events, section, pl.col(column).cast(pl.String).fill_null("(none)")).collect()
+    counts = _counted(events, section, pl.col(column)).with_columns(pl.col("key").fill_null("(none)"))
     ranked = counts.with_columns(pl.col("value").rank("ordinal", descending=True).over("day").alias("_rank"))
     key = pl.when(pl.col("_rank") <= TOP_VALUES).then(pl.col("key")).otherwise(pl.lit("other"))
-    return ranked.group_by("day", "section", key.alias("key")).agg(pl.col("value").sum()).lazy()
+    return ranked.group_by("day", "section", key.alias("key")).agg(pl.col("value").sum())
+
+
+def _hour_weekday(events: pl.LazyFrame) -> pl.LazyFrame:
+    hours = events.group_by(
+        "day", (pl.col("ts").dt.weekday() - 1).alias("weekday"), pl.col("ts").dt.hour().alias("hour")
+    )
+    return hours.agg(pl.len().cast(pl.Float64).alias("value")).select(
+        "day", pl.format("{}-{}", "weekday", "hour").alias("key"), "value", pl.lit("hour_weekday").alias("section")
+    )
 
 
 def _watch_ratio_bin() -> pl.Expr:
@@ -94,12 +104,8 @@ def profile_events(events: pl.LazyFrame, extra_columns: Mapping[str, str] | None
     events = events.with_columns(pl.col("ts").dt.date().alias("day"))
     parts = [
         events.group_by("day").agg(pl.len().cast(pl.Float64).alias("value")).with_columns(section=pl.lit("events")),
-        _counted(events, "event_type", pl.col("event_type").cast(pl.String)),
-        _counted(
-            events,
-            "hour_weekday",
-            pl.format("{}-{}", pl.col("ts").dt.weekday() - 1, pl.col("ts").dt.hour()),
-        ),
+        _counted(events, "event_type", pl.col("event_type")),
+        _hour_weekday(events),
         _per_id(events, "user", "user_id"),
         _per_id(events, "item", "item_id"),
     ]
@@ -113,8 +119,7 @@ def profile_events(events: pl.LazyFrame, extra_columns: Mapping[str, str] | None
             parts.append(_commonest(events, f"extra:{column}", column))
         else:
             value = pl.col(column).cast(pl.Float64)
-            rounded = value.round_sig_figs(2).cast(pl.String)
-            parts.append(_counted(events.filter(value.is_finite()), f"extra:{column}", rounded))
+            parts.append(_counted(events.filter(value.is_finite()), f"extra:{column}", value.round_sig_figs(2)))
     frames = pl.collect_all(parts)
     return pl.concat([_rows(frame) for frame in frames], how="vertical").to_arrow().cast(PROFILE_SCHEMA)
 

@@ -71,9 +71,15 @@ class ProfileStore:
         stamps = json.loads((table.schema.metadata or {}).get(_STAMPS, b"{}"))
         return Rollup(pl.from_arrow(table.replace_schema_metadata(None)), stamps)
 
-    def refresh(self) -> Rollup:
-        """The rollup, brought up to date with the stored profiles (rewritten only when they changed)."""
-        rollup, stored = self.read(), self.stored()
+    def refresh(self, known: Rollup | None = None) -> Rollup:
+        """The rollup, brought up to date with the stored profiles (rewritten only when they changed).
+
+        `known` is a rollup this process read before (the page keeps one): when nothing changed
+        since, it is the answer and the file is not read again."""
+        stored = self.stored()
+        if known is not None and known.stamps == stored:
+            return known
+        rollup = known if known is not None else self.read()
         changed = sorted(key for key, stamp in stored.items() if rollup.stamps.get(key) != stamp)
         gone = set(rollup.stamps) - set(stored)
         if not changed and not gone:

@@ -25,7 +25,7 @@ from starlette.responses import FileResponse, HTMLResponse, Response
 from algo_platform.accounts.store import Principal
 from algo_platform.core.settings import load_settings
 from algo_platform.profiles.overview import Overview, overview
-from algo_platform.profiles.rollup import ProfileStore
+from algo_platform.profiles.rollup import ProfileStore, Rollup
 from algo_platform.web import pages
 from algo_platform.web.charts import Chart, day_charts, history_charts
 
@@ -100,6 +100,7 @@ class DataPage:
     def __init__(self, site):
         self.site = site
         self._cache: dict[tuple, tuple[Overview, pl.DataFrame | None]] = {}
+        self._rollups: dict[str, Rollup] = {}  # per project, as last refreshed here
         self._lock = threading.Lock()
 
     def routes(self) -> dict:
@@ -142,7 +143,7 @@ class DataPage:
     def figures(self, project: str, day: str | None) -> tuple[Overview, pl.DataFrame | None]:
         """The rollup's figures (cached until it changes) and the check outcomes."""
         store = ProfileStore(load_settings().layout.project(project))
-        rollup = store.refresh()
+        rollup = self._rollups[project] = store.refresh(self._rollups.get(project))
         key = (project, day, hash(frozenset(rollup.stamps.items())))
         with self._lock:
             cached = self._cache.get(key)
