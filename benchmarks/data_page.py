@@ -166,11 +166,15 @@ def main() -> None:
     parser.add_argument("--ingest-days", type=int, default=4)
     parser.add_argument("--ingest-events", type=int, default=150_000)
     parser.add_argument("--skip-page", action="store_true")
+    parser.add_argument("--skip-ingest", action="store_true", help="keep the ingest figures of the last run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="algo-platform-data-page-") as folder:
         workdir = Path(folder)
-        ingest = ingest_rows(args.ingest_days, args.ingest_events, workdir)
-        print(json.dumps(ingest), flush=True)
+        if args.skip_ingest:
+            ingest = json.loads(RESULTS.read_text())["ingest"]
+        else:
+            ingest = ingest_rows(args.ingest_days, args.ingest_events, workdir)
+            print(json.dumps(ingest), flush=True)
         pages = [] if args.skip_page else page_rows([int(d) for d in args.days.split(",")], workdir)
     RESULTS.write_text(json.dumps({"page": pages, "ingest": ingest, "machine": "2 cores"}, indent=2) + "\n")
     print(f"wrote {RESULTS}")

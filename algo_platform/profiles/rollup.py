@@ -11,6 +11,7 @@ the next refresh finds changed.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import polars as pl
@@ -85,7 +86,9 @@ class ProfileStore:
         if not changed and not gone:
             return rollup
         kept = rollup.table.filter(~pl.col("partition").is_in([*changed, *gone]))
-        fresh = [self._partition(key) for key in changed]
+        # Partitions are small files: read side by side (pyarrow releases the GIL), as the IO manager reads a window.
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            fresh = list(pool.map(self._partition, changed))
         table = pl.concat([kept, *fresh], how="vertical").sort("day", "section", maintain_order=True)
         stamps = {key: stored[key] for key in stored if key not in gone}
         self._write(table, stamps)

@@ -17,6 +17,9 @@ from algo_platform.profiles.compute import QUALITY_DIMENSIONS, WEEKDAYS
 from algo_platform.profiles.overview import COHORT_WEEKS, Overview
 
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+# Beyond this many periods a series is drawn as lines and areas: a bar or a marker per day is an
+# element per day for the browser.
+MOST_BARS = 366
 DRIFT_THRESHOLD = 0.2  # the drift check's default (DataQuality.drift_psi_threshold)
 
 
@@ -39,6 +42,15 @@ class Chart:
             "plot_bgcolor": "rgba(0,0,0,0)",
         }
         return {"id": self.id, "title": self.title, "note": self.note, "data": self.data, "layout": base | self.layout}
+
+
+def _stacked(frame: pl.DataFrame, column: str) -> dict:
+    """One layer of a stack over time: bars for a year or less, else a stacked area (one path per
+    layer instead of a rectangle per bar: thousands of days draw as fast as a hundred)."""
+    trace = {"x": _days(frame), "y": _values(frame, column), "name": column.replace("_", " ")}
+    if frame.height <= MOST_BARS:
+        return {"type": "bar", **trace}
+    return {"type": "scatter", "mode": "lines", "stackgroup": "rows", "line": {"width": 0.5}, **trace}
 
 
 def _days(frame: pl.DataFrame, column: str = "day") -> list[str]:
@@ -169,11 +181,7 @@ def history_charts(overview: Overview, checks: pl.DataFrame | None = None) -> di
         Chart(
             "landed-vs-dropped",
             "Rows landed and dropped, by reason (per partition)",
-            [
-                {"type": "bar", "x": _days(drops), "y": _values(drops, column), "name": column.replace("_", " ")}
-                for column in drops.columns
-                if column != "day"
-            ],  # fmt: skip
+            [_stacked(drops, column) for column in drops.columns if column != "day"],
             {"barmode": "stack"},
             "rows read from the landing files = landed + dropped",
         ),
@@ -221,11 +229,12 @@ def history_charts(overview: Overview, checks: pl.DataFrame | None = None) -> di
                 *(
                     {
                         "type": "scatter",
-                        "mode": "markers",
+                        "mode": "lines+markers" if overview.drift.height <= MOST_BARS else "lines",
                         "x": _days(overview.drift),
                         "y": _values(overview.drift, name),
                         "name": name.replace("_", " "),
                         "marker": {"size": 4},
+                        "line": {"width": 1},
                     }
                     for name in overview.drift.columns
                     if name != "day"
