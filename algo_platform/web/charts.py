@@ -8,6 +8,7 @@ numbers download as CSV from its own button (web/static/charts.js).
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +45,12 @@ class Chart:
         return {"id": self.id, "title": self.title, "note": self.note, "data": self.data, "layout": base | self.layout}
 
 
+def _label(value: str | None) -> str:
+    """A value from the data as a chart label: Plotly reads a little HTML in labels (links, bold),
+    and a device or region name is whatever a file said, so its markup is shown as text."""
+    return html.escape(value if value is not None else "(none)")
+
+
 def _stacked(frame: pl.DataFrame, column: str) -> dict:
     """One layer of a stack over time: bars for a year or less, else a stacked area (one path per
     layer instead of a rectangle per bar: thousands of days draw as fast as a hundred)."""
@@ -71,7 +78,7 @@ def _bar(chart_id: str, title: str, frame: pl.DataFrame, key: str = "key", note:
         [
             {
                 "type": "bar",
-                "x": frame.get_column(key).cast(pl.String).to_list(),
+                "x": [_label(value) for value in frame.get_column(key).cast(pl.String).to_list()],
                 "y": _values(frame, "events"),
                 "name": "events",
                 "marker": {"color": OKABE_ITO[0]},
