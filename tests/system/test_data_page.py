@@ -105,7 +105,11 @@ def test_the_data_page_is_only_for_the_projects_a_user_holds_a_role_on(web):
     assert web.client("vic").http.get(f"{web.base}/platform/data/{PROJECT}?day=2026-1-1", timeout=60).status_code == 400
     anonymous = requests.get(f"{web.base}/platform/data/{PROJECT}", timeout=60, allow_redirects=False)
     assert anonymous.status_code in (401, 303)
-    # The stylesheet is public (the sign-in page uses it); nothing else under /platform/static is.
+    # The page's scripts come from the platform itself (no CDN); like the stylesheet, they are no secret.
+    for script in ("plotly.min.js", "charts.js"):
+        served = lars.http.get(f"{web.base}/platform/static/{script}", timeout=60)
+        assert served.status_code == 200 and "javascript" in served.headers["content-type"], script
+    # Only the named static files are served: nothing else under /platform/static.
     assert requests.get(f"{web.base}/platform/static/platform.css", timeout=60).status_code == 200
     assert requests.get(f"{web.base}/platform/static/../../etc/passwd", timeout=60).status_code in (401, 404)
 
