@@ -45,3 +45,28 @@ def render_training_pod(
     ]  # fmt: skip
     pod = launcher.render_pod(args, pod_name=f"algo-platform-trainer-preview-{project.name}-{day}")
     click.echo(yaml.safe_dump(pod, sort_keys=False), nl=False)
+
+
+@k8s.command("render-queues")
+@click.option(
+    "--fleet",
+    "fleet_path",
+    default=None,
+    help="The fleet file (default: ALGO_PLATFORM_FLEET or deploy/gpu-fleet.yaml).",
+)
+def render_queues_command(fleet_path: str | None) -> None:
+    """Print Kueue's objects (flavors, priorities, a ClusterQueue per team, a LocalQueue per project)."""
+    from pathlib import Path
+
+    from algo_platform.core.fleet import FleetError, dump_manifests, load_fleet, render_queues
+    from algo_platform.core.project import ProjectError, load_project, project_names, projects_dir
+
+    try:
+        fleet = load_fleet(Path(fleet_path) if fleet_path else None)
+        folder = projects_dir()
+        projects = [load_project(folder / name) for name in project_names(folder)]
+        objects = render_queues(fleet, [(p.name, p.compute.queue) for p in projects], load_settings().k8s_namespace)
+    except (FleetError, ProjectError) as error:
+        click.echo(f"error: {error}", err=True)
+        raise SystemExit(1) from None
+    click.echo(dump_manifests(objects), nl=False)

@@ -339,6 +339,16 @@ class Compute(_Strict):
     memory: str = "16Gi"
     priority: int = Field(default=0, ge=-10, le=10, description="dagster/priority of the project's runs")
     priority_class: str = Field(default="algo-platform-training", description="Kubernetes PriorityClass of the pod")
+    queue: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="the team's GPU queue in the platform's fleet file (deploy/gpu-fleet.yaml): Kueue admits the "
+        "training pod against that team's quota; unset: no queue",
+    )
+    queue_priority: str | None = Field(
+        default=None,
+        description="a priority of the fleet file (e.g. production, experiment); unset: the pod's PriorityClass",
+    )
     node_selector: dict[str, str] = Field(default_factory=lambda: {"nvidia.com/gpu.present": "true"})
     spark: SparkCompute = Field(default_factory=SparkCompute)
 

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from algo_platform.core.fleet import queue_labels
 from algo_platform.core.project import PROJECT_LABEL, Project
 from algo_platform.core.settings import Settings
 from algo_platform.pipeline.resources.data_quality import DataQuality
@@ -30,7 +31,7 @@ def build_training_launcher(settings: Settings, project: Project) -> TrainingLau
         memory_limit=compute.memory,
         node_selector=compute.node_selector,
         priority_class=compute.priority_class,
-        labels={PROJECT_LABEL: project.name},
+        labels={PROJECT_LABEL: project.name, **queue_labels(project.name, compute.queue, compute.queue_priority)},
     )
 
 

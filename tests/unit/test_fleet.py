@@ -1,0 +1,102 @@
+"""The GPU fleet file and the Kueue objects rendered from it, validated against Kueue's own CRD schemas."""
+
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from algo_platform.core.fleet import (
+    KUEUE_API,
+    PRIORITY_LABEL,
+    QUEUE_LABEL,
+    FleetError,
+    load_fleet,
+    queue_labels,
+    render_queues,
+)
+from tests.support.factories import make_project
+
+REPO = Path(__file__).parents[2]
+SCHEMAS = REPO / "tests" / "schemas" / "kueue"
+CRD_FILES = {
+    "ClusterQueue": "clusterqueues.yaml",
+    "LocalQueue": "localqueues.yaml",
+    "ResourceFlavor": "resourceflavors.yaml",
+    "WorkloadPriorityClass": "workloadpriorityclasses.yaml",
+}
+
+
+def _validator(kind: str) -> jsonschema.Draft7Validator:
+    crd = yaml.safe_load((SCHEMAS / CRD_FILES[kind]).read_text())
+    version = KUEUE_API.rsplit("/", 1)[1]
+    (served,) = [v for v in crd["spec"]["versions"] if v["name"] == version and v["served"]]
+    return jsonschema.Draft7Validator(served["schema"]["openAPIV3Schema"])
+
+
+def test_the_shipped_fleet_renders_kueue_objects_that_kueues_schemas_accept():
+    fleet = load_fleet(REPO / "deploy" / "gpu-fleet.yaml")
+    objects = render_queues(fleet, [("team_a", "recsys"), ("movies", "recsys"), ("adsrank", "ads"), ("solo", None)],
+                            "algo-platform")  # fmt: skip
+    kinds = [o["kind"] for o in objects]
+    assert kinds.count("ClusterQueue") == len(fleet.queues) and kinds.count("LocalQueue") == 3
+    assert kinds.count("WorkloadPriorityClass") == len(fleet.priorities) and "ResourceFlavor" in kinds
+    for manifest in objects:
+        errors = sorted(_validator(manifest["kind"]).iter_errors(manifest), key=str)
+        assert not errors, f"{manifest['kind']} {manifest['metadata']['name']}: {errors[0].message}"
+    queues = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ClusterQueue"}
+    gpu = queues["recsys"]["spec"]["resourceGroups"][0]["flavors"][0]["resources"][2]
+    assert gpu == {"name": "nvidia.com/gpu", "nominalQuota": 8, "borrowingLimit": 8}
+    assert {q["spec"]["cohortName"] for q in queues.values()} == {fleet.cohort}  # idle quota is shared
+    local = next(o for o in objects if o["kind"] == "LocalQueue" and o["metadata"]["name"] == "team-a")
+    assert local["metadata"]["namespace"] == "algo-platform" and local["spec"]["clusterQueue"] == "recsys"
+
+
+def test_a_schema_violation_is_caught():
+    """The validation can fail: a ClusterQueue without its required resource groups' flavors."""
+    broken = {"apiVersion": KUEUE_API, "kind": "ClusterQueue", "metadata": {"name": "x"},
+              "spec": {"resourceGroups": [{"coveredResources": ["cpu"]}]}}  # fmt: skip
+    assert list(_validator("ClusterQueue").iter_errors(broken))
+
+
+def test_a_project_names_its_queue_and_cannot_set_a_quota(tmp_path):
+    fleet = load_fleet(REPO / "deploy" / "gpu-fleet.yaml")
+    with pytest.raises(FleetError, match="team_a names 'vip': not a queue of the GPU fleet"):
+        render_queues(fleet, [("team_a", "vip")], "algo-platform")
+    with pytest.raises(ValueError, match="Extra inputs are not permitted"):
+        make_project(compute={"queue": "recsys", "gpus_quota": 64})
+    project = make_project(compute={"queue": "recsys", "queue_priority": "production"})
+    assert queue_labels(project.name, project.compute.queue, project.compute.queue_priority) == {
+        QUEUE_LABEL: "team-a", PRIORITY_LABEL: "production"}  # fmt: skip
+    bad = tmp_path / "fleet.yaml"
+    bad.write_text("flavors: [{name: h100}]\nqueues: {Team_A: {gpus: 2}}\n")
+    with pytest.raises(FleetError, match=r"fleet.yaml: queues.*lower-case"):
+        load_fleet(bad)
+
+
+def test_render_queues_prints_the_manifests_of_the_projects(projects_dir, monkeypatch):
+    from algo_platform.cli import main as cli
+
+    monkeypatch.setenv("ALGO_PLATFORM_FLEET", str(REPO / "deploy" / "gpu-fleet.yaml"))
+    project_file = projects_dir / "team_a" / "project.yaml"
+    document = yaml.safe_load(project_file.read_text())
+    document.setdefault("compute", {})["queue"] = "ads"
+    project_file.write_text(yaml.safe_dump(document))
+    result = CliRunner().invoke(cli, ["k8s", "render-queues"])
+    assert result.exit_code == 0, result.output
+    local = [o for o in yaml.safe_load_all(result.output) if o["kind"] == "LocalQueue"]
+    assert [(o["metadata"]["name"], o["spec"]["clusterQueue"]) for o in local] == [("team-a", "ads")]
+
+
+def test_a_projects_training_pod_carries_its_queue_and_priority(settings):
+    import dataclasses
+
+    from algo_platform.pipeline.resources import build_training_launcher
+
+    project = make_project(compute={"queue": "recsys", "queue_priority": "experiment"})
+    launcher = build_training_launcher(dataclasses.replace(settings, env="kubernetes"), project)
+    labels = launcher.render_pod(["--epochs", "1"], pod_name="trainer-preview")["metadata"]["labels"]
+    assert labels[QUEUE_LABEL] == "team-a" and labels[PRIORITY_LABEL] == "experiment"
+    unqueued = build_training_launcher(dataclasses.replace(settings, env="kubernetes"), make_project())
+    assert QUEUE_LABEL not in unqueued.render_pod(["--epochs", "1"], pod_name="p")["metadata"]["labels"]
