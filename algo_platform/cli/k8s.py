@@ -19,10 +19,17 @@ def k8s() -> None:
 @click.option("--image", default=None, help="Trainer image (default: ALGO_PLATFORM_TRAINER_IMAGE).")
 @click.option("--partition", default=None, help="Day to train for (default: yesterday, UTC).")
 @click.option("--epochs", default=None, type=int)
+@click.option("--nodes", default=None, type=click.IntRange(min=1), help="Nodes (default: the project's compute.nodes).")
 def render_training_pod(
-    project_name: str, gpus: int | None, image: str | None, partition: str | None, epochs: int | None
+    project_name: str,
+    gpus: int | None,
+    image: str | None,
+    partition: str | None,
+    epochs: int | None,
+    nodes: int | None,
 ) -> None:
-    """Print the trainer pod manifest that the kubernetes launcher submits for a project, as YAML."""
+    """Print the trainer pod manifest that the kubernetes launcher submits for a project, as YAML
+    (with several nodes: the headless Service and the Indexed Job)."""
     import dataclasses
 
     import yaml
@@ -43,6 +50,13 @@ def render_training_pod(
         "--output-dir", layout.model_output("sequence_model", day, "<training-key>"),
         "--epochs", str(epochs or project.model.hyperparameters()["epochs"]),
     ]  # fmt: skip
+    nodes = nodes or project.compute.nodes
+    if nodes > 1:
+        from algo_platform.pipeline.resources.k8s_multinode import render_training_job
+
+        job = f"trainer-{project.name.replace('_', '-')}-{day}"
+        click.echo(yaml.safe_dump_all(render_training_job(launcher, args, job, nodes), sort_keys=False), nl=False)
+        return
     pod = launcher.render_pod(args, pod_name=f"algo-platform-trainer-preview-{project.name}-{day}")
     click.echo(yaml.safe_dump(pod, sort_keys=False), nl=False)
 

@@ -335,6 +335,9 @@ class Compute(_Strict):
         "package (its model families); unset: the platform's",
     )
     gpus: int = Field(default=1, ge=0, description="GPUs of the Kubernetes training pod (more than one: DDP)")
+    nodes: int = Field(
+        default=1, ge=1, le=64, description="nodes of gpus each (more than one: an Indexed Job, torchrun --nnodes)"
+    )
     cpu: str = "4"
     memory: str = "16Gi"
     priority: int = Field(default=0, ge=-10, le=10, description="dagster/priority of the project's runs")

@@ -100,3 +100,27 @@ def test_a_projects_training_pod_carries_its_queue_and_priority(settings):
     assert labels[QUEUE_LABEL] == "team-a" and labels[PRIORITY_LABEL] == "experiment"
     unqueued = build_training_launcher(dataclasses.replace(settings, env="kubernetes"), make_project())
     assert QUEUE_LABEL not in unqueued.render_pod(["--epochs", "1"], pod_name="p")["metadata"]["labels"]
+
+
+def test_a_multi_node_training_is_an_indexed_job_with_a_headless_service_kubernetes_accepts(settings):
+    import dataclasses
+
+    import kubernetes_validate
+
+    from algo_platform.pipeline.resources import build_training_launcher
+    from algo_platform.pipeline.resources.k8s_multinode import render_training_job
+
+    project = make_project(compute={"queue": "recsys", "gpus": 8, "nodes": 4})
+    launcher = build_training_launcher(dataclasses.replace(settings, env="kubernetes"), project)
+    service, job = render_training_job(launcher, ["--epochs", "3"], "trainer-team-a-2026-11-20", project.compute.nodes)
+    for manifest in (service, job):
+        kubernetes_validate.validate(manifest, "1.30", strict=True)
+    spec = job["spec"]
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 4, 4)
+    assert spec["suspend"] and job["metadata"]["labels"][QUEUE_LABEL] == "team-a"  # Kueue admits it whole
+    command = spec["template"]["spec"]["containers"][0]["command"]
+    assert command[:5] == ["torchrun", "--nnodes=4", "--nproc_per_node=8", "--rdzv_backend=c10d",
+                           "--rdzv_endpoint=trainer-team-a-2026-11-20-0.trainer-team-a-2026-11-20:29400"]  # fmt: skip
+    assert (
+        spec["template"]["spec"]["subdomain"] == service["metadata"]["name"] and service["spec"]["clusterIP"] == "None"
+    )

@@ -207,6 +207,51 @@ def test_torchrun_trains_data_parallel(tmp_path):
     assert len(saved["losses"]) == 3 and saved["losses"][-1] < saved["losses"][0]
 
 
+def test_two_nodes_train_what_one_process_trains(tmp_path):
+    """Two processes on this machine stand in for two nodes (torchrun --nnodes 2, c10d rendezvous on
+    loopback, gloo): with dropout 0 and the same global batch, the model equals one process's."""
+    import socket
+
+    sequences, vocabulary = write_inputs(tmp_path, users=128)
+    common = ("--epochs", "3", "--patience", "0", "--seed", "0")
+    one = trainer_command(sequences, vocabulary, str(tmp_path / "one"), *common)
+    one[one.index("--batch-size") + 1] = "16"  # the two nodes' 8 + 8
+    done = subprocess.run(one, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    node = trainer_command(sequences, vocabulary, str(tmp_path / "nodes"), *common)
+    nodes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nnodes=2",
+                f"--node_rank={rank}",
+                "--nproc_per_node=1",
+                "--rdzv_backend=c10d",
+                f"--rdzv_endpoint=127.0.0.1:{port}",
+                "--rdzv_id=two-nodes",
+                *node[1:],
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for rank in (0, 1)
+    ]
+    for process in nodes:
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err[-3000:]
+    single = torch.load(tmp_path / "one" / "model.pt", weights_only=False)
+    joint = torch.load(tmp_path / "nodes" / "model.pt", weights_only=False)
+    assert joint["losses"] == pytest.approx(single["losses"], rel=1e-5)
+    for name, weights in single["model_state"].items():
+        torch.testing.assert_close(joint["model_state"][name], weights, rtol=1e-4, atol=1e-4)
+
+
 # A stand-in for the run worker: starts the trainer as SubprocessTrainingLauncher does (with its
 # own pid in the environment), prints the trainer's pid, then waits to be killed.
 LAUNCHER_SCRIPT = """
