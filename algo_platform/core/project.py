@@ -352,6 +352,15 @@ class Compute(_Strict):
         default=None,
         description="a priority of the fleet file (e.g. production, experiment); unset: the pod's PriorityClass",
     )
+    idle_gpu_percent: float = Field(
+        default=5.0, ge=0, le=100, description="a trainer whose GPUs stay under this utilisation (NVML) ..."
+    )
+    idle_minutes: float = Field(
+        default=30.0,
+        gt=0,
+        le=24 * 60,
+        description="... this long stops after a checkpoint: the GPUs go back to the fleet",
+    )
     node_selector: dict[str, str] = Field(default_factory=lambda: {"nvidia.com/gpu.present": "true"})
     spark: SparkCompute = Field(default_factory=SparkCompute)
 

@@ -42,6 +42,7 @@ from algo_platform.training.data import (
     training_windows,
     validation_split,
 )
+from algo_platform.training.idle import IDLE_EXIT_CODE, GpusIdle, IdleRule, fake_utilisation, sample_seconds
 from algo_platform.training.metrics import fixed_score_ranks, hit_rate_and_ndcg, target_ranks
 from algo_platform.training.storage import exists
 from algo_platform.training.watchdog import exit_with_launcher
@@ -157,33 +158,66 @@ class Distributed:
 
 
 class GpuMonitor:
-    """Samples GPU utilisation with NVML (nvidia-ml-py) in the background; no-op without a GPU."""
+    """Samples GPU utilisation with NVML (nvidia-ml-py) in the background, feeding the idle rule;
+    no-op without a GPU (or with the fake feed of `training/idle.py`)."""
 
-    def __init__(self, device: torch.device, interval: float = 1.0):
-        self.samples: list[int] = []
+    def __init__(self, device: torch.device, rule: IdleRule | None = None):
+        self.samples: list[float] = []
+        self.rule = rule
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        if device.type != "cuda":
+        read = self._reader(device)
+        if read is None:
             return
+        interval = sample_seconds()
+
+        def sample() -> None:
+            while not self._stop.wait(interval):
+                value = read()
+                self.samples.append(value)
+                if self.rule is not None:
+                    self.rule.observe(value, time.monotonic())
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _reader(device: torch.device):
+        fake = fake_utilisation()
+        if fake is not None:
+            return lambda: fake
+        if device.type != "cuda":
+            return None
         try:
             import pynvml
 
             pynvml.nvmlInit()
             handle = pynvml.nvmlDeviceGetHandleByIndex(device.index or 0)
         except Exception:  # NVML missing or unusable: report what torch knows
+            return None
+        return lambda: float(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+
+    def idle_check(self, session: Session, state: dict[str, Any]) -> None:
+        """After a step: when the rule fired, write the checkpoint and stop (GpusIdle). Ranks of a
+        DDP job decide together, at checkpoint steps, so none is left waiting for the others."""
+        if self.rule is None:
             return
-
-        def sample() -> None:
-            while not self._stop.wait(interval):
-                self.samples.append(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
-
-        self._thread = threading.Thread(target=sample, daemon=True)
-        self._thread.start()
+        fired = self.rule.fired(time.monotonic())
+        if session.dist.world_size > 1:
+            if state["step"] % session.config.checkpoint_every:
+                return
+            flag = torch.tensor([int(fired)], device=session.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            fired = bool(flag.item())
+        if not fired:
+            return
+        save_progress(session, state)
+        raise GpusIdle(self.rule.reason(time.monotonic(), state["step"]))
 
     def stop(self, device: torch.device) -> dict[str, float]:
         self._stop.set()
         if device.type != "cuda":
-            return {}
+            return {"gpu_utilization_mean_pct": sum(self.samples) / len(self.samples)} if self.samples else {}
         report = {
             "gpu_memory_peak_gib": torch.cuda.max_memory_allocated(device) / 2**30,
             "gpu_name": torch.cuda.get_device_name(device),
@@ -331,7 +365,9 @@ def save_progress(session: Session, progress: dict[str, Any]) -> None:
         )
 
 
-def one_epoch(session: Session, state: dict[str, Any], generator: torch.Generator) -> tuple[dict[str, Any], int]:
+def one_epoch(
+    session: Session, state: dict[str, Any], generator: torch.Generator, monitor: GpuMonitor | None = None
+) -> tuple[dict[str, Any], int]:
     """The rest of the current epoch (all of it, or what a resumed run has left): progress with the
     epoch's loss appended, and the samples trained."""
     config, dist, device = session.config, session.dist, session.device
@@ -362,6 +398,8 @@ def one_epoch(session: Session, state: dict[str, Any], generator: torch.Generato
         samples += len(batch)
         if state["step"] % config.checkpoint_every == 0 and step + 1 < session.steps_per_epoch:
             save_progress(session, with_epoch_sums(state, loss_sum, target_count))
+        if monitor is not None:
+            monitor.idle_check(session, with_epoch_sums(state, loss_sum, target_count))
     state = with_epoch_sums(state, loss_sum, target_count)
     epoch_loss = state["epoch_loss_sum"] / max(state["epoch_targets"], 1)
     if dist.world_size > 1:
@@ -372,13 +410,15 @@ def one_epoch(session: Session, state: dict[str, Any], generator: torch.Generato
     return state, samples
 
 
-def fit(session: Session, state: dict[str, Any], reporter: Reporter) -> tuple[dict[str, Any], int]:
+def fit(
+    session: Session, state: dict[str, Any], reporter: Reporter, monitor: GpuMonitor | None = None
+) -> tuple[dict[str, Any], int]:
     """Epochs until the schedule ends or validation stops improving; the best epoch's weights kept."""
     generator = torch.Generator(device="cpu")
     samples = 0
     while state["step"] < session.total_steps and not state.get("stopped_early"):
         epoch = state["step"] // session.steps_per_epoch
-        state, trained = one_epoch(session, state, generator)
+        state, trained = one_epoch(session, state, generator, monitor)
         samples += trained
         reporter.info(
             f"epoch {epoch + 1}/{session.config.epochs} loss {state['losses'][-1]:.4f} "
@@ -414,9 +454,12 @@ def train(
         f"training on {device} x{dist.world_size}: {len(session.windows)} windows of {config.max_len}, "
         f"{num_items - 1} items, {sum(p.numel() for p in model.parameters())} parameters"
     )
-    monitor = GpuMonitor(device)
+    monitor = GpuMonitor(device, IdleRule.from_environment())
     started = time.perf_counter()
-    state, samples = fit(session, state, reporter)
+    try:
+        state, samples = fit(session, state, reporter, monitor)
+    finally:
+        monitor.stop(device)
     elapsed = time.perf_counter() - started
     gpu_report = monitor.stop(device)
     if not dist.is_main:
@@ -509,9 +552,16 @@ def main(argv: list[str] | None = None) -> None:
         # One Pipes session per pod: rank 0 reports; the other ranks only log.
         if dist.is_main and PipesEnvVarParamsLoader().is_dagster_pipes_process():
             with open_dagster_pipes() as pipes:
-                train(config, args.sequences, args.vocabulary, args.output_dir, Reporter(pipes), dist)
+                try:
+                    train(config, args.sequences, args.vocabulary, args.output_dir, Reporter(pipes), dist)
+                except GpusIdle as idle:
+                    pipes.log.error(str(idle))  # the run's reason, in Dagster's event log
+                    raise
         else:
             train(config, args.sequences, args.vocabulary, args.output_dir, Reporter(None), dist)
+    except GpusIdle as idle:
+        print(f"algo-platform trainer: {idle}", file=sys.stderr)
+        sys.exit(IDLE_EXIT_CODE)
     finally:
         if dist.world_size > 1:
             torch.distributed.destroy_process_group()

@@ -207,6 +207,45 @@ def test_torchrun_trains_data_parallel(tmp_path):
     assert len(saved["losses"]) == 3 and saved["losses"][-1] < saved["losses"][0]
 
 
+def test_the_idle_rule_fires_after_a_whole_idle_stretch_and_a_busy_sample_resets_it():
+    from algo_platform.training.idle import IdleRule
+
+    rule = IdleRule(percent=5, seconds=30 * 60)
+    feed = [(0, 60.0), (60, 3.0), (60 + 29 * 60, 4.0)]  # (seconds, NVML utilisation %)
+    for at, value in feed:
+        rule.observe(value, at)
+    assert not rule.fired(60 + 29 * 60)
+    assert rule.fired(60 + 30 * 60) and "under 5% for 30.0 minutes" in rule.reason(60 + 30 * 60, 7)
+    rule.observe(40.0, 60 + 31 * 60)  # the GPUs work again
+    assert not rule.fired(60 + 90 * 60)
+
+
+def test_an_idle_trainer_stops_after_a_checkpoint_and_its_retry_resumes(tmp_path):
+    """A fake NVML feed at 0%: the trainer stops with the reason and a checkpoint, the retry (GPUs busy) resumes."""
+    import os
+
+    from algo_platform.training.idle import (
+        FAKE_UTILISATION_ENV,
+        IDLE_EXIT_CODE,
+        SAMPLE_SECONDS_ENV,
+        idle_rule_environment,
+    )
+
+    sequences, vocabulary = write_inputs(tmp_path, users=120)
+    out = tmp_path / "out"
+    command = trainer_command(sequences, vocabulary, str(out), "--epochs", "30", "--patience", "0")
+    idle = {**os.environ, **idle_rule_environment(5, 0.005), FAKE_UTILISATION_ENV: "0", SAMPLE_SECONDS_ENV: "0.05"}
+    stopped = subprocess.run(command, capture_output=True, text=True, timeout=300, env=idle)
+    assert stopped.returncode == IDLE_EXIT_CODE, stopped.stderr[-2000:]
+    assert "GPUs idle: utilisation under 5% for" in stopped.stderr
+    step = torch.load(out / "checkpoint.pt", weights_only=False)["progress"]["step"]
+    assert step > 0 and not (out / "model.pt").exists()
+    busy = {**os.environ, **idle_rule_environment(5, 0.005), FAKE_UTILISATION_ENV: "80", SAMPLE_SECONDS_ENV: "0.05"}
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=300, env=busy)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"at step {step} of" in resumed.stderr and (out / "model.pt").exists()
+
+
 def test_two_nodes_train_what_one_process_trains(tmp_path):
     """Two processes on this machine stand in for two nodes (torchrun --nnodes 2, c10d rendezvous on
     loopback, gloo): with dropout 0 and the same global batch, the model equals one process's."""

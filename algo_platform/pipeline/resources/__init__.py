@@ -14,12 +14,13 @@ from algo_platform.pipeline.resources.promotion import PromotionGate
 from algo_platform.pipeline.resources.spark_launcher import K8sSparkLauncher, LocalSparkLauncher, SparkLauncher
 from algo_platform.pipeline.resources.storage import PlatformStorage
 from algo_platform.pipeline.resources.tracking import ExperimentTracking
+from algo_platform.training.idle import idle_rule_environment
 
 
 def build_training_launcher(settings: Settings, project: Project) -> TrainingLauncher:
-    if settings.env == "local":
-        return SubprocessTrainingLauncher()
     compute = project.compute
+    if settings.env == "local":
+        return SubprocessTrainingLauncher(env=idle_rule_environment(compute.idle_gpu_percent, compute.idle_minutes))
     return K8sTrainingLauncher(
         image=compute.image or settings.trainer_image,
         namespace=settings.k8s_namespace,
@@ -32,6 +33,8 @@ def build_training_launcher(settings: Settings, project: Project) -> TrainingLau
         node_selector=compute.node_selector,
         priority_class=compute.priority_class,
         labels={PROJECT_LABEL: project.name, **queue_labels(project.name, compute.queue, compute.queue_priority)},
+        idle_gpu_percent=compute.idle_gpu_percent,
+        idle_minutes=compute.idle_minutes,
     )
 
 

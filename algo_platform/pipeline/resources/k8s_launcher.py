@@ -14,6 +14,7 @@ import dagster as dg
 from pydantic import Field
 
 from algo_platform.pipeline.resources.launcher import TRAINER_MODULE, TrainingLauncher
+from algo_platform.training.idle import idle_rule_environment
 from algo_platform.training.watchdog import HEARTBEAT_ANNOTATION, HEARTBEAT_FILE_ENV, HEARTBEAT_TIMEOUT_ENV
 
 TRAINER_CONTAINER = "trainer"
@@ -53,6 +54,8 @@ class K8sTrainingLauncher(TrainingLauncher):
         description="The trainer stops when the launcher's heartbeat is older than this (the run worker died); "
         "allow for the kubelet's delay in refreshing downward-API files (about a minute)",
     )
+    idle_gpu_percent: float = Field(default=5.0, description="The trainer stops after a checkpoint when its GPUs ...")
+    idle_minutes: float = Field(default=30.0, description="... stay under this utilisation this long")
     load_incluster_config: bool = True
     kubeconfig_file: str | None = None
 
@@ -86,6 +89,10 @@ class K8sTrainingLauncher(TrainingLauncher):
                 *([{"name": "ALGO_PLATFORM_STORAGE", "value": self.storage_root}] if self.storage_root else []),
                 {"name": HEARTBEAT_FILE_ENV, "value": f"{PODINFO_DIR}/annotations"},
                 {"name": HEARTBEAT_TIMEOUT_ENV, "value": str(self.heartbeat_timeout_seconds)},
+                *(
+                    {"name": name, "value": value}
+                    for name, value in idle_rule_environment(self.idle_gpu_percent, self.idle_minutes).items()
+                ),
             ],
             "volumeMounts": mounts,
         }
