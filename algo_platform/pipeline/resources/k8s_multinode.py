@@ -45,33 +45,26 @@ def render_training_job(launcher: K8sTrainingLauncher, args: Sequence[str], job:
     spec["subdomain"] = job
     labels = dict(pod["metadata"]["labels"])
     namespace = launcher.namespace
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": job, "namespace": namespace, "labels": labels},
-        "spec": {
-            "clusterIP": "None",
-            # The rendezvous happens before the pods are ready: their names must resolve at once.
-            "publishNotReadyAddresses": True,
-            "selector": {"job-name": job},
-            "ports": [{"name": "rendezvous", "port": RENDEZVOUS_PORT}],
-        },
-    }
-    queued = QUEUE_LABEL in labels
-    job_manifest = {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": job, "namespace": namespace, "labels": labels},
-        "spec": {
-            "completionMode": "Indexed",
-            "completions": nodes,
-            "parallelism": nodes,
-            # A failed node fails the attempt; Dagster's retry resumes from the checkpoint.
-            "backoffLimit": 0,
-            "suspend": queued,  # Kueue unsuspends it once the whole job fits the team's quota
-            "template": {"metadata": pod["metadata"] | {"name": None}, "spec": spec},
-        },
-    }
-    job_manifest["spec"]["template"]["metadata"].pop("name")
-    job_manifest["spec"]["template"]["metadata"].pop("namespace", None)
-    return [service, job_manifest]
+
+    def manifest(api_version: str, kind: str, spec_: dict) -> dict:
+        return {"apiVersion": api_version, "kind": kind,
+                "metadata": {"name": job, "namespace": namespace, "labels": labels}, "spec": spec_}  # fmt: skip
+
+    service = manifest("v1", "Service", {
+        "clusterIP": "None",
+        # The rendezvous happens before the pods are ready: their names must resolve at once.
+        "publishNotReadyAddresses": True,
+        "selector": {"job-name": job},
+        "ports": [{"name": "rendezvous", "port": RENDEZVOUS_PORT}],
+    })  # fmt: skip
+    template_metadata = {key: value for key, value in pod["metadata"].items() if key not in ("name", "namespace")}
+    indexed_job = manifest("batch/v1", "Job", {
+        "completionMode": "Indexed",
+        "completions": nodes,
+        "parallelism": nodes,
+        # A failed node fails the attempt; Dagster's retry resumes from the checkpoint.
+        "backoffLimit": 0,
+        "suspend": QUEUE_LABEL in labels,  # Kueue unsuspends it once the whole job fits the team's quota
+        "template": {"metadata": template_metadata, "spec": spec},
+    })  # fmt: skip
+    return [service, indexed_job]
