@@ -5,7 +5,8 @@ demo.py     demo                                     (the whole graph on synthet
 projects.py project new | list
 users.py    users ..., audit
 servers.py  webserver, dev
-k8s.py      k8s render-training-pod
+k8s.py      k8s render-training-pod | render-queues
+fleet.py    fleet local-pools                        (the GPU fleet without Kubernetes)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import click
 
 from algo_platform.cli.data import backfill, generate, import_history, upload
 from algo_platform.cli.demo import demo
+from algo_platform.cli.fleet import fleet
 from algo_platform.cli.k8s import k8s
 from algo_platform.cli.projects import project
 from algo_platform.cli.servers import dev, webserver
@@ -39,7 +41,7 @@ def main() -> None:
     size_run_queue_to_cores()
 
 
-for command in (generate, upload, import_history, backfill, demo, project, users, audit, webserver, dev, k8s):
+for command in (generate, upload, import_history, backfill, demo, project, users, audit, webserver, dev, k8s, fleet):
     main.add_command(command)
 
 

@@ -116,6 +116,16 @@ def queue_labels(project: str, queue: str | None, priority: str | None) -> dict[
     return {QUEUE_LABEL: local_queue_name(project), **({PRIORITY_LABEL: priority} if priority else {})}
 
 
+def local_pool(queue: str) -> str:
+    """Without Kubernetes, a team's queue is a Dagster concurrency pool: its projects' training steps
+    share the team's GPUs, `gpus` at a time (`algo-platform fleet local-pools` sets the limits)."""
+    return f"gpu-{queue}"
+
+
+def local_pool_limits(fleet: Fleet) -> dict[str, int]:
+    return {local_pool(name): team.gpus for name, team in sorted(fleet.queues.items())}
+
+
 def _cluster_queue(name: str, team: TeamQueue, fleet: Fleet) -> dict[str, Any]:
     def resource(resource_name: str, nominal: int | str, gpus: bool = False) -> dict[str, Any]:
         entry: dict[str, Any] = {"name": resource_name, "nominalQuota": nominal}

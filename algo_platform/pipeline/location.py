@@ -18,6 +18,7 @@ from pathlib import Path
 import dagster as dg
 
 from algo_platform import __version__
+from algo_platform.core.fleet import local_pool
 from algo_platform.core.project import PROJECT_TAG, Project, ProjectError, load_project
 from algo_platform.core.schema import CANONICAL_SCHEMA, COLUMN_DESCRIPTIONS
 from algo_platform.core.settings import Settings, load_settings
@@ -103,6 +104,14 @@ def build_data_stage(project: Project, partitions: PeriodPartitions) -> list[Def
     ]
 
 
+def training_pool(project: Project, settings: Settings) -> str:
+    """The training step's Dagster pool: the project's, or locally its team queue's (on Kubernetes,
+    Kueue holds the team's quota and lets idle GPUs be borrowed, which a pool limit would not)."""
+    if settings.env == "local" and project.compute.queue:
+        return local_pool(project.compute.queue)
+    return project.compute.pool
+
+
 def build_project_definitions(project: Project, settings: Settings | None = None) -> dg.Definitions:
     """Everything one project runs, from its declaration and the platform's settings."""
     settings = settings or load_settings()
@@ -111,7 +120,7 @@ def build_project_definitions(project: Project, settings: Settings | None = None
     platform_assets = [
         *build_data_stage(project, partitions),
         *build_sequence_assets(partitions, project.training),
-        build_model_asset(partitions, project.model.hyperparameters(), project.compute.pool),
+        build_model_asset(partitions, project.model.hyperparameters(), training_pool(project, settings)),
         *build_evaluation_assets(partitions),
         *build_serving_assets(partitions),
         *(definition for task in project.tasks for definition in build_task_assets(project, task, partitions)),

@@ -124,3 +124,26 @@ def test_a_multi_node_training_is_an_indexed_job_with_a_headless_service_kuberne
     assert (
         spec["template"]["spec"]["subdomain"] == service["metadata"]["name"] and service["spec"]["clusterIP"] == "None"
     )
+
+
+def test_without_kubernetes_a_teams_queue_is_a_dagster_pool_of_its_quota(settings, tmp_path, monkeypatch):
+    import dagster as dg
+
+    from algo_platform.cli import main as cli
+    from algo_platform.pipeline.location import build_project_definitions
+
+    queued = make_project(compute={"queue": "ads"})
+    defs = build_project_definitions(queued, settings)
+    model = defs.resolve_assets_def(dg.AssetKey(["team_a", "sequence_model"]))
+    assert model.op.pool == "gpu-ads"
+    unqueued = build_project_definitions(make_project(), settings).resolve_assets_def(
+        dg.AssetKey(["team_a", "sequence_model"])
+    )
+    assert unqueued.op.pool == "gpu"
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.setenv("ALGO_PLATFORM_FLEET", str(REPO / "deploy" / "gpu-fleet.yaml"))
+    result = CliRunner().invoke(cli, ["fleet", "local-pools"])
+    assert result.exit_code == 0, result.output
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert instance.event_log_storage.get_concurrency_info("gpu-ads").slot_count == 4
+        assert instance.event_log_storage.get_concurrency_info("gpu-recsys").slot_count == 8
