@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from algo_platform.cli.options import fleet_option
+
 
 @click.group()
 def fleet() -> None:
@@ -13,12 +15,7 @@ def fleet() -> None:
 
 
 @fleet.command("local-pools")
-@click.option(
-    "--fleet",
-    "fleet_path",
-    default=None,
-    help="The fleet file (default: ALGO_PLATFORM_FLEET or deploy/gpu-fleet.yaml).",
-)
+@fleet_option
 def local_pools(fleet_path: str | None) -> None:
     """Set each team's Dagster pool (gpu-<queue>) to its GPU quota, as Kueue holds it on a cluster."""
     import dagster as dg

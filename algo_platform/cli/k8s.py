@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from algo_platform.cli.options import load_project_named, project_option
+from algo_platform.cli.options import fleet_option, load_project_named, project_option
 from algo_platform.core.settings import load_settings
 
 
@@ -62,12 +62,7 @@ def render_training_pod(
 
 
 @k8s.command("render-queues")
-@click.option(
-    "--fleet",
-    "fleet_path",
-    default=None,
-    help="The fleet file (default: ALGO_PLATFORM_FLEET or deploy/gpu-fleet.yaml).",
-)
+@fleet_option
 def render_queues_command(fleet_path: str | None) -> None:
     """Print Kueue's objects (flavors, priorities, a ClusterQueue per team, a LocalQueue per project)."""
     from pathlib import Path

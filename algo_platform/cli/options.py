@@ -39,3 +39,11 @@ def parse_date(value: str) -> dt.date:
         return dt.date.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a date in YYYY-MM-DD form") from None
+
+
+fleet_option = click.option(
+    "--fleet",
+    "fleet_path",
+    default=None,
+    help="The fleet file (default: ALGO_PLATFORM_FLEET or deploy/gpu-fleet.yaml).",
+)

@@ -459,9 +459,8 @@ def train(
     try:
         state, samples = fit(session, state, reporter, monitor)
     finally:
-        monitor.stop(device)
+        gpu_report = monitor.stop(device)
     elapsed = time.perf_counter() - started
-    gpu_report = monitor.stop(device)
     if not dist.is_main:
         return {"losses": state["losses"]}
 

@@ -288,6 +288,23 @@ def history_charts(overview: Overview, checks: pl.DataFrame | None = None) -> di
     return {"Volume": volume, "Quality": quality, "Distributions": distributions, "Behaviour": behaviour}
 
 
+def _sequence_lengths(lengths: pl.DataFrame) -> Chart:
+    return Chart(
+        "sequence-lengths",
+        "Sequence lengths: events per user",
+        [
+            {
+                "type": "bar",
+                "x": lengths["events"].to_list(),
+                "y": lengths["users"].to_list(),
+                "name": "users",
+                "marker": {"color": OKABE_ITO[2]},
+            }
+        ],  # fmt: skip
+        {"xaxis": {"type": "category", "title": {"text": "events"}}, "yaxis": {"title": {"text": "users"}}},
+    )
+
+
 def _activity_charts(overview: Overview) -> list[Chart]:
     charts = []
     returning = overview.new_returning
@@ -340,24 +357,8 @@ def _activity_charts(overview: Overview) -> list[Chart]:
                 },  # fmt: skip
             )
         )
-    lengths = overview.sequence_lengths
-    if lengths is not None:
-        charts.append(
-            Chart(
-                "sequence-lengths",
-                "Sequence lengths: events per user",
-                [
-                    {
-                        "type": "bar",
-                        "x": lengths["events"].to_list(),
-                        "y": lengths["users"].to_list(),
-                        "name": "users",
-                        "marker": {"color": OKABE_ITO[2]},
-                    }
-                ],  # fmt: skip
-                {"xaxis": {"type": "category", "title": {"text": "events"}}, "yaxis": {"title": {"text": "users"}}},
-            )
-        )
+    if overview.sequence_lengths is not None:
+        charts.append(_sequence_lengths(overview.sequence_lengths))
     return charts
 
 
@@ -382,9 +383,8 @@ def day_charts(overview: Overview) -> dict[str, list[Chart]]:
         )
     ]
     behaviour = [_tail("user", overview), _tail("item", overview)]
-    lengths = overview.sequence_lengths
-    if lengths is not None:
-        behaviour += [c for c in _activity_charts(Overview(**{**overview.__dict__, "new_returning": None}))]
+    if overview.sequence_lengths is not None:
+        behaviour.append(_sequence_lengths(overview.sequence_lengths))
     return {
         "Volume": volume,
         "Distributions": [*_categories(overview), _hour_weekday(overview)],

@@ -107,7 +107,8 @@ class DataPage:
         return {("GET", DATA): self.index}
 
     def prefixed(self, method: str, path: str):
-        """Handlers of paths with a name in them: /platform/data/<project>, /platform/static/<file>."""
+        """The handler of a path with a name in it, /platform/data/<project> (the sign-in middleware
+        serves /platform/static/<file> itself, before anyone signs in)."""
         if method != "GET":
             return None
         if path.startswith(DATA + "/"):
