@@ -23,6 +23,11 @@ from pydantic import Field
 KUEUE_API = "kueue.x-k8s.io/v1beta2"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
+# Pods admitted together (Kueue's plain-pod groups): the same name, and how many pods make the group.
+POD_GROUP_LABEL = "kueue.x-k8s.io/pod-group-name"
+POD_GROUP_COUNT_ANNOTATION = "kueue.x-k8s.io/pod-group-total-count"
+# Kueue's webhook gates each pod of a queue until its workload is admitted.
+ADMISSION_GATE = "kueue.x-k8s.io/admission"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DEFAULT_FLEET = Path("deploy") / "gpu-fleet.yaml"
 
@@ -51,11 +56,11 @@ class TeamQueue(_Strict):
 
 
 class IdleBounds(_Strict):
-    """The bounds within which a project may set its own idle rule (compute.idle_gpu_percent, idle_minutes)."""
+    """How far a project may loosen its own idle rule (compute.idle_gpu_percent, idle_minutes): a
+    team may reclaim its idle GPUs sooner, never hold them longer than the fleet allows."""
 
-    gpu_percent: float = Field(default=5.0, ge=0, le=100)
-    minutes: int = Field(default=30, ge=1)
-    max_minutes: int = Field(default=240, ge=1)
+    gpu_percent: float = Field(default=5.0, ge=0, le=100, description="the lowest idle threshold a project may set")
+    max_minutes: float = Field(default=240, gt=0, description="the longest idle time a project may set")
 
 
 class Fleet(_Strict):
@@ -84,9 +89,30 @@ class Fleet(_Strict):
             )
         return self
 
+    def check_project(self, project: str, queue: str, priority: str | None, idle_percent: float, idle_minutes: float):
+        """FleetError naming the project, the field and the fix when its compute block breaks the fleet's rules."""
+        problems = []
+        if queue not in self.queues:
+            known = ", ".join(sorted(self.queues))
+            problems.append(f"compute.queue {queue!r} is not a queue of the GPU fleet ({known})")
+        if priority is not None and priority not in self.priorities:
+            problems.append(f"compute.queue_priority {priority!r} is not one of {sorted(self.priorities)}")
+        if idle_percent < self.idle.gpu_percent:
+            problems.append(f"compute.idle_gpu_percent {idle_percent:g} is under the fleet's floor of "
+                            f"{self.idle.gpu_percent:g}")  # fmt: skip
+        if idle_minutes > self.idle.max_minutes:
+            problems.append(f"compute.idle_minutes {idle_minutes:g} is over the fleet's {self.idle.max_minutes:g}")
+        if problems:
+            raise FleetError(f"project {project}: {'; '.join(problems)}. Change project.yaml, or ask a platform "
+                             "admin to change the fleet file")  # fmt: skip
+
 
 def fleet_file() -> Path:
-    return Path(os.environ.get("ALGO_PLATFORM_FLEET") or DEFAULT_FLEET)
+    """ALGO_PLATFORM_FLEET, else deploy/gpu-fleet.yaml of the working directory or of this checkout."""
+    if os.environ.get("ALGO_PLATFORM_FLEET"):
+        return Path(os.environ["ALGO_PLATFORM_FLEET"])
+    here = Path.cwd() / DEFAULT_FLEET
+    return here if here.exists() else Path(__file__).parents[2] / DEFAULT_FLEET
 
 
 def load_fleet(path: Path | None = None) -> Fleet:
@@ -166,6 +192,7 @@ def render_queues(fleet: Fleet, projects: Sequence[tuple[str, str | None]], name
     """Kueue's objects for the fleet and the projects (name, queue) that name a queue; a project
     naming a queue the fleet lacks is an error naming both."""
     unknown = [(name, queue) for name, queue in projects if queue is not None and queue not in fleet.queues]
+    # (each project's priority and idle rule are checked where it loads: check_project)
     if unknown:
         listed = ", ".join(f"{name} names {queue!r}" for name, queue in unknown)
         raise FleetError(f"{listed}: not a queue of the GPU fleet ({', '.join(sorted(fleet.queues))}); "

@@ -18,7 +18,7 @@ from pathlib import Path
 import dagster as dg
 
 from algo_platform import __version__
-from algo_platform.core.fleet import local_pool
+from algo_platform.core.fleet import FleetError, load_fleet, local_pool
 from algo_platform.core.project import PROJECT_TAG, Project, ProjectError, load_project
 from algo_platform.core.schema import CANONICAL_SCHEMA, COLUMN_DESCRIPTIONS
 from algo_platform.core.settings import Settings, load_settings
@@ -112,10 +112,25 @@ def training_pool(project: Project, settings: Settings) -> str:
     return project.compute.pool
 
 
+def refuse_what_the_fleet_forbids(project: Project) -> None:
+    """A project on a team queue keeps within the fleet's rules: its queue and priority exist, and
+    it does not hold idle GPUs longer than platform admins allow."""
+    compute = project.compute
+    if compute.queue is None:
+        return
+    try:
+        load_fleet().check_project(
+            project.name, compute.queue, compute.queue_priority, compute.idle_gpu_percent, compute.idle_minutes
+        )
+    except FleetError as error:
+        raise ProjectError(f"{project.calendar.project_file}: {error}") from None
+
+
 def build_project_definitions(project: Project, settings: Settings | None = None) -> dg.Definitions:
     """Everything one project runs, from its declaration and the platform's settings."""
     settings = settings or load_settings()
     refuse_a_change_of_grain(project, settings.layout.project(project.name))
+    refuse_what_the_fleet_forbids(project)
     partitions = project_partitions(project.partitions_start, project.data.partition)
     platform_assets = [
         *build_data_stage(project, partitions),

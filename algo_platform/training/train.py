@@ -499,6 +499,8 @@ def train(
         "num_items": num_items - 1,
         # Samples this process trained in this session, times the processes (DDP ranks run in lockstep).
         "samples_per_second": samples * dist.world_size / elapsed if elapsed > 0 and samples else 0.0,
+        # The steps that made the model: the useful part of the time the GPUs were held.
+        "train_seconds": elapsed,
         **gpu_report,
         **{f"holdout_{name}": value for name, value in metrics.items()},
     }

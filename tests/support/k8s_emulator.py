@@ -5,6 +5,10 @@ loop (Dagster and the kubernetes client block). A small pod runner reacts to pod
 runs the pod's container command as a local process with the container's env, moves the pod
 through Pending -> Running -> Succeeded/Failed, and serves the process output as the pod log
 (follow, timestamps, tailLines), which is where PipesK8sClient reads Pipes messages from.
+
+With `kueue=True` it also plays Kueue's pod webhook: a pod carrying a queue label gets Kueue's
+scheduling gate and waits, without running, until the test admits it (`admit`); ClusterQueue
+objects the test puts in (`put_cluster_queue`) are served as Kueue serves them.
 """
 
 import asyncio
@@ -18,7 +22,10 @@ from pathlib import Path
 
 import kmock
 
+from algo_platform.core.fleet import ADMISSION_GATE, KUEUE_API, QUEUE_LABEL
+
 PODS = kmock.resource("v1/pods")
+CLUSTER_QUEUES = kmock.resource(f"{KUEUE_API}/clusterqueues")
 
 
 def _container_status(name: str, image: str, state: dict, ready: bool = False) -> dict:
@@ -52,8 +59,10 @@ class PodRun:
 
 
 class KubernetesApiEmulator:
-    def __init__(self, extra_path: str) -> None:
+    def __init__(self, extra_path: str, kueue: bool = False) -> None:
         self.extra_path = extra_path  # prepended to PATH so `python` is the test's interpreter
+        self.kueue = kueue
+        self.gated: list[tuple[str, str, dict]] = []  # pods Kueue holds: (namespace, name, container)
         self.runs: dict[tuple[str, str], PodRun] = {}
         self.created: list[dict] = []
         self.tasks: list[asyncio.Task] = []
@@ -81,6 +90,7 @@ class KubernetesApiEmulator:
         async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator) as server:
             self.emulator, self.url = emulator, str(server.url).rstrip("/")
             emulator.resources["v1/pods"] = {"kind": "Pod", "namespaced": True}
+            emulator.resources[f"{KUEUE_API}/clusterqueues"] = {"kind": "ClusterQueue", "namespaced": False}
             emulator[kmock.action.CREATE, PODS] << self._on_create
             emulator[kmock.action.FETCH, PODS, kmock.subresource("log")] << self._serve_log
             emulator[kmock.action.DELETE, PODS] << self._on_delete
@@ -115,12 +125,22 @@ class KubernetesApiEmulator:
         name = pod["metadata"]["name"]
         container = pod["spec"]["containers"][0]
         self.created.append(pod)
+        if self.kueue and QUEUE_LABEL in pod["metadata"].get("labels", {}):
+            # Kueue's webhook: gated until its workload is admitted; the scheduler leaves it alone.
+            self._object(namespace, name).patch({"spec": {"schedulingGates": [{"name": ADMISSION_GATE}]}})
+            gated = {"type": "PodScheduled", "status": "False", "reason": "SchedulingGated"}
+            self._set_status(namespace, name, {"phase": "Pending", "conditions": [gated]})
+            self.gated.append((namespace, name, container))
+            return self._object(namespace, name).raw
+        self._start(namespace, name, container)
+        return self._object(namespace, name).raw
+
+    def _start(self, namespace: str, name: str, container: dict) -> None:
         # A status at once: the client lists the pod right after creating it.
         waiting = _container_status(container["name"], container["image"], {"waiting": {"reason": "ContainerCreating"}})
         self._set_status(namespace, name, {"phase": "Pending", "containerStatuses": [waiting]})
         run = self.runs[namespace, name] = PodRun()
         self.tasks.append(asyncio.get_running_loop().create_task(self._run_pod(namespace, name, container, run)))
-        return self._object(namespace, name).raw
 
     async def _run_pod(self, namespace: str, name: str, container: dict, run: PodRun) -> None:
         env = {**os.environ, "PATH": f"{self.extra_path}:{os.environ['PATH']}"}
@@ -195,6 +215,26 @@ class KubernetesApiEmulator:
             await run.changed.wait()
 
     # --- for tests ---------------------------------------------------------------------------
+    def put_cluster_queue(self, queue: dict) -> None:
+        """Serve a ClusterQueue (with the status Kueue would keep) at its cluster-scoped path."""
+
+        async def put() -> None:
+            self.emulator.objects[CLUSTER_QUEUES, None, queue["metadata"]["name"]] = queue
+
+        asyncio.run_coroutine_threadsafe(put(), self.loop).result(10)
+
+    def admit(self) -> int:
+        """Kueue admits every gated pod: its gate goes and it runs. Returns how many it admitted."""
+
+        async def admit_all() -> int:
+            admitted, self.gated = self.gated, []
+            for namespace, name, container in admitted:
+                self._object(namespace, name).patch({"spec": {"schedulingGates": []}})
+                self._start(namespace, name, container)
+            return len(admitted)
+
+        return asyncio.run_coroutine_threadsafe(admit_all(), self.loop).result(10)
+
     def delete_pod_when_running(self, namespace: str, after_lines: int = 1) -> None:
         """From outside, delete the first pod once it has written `after_lines` log lines."""
 

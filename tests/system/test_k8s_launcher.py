@@ -96,7 +96,9 @@ def emulated_launcher(settings, emulator, tmp_path, **overrides) -> K8sTrainingL
     )
 
 
-def materialize_model(settings, emulator, tmp_path, epochs=2, launcher_overrides=None) -> dg.ExecuteInProcessResult:
+def materialize_model(
+    settings, emulator, tmp_path, epochs=2, launcher_overrides=None, instance=None
+) -> dg.ExecuteInProcessResult:
     launcher = emulated_launcher(settings, emulator, tmp_path, **(launcher_overrides or {}))
     project = make_project()
     partitions = project_partitions(project.partitions_start, project.data.partition)
@@ -112,6 +114,7 @@ def materialize_model(settings, emulator, tmp_path, epochs=2, launcher_overrides
         resources=resources,
         raise_on_error=False,
         run_config={"ops": {"sequence_model": {"config": {"epochs": epochs, "device": "cpu"}}}},
+        instance=instance,
     )
 
 
@@ -290,3 +293,54 @@ def test_a_command_task_runs_in_its_own_image_as_a_pod_and_reports_through_pipes
     metadata = result.asset_materializations_for_node("sk_model")[0].metadata
     assert metadata["model_format"].value == "mlflow" and 0.4 < metadata["validation_auc"].value < 1.0
     assert (Path(metadata["model_uri"].value) / "MLmodel").exists()
+
+
+def test_a_queued_pod_waits_for_kueue_and_the_run_shows_the_wait(settings, tmp_path, monkeypatch):
+    """Kueue's webhook gates the pod; the run says what it waits for, the wait counts against none of
+    the trainer's timeouts (the readiness timer is cut to 3 s here, the wait is longer), and the
+    model's metadata carries the wait and the GPU-hours the run held."""
+    import dagster_k8s.pipes
+
+    from algo_platform.core.fleet import QUEUE_LABEL
+    from algo_platform.pipeline.resources.gpu_usage import QUEUE_TAG
+
+    monkeypatch.setattr(dagster_k8s.pipes, "WAIT_TIMEOUT_FOR_READY", 3.0)
+    land_training_inputs(settings, tmp_path)
+    queue = {
+        "apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ClusterQueue", "metadata": {"name": "recsys"},
+        "spec": {"resourceGroups": [{"coveredResources": ["nvidia.com/gpu"], "flavors": [
+            {"name": "h100", "resources": [{"name": "nvidia.com/gpu", "nominalQuota": 8}]}]}]},
+        "status": {"pendingWorkloads": 2,
+                   "flavorsUsage": [{"name": "h100", "resources": [{"name": "nvidia.com/gpu", "total": "6"}]}]},
+    }  # fmt: skip
+    with KubernetesApiEmulator(extra_path=str(Path(sys.executable).parent), kueue=True) as emulator:
+        emulator.put_cluster_queue(queue)
+        overrides = {"labels": {QUEUE_LABEL: "team-a"}, "cluster_queue": "recsys", "queue_status_seconds": 1.0}
+        outcome: dict = {}
+        instance = dg.DagsterInstance.ephemeral()
+        worker = threading.Thread(
+            target=lambda: outcome.setdefault(
+                "result",
+                materialize_model(settings, emulator, tmp_path, launcher_overrides=overrides, instance=instance),
+            ),
+            daemon=True,
+        )
+        worker.start()
+        deadline = time.monotonic() + 60
+        while not emulator.gated and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert emulator.gated, "the training pod was never created"
+        time.sleep(5)
+        assert not emulator.runs, "a gated pod ran before Kueue admitted it"
+        assert emulator.admit() == 1
+        worker.join(120)
+    result = outcome["result"]
+    assert result.success
+    messages = [record.user_message for record in instance.all_logs(result.run_id)]
+    waiting = [m for m in messages if "queued for GPUs" in m]
+    assert waiting and waiting[0].startswith("queued for GPUs (recsys: 6/8 in use, 2 waiting)"), messages
+    assert instance.get_run_by_id(result.run_id).tags[QUEUE_TAG].startswith("admitted after")
+    metadata = result.asset_materializations_for_node("sequence_model")[0].metadata
+    assert metadata["gpu_queue_wait_seconds"].value >= 5
+    held = metadata["gpu_hours"].value * 3600
+    assert metadata["gpus"].value == 1 and 0 < held < 120

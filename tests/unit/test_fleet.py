@@ -1,7 +1,9 @@
 """The GPU fleet file and the Kueue objects rendered from it, validated against Kueue's own CRD schemas."""
 
+import dataclasses
 from pathlib import Path
 
+import dagster as dg
 import jsonschema
 import pytest
 import yaml
@@ -147,3 +149,40 @@ def test_without_kubernetes_a_teams_queue_is_a_dagster_pool_of_its_quota(setting
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         assert instance.event_log_storage.get_concurrency_info("gpu-ads").slot_count == 4
         assert instance.event_log_storage.get_concurrency_info("gpu-recsys").slot_count == 8
+
+
+def test_a_project_cannot_hold_idle_gpus_longer_than_the_fleet_allows(settings, monkeypatch):
+    from algo_platform.core.project import ProjectError
+    from algo_platform.pipeline.location import build_project_definitions
+
+    monkeypatch.setenv("ALGO_PLATFORM_FLEET", str(REPO / "deploy" / "gpu-fleet.yaml"))
+    with pytest.raises(ProjectError, match=r"compute.idle_minutes 600 is over the fleet's 240.*Change project.yaml"):
+        build_project_definitions(make_project(compute={"queue": "recsys", "idle_minutes": 600}), settings)
+    with pytest.raises(ProjectError, match="compute.idle_gpu_percent 1 is under the fleet's floor of 5"):
+        build_project_definitions(make_project(compute={"queue": "recsys", "idle_gpu_percent": 1}), settings)
+    with pytest.raises(ProjectError, match="compute.queue_priority 'urgent' is not one of"):
+        build_project_definitions(make_project(compute={"queue": "recsys", "queue_priority": "urgent"}), settings)
+    with pytest.raises(ProjectError, match="compute.queue 'vip' is not a queue of the GPU fleet"):
+        build_project_definitions(make_project(compute={"queue": "vip"}), settings)
+    stricter = make_project(compute={"queue": "recsys", "idle_minutes": 10, "idle_gpu_percent": 20})
+    model = build_project_definitions(stricter, settings).resolve_assets_def(dg.AssetKey(["team_a", "sequence_model"]))
+    assert model.op.pool == "gpu-recsys"
+
+
+def test_a_spark_driver_and_its_executors_are_one_kueue_pod_group(settings):
+    """Admitted whole: the driver and its executors share a group name, and the group counts all of them."""
+    import kubernetes_validate
+
+    from algo_platform.core.fleet import POD_GROUP_COUNT_ANNOTATION, POD_GROUP_LABEL
+    from algo_platform.pipeline.resources import build_resources
+
+    project = make_project(data={"engine": "spark"}, compute={"queue": "recsys", "spark": {"executors": 6}})
+    launcher = build_resources(dataclasses.replace(settings, env="kubernetes"), project)["spark_launcher"]
+    driver, executor = launcher.render_pod(run_id="r1"), launcher.executor_pod_template(run_id="r1")
+    kubernetes_validate.validate(driver, "1.30", strict=True)
+    for pod in (driver, executor):
+        assert pod["metadata"]["labels"][POD_GROUP_LABEL] == "spark-r1"
+        assert pod["metadata"]["labels"][QUEUE_LABEL] == "team-a"
+        assert pod["metadata"]["annotations"][POD_GROUP_COUNT_ANNOTATION] == "7"
+    unqueued = build_resources(dataclasses.replace(settings, env="kubernetes"), make_project(data={"engine": "spark"}))
+    assert POD_GROUP_LABEL not in unqueued["spark_launcher"].render_pod(run_id="r1")["metadata"]["labels"]

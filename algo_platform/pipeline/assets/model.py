@@ -117,6 +117,7 @@ def build_model_asset(
         ]  # fmt: skip
         invocation = training_launcher.run_trainer(context, args)
         reported = {key: value.value for key, value in (invocation.get_materialize_result().metadata or {}).items()}
+        reported |= training_launcher.gpu_usage(context, reported)
         model_uri, losses = str(reported["model_uri"]), list(reported["loss_per_epoch"])
 
         # Lineage: every model can be traced to its data, code and hyper-parameters.

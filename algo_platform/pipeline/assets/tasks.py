@@ -158,6 +158,7 @@ def build_task_assets(project: Project, task: Task, partitions: PeriodPartitions
             cwd=str(folder.resolve()) if task.command else None,
         )
         reported = dict(invocation.get_materialize_result().metadata or {})
+        usage = training_launcher.gpu_usage(context, {key: value.value for key, value in reported.items()})
         try:
             outputs = check_outputs(reported, PRIMARY_METRIC)
         except ContractViolation as error:
@@ -176,7 +177,7 @@ def build_task_assets(project: Project, task: Task, partitions: PeriodPartitions
             run_name=f"{t}_model {context.partition_key}",
             params={**hyperparameters, "partition": context.partition_key, "window_days": task.window_days},
             epoch_losses=losses,
-            metrics={f"validation_{PRIMARY_METRIC}": outputs.validation_value},
+            metrics={f"validation_{PRIMARY_METRIC}": outputs.validation_value, **usage},
             tags=lineage,
         )
         from algo_platform.tasks.engagement.pyfunc import EngagementPredictor
@@ -209,6 +210,7 @@ def build_task_assets(project: Project, task: Task, partitions: PeriodPartitions
                 "trained_by": " ".join(task.command) if task.command else hyperparameters["family"],
                 "registered_model_version": f"{tracking.registered_model_name} v{version.version}",
                 "mlflow_run": dg.MetadataValue.url(tracking.run_url(mlflow_run_id)),
+                **usage,
             },
         )
 

@@ -35,11 +35,13 @@ def build_training_launcher(settings: Settings, project: Project) -> TrainingLau
         labels={PROJECT_LABEL: project.name, **queue_labels(project.name, compute.queue, compute.queue_priority)},
         idle_gpu_percent=compute.idle_gpu_percent,
         idle_minutes=compute.idle_minutes,
+        cluster_queue=compute.queue,
     )
 
 
 def build_spark_launcher(settings: Settings, project: Project) -> SparkLauncher:
-    spark = project.compute.spark
+    compute = project.compute
+    spark = compute.spark
     if settings.env == "local":
         return LocalSparkLauncher(driver_memory=spark.driver_memory)
     return K8sSparkLauncher(
@@ -49,7 +51,7 @@ def build_spark_launcher(settings: Settings, project: Project) -> SparkLauncher:
         executor_cores=spark.executor_cores,
         executor_memory=spark.executor_memory,
         driver_memory=spark.driver_memory,
-        labels={PROJECT_LABEL: project.name},
+        labels={PROJECT_LABEL: project.name, **queue_labels(project.name, compute.queue, compute.queue_priority)},
     )
 
 

@@ -5,6 +5,7 @@ service account, secrets, data volume, deadline). `render_pod` returns exactly t
 `run_trainer` submits, so `algo-platform k8s render-training-pod` shows operators what will run.
 """
 
+import functools
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -13,6 +14,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from algo_platform.pipeline.resources.gpu_usage import AdmissionWait
 from algo_platform.pipeline.resources.launcher import TRAINER_MODULE, TrainingLauncher
 from algo_platform.training.idle import idle_rule_environment
 from algo_platform.training.watchdog import HEARTBEAT_ANNOTATION, HEARTBEAT_FILE_ENV, HEARTBEAT_TIMEOUT_ENV
@@ -56,8 +58,15 @@ class K8sTrainingLauncher(TrainingLauncher):
     )
     idle_gpu_percent: float = Field(default=5.0, description="The trainer stops after a checkpoint when its GPUs ...")
     idle_minutes: float = Field(default=30.0, description="... stay under this utilisation this long")
+    cluster_queue: str | None = Field(
+        default=None, description="the team's Kueue ClusterQueue, whose use the run shows while it waits"
+    )
+    queue_status_seconds: float = Field(default=60.0, description="how often a waiting run logs the queue's state")
     load_incluster_config: bool = True
     kubeconfig_file: str | None = None
+
+    def gpus_held(self, reported: Mapping[str, Any]) -> int:
+        return self.gpus
 
     def command(self, args: Sequence[str]) -> list[str]:
         if self.gpus > 1:
@@ -156,13 +165,14 @@ class K8sTrainingLauncher(TrainingLauncher):
         """`command` in a pod of `image` (the project's trainer image, or the platform's); `cwd` is the
         image's working directory, so it is not used here."""
         import kubernetes
-        from dagster_k8s import PipesK8sClient
 
         if self.load_incluster_config:
             kubernetes.config.load_incluster_config()
         else:
             kubernetes.config.load_kube_config(config_file=self.kubeconfig_file)
-        client = PipesK8sClient(
+        admission = AdmissionWait(self.cluster_queue, self.poll_interval_seconds, self.queue_status_seconds)
+        client = admission_aware_client(
+            admission,
             load_incluster_config=self.load_incluster_config,
             kubeconfig_file=self.kubeconfig_file,
             poll_interval=self.poll_interval_seconds,
@@ -191,10 +201,12 @@ class K8sTrainingLauncher(TrainingLauncher):
         # wait loop reads "no pod" as "not launched yet"). So it runs in a worker thread while this
         # thread watches the pod, and fails the step once a pod it has seen stays gone.
         worker = threading.Thread(target=launch, name="pipes-k8s-trainer", daemon=True)
+        started = time.monotonic()
         worker.start()
         self._watch_for_deletion(worker, kubernetes.client.CoreV1Api(), context.run_id)
         if "error" in outcome:
             raise outcome["error"]
+        self._record(context, started, admission.queued_seconds)
         return outcome["invocation"]
 
     def _beat(self, core_api: Any, pod_name: str) -> None:
@@ -228,3 +240,30 @@ class K8sTrainingLauncher(TrainingLauncher):
                             "from the last checkpoint."
                         )
                     ) from None
+
+
+@functools.cache
+def _admission_aware_client_class() -> type:
+    # dagster_k8s (and the kubernetes client) load only where a pod is launched: they cost every
+    # code location most of a second.
+    from dagster_k8s import PipesK8sClient
+
+    class AdmissionAwarePipesK8sClient(PipesK8sClient):
+        """PipesK8sClient that first waits, without a timeout, for Kueue to admit the pod: its own
+        readiness timer (hours) would otherwise count the time spent in the team's queue."""
+
+        def __init__(self, admission: AdmissionWait, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.admission = admission
+
+        def consume_pod_logs(self, context, client, namespace, pod_name, **kwargs):  # type: ignore[override]
+            import kubernetes
+
+            self.admission.wait(context, client.core_api, kubernetes.client.CustomObjectsApi(), namespace, pod_name)
+            return super().consume_pod_logs(context, client, namespace, pod_name, **kwargs)
+
+    return AdmissionAwarePipesK8sClient
+
+
+def admission_aware_client(admission: AdmissionWait, **kwargs: Any) -> Any:
+    return _admission_aware_client_class()(admission, **kwargs)

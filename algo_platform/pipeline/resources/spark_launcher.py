@@ -15,6 +15,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from algo_platform.core.fleet import POD_GROUP_COUNT_ANNOTATION, POD_GROUP_LABEL, QUEUE_LABEL
 from algo_platform.pipeline.resources.pipes_messages import WholeLineTempFileMessageReader
 
 SPARK_JOB_MODULE = "algo_platform.engines.spark.job"
@@ -127,9 +128,24 @@ class K8sSparkLauncher(SparkLauncher):
         """The storage Secrets as env vars, for the driver and every executor alike."""
         return [{"secretRef": {"name": name}} for name in self.env_from_secrets]
 
-    def executor_pod_template(self) -> dict[str, Any]:
+    def pod_group(self, run_id: str) -> dict[str, dict[str, str]]:
+        """On a Kueue queue, the driver and its executors are one pod group, admitted whole: a
+        half-admitted application (a driver waiting for executors that never come) cannot hold quota."""
+        if QUEUE_LABEL not in self.labels:
+            return {"labels": {}, "annotations": {}}
+        return {
+            "labels": {POD_GROUP_LABEL: f"spark-{run_id}"},
+            "annotations": {POD_GROUP_COUNT_ANNOTATION: str(self.executors + 1)},
+        }
+
+    def pod_metadata(self, run_id: str | None = None) -> dict[str, Any]:
+        group = self.pod_group(run_id or "preview")
+        return {"labels": {**self.labels, **group["labels"]}, "annotations": group["annotations"]}
+
+    def executor_pod_template(self, run_id: str | None = None) -> dict[str, Any]:
         """What Spark adds to every executor pod it creates: the object-store credentials (executors
-        read and write the tables on an object store themselves) and the node selector."""
+        read and write the tables on an object store themselves), the node selector, and the pod
+        group they share with the driver."""
         spec: dict[str, Any] = {
             "containers": [
                 {
@@ -140,9 +156,9 @@ class K8sSparkLauncher(SparkLauncher):
         }
         if self.node_selector:
             spec["nodeSelector"] = dict(self.node_selector)
-        return {"apiVersion": "v1", "kind": "Pod", "metadata": {"labels": dict(self.labels)}, "spec": spec}
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": self.pod_metadata(run_id), "spec": spec}
 
-    def render_pod(self) -> dict[str, Any]:
+    def render_pod(self, run_id: str | None = None) -> dict[str, Any]:
         """The driver pod as submitted (without Pipes' own bootstrap variables)."""
         spec = self.pod_spec()
         return {
@@ -151,7 +167,7 @@ class K8sSparkLauncher(SparkLauncher):
             "metadata": {
                 "generateName": "algo-platform-spark-",
                 "namespace": self.namespace,
-                "labels": dict(self.labels),
+                **self.pod_metadata(run_id),
             },
             "spec": {
                 **spec,
@@ -171,7 +187,7 @@ class K8sSparkLauncher(SparkLauncher):
             **extras,
             "master": "k8s://https://kubernetes.default.svc:443",
             "conf": self.spark_conf(),
-            "executor_pod_template": self.executor_pod_template(),
+            "executor_pod_template": self.executor_pod_template(context.run_id),
         }
         client = PipesK8sClient(load_incluster_config=self.load_incluster_config)
         return client.run(
@@ -179,7 +195,7 @@ class K8sSparkLauncher(SparkLauncher):
             image=self.image,
             command=self.command(),
             namespace=self.namespace,
-            base_pod_meta={"labels": dict(self.labels)},
+            base_pod_meta=self.pod_metadata(context.run_id),
             base_pod_spec=self.pod_spec(),
             extras=extras,
         )
