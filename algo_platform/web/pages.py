@@ -48,6 +48,7 @@ def sign_in_form(csrf: str, next_path: str, prefix: str, message: str | None = N
 PAGES = (
     ("/", "Dagster UI"),
     ("/platform/data", "Data"),
+    ("/platform/gpus", "GPUs"),
     ("/platform/upload", "Upload"),
     ("/platform/audit", "Audit log"),
     ("/platform/users", "Users"),

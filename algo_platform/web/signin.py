@@ -40,6 +40,7 @@ from algo_platform.accounts.store import NAME_PATTERN, Accounts, Principal, Role
 from algo_platform.core.project import project_names
 from algo_platform.web import pages
 from algo_platform.web.data_page import DataPage, static_file
+from algo_platform.web.gpu_page import GpuPage
 from algo_platform.web.identity import (
     SESSION_SECONDS,
     AuthSettings,
@@ -183,6 +184,7 @@ class SignedIn:
         }
         self.data_page = DataPage(self)
         self.routes |= UserAdmin(self).routes() | UploadPage(self).routes() | self.data_page.routes()
+        self.routes |= GpuPage(self).routes()
         if settings.mode == "proxy":  # the proxy signs people in and out
             self.routes = {key: route for key, route in self.routes.items() if not key[1].startswith("/auth/")}
 

@@ -26,7 +26,7 @@ QUEUE_TAG = "algo-platform/gpu-queue"
 GPU = "nvidia.com/gpu"
 
 
-def _quantity(value: Any) -> float:
+def quantity(value: Any) -> float:
     """A Kubernetes quantity of whole devices ("8", 8, "8000m") as a number."""
     text = str(value)
     return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
@@ -36,7 +36,7 @@ def describe_cluster_queue(queue: dict[str, Any]) -> str:
     """'recsys: 6/8 in use, 2 waiting' from a ClusterQueue object (borrowed GPUs show as in use above the quota)."""
     name = queue["metadata"]["name"]
     quota = sum(
-        _quantity(resource["nominalQuota"])
+        quantity(resource["nominalQuota"])
         for group in queue.get("spec", {}).get("resourceGroups", [])
         for flavor in group.get("flavors", [])
         for resource in flavor.get("resources", [])
@@ -44,7 +44,7 @@ def describe_cluster_queue(queue: dict[str, Any]) -> str:
     )
     status = queue.get("status", {})
     in_use = sum(
-        _quantity(resource.get("total", 0))
+        quantity(resource.get("total", 0))
         for flavor in status.get("flavorsUsage", [])
         for resource in flavor.get("resources", [])
         if resource["name"] == GPU
