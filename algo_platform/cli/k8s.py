@@ -84,3 +84,23 @@ def render_queues_command(fleet_path: str | None) -> None:
         click.echo(f"error: {error}", err=True)
         raise SystemExit(1) from None
     click.echo(dump_manifests(objects), nl=False)
+
+
+@k8s.command("reap")
+@click.option("--project", default=None, help="Only this project's objects (default: every project's).")
+@click.option("--dry-run", is_flag=True, help="List what would be deleted, delete nothing.")
+@click.option("--kubeconfig", default=None, help="A kubeconfig file (default: the pod's own service account).")
+def reap_command(project: str | None, dry_run: bool, kubeconfig: str | None) -> None:
+    """Delete the trainer pods, Jobs, Services and Kueue workloads of ended runs (the sensor
+    <project>_k8s_reaper does this every few minutes on a cluster)."""
+    import dagster as dg
+
+    from algo_platform.pipeline.resources.k8s_reaper import Apis, reap
+
+    apis = Apis.connect(in_cluster=kubeconfig is None, kubeconfig_file=kubeconfig)
+    with dg.DagsterInstance.get() as instance:
+        reaped = reap(instance, apis, load_settings().k8s_namespace, project, dry_run)
+    for name in reaped:
+        click.echo(f"{'would delete' if dry_run else 'deleted'} {name}")
+    if not reaped:
+        click.echo("nothing left behind by ended runs")

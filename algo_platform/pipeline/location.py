@@ -32,7 +32,7 @@ from algo_platform.pipeline.assets.serving import build_serving_assets
 from algo_platform.pipeline.assets.spark_stage import build_spark_stage_assets
 from algo_platform.pipeline.assets.tasks import build_task_assets
 from algo_platform.pipeline.jobs import EXECUTOR, build_jobs
-from algo_platform.pipeline.jobs.automation import build_automation
+from algo_platform.pipeline.jobs.automation import build_automation, build_reaper_sensor
 from algo_platform.pipeline.partitions import PeriodPartitions, project_partitions, refuse_a_change_of_grain
 from algo_platform.pipeline.resources import build_resources
 
@@ -155,7 +155,7 @@ def build_project_definitions(project: Project, settings: Settings | None = None
         asset_checks=checks,
         jobs=[ingest, retrain],
         schedules=[schedule],
-        sensors=[sensor],
+        sensors=[sensor, *([build_reaper_sensor(project, settings.k8s_namespace)] if settings.env != "local" else [])],
         resources=build_resources(settings, project),
         # Runs the UI or a backfill launches on an asset selection (Dagster's implicit asset job)
         # run in process too, as the project's own jobs do: a process per step costs seconds each.

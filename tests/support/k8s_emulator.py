@@ -25,7 +25,13 @@ import kmock
 from algo_platform.core.fleet import ADMISSION_GATE, KUEUE_API, QUEUE_LABEL
 
 PODS = kmock.resource("v1/pods")
-CLUSTER_QUEUES = kmock.resource(f"{KUEUE_API}/clusterqueues")
+# Served as stored (no controller acts on them): what the reaper lists and deletes.
+STORED = {
+    "batch/v1/jobs": ("Job", True),
+    "v1/services": ("Service", True),
+    f"{KUEUE_API}/workloads": ("Workload", True),
+    f"{KUEUE_API}/clusterqueues": ("ClusterQueue", False),
+}
 
 
 def _container_status(name: str, image: str, state: dict, ready: bool = False) -> dict:
@@ -90,10 +96,14 @@ class KubernetesApiEmulator:
         async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator) as server:
             self.emulator, self.url = emulator, str(server.url).rstrip("/")
             emulator.resources["v1/pods"] = {"kind": "Pod", "namespaced": True}
-            emulator.resources[f"{KUEUE_API}/clusterqueues"] = {"kind": "ClusterQueue", "namespaced": False}
+            for resource, (kind, namespaced) in STORED.items():
+                emulator.resources[resource] = {"kind": kind, "namespaced": namespaced}
             emulator[kmock.action.CREATE, PODS] << self._on_create
             emulator[kmock.action.FETCH, PODS, kmock.subresource("log")] << self._serve_log
             emulator[kmock.action.DELETE, PODS] << self._on_delete
+            # Listings honour label and field (metadata.name) selectors, as an API server does.
+            for resource in ["v1/pods", *STORED]:
+                emulator[kmock.action.LIST, kmock.resource(resource)] << self._list
             self._ready.set()
             await self._stop.wait()
             for task in self.tasks:
@@ -178,6 +188,25 @@ class KubernetesApiEmulator:
         run.finished.set()
         run.changed.set()
 
+    async def _list(self, request: kmock.Request) -> dict:
+        def selected(raw: dict) -> bool:
+            metadata = raw.get("metadata", {})
+            labels = metadata.get("labels") or {}
+            for term in filter(None, request.params.get("labelSelector", "").split(",")):
+                key, _, value = term.partition("=")
+                if key not in labels or (value and labels[key] != value):
+                    return False
+            field = request.params.get("fieldSelector", "")
+            return not field.startswith("metadata.name=") or metadata.get("name") == field.split("=", 1)[1]
+
+        items = [
+            obj.raw
+            for (resource, namespace, _), obj in self.emulator.objects.items()
+            if resource == request.resource and namespace == request.namespace and not obj.deleted
+        ]
+        return {"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"},
+                "items": [raw for raw in items if selected(raw)]}  # fmt: skip
+
     async def _on_delete(self, request: kmock.Request) -> dict:
         # The emulator has already recorded the deletion; stop the pod's process, as a kubelet would.
         run = self.runs.get((request.namespace, request.name))
@@ -217,11 +246,22 @@ class KubernetesApiEmulator:
     # --- for tests ---------------------------------------------------------------------------
     def put_cluster_queue(self, queue: dict) -> None:
         """Serve a ClusterQueue (with the status Kueue would keep) at its cluster-scoped path."""
+        self.put(f"{KUEUE_API}/clusterqueues", queue)
+
+    def put(self, resource: str, manifest: dict) -> None:
+        """Store an object as a controller would have made it (a Job, a Kueue workload, a run worker's pod)."""
 
         async def put() -> None:
-            self.emulator.objects[CLUSTER_QUEUES, None, queue["metadata"]["name"]] = queue
+            key = (kmock.resource(resource), manifest["metadata"].get("namespace"), manifest["metadata"]["name"])
+            self.emulator.objects[key] = manifest
 
         asyncio.run_coroutine_threadsafe(put(), self.loop).result(10)
+
+    def exists(self, resource: str, namespace: str | None, name: str) -> bool:
+        try:
+            return not self.emulator.objects[kmock.resource(resource), namespace, name].deleted
+        except KeyError:
+            return False
 
     def admit(self) -> int:
         """Kueue admits every gated pod: its gate goes and it runs. Returns how many it admitted."""

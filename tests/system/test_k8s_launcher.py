@@ -344,3 +344,81 @@ def test_a_queued_pod_waits_for_kueue_and_the_run_shows_the_wait(settings, tmp_p
     assert metadata["gpu_queue_wait_seconds"].value >= 5
     held = metadata["gpu_hours"].value * 3600
     assert metadata["gpus"].value == 1 and 0 < held < 120
+
+
+# A run worker in its own process: it trains through the emulator and is killed halfway.
+RUN_WORKER = """
+import sys
+import dagster as dg
+from algo_platform.core.settings import Settings
+from tests.system.test_k8s_launcher import materialize_model
+
+storage, kubeconfig, tmp = sys.argv[1:4]
+emulator = type("Emulator", (), {"kubeconfig": lambda self, path: kubeconfig})()
+overrides = {"run_worker_pod": "run-worker", "heartbeat_timeout_seconds": 600}
+with dg.DagsterInstance.get() as instance:
+    materialize_model(Settings(env="local", storage_root=storage), emulator, __import__("pathlib").Path(tmp),
+                      epochs=200, launcher_overrides=overrides, instance=instance)
+"""
+
+
+def test_what_a_killed_run_worker_leaves_is_owned_by_it_and_reaped_once_its_run_ended(settings, emulator, tmp_path):
+    """Kubernetes would garbage-collect the trainer pod with its owner, the run worker's pod; the
+    emulator has no garbage collector, so the reaper's part shows: nothing of a running run is
+    touched, and once the run has failed its pod, Job, Service and Kueue workload all go."""
+    import os
+    import signal
+    import subprocess
+
+    from algo_platform.pipeline.resources.k8s_launcher import RUN_LABEL
+    from algo_platform.pipeline.resources.k8s_reaper import Apis, reap
+
+    land_training_inputs(settings, tmp_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("{}\n")
+    kubeconfig = emulator.kubeconfig(tmp_path / "kubeconfig")
+    worker_pod = {"apiVersion": "v1", "kind": "Pod",
+                  "metadata": {"name": "run-worker", "namespace": "training", "uid": "5f0c-run-worker"}}  # fmt: skip
+    emulator.put("v1/pods", worker_pod)
+    worker = subprocess.Popen(
+        [sys.executable, "-c", RUN_WORKER, settings.storage_root, kubeconfig, str(tmp_path)],
+        env={**os.environ, "DAGSTER_HOME": str(home)}, cwd=Path(__file__).parents[2], start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not any(len(run.lines) >= 3 for run in emulator.runs.values()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert emulator.runs, "the trainer pod never ran"
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+    ((namespace, pod_name),) = emulator.runs
+    trainer = next(p for p in emulator.created if p["metadata"]["name"] == pod_name)
+    owner = trainer["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["uid"]) == ("Pod", "run-worker", "5f0c-run-worker")
+    run_id = trainer["metadata"]["labels"][RUN_LABEL]
+    labels = {RUN_LABEL: run_id, "algo-platform/project": PROJECT}
+    for resource, kind in (("batch/v1/jobs", "Job"), ("v1/services", "Service")):
+        metadata = {"name": f"left-{kind.lower()}", "namespace": namespace, "labels": labels}
+        emulator.put(resource, {"apiVersion": resource.rsplit("/", 1)[0], "kind": kind, "metadata": metadata})
+    owned_by_trainer = [{"apiVersion": "v1", "kind": "Pod", "name": pod_name, "uid": "u"}]
+    metadata = {"name": f"pod-{pod_name}", "namespace": namespace, "ownerReferences": owned_by_trainer}
+    workload = {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "Workload", "metadata": metadata}
+    emulator.put("kueue.x-k8s.io/v1beta2/workloads", workload)
+
+    apis = Apis.connect(in_cluster=False, kubeconfig_file=kubeconfig)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        (run,) = instance.get_runs()
+        assert run.status == dg.DagsterRunStatus.STARTED and emulator.exists("v1/pods", namespace, pod_name)
+        assert reap(instance, apis, namespace) == []  # the run may still be alive: nothing is touched
+        instance.report_run_failed(run)  # what run monitoring does once the worker is gone
+        assert reap(instance, apis, namespace, dry_run=True) and emulator.exists("v1/pods", namespace, pod_name)
+        reaped = reap(instance, apis, namespace)
+    assert sorted(reaped) == sorted([f"pod/{pod_name}", "job/left-job", "service/left-service",
+                                     f"workload/pod-{pod_name}"])  # fmt: skip
+    assert not emulator.exists("v1/pods", namespace, pod_name) and not emulator.exists(
+        "batch/v1/jobs", namespace, "left-job"
+    )
+    assert not emulator.exists("kueue.x-k8s.io/v1beta2/workloads", namespace, f"pod-{pod_name}")
+    assert emulator.exists("v1/pods", namespace, "run-worker")  # not the platform's: never touched

@@ -186,3 +186,13 @@ def test_a_spark_driver_and_its_executors_are_one_kueue_pod_group(settings):
         assert pod["metadata"]["annotations"][POD_GROUP_COUNT_ANNOTATION] == "7"
     unqueued = build_resources(dataclasses.replace(settings, env="kubernetes"), make_project(data={"engine": "spark"}))
     assert POD_GROUP_LABEL not in unqueued["spark_launcher"].render_pod(run_id="r1")["metadata"]["labels"]
+
+
+def test_on_kubernetes_each_project_reaps_what_its_ended_runs_left(settings):
+    from algo_platform.pipeline.location import build_project_definitions
+
+    on_cluster = build_project_definitions(make_project(), dataclasses.replace(settings, env="kubernetes"))
+    reaper = on_cluster.resolve_sensor_def("team_a_k8s_reaper")
+    assert reaper.default_status == dg.DefaultSensorStatus.RUNNING
+    local = build_project_definitions(make_project(), settings)
+    assert "team_a_k8s_reaper" not in {s.name for s in local.sensors}

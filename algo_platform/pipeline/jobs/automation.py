@@ -182,3 +182,25 @@ def build_automation(
         return dg.SensorResult(run_requests=requests, cursor=scan.cursor)
 
     return nightly_retraining, landing_zone_sensor
+
+
+def build_reaper_sensor(project: Project, namespace: str, interval_seconds: int = 300) -> dg.SensorDefinition:
+    """On Kubernetes: every few minutes, delete the pods, Jobs, Services and Kueue workloads that the
+    project's ended runs left behind (pipeline/resources/k8s_reaper.py)."""
+
+    @dg.sensor(
+        name=f"{project.name}_k8s_reaper",
+        minimum_interval_seconds=interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Deletes what {project.name}'s ended runs left in namespace {namespace} "
+        "(trainer pods, multi-node Jobs, Services, Kueue workloads).",
+    )
+    def k8s_reaper(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+        from algo_platform.pipeline.resources.k8s_reaper import Apis, reap
+
+        reaped = reap(context.instance, Apis.connect(), namespace, project.name)
+        for name in reaped:
+            context.log.info(f"deleted {name}: its run has ended")
+        return dg.SkipReason(f"deleted {len(reaped)} objects of ended runs" if reaped else "nothing left behind")
+
+    return k8s_reaper

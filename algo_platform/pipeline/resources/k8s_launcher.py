@@ -6,6 +6,7 @@ service account, secrets, data volume, deadline). `render_pod` returns exactly t
 """
 
 import functools
+import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -62,8 +63,26 @@ class K8sTrainingLauncher(TrainingLauncher):
         default=None, description="the team's Kueue ClusterQueue, whose use the run shows while it waits"
     )
     queue_status_seconds: float = Field(default=60.0, description="how often a waiting run logs the queue's state")
+    run_worker_pod: str | None = Field(
+        default=None,
+        description="the run worker's own pod, which then owns the trainer pod (garbage-collected with it); "
+        "default in a cluster: HOSTNAME, when that names a pod of the training namespace",
+    )
     load_incluster_config: bool = True
     kubeconfig_file: str | None = None
+
+    def owner_references(self, core_api: Any) -> list[dict[str, Any]]:
+        """The run worker's pod as the trainer pod's owner: when Kubernetes deletes the worker (its Job's
+        TTL, a killed run), it deletes the trainer too. None when the worker is not a pod of this namespace."""
+        name = self.run_worker_pod or (os.environ.get("HOSTNAME") if self.load_incluster_config else None)
+        if not name:
+            return []
+        try:
+            worker = core_api.read_namespaced_pod(name, self.namespace)
+        except Exception:  # another namespace, or not a pod at all: the reaper covers it
+            return []
+        return [{"apiVersion": "v1", "kind": "Pod", "name": name, "uid": worker.metadata.uid,
+                 "blockOwnerDeletion": False, "controller": False}]  # fmt: skip
 
     def gpus_held(self, reported: Mapping[str, Any]) -> int:
         return self.gpus
@@ -179,6 +198,8 @@ class K8sTrainingLauncher(TrainingLauncher):
         )
         context.log.info(f"launching trainer pod in {self.namespace}: " + " ".join(command))
         outcome: dict[str, Any] = {}
+        metadata = self.pod_metadata(context.partition_key if context.has_partition_key else None, context.run_id)
+        owners = self.owner_references(kubernetes.client.CoreV1Api())
 
         def launch() -> None:
             try:
@@ -187,9 +208,7 @@ class K8sTrainingLauncher(TrainingLauncher):
                     image=image or self.image,
                     command=list(command),
                     namespace=self.namespace,
-                    base_pod_meta=self.pod_metadata(
-                        context.partition_key if context.has_partition_key else None, context.run_id
-                    ),
+                    base_pod_meta={**metadata, "ownerReferences": owners} if owners else metadata,
                     base_pod_spec=self.pod_spec(),
                     extras=dict(extras),
                     delete_pod_on_completion=self.delete_finished_pods,

@@ -16,6 +16,7 @@ import dagster as dg
 from pydantic import Field
 
 from algo_platform.core.fleet import POD_GROUP_COUNT_ANNOTATION, POD_GROUP_LABEL, QUEUE_LABEL
+from algo_platform.pipeline.resources.k8s_launcher import RUN_LABEL
 from algo_platform.pipeline.resources.pipes_messages import WholeLineTempFileMessageReader
 
 SPARK_JOB_MODULE = "algo_platform.engines.spark.job"
@@ -140,7 +141,9 @@ class K8sSparkLauncher(SparkLauncher):
 
     def pod_metadata(self, run_id: str | None = None) -> dict[str, Any]:
         group = self.pod_group(run_id or "preview")
-        return {"labels": {**self.labels, **group["labels"]}, "annotations": group["annotations"]}
+        # The run's id lets the reaper (k8s_reaper) find a driver whose run worker died.
+        run = {RUN_LABEL: run_id} if run_id else {}
+        return {"labels": {**self.labels, **run, **group["labels"]}, "annotations": group["annotations"]}
 
     def executor_pod_template(self, run_id: str | None = None) -> dict[str, Any]:
         """What Spark adds to every executor pod it creates: the object-store credentials (executors
