@@ -9,6 +9,11 @@ through Pending -> Running -> Succeeded/Failed, and serves the process output as
 With `kueue=True` it also plays Kueue's pod webhook: a pod carrying a queue label gets Kueue's
 scheduling gate and waits, without running, until the test admits it (`admit`); ClusterQueue
 objects the test puts in (`put_cluster_queue`) are served as Kueue serves them.
+
+A small Job controller runs an Indexed Job's pods (suspended ones once admitted) and sets the
+Job's status when they end. Its pods share this machine, so each node's torchrun gets its own
+loopback address (PET_LOCAL_ADDR, 127.0.0.<index+1>): index 0 sorts first in the rendezvous and
+holds rank 0, as pod `<job>-0` does on a cluster.
 """
 
 import asyncio
@@ -25,6 +30,8 @@ import kmock
 from algo_platform.core.fleet import ADMISSION_GATE, KUEUE_API, QUEUE_LABEL
 
 PODS = kmock.resource("v1/pods")
+JOBS = kmock.resource("batch/v1/jobs")
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 # Served as stored (no controller acts on them): what the reaper lists and deletes.
 STORED = {
     "batch/v1/jobs": ("Job", True),
@@ -69,6 +76,7 @@ class KubernetesApiEmulator:
         self.extra_path = extra_path  # prepended to PATH so `python` is the test's interpreter
         self.kueue = kueue
         self.gated: list[tuple[str, str, dict]] = []  # pods Kueue holds: (namespace, name, container)
+        self.suspended: list[tuple[str, str]] = []  # Jobs Kueue holds: (namespace, name)
         self.runs: dict[tuple[str, str], PodRun] = {}
         self.created: list[dict] = []
         self.tasks: list[asyncio.Task] = []
@@ -101,6 +109,7 @@ class KubernetesApiEmulator:
             emulator[kmock.action.CREATE, PODS] << self._on_create
             emulator[kmock.action.FETCH, PODS, kmock.subresource("log")] << self._serve_log
             emulator[kmock.action.DELETE, PODS] << self._on_delete
+            emulator[kmock.action.CREATE, JOBS] << self._on_create_job
             # Listings honour label and field (metadata.name) selectors, as an API server does.
             for resource in ["v1/pods", *STORED]:
                 emulator[kmock.action.LIST, kmock.resource(resource)] << self._list
@@ -188,6 +197,46 @@ class KubernetesApiEmulator:
         run.finished.set()
         run.changed.set()
 
+    async def _on_create_job(self, request: kmock.Request) -> dict:
+        job = request.data
+        namespace = request.namespace or job["metadata"].get("namespace", "default")
+        name = job["metadata"]["name"]
+        stored = self.emulator.objects[JOBS, namespace, name]
+        stored.patch({"metadata": {"uid": f"uid-{name}"}, "status": {}})
+        if job["spec"].get("suspend"):
+            self.suspended.append((namespace, name))
+        else:
+            self._run_job(namespace, name)
+        return stored.raw
+
+    def _run_job(self, namespace: str, name: str) -> None:
+        job = self.emulator.objects[JOBS, namespace, name].raw
+        template = job["spec"]["template"]
+        runs = []
+        for index in range(job["spec"]["completions"]):
+            pod = f"{name}-{index}-{os.urandom(3).hex()}"
+            labels = {**template["metadata"].get("labels", {}), "job-name": name, COMPLETION_INDEX: str(index)}
+            container = dict(template["spec"]["containers"][0])
+            container["env"] = [*container.get("env", []), {"name": "JOB_COMPLETION_INDEX", "value": str(index)},
+                                {"name": "PET_LOCAL_ADDR", "value": f"127.0.0.{index + 1}"}]  # fmt: skip
+            manifest = {"apiVersion": "v1", "kind": "Pod", "spec": {**template["spec"], "containers": [container]},
+                        "metadata": {"name": pod, "namespace": namespace, "labels": labels}}  # fmt: skip
+            self.emulator.objects[PODS, namespace, pod] = manifest
+            self.created.append(manifest)
+            self._start(namespace, pod, container)
+            runs.append(self.runs[namespace, pod])
+
+        async def finish() -> None:
+            for run in runs:
+                await run.finished.wait()
+            codes = [run.process.returncode if run.process else -9 for run in runs]
+            status = {"succeeded": codes.count(0), "failed": len(codes) - codes.count(0)}
+            with contextlib.suppress(KeyError):
+                if not self.emulator.objects[JOBS, namespace, name].deleted:
+                    self.emulator.objects[JOBS, namespace, name].patch({"status": status})
+
+        self.tasks.append(asyncio.get_running_loop().create_task(finish()))
+
     async def _list(self, request: kmock.Request) -> dict:
         def selected(raw: dict) -> bool:
             metadata = raw.get("metadata", {})
@@ -271,7 +320,11 @@ class KubernetesApiEmulator:
             for namespace, name, container in admitted:
                 self._object(namespace, name).patch({"spec": {"schedulingGates": []}})
                 self._start(namespace, name, container)
-            return len(admitted)
+            jobs, self.suspended = self.suspended, []
+            for namespace, name in jobs:
+                self.emulator.objects[JOBS, namespace, name].patch({"spec": {"suspend": False}})
+                self._run_job(namespace, name)
+            return len(admitted) + len(jobs)
 
         return asyncio.run_coroutine_threadsafe(admit_all(), self.loop).result(10)
 

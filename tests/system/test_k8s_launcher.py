@@ -422,3 +422,45 @@ def test_what_a_killed_run_worker_leaves_is_owned_by_it_and_reaped_once_its_run_
     )
     assert not emulator.exists("kueue.x-k8s.io/v1beta2/workloads", namespace, f"pod-{pod_name}")
     assert emulator.exists("v1/pods", namespace, "run-worker")  # not the platform's: never touched
+
+
+def test_a_two_node_training_job_is_admitted_whole_and_rank_0_reports_through_pipes(settings, tmp_path):
+    """compute.nodes: 2 on a queue: an Indexed Job, created suspended, waits for Kueue; once admitted
+    its two pods rendezvous (torchrun, c10d, gloo) and pod 0 (rank 0) reports the model through Pipes."""
+    import socket
+
+    from algo_platform.core.fleet import QUEUE_LABEL
+
+    land_training_inputs(settings, tmp_path)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    overrides = {"nodes": 2, "labels": {QUEUE_LABEL: "team-a"}, "rendezvous_endpoint": f"127.0.0.1:{port}"}
+    with KubernetesApiEmulator(extra_path=str(Path(sys.executable).parent), kueue=True) as emulator:
+        outcome: dict = {}
+        worker = threading.Thread(
+            target=lambda: outcome.setdefault(
+                "result", materialize_model(settings, emulator, tmp_path, launcher_overrides=overrides)
+            ),
+            daemon=True,
+        )
+        worker.start()
+        deadline = time.monotonic() + 60
+        while not emulator.suspended and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert emulator.suspended and not emulator.runs, "the Job ran before Kueue admitted it"
+        time.sleep(2)
+        assert emulator.admit() == 1
+        worker.join(300)
+        assert not worker.is_alive(), "the multi-node run did not finish"
+        (namespace, job), *_ = [(ns, name) for ns, name in [("training", f"train-{outcome['result'].run_id[:8]}-0")]]
+        assert not emulator.exists("batch/v1/jobs", namespace, job) and not emulator.exists(
+            "v1/services", namespace, job
+        )
+    result = outcome["result"]
+    assert result.success
+    pods = [p for p in emulator.created if p["metadata"]["labels"].get("job-name") == job]
+    assert len(pods) == 2 and all(p["spec"]["containers"][0]["command"][0] == "torchrun" for p in pods)
+    metadata = result.asset_materializations_for_node("sequence_model")[0].metadata
+    assert metadata["processes"].value == 2 and metadata["gpus"].value == 2
+    assert metadata["gpu_queue_wait_seconds"].value >= 2 and Path(metadata["model_uri"].value).exists()

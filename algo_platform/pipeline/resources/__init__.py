@@ -26,6 +26,7 @@ def build_training_launcher(settings: Settings, project: Project) -> TrainingLau
         namespace=settings.k8s_namespace,
         storage_root=settings.layout.project(project.name).root,
         gpus=compute.gpus,
+        nodes=compute.nodes,
         cpu_request=compute.cpu,
         cpu_limit=compute.cpu,
         memory_request=compute.memory,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,11 +74,25 @@ class AdmissionWait:
             return self.cluster_queue
 
     def wait(self, context: dg.OpExecutionContext, core_api: Any, custom_api: Any, namespace: str, pod: str) -> None:
-        started, shown, shown_at = time.monotonic(), None, -math.inf
-        while True:
+        """Until Kueue's webhook gate is gone from the pod."""
+
+        def gated() -> bool:
             spec = core_api.read_namespaced_pod(pod, namespace).spec
-            if ADMISSION_GATE not in {gate.name for gate in spec.scheduling_gates or []}:
-                break
+            return ADMISSION_GATE in {gate.name for gate in spec.scheduling_gates or []}
+
+        self.wait_until_admitted(context, custom_api, gated, f"the training pod {pod}")
+
+    def wait_for_job(self, context: dg.OpExecutionContext, batch_api: Any, custom_api: Any, namespace: str, job: str):
+        """Until Kueue unsuspends the Job (all of its pods fit the quota at once)."""
+        self.wait_until_admitted(
+            context, custom_api, lambda: bool(batch_api.read_namespaced_job(job, namespace).spec.suspend), f"job {job}"
+        )
+
+    def wait_until_admitted(
+        self, context: dg.OpExecutionContext, custom_api: Any, gated: Callable[[], bool], what: str
+    ) -> None:
+        started, shown, shown_at = time.monotonic(), None, -math.inf
+        while gated():
             status = f"queued for GPUs ({self.queue_status(custom_api)})"
             if status != shown or time.monotonic() - shown_at >= self.status_every_seconds:
                 waited = time.monotonic() - started
@@ -88,7 +103,7 @@ class AdmissionWait:
         self.queued_seconds = time.monotonic() - started
         if shown is not None:
             admitted = f"admitted after {self.queued_seconds:.0f} s in the queue"
-            context.log.info(f"Kueue admitted the training pod {pod}: {admitted}")
+            context.log.info(f"Kueue admitted {what}: {admitted}")
             context.instance.add_run_tags(context.run_id, {QUEUE_TAG: admitted})
 
 

@@ -31,6 +31,10 @@ class K8sTrainingLauncher(TrainingLauncher):
     image: str = Field(default="algo-platform-trainer:latest", description="Trainer image (deploy/Dockerfile.trainer)")
     namespace: str = "algo-platform"
     gpus: int = Field(default=1, ge=0, description="nvidia.com/gpu limit; more than one runs torchrun with DDP")
+    nodes: int = Field(default=1, ge=1, description="more than one: an Indexed Job of this many pods (k8s_multinode)")
+    rendezvous_endpoint: str | None = Field(
+        default=None, description="host:port where the nodes meet; default: pod 0 of the Job, through its Service"
+    )
     cpu_request: str = "4"
     cpu_limit: str = "8"
     memory_request: str = "16Gi"
@@ -85,7 +89,15 @@ class K8sTrainingLauncher(TrainingLauncher):
                  "blockOwnerDeletion": False, "controller": False}]  # fmt: skip
 
     def gpus_held(self, reported: Mapping[str, Any]) -> int:
-        return self.gpus
+        return self.gpus * self.nodes
+
+    def load_config(self) -> None:
+        import kubernetes
+
+        if self.load_incluster_config:
+            kubernetes.config.load_incluster_config()
+        else:
+            kubernetes.config.load_kube_config(config_file=self.kubeconfig_file)
 
     def command(self, args: Sequence[str]) -> list[str]:
         if self.gpus > 1:
@@ -151,7 +163,13 @@ class K8sTrainingLauncher(TrainingLauncher):
             labels[RUN_LABEL] = run_id  # pod names carry a random suffix; this finds the run's pod
         return {"labels": labels, "annotations": {HEARTBEAT_ANNOTATION: f"{time.time():.0f}"}}
 
-    def render_pod(self, args: Sequence[str], pod_name: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    def render_pod(
+        self,
+        args: Sequence[str],
+        pod_name: str,
+        env: Mapping[str, str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """The pod manifest as a plain dict, built by the same function PipesK8sClient uses."""
         import kubernetes
         from dagster_k8s.pipes import build_pod_body
@@ -161,7 +179,7 @@ class K8sTrainingLauncher(TrainingLauncher):
             image=self.image,
             command=self.command(args),
             env_vars=dict(env or {}),
-            base_pod_meta=self.pod_metadata(),
+            base_pod_meta=dict(metadata or self.pod_metadata()),
             base_pod_spec=self.pod_spec(),
         )
         manifest = kubernetes.client.ApiClient().sanitize_for_serialization(body)
@@ -171,6 +189,13 @@ class K8sTrainingLauncher(TrainingLauncher):
     def run_trainer(
         self, context: dg.AssetExecutionContext, args: Sequence[str], extras: Mapping[str, object] | None = None
     ) -> dg.PipesClientCompletedInvocation:
+        if self.nodes > 1:
+            from algo_platform.pipeline.resources.k8s_multinode import run_training_job
+
+            started = time.monotonic()
+            invocation, queued = run_training_job(self, context, args, dict(extras or {}))
+            self._record(context, started, queued)
+            return invocation
         return self.run_task(context, self.command(args), dict(extras or {}))
 
     def run_task(
@@ -185,10 +210,7 @@ class K8sTrainingLauncher(TrainingLauncher):
         image's working directory, so it is not used here."""
         import kubernetes
 
-        if self.load_incluster_config:
-            kubernetes.config.load_incluster_config()
-        else:
-            kubernetes.config.load_kube_config(config_file=self.kubeconfig_file)
+        self.load_config()
         admission = AdmissionWait(self.cluster_queue, self.poll_interval_seconds, self.queue_status_seconds)
         client = admission_aware_client(
             admission,

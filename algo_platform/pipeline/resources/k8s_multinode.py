@@ -10,36 +10,52 @@ until all of its pods run). Rank 0 writes the checkpoints and the model, as with
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import dagster as dg
+from dagster import PipesEnvContextInjector
+
 from algo_platform.core.fleet import QUEUE_LABEL
+from algo_platform.pipeline.resources.gpu_usage import AdmissionWait
 from algo_platform.pipeline.resources.k8s_launcher import K8sTrainingLauncher
 from algo_platform.pipeline.resources.launcher import TRAINER_MODULE
 
 RENDEZVOUS_PORT = 29400
+COMPLETION_INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
 # Pod host names are `<job>-<index>` and must fit a DNS label.
 MAX_JOB_NAME = 50
 
 
-def torchrun_command(job: str, nodes: int, gpus_per_node: int, args: Sequence[str]) -> list[str]:
+def torchrun_command(
+    job: str, nodes: int, gpus_per_node: int, args: Sequence[str], endpoint: str | None = None
+) -> list[str]:
     return [
         "torchrun", f"--nnodes={nodes}", f"--nproc_per_node={max(1, gpus_per_node)}",
-        "--rdzv_backend=c10d", f"--rdzv_endpoint={job}-0.{job}:{RENDEZVOUS_PORT}", f"--rdzv_id={job}",
-        "-m", TRAINER_MODULE, *args,
+        "--rdzv_backend=c10d", f"--rdzv_endpoint={endpoint or f'{job}-0.{job}:{RENDEZVOUS_PORT}'}",
+        f"--rdzv_id={job}", "-m", TRAINER_MODULE, *args,
     ]  # fmt: skip
 
 
-def render_training_job(launcher: K8sTrainingLauncher, args: Sequence[str], job: str, nodes: int) -> list[dict]:
-    """[the headless Service, the Indexed Job] for `nodes` × `launcher.gpus` GPUs."""
+def render_training_job(
+    launcher: K8sTrainingLauncher,
+    args: Sequence[str],
+    job: str,
+    nodes: int,
+    env: Mapping[str, str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> list[dict]:
+    """[the headless Service, the Indexed Job] for `nodes` × `launcher.gpus` GPUs; `env` is Pipes'
+    bootstrap (every pod gets it; the trainer reports from rank 0 only), `metadata` the run's labels."""
     if nodes < 2:
         raise ValueError(f"nodes={nodes}: one node is a pod (render_pod), not a Job")
     if len(job) > MAX_JOB_NAME:
         raise ValueError(f"{job}: a multi-node job name has at most {MAX_JOB_NAME} characters (pods add -<index>)")
-    pod = launcher.render_pod(args, pod_name=job)
+    pod = launcher.render_pod(args, pod_name=job, env=env, metadata=metadata)
     spec: dict[str, Any] = pod["spec"]
     container = spec["containers"][0]
-    container["command"] = torchrun_command(job, nodes, launcher.gpus, args)
+    container["command"] = torchrun_command(job, nodes, launcher.gpus, args, launcher.rendezvous_endpoint)
     container.pop("args", None)
     container["ports"] = [{"name": "rendezvous", "containerPort": RENDEZVOUS_PORT}]
     spec["subdomain"] = job
@@ -68,3 +84,84 @@ def render_training_job(launcher: K8sTrainingLauncher, args: Sequence[str], job:
         "template": {"metadata": template_metadata, "spec": spec},
     })  # fmt: skip
     return [service, indexed_job]
+
+
+def job_name(run_id: str, retry_number: int) -> str:
+    """One Job per attempt: a retry's Job never meets the previous attempt's."""
+    return f"train-{run_id[:8]}-{retry_number}"
+
+
+def run_training_job(
+    launcher: K8sTrainingLauncher, context: dg.AssetExecutionContext, args: Sequence[str], extras: Mapping[str, Any]
+) -> tuple[dg.PipesClientCompletedInvocation, float]:
+    """Create the Service and the Indexed Job, wait for Kueue to admit the Job whole, read rank 0's
+    Pipes messages from the log of the pod of completion index 0, and wait for every node to end.
+    Returns the invocation and the seconds spent queued."""
+    import kubernetes
+    from dagster_k8s.pipes import PipesK8sPodLogsMessageReader
+
+    launcher.load_config()
+    core, batch = kubernetes.client.CoreV1Api(), kubernetes.client.BatchV1Api()
+    namespace, job = launcher.namespace, job_name(context.run_id, context.retry_number)
+    admission = AdmissionWait(launcher.cluster_queue, launcher.poll_interval_seconds, launcher.queue_status_seconds)
+    reader = PipesK8sPodLogsMessageReader()
+    with dg.open_pipes_session(
+        context=context, extras=dict(extras), context_injector=PipesEnvContextInjector(), message_reader=reader
+    ) as session:
+        metadata = launcher.pod_metadata(context.partition_key if context.has_partition_key else None, context.run_id)
+        service, indexed = render_training_job(
+            launcher, args, job, launcher.nodes, session.get_bootstrap_env_vars(), metadata
+        )
+        created = batch.create_namespaced_job(namespace, indexed)
+        # The Service goes with its Job (garbage collection on a cluster; the reaper otherwise).
+        owner = {"apiVersion": "batch/v1", "kind": "Job", "name": job, "uid": created.metadata.uid}
+        service["metadata"]["ownerReferences"] = [{**owner, "blockOwnerDeletion": False}]
+        core.create_namespaced_service(namespace, service)
+        context.log.info(f"launched {launcher.nodes}-node training job {job} in {namespace}")
+        try:
+            admission.wait_for_job(context, batch, kubernetes.client.CustomObjectsApi(), namespace, job)
+            leader = _leader_pod(core, namespace, job, launcher.poll_interval_seconds)
+            reader.consume_pod_logs(context=context, core_api=core, pod_name=leader, namespace=namespace)
+            _wait_for_job(batch, namespace, job, launcher.nodes, launcher.poll_interval_seconds)
+        finally:
+            if launcher.delete_finished_pods:
+                _delete(lambda: batch.delete_namespaced_job(job, namespace, propagation_policy="Background"))
+                _delete(lambda: core.delete_namespaced_service(job, namespace))
+    return dg.PipesClientCompletedInvocation(session), admission.queued_seconds
+
+
+def _leader_pod(core: Any, namespace: str, job: str, poll_seconds: float) -> str:
+    """The pod of completion index 0 (rank 0's node), once it runs or has ended."""
+    selector = f"job-name={job},{COMPLETION_INDEX_LABEL}=0"
+    while True:
+        pods = [
+            pod for pod in core.list_namespaced_pod(namespace, label_selector=selector).items
+            if (pod.metadata.labels or {}).get(COMPLETION_INDEX_LABEL) == "0"
+        ]  # fmt: skip
+        started = [pod for pod in pods if pod.status and pod.status.phase in ("Running", "Succeeded", "Failed")]
+        if started:
+            return started[0].metadata.name
+        time.sleep(poll_seconds)
+
+
+def _wait_for_job(batch: Any, namespace: str, job: str, nodes: int, poll_seconds: float) -> None:
+    while True:
+        status = batch.read_namespaced_job(job, namespace).status
+        if (status.succeeded or 0) >= nodes:
+            return
+        if status.failed:
+            raise dg.Failure(
+                description=f"training job {job}: {status.failed} of its {nodes} nodes failed (kubectl logs "
+                f"-n {namespace} -l job-name={job}); a retry resumes from the last checkpoint"
+            )
+        time.sleep(poll_seconds)
+
+
+def _delete(call: Any) -> None:
+    import kubernetes
+
+    try:
+        call()
+    except kubernetes.client.ApiException as error:
+        if error.status != 404:
+            raise
