@@ -196,3 +196,24 @@ def test_on_kubernetes_each_project_reaps_what_its_ended_runs_left(settings):
     assert reaper.default_status == dg.DefaultSensorStatus.RUNNING
     local = build_project_definitions(make_project(), settings)
     assert "team_a_k8s_reaper" not in {s.name for s in local.sensors}
+
+
+def test_the_fleet_chart_installs_the_queues_of_the_shipped_fleet_and_projects(monkeypatch):
+    """deploy/helm/algo-platform-fleet carries what render-queues prints now: a stale chart fails
+    here (`make fleet-chart` regenerates it), and every object passes Kueue's schema."""
+    from algo_platform.cli import main as cli
+
+    chart = REPO / "deploy" / "helm" / "algo-platform-fleet"
+    monkeypatch.setenv("ALGO_PLATFORM_PROJECTS", str(REPO / "projects"))
+    monkeypatch.delenv("ALGO_PLATFORM_K8S_NAMESPACE", raising=False)
+    rendered = CliRunner().invoke(cli, ["k8s", "render-queues", "--fleet", str(REPO / "deploy" / "gpu-fleet.yaml")])
+    assert rendered.exit_code == 0, rendered.output
+    shipped = list(yaml.safe_load_all((chart / "queues.yaml").read_text()))
+    assert shipped == list(yaml.safe_load_all(rendered.output)), "the fleet chart is stale: run make fleet-chart"
+    assert '.Files.Get "queues.yaml"' in (chart / "templates" / "queues.yaml").read_text()
+    assert yaml.safe_load((chart / "Chart.yaml").read_text())["apiVersion"] == "v2"
+    for manifest in shipped:
+        assert not list(_validator(manifest["kind"]).iter_errors(manifest)), manifest["metadata"]["name"]
+    assert {"kind": "LocalQueue", "name": "movies"} in [
+        {"kind": m["kind"], "name": m["metadata"]["name"]} for m in shipped
+    ]
