@@ -78,7 +78,7 @@ def _samples_per_second(tmp: Path, nodes: int) -> float:
     from tests.support.factories import write_inputs
 
     sequences, vocabulary = write_inputs(tmp, users=2_000)
-    out = tmp / f"nodes-{nodes}"
+    out = Path(tempfile.mkdtemp(prefix=f"nodes-{nodes}-", dir=tmp))  # fresh: a finished run would resume
     batch = 64 // nodes  # the same global batch
     args = ["-m", "algo_platform.training", "--sequences", sequences, "--vocabulary", vocabulary,
             "--output-dir", str(out), "--epochs", "3", "--patience", "0", "--batch-size", str(batch),

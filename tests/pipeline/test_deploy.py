@@ -187,3 +187,28 @@ def test_the_embedded_run_queue_is_sized_from_the_environment(tmp_path, monkeypa
         queue = instance.get_concurrency_config().run_queue_config
         assert queue.max_concurrent_runs == 3
         assert instance.run_monitoring_start_timeout_seconds >= 600  # a slow start on a busy machine is no failure
+
+
+def test_the_training_roles_allow_every_call_the_launchers_the_reaper_and_the_gpu_page_make():
+    """What the code calls, as (API group, resource, verb): a verb missing here is a 403 on a cluster
+    (the heartbeat's patch once was)."""
+    needed = {
+        ("", "pods", "create"), ("", "pods", "get"), ("", "pods", "list"), ("", "pods", "delete"),
+        ("", "pods", "patch"), ("", "pods/log", "get"), ("batch", "jobs", "create"), ("batch", "jobs", "get"),
+        ("batch", "jobs", "list"), ("batch", "jobs", "delete"), ("", "services", "create"), ("", "services", "list"),
+        ("", "services", "delete"), ("kueue.x-k8s.io", "workloads", "list"), ("kueue.x-k8s.io", "workloads", "delete"),
+        ("kueue.x-k8s.io", "clusterqueues", "get"),
+    }  # fmt: skip
+    documents = list(yaml.safe_load_all((REPO / "deploy/k8s/training.yaml").read_text()))
+    granted = {
+        (group, resource, verb)
+        for d in documents
+        if d["kind"] in ("Role", "ClusterRole")
+        for rule in d["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    assert needed <= granted, sorted(needed - granted)
+    bound = {(d["roleRef"]["name"], d["subjects"][0]["name"]) for d in documents if d["kind"].endswith("Binding")}
+    assert {("algo-platform-pod-launcher", "dagster"), ("algo-platform-queue-reader", "dagster")} <= bound

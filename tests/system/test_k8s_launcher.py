@@ -80,8 +80,11 @@ def emulator():
 
 
 def emulated_launcher(settings, emulator, tmp_path, **overrides) -> K8sTrainingLauncher:
-    """The launcher pointed at the emulator, with no secrets to mount."""
-    return K8sTrainingLauncher(
+    """The launcher pointed at the emulator, with no secrets to mount (several nodes: the Job launcher)."""
+    from algo_platform.pipeline.resources.k8s_multinode import K8sMultiNodeTrainingLauncher
+
+    launcher_class = K8sMultiNodeTrainingLauncher if overrides.get("nodes", 1) > 1 else K8sTrainingLauncher
+    return launcher_class(
         **{
             "image": "algo-platform-trainer:test",
             "namespace": "training",
@@ -344,6 +347,11 @@ def test_a_queued_pod_waits_for_kueue_and_the_run_shows_the_wait(settings, tmp_p
     assert metadata["gpu_queue_wait_seconds"].value >= 5
     held = metadata["gpu_hours"].value * 3600
     assert metadata["gpus"].value == 1 and 0 < held < 120
+    from mlflow import MlflowClient
+
+    tracked = MlflowClient(tracking_uri=settings.tracking_uri).get_run(metadata["mlflow_run_id"].value).data.metrics
+    assert tracked["gpu_hours"] == pytest.approx(metadata["gpu_hours"].value)
+    assert tracked["gpu_queue_wait_seconds"] >= 5
 
 
 # A run worker in its own process: it trains through the emulator and is killed halfway.

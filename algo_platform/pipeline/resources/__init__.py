@@ -8,6 +8,7 @@ from algo_platform.core.settings import Settings
 from algo_platform.pipeline.resources.data_quality import DataQuality
 from algo_platform.pipeline.resources.io_managers import JsonIOManagerFactory, ParquetIOManagerFactory
 from algo_platform.pipeline.resources.k8s_launcher import K8sTrainingLauncher
+from algo_platform.pipeline.resources.k8s_multinode import K8sMultiNodeTrainingLauncher
 from algo_platform.pipeline.resources.launcher import SubprocessTrainingLauncher, TrainingLauncher
 from algo_platform.pipeline.resources.project import ProjectResource
 from algo_platform.pipeline.resources.promotion import PromotionGate
@@ -21,7 +22,8 @@ def build_training_launcher(settings: Settings, project: Project) -> TrainingLau
     compute = project.compute
     if settings.env == "local":
         return SubprocessTrainingLauncher(env=idle_rule_environment(compute.idle_gpu_percent, compute.idle_minutes))
-    return K8sTrainingLauncher(
+    launcher_class = K8sMultiNodeTrainingLauncher if compute.nodes > 1 else K8sTrainingLauncher
+    return launcher_class(
         image=compute.image or settings.trainer_image,
         namespace=settings.k8s_namespace,
         storage_root=settings.layout.project(project.name).root,

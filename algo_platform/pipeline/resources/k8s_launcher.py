@@ -31,7 +31,7 @@ class K8sTrainingLauncher(TrainingLauncher):
     image: str = Field(default="algo-platform-trainer:latest", description="Trainer image (deploy/Dockerfile.trainer)")
     namespace: str = "algo-platform"
     gpus: int = Field(default=1, ge=0, description="nvidia.com/gpu limit; more than one runs torchrun with DDP")
-    nodes: int = Field(default=1, ge=1, description="more than one: an Indexed Job of this many pods (k8s_multinode)")
+    nodes: int = Field(default=1, ge=1, description="more than one: K8sMultiNodeTrainingLauncher (k8s_multinode)")
     rendezvous_endpoint: str | None = Field(
         default=None, description="host:port where the nodes meet; default: pod 0 of the Job, through its Service"
     )
@@ -189,13 +189,6 @@ class K8sTrainingLauncher(TrainingLauncher):
     def run_trainer(
         self, context: dg.AssetExecutionContext, args: Sequence[str], extras: Mapping[str, object] | None = None
     ) -> dg.PipesClientCompletedInvocation:
-        if self.nodes > 1:
-            from algo_platform.pipeline.resources.k8s_multinode import run_training_job
-
-            started = time.monotonic()
-            invocation, queued = run_training_job(self, context, args, dict(extras or {}))
-            self._record(context, started, queued)
-            return invocation
         return self.run_task(context, self.command(args), dict(extras or {}))
 
     def run_task(

@@ -86,6 +86,18 @@ def render_training_job(
     return [service, indexed_job]
 
 
+class K8sMultiNodeTrainingLauncher(K8sTrainingLauncher):
+    """The trainer over `nodes` pods: an Indexed Job and its headless Service (`run_training_job`)."""
+
+    def run_trainer(
+        self, context: dg.AssetExecutionContext, args: Sequence[str], extras: Mapping[str, object] | None = None
+    ) -> dg.PipesClientCompletedInvocation:
+        started = time.monotonic()
+        invocation, queued = run_training_job(self, context, args, dict(extras or {}))
+        self._record(context, started, queued)
+        return invocation
+
+
 def job_name(run_id: str, retry_number: int) -> str:
     """One Job per attempt: a retry's Job never meets the previous attempt's."""
     return f"train-{run_id[:8]}-{retry_number}"
