@@ -306,6 +306,25 @@ class KubernetesApiEmulator:
 
         asyncio.run_coroutine_threadsafe(put(), self.loop).result(10)
 
+    def preempt_job_when_running(self, namespace: str, name: str, after_lines: int = 1) -> None:
+        """As Kueue evicts a workload: once pod 0 has logged, suspend the Job and stop its pods."""
+
+        async def preempt() -> None:
+            while True:
+                runs = [
+                    (pod, run) for (ns, pod), run in self.runs.items() if ns == namespace and pod.startswith(f"{name}-")
+                ]
+                if any(pod.startswith(f"{name}-0-") and len(run.lines) >= after_lines for pod, run in runs):
+                    break
+                await asyncio.sleep(0.05)
+            self.emulator.objects[JOBS, namespace, name].patch({"spec": {"suspend": True}})
+            for pod, run in runs:
+                if run.process is not None and run.process.returncode is None:
+                    os.killpg(run.process.pid, signal.SIGKILL)
+                self._object(namespace, pod).delete()
+
+        asyncio.run_coroutine_threadsafe(preempt(), self.loop)
+
     def exists(self, resource: str, namespace: str | None, name: str) -> bool:
         try:
             return not self.emulator.objects[kmock.resource(resource), namespace, name].deleted

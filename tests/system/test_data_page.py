@@ -1,13 +1,15 @@
-"""The data page and the upload preview, as people use them: a real webserver, headless Chromium.
+"""The data page, the upload preview and the GPU page, as people use them: a real webserver,
+headless Chromium (one platform for all three: a webserver with its users takes most of a minute).
 
 The project's history is a year of generated days, cleaned and profiled by the platform's own
 functions (tests/support/profiles.py); tests/pipeline/test_data_profile.py runs the asset itself.
-Screenshots land in test-output/ui/.
+The GPU page finds the fleet of tests/support/gpu_fleet.py. Screenshots land in test-output/ui/.
 """
 
 import datetime as dt
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ import requests
 
 from tests.support.browser import SCREENSHOTS, open_page, sign_in, until
 from tests.support.factories import PROJECT
+from tests.support.gpu_fleet import FLEET, prepare_gpu_fleet
 from tests.support.profiles import write_profiles
 from tests.support.web_platform import OTHER_PROJECT, start_web_platform
 
@@ -32,8 +35,9 @@ HISTORY_CHARTS = {
 def web(tmp_path_factory):
     def prepare(env: dict) -> None:
         write_profiles(str(Path(env["ALGO_PLATFORM_STORAGE"]) / "projects" / PROJECT), DAYS, 120, end=LAST_DAY)
+        prepare_gpu_fleet(env)
 
-    platform = start_web_platform(tmp_path_factory.mktemp("data-page"), prepare=prepare)
+    platform = start_web_platform(tmp_path_factory.mktemp("data-page"), prepare=prepare, ALGO_PLATFORM_FLEET=str(FLEET))
     try:
         yield platform
     finally:
@@ -213,3 +217,44 @@ def test_a_staged_file_is_its_uploaders_alone_and_lands_only_as_previewed(web, t
     actions = {(row["user"], row["action"], row["outcome"]) for row in read_audit(web, "--project", PROJECT)}
     assert ("edna", "upload-preview", "allowed") in actions and ("edna", "upload", "failed") in actions
     assert json.dumps(preview)  # the preview's answer is plain JSON for scripts
+
+
+def test_a_member_sees_the_queues_of_their_projects_and_30_days_of_gpu_use(web, browser):
+    from selenium.webdriver.common.by import By
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    sign_in(browser, web.base, "edna", web.passwords["edna"])  # team_a only
+    open_page(browser, f"{web.base}/platform")
+    browser.find_element(By.LINK_TEXT, "GPUs").click()
+    until(browser, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-charts-drawn"),
+          "every chart drawn", timeout=60)  # fmt: skip
+    charts = {
+        e.get_attribute("id"): e.get_attribute("data-drawn") for e in browser.find_elements(By.CLASS_NAME, "chart")
+    }
+    assert charts == {"queue-use": "1", "gpu-hours": "1", "gpu-utilisation": "1"}
+    recsys = browser.find_element(By.CSS_SELECTOR, "tr[data-queue='recsys']")
+    cells = {name: recsys.find_element(By.CLASS_NAME, name).text for name in ("quota", "in-use", "waiting")}
+    assert cells == {"quota": "8", "in-use": "8", "waiting": "2"}
+    assert re.search(r"run-08-t \(team_a\): waiting \d+ (min|h)", recsys.text), recsys.text
+    assert "a run of another project: waiting" in recsys.text and "run-09" not in recsys.text
+    browser.save_screenshot(str(SCREENSHOTS / "gpu-page.png"))
+
+    # The chart's numbers: GPU-hours per day of the last 30 (the run 40 days ago is not among them).
+    csv = browser.execute_script("return window.algoPlatformCsv('gpu-hours')").splitlines()
+    assert csv[0] == f"x,{PROJECT}" and len(csv) - 1 == 30
+    assert sum(float(line.split(",")[1]) for line in csv[1:]) == pytest.approx(2.0 + 1.0 + 4.0 + 0.5)
+    today = dt.datetime.now(dt.UTC).date()
+    utilisation = dict(line.split(",") for line in browser.execute_script(
+        "return window.algoPlatformCsv('gpu-utilisation')").splitlines()[1:])  # fmt: skip
+    # Weighted by GPU-hours: (2 × 80 + 1 × 20) / 3.
+    assert float(utilisation[(today - dt.timedelta(days=1)).isoformat()]) == pytest.approx(60.0)
+
+
+def test_the_gpu_page_shows_only_the_queues_of_a_users_projects(web):
+    lars = web.client("lars")  # launcher of team_b, on the ads queue
+    page = lars.http.get(f"{web.base}/platform/gpus", timeout=60)
+    assert page.status_code == 200
+    assert "data-queue='ads'" in page.text and "data-queue='recsys'" not in page.text
+    assert "run-0" not in page.text and PROJECT not in page.text  # nothing of team_a's runs
+    anonymous = requests.get(f"{web.base}/platform/gpus", timeout=60, allow_redirects=False)
+    assert anonymous.status_code in (401, 303)

@@ -129,22 +129,6 @@ def land_training_inputs(settings, tmp_path) -> None:
         target.write_bytes(Path(source).read_bytes())
 
 
-def test_trainer_pod_reports_metrics_and_model_through_pipes(settings, emulator, tmp_path):
-    land_training_inputs(settings, tmp_path)
-    result = materialize_model(settings, emulator, tmp_path, epochs=2)
-    assert result.success
-    pod = emulator.created[0]
-    container = pod["spec"]["containers"][0]
-    assert [namespace for namespace, _ in emulator.runs] == ["training"]
-    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    assert container["command"][:3] == ["python", "-m", "algo_platform.training"]
-    assert any(e["name"] == "DAGSTER_PIPES_CONTEXT" for e in container["env"])
-    metadata = result.asset_materializations_for_node("sequence_model")[0].metadata
-    assert len(metadata["loss_per_epoch"].value) == 2
-    assert 0.0 <= metadata["holdout_hr@10"].value <= 1.0
-    assert Path(metadata["model_uri"].value).exists()
-
-
 def test_a_failing_trainer_fails_the_step_with_the_trainers_error(settings, emulator, tmp_path):
     for name in ("training_sequences", "item_vocabulary"):
         target = Path(settings.layout.project(PROJECT).root) / name / f"{DAY}.parquet"
@@ -300,8 +284,9 @@ def test_a_command_task_runs_in_its_own_image_as_a_pod_and_reports_through_pipes
 
 def test_a_queued_pod_waits_for_kueue_and_the_run_shows_the_wait(settings, tmp_path, monkeypatch):
     """Kueue's webhook gates the pod; the run says what it waits for, the wait counts against none of
-    the trainer's timeouts (the readiness timer is cut to 3 s here, the wait is longer), and the
-    model's metadata carries the wait and the GPU-hours the run held."""
+    the trainer's timeouts (the readiness timer is cut to 3 s here, the wait is longer). Admitted,
+    the pod reports its metrics and model through Pipes, and the model's metadata (and MLflow) carry
+    the wait and the GPU-hours the run held."""
     import dagster_k8s.pipes
 
     from algo_platform.core.fleet import QUEUE_LABEL
@@ -339,6 +324,14 @@ def test_a_queued_pod_waits_for_kueue_and_the_run_shows_the_wait(settings, tmp_p
         worker.join(120)
     result = outcome["result"]
     assert result.success
+    # The pod as submitted, and what its trainer reported through Pipes.
+    container = emulator.created[0]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert container["command"][:3] == ["python", "-m", "algo_platform.training"]
+    assert any(e["name"] == "DAGSTER_PIPES_CONTEXT" for e in container["env"])
+    reported = result.asset_materializations_for_node("sequence_model")[0].metadata
+    assert len(reported["loss_per_epoch"].value) == 2 and 0.0 <= reported["holdout_hr@10"].value <= 1.0
+    assert Path(reported["model_uri"].value).exists()
     messages = [record.user_message for record in instance.all_logs(result.run_id)]
     waiting = [m for m in messages if "queued for GPUs" in m]
     assert waiting and waiting[0].startswith("queued for GPUs (recsys: 6/8 in use, 2 waiting)"), messages
@@ -472,3 +465,34 @@ def test_a_two_node_training_job_is_admitted_whole_and_rank_0_reports_through_pi
     metadata = result.asset_materializations_for_node("sequence_model")[0].metadata
     assert metadata["processes"].value == 2 and metadata["gpus"].value == 2
     assert metadata["gpu_queue_wait_seconds"].value >= 2 and Path(metadata["model_uri"].value).exists()
+
+
+def test_a_multi_node_job_preempted_by_kueue_fails_its_attempt_and_the_retry_resumes(settings, emulator, tmp_path):
+    import socket
+
+    land_training_inputs(settings, tmp_path)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    outcome: dict = {}
+    overrides = {"nodes": 2, "rendezvous_endpoint": f"127.0.0.1:{port}"}
+    worker = threading.Thread(
+        target=lambda: outcome.setdefault(
+            "result", materialize_model(settings, emulator, tmp_path, epochs=6, launcher_overrides=overrides)
+        ),
+        daemon=True,
+    )
+    worker.start()
+    deadline = time.monotonic() + 60
+    while not any(p["metadata"]["labels"].get("job-name") for p in emulator.created) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    job = next(p["metadata"]["labels"]["job-name"] for p in emulator.created if p["metadata"]["labels"].get("job-name"))
+    emulator.preempt_job_when_running("training", job, after_lines=3)
+    worker.join(300)
+    assert not worker.is_alive(), "the run hung after Kueue preempted its Job"
+    result = outcome["result"]
+    retries = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    assert retries and "was preempted by Kueue" in str(retries[0].event_specific_data.error)
+    assert result.success
+    jobs = {p["metadata"]["labels"]["job-name"] for p in emulator.created if p["metadata"]["labels"].get("job-name")}
+    assert jobs == {job, job[:-1] + "1"}  # the retry's own Job

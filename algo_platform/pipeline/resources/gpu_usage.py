@@ -77,7 +77,15 @@ class AdmissionWait:
         """Until Kueue's webhook gate is gone from the pod."""
 
         def gated() -> bool:
-            spec = core_api.read_namespaced_pod(pod, namespace).spec
+            try:
+                spec = core_api.read_namespaced_pod(pod, namespace).spec
+            except Exception as error:
+                if getattr(error, "status", None) == 404:
+                    raise dg.Failure(
+                        description=f"training pod {pod} in {namespace} was deleted while it waited in the GPU queue; "
+                        "a retry queues again"
+                    ) from None
+                raise
             return ADMISSION_GATE in {gate.name for gate in spec.scheduling_gates or []}
 
         self.wait_until_admitted(context, custom_api, gated, f"the training pod {pod}")

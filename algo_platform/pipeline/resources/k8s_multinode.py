@@ -158,9 +158,16 @@ def _leader_pod(core: Any, namespace: str, job: str, poll_seconds: float) -> str
 
 def _wait_for_job(batch: Any, namespace: str, job: str, nodes: int, poll_seconds: float) -> None:
     while True:
-        status = batch.read_namespaced_job(job, namespace).status
+        current = batch.read_namespaced_job(job, namespace)
+        status = current.status
         if (status.succeeded or 0) >= nodes:
             return
+        if current.spec.suspend:
+            # Kueue took the GPUs back (a higher priority, or the lending team reclaiming its quota).
+            raise dg.Failure(
+                description=f"training job {job} was preempted by Kueue (suspended after admission); "
+                "a retry queues again and resumes from the last checkpoint"
+            )
         if status.failed:
             raise dg.Failure(
                 description=f"training job {job}: {status.failed} of its {nodes} nodes failed (kubectl logs "
