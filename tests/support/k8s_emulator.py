@@ -220,7 +220,8 @@ class KubernetesApiEmulator:
             container["env"] = [*container.get("env", []), {"name": "JOB_COMPLETION_INDEX", "value": str(index)},
                                 {"name": "PET_LOCAL_ADDR", "value": f"127.0.0.{index + 1}"}]  # fmt: skip
             manifest = {"apiVersion": "v1", "kind": "Pod", "spec": {**template["spec"], "containers": [container]},
-                        "metadata": {"name": pod, "namespace": namespace, "labels": labels}}  # fmt: skip
+                        "metadata": {"name": pod, "namespace": namespace, "labels": labels,
+                                     "annotations": dict(template["metadata"].get("annotations", {}))}}  # fmt: skip
             self.emulator.objects[PODS, namespace, pod] = manifest
             self.created.append(manifest)
             self._start(namespace, pod, container)
@@ -324,6 +325,14 @@ class KubernetesApiEmulator:
                 self._object(namespace, pod).delete()
 
         asyncio.run_coroutine_threadsafe(preempt(), self.loop)
+
+    def annotations(self, namespace: str, key: str) -> dict[str, str]:
+        """Pod name -> the annotation `key` as the pods carry it now (patches included)."""
+        return {
+            name: (obj.raw["metadata"].get("annotations") or {}).get(key, "")
+            for (resource, ns, name), obj in self.emulator.objects.items()
+            if resource == PODS and ns == namespace
+        }
 
     def exists(self, resource: str, namespace: str | None, name: str) -> bool:
         try:

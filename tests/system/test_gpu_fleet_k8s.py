@@ -170,12 +170,14 @@ def test_a_two_node_training_job_is_admitted_whole_and_rank_0_reports_through_pi
     import socket
 
     from algo_platform.core.fleet import QUEUE_LABEL
+    from algo_platform.training.watchdog import HEARTBEAT_ANNOTATION
 
     land_training_inputs(settings, tmp_path)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    overrides = {"nodes": 2, "labels": {QUEUE_LABEL: "team-a"}, "rendezvous_endpoint": f"127.0.0.1:{port}"}
+    overrides = {"nodes": 2, "labels": {QUEUE_LABEL: "team-a"}, "rendezvous_endpoint": f"127.0.0.1:{port}",
+                 "heartbeat_interval_seconds": 0.2}  # fmt: skip
     with KubernetesApiEmulator(extra_path=str(Path(sys.executable).parent), kueue=True) as emulator:
         outcome: dict = {}
         worker = threading.Thread(
@@ -193,6 +195,7 @@ def test_a_two_node_training_job_is_admitted_whole_and_rank_0_reports_through_pi
         assert emulator.admit() == 1
         worker.join(300)
         assert not worker.is_alive(), "the multi-node run did not finish"
+        beats = emulator.annotations("training", HEARTBEAT_ANNOTATION)
         (namespace, job), *_ = [(ns, name) for ns, name in [("training", f"train-{outcome['result'].run_id[:8]}-0")]]
         assert not emulator.exists("batch/v1/jobs", namespace, job) and not emulator.exists(
             "v1/services", namespace, job
@@ -201,6 +204,10 @@ def test_a_two_node_training_job_is_admitted_whole_and_rank_0_reports_through_pi
     assert result.success
     pods = [p for p in emulator.created if p["metadata"]["labels"].get("job-name") == job]
     assert len(pods) == 2 and all(p["spec"]["containers"][0]["command"][0] == "torchrun" for p in pods)
+    # Every node got the launcher's heartbeat while it trained (else its trainer stops after 5 minutes).
+    for pod in pods:
+        stamps = (pod["metadata"]["annotations"][HEARTBEAT_ANNOTATION], beats[pod["metadata"]["name"]])
+        assert float(stamps[1]) > float(stamps[0]), stamps
     metadata = result.asset_materializations_for_node("sequence_model")[0].metadata
     assert metadata["processes"].value == 2 and metadata["gpus"].value == 2
     assert metadata["gpu_queue_wait_seconds"].value >= 2 and Path(metadata["model_uri"].value).exists()

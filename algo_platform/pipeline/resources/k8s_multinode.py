@@ -10,6 +10,7 @@ until all of its pods run). Rank 0 writes the checkpoints and the model, as with
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -24,6 +25,8 @@ from algo_platform.pipeline.resources.launcher import TRAINER_MODULE
 
 RENDEZVOUS_PORT = 29400
 COMPLETION_INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
+# From admission to pod 0 running: pulling a GPU image onto a fresh node takes minutes.
+START_TIMEOUT_SECONDS = 1800
 # Pod host names are `<job>-<index>` and must fit a DNS label.
 MAX_JOB_NAME = 50
 
@@ -130,22 +133,39 @@ def run_training_job(
         service["metadata"]["ownerReferences"] = [{**owner, "blockOwnerDeletion": False}]
         core.create_namespaced_service(namespace, service)
         context.log.info(f"launched {launcher.nodes}-node training job {job} in {namespace}")
+        beating = threading.Event()
+        threading.Thread(target=_beat_job_pods, args=(launcher, core, job, beating), daemon=True).start()
         try:
             admission.wait_for_job(context, batch, kubernetes.client.CustomObjectsApi(), namespace, job)
             leader = _leader_pod(core, namespace, job, launcher.poll_interval_seconds)
             reader.consume_pod_logs(context=context, core_api=core, pod_name=leader, namespace=namespace)
             _wait_for_job(batch, namespace, job, launcher.nodes, launcher.poll_interval_seconds)
         finally:
+            beating.set()
             if launcher.delete_finished_pods:
                 _delete(lambda: batch.delete_namespaced_job(job, namespace, propagation_policy="Background"))
                 _delete(lambda: core.delete_namespaced_service(job, namespace))
     return dg.PipesClientCompletedInvocation(session), admission.queued_seconds
 
 
+def _beat_job_pods(launcher: K8sTrainingLauncher, core: Any, job: str, stop: threading.Event) -> None:
+    """The launcher's heartbeat on every pod of the Job, as on a single trainer pod: when the run
+    worker dies, the beats stop and every node's trainer exits (training/watchdog.py)."""
+    while not stop.wait(launcher.heartbeat_interval_seconds):
+        try:
+            for pod in core.list_namespaced_pod(launcher.namespace, label_selector=f"job-name={job}").items:
+                if (pod.metadata.labels or {}).get("job-name") == job:
+                    launcher._beat(core, pod.metadata.name)
+        except Exception:  # a missed beat is retried at the next interval; the timeout allows several
+            continue
+
+
 def _leader_pod(core: Any, namespace: str, job: str, poll_seconds: float) -> str:
-    """The pod of completion index 0 (rank 0's node), once it runs or has ended."""
+    """The pod of completion index 0 (rank 0's node), once it runs or has ended; a pod that has not
+    started within START_TIMEOUT_SECONDS of admission (a bad image, no node fits) fails the step."""
     selector = f"job-name={job},{COMPLETION_INDEX_LABEL}=0"
-    while True:
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
         pods = [
             pod for pod in core.list_namespaced_pod(namespace, label_selector=selector).items
             if (pod.metadata.labels or {}).get(COMPLETION_INDEX_LABEL) == "0"
@@ -154,6 +174,10 @@ def _leader_pod(core: Any, namespace: str, job: str, poll_seconds: float) -> str
         if started:
             return started[0].metadata.name
         time.sleep(poll_seconds)
+    raise dg.Failure(
+        description=f"training job {job}: pod 0 did not start within {START_TIMEOUT_SECONDS // 60} minutes of "
+        f"admission (kubectl describe pod -n {namespace} -l job-name={job}: image pull, node selector, quota)"
+    )
 
 
 def _wait_for_job(batch: Any, namespace: str, job: str, nodes: int, poll_seconds: float) -> None:
