@@ -97,7 +97,11 @@ def reap_command(project: str | None, dry_run: bool, kubeconfig: str | None) -> 
 
     from algo_platform.pipeline.resources.k8s_reaper import Apis, reap
 
-    apis = Apis.connect(in_cluster=kubeconfig is None, kubeconfig_file=kubeconfig)
+    try:
+        apis = Apis.connect(in_cluster=kubeconfig is None, kubeconfig_file=kubeconfig)
+    except Exception as error:  # no service account here, or a kubeconfig that does not load
+        click.echo(f"error: cannot reach the cluster ({error}); outside a pod, pass --kubeconfig", err=True)
+        raise SystemExit(1) from None
     with dg.DagsterInstance.get() as instance:
         reaped = reap(instance, apis, load_settings().k8s_namespace, project, dry_run)
     for name in reaped:
