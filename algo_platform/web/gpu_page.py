@@ -139,9 +139,13 @@ class GpuPage:
         if settings.env == "kubernetes":
             import kubernetes
 
-            kubernetes.config.load_incluster_config()
-            states = cluster_queue_states(kubernetes.client.CustomObjectsApi(), kubernetes.client.CoreV1Api(),
-                                          settings.k8s_namespace, fleet, queues)  # fmt: skip
+            try:
+                kubernetes.config.load_incluster_config()
+                states = cluster_queue_states(kubernetes.client.CustomObjectsApi(), kubernetes.client.CoreV1Api(),
+                                              settings.k8s_namespace, fleet, queues)  # fmt: skip
+            except Exception as error:  # no Kueue, no RBAC (deploy/k8s/training.yaml), API down
+                reason = getattr(error, "reason", None) or type(error).__name__
+                raise FleetError(f"cannot read the GPU queues from the cluster ({reason})") from None
         else:
             states = local_queue_states(instance, fleet, queues)
         if not principal.platform_admin:
@@ -150,7 +154,7 @@ class GpuPage:
             name: [dg.AssetKey([name, "sequence_model"]), *(dg.AssetKey([name, f"{t.name}_model"]) for t in p.tasks)]
             for name, p in projects.items()
         }
-        return states, usage_by_day(instance, model_assets, DAYS, now), str(fleet_file())
+        return states, usage_by_day(instance, model_assets, DAYS, now), fleet_file().name  # no server paths
 
     async def page(self, request: Request, principal: Principal) -> Response:
         prefix = self.site.prefix
