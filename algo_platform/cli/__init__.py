@@ -5,7 +5,7 @@ demo.py     demo                                     (the whole graph on synthet
 projects.py project new | list
 users.py    users ..., audit
 servers.py  webserver, dev
-k8s.py      k8s render-training-pod | render-queues
+k8s.py      k8s render-training-pod | render-queues | reap
 fleet.py    fleet local-pools                        (the GPU fleet without Kubernetes)
 """
 

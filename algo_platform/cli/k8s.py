@@ -75,10 +75,7 @@ def render_queues_command(fleet_path: str | None) -> None:
         folder = projects_dir()
         projects = [load_project(folder / name) for name in project_names(folder)]
         for project in projects:
-            if project.compute.queue is not None:
-                compute = project.compute
-                fleet.check_project(project.name, compute.queue, compute.queue_priority,
-                                    compute.idle_gpu_percent, compute.idle_minutes)  # fmt: skip
+            fleet.check_project(project.name, project.compute)
         objects = render_queues(fleet, [(p.name, p.compute.queue) for p in projects], load_settings().k8s_namespace)
     except (FleetError, ProjectError) as error:
         click.echo(f"error: {error}", err=True)

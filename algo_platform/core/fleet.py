@@ -20,6 +20,8 @@ import pydantic
 import yaml
 from pydantic import Field
 
+from algo_platform.core.project import Compute
+
 KUEUE_API = "kueue.x-k8s.io/v1beta2"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
@@ -89,8 +91,13 @@ class Fleet(_Strict):
             )
         return self
 
-    def check_project(self, project: str, queue: str, priority: str | None, idle_percent: float, idle_minutes: float):
-        """FleetError naming the project, the field and the fix when its compute block breaks the fleet's rules."""
+    def check_project(self, project: str, compute: Compute) -> None:
+        """FleetError naming the project, the field and the fix when its compute block, on a queue,
+        breaks the fleet's rules (a project on no queue has none to break)."""
+        if compute.queue is None:
+            return
+        queue, priority = compute.queue, compute.queue_priority
+        idle_percent, idle_minutes = compute.idle_gpu_percent, compute.idle_minutes
         problems = []
         if queue not in self.queues:
             known = ", ".join(sorted(self.queues))
@@ -192,7 +199,6 @@ def render_queues(fleet: Fleet, projects: Sequence[tuple[str, str | None]], name
     """Kueue's objects for the fleet and the projects (name, queue) that name a queue; a project
     naming a queue the fleet lacks is an error naming both."""
     unknown = [(name, queue) for name, queue in projects if queue is not None and queue not in fleet.queues]
-    # (each project's priority and idle rule are checked where it loads: check_project)
     if unknown:
         listed = ", ".join(f"{name} names {queue!r}" for name, queue in unknown)
         raise FleetError(f"{listed}: not a queue of the GPU fleet ({', '.join(sorted(fleet.queues))}); "

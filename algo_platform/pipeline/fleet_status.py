@@ -19,7 +19,7 @@ import polars as pl
 
 from algo_platform.core.fleet import ADMISSION_GATE, KUEUE_API, QUEUE_LABEL, Fleet, local_pool, local_queue_name
 from algo_platform.core.project import PROJECT_TAG
-from algo_platform.pipeline.resources.gpu_usage import GPU, quantity
+from algo_platform.pipeline.resources.gpu_usage import gpu_usage_of
 from algo_platform.pipeline.resources.k8s_launcher import RUN_LABEL
 
 USAGE_SCHEMA = {"project": pl.String, "day": pl.Date, "gpu_hours": pl.Float64, "utilisation": pl.Float64}
@@ -99,14 +99,7 @@ def cluster_queue_states(
     states = []
     for name, team in sorted(fleet.queues.items()):
         queue = custom_api.get_cluster_custom_object(group, version, "clusterqueues", name)
-        usage = [
-            resource
-            for flavor in queue.get("status", {}).get("flavorsUsage", [])
-            for resource in flavor.get("resources", [])
-            if resource["name"] == GPU
-        ]
-        in_use = sum(quantity(r.get("total", 0)) for r in usage)
-        borrowed = sum(quantity(r.get("borrowed", 0)) for r in usage)
+        in_use, borrowed = gpu_usage_of(queue, "total"), gpu_usage_of(queue, "borrowed")
         states.append(QueueState(name, team.gpus, in_use, borrowed, gated.get(name, []), grouped.get(name, [])))
     return states
 

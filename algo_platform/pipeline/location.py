@@ -115,13 +115,10 @@ def training_pool(project: Project, settings: Settings) -> str:
 def refuse_what_the_fleet_forbids(project: Project) -> None:
     """A project on a team queue keeps within the fleet's rules: its queue and priority exist, and
     it does not hold idle GPUs longer than platform admins allow."""
-    compute = project.compute
-    if compute.queue is None:
-        return
+    if project.compute.queue is None:
+        return  # no fleet file needed
     try:
-        load_fleet().check_project(
-            project.name, compute.queue, compute.queue_priority, compute.idle_gpu_percent, compute.idle_minutes
-        )
+        load_fleet().check_project(project.name, project.compute)
     except FleetError as error:
         raise ProjectError(f"{project.calendar.project_file}: {error}") from None
 

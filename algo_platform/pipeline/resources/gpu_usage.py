@@ -33,9 +33,18 @@ def quantity(value: Any) -> float:
     return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
 
 
+def gpu_usage_of(queue: dict[str, Any], field: str) -> float:
+    """GPUs in a ClusterQueue's status, summed over flavors: `total` in use, or `borrowed`."""
+    return sum(
+        quantity(resource.get(field, 0))
+        for flavor in queue.get("status", {}).get("flavorsUsage", [])
+        for resource in flavor.get("resources", [])
+        if resource["name"] == GPU
+    )
+
+
 def describe_cluster_queue(queue: dict[str, Any]) -> str:
     """'recsys: 6/8 in use, 2 waiting' from a ClusterQueue object (borrowed GPUs show as in use above the quota)."""
-    name = queue["metadata"]["name"]
     quota = sum(
         quantity(resource["nominalQuota"])
         for group in queue.get("spec", {}).get("resourceGroups", [])
@@ -43,15 +52,9 @@ def describe_cluster_queue(queue: dict[str, Any]) -> str:
         for resource in flavor.get("resources", [])
         if resource["name"] == GPU
     )
-    status = queue.get("status", {})
-    in_use = sum(
-        quantity(resource.get("total", 0))
-        for flavor in status.get("flavorsUsage", [])
-        for resource in flavor.get("resources", [])
-        if resource["name"] == GPU
-    )
-    waiting = status.get("pendingWorkloads", 0)
-    return f"{name}: {in_use:g}/{quota:g} in use" + (f", {waiting} waiting" if waiting else "")
+    waiting = queue.get("status", {}).get("pendingWorkloads", 0)
+    in_use = gpu_usage_of(queue, "total")
+    return f"{queue['metadata']['name']}: {in_use:g}/{quota:g} in use" + (f", {waiting} waiting" if waiting else "")
 
 
 @dataclass
