@@ -34,12 +34,22 @@ def is_file_spec(spec: str) -> bool:
     return ":" in spec and spec.split(":", 1)[0].endswith(".py")
 
 
-def absolute_spec(spec: str, folder: Path) -> str:
-    """`models.py:MyRanker` relative to a project folder, as an absolute spec the trainer can load."""
+def project_file_spec(spec: str, folder: Path) -> str:
+    """`models.py:MyRanker` of a project folder as an absolute spec the trainer can load; other specs
+    unchanged. The file must lie inside the folder once links are resolved: a relative path without
+    `..`, never an absolute one (the project file is the only place a family comes from, and it may
+    only name the project's own code)."""
     if not is_file_spec(spec):
         return spec
     file, name = spec.split(":", 1)
-    return f"{(folder / file).resolve()}:{name}"
+    root = folder.resolve()
+    path = (folder / file).resolve()
+    outside = Path(file).is_absolute() or ".." in Path(file).parts or not path.is_relative_to(root)
+    if outside:
+        raise ContractViolation(
+            "family resolves", f"{spec}: a team's model file must be a path inside the project folder {folder.name}/"
+        )
+    return f"{path}:{name}"
 
 
 def _class_from_file(spec: str) -> type:

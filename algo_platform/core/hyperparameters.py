@@ -7,12 +7,15 @@ Imports nothing heavy, so Dagster can read the defaults without torch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields
 from typing import Any
 
 
-def _param(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
+def _param(default: Any, help: str, bounds: tuple[float, float] | None = None, choices: tuple[Any, ...] = ()) -> Any:
+    """A hyper-parameter: its default, its help, and what a launch may set it to (`bounds` for a
+    number, `choices` otherwise); a field with neither is the project's alone (project.yaml), never
+    a launch's: the model family, for one, decides which code the trainer imports."""
+    return field(default=default, metadata={"help": help, "bounds": bounds, "choices": choices})
 
 
 @dataclass
@@ -21,28 +24,68 @@ class TrainConfig:
         "sasrec",
         "model family: sasrec (causal Transformer) | gru4rec (recurrent) | a team's <file>.py:<Class> or entry point",
     )
-    epochs: int = _param(10, "passes over the training windows")
-    batch_size: int = _param(128, "training windows per optimizer step")
-    max_len: int = _param(50, "items of history the model sees (longer histories keep their last items)")
-    hidden_dim: int = _param(64, "embedding and Transformer width")
-    num_layers: int = _param(2, "Transformer blocks")
-    num_heads: int = _param(2, "attention heads per block (must divide hidden_dim)")
-    dropout: float = _param(0.2, "dropout on embeddings and in every block")
-    learning_rate: float = _param(3e-3, "peak AdamW learning rate")
-    weight_decay: float = _param(0.01, "AdamW weight decay")
-    warmup_fraction: float = _param(0.05, "share of steps with linear warm-up before cosine decay")
-    grad_clip: float = _param(1.0, "gradient norm clipping threshold")
+    epochs: int = _param(10, "passes over the training windows", (1, 1000))
+    batch_size: int = _param(128, "training windows per optimizer step", (1, 65536))
+    max_len: int = _param(50, "items of history the model sees (longer histories keep their last items)", (1, 4096))
+    hidden_dim: int = _param(64, "embedding and Transformer width", (4, 8192))
+    num_layers: int = _param(2, "Transformer blocks", (1, 64))
+    num_heads: int = _param(2, "attention heads per block (must divide hidden_dim)", (1, 128))
+    dropout: float = _param(0.2, "dropout on embeddings and in every block", (0.0, 0.9))
+    learning_rate: float = _param(3e-3, "peak AdamW learning rate", (1e-6, 1.0))
+    weight_decay: float = _param(0.01, "AdamW weight decay", (0.0, 1.0))
+    warmup_fraction: float = _param(0.05, "share of steps with linear warm-up before cosine decay", (0.0, 0.5))
+    grad_clip: float = _param(1.0, "gradient norm clipping threshold", (0.0, 100.0))
     patience: int = _param(
         3,
         "early stopping: stop after this many epochs without a better validation NDCG@eval_k (each user's "
         "last training item held out) and keep the best epoch's weights; 0 trains every epoch",
+        (0, 1000),
     )
-    seed: int = _param(0, "seed for initialisation and batch order (a resumed run sees the same batches)")
-    device: str = _param("auto", "auto | cpu | cuda")
-    precision: str = _param("bf16", "bf16 | fp32: number format of the training step on CUDA (CPU trains in fp32)")
-    compile: bool = _param(False, "torch.compile the model (worth it on GPUs for long runs)")
-    eval_k: int = _param(10, "cut-off K of the hold-out HR@K and NDCG@K the trainer reports")
-    checkpoint_every: int = _param(200, "optimizer steps between checkpoints (and one at every epoch end)")
+    seed: int = _param(
+        0, "seed for initialisation and batch order (a resumed run sees the same batches)", (0, 2**31 - 1)
+    )
+    device: str = _param("auto", "auto | cpu | cuda", choices=("auto", "cpu", "cuda"))
+    precision: str = _param(
+        "bf16", "bf16 | fp32: number format of the training step on CUDA (CPU trains in fp32)", choices=("bf16", "fp32")
+    )
+    compile: bool = _param(False, "torch.compile the model (worth it on GPUs for long runs)", choices=(True, False))
+    eval_k: int = _param(10, "cut-off K of the hold-out HR@K and NDCG@K the trainer reports", (1, 1000))
+    checkpoint_every: int = _param(200, "optimizer steps between checkpoints (and one at every epoch end)", (1, 10**6))
+
+
+@dataclass
+class RecommendationSettings:
+    """The recommendations asset's launch-time config."""
+
+    top_k: int = _param(20, "items recommended to each user", (1, 1000))
+
+
+# The config a launch may give each asset, by the asset's name (its op is `<project>__<name>`).
+LAUNCH_CONFIG: dict[str, type] = {"sequence_model": TrainConfig, "user_recommendations": RecommendationSettings}
+
+
+def launch_settable(config_class: type) -> list[Field]:
+    """The fields of `config_class` a launch may set (the others are the project's)."""
+    return [f for f in fields(config_class) if f.metadata["bounds"] or f.metadata["choices"]]
+
+
+def launch_refusal(config_class: type, name: str, value: Any) -> str | None:
+    """Why a launch may not set `name` to `value` (None when it may)."""
+    found = {f.name: f for f in fields(config_class)}.get(name)
+    if found is None:
+        return f"{name} is not a setting of this asset"
+    bounds, choices = found.metadata["bounds"], found.metadata["choices"]
+    if not bounds and not choices:
+        return f"{name} is the project's decision (project.yaml), not a launch-time setting"
+    if choices:
+        if any(value == choice and type(value) is type(choice) for choice in choices):
+            return None
+        return f"{name}={value!r} is not one of {', '.join(map(repr, choices))}"
+    low, high = bounds
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    if is_number and (python_type(found.type) is float or isinstance(value, int)) and low <= value <= high:
+        return None
+    return f"{name}={value!r} is outside [{low:g}, {high:g}]"
 
 
 def python_type(annotation: Any) -> type:

@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from algo_platform.core.calendar import Grain, ProjectCalendar
+from algo_platform.core.families import ContractViolation, project_file_spec
 from algo_platform.core.hyperparameters import EngagementHyperparameters, TrainConfig
 from algo_platform.core.schema import CANONICAL_COLUMNS, DEFAULT_INTERACTION_TYPES, EVENT_TYPES
 
@@ -201,7 +202,11 @@ class Model(_Strict):
 
 def family_form(value: str, builtin: tuple[str, ...]) -> str:
     """A family spec that can resolve: built in, `<file>.py:<Class>`, or an installed entry point."""
-    if value in builtin or re.fullmatch(r"[\w./-]+\.py:[A-Za-z_]\w*", value):
+    if re.fullmatch(r"[\w./-]+\.py:[A-Za-z_]\w*", value):
+        if value.startswith("/") or ".." in value.split(":", 1)[0].split("/"):
+            raise ValueError(f"model family {value!r}: a team's model file is a path inside the project's folder")
+        return value
+    if value in builtin:
         return value
     installed = sorted(e.name for e in importlib.metadata.entry_points(group=MODEL_ENTRY_POINTS))
     if value in installed:
@@ -486,7 +491,13 @@ def load_project(path: str | Path) -> Project:
         (f"tasks.{task.name}.model.family", task.family) for task in project.tasks
     ]:
         file = family.split(":", 1)[0]
-        if file.endswith(".py") and ":" in family and not (path.parent / file).is_file():
+        if not (file.endswith(".py") and ":" in family):
+            continue
+        try:
+            project_file_spec(family, path.parent)
+        except ContractViolation:
+            raise ProjectError(f"{path}: {where}: {family!r} is not a file inside the project's folder") from None
+        if not (path.parent / file).is_file():
             raise ProjectError(f"{path}: {where}: {family!r}, but {path.parent / file} does not exist")
     if path.parent.name != project.name and path.parent.name != "":
         raise ProjectError(

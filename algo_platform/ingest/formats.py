@@ -102,6 +102,43 @@ def _decompressed(name: str, data: bytes, limits: DecompressionLimits | None = N
     return stem, b"".join(chunks)
 
 
+# The least memory a row of a column takes once read (an int64, a timestamp, a dictionary index
+# and its offsets): encodings can store millions of identical rows in a few bytes.
+MIN_BYTES_PER_VALUE = 8
+
+
+def check_parquet_footer(name: str, data: bytes, limits: DecompressionLimits) -> None:
+    """Refuse, from its footer alone, a Parquet file that would expand beyond `limits` when read: its
+    rows times its columns (at least MIN_BYTES_PER_VALUE each) or its pages' uncompressed sizes.
+    A Parquet file is compressed like a `.gz`, so the same limits apply."""
+    try:
+        metadata = pq.ParquetFile(pa.BufferReader(data)).metadata
+    except pa.ArrowInvalid as error:
+        raise BadEventFile(
+            name,
+            "corrupt_parquet",
+            f"cannot be read ({_safe_arrow_message(str(error))}); the file is truncated or "
+            "not Parquet; upload it again",
+        ) from None
+    uncompressed = sum(
+        metadata.row_group(g).column(c).total_uncompressed_size
+        for g in range(metadata.num_row_groups)
+        for c in range(metadata.num_columns)
+    )
+    expanded = max(uncompressed, metadata.num_rows * max(metadata.num_columns, 1) * MIN_BYTES_PER_VALUE)
+    bound = limits.bound(len(data))
+    if expanded > bound:
+        raise BadEventFile(
+            name,
+            "decompression_bomb",
+            f"its footer declares {metadata.num_rows:,} rows of {metadata.num_columns} columns, at least "
+            f"{expanded / 2**20:,.0f} MiB once read, from {len(data) / 2**20:,.2f} MiB (the limits are "
+            f"{limits.max_bytes >> 20} MiB and {limits.max_ratio:g}x); upload it with `algo-platform import`, which "
+            "streams, or raise ALGO_PLATFORM_UPLOAD_MAX_DECOMPRESSED_MB / ALGO_PLATFORM_UPLOAD_MAX_COMPRESSION_RATIO "
+            "if the file is genuine",
+        )
+
+
 def csv_delimiter(data: bytes) -> str:
     """The delimiter of a CSV file, from its header line (European exports use ';')."""
     header = data.split(b"\n", 1)[0]
@@ -131,6 +168,8 @@ def parse_bytes(name: str, data: bytes, limits: DecompressionLimits | None = Non
         raise BadEventFile(name, "empty_file", "file is empty (0 bytes); re-export it from the source")
     try:
         if suffix == ".parquet":
+            if limits is not None:
+                check_parquet_footer(name, data, limits)
             return pq.read_table(pa.BufferReader(data))
         if suffix == ".csv":
             parse = pacsv.ParseOptions(delimiter=csv_delimiter(data))

@@ -16,11 +16,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from algo_platform.ingest.formats import content_digest
-
 STAGED_FOR_SECONDS = 24 * 3600
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{20,64}")
-_RECORD = "staged.json"
+_RECORD = "staged.json"  # the platform's record, beside the folder that holds the uploaded file
+_UPLOAD = "file"  # the uploaded file's own folder: no upload name can reach the record's name
 
 
 class NotStaged(Exception):
@@ -39,7 +38,7 @@ class Staged:
     at: float
 
     def path_in(self, folder: Path) -> Path:
-        return folder / self.name
+        return folder / _UPLOAD / self.name
 
 
 class Staging:
@@ -59,11 +58,12 @@ class Staging:
         self.expire(user)
         token = secrets.token_urlsafe(24)
         folder = self._staged_folder(user, token)
-        folder.mkdir(parents=True, mode=0o700)
-        target = folder / name
+        (folder / _UPLOAD).mkdir(parents=True, mode=0o700)
+        target = folder / _UPLOAD / name
         shutil.move(str(received), target)
-        data = target.read_bytes()
-        staged = Staged(token, project, day, mapping, name, content_digest(data), len(data), time.time())
+        with target.open("rb") as file:
+            digest = hashlib.file_digest(file, "sha256").hexdigest()
+        staged = Staged(token, project, day, mapping, name, digest, target.stat().st_size, time.time())
         (folder / _RECORD).write_text(json.dumps(asdict(staged)))
         return staged
 

@@ -31,6 +31,19 @@ from algo_platform.web.charts import Chart, day_charts, history_charts
 
 DATA = "/platform/data"
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+# The days the page shows: real dates whose neighbours (the previous and next day links) are dates too.
+FIRST_DAY, LAST_DAY = dt.date(1900, 1, 1), dt.date(2999, 12, 31)
+
+
+def _shown_day(day: str) -> bool:
+    if not _DAY.fullmatch(day):
+        return False
+    try:
+        return FIRST_DAY <= dt.date.fromisoformat(day) <= LAST_DAY
+    except ValueError:
+        return False
+
+
 # The checks of the ingest whose outcomes the page shows: (asset, check).
 INGEST_CHECKS = (
     ("raw_events", "quality_score_above_threshold"),
@@ -132,12 +145,15 @@ class DataPage:
         # The same answer for a project that does not exist: a name is no one's to probe.
         if principal.role_on(project) is None or project not in self.site.known_projects():
             message = f"you hold no role on a project named {project!r}; ask one of its admins for the viewer role"
+            await run_in_threadpool(self.site._record, "data-page", "denied", request.scope, principal,
+                                    target=f"project {project[:64]}", detail="no role on the project")  # fmt: skip
             return HTMLResponse(pages.page("Refused", f"<p class='error'>{escape(message)}</p>", prefix, header), 403)
         day = request.query_params.get("day")
-        if day is not None and not _DAY.fullmatch(day):
-            return HTMLResponse(
-                pages.page("Refused", "<p class='error'>day must be YYYY-MM-DD</p>", prefix, header), 400
-            )
+        if day is not None and not _shown_day(day):
+            message = f"day must be a date YYYY-MM-DD from {FIRST_DAY} to {LAST_DAY}"
+            await run_in_threadpool(self.site._record, "data-page", "denied", request.scope, principal,
+                                    project=project, target=f"day {day[:20]}", detail=message)  # fmt: skip
+            return HTMLResponse(pages.page("Refused", f"<p class='error'>{message}</p>", prefix, header), 400)
         figures, checks = await run_in_threadpool(self.figures, project, day)
         return HTMLResponse(self.render(project, day, figures, checks, prefix, header))
 

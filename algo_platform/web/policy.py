@@ -14,6 +14,7 @@ will see them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -35,6 +36,7 @@ from graphql.error import GraphQLError
 from graphql.utilities import value_from_ast_untyped
 
 from algo_platform.accounts.store import Principal, Role
+from algo_platform.core.hyperparameters import LAUNCH_CONFIG, launch_refusal
 from algo_platform.core.project import PROJECT_TAG
 
 USER_TAG = "user"  # Dagster's own tag for who launched a run: the runs list shows it as "Launched by"
@@ -279,9 +281,11 @@ PLATFORM_TAG_PREFIXES = (
     "dagster/concurrency_key",
     "dagster/pool",
 )
-# The run config a launch may set: the assets' own config (ops: the trainer's hyper-parameters, top-K)
-# and the thresholds the README documents as launch-time settings, within these bounds. Every other
-# resource (the trainer's image, service account, Secrets, volumes) comes from project.yaml.
+# The run config a launch may set: each asset's own config within the bounds declared beside it
+# (core/hyperparameters.py: the trainer's hyper-parameters, top-K; never the model family, which
+# picks the code the trainer imports) and the thresholds the README documents as launch-time
+# settings, within these bounds. Every other resource (the trainer's image, service account,
+# Secrets, volumes) comes from project.yaml.
 LAUNCH_TIME_SETTINGS: dict[str, dict[str, tuple[float, float]]] = {
     "data_quality": {
         "quality_threshold": (0.0, 1.0),
@@ -305,9 +309,37 @@ class RefusedRunConfig(ValueError):
     """A launch's run config sets what the platform owns; the message names the setting."""
 
 
+def _config_section(where: str, section: Any) -> Mapping:
+    """The `config` of a run config section that may hold nothing else."""
+    config = section.get("config") if isinstance(section, Mapping) and set(section) <= {"config"} else None
+    if not isinstance(config, Mapping):
+        raise RefusedRunConfig(f"run config {where} takes only config: {{...}} at launch")
+    return config
+
+
+def _asset_settings(ops: Any) -> dict[str, Any]:
+    """`ops.<project>__<asset>.config` of a launch, each field checked against its declared bounds."""
+    if not isinstance(ops, Mapping):
+        raise RefusedRunConfig("run config ops must be a mapping")
+    settings = {}
+    for op_name, section in ops.items():
+        asset = str(op_name).rsplit("__", 1)[-1]
+        config_class = LAUNCH_CONFIG.get(asset)
+        if config_class is None:
+            configurable = ", ".join(LAUNCH_CONFIG)
+            raise RefusedRunConfig(f"run config ops.{op_name} takes no config at launch (only {configurable} do)")
+        for key, value in _config_section(f"ops.{op_name}", section).items():
+            refusal = launch_refusal(config_class, str(key), value)
+            if refusal:
+                raise RefusedRunConfig(f"run config ops.{op_name}.config: {refusal}")
+            settings[f"{asset}.{key}"] = value
+    return settings
+
+
 def launch_time_settings(run_config: Any) -> dict[str, Any]:
-    """The thresholds a launch's run config sets, as `resource.field: value`; RefusedRunConfig when
-    it sets anything the platform owns or a threshold out of its bounds."""
+    """What a launch's run config sets, as `asset.field` or `resource.field: value`, for the audit;
+    RefusedRunConfig when it sets anything the platform or the project file owns, or a value out of
+    its bounds."""
     if isinstance(run_config, str):
         try:
             run_config = yaml.safe_load(run_config)
@@ -320,10 +352,10 @@ def launch_time_settings(run_config: Any) -> dict[str, Any]:
     owned = sorted(set(run_config) - {"ops", "resources"})
     if owned:
         raise RefusedRunConfig(f"run config section(s) {', '.join(owned)} are set by the platform, not at launch")
+    settings = _asset_settings(run_config.get("ops") or {})
     resources = run_config.get("resources") or {}
     if not isinstance(resources, Mapping):
         raise RefusedRunConfig("run config resources must be a mapping")
-    settings = {}
     for name, section in resources.items():
         allowed = LAUNCH_TIME_SETTINGS.get(name)
         if allowed is None:
@@ -331,10 +363,7 @@ def launch_time_settings(run_config: Any) -> dict[str, Any]:
                 f"run config resources.{name} is set by the platform from the project's project.yaml; "
                 f"only {', '.join(f'resources.{r}' for r in LAUNCH_TIME_SETTINGS)} thresholds may be set at launch"
             )
-        config = section.get("config") if isinstance(section, Mapping) and set(section) <= {"config"} else None
-        if not isinstance(config, Mapping):
-            raise RefusedRunConfig(f"run config resources.{name} takes only config: {{{', '.join(allowed)}}}")
-        for key, value in config.items():
+        for key, value in _config_section(f"resources.{name}", section).items():
             if key not in allowed:
                 setting = f"resources.{name}.config.{key}"
                 raise RefusedRunConfig(
@@ -500,3 +529,30 @@ def tag_with_user(variables: dict[str, Any], actions: list[Action], user: str) -
             project_tag = [{"key": PROJECT_TAG, "value": owners[0]}] if len(action.projects) == 1 and owners else []
             _set_user_tag(variables.get(name), path, user, action.dropped_tags, project_tag)
     return variables
+
+
+# Result types of Dagster's mutations that mean it did not do what was asked.
+FAILURE_TYPES = ("Error", "Invalid", "NotFound", "Conflict", "Missing")
+
+
+def mutation_outcome(body: bytes, response_key: str) -> tuple[bool | None, str]:
+    """(done?, what Dagster answered) for one mutation field of a GraphQL response: done is None
+    when the request did not ask the result's `__typename` (the Dagster UI always does)."""
+    try:
+        answer = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False, "Dagster's answer is not JSON"
+    data = answer.get("data") if isinstance(answer, dict) else None
+    result = data.get(response_key) if isinstance(data, dict) else None
+    errors = answer.get("errors") if isinstance(answer, dict) else None
+    if result is None:
+        first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
+        lines = str(first.get("message") or "no result").splitlines() or ["no result"]
+        return False, f"Dagster refused it: {lines[0][:200]}"
+    typename = result.get("__typename", "") if isinstance(result, dict) else ""
+    if not typename:
+        return None, "Dagster answered; the request did not ask __typename, so whether it was done is unknown"
+    if any(marker in typename for marker in FAILURE_TYPES):
+        message = str(result.get("message") or "").splitlines()
+        return False, f"Dagster answered {typename}" + (f": {message[0][:200]}" if message else "")
+    return True, f"Dagster answered {typename}"

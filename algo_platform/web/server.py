@@ -56,6 +56,11 @@ def scope_permissions_to_users(process_context) -> None:
     from algo_platform.accounts.store import Role
     from algo_platform.web.visibility import WorkspaceScoper, scoped_instance
 
+    class MemberRequestContext(WorkspaceRequestContext):
+        @property
+        def show_instance_config(self) -> bool:
+            return False  # `instance { info }`: the server's paths and settings, for platform admins only
+
     create = process_context.create_request_context
     workspaces = WorkspaceScoper()
 
@@ -66,7 +71,7 @@ def scope_permissions_to_users(process_context) -> None:
             return context
         projects = frozenset(principal.roles)
         workspace = workspaces.scoped(context.get_current_workspace(), projects)
-        return WorkspaceRequestContext(
+        return MemberRequestContext(
             instance=scoped_instance(context.instance, projects),
             current_workspace=workspace,
             process_context=process_context,

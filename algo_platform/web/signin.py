@@ -54,11 +54,14 @@ from algo_platform.web.policy import (
     UnreadableRequest,
     has_mutation,
     judge,
+    mutation_outcome,
     mutations,
     tag_with_user,
 )
+from algo_platform.web.scrub import scrubbing_http, scrubbing_websocket
 from algo_platform.web.upload_page import UploadPage
 from algo_platform.web.user_admin import UserAdmin
+from algo_platform.web.visibility import log_key_refusal
 
 PRINCIPAL = "algo_platform.principal"
 WEBSOCKET_RECHECK_SECONDS = 10
@@ -227,8 +230,12 @@ class SignedIn:
             return
         scope[PRINCIPAL] = identity
         if scope["type"] == "websocket":
+            if not identity.platform_admin:
+                send = scrubbing_websocket(send)
             await self.app(scope, self._watch_websocket(scope, receive, send), self._recheck_websocket(scope, send))
             return
+        if path == "/graphql" and not identity.platform_admin:
+            send = scrubbing_http(send)
         handler = self.routes.get((method, path)) or self.data_page.prefixed(method, path)
         if handler is not None:
             await (await handler(Request(scope, receive), identity))(scope, receive, send)
@@ -242,11 +249,10 @@ class SignedIn:
                                     detail=message)  # fmt: skip
             await self._refuse(scope, receive, send, 405, message)
             return
-        if path.startswith(RUN_DOWNLOADS) and not identity.platform_admin:
-            run_id = path.split("/")[2] if path.count("/") >= 2 else ""
-            project = await run_in_threadpool(self.targets.readable_by, run_id) if run_id else None
-            if identity.role_on(project) is None:  # as if there were no such run
-                await self._refuse(scope, receive, send, 404, f"no run {run_id} among your projects' runs")
+        if path.startswith(RUN_DOWNLOADS):
+            refusal = await run_in_threadpool(self._download_refusal, scope, path, identity)
+            if refusal:
+                await self._refuse(scope, receive, send, 404, refusal)
                 return
         if method not in ("GET", "HEAD", "OPTIONS"):
             refusal = await run_in_threadpool(self._judge_rest, scope, path, method, identity)
@@ -285,9 +291,8 @@ class SignedIn:
         refusal = _transport_refusal(scope)
         if refusal is not None:
             status, message = refusal
-            await run_in_threadpool(self._record, "graphql", "denied", scope, principal, target="/graphql",
-                                    detail=message)  # fmt: skip
-            await _graphql_error(message, status)(scope, receive, send)
+            refused = await run_in_threadpool(self._graphql_refusal, scope, principal, message, status)
+            await refused(scope, receive, send)
             return
         body = bytearray()
         while True:
@@ -296,29 +301,70 @@ class SignedIn:
                 return
             body += message.get("body", b"")
             if len(body) > MAX_GRAPHQL_BODY:
-                await _graphql_error("GraphQL request too large", 413)(scope, receive, send)
+                message = "GraphQL request too large"
+                refused = await run_in_threadpool(self._graphql_refusal, scope, principal, message, 413)
+                await refused(scope, receive, send)
                 return
             if not message.get("more_body"):
                 break
         try:
             request = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError):
-            await _graphql_error("GraphQL POSTs must be a JSON object", 400)(scope, receive, send)
+            refused = await run_in_threadpool(
+                self._graphql_refusal, scope, principal, "GraphQL POSTs must be JSON", 400
+            )
+            await refused(scope, receive, send)
             return
         outcome = await run_in_threadpool(self._judge_graphql, scope, request, principal)
         if isinstance(outcome, Response):
             await outcome(scope, receive, send)
             return
-        forwarded = json.dumps(outcome).encode()
+        forwarded_request, allowed = outcome
+        forwarded = json.dumps(forwarded_request).encode()
         kept = [(k, v) for k, v in scope["headers"] if k.lower() not in BODY_HEADERS]
         headers = [*kept, (b"content-type", b"application/json"), (b"content-length", str(len(forwarded)).encode())]
+        touching = [action for action in allowed if action.projects]  # not the user's own UI state
+        if touching:
+            send = self._recording_outcomes(scope, send, principal, touching)
         await self.app({**scope, "headers": headers, "query_string": b""}, _replay(forwarded), send)
 
-    def _judge_graphql(self, scope: Scope, request, principal: Principal) -> dict | list | Response:
-        """The request to pass on (launches tagged with the user), or the refusal to send."""
+    def _graphql_refusal(self, scope: Scope, principal: Principal, message: str, status: int) -> JSONResponse:
+        self._record("graphql", "denied", scope, principal, target="/graphql", detail=message)
+        return _graphql_error(message, status)
+
+    def _recording_outcomes(self, scope: Scope, send: Send, principal: Principal, actions: list[Action]) -> Send:
+        """`send` for the answer to allowed mutations: once Dagster has answered, each one's outcome
+        (done, or Dagster's own refusal: an unknown job, an invalid document, its UnauthorizedError)
+        goes to the audit log beside the decision."""
+        body = bytearray()
+
+        async def sending(message: Message) -> None:
+            await send(message)
+            if message["type"] != "http.response.body":
+                return
+            if len(body) <= MAX_GRAPHQL_BODY:
+                body.extend(message.get("body", b""))
+            if not message.get("more_body"):
+                await run_in_threadpool(self._record_outcomes, scope, principal, actions, bytes(body))
+
+        return sending
+
+    def _record_outcomes(self, scope: Scope, principal: Principal, actions: list[Action], body: bytes) -> None:
+        for action in actions:
+            done, detail = mutation_outcome(body, action.response_key)
+            outcome = {True: "done", False: "failed", None: "answered"}[done]
+            for project in sorted(action.projects, key=str) or [None]:
+                self._record(
+                    action.mutation, outcome, scope, principal, project=project,
+                    target=action.target, role=action.roles.get(project), detail=detail,
+                )  # fmt: skip
+
+    def _judge_graphql(self, scope: Scope, request, principal: Principal) -> tuple[dict | list, list] | Response:
+        """The request to pass on (launches tagged with the user) and its allowed mutations, or the
+        refusal to send."""
         items = request if isinstance(request, list) else [request]
         if not items or not all(isinstance(i, dict) and isinstance(i.get("query"), str) for i in items):
-            return _graphql_error("a GraphQL POST is a JSON object with a query", 400)
+            return self._graphql_refusal(scope, principal, "a GraphQL POST is a JSON object with a query", 400)
         judged: list[tuple[dict, list[Action]]] = []
         for item in items:
             variables = item.get("variables") or {}
@@ -326,9 +372,9 @@ class SignedIn:
                 try:
                     variables = json.loads(variables)
                 except json.JSONDecodeError:
-                    return _graphql_error("variables are not valid JSON", 400)
+                    return self._graphql_refusal(scope, principal, "variables are not valid JSON", 400)
             if not isinstance(variables, dict):
-                return _graphql_error("variables must be a JSON object", 400)
+                return self._graphql_refusal(scope, principal, "variables must be a JSON object", 400)
             try:
                 actions = [judge(a, principal) for a in mutations(item["query"], variables, self.targets)]
             except UnreadableRequest as error:
@@ -353,8 +399,29 @@ class SignedIn:
         if denied:
             return _refusal(actions, "refused: " + "; ".join(a.reason for a in denied))
         if isinstance(request, list):
-            return [item for item, _ in judged]
-        return judged[0][0]
+            return [item for item, _ in judged], []
+        return judged[0][0], actions
+
+    def _download_refusal(self, scope: Scope, path: str, principal: Principal) -> str | None:
+        """Why a run's debug export or step log may not be downloaded (audited), None when it may:
+        `/download_debug/<run>` and `/logs/<run>/<parts...>/<out|err>`, of a run of the user's projects,
+        every part a plain name (no `..`, `.`, empty part or NUL that could lead to another run's log)."""
+        route, _, rest = path.lstrip("/").partition("/")
+        parts = rest.split("/")
+        if route == "logs":
+            log_key, extension = parts[:-1], parts[-1]
+            refusal = log_key_refusal(log_key) or (None if extension in ("out", "err") else "a log is out or err")
+        else:
+            refusal = None if len(parts) == 1 else "a debug export is /download_debug/<run id>"
+            refusal = refusal or log_key_refusal(parts)
+        run_id = parts[0] if parts else ""
+        if refusal is None and not principal.platform_admin:
+            project = self.targets.readable_by(run_id)
+            if principal.role_on(project) is None:  # as if there were no such run
+                refusal = f"no run {run_id[:64]} among your projects' runs"
+        if refusal:
+            self._record(route, "denied", scope, principal, target=path[:256], detail=refusal)
+        return refusal
 
     def _judge_rest(self, scope: Scope, path: str, method: str, principal: Principal) -> str | None:
         """Dagster's REST reports need an editor of the asset's project; other writes, a platform admin."""

@@ -97,6 +97,8 @@ class UploadPage:
                 return answer(message, status)
             project, day = received.first("project"), received.first("date").strip()
             if received.path is None:
+                await run_in_threadpool(self.site._record, "upload", "denied", scope, principal, project=project,
+                                        detail="the form holds no file")  # fmt: skip
                 return answer("choose a file to upload", 400)
             mappings = [m.strip() for text in received.fields.get("map", []) for m in text.split(",") if m.strip()]
             if received.first("step") == "preview":
@@ -165,6 +167,8 @@ class UploadPage:
         wants_json = "application/json" in request.headers.get("accept", "")
         found, refusal = await self._staged_action(request, principal)
         if refusal:
+            await run_in_threadpool(self.site._record, "upload-cancel", "denied", request.scope, principal,
+                                    detail=refusal)  # fmt: skip
             return self._answer(request, principal, refusal, 400, wants_json)
         staged, _ = found
         await run_in_threadpool(self._staging().discard, principal.name, staged.token)

@@ -24,6 +24,20 @@ def administered(principal: Principal, projects: list[str]) -> list[str]:
     return [p for p in projects if (principal.role_on(p) or 0) >= Role.admin]
 
 
+def visible_users(listed: list[dict], principal: Principal, administered_projects: list[str]) -> list[dict]:
+    """What this admin may see of each user: everything for a platform admin; for a project's admin,
+    the names (to grant a role to) and the roles on the projects they administer, nothing of other
+    projects and not who is a platform admin or disabled."""
+    if principal.platform_admin:
+        return listed
+    mine = set(administered_projects)
+    return [
+        {"name": user["name"], "roles": {p: r for p, r in user["roles"].items() if p in mine},
+         "platform_admin": False, "disabled": False}
+        for user in listed
+    ]  # fmt: skip
+
+
 def users_page(listed: list[dict], projects: list[str], principal: Principal, prefix: str, csrf: str,
                message: str | None = None, ok: bool = True) -> str:  # fmt: skip
     notice = f"<p class='{'ok' if ok else 'error'}' role='status' id='result'>{escape(message)}</p>" if message else ""
@@ -89,7 +103,8 @@ class UserAdmin:
             refusal = "<p class='error'>managing users is for admins</p>"
             header = pages.nav(self.site.prefix, self.site._csrf(request))
             return HTMLResponse(pages.page("Refused", refusal, self.site.prefix, header), 403)
-        listed = await run_in_threadpool(self.site.accounts.list_users)
+        listed = visible_users(await run_in_threadpool(self.site.accounts.list_users), principal,
+                               self._projects(principal))  # fmt: skip
         csrf = self.site._csrf(request)
         page = users_page(listed, self._projects(principal), principal, self.site.prefix, csrf, message, ok)
         return HTMLResponse(page, status)
@@ -102,9 +117,11 @@ class UserAdmin:
         """Checks the form's token and the principal's right, applies `change(form, user)`, audits it."""
         form = await request.form(max_files=0, max_fields=8)
         user = str(form.get("user", ""))
-        if not self.site._csrf_ok(request, form):
-            return await self._render(request, principal, "the form expired; reload the page", False, 400)
         project = str(form.get("project", "")) or None
+        if not self.site._csrf_ok(request, form):
+            await run_in_threadpool(self.site._record, f"users.{action}", "denied", request.scope, principal,
+                                    project=project, target=user, detail="bad or missing CSRF token")  # fmt: skip
+            return await self._render(request, principal, "the form expired; reload the page", False, 400)
         if needs_platform_admin:
             allowed = principal.platform_admin
             reason = f"{action} needs a platform admin"
@@ -118,6 +135,8 @@ class UserAdmin:
         try:
             detail = await run_in_threadpool(change, form, user)
         except AccountError as error:
+            await run_in_threadpool(self.site._record, f"users.{action}", "failed", request.scope, principal,
+                                    project=project, target=user, detail=str(error))  # fmt: skip
             return await self._render(request, principal, str(error), False, 400)
         await run_in_threadpool(self.site._record, f"users.{action}", "allowed", request.scope, principal,
                                 project=project, target=user, detail=detail)  # fmt: skip

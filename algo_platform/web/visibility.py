@@ -33,6 +33,9 @@ from algo_platform.core.project import PROJECT_TAG
 
 NO_PROJECT = "\x00none"  # a tag value no run carries: "match nothing" for a filter with no project left
 TAGS_FROM_RUNS = 5000
+OTHER_PROJECT = "(another project)"
+MAX_LOG_KEY_PART = 255
+NO_LOG_KEY = ["no-such-run", "none"]  # a key of no log: what a refused key reads instead (a plain path)
 
 
 def asset_project(key: dg.AssetKey | None) -> str | None:
@@ -114,6 +117,27 @@ class ScopedRunStorage(_Delegate):
 
     def get_run_tag_keys(self):
         return sorted(self._visible_tags())
+
+    # Snapshots of jobs and execution plans: those of the user's runs only (ids are content hashes,
+    # but a snapshot names another team's ops, assets and config).
+
+    def has_job_snapshot(self, snapshot_id: str) -> bool:
+        if not snapshot_id:
+            return False
+        scoped = self._scope(dg.RunsFilter(snapshot_id=snapshot_id))
+        return bool(self._inner.get_run_ids(scoped, limit=1)) and self._inner.has_job_snapshot(snapshot_id)
+
+    def get_job_snapshot(self, snapshot_id: str):
+        if not self.has_job_snapshot(snapshot_id):
+            raise dg.DagsterInvariantViolationError(f"no job snapshot {snapshot_id} among your projects' runs")
+        return self._inner.get_job_snapshot(snapshot_id)
+
+    def has_execution_plan_snapshot(self, snapshot_id: str) -> bool:
+        return self.get_execution_plan_snapshot(snapshot_id) is not None
+
+    def get_execution_plan_snapshot(self, snapshot_id: str):
+        found = self._inner.get_execution_plan_snapshot(snapshot_id) if snapshot_id else None
+        return found if found is not None and self.has_job_snapshot(found.job_snapshot_id) else None
 
     def _backfill_visible(self, backfill) -> bool:
         origin = backfill.partition_set_origin
@@ -238,6 +262,18 @@ class ScopedEventLogStorage(_Delegate):
         visible = [key for key in check_keys if self.key_visible(key.asset_key)]
         return self._inner.get_latest_asset_check_execution_by_key(visible, *args, **kwargs)
 
+    # Concurrency pools -------------------------------------------------------------------------
+
+    def get_concurrency_info(self, concurrency_key: str):
+        """A shared pool's counts as they are, with only the user's own runs named: another
+        project's run and step read as OTHER_PROJECT."""
+        info = self._inner.get_concurrency_info(concurrency_key)
+        claimed = [slot if self.run_visible(slot.run_id) else copy(slot, run_id=OTHER_PROJECT, step_key=OTHER_PROJECT)
+                   for slot in info.claimed_slots]  # fmt: skip
+        pending = [step if self.run_visible(step.run_id) else copy(step, run_id=OTHER_PROJECT, step_key=OTHER_PROJECT)
+                   for step in info.pending_steps]  # fmt: skip
+        return copy(info, claimed_slots=claimed, pending_steps=pending)
+
 
 class ScopedScheduleStorage(_Delegate):
     """Schedule and sensor states and their ticks, of the given projects' code locations only."""
@@ -311,20 +347,40 @@ class WorkspaceScoper:
             return scoped
 
 
+def log_key_refusal(log_key: Sequence[str]) -> str | None:
+    """Why a step log key cannot name a log (None when it can): every part must be a plain name, so
+    that the first part (the run id, whose project is checked) is the folder the log really sits in."""
+    if not log_key:
+        return "an empty log key"
+    for part in log_key:
+        if not isinstance(part, str) or part in ("", ".", "..") or any(c in part for c in "/\\\x00"):
+            return "a log key's parts are plain names: not empty, '.', '..', and without slashes or NUL"
+        if len(part) > MAX_LOG_KEY_PART:
+            return f"a log key part longer than {MAX_LOG_KEY_PART} characters"
+    return None
+
+
 def scoped_compute_logs(manager: Any, events: ScopedEventLogStorage) -> Any:
-    """Step logs (stdout/stderr) are found by log key, whose first part is the run id: another
-    project's run's logs read as empty. A copy of the manager, of a subclass of its own class, so
-    Dagster's type checks (the log download route's) still hold."""
+    """Step logs (stdout/stderr) are found by log key, whose first part is the run id: a key that is
+    not plain names (`..`, slashes, NUL) or whose run is another project's reads as empty, and no
+    server path reaches the user. A copy of the manager, of a subclass of its own class, so Dagster's
+    type checks (the log download route's) still hold."""
     keyed_methods = ("get_log_data", "subscribe", "get_log_metadata", "read_log_lines_for_log_key_prefix",
-                     "get_log_keys_for_log_key_prefix", "get_log_data_for_type")  # fmt: skip
+                     "get_log_keys_for_log_key_prefix", "get_log_data_for_type", "get_captured_local_path",
+                     "has_local_file", "cloud_storage_has_logs", "download_from_cloud_storage")  # fmt: skip
 
     def checked(name: str):
         method = getattr(type(manager), name)
 
         def keyed(self, log_key, *args, **kwargs):
-            if not log_key or not events.run_visible(log_key[0]):
-                log_key = [NO_PROJECT, *list(log_key)[1:]]
-            return method(self, log_key, *args, **kwargs)
+            log_key = list(log_key or [])
+            if log_key_refusal(log_key) or not events.run_visible(log_key[0]):
+                log_key = NO_LOG_KEY
+            answer = method(self, log_key, *args, **kwargs)
+            if name == "get_log_metadata" and answer is not None:
+                # The download URLs serve the logs; the server's file paths are nobody's business.
+                answer = answer._replace(stdout_location=None, stderr_location=None)
+            return answer
 
         return keyed
 

@@ -192,8 +192,13 @@ def test_only_judged_and_allowed_mutations_reach_dagster_and_each_is_audited(pla
                     assert answer.status_code == 200, what
                     # Dagster ran exactly the judged document, from the JSON body, tagged with the user.
                     assert reached[0]["query"] in body.decode(), what
-                    assert rows and all(r.outcome == "allowed" for r in rows), what
-                    assert {r.action for r in rows} >= {mutation}, what
+                    # The decision, then (for a mutation on something) what Dagster answered: the spy
+                    # answers no result, which the audit log reads as a failure.
+                    decisions = [r for r in rows if r.outcome == "allowed"]
+                    assert decisions and {r.action for r in decisions} >= {mutation}, what
+                    outcomes = [r for r in rows if r.outcome != "allowed"]
+                    assert all(r.outcome == "failed" and "no result" in r.detail for r in outcomes), what
+                    assert bool(outcomes) == (mutation not in HARMLESS), what
                 else:
                     assert answer.status_code in (400, 401, 403, 405, 415), what
                     assert rows and any(r.outcome == "denied" for r in rows), what

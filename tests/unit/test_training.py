@@ -376,17 +376,23 @@ def test_a_checkpoint_holding_a_pickled_object_is_refused(tmp_path):
 def test_every_hyper_parameter_is_in_the_launchpad_with_its_help_and_on_the_command_line():
     from dataclasses import fields
 
-    from algo_platform.pipeline.assets.model import SequenceModelConfig, trainer_args
+    import pydantic
+
+    from algo_platform.pipeline.assets.model import launchpad_config, trainer_args
     from algo_platform.training.train import build_parser
 
-    launchpad = SequenceModelConfig.model_fields
-    assert set(launchpad) == {f.name for f in fields(TrainConfig)}
+    launchpad_class = launchpad_config()
+    launchpad = launchpad_class.model_fields
+    # Every hyper-parameter but the family, which picks the code the trainer imports: project.yaml's alone.
+    assert set(launchpad) == {f.name for f in fields(TrainConfig)} - {"model"}
     assert all(launchpad[name].description for name in launchpad)
-    config = SequenceModelConfig(grad_clip=0.5, compile=True, warmup_fraction=0.1, eval_k=20)
+    config = launchpad_class(grad_clip=0.5, compile=True, warmup_fraction=0.1, eval_k=20)
     parsed = build_parser().parse_args(
         ["--sequences", "s", "--vocabulary", "v", "--output-dir", "o", *trainer_args(config)]
     )
     assert {name: getattr(parsed, name) for name in launchpad} == config.model_dump()
+    with pytest.raises(pydantic.ValidationError, match="epochs"):  # the bounds a launch is held to, run or not
+        launchpad_class(epochs=100_000)
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
@@ -458,11 +464,12 @@ def test_checkpoints_are_keyed_by_what_they_train_so_a_new_runs_retry_finds_them
     """The run retry after a killed worker is a new run: it must find the same checkpoint folder."""
     from upath import UPath
 
-    from algo_platform.pipeline.assets.model import SequenceModelConfig, training_key
+    from algo_platform.pipeline.assets.model import training_key
 
     sequences, vocabulary = (UPath(p) for p in write_inputs(tmp_path))
-    key = training_key(SequenceModelConfig(epochs=3), sequences, vocabulary)
-    assert training_key(SequenceModelConfig(epochs=3), sequences, vocabulary) == key  # same training, same folder
-    assert training_key(SequenceModelConfig(epochs=4), sequences, vocabulary) != key  # other hyper-parameters
+    key = training_key({"model": "sasrec", "epochs": 3}, sequences, vocabulary)
+    assert training_key({"model": "sasrec", "epochs": 3}, sequences, vocabulary) == key  # same training, same folder
+    assert training_key({"model": "sasrec", "epochs": 4}, sequences, vocabulary) != key  # other hyper-parameters
+    assert training_key({"model": "gru4rec", "epochs": 3}, sequences, vocabulary) != key  # another family
     pd.DataFrame({"item_index": [1], "item_id": [7]}).to_parquet(str(vocabulary))  # the input rewritten
-    assert training_key(SequenceModelConfig(epochs=3), sequences, vocabulary) != key
+    assert training_key({"model": "sasrec", "epochs": 3}, sequences, vocabulary) != key

@@ -112,10 +112,44 @@ def test_platform_owned_tags_and_run_config_never_come_from_a_launch():
         assert [a.allowed for a in refused] == [False], run_config
         assert "run config" in refused[0].reason
     resources = {"data_quality": {"config": {"quality_threshold": 0.8}}, "promotion": {"config": {"margin": 0}}}
-    thresholds = {"ops": {"sequence_model": {"config": {"epochs": 2}}}, "resources": resources}
+    thresholds = {"ops": {"team_b__sequence_model": {"config": {"epochs": 2}}}, "resources": resources}
     allowed = [judge(a, LARS) for a in mutations(launch, params(run_config=thresholds), FakeTargets())]
     assert [a.allowed for a in allowed] == [True]
-    assert allowed[0].launch_settings == {"data_quality.quality_threshold": 0.8, "promotion.margin": 0}
+    assert allowed[0].launch_settings == {
+        "sequence_model.epochs": 2, "data_quality.quality_threshold": 0.8, "promotion.margin": 0
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("op_config", "says"),
+    [
+        ({"model": "/tmp/evil.py:X"}, "project's decision"),  # the code the trainer imports
+        ({"model": "../movies/models.py:X"}, "project's decision"),
+        ({"model": "sasrec"}, "project's decision"),  # even a built-in: the family is project.yaml's
+        ({"epochs": 100000}, "outside"),
+        ({"batch_size": 10**9}, "outside"),
+        ({"learning_rate": True}, "outside"),
+        ({"device": "cuda:0; rm -rf /"}, "not one of"),
+        ({"no_such_setting": 1}, "not a setting"),
+    ],
+)
+def test_a_launch_sets_only_the_documented_settings_within_their_bounds(op_config, says):
+    launch = "mutation($p: ExecutionParams!) { launchRun(executionParams: $p) { __typename } }"
+    selector = {"repositoryLocationName": "team_b", "repositoryName": "r", "jobName": "team_b_retrain_job"}
+    for op in ("team_b__sequence_model", "sequence_model"):
+        params = {"p": {"selector": selector, "runConfigData": {"ops": {op: {"config": op_config}}}}}
+        refused = [judge(a, LARS) for a in mutations(launch, params, FakeTargets())]
+        assert [a.allowed for a in refused] == [False]
+        assert says in refused[0].reason
+
+
+def test_a_launch_cannot_give_config_or_inputs_to_other_assets():
+    launch = "mutation($p: ExecutionParams!) { launchRun(executionParams: $p) { __typename } }"
+    selector = {"repositoryLocationName": "team_b", "repositoryName": "r", "jobName": "team_b_retrain_job"}
+    for ops in ({"team_b__raw_events": {"config": {}}}, {"team_b__sequence_model": {"inputs": {"x": "/etc/passwd"}}}):
+        params = {"p": {"selector": selector, "runConfigData": {"ops": ops}}}
+        refused = [judge(a, LARS) for a in mutations(launch, params, FakeTargets())]
+        assert [a.allowed for a in refused] == [False], ops
 
 
 def test_instigator_ids_and_backfills_are_looked_up():

@@ -1,4 +1,4 @@
-"""sequence_model: trains the next-item model (the family chosen in its config) through Dagster Pipes.
+"""sequence_model: trains the next-item model (the family project.yaml names) through Dagster Pipes.
 
 The asset only prepares arguments, launches and reports; the GPU work happens in the trainer
 process (a local subprocess, or a pod in Kubernetes), which reports loss and metrics back.
@@ -7,7 +7,7 @@ process (a local subprocess, or a pod in Kubernetes), which reports loss and met
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import fields
+from dataclasses import Field
 from typing import Any
 
 import dagster as dg
@@ -15,8 +15,8 @@ import pydantic
 from upath import UPath
 
 from algo_platform import code_version
-from algo_platform.core.families import absolute_spec
-from algo_platform.core.hyperparameters import TrainConfig, python_type
+from algo_platform.core.families import project_file_spec
+from algo_platform.core.hyperparameters import TrainConfig, launch_settable, python_type
 from algo_platform.core.project import projects_dir
 from algo_platform.pipeline.partitions import PeriodPartitions
 from algo_platform.pipeline.resources.launcher import TrainingLauncher
@@ -26,9 +26,10 @@ from algo_platform.pipeline.resources.tracking import ExperimentTracking
 
 
 def launchpad_config(defaults: Mapping[str, Any] | None = None) -> type[dg.Config]:
-    """The trainer's hyper-parameters as a launchpad config: every field, its default and its help,
-    taken from `TrainConfig` (the trainer's command line is built from the same fields); `defaults`
-    are the project's own values."""
+    """The trainer's hyper-parameters a launch may set, as a launchpad config: each field with its
+    default, its help and its bounds, taken from `TrainConfig` (the trainer's command line is built
+    from the same fields); `defaults` are the project's own values. The model family is not among
+    them: it is the project's (project.yaml), since it decides which code the trainer imports."""
     defaults = defaults or {}
     return pydantic.create_model(
         "SequenceModelConfig",
@@ -37,14 +38,16 @@ def launchpad_config(defaults: Mapping[str, Any] | None = None) -> type[dg.Confi
         **{
             f.name: (
                 python_type(f.type),
-                pydantic.Field(default=defaults.get(f.name, f.default), description=f.metadata["help"]),
+                pydantic.Field(default=defaults.get(f.name, f.default), description=f.metadata["help"], **_bounds(f)),
             )
-            for f in fields(TrainConfig)
+            for f in launch_settable(TrainConfig)
         },
     )
 
 
-SequenceModelConfig = launchpad_config()
+def _bounds(field: Field) -> dict[str, float]:
+    bounds = field.metadata["bounds"]
+    return {"ge": bounds[0], "le": bounds[1]} if bounds else {}
 
 
 def trainer_args(config: dg.Config) -> list[str]:
@@ -64,10 +67,10 @@ def file_identity(path: UPath) -> str:
     return f"{path}@{path.fs.checksum(path.path)}"
 
 
-def training_key(config: dg.Config, sequences: UPath, vocabulary: UPath) -> str:
+def training_key(hyperparameters: Mapping[str, Any], sequences: UPath, vocabulary: UPath) -> str:
     """Names one training: the same inputs and hyper-parameters give the same key."""
     identity = {
-        "config": config.model_dump(),
+        "config": dict(hyperparameters),
         "sequences": file_identity(sequences),
         "vocabulary": file_identity(vocabulary),
     }
@@ -80,6 +83,7 @@ def build_model_asset(
     """The model asset of one project: its hyper-parameters are the launchpad's defaults, its
     training step runs in the project's pool."""
     config_class = launchpad_config(hyperparameters)
+    family = hyperparameters.get("model", TrainConfig.model)
 
     @dg.asset(
         partitions_def=partitions,
@@ -101,19 +105,23 @@ def build_model_asset(
         training_sequences: UPath,
         item_vocabulary: UPath,
     ) -> dg.Output[dict]:
-        """Next-item model (SASRec or GRU4Rec, `model` in the config) trained by the Pipes-launched trainer."""
+        """Next-item model (the family in project.yaml: SASRec, GRU4Rec or the team's) trained by the Pipes-launched trainer."""
         # Keyed by what it trains, not by the run: a retry (a new run after a killed worker) finds the
         # previous attempt's checkpoint and resumes it.
+        hyperparameters = {"model": family, **config.model_dump()}
         output_dir = storage.layout.model_output(
-            "sequence_model", context.partition_key, training_key(config, training_sequences, item_vocabulary)
+            "sequence_model",
+            context.partition_key,
+            training_key(hyperparameters, training_sequences, item_vocabulary),
         )
-        # A team's family in its project folder (`models.py:MyModel`) reaches the trainer as an absolute path.
-        family = absolute_spec(config.model, projects_dir() / project.name)
+        # A team's family in its project folder (`models.py:MyModel`) reaches the trainer as an absolute
+        # path, checked to lie inside that folder.
         args = [
             "--sequences", str(training_sequences),
             "--vocabulary", str(item_vocabulary),
             "--output-dir", output_dir,
-            *trainer_args(config.model_copy(update={"model": family})),
+            "--model", project_file_spec(family, projects_dir() / project.name),
+            *trainer_args(config),
         ]  # fmt: skip
         invocation = training_launcher.run_trainer(context, args)
         reported = {key: value.value for key, value in (invocation.get_materialize_result().metadata or {}).items()}
@@ -132,7 +140,7 @@ def build_model_asset(
         numeric = {k: float(v) for k, v in reported.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         mlflow_run_id = experiment_tracking.log_training(
             run_name=f"sequence_model {context.partition_key}",
-            params={**config.model_dump(), "partition": context.partition_key, "window_days": project.window_days},
+            params={**hyperparameters, "partition": context.partition_key, "window_days": project.window_days},
             epoch_losses=losses,
             metrics=numeric,
             tags=lineage,
@@ -143,7 +151,7 @@ def build_model_asset(
             "model_uri": model_uri,
             "partition": context.partition_key,
             "run_id": context.run_id,
-            "hyperparameters": config.model_dump(),
+            "hyperparameters": hyperparameters,
             "training_sequences": str(training_sequences),
             "losses": losses,
             "mlflow_run_id": mlflow_run_id,

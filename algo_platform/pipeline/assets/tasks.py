@@ -21,7 +21,7 @@ import polars as pl
 from upath import UPath
 
 from algo_platform import code_version
-from algo_platform.core.families import ContractViolation, absolute_spec
+from algo_platform.core.families import ContractViolation, project_file_spec
 from algo_platform.core.project import Project, Task, projects_dir
 from algo_platform.evaluation.promotion import PromotionPolicy
 from algo_platform.pipeline.assets.evaluation import split_report
@@ -134,7 +134,7 @@ def build_task_assets(project: Project, task: Task, partitions: PeriodPartitions
         storage: PlatformStorage = context.resources.storage
         hyperparameters = task.hyperparameters()
         if not task.command:
-            hyperparameters["family"] = absolute_spec(hyperparameters["family"], folder)
+            hyperparameters["family"] = project_file_spec(hyperparameters["family"], folder)
         output_dir = storage.layout.model_output(
             f"{t}_model", context.partition_key, _descriptor_key(task, examples, hyperparameters)
         )
