@@ -105,7 +105,7 @@ def build_model_asset(
         training_sequences: UPath,
         item_vocabulary: UPath,
     ) -> dg.Output[dict]:
-        """Next-item model (the family in project.yaml: SASRec, GRU4Rec or the team's) trained by the Pipes-launched trainer."""
+        """Next-item model (project.yaml's family) trained by the Pipes-launched trainer."""
         # Keyed by what it trains, not by the run: a retry (a new run after a killed worker) finds the
         # previous attempt's checkpoint and resumes it.
         hyperparameters = {"model": family, **config.model_dump()}
