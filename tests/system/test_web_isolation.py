@@ -5,10 +5,14 @@ transport: a JSON POST, a GET, the websocket's subscriptions and the download ro
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
+import re
 import secrets
+import sqlite3
 import subprocess
-from urllib.parse import quote
+from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import dagster as dg
 import pytest
@@ -120,3 +124,141 @@ def test_a_user_with_no_role_sees_no_project_and_admins_see_all(web):
     root = web.client("root")
     assert run_ids(root.graphql(RUNS)) >= {web.runs[PROJECT], web.runs[OTHER_PROJECT], web.runs[None]}
     assert SECRET_ROWS in previews(root, OTHER_PROJECT)
+
+
+# Step logs, shared pools, snapshots and the instance's settings: what the second attack reached ---------
+
+STEP = "team_step"
+
+
+def raw_get(web, session: PlatformSession, path: str) -> tuple[int, str]:
+    """A GET of exactly this path (`..` and `%2e%2e` as sent: no client normalises them)."""
+    address = urlsplit(web.base)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
+    connection.putrequest("GET", path, skip_accept_encoding=True)
+    connection.putheader("Cookie", "; ".join(f"{c.name}={c.value}" for c in session.http.cookies))
+    connection.endheaders()
+    response = connection.getresponse()
+    text = response.read().decode(errors="replace")
+    connection.close()
+    return response.status, text
+
+
+def audit_count(web) -> int:
+    with sqlite3.connect(web.home / "algo_platform_accounts.db") as connection:
+        return connection.execute("SELECT count(*) FROM algo_platform_audit").fetchone()[0]
+
+
+def leaks(web, text: str) -> list[str]:
+    """What of the server's insides an answer shows: a stack trace, a server path, another team's log."""
+    found = []
+    if "Traceback" in text or re.search(r'"stack": \["', text) or '"errorInfo"' in text:
+        found.append("a stack trace")
+    if str(web.tmp) in text or str(web.home) in text or "site-packages" in text:
+        found.append("a server path")
+    if f"{OTHER_PROJECT} stderr" in text:
+        found.append("another team's step log")
+    return found
+
+
+@pytest.fixture(scope="module")
+def logs(web):
+    """A step's stderr for each project's run, where Dagster's local compute log manager keeps it."""
+    with dg.DagsterInstance.from_config(str(web.home)) as instance:
+        for project in (PROJECT, OTHER_PROJECT):
+            path = Path(instance.compute_log_manager.get_captured_local_path(
+                [web.runs[project], "compute_logs", STEP], "err"))  # fmt: skip
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"{project} stderr: secret of {project}\n")
+    return web
+
+
+def test_another_projects_step_log_cannot_be_reached_through_dot_dot(logs):
+    web, edna = logs, logs.client("edna")
+    mine, theirs = web.runs[PROJECT], web.runs[OTHER_PROJECT]
+    assert raw_get(web, edna, f"/logs/{mine}/compute_logs/{STEP}/err") == (
+        200,
+        f"{PROJECT} stderr: secret of {PROJECT}\n",
+    )
+    before = audit_count(web)
+    attempts = [
+        f"/logs/{mine}/../{theirs}/compute_logs/{STEP}/err",
+        f"/logs/{mine}/%2e%2e/{theirs}/compute_logs/{STEP}/err",
+        f"/logs/{mine}/%2E%2E/{theirs}/compute_logs/{STEP}/err",
+        f"/logs/{theirs}/compute_logs/{STEP}/err",
+        f"/logs/{theirs}/compute_logs/{STEP}%00/err",
+        f"/logs/{mine}/compute_logs/{STEP}%00/err",
+        f"/logs/{mine}/compute_logs/{STEP}/..%2f..%2f{theirs}%2fcompute_logs%2f{STEP}.err",
+        f"/logs/{mine}//{theirs}/compute_logs/{STEP}/err",
+        f"/download_debug/{mine}/../{theirs}",
+    ]
+    for path in attempts:
+        status, text = raw_get(web, edna, path)
+        assert status == 404 and not leaks(web, text), (path, status, text[:300])
+    assert audit_count(web) - before == len(attempts)  # each refusal has its row
+
+    key = [mine, "..", theirs, "compute_logs", STEP]
+    for query in (
+        "query($key: [String!]!) { capturedLogs(logKey: $key) { stdout stderr } }",
+        "query($key: [String!]!) { capturedLogsMetadata(logKey: $key) { stdoutLocation stderrLocation } }",
+    ):
+        answer = edna.graphql(query, {"key": key})
+        assert answer.status_code == 200 and not leaks(web, answer.text), answer.text
+    own = edna.graphql(
+        "query($key: [String!]!) { capturedLogsMetadata(logKey: $key) { stderrLocation stderrDownloadUrl } }",
+        {"key": [mine, "compute_logs", STEP]},
+    )
+    assert own.json()["data"]["capturedLogsMetadata"]["stderrDownloadUrl"] and not leaks(web, own.text), own.text
+
+    cookie = "; ".join(f"{c.name}={c.value}" for c in edna.http.cookies)
+
+    async def subscribe(log_key: list[str]) -> str:
+        url = web.base.replace("http://", "ws://") + "/graphql"
+        async with websockets.connect(url, subprotocols=["graphql-ws"], additional_headers={"Cookie": cookie},
+                                      open_timeout=10) as socket:  # fmt: skip
+            await socket.send(json.dumps({"type": "connection_init"}))
+            query = "subscription($key: [String!]!) { capturedLogs(logKey: $key) { stdout stderr cursor } }"
+            payload = {"query": query, "variables": {"key": log_key}}
+            await socket.send(json.dumps({"type": "start", "id": "1", "payload": payload}))
+            while True:
+                frame = json.loads(await asyncio.wait_for(socket.recv(), 60))
+                if frame.get("type") in ("data", "error", "complete"):
+                    return json.dumps(frame)
+
+    assert f"secret of {PROJECT}" in asyncio.run(subscribe([mine, "compute_logs", STEP]))
+    assert not leaks(web, asyncio.run(subscribe(key)))
+
+
+def test_a_shared_pool_counts_everyones_steps_and_names_only_the_viewers_runs(web):
+    with dg.DagsterInstance.from_config(str(web.home)) as instance:
+        instance.event_log_storage.set_concurrency_slots("shared_pool", 3)
+        for project in (PROJECT, OTHER_PROJECT):
+            instance.event_log_storage.claim_concurrency_slot("shared_pool", web.runs[project], f"{project}_step")
+    query = """{ instance { concurrencyLimits { concurrencyKey activeSlotCount activeRunIds
+                 claimedSlots { runId stepKey } pendingSteps { runId stepKey } } } }"""
+
+    def pool(user: str) -> dict:
+        answer = web.client(user).graphql(query)
+        assert answer.status_code == 200, answer.text
+        limits = answer.json()["data"]["instance"]["concurrencyLimits"]
+        return next(limit for limit in limits if limit["concurrencyKey"] == "shared_pool")
+
+    seen = pool("edna")
+    assert seen["activeSlotCount"] == 2  # the pool's use, as it is
+    assert web.runs[OTHER_PROJECT] not in json.dumps(seen) and f"{OTHER_PROJECT}_step" not in json.dumps(seen)
+    assert web.runs[PROJECT] in seen["activeRunIds"]
+    assert {web.runs[PROJECT], web.runs[OTHER_PROJECT]} <= set(pool("root")["activeRunIds"])
+
+
+def test_job_snapshots_and_the_instances_settings_are_not_read_across_projects(web):
+    edna = web.client("edna")
+    query = "query($id: String!) { pipelineSnapshotOrError(snapshotId: $id) { __typename } }"
+    with dg.DagsterInstance.from_config(str(web.home)) as instance:
+        snapshots = {p: instance.get_run_by_id(web.runs[p]).job_snapshot_id for p in (PROJECT, OTHER_PROJECT)}
+    typename = lambda answer: answer.json()["data"]["pipelineSnapshotOrError"]["__typename"]  # noqa: E731
+    assert typename(edna.graphql(query, {"id": snapshots[PROJECT]})) == "PipelineSnapshot"
+    assert typename(edna.graphql(query, {"id": snapshots[OTHER_PROJECT]})) == "PipelineSnapshotNotFoundError"
+    assert typename(web.client("root").graphql(query, {"id": snapshots[OTHER_PROJECT]})) == "PipelineSnapshot"
+    info = "{ instance { info } }"
+    assert edna.graphql(info).json()["data"]["instance"]["info"] is None
+    assert str(web.home) in web.client("root").graphql(info).json()["data"]["instance"]["info"]
