@@ -339,13 +339,12 @@ class SignedIn:
         body = bytearray()
 
         async def sending(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if len(body) <= MAX_GRAPHQL_BODY:
+                    body.extend(message.get("body", b""))
+                if not message.get("more_body"):  # recorded before the client has the answer
+                    await run_in_threadpool(self._record_outcomes, scope, principal, actions, bytes(body))
             await send(message)
-            if message["type"] != "http.response.body":
-                return
-            if len(body) <= MAX_GRAPHQL_BODY:
-                body.extend(message.get("body", b""))
-            if not message.get("more_body"):
-                await run_in_threadpool(self._record_outcomes, scope, principal, actions, bytes(body))
 
         return sending
 

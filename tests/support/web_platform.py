@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import re
 import secrets
+import sqlite3
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -150,6 +151,19 @@ def audit(web, *args: str) -> list[dict]:
         [str(BIN / "algo-platform"), "audit", "--json", *args], env=web.env, capture_output=True, text=True, check=True
     )
     return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def audit_rows(web, after: int = 0, user: str | None = None) -> list[dict]:
+    """The audit log's rows after row `after` (the database read directly: no process per look)."""
+    with sqlite3.connect(web.home / "algo_platform_accounts.db") as connection:
+        connection.row_factory = sqlite3.Row
+        rows = connection.execute("SELECT * FROM algo_platform_audit WHERE id > ? ORDER BY id", (after,))
+        return [dict(row) for row in rows if user is None or row["user_name"] == user]
+
+
+def last_audit_id(web) -> int:
+    with sqlite3.connect(web.home / "algo_platform_accounts.db") as connection:
+        return connection.execute("SELECT coalesce(max(id), 0) FROM algo_platform_audit").fetchone()[0]
 
 
 def launched_run(session: PlatformSession, project: str, tags: list[tuple[str, str]] = (), run_config=None):

@@ -10,6 +10,8 @@ import json
 import re
 import secrets
 import subprocess
+import time
+from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import dagster as dg
@@ -23,6 +25,8 @@ from tests.support.web_platform import (
     OTHER_PROJECT,
     PlatformSession,
     audit,
+    audit_rows,
+    last_audit_id,
     launch_params,
     launched_run,
     start_web_platform,
@@ -90,7 +94,9 @@ def test_a_launch_cannot_choose_its_pod_priority_or_another_teams_slot(web):
     assert run.tags.get("algo_platform/training") != PROJECT
     assert run.tags.get("dagster/priority") != "100"
     assert (run.tags["user"], run.tags["reason"]) == ("lars", "nightly")
-    row = [e for e in audit(web, "--user", "lars") if e["action"] == "launchRun"][-1]
+    decision, outcome = [e for e in audit_rows(web, user="lars") if e["action"] == "launchRun"][-2:]
+    assert outcome["outcome"] == "done" and decision["outcome"] == "allowed"
+    row = decision
     assert "platform-owned tags removed" in row["detail"] and "dagster-k8s/config" in row["detail"]
 
     trainer = {"resources": {"training_launcher": {"config": {"image": "attacker/tools"}}}}
@@ -100,7 +106,7 @@ def test_a_launch_cannot_choose_its_pod_priority_or_another_teams_slot(web):
     threshold = launched_run(lars, OTHER_PROJECT, run_config={"resources": {"data_quality": {"config": {
         "quality_threshold": 0.5}}}})  # fmt: skip
     assert threshold.status_code == 200, threshold.text
-    row = [e for e in audit(web, "--user", "lars") if e["action"] == "launchRun"][-1]
+    row = [e for e in audit_rows(web, user="lars") if e["action"] == "launchRun"][-2]
     assert '"data_quality.quality_threshold": 0.5' in row["detail"]
 
 
@@ -282,3 +288,152 @@ def test_odd_uploads_get_a_clear_refusal_and_an_audit_row(web, filename, content
     assert status == 400 and says in text, text
     row = [e for e in audit(web, "--user", "edna") if e["action"] == "upload"][-1]
     assert row["outcome"] in ("denied", "failed") and says in row["detail"]
+
+
+# The second attack (issue 40) ------------------------------------------------------------------------
+
+
+def rss_mib(pid: int) -> float:
+    """The resident memory of a process, MiB (VmRSS: what the kernel holds for it now)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
+
+
+def test_a_launch_cannot_choose_the_code_the_trainer_imports_nor_unbounded_settings(web, tmp_path):
+    outside = tmp_path / "evil.py"
+    outside.write_text("open(__file__ + '.ran', 'w').write('ran')\nclass X: pass\n")
+    lars = web.client("lars")  # a launcher of team_b
+    op = f"{OTHER_PROJECT}__sequence_model"
+    hostile = [
+        {"model": f"{outside}:X"},
+        {"model": f"../{PROJECT}/models.py:X"},
+        {"epochs": 100000},
+        {"batch_size": 10**9},
+    ]
+    for config in hostile:
+        answer = launched_run(lars, OTHER_PROJECT, run_config={"ops": {op: {"config": config}}})
+        assert answer.status_code == 403, answer.text
+        row = [e for e in audit_rows(web, user="lars") if e["action"] == "launchRun"][-1]
+        assert row["outcome"] == "denied" and next(iter(config)) in row["detail"], row
+    answer = launched_run(lars, OTHER_PROJECT, run_config={"ops": {op: {"config": {"epochs": 2}}}})
+    assert answer.status_code == 200, answer.text
+    rows = [e for e in audit_rows(web, user="lars") if e["action"] == "launchRun"]
+    assert rows[-2]["outcome"] == "allowed" and '"sequence_model.epochs": 2' in rows[-2]["detail"]  # what it set
+    assert not (tmp_path / "evil.py.ran").exists()
+
+
+def parquet_bomb(rows: int) -> bytes:
+    """Millions of identical events, dictionary- and run-length-encoded into a few hundred KiB."""
+    import io
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({
+        "user_id": pa.array(np.ones(rows, dtype=np.int64)),
+        "item_id": pa.array(np.full(rows, 10, dtype=np.int64)),
+        "ts": pa.DictionaryArray.from_arrays(pa.array(np.zeros(rows, dtype=np.int32)), [f"{DAY}T08:00:00Z"]),
+    })  # fmt: skip
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+def test_a_parquet_bomb_is_refused_from_its_footer_without_growing_the_server(web):
+    bomb = parquet_bomb(20_000_000)
+    assert len(bomb) < 2 << 20
+    edna = web.client("edna")
+    pid = web.processes.running["webserver"][0].pid
+    before = rss_mib(pid)
+    for step in ("preview", None):
+        fields = upload_fields(edna, PROJECT) + ([("step", step)] if step else [])
+        body, content_type = multipart(fields, b"bomb.parquet", bomb)
+        started = time.perf_counter()
+        status, text = raw_post(web, edna, "/platform/upload", body, [("Content-Type", content_type),
+                                                                      ("Accept", "application/json")])  # fmt: skip
+        print(f"parquet bomb ({step or 'upload'}): refused in {time.perf_counter() - started:.2f} s")
+        assert status == 400 and "20,000,000 rows" in text and "bomb.parquet" in text, text
+    growth = rss_mib(pid) - before
+    print(f"parquet bomb: webserver memory grew by {growth:.0f} MiB")
+    assert growth < 200
+    rows = [e for e in audit_rows(web, user="edna") if e["action"] in ("upload", "upload-preview")][-2:]
+    assert [r["outcome"] for r in rows] == ["failed", "failed"] and all("footer" in r["detail"] for r in rows)
+
+
+def test_refusals_of_the_platform_pages_each_have_an_audit_row(web):
+    edna, ada, vic = web.client("edna"), web.client("ada"), web.client("vic")
+    cases = [
+        (edna, "/platform/upload/cancel", {"csrf": edna.csrf, "token": "A" * 32}, "upload-cancel"),
+        (edna, "/platform/upload/cancel", {"csrf": "forged", "token": "A" * 32}, "upload-cancel"),
+        (ada, "/platform/users/grant", {"csrf": "forged", "user": "vic", "project": PROJECT, "role": "admin"},
+         "users.grant"),
+        (ada, "/platform/users/grant", {"csrf": ada.csrf, "user": "nobody", "project": PROJECT, "role": "viewer"},
+         "users.grant"),
+        (ada, "/platform/users/grant", {"csrf": ada.csrf, "user": "vic", "project": PROJECT, "role": "god"},
+         "users.grant"),
+    ]  # fmt: skip
+    for session, path, form, action in cases:
+        before = last_audit_id(web)
+        answer = session.http.post(f"{web.base}{path}", data=form, headers={"Accept": "application/json"}, timeout=30)
+        assert 400 <= answer.status_code < 500, (path, form, answer.status_code)
+        rows = audit_rows(web, before)
+        assert [(r["action"], r["outcome"]) for r in rows] in ([(action, "denied")], [(action, "failed")]), rows
+    no_file, content_type = multipart(upload_fields(edna, PROJECT))
+    before = last_audit_id(web)
+    status, _ = raw_post(web, edna, "/platform/upload", no_file, [("Content-Type", content_type)])
+    assert status == 400 and [r["action"] for r in audit_rows(web, before)] == ["upload"]
+    for body in (b"not json", b"[]", b'{"query": 5}'):
+        before = last_audit_id(web)
+        status, text = raw_post(web, vic, "/graphql", body, [("Content-Type", "application/json")])
+        assert status == 400 and [r["outcome"] for r in audit_rows(web, before)] == ["denied"], (body, text)
+    for day in ("9999-99-99", "0001-01-01", "9999-12-31", "2026-02-30"):
+        before = last_audit_id(web)
+        answer = vic.http.get(f"{web.base}/platform/data/{PROJECT}", params={"day": day}, timeout=30)
+        assert answer.status_code == 400 and "Traceback" not in answer.text, (day, answer.status_code)
+        assert [r["action"] for r in audit_rows(web, before)] == ["data-page"]
+
+
+def test_a_project_admin_sees_and_changes_only_their_projects_grants(web):
+    ada = web.client("ada")  # admin of team_a only
+    page = ada.http.get(f"{web.base}/platform/users", timeout=30).text
+    assert f"{OTHER_PROJECT}:" not in page  # vic's and lars's roles on team_b
+    assert "platform admin" not in page.split("<h2>")[0]  # who is one: not theirs to know
+    assert f"{PROJECT}:viewer" in page  # vic's role on team_a
+    grant = {"csrf": ada.csrf, "user": "vic", "project": OTHER_PROJECT, "role": "admin"}
+    answer = ada.http.post(f"{web.base}/platform/users/grant", data=grant, timeout=30)
+    assert answer.status_code == 403
+    assert audit_rows(web, user="ada")[-1]["outcome"] == "denied"
+
+
+def test_an_upload_named_like_the_staging_record_is_previewed_as_itself(web):
+    edna = web.client("edna")
+    events = f"user_id,item_id,ts\n1,10,{DAY}T08:00:00Z\n2,11,{DAY}T09:00:00Z\n".encode()
+    body, content_type = multipart([*upload_fields(edna, PROJECT), ("step", "preview")], b"staged.json", events)
+    status, text = raw_post(web, edna, "/platform/upload", body, [("Content-Type", content_type),
+                                                                  ("Accept", "application/json")])  # fmt: skip
+    # Refused as JSON that is not JSON Lines of events, or previewed as its rows: never the platform's record.
+    assert "token" not in text or json.loads(text).get("rows") == 2, text
+    assert '"project"' not in text.split('"message"')[0]
+
+
+def test_the_audit_log_says_what_dagster_did_with_an_allowed_mutation(web):
+    lars = web.client("lars")
+    params = launch_params(OTHER_PROJECT)
+    params["executionParams"]["selector"]["jobName"] = "no_such_job"
+    answer = lars.graphql(
+        """mutation Launch($executionParams: ExecutionParams!) {
+             launchRun(executionParams: $executionParams) { __typename ... on PythonError { message } } }""",
+        params,
+    )
+    assert answer.status_code == 200, answer.text
+    rows = [e for e in audit_rows(web, user="lars") if e["action"] == "launchRun"][-2:]
+    assert [r["outcome"] for r in rows] == ["allowed", "failed"], rows
+    assert "NotFound" in rows[1]["detail"] or "Error" in rows[1]["detail"], rows[1]
+    good = lars.graphql(LAUNCH_ASKING_TYPE, launch_params(OTHER_PROJECT))
+    assert good.json()["data"]["launchRun"]["__typename"] == "LaunchRunSuccess", good.text
+    assert [e for e in audit_rows(web, user="lars") if e["action"] == "launchRun"][-1]["outcome"] == "done"
+
+
+LAUNCH_ASKING_TYPE = """mutation Launch($executionParams: ExecutionParams!) {
+  launchRun(executionParams: $executionParams) { __typename } }"""
