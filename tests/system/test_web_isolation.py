@@ -262,3 +262,82 @@ def test_job_snapshots_and_the_instances_settings_are_not_read_across_projects(w
     info = "{ instance { info } }"
     assert edna.graphql(info).json()["data"]["instance"]["info"] is None
     assert str(web.home) in web.client("root").graphql(info).json()["data"]["instance"]["info"]
+
+
+# Every parameter that names a run, a log, a snapshot, a staged file or a day, sent with another
+# project's value or a path trick, as each role: a 4xx with its audit row, or an empty answer; never
+# a stack trace, a server path or another team's data.
+
+ROLES = {
+    "edna": (PROJECT, OTHER_PROJECT),
+    "lars": (OTHER_PROJECT, PROJECT),
+    "vic": (PROJECT, None),
+    "ada": (PROJECT, OTHER_PROJECT),
+}
+
+
+def hostile_values(other_run: str) -> list[str]:
+    """As sent in a URL (percent-encoding left to the server)."""
+    return [other_run, "..", "%2e%2e", f"..%2f{other_run}", "%2fetc%2fpasswd", "%00", "", "x" * 300]
+
+
+def decoded(value: str) -> str:
+    return value.replace("%2e", ".").replace("%2f", "/").replace("%00", "\x00")
+
+
+def http_attempts(own_run: str, own_project: str, csrf: str, value: str) -> list[tuple[str, str, dict | None]]:
+    return [
+        ("GET", f"/logs/{value}/compute_logs/{STEP}/err", None),
+        ("GET", f"/logs/{own_run}/{value}/{STEP}/err", None),
+        ("GET", f"/download_debug/{value}", None),
+        ("GET", f"/platform/data/{own_project}?day={value}", None),
+        ("GET", f"/platform/data/{value}", None),
+        ("POST", "/platform/upload/cancel", {"csrf": csrf, "token": decoded(value)}),
+        ("POST", "/platform/upload/confirm", {"csrf": csrf, "token": decoded(value)}),
+    ]
+
+
+GRAPHQL_READS = [
+    ('query($v: ID!) { runOrError(runId: $v) { __typename ... on Run { runId } } }', lambda v, own: {"v": v}),
+    ('query($v: ID!) { logsForRun(runId: $v) { __typename ... on EventConnection { events { __typename } } } }',
+     lambda v, own: {"v": v}),
+    ("query($k: [String!]!) { capturedLogs(logKey: $k) { stdout stderr } }",
+     lambda v, own: {"k": [v, "compute_logs", STEP]}),
+    ("query($k: [String!]!) { capturedLogs(logKey: $k) { stdout stderr } }", lambda v, own: {"k": [own, v, STEP]}),
+    ("query($k: [String!]!) { capturedLogsMetadata(logKey: $k) { stdoutLocation stderrLocation } }",
+     lambda v, own: {"k": [own, v, "compute_logs", STEP]}),
+    ("query($v: String!) { pipelineSnapshotOrError(snapshotId: $v) { __typename ... on PipelineSnapshot { name }"
+     " ... on PythonError { message stack } } }", lambda v, own: {"v": v}),
+]  # fmt: skip
+
+
+def request(web, session: PlatformSession, method: str, path: str, form: dict | None) -> tuple[int, str]:
+    if method == "GET":
+        return raw_get(web, session, path)
+    answer = session.http.post(f"{web.base}{path}", data=form, headers={"Accept": "application/json"}, timeout=30)
+    return answer.status_code, answer.text
+
+
+@pytest.mark.parametrize("user", sorted(ROLES))
+def test_every_parameter_naming_a_run_log_snapshot_token_or_day_holds_against_each_role(logs, user):
+    web, session = logs, logs.client(user)
+    own_project, other_project = ROLES[user]
+    own_run, other_run = web.runs[own_project], web.runs[other_project]
+    for value in hostile_values(other_run):
+        for method, path, form in http_attempts(own_run, own_project, session.csrf, value):
+            before = audit_count(web)
+            status, text = request(web, session, method, path, form)
+            what = f"{user} {method} {path[:120]}: {status} {text[:200]}"
+            assert 400 <= status < 500 and not leaks(web, text), what
+            own_missing_log = "No log files available" in text  # Dagster's own 404 for a key of one's own run
+            assert audit_count(web) > before or own_missing_log, f"no audit row: {what}"
+        for query, variables in GRAPHQL_READS:
+            answer = session.graphql(query, variables(decoded(value), own_run))
+            what = f"{user} {query[:60]} {value[:20]}: {answer.status_code} {answer.text[:300]}"
+            assert answer.status_code in (200, 400, 500) and not leaks(web, answer.text), what
+            if answer.status_code == 500:  # Dagster's own answer to a bad argument (an empty id): no stack
+                error = next(iter(answer.json()["data"].values()))
+                assert error["__typename"] == "PythonError" and error.get("stack", []) == [], what
+            data = json.dumps((answer.json() if answer.status_code == 200 else {}).get("data"))
+            assert '"runId"' not in data and '"events": [{' not in data and '"name"' not in data, what
+            assert f"secret of {other_project}" not in data and f"secret of {own_project}" not in data, what
