@@ -6,9 +6,9 @@ from pathlib import Path
 
 __version__ = "0.1.0"
 
-# The packages of algo_platform from the bottom up: a package imports only the ones before it (and
-# itself). tests/unit/test_architecture.py holds every import to this order, and every package
-# must be listed.
+# The packages of algo_platform from the bottom up (and `definitions.py`, the one module at the top
+# of the package): a package imports only the ones before it (and itself).
+# tests/unit/test_architecture.py holds every import to this order, and every package must be listed.
 LAYERS = (
     "core",  # schema, settings, storage layout, atomic writes, project.yaml
     "quality",  # quality dimensions, data contracts, Great Expectations suites
@@ -20,7 +20,12 @@ LAYERS = (
     "evaluation",  # metrics, report, promotion rule, recommender
     "tasks",  # the task contract, and task types beyond next-item (engagement)
     "accounts",  # users, roles, sessions, audit
-    "pipeline",  # Dagster: location, assets, checks, jobs, resources, backfills
+    # The Dagster side, as the project was specified:
+    "resources",  # resources and launchers (local, Kubernetes, Kueue), IO managers, partitions
+    "assets",  # asset and check factories, one module per stage of the data flow
+    "jobs",  # a project's jobs, schedules, sensors and backfills
+    "definitions",  # definitions.py: one project's Definitions, built from its project file
+    "pipeline",  # deprecated import path (pipeline.location) of projects scaffolded before round 4
     "web",  # the webserver's sign-in, policy and pages
     "cli",  # the algo-platform command
 )

@@ -119,8 +119,8 @@ def ingest_rows(days: int, events: int, workdir: Path, repeats: int = 5) -> dict
     import dagster as dg
 
     from algo_platform.core.settings import Settings
+    from algo_platform.definitions import build_project_definitions
     from algo_platform.ingest.datagen import generate
-    from algo_platform.pipeline.location import build_project_definitions
     from tests.support.factories import PROJECT, make_project
 
     settings = Settings(env="local", storage_root=str(workdir / "ingest-storage"))

@@ -62,10 +62,10 @@ def _engagement(world, users: np.ndarray, topic_index: np.ndarray) -> np.ndarray
 
 
 def main() -> None:
+    from algo_platform.assets.sequences import build_training_sequences
     from algo_platform.core.hyperparameters import TrainConfig
     from algo_platform.evaluation.scoring import load_model
     from algo_platform.ingest.datagen import build_world, generate_day
-    from algo_platform.pipeline.assets.sequences import build_training_sequences
     from algo_platform.tasks.contract import TaskInputs
     from algo_platform.tasks.engagement.evaluate import holdout_probabilities, summarise
     from algo_platform.tasks.engagement.examples import build_examples, candidate_features

@@ -37,7 +37,7 @@ def _launch_seconds(queued: bool, repeats: int, tmp: Path) -> list[tuple[float, 
     import dagster as dg
 
     from algo_platform.core.fleet import QUEUE_LABEL
-    from algo_platform.pipeline.resources.k8s_launcher import K8sTrainingLauncher
+    from algo_platform.resources.k8s_launcher import K8sTrainingLauncher
     from tests.support.k8s_emulator import KubernetesApiEmulator
 
     samples = []

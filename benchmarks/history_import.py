@@ -112,8 +112,8 @@ def backfill_rows(days: int, per_run: int = 250) -> list[dict]:
 
     from algo_platform.core.project import parse_project
     from algo_platform.core.settings import Settings
+    from algo_platform.definitions import build_project_definitions
     from algo_platform.ingest.importer import import_events
-    from algo_platform.pipeline.location import build_project_definitions
 
     warnings.filterwarnings("ignore")
     start = dt.date(2015, 1, 1)

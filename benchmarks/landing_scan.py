@@ -34,7 +34,7 @@ def _lstat_everything(root: str) -> int:
 
 
 def sensor_rows(file_counts=(1_000, 10_000, 100_000)) -> list[dict]:
-    from algo_platform.pipeline.jobs import automation
+    from algo_platform.jobs import automation
 
     rows = []
     real_clock = automation._now_ns

@@ -24,10 +24,10 @@ DAY = dt.date(2026, 11, 20)
 
 
 def main() -> None:
+    from algo_platform.assets.sequences import build_training_sequences
     from algo_platform.core.hyperparameters import TrainConfig
     from algo_platform.ingest.datagen import build_world, generate_day
     from algo_platform.models import FAMILIES
-    from algo_platform.pipeline.assets.sequences import build_training_sequences
     from algo_platform.training.train import Reporter, train
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

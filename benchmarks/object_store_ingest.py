@@ -56,8 +56,8 @@ def ingest_seconds(root: str, events: int, repeats: int) -> float:
 
     from algo_platform.core.project import parse_project
     from algo_platform.core.settings import Settings
+    from algo_platform.definitions import build_project_definitions
     from algo_platform.ingest.datagen import generate
-    from algo_platform.pipeline.location import build_project_definitions
 
     settings = Settings(env="local", storage_root=root)
     generate(settings.layout.project(PROJECT).root, 1, events, seed=1, end_date=dt.date.fromisoformat(DAY))

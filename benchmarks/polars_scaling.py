@@ -33,12 +33,12 @@ import dagster as dg
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-from algo_platform.pipeline.assets.events import clean_day
-from algo_platform.pipeline.assets.features import feature_frame
+from algo_platform.assets.events import clean_day
+from algo_platform.assets.features import feature_frame
 from algo_platform.engines.polars.large_day import (
     clean_file, features_of_file, item_features_of_file, user_features_of_file,
 )
-from algo_platform.pipeline.resources.data_quality import DataQuality
+from algo_platform.resources.data_quality import DataQuality
 from benchmarks.baselines import polars_clean_and_features
 from benchmarks.suite import DAY, NOW
 
@@ -72,9 +72,9 @@ elif how == "steps":
         "features_seconds": time.perf_counter() - written_at,
     }
 elif how == "arrow_in_memory":  # the steps' earlier way: the day as an Arrow value from the IO manager
-    from algo_platform.pipeline.assets.features import build_item_features, build_user_features
+    from algo_platform.assets.features import build_item_features, build_user_features
     from algo_platform.engines.polars.cleaning import clean_table
-    from algo_platform.pipeline.resources.io_managers import read_table
+    from algo_platform.resources.io_managers import read_table
     from upath import UPath
     cleaned, drops = clean_table(read_table(UPath(raw_path)), DAY, NOW)
     users, items = build_user_features(cleaned), build_item_features(cleaned)

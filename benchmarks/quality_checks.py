@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from algo_platform.assets.events import clean_events
 from algo_platform.core.schema import EVENT_TYPES
 from algo_platform.ingest.datagen import build_world, generate_day
-from algo_platform.pipeline.assets.events import clean_events
-from algo_platform.pipeline.resources.data_quality import DataQuality
 from algo_platform.quality.contracts import cleaned_events_rules
 from algo_platform.quality.dimensions import day_bounds
+from algo_platform.resources.data_quality import DataQuality
 
 DAY = dt.date(2026, 11, 20)
 

@@ -32,7 +32,7 @@ METRICS = ("hr@10", "ndcg@10", "popularity_hr@10", "popularity_ndcg@10")
 
 def cleaned_history(storage: str, days: list[str]) -> pa.Table:
     """Every landed day cleaned as the pipeline cleans it (one day at a time, as partitions are)."""
-    from algo_platform.pipeline.assets.events import clean_table
+    from algo_platform.assets.events import clean_table
 
     now = dt.datetime.now(dt.UTC)
     tables = []
@@ -44,10 +44,10 @@ def cleaned_history(storage: str, days: list[str]) -> pa.Table:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from algo_platform.assets.sequences import build_training_sequences
     from algo_platform.core.hyperparameters import TrainConfig
     from algo_platform.ingest.importer import import_events
     from algo_platform.models import FAMILIES
-    from algo_platform.pipeline.assets.sequences import build_training_sequences
     from algo_platform.training.train import Reporter, train
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -36,9 +36,9 @@ def platform_sasrec(liked: pd.DataFrame, folder: str, epochs: int) -> dict:
     """Train and score the platform's SASRec on `liked` (user_id, item_id, ts) with seen items masked."""
     import datetime as dt
 
+    from algo_platform.assets.sequences import build_training_sequences
     from algo_platform.core.hyperparameters import TrainConfig
     from algo_platform.evaluation.scoring import load_model, metrics_from_ranks, model_ranks, popularity_ranks
-    from algo_platform.pipeline.assets.sequences import build_training_sequences
     from algo_platform.training.artifacts import read_item_ids
     from algo_platform.training.data import holdout_windows, popularity_scores, read_sequences, seen_before_targets
     from algo_platform.training.train import Reporter, train

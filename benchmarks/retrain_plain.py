@@ -12,19 +12,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from algo_platform.core.hyperparameters import TrainConfig
-from algo_platform.evaluation.promotion import PromotionPolicy, promotion_decision
-from algo_platform.ingest.landing import load_landing_day
-from algo_platform.pipeline.assets.evaluation import evaluate_day, log_report, report_images
-from algo_platform.pipeline.assets.events import clean_events
-from algo_platform.pipeline.assets.features import build_item_features, build_user_features
-from algo_platform.pipeline.assets.sequences import (
+from algo_platform.assets.evaluation import evaluate_day, log_report, report_images
+from algo_platform.assets.events import clean_events
+from algo_platform.assets.features import build_item_features, build_user_features
+from algo_platform.assets.sequences import (
     build_training_sequences,
     item_vocabulary_suite,
     training_sequences_suite,
 )
-from algo_platform.pipeline.resources.data_quality import DataQuality
-from algo_platform.pipeline.resources.tracking import ExperimentTracking
+from algo_platform.core.hyperparameters import TrainConfig
+from algo_platform.evaluation.promotion import PromotionPolicy, promotion_decision
+from algo_platform.ingest.landing import load_landing_day
 from algo_platform.quality.contracts import (
     CLEANED_SUITE,
     ITEM_FEATURES_SUITE,
@@ -36,6 +34,8 @@ from algo_platform.quality.contracts import (
     user_features_rules,
 )
 from algo_platform.quality.dimensions import distribution_profile, quality_dimensions
+from algo_platform.resources.data_quality import DataQuality
+from algo_platform.resources.tracking import ExperimentTracking
 
 
 def ingest_day(

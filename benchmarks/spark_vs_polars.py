@@ -56,9 +56,9 @@ if how.startswith("spark"):
 else:
     import pyarrow.parquet as pq
     from upath import UPath
-    from algo_platform.pipeline.assets.features import build_item_features, build_user_features
+    from algo_platform.assets.features import build_item_features, build_user_features
     from algo_platform.engines.polars.cleaning import clean_table
-    from algo_platform.pipeline.resources.io_managers import read_table
+    from algo_platform.resources.io_managers import read_table
     raw = read_table(UPath(raw_path))
     phase("read")
     cleaned, drops = clean_table(raw, DAY, NOW)

@@ -98,8 +98,8 @@ def raw_table(events: int, seed: int = 0, defect_rate: float = 0.01) -> pa.Table
 
 
 def ours_clean_and_features(raw: pa.Table) -> tuple[pa.Table, dict[str, int], pd.DataFrame, pd.DataFrame]:
-    from algo_platform.pipeline.assets.events import clean_table
-    from algo_platform.pipeline.assets.features import build_item_features, build_user_features
+    from algo_platform.assets.events import clean_table
+    from algo_platform.assets.features import build_item_features, build_user_features
 
     cleaned, drops = clean_table(raw, DAY, NOW)
     return cleaned, drops, build_user_features(cleaned), build_item_features(cleaned)
@@ -128,9 +128,9 @@ def bench_cleaning(events: int, repeats: int) -> list[Row]:
 
 
 def bench_quality(events: int, repeats: int) -> Row:
-    from algo_platform.pipeline.assets.events import clean_events
-    from algo_platform.pipeline.resources.data_quality import DataQuality
+    from algo_platform.assets.events import clean_events
     from algo_platform.quality.contracts import cleaned_events_rules
+    from algo_platform.resources.data_quality import DataQuality
     from benchmarks.quality_checks import pandas_checks
 
     cleaned, _ = clean_events(raw_table(events, defect_rate=0.0), DAY, NOW)
@@ -158,8 +158,8 @@ MEMORY_CHILD = """
 import json, sys
 from upath import UPath
 from benchmarks.suite import DAY, NOW
-from algo_platform.pipeline.assets.events import clean_events
-from algo_platform.pipeline.resources.io_managers import ParquetIOManager, read_table
+from algo_platform.assets.events import clean_events
+from algo_platform.resources.io_managers import ParquetIOManager, read_table
 
 def rss(field):
     with open("/proc/self/status") as status:
@@ -202,7 +202,7 @@ def bench_memory(events: int) -> Row:
 
 
 def bench_sensor(repeats: int, processed: int = 10_000, new: int = 10) -> Row:
-    from algo_platform.pipeline.jobs import automation
+    from algo_platform.jobs import automation
 
     with tempfile.TemporaryDirectory() as root:
         events = Path(root) / "landing" / "events"
@@ -273,7 +273,7 @@ def plain_training_in_own_process(sequences: str, vocabulary: str, epochs: int) 
 def pipes_training(sequences: str, vocabulary: str, output: str, epochs: int) -> float:
     """The trainer launched by PipesSubprocessClient from an asset: the samples/s it reports."""
 
-    from algo_platform.pipeline.resources.launcher import SubprocessTrainingLauncher
+    from algo_platform.resources.launcher import SubprocessTrainingLauncher
 
     @dg.asset
     def trainer_through_pipes(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
@@ -289,8 +289,8 @@ def pipes_training(sequences: str, vocabulary: str, output: str, epochs: int) ->
 
 
 def bench_trainer(events: int, repeats: int) -> Row:
+    from algo_platform.assets.sequences import build_training_sequences
     from algo_platform.ingest.datagen import build_world, generate_day
-    from algo_platform.pipeline.assets.sequences import build_training_sequences
 
     world = build_world(max(events // 20, 100), max(events // 50, 200), 0)
     days = [
@@ -356,7 +356,7 @@ def retrain_through_dagster(root: str) -> None:
     champion to compare with, as in plain)."""
     from algo_platform.core.project import parse_project
     from algo_platform.core.settings import Settings
-    from algo_platform.pipeline.location import build_project_definitions
+    from algo_platform.definitions import build_project_definitions
 
     project = parse_project(
         {
@@ -397,7 +397,7 @@ RETRAIN_SIDES = {"dagster": retrain_through_dagster, "plain": retrain_plain}
 # cancels. Imports happen before the clock starts, on both sides.
 RETRAIN_CHILD = """
 import json, sys, time
-import benchmarks.retrain_plain, algo_platform.pipeline.location
+import benchmarks.retrain_plain, algo_platform.definitions
 from benchmarks.suite import RETRAIN_SIDES
 started = time.perf_counter()
 RETRAIN_SIDES[sys.argv[1]](sys.argv[2])

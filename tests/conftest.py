@@ -17,7 +17,7 @@ size_run_queue_to_cores()
 def mlflow_uris_do_not_leak():
     """A test that calls `mlflow.set_tracking_uri`, as a user loading the champion does, must not
     hand its store to the next test's processes through MLFLOW_TRACKING_URI."""
-    from algo_platform.pipeline.resources.tracking import mlflow_uris_kept
+    from algo_platform.resources.tracking import mlflow_uris_kept
 
     with mlflow_uris_kept():
         yield

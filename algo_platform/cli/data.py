@@ -224,8 +224,8 @@ def backfill(first: str | None, last: str | None, resume: str | None, wait: bool
     partitions); or resume one whose runs failed."""
     import dagster as dg
 
+    from algo_platform.definitions import build_project_definitions
     from algo_platform.pipeline import backfill as backfills
-    from algo_platform.pipeline.location import build_project_definitions
 
     if not os.environ.get("DAGSTER_HOME"):
         raise click.UsageError("DAGSTER_HOME is not set: it names the instance whose daemon runs the backfill")
@@ -376,7 +376,7 @@ def _print_rows_per_day(rows_per_day: dict[str, int], most: int = 31) -> None:
 
 def _outside_day_consequence(outside: int, rows: int, day: str) -> str:
     """What rows with timestamps on other days do to the day they were uploaded to, said plainly."""
-    from algo_platform.pipeline.resources.data_quality import DataQuality
+    from algo_platform.resources.data_quality import DataQuality
 
     threshold = DataQuality().quality_threshold
     share = outside / rows

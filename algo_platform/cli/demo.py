@@ -13,8 +13,8 @@ import pandas as pd
 from algo_platform.cli.options import load_project_named, project_option
 from algo_platform.core.project import Project
 from algo_platform.core.settings import Settings, load_settings
+from algo_platform.definitions import build_project_definitions
 from algo_platform.ingest.datagen import generate_for_project
-from algo_platform.pipeline.location import build_project_definitions
 
 # The demo prints its own summary; Dagster's per-event debug log would bury it.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}

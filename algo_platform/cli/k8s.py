@@ -35,7 +35,7 @@ def render_training_pod(
     import yaml
 
     from algo_platform.ingest.datagen import default_end_date
-    from algo_platform.pipeline.resources import build_training_launcher
+    from algo_platform.resources.environment import build_training_launcher
 
     project, settings = load_project_named(project_name), load_settings()
     settings = dataclasses.replace(settings, env="kubernetes", trainer_image=image or settings.trainer_image)
@@ -52,7 +52,7 @@ def render_training_pod(
     ]  # fmt: skip
     nodes = nodes or project.compute.nodes
     if nodes > 1:
-        from algo_platform.pipeline.resources.k8s_multinode import render_training_job
+        from algo_platform.resources.k8s_multinode import render_training_job
 
         job = f"trainer-{project.name.replace('_', '-')}-{day}"
         click.echo(yaml.safe_dump_all(render_training_job(launcher, args, job, nodes), sort_keys=False), nl=False)
@@ -92,7 +92,7 @@ def reap_command(project: str | None, dry_run: bool, kubeconfig: str | None) -> 
     <project>_k8s_reaper does this every few minutes on a cluster)."""
     import dagster as dg
 
-    from algo_platform.pipeline.resources.k8s_reaper import Apis, reap
+    from algo_platform.resources.k8s_reaper import Apis, reap
 
     try:
         apis = Apis.connect(in_cluster=kubeconfig is None, kubeconfig_file=kubeconfig)

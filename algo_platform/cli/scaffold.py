@@ -17,7 +17,7 @@ DEFINITIONS_PY = '''"""Code location of this project: everything is declared in 
 
 Add the team's own assets here if it needs any (they load in the same code location)."""
 
-from algo_platform.pipeline.location import load_project_definitions
+from algo_platform.definitions import load_project_definitions
 
 defs = load_project_definitions(__file__)
 '''
@@ -134,7 +134,7 @@ def project_statuses(projects: Path, workspace: Path) -> list[ProjectStatus]:
             rows.append(ProjectStatus(folder.name, location, "broken", problem=str(error)))
             continue
         try:
-            from algo_platform.pipeline.location import build_project_definitions
+            from algo_platform.definitions import build_project_definitions
 
             build_project_definitions(project).resolve_asset_graph()
         except Exception as error:  # whatever stops the code location from loading is worth showing

@@ -2,7 +2,7 @@
 
 The schema is typed (pydantic): a wrong field fails with the file, the field's path, what was given
 and what is allowed, before any Dagster object is built. Everything else a project makes (asset
-keys, jobs, storage, MLflow names, run tags) is derived from it in `algo_platform.pipeline.location`.
+keys, jobs, storage, MLflow names, run tags) is derived from it in `algo_platform.definitions`.
 """
 
 from __future__ import annotations

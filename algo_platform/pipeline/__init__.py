@@ -1,2 +1,4 @@
-"""The Dagster side: a project's code location (assets, checks, jobs, schedules, sensors and
-resources), partitions, backfills. The only library package that imports dagster."""
+"""Deprecated: the import path of projects scaffolded before the Dagster side moved to
+`algo_platform.assets`, `algo_platform.jobs`, `algo_platform.resources` and
+`algo_platform.definitions`. Only `algo_platform.pipeline.location` is kept, so their
+`definitions.py` still loads; new projects import `algo_platform.definitions`."""

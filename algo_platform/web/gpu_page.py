@@ -22,7 +22,7 @@ from algo_platform.accounts.store import Principal
 from algo_platform.core.fleet import FleetError, fleet_file, load_fleet
 from algo_platform.core.project import ProjectError, load_project
 from algo_platform.core.settings import load_settings
-from algo_platform.pipeline.fleet_status import (
+from algo_platform.resources.fleet_status import (
     QueueState,
     WaitingRun,
     cluster_queue_states,

@@ -9,10 +9,11 @@ import pytest
 from algo_platform.core.calendar import latest_complete_day
 from algo_platform.core.layout import ProjectLayout
 from algo_platform.ingest.upload import upload_event_file
-from algo_platform.pipeline.jobs import automation, build_jobs
-from algo_platform.pipeline.jobs.automation import SETTLE_SECONDS, build_automation
-from algo_platform.pipeline.partitions import project_partitions
-from algo_platform.pipeline.resources.storage import PlatformStorage
+from algo_platform.jobs import automation
+from algo_platform.jobs.automation import SETTLE_SECONDS, build_automation
+from algo_platform.jobs.project_jobs import build_jobs
+from algo_platform.resources.partitions import project_partitions
+from algo_platform.resources.storage import PlatformStorage
 from tests.support.factories import PROJECT, make_project
 
 TEAM = make_project()

@@ -8,8 +8,8 @@ import dagster as dg
 import polars as pl
 
 from algo_platform.core.layout import ProjectLayout
+from algo_platform.definitions import build_project_definitions
 from algo_platform.ingest.datagen import generate
-from algo_platform.pipeline.location import build_project_definitions
 from algo_platform.profiles.overview import gini, overview
 from algo_platform.profiles.rollup import ProfileStore
 from tests.support.factories import PROJECT, make_project

@@ -5,7 +5,7 @@ import dagster as dg
 import pytest
 
 from algo_platform.core.settings import load_settings
-from algo_platform.pipeline.location import build_project_definitions
+from algo_platform.definitions import build_project_definitions
 from tests.support.factories import PROJECT
 
 # A renamed asset or a lost dependency shows up here as a diff.

@@ -21,7 +21,7 @@ def test_shipped_manifests_validate_against_the_kubernetes_schema(path):
 
 
 def test_training_manifests_match_the_launcher_defaults():
-    from algo_platform.pipeline.resources.k8s_launcher import K8sTrainingLauncher
+    from algo_platform.resources.k8s_launcher import K8sTrainingLauncher
 
     kinds = {
         (d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all((REPO / "deploy/k8s/training.yaml").read_text())
@@ -132,7 +132,7 @@ def test_the_production_ui_runs_the_guarded_entry_point():
 
 
 def test_spark_manifests_match_the_spark_launcher_defaults():
-    from algo_platform.pipeline.resources.spark_launcher import K8sSparkLauncher
+    from algo_platform.resources.spark_launcher import K8sSparkLauncher
 
     documents = list(yaml.safe_load_all((REPO / "deploy/k8s/spark.yaml").read_text()))
     defaults = K8sSparkLauncher()

@@ -13,10 +13,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from algo_platform.definitions import build_project_definitions
 from algo_platform.ingest import importer
 from algo_platform.ingest.importer import ImportRefused, import_events
 from algo_platform.ingest.landing import load_landing_day
-from algo_platform.pipeline.location import build_project_definitions
 from tests.support.factories import PROJECT, make_project
 
 MAPPING = {"user_id": "userId", "item_id": "movieId", "ts": "timestamp"}

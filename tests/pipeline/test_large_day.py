@@ -9,12 +9,12 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from algo_platform.assets.events import build_ingest_assets
+from algo_platform.assets.features import build_feature_assets
 from algo_platform.core.settings import Settings
 from algo_platform.engines.polars import large_day
 from algo_platform.ingest.datagen import generate
-from algo_platform.pipeline.assets.events import build_ingest_assets
-from algo_platform.pipeline.assets.features import build_feature_assets
-from algo_platform.pipeline.resources import build_resources
+from algo_platform.resources.environment import build_resources
 from tests.support.factories import END_DAY, PROJECT, make_project, project_assets
 
 DAY = END_DAY.isoformat()

@@ -9,11 +9,11 @@ import pytest
 
 from algo_platform.core.calendar import ProjectCalendar, window_partitions
 from algo_platform.core.project import ProjectError
+from algo_platform.definitions import build_project_definitions
 from algo_platform.ingest.importer import import_events
-from algo_platform.pipeline.backfill import request_ingest_backfill, resume_ingest_backfill
-from algo_platform.pipeline.jobs.automation import scan_landing_zone
-from algo_platform.pipeline.location import build_project_definitions
-from algo_platform.pipeline.partitions import project_partitions
+from algo_platform.jobs.automation import scan_landing_zone
+from algo_platform.jobs.backfill import request_ingest_backfill, resume_ingest_backfill
+from algo_platform.resources.partitions import project_partitions
 from tests.support.factories import PROJECT, make_project
 
 MAPPING = {"user_id": "userId", "item_id": "movieId", "ts": "timestamp"}
@@ -148,7 +148,7 @@ def test_a_failed_backfill_resumes_with_only_what_it_did_not_materialize(tmp_pat
 def test_following_a_backfill_reports_each_change_until_it_ends():
     from dagster._core.execution.backfill import BulkActionStatus
 
-    from algo_platform.pipeline.backfill import BackfillProgress, follow_backfill
+    from algo_platform.jobs.backfill import BackfillProgress, follow_backfill
 
     states = iter(
         [

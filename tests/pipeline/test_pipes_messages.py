@@ -6,7 +6,7 @@ import json
 import threading
 import time
 
-from algo_platform.pipeline.resources.pipes_messages import whole_lines
+from algo_platform.resources.pipes_messages import whole_lines
 
 
 def test_a_message_written_in_pieces_is_read_once_whole(tmp_path):

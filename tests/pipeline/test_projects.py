@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from algo_platform.cli import main as cli
 from algo_platform.core.project import PROJECT_TAG, TRAINING_TAG, ProjectError, load_project
 from algo_platform.core.settings import Settings
+from algo_platform.definitions import build_project_definitions, load_project_definitions
 from algo_platform.ingest.datagen import generate
-from algo_platform.pipeline.location import build_project_definitions, load_project_definitions
-from algo_platform.pipeline.resources import build_resources
+from algo_platform.resources.environment import build_resources
 from tests.support.factories import END_DAY
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,10 +9,10 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from algo_platform.pipeline.assets.evaluation import _as_long_table
-from algo_platform.pipeline.assets.serving import champion_model
-from algo_platform.pipeline.resources.promotion import PromotionGate
-from algo_platform.pipeline.resources.tracking import ExperimentTracking
+from algo_platform.assets.evaluation import _as_long_table
+from algo_platform.assets.serving import champion_model
+from algo_platform.resources.promotion import PromotionGate
+from algo_platform.resources.tracking import ExperimentTracking
 from tests.support.factories import overall, segments
 
 

@@ -9,11 +9,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from algo_platform.definitions import build_project_definitions
 from algo_platform.ingest.datagen import generate
-from algo_platform.pipeline.location import build_project_definitions
-from algo_platform.pipeline.resources.data_quality import DataQuality, suite_check_result
 from algo_platform.quality.contracts import cleaned_events_rules, raw_events_rules
 from algo_platform.quality.dimensions import population_stability_index, quality_dimensions
+from algo_platform.resources.data_quality import DataQuality, suite_check_result
 from tests.support.factories import END_DAY, PROJECT, make_events, make_project
 
 NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
@@ -154,7 +154,7 @@ def test_suites_run_in_a_process_whose_main_has_no_file():
     script = (
         "import pandas as pd\n"
         "from algo_platform.quality.contracts import hard\n"
-        "from algo_platform.pipeline.resources.data_quality import DataQuality\n"
+        "from algo_platform.resources.data_quality import DataQuality\n"
         "rule = hard('ExpectColumnValuesToNotBeNull', column='a')\n"
         "print('validated', DataQuality().validate(pd.DataFrame({'a': [1, None]}), [rule], 's')[0].passed)\n"
     )

@@ -13,10 +13,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from algo_platform.assets.events import build_ingest_assets
 from algo_platform.core.layout import ProjectLayout
 from algo_platform.ingest.quarantine import quarantine_name
-from algo_platform.pipeline.assets.events import build_ingest_assets
-from algo_platform.pipeline.resources import build_resources
+from algo_platform.resources.environment import build_resources
 from tests.support.factories import PROJECT, make_project, project_assets
 
 DAY = "2026-11-20"

@@ -5,7 +5,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from algo_platform.pipeline.location import build_project_definitions
+from algo_platform.definitions import build_project_definitions
 from tests.support.factories import PROJECT
 
 

@@ -24,8 +24,8 @@ def make_project(name: str = PROJECT, window_days: int = 7, start: str = "2024-0
 def project_assets(project: Project, *stages) -> list:
     """Some stages of a project's assets (e.g. `build_ingest_assets`, which take the partitions and
     the project's data section), with the project's keys."""
-    from algo_platform.pipeline.location import in_project
-    from algo_platform.pipeline.partitions import project_partitions
+    from algo_platform.definitions import in_project
+    from algo_platform.resources.partitions import project_partitions
 
     partitions = project_partitions(project.partitions_start, project.data.partition)
     return in_project([d for stage in stages for d in stage(partitions, project.data)], project)

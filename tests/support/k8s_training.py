@@ -5,11 +5,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from algo_platform.pipeline.assets.model import build_model_asset
-from algo_platform.pipeline.location import in_project
-from algo_platform.pipeline.partitions import project_partitions
-from algo_platform.pipeline.resources import build_resources
-from algo_platform.pipeline.resources.k8s_launcher import K8sTrainingLauncher
+from algo_platform.assets.model import build_model_asset
+from algo_platform.definitions import in_project
+from algo_platform.resources.environment import build_resources
+from algo_platform.resources.k8s_launcher import K8sTrainingLauncher
+from algo_platform.resources.partitions import project_partitions
 from tests.support.factories import END_DAY, PROJECT, make_project, write_inputs
 
 DAY = END_DAY.isoformat()
@@ -17,7 +17,7 @@ DAY = END_DAY.isoformat()
 
 def emulated_launcher(settings, emulator, tmp_path, **overrides) -> K8sTrainingLauncher:
     """The launcher pointed at the emulator, with no secrets to mount (several nodes: the Job launcher)."""
-    from algo_platform.pipeline.resources.k8s_multinode import K8sMultiNodeTrainingLauncher
+    from algo_platform.resources.k8s_multinode import K8sMultiNodeTrainingLauncher
 
     launcher_class = K8sMultiNodeTrainingLauncher if overrides.get("nodes", 1) > 1 else K8sTrainingLauncher
     return launcher_class(

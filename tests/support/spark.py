@@ -10,9 +10,9 @@ import pytest
 from upath import UPath
 
 from algo_platform.core.settings import Settings
+from algo_platform.definitions import build_project_definitions
 from algo_platform.ingest.datagen import generate
-from algo_platform.pipeline.location import build_project_definitions
-from algo_platform.pipeline.resources.io_managers import read_table
+from algo_platform.resources.io_managers import read_table
 from tests.support.factories import END_DAY, make_project
 
 

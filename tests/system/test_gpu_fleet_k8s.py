@@ -29,7 +29,7 @@ def test_a_queued_pod_waits_for_kueue_and_the_run_shows_the_wait(settings, tmp_p
     import dagster_k8s.pipes
 
     from algo_platform.core.fleet import QUEUE_LABEL
-    from algo_platform.pipeline.resources.gpu_usage import QUEUE_TAG
+    from algo_platform.resources.gpu_usage import QUEUE_TAG
 
     monkeypatch.setattr(dagster_k8s.pipes, "WAIT_TIMEOUT_FOR_READY", 3.0)
     land_training_inputs(settings, tmp_path)
@@ -110,8 +110,8 @@ def test_what_a_killed_run_worker_leaves_is_owned_by_it_and_reaped_once_its_run_
     import signal
     import subprocess
 
-    from algo_platform.pipeline.resources.k8s_launcher import RUN_LABEL
-    from algo_platform.pipeline.resources.k8s_reaper import Apis, reap
+    from algo_platform.resources.k8s_launcher import RUN_LABEL
+    from algo_platform.resources.k8s_reaper import Apis, reap
 
     land_training_inputs(settings, tmp_path)
     home = tmp_path / "home"

@@ -16,10 +16,10 @@ import yaml
 from click.testing import CliRunner
 
 from algo_platform.cli import main as cli
-from algo_platform.pipeline.location import in_project
-from algo_platform.pipeline.partitions import project_partitions
-from algo_platform.pipeline.resources import build_resources
-from algo_platform.pipeline.resources.k8s_launcher import K8sTrainingLauncher
+from algo_platform.definitions import in_project
+from algo_platform.resources.environment import build_resources
+from algo_platform.resources.k8s_launcher import K8sTrainingLauncher
+from algo_platform.resources.partitions import project_partitions
 from tests.support.factories import END_DAY, PROJECT, make_project
 from tests.support.k8s_emulator import KubernetesApiEmulator
 from tests.support.k8s_training import DAY, emulated_launcher, land_training_inputs, materialize_model
@@ -150,7 +150,7 @@ def test_the_trainer_reads_the_heartbeat_from_the_file_the_kubelet_writes(tmp_pa
 def test_the_spark_driver_pod_validates_and_sizes_executors_from_the_project(settings):
     """A Spark project on Kubernetes: the driver pod against the official schema, and its Spark
     settings (executors, cores, memory) from the project's compute.spark block."""
-    from algo_platform.pipeline.resources.spark_launcher import K8sSparkLauncher
+    from algo_platform.resources.spark_launcher import K8sSparkLauncher
 
     project = make_project(
         data={"engine": "spark"},
@@ -200,8 +200,8 @@ def test_a_command_task_runs_in_its_own_image_as_a_pod_and_reports_through_pipes
     import numpy as np
     import polars as pl
 
+    from algo_platform.assets.tasks import build_task_assets
     from algo_platform.ingest.datagen import build_world, generate_day
-    from algo_platform.pipeline.assets.tasks import build_task_assets
     from algo_platform.tasks.engagement.examples import build_examples
 
     script = Path(__file__).parents[2] / "projects" / "feed" / "sklearn_ranker.py"

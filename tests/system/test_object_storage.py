@@ -11,8 +11,8 @@ from upath import UPath
 
 from algo_platform.core.layout import ProjectLayout
 from algo_platform.core.settings import Settings
+from algo_platform.definitions import build_project_definitions
 from algo_platform.ingest.datagen import generate
-from algo_platform.pipeline.location import build_project_definitions
 from tests.support.factories import END_DAY, PROJECT, ingest_and_retrain, make_project
 from tests.support.s3_server import start_object_store
 
@@ -82,7 +82,7 @@ def test_cleaned_events_on_the_store_hold_every_good_row(s3_pipeline):
 def test_the_champion_loads_from_the_store_with_mlflows_own_api(s3_pipeline):
     import mlflow
 
-    from algo_platform.pipeline.resources import build_resources
+    from algo_platform.resources.environment import build_resources
 
     tracking = build_resources(s3_pipeline["settings"], make_project(window_days=DAYS))["experiment_tracking"]
     mlflow.set_tracking_uri(tracking.tracking_uri)
@@ -132,8 +132,8 @@ def test_a_store_that_stops_mid_write_fails_the_run_clearly_and_leaves_nothing_h
 
 def test_the_sensor_lists_the_store_in_one_go_and_finds_late_files_of_old_days_at_the_full_sweep(store, monkeypatch):
     from algo_platform.ingest import landing
-    from algo_platform.pipeline.jobs import automation
-    from algo_platform.pipeline.partitions import project_partitions
+    from algo_platform.jobs import automation
+    from algo_platform.resources.partitions import project_partitions
 
     root = f"s3://{store.bucket}/sensor"
     today = dt.datetime.now(dt.UTC).date()

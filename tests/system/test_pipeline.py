@@ -12,8 +12,8 @@ import polars as pl
 import pytest
 
 from algo_platform.core.settings import Settings
+from algo_platform.definitions import build_project_definitions
 from algo_platform.ingest.datagen import generate
-from algo_platform.pipeline.location import build_project_definitions
 from tests.support.factories import ALL_ASSETS, END_DAY, PROJECT, ingest_and_retrain, make_project, metadata_of
 
 DAYS = 7
@@ -219,7 +219,7 @@ def test_a_weaker_model_is_compared_with_the_champion_and_not_promoted(pipeline)
 def test_the_champion_loads_with_mlflows_own_api_and_recommends(pipeline):
     import mlflow
 
-    from algo_platform.pipeline.resources import build_resources
+    from algo_platform.resources.environment import build_resources
 
     tracking = build_resources(pipeline["settings"], make_project(window_days=DAYS))["experiment_tracking"]
     mlflow.set_tracking_uri(tracking.tracking_uri)

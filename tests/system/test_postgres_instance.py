@@ -8,8 +8,8 @@ import sys
 import dagster as dg
 import pytest
 
+from algo_platform.definitions import build_project_definitions
 from algo_platform.ingest.datagen import generate
-from algo_platform.pipeline.location import build_project_definitions
 from tests.support.factories import END_DAY, PROJECT, make_project
 from tests.support.postgres import REPO
 

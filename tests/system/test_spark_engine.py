@@ -14,12 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 from upath import UPath
 
+from algo_platform.assets.features import build_item_features, build_user_features
 from algo_platform.engines.polars.cleaning import clean_table
-from algo_platform.pipeline.assets.features import build_item_features, build_user_features
-from algo_platform.pipeline.resources.data_quality import DataQuality
-from algo_platform.pipeline.resources.io_managers import read_table
 from algo_platform.quality.contracts import cleaned_events_rules, item_features_rules
 from algo_platform.quality.dimensions import distribution_profile, quality_dimensions
+from algo_platform.resources.data_quality import DataQuality
+from algo_platform.resources.io_managers import read_table
 from tests.support.factories import END_DAY, make_events
 from tests.support.spark import assert_same_ingest, assert_same_table, comparable, ingest_one_day, skip_without_java
 

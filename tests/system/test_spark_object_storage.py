@@ -11,7 +11,7 @@ import pytest
 from upath import UPath
 
 from algo_platform.core.atomic import PARTS_MANIFEST
-from algo_platform.pipeline.resources.io_managers import read_table
+from algo_platform.resources.io_managers import read_table
 from tests.support.factories import END_DAY
 from tests.support.s3_server import start_object_store
 from tests.support.spark import assert_same_ingest, ingest_one_day, skip_without_java

@@ -16,9 +16,9 @@ from click.testing import CliRunner
 from algo_platform.cli import main as cli
 from algo_platform.core.project import load_project
 from algo_platform.core.settings import Settings
+from algo_platform.definitions import build_project_definitions
 from algo_platform.ingest.datagen import generate
-from algo_platform.pipeline.location import build_project_definitions
-from algo_platform.pipeline.resources.tracking import mlflow_uris_kept
+from algo_platform.resources.tracking import mlflow_uris_kept
 from algo_platform.tasks.engagement.features import FEATURES
 from tests.support.factories import END_DAY, PROJECT, ingest_and_retrain, metadata_of
 

@@ -5,11 +5,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from polars.testing import assert_frame_equal
 
+from algo_platform.assets.events import DROP_REASONS, clean_events
 from algo_platform.core.schema import pandas_dtypes
 from algo_platform.engines.polars.cleaning import clean_parquet, clean_table, raw_collisions, raw_collisions_of_file
 from algo_platform.engines.polars.features import item_features, user_features
 from algo_platform.engines.polars.large_day import clean_file, features_of_file
-from algo_platform.pipeline.assets.events import DROP_REASONS, clean_events
 from tests.support.factories import END_DAY, NOW, make_events
 
 NOON = pd.Timestamp(END_DAY, tz="UTC") + pd.Timedelta(hours=12)

@@ -1,8 +1,8 @@
 import pandas as pd
 import pytest
 
-from algo_platform.pipeline.assets.events import clean_events
-from algo_platform.pipeline.assets.features import build_item_features, build_user_features
+from algo_platform.assets.events import clean_events
+from algo_platform.assets.features import build_item_features, build_user_features
 from tests.support.factories import END_DAY, NOW, make_events
 
 

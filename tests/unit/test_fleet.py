@@ -94,7 +94,7 @@ def test_render_queues_prints_the_manifests_of_the_projects(projects_dir, monkey
 def test_a_projects_training_pod_carries_its_queue_and_priority(settings):
     import dataclasses
 
-    from algo_platform.pipeline.resources import build_training_launcher
+    from algo_platform.resources.environment import build_training_launcher
 
     project = make_project(compute={"queue": "recsys", "queue_priority": "experiment"})
     launcher = build_training_launcher(dataclasses.replace(settings, env="kubernetes"), project)
@@ -109,8 +109,8 @@ def test_a_multi_node_training_is_an_indexed_job_with_a_headless_service_kuberne
 
     import kubernetes_validate
 
-    from algo_platform.pipeline.resources import build_training_launcher
-    from algo_platform.pipeline.resources.k8s_multinode import render_training_job
+    from algo_platform.resources.environment import build_training_launcher
+    from algo_platform.resources.k8s_multinode import render_training_job
 
     project = make_project(compute={"queue": "recsys", "gpus": 8, "nodes": 4})
     launcher = build_training_launcher(dataclasses.replace(settings, env="kubernetes"), project)
@@ -132,7 +132,7 @@ def test_without_kubernetes_a_teams_queue_is_a_dagster_pool_of_its_quota(setting
     import dagster as dg
 
     from algo_platform.cli import main as cli
-    from algo_platform.pipeline.location import build_project_definitions
+    from algo_platform.definitions import build_project_definitions
 
     queued = make_project(compute={"queue": "ads"})
     defs = build_project_definitions(queued, settings)
@@ -153,7 +153,7 @@ def test_without_kubernetes_a_teams_queue_is_a_dagster_pool_of_its_quota(setting
 
 def test_a_project_cannot_hold_idle_gpus_longer_than_the_fleet_allows(settings, monkeypatch):
     from algo_platform.core.project import ProjectError
-    from algo_platform.pipeline.location import build_project_definitions
+    from algo_platform.definitions import build_project_definitions
 
     monkeypatch.setenv("ALGO_PLATFORM_FLEET", str(REPO / "deploy" / "gpu-fleet.yaml"))
     with pytest.raises(ProjectError, match=r"compute.idle_minutes 600 is over the fleet's 240.*Change project.yaml"):
@@ -174,7 +174,7 @@ def test_a_spark_driver_and_its_executors_are_one_kueue_pod_group(settings):
     import kubernetes_validate
 
     from algo_platform.core.fleet import POD_GROUP_COUNT_ANNOTATION, POD_GROUP_LABEL
-    from algo_platform.pipeline.resources import build_resources
+    from algo_platform.resources.environment import build_resources
 
     project = make_project(data={"engine": "spark"}, compute={"queue": "recsys", "spark": {"executors": 6}})
     launcher = build_resources(dataclasses.replace(settings, env="kubernetes"), project)["spark_launcher"]
@@ -189,7 +189,7 @@ def test_a_spark_driver_and_its_executors_are_one_kueue_pod_group(settings):
 
 
 def test_on_kubernetes_each_project_reaps_what_its_ended_runs_left(settings):
-    from algo_platform.pipeline.location import build_project_definitions
+    from algo_platform.definitions import build_project_definitions
 
     on_cluster = build_project_definitions(make_project(), dataclasses.replace(settings, env="kubernetes"))
     reaper = on_cluster.resolve_sensor_def("team_a_k8s_reaper")

@@ -2,7 +2,7 @@ import datetime as dt
 
 import pandas as pd
 
-from algo_platform.pipeline.assets.sequences import build_training_sequences
+from algo_platform.assets.sequences import build_training_sequences
 from tests.support.factories import END_DAY, make_events
 
 HOLDOUT = END_DAY

@@ -378,7 +378,7 @@ def test_every_hyper_parameter_is_in_the_launchpad_with_its_help_and_on_the_comm
 
     import pydantic
 
-    from algo_platform.pipeline.assets.model import launchpad_config, trainer_args
+    from algo_platform.assets.model import launchpad_config, trainer_args
     from algo_platform.training.train import build_parser
 
     launchpad_class = launchpad_config()
@@ -464,7 +464,7 @@ def test_checkpoints_are_keyed_by_what_they_train_so_a_new_runs_retry_finds_them
     """The run retry after a killed worker is a new run: it must find the same checkpoint folder."""
     from upath import UPath
 
-    from algo_platform.pipeline.assets.model import training_key
+    from algo_platform.assets.model import training_key
 
     sequences, vocabulary = (UPath(p) for p in write_inputs(tmp_path))
     key = training_key({"model": "sasrec", "epochs": 3}, sequences, vocabulary)

@@ -21,19 +21,19 @@ import polars as pl
 from upath import UPath
 
 from algo_platform import code_version
+from algo_platform.assets.evaluation import split_report
+from algo_platform.assets.model import file_identity
+from algo_platform.assets.serving import choose_champion
 from algo_platform.core.families import ContractViolation, project_file_spec
 from algo_platform.core.project import Project, Task, projects_dir
 from algo_platform.evaluation.promotion import PromotionPolicy
-from algo_platform.pipeline.assets.evaluation import split_report
-from algo_platform.pipeline.assets.model import file_identity
-from algo_platform.pipeline.assets.serving import choose_champion
-from algo_platform.pipeline.partitions import PeriodPartitions
-from algo_platform.pipeline.resources.data_quality import DataQuality, suite_check_result
-from algo_platform.pipeline.resources.io_managers import AS_PATH
-from algo_platform.pipeline.resources.launcher import TrainingLauncher
-from algo_platform.pipeline.resources.storage import PlatformStorage
-from algo_platform.pipeline.resources.tracking import ExperimentTracking
 from algo_platform.quality.contracts import hard
+from algo_platform.resources.data_quality import DataQuality, suite_check_result
+from algo_platform.resources.io_managers import AS_PATH
+from algo_platform.resources.launcher import TrainingLauncher
+from algo_platform.resources.partitions import PeriodPartitions
+from algo_platform.resources.storage import PlatformStorage
+from algo_platform.resources.tracking import ExperimentTracking
 from algo_platform.tasks.contract import EXTRA_KEY, TaskInputs, check_outputs
 from algo_platform.tasks.engagement.examples import build_examples, candidate_features
 from algo_platform.tasks.engagement.features import FEATURES

@@ -15,8 +15,8 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from algo_platform.pipeline.resources.gpu_usage import AdmissionWait
-from algo_platform.pipeline.resources.launcher import TRAINER_MODULE, TrainingLauncher
+from algo_platform.resources.gpu_usage import AdmissionWait
+from algo_platform.resources.launcher import TRAINER_MODULE, TrainingLauncher
 from algo_platform.training.idle import idle_rule_environment
 from algo_platform.training.watchdog import HEARTBEAT_ANNOTATION, HEARTBEAT_FILE_ENV, HEARTBEAT_TIMEOUT_ENV
 

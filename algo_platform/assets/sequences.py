@@ -12,10 +12,10 @@ import pyarrow.compute as pc
 from algo_platform.core.calendar import window_partitions
 from algo_platform.core.project import Training
 from algo_platform.core.schema import DEFAULT_INTERACTION_TYPES
-from algo_platform.pipeline.partitions import PeriodPartitions, grain_of
-from algo_platform.pipeline.resources.data_quality import DataQuality, suite_check_result
-from algo_platform.pipeline.resources.project import ProjectResource
 from algo_platform.quality.contracts import hard, soft
+from algo_platform.resources.data_quality import DataQuality, suite_check_result
+from algo_platform.resources.partitions import PeriodPartitions, grain_of
+from algo_platform.resources.project import ProjectResource
 
 HELD_OUT = {
     "next_day": "the window's last partition (day, week or month) held out",

@@ -9,16 +9,13 @@ import polars as pl
 import pyarrow as pa
 from upath import UPath
 
+from algo_platform.assets.days import DayResult, days_per_backfill_run, materialize_days, suite_each_day
+from algo_platform.assets.metadata import as_metadata
 from algo_platform.core.project import DataSource
 from algo_platform.core.schema import EVENT_TYPES
 from algo_platform.engines.polars.features import item_features as item_features_plan
 from algo_platform.engines.polars.features import user_features as user_features_plan
 from algo_platform.engines.polars.large_day import item_features_of_file, user_features_of_file
-from algo_platform.pipeline.assets.days import DayResult, days_per_backfill_run, materialize_days, suite_each_day
-from algo_platform.pipeline.metadata import as_metadata
-from algo_platform.pipeline.partitions import PeriodPartitions
-from algo_platform.pipeline.resources.data_quality import DataQuality
-from algo_platform.pipeline.resources.io_managers import AS_PATH, local_file
 from algo_platform.quality.contracts import (
     ITEM_FEATURES_SUITE,
     USER_FEATURES_SUITE,
@@ -26,6 +23,9 @@ from algo_platform.quality.contracts import (
     user_features_rules,
 )
 from algo_platform.quality.summaries import feature_summary
+from algo_platform.resources.data_quality import DataQuality
+from algo_platform.resources.io_managers import AS_PATH, local_file
+from algo_platform.resources.partitions import PeriodPartitions
 
 # Counts come out as int64, totals that can be unknown (all watch times missing) as nullable Int64.
 _COUNT_COLUMNS = (

@@ -10,8 +10,8 @@ from typing import Any
 import dagster as dg
 from pydantic import PrivateAttr
 
-from algo_platform.pipeline.resources.gpu_usage import usage_metadata
-from algo_platform.pipeline.resources.pipes_messages import WholeLineTempFileMessageReader
+from algo_platform.resources.gpu_usage import usage_metadata
+from algo_platform.resources.pipes_messages import WholeLineTempFileMessageReader
 from algo_platform.training.watchdog import LAUNCHER_PID_ENV
 
 TRAINER_MODULE = "algo_platform.training"

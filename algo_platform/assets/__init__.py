@@ -1,2 +1,2 @@
 """One module per stage of the data flow; each has a factory that builds the stage for a project
-(`algo_platform.pipeline.location` puts them together)."""
+(`algo_platform.definitions` puts them together)."""

@@ -21,10 +21,10 @@ import pyarrow.parquet as pq
 from upath import UPath
 
 from algo_platform.engines.polars import large_day
-from algo_platform.pipeline.partitions import compact_days
-from algo_platform.pipeline.resources.data_quality import DataQuality, suite_check_result
-from algo_platform.pipeline.resources.io_managers import local_file, read_table
 from algo_platform.quality.contracts import Rule
+from algo_platform.resources.data_quality import DataQuality, suite_check_result
+from algo_platform.resources.io_managers import local_file, read_table
+from algo_platform.resources.partitions import compact_days
 
 T = TypeVar("T")
 

@@ -12,11 +12,11 @@ import pandas as pd
 from upath import UPath
 
 from algo_platform.evaluation.promotion import promotion_decision
-from algo_platform.pipeline.partitions import PeriodPartitions
-from algo_platform.pipeline.resources.project import ProjectResource
-from algo_platform.pipeline.resources.promotion import PromotionGate
-from algo_platform.pipeline.resources.storage import PlatformStorage
-from algo_platform.pipeline.resources.tracking import ExperimentTracking
+from algo_platform.resources.partitions import PeriodPartitions
+from algo_platform.resources.project import ProjectResource
+from algo_platform.resources.promotion import PromotionGate
+from algo_platform.resources.storage import PlatformStorage
+from algo_platform.resources.tracking import ExperimentTracking
 
 HEADLINE = ["hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr"]
 ACTIVITY_BINS = [-1, 0, 9, 49, np.inf]

@@ -29,8 +29,8 @@ import pyarrow.parquet as pq
 from upath import UPath
 
 from algo_platform.core.atomic import stored_parts, write_atomically, write_streamed_atomically
-from algo_platform.pipeline.partitions import compact_days, project_partitions, require_run_day
-from algo_platform.pipeline.store_outage import store_outage_as_failure
+from algo_platform.resources.partitions import compact_days, project_partitions, require_run_day
+from algo_platform.resources.store_outage import store_outage_as_failure
 
 # Input metadata for steps that read the stored file themselves (cleaning, features: polars reads
 # it, so no other copy of the day is held): they get its path (`local_file` makes it local).

@@ -6,11 +6,11 @@ import dagster as dg
 import pandas as pd
 from upath import UPath
 
+from algo_platform.assets.evaluation import split_report
 from algo_platform.evaluation.promotion import PromotionPolicy, promotion_decision
-from algo_platform.pipeline.assets.evaluation import split_report
-from algo_platform.pipeline.partitions import PeriodPartitions
-from algo_platform.pipeline.resources.promotion import PromotionGate
-from algo_platform.pipeline.resources.tracking import ExperimentTracking, ModelVersion
+from algo_platform.resources.partitions import PeriodPartitions
+from algo_platform.resources.promotion import PromotionGate
+from algo_platform.resources.tracking import ExperimentTracking, ModelVersion
 
 
 def _descriptor_of(version: ModelVersion) -> dict:

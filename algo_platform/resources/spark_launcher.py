@@ -16,8 +16,8 @@ import dagster as dg
 from pydantic import Field
 
 from algo_platform.core.fleet import POD_GROUP_COUNT_ANNOTATION, POD_GROUP_LABEL, QUEUE_LABEL
-from algo_platform.pipeline.resources.k8s_launcher import RUN_LABEL
-from algo_platform.pipeline.resources.pipes_messages import WholeLineTempFileMessageReader
+from algo_platform.resources.k8s_launcher import RUN_LABEL
+from algo_platform.resources.pipes_messages import WholeLineTempFileMessageReader
 
 SPARK_JOB_MODULE = "algo_platform.engines.spark.job"
 DRIVER_CONTAINER = "spark-driver"

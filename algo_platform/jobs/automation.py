@@ -14,9 +14,9 @@ from algo_platform.core.project import Project
 from algo_platform.core.settings import Settings
 from algo_platform.ingest.folders import is_object_store
 from algo_platform.ingest.landing import LandedFile, day_folders, landing_objects, scan_folder
-from algo_platform.pipeline.jobs import AssetJob
-from algo_platform.pipeline.partitions import partition_of
-from algo_platform.pipeline.resources.storage import PlatformStorage
+from algo_platform.jobs.project_jobs import AssetJob
+from algo_platform.resources.partitions import partition_of
+from algo_platform.resources.storage import PlatformStorage
 
 _now_ns = time.time_ns  # the sensor's clock, replaceable in tests
 # A landing file written in place is read once it has been unmodified this long: the settings'
@@ -186,7 +186,7 @@ def build_automation(
 
 def build_reaper_sensor(project: Project, namespace: str, interval_seconds: int = 300) -> dg.SensorDefinition:
     """On Kubernetes: every few minutes, delete the pods, Jobs, Services and Kueue workloads that the
-    project's ended runs left behind (pipeline/resources/k8s_reaper.py)."""
+    project's ended runs left behind (resources/k8s_reaper.py)."""
 
     @dg.sensor(
         name=f"{project.name}_k8s_reaper",
@@ -196,7 +196,7 @@ def build_reaper_sensor(project: Project, namespace: str, interval_seconds: int 
         "(trainer pods, multi-node Jobs, Services, Kueue workloads).",
     )
     def k8s_reaper(context: dg.SensorEvaluationContext) -> dg.SkipReason:
-        from algo_platform.pipeline.resources.k8s_reaper import Apis, reap
+        from algo_platform.resources.k8s_reaper import Apis, reap
 
         reaped = reap(context.instance, Apis.connect(), namespace, project.name)
         for name in reaped:

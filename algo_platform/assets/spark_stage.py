@@ -10,13 +10,13 @@ import datetime as dt
 
 import dagster as dg
 
-from algo_platform.pipeline.assets.days import days_per_backfill_run
-from algo_platform.pipeline.assets.events import CLEANED_DRIFT, cleaned_events_drift
-from algo_platform.pipeline.partitions import PeriodPartitions
-from algo_platform.pipeline.resources.data_quality import DataQuality
-from algo_platform.pipeline.resources.spark_launcher import SparkLauncher
-from algo_platform.pipeline.resources.storage import PlatformStorage
+from algo_platform.assets.days import days_per_backfill_run
+from algo_platform.assets.events import CLEANED_DRIFT, cleaned_events_drift
 from algo_platform.quality.contracts import CLEANED_SUITE, ITEM_FEATURES_SUITE, USER_FEATURES_SUITE
+from algo_platform.resources.data_quality import DataQuality
+from algo_platform.resources.partitions import PeriodPartitions
+from algo_platform.resources.spark_launcher import SparkLauncher
+from algo_platform.resources.storage import PlatformStorage
 
 TABLES = ("raw_events", "cleaned_events", "user_features", "item_features")
 

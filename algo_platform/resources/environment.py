@@ -5,16 +5,16 @@ import dagster as dg
 from algo_platform.core.fleet import queue_labels
 from algo_platform.core.project import PROJECT_LABEL, Project
 from algo_platform.core.settings import Settings
-from algo_platform.pipeline.resources.data_quality import DataQuality
-from algo_platform.pipeline.resources.io_managers import JsonIOManagerFactory, ParquetIOManagerFactory
-from algo_platform.pipeline.resources.k8s_launcher import K8sTrainingLauncher
-from algo_platform.pipeline.resources.k8s_multinode import K8sMultiNodeTrainingLauncher
-from algo_platform.pipeline.resources.launcher import SubprocessTrainingLauncher, TrainingLauncher
-from algo_platform.pipeline.resources.project import ProjectResource
-from algo_platform.pipeline.resources.promotion import PromotionGate
-from algo_platform.pipeline.resources.spark_launcher import K8sSparkLauncher, LocalSparkLauncher, SparkLauncher
-from algo_platform.pipeline.resources.storage import PlatformStorage
-from algo_platform.pipeline.resources.tracking import ExperimentTracking
+from algo_platform.resources.data_quality import DataQuality
+from algo_platform.resources.io_managers import JsonIOManagerFactory, ParquetIOManagerFactory
+from algo_platform.resources.k8s_launcher import K8sTrainingLauncher
+from algo_platform.resources.k8s_multinode import K8sMultiNodeTrainingLauncher
+from algo_platform.resources.launcher import SubprocessTrainingLauncher, TrainingLauncher
+from algo_platform.resources.project import ProjectResource
+from algo_platform.resources.promotion import PromotionGate
+from algo_platform.resources.spark_launcher import K8sSparkLauncher, LocalSparkLauncher, SparkLauncher
+from algo_platform.resources.storage import PlatformStorage
+from algo_platform.resources.tracking import ExperimentTracking
 from algo_platform.training.idle import idle_rule_environment
 
 

@@ -5,7 +5,7 @@ from typing import Any
 import dagster as dg
 
 from algo_platform.core.project import TRAINING_TAG, Project, Task
-from algo_platform.pipeline.partitions import PeriodPartitions
+from algo_platform.resources.partitions import PeriodPartitions
 
 # One process per run, not per step: the steps are short pandas/GX work (training itself runs in
 # its own process through Pipes), and a process per step cost 20.8 s vs 5.3 s for one day's
@@ -14,7 +14,7 @@ EXECUTOR = dg.in_process_executor
 
 
 def task_assets(task: Task) -> list[str]:
-    """A further task's assets (algo_platform.pipeline.assets.tasks), retrained with the project's job."""
+    """A further task's assets (algo_platform.assets.tasks), retrained with the project's job."""
     return [f"{task.name}_{stage}" for stage in ("examples", "model", "evaluation", "champion", "recommendations")]
 
 

@@ -18,11 +18,11 @@ from algo_platform import code_version
 from algo_platform.core.families import project_file_spec
 from algo_platform.core.hyperparameters import TrainConfig, launch_settable, python_type
 from algo_platform.core.project import projects_dir
-from algo_platform.pipeline.partitions import PeriodPartitions
-from algo_platform.pipeline.resources.launcher import TrainingLauncher
-from algo_platform.pipeline.resources.project import ProjectResource
-from algo_platform.pipeline.resources.storage import PlatformStorage
-from algo_platform.pipeline.resources.tracking import ExperimentTracking
+from algo_platform.resources.launcher import TrainingLauncher
+from algo_platform.resources.partitions import PeriodPartitions
+from algo_platform.resources.project import ProjectResource
+from algo_platform.resources.storage import PlatformStorage
+from algo_platform.resources.tracking import ExperimentTracking
 
 
 def launchpad_config(defaults: Mapping[str, Any] | None = None) -> type[dg.Config]:

@@ -13,18 +13,18 @@ import dagster as dg
 import polars as pl
 from upath import UPath
 
+from algo_platform.assets.days import DayResult, days_per_backfill_run, materialize_days, run_days
+from algo_platform.assets.events import latest_metadata
 from algo_platform.core.atomic import stored_parts
 from algo_platform.core.layout import ProjectLayout
 from algo_platform.core.project import DataSource
 from algo_platform.ingest.quarantine import REASON_SUFFIX
-from algo_platform.pipeline.assets.days import DayResult, days_per_backfill_run, materialize_days, run_days
-from algo_platform.pipeline.assets.events import latest_metadata
-from algo_platform.pipeline.partitions import PeriodPartitions
-from algo_platform.pipeline.resources.io_managers import AS_PATH, read_table
-from algo_platform.pipeline.resources.project import ProjectResource
-from algo_platform.pipeline.resources.storage import PlatformStorage
 from algo_platform.profiles.compute import QUALITY_DIMENSIONS, profile_of
 from algo_platform.profiles.rollup import ProfileStore
+from algo_platform.resources.io_managers import AS_PATH, read_table
+from algo_platform.resources.partitions import PeriodPartitions
+from algo_platform.resources.project import ProjectResource
+from algo_platform.resources.storage import PlatformStorage
 
 # The columns a profile counts; extra columns are added per project.
 COUNTED = ["user_id", "item_id", "event_type", "watch_ms", "item_duration_ms", "ts", "device", "region"]

@@ -19,7 +19,7 @@ import dagster as dg
 
 from algo_platform.core.fleet import KUEUE_API
 from algo_platform.core.project import PROJECT_LABEL
-from algo_platform.pipeline.resources.k8s_launcher import RUN_LABEL
+from algo_platform.resources.k8s_launcher import RUN_LABEL
 
 ENDED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 

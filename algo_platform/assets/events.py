@@ -10,6 +10,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from upath import UPath
 
+from algo_platform.assets.days import (
+    DayResult,
+    check_each_day,
+    days_per_backfill_run,
+    materialize_days,
+    run_days,
+    suite_each_day,
+)
+from algo_platform.assets.metadata import as_metadata
 from algo_platform.core.calendar import Period
 from algo_platform.core.layout import ProjectLayout
 from algo_platform.core.project import DataSource
@@ -18,20 +27,6 @@ from algo_platform.engines.polars import large_day
 from algo_platform.engines.polars.cleaning import DROP_REASONS, clean_parquet, clean_table, raw_collisions_of_file
 from algo_platform.engines.polars.large_day import STREAMING, clean_file
 from algo_platform.ingest.landing import LandingFileChanged, write_landing_day
-from algo_platform.pipeline.assets.days import (
-    DayResult,
-    check_each_day,
-    days_per_backfill_run,
-    materialize_days,
-    run_days,
-    suite_each_day,
-)
-from algo_platform.pipeline.metadata import as_metadata
-from algo_platform.pipeline.partitions import PeriodPartitions, record_grain
-from algo_platform.pipeline.resources.data_quality import DataQuality
-from algo_platform.pipeline.resources.io_managers import AS_PATH, StagedParquet, StoredDays, local_file
-from algo_platform.pipeline.resources.project import ProjectResource
-from algo_platform.pipeline.resources.storage import PlatformStorage
 from algo_platform.quality.contracts import CLEANED_SUITE, RAW_SUITE, cleaned_events_rules, raw_events_rules
 from algo_platform.quality.dimensions import (
     distribution_profile,
@@ -39,6 +34,11 @@ from algo_platform.quality.dimensions import (
     quality_dimensions,
 )
 from algo_platform.quality.summaries import all_rows_dropped, cleaned_events_summary
+from algo_platform.resources.data_quality import DataQuality
+from algo_platform.resources.io_managers import AS_PATH, StagedParquet, StoredDays, local_file
+from algo_platform.resources.partitions import PeriodPartitions, record_grain
+from algo_platform.resources.project import ProjectResource
+from algo_platform.resources.storage import PlatformStorage
 
 __all__ = ["DROP_REASONS", "clean_events", "clean_table"]
 

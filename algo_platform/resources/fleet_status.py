@@ -19,8 +19,8 @@ import polars as pl
 
 from algo_platform.core.fleet import ADMISSION_GATE, KUEUE_API, QUEUE_LABEL, Fleet, local_pool, local_queue_name
 from algo_platform.core.project import PROJECT_TAG
-from algo_platform.pipeline.resources.gpu_usage import gpu_usage_of
-from algo_platform.pipeline.resources.k8s_launcher import RUN_LABEL
+from algo_platform.resources.gpu_usage import gpu_usage_of
+from algo_platform.resources.k8s_launcher import RUN_LABEL
 
 USAGE_SCHEMA = {"project": pl.String, "day": pl.Date, "gpu_hours": pl.Float64, "utilisation": pl.Float64}
 

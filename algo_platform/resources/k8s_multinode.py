@@ -19,9 +19,9 @@ import dagster as dg
 from dagster import PipesEnvContextInjector
 
 from algo_platform.core.fleet import QUEUE_LABEL
-from algo_platform.pipeline.resources.gpu_usage import AdmissionWait
-from algo_platform.pipeline.resources.k8s_launcher import K8sTrainingLauncher
-from algo_platform.pipeline.resources.launcher import TRAINER_MODULE
+from algo_platform.resources.gpu_usage import AdmissionWait
+from algo_platform.resources.k8s_launcher import K8sTrainingLauncher
+from algo_platform.resources.launcher import TRAINER_MODULE
 
 RENDEZVOUS_PORT = 29400
 COMPLETION_INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
