@@ -4,8 +4,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 export ALGO_PLATFORM_STORAGE ?= $(CURDIR)/storage
-# The run queue's size (dagster_home/dagster.yaml): one run per core unless set.
-export ALGO_PLATFORM_MAX_RUNS ?= $(shell nproc 2>/dev/null || echo 2)
 
 .PHONY: setup demo dev admin test test-fast lint bench clean fleet-chart
 

@@ -3,14 +3,12 @@ from pathlib import Path
 import pytest
 
 from algo_platform.core.project import Project
-from algo_platform.core.settings import Settings, size_run_queue_to_cores
+from algo_platform.core.settings import Settings
 from tests.support.factories import PROJECT, make_project
 
 pytest_plugins = ["tests.support.postgres"]
 
 TESTS = Path(__file__).parent
-# The shipped dagster.yaml sizes its run queue from the environment, as `make` and the CLI set it.
-size_run_queue_to_cores()
 
 
 @pytest.fixture(autouse=True)

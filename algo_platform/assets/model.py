@@ -94,6 +94,8 @@ def build_model_asset(
         # A retry finds the same output folder (keyed by what it trains) and the trainer resumes from
         # its last checkpoint there instead of starting over (a lost node or pod costs minutes, not hours).
         retry_policy=dg.RetryPolicy(max_retries=2, delay=5),
+        description=f"Next-item model of family {family} (project.yaml's model.family), trained by the "
+        "Pipes-launched trainer.",
     )
     def sequence_model(
         context: dg.AssetExecutionContext,
@@ -105,7 +107,6 @@ def build_model_asset(
         training_sequences: UPath,
         item_vocabulary: UPath,
     ) -> dg.Output[dict]:
-        """Next-item model (project.yaml's family) trained by the Pipes-launched trainer."""
         # Keyed by what it trains, not by the run: a retry (a new run after a killed worker) finds the
         # previous attempt's checkpoint and resumes it.
         hyperparameters = {"model": family, **config.model_dump()}

@@ -22,7 +22,6 @@ from algo_platform.cli.k8s import k8s
 from algo_platform.cli.projects import project
 from algo_platform.cli.servers import dev, webserver
 from algo_platform.cli.users import audit, users
-from algo_platform.core.settings import size_run_queue_to_cores
 
 # A person at a terminal reads the platform's output, not its libraries' notes to developers
 # (Dagster's beta and preview markers, deprecations inside libraries); tests still see them all.
@@ -37,8 +36,6 @@ for library_note in (
 @click.group()
 def main() -> None:
     """algo-platform: user-behaviour data, quality checks, PyTorch training, on Dagster."""
-    # Before anything opens the instance, and inherited by the daemon and run workers `dev` starts.
-    size_run_queue_to_cores()
 
 
 for command in (generate, upload, import_history, backfill, demo, project, users, audit, webserver, dev, k8s, fleet):

@@ -84,16 +84,3 @@ def load_settings() -> Settings:
         mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", ""),
         dagster_home=os.environ.get("DAGSTER_HOME", ""),
     )
-
-
-# dagster_home/dagster.yaml sizes the run queue from this variable.
-RUN_QUEUE_SIZE_VARIABLE = "ALGO_PLATFORM_MAX_RUNS"
-
-
-def size_run_queue_to_cores() -> int:
-    """Set ALGO_PLATFORM_MAX_RUNS to this machine's usable cores unless it is set; returns the size.
-
-    More concurrent runs than cores do not finish sooner: they slow each other down, past the
-    run monitor's start timeout on a small machine."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return int(os.environ.setdefault(RUN_QUEUE_SIZE_VARIABLE, str(max(1, cores))))

@@ -169,24 +169,37 @@ def test_the_run_launcher_takes_no_kubernetes_config_from_a_run(monkeypatch):
     assert deployment_env <= set(config["only_allow_user_defined_env_vars"])
 
 
-def test_the_embedded_run_queue_is_sized_from_the_environment(tmp_path, monkeypatch):
-    """`make` and the CLI set ALGO_PLATFORM_MAX_RUNS to the cores; the shipped instance reads it."""
+def test_dagsters_own_commands_run_on_the_shipped_instance_from_a_clean_environment(tmp_path):
+    """`dagster asset materialize` and `dagster instance info` on a copy of dagster_home/, with no
+    variable of the platform's set: nothing in the shipped instance needs one."""
     import shutil
+    import subprocess
+    import sys
 
     import dagster as dg
 
-    from algo_platform.core.settings import RUN_QUEUE_SIZE_VARIABLE, size_run_queue_to_cores
-
-    monkeypatch.delenv(RUN_QUEUE_SIZE_VARIABLE, raising=False)
-    cores = size_run_queue_to_cores()
-    assert cores >= 1 and os.environ[RUN_QUEUE_SIZE_VARIABLE] == str(cores)
-    monkeypatch.setenv(RUN_QUEUE_SIZE_VARIABLE, "3")
-    assert size_run_queue_to_cores() == 3  # a value someone set is kept
-    shutil.copy(REPO / "dagster_home" / "dagster.yaml", tmp_path / "dagster.yaml")
-    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    clean = {key: value for key, value in os.environ.items() if not key.startswith(("ALGO_PLATFORM_", "DAGSTER_"))}
+    env = {**clean, "DAGSTER_HOME": str(home)}
+    dagster = str(Path(sys.executable).parent / "dagster")
+    info = subprocess.run([dagster, "instance", "info"], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert info.returncode == 0, info.stderr[-2000:]
+    day = "2026-11-20"  # an empty day of the shipped project: a valid partition, nothing landed
+    materialized = subprocess.run(
+        [dagster, "asset", "materialize", "-f", str(REPO / "projects" / "shortvideo" / "definitions.py"),
+         "--select", "shortvideo/raw_events", "--partition", day],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert materialized.returncode == 0, materialized.stderr[-3000:]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
         queue = instance.get_concurrency_config().run_queue_config
-        assert queue.max_concurrent_runs == 3
+        assert queue.max_concurrent_runs >= 1
         assert instance.run_monitoring_start_timeout_seconds >= 600  # a slow start on a busy machine is no failure
+        event = instance.get_latest_materialization_event(dg.AssetKey(["shortvideo", "raw_events"]))
+        assert event is not None and event.dagster_event.partition == day
 
 
 def test_the_training_roles_allow_every_call_the_launchers_the_reaper_and_the_gpu_page_make():

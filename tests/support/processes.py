@@ -14,7 +14,6 @@ import dagster as dg
 import pytest
 
 from algo_platform.cli.scaffold import scaffold_project
-from algo_platform.core.settings import size_run_queue_to_cores
 from tests.support.factories import PROJECT
 from tests.support.postgres import REPO
 
@@ -76,7 +75,6 @@ def temporary_platform(tmp_path: Path, window_days: int = 7, **extra_env: str) -
     # starting together on an empty DAGSTER_HOME race to create them and one of them dies.
     with dg.DagsterInstance.from_config(str(home)):
         pass
-    size_run_queue_to_cores()  # the shipped dagster.yaml reads the run queue's size from the environment
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
