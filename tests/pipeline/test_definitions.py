@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -7,6 +8,8 @@ import pytest
 from algo_platform.core.settings import load_settings
 from algo_platform.definitions import build_project_definitions
 from tests.support.factories import PROJECT
+
+REPO = Path(__file__).resolve().parents[2]
 
 # A renamed asset or a lost dependency shows up here as a diff.
 EXPECTED_GRAPH = {
@@ -70,3 +73,27 @@ def test_mlflow_defaults_to_files_beside_the_instance(monkeypatch, tmp_path):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.mlflow.svc:5000")
     production = load_settings()
     assert production.tracking_uri == "http://mlflow.mlflow.svc:5000" and production.artifact_location == ""
+
+
+def test_a_project_scaffolded_before_the_move_still_loads_and_says_what_to_change(tmp_path):
+    """Its definitions.py imports `algo_platform.pipeline.location`: it loads, with a DeprecationWarning
+    naming the new import."""
+    import shutil
+
+    folder = tmp_path / "shortvideo"
+    shutil.copytree(REPO / "projects" / "shortvideo", folder, ignore=shutil.ignore_patterns("__pycache__"))
+    old = "from algo_platform.pipeline.location import load_project_definitions\n"
+    (folder / "definitions.py").write_text(old + "\ndefs = load_project_definitions(__file__)\n")
+    check = (
+        "import runpy, warnings\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        f"    defs = runpy.run_path({str(folder / 'definitions.py')!r})['defs']\n"
+        "print(len(list(defs.resolve_asset_graph().get_all_asset_keys())))\n"
+        "print([str(w.message) for w in caught if issubclass(w.category, DeprecationWarning)])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assets, warned = done.stdout.splitlines()[-2:]
+    assert int(assets) > 5
+    assert "algo_platform.definitions" in warned
