@@ -225,7 +225,7 @@ def backfill(first: str | None, last: str | None, resume: str | None, wait: bool
     import dagster as dg
 
     from algo_platform.definitions import build_project_definitions
-    from algo_platform.pipeline import backfill as backfills
+    from algo_platform.jobs import backfill as backfills
 
     if not os.environ.get("DAGSTER_HOME"):
         raise click.UsageError("DAGSTER_HOME is not set: it names the instance whose daemon runs the backfill")

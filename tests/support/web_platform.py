@@ -15,8 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dagster as dg
 import requests
 
+from algo_platform.accounts.store import Accounts, Role
 from tests.support.factories import PROJECT
 from tests.support.processes import BIN, WORKSPACE, Processes, cli, free_port, temporary_platform, wait_for
 
@@ -86,15 +88,18 @@ def start_web_platform(
     if prepare is not None:
         prepare(env)
     platform = WebPlatform("", env, home, tmp, Processes(env, tmp))
-    for name, (flags, grants) in USERS.items():
-        password = secrets.token_urlsafe(18)
-        platform.passwords[name] = password
-        subprocess.run(
-            [str(BIN / "algo-platform"), "users", "add", name, "--password-stdin", *flags],
-            input=password + "\n", env=env, capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        for project, role in grants.items():
-            platform.users("grant", name, project, role)
+    # Through the accounts store, in this process: what `algo-platform users add` and `grant` do
+    # (tests/system/test_web_auth.py runs those commands), without a process per user.
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        accounts = Accounts.for_instance(instance)
+        try:
+            for name, (flags, grants) in USERS.items():
+                platform.passwords[name] = secrets.token_urlsafe(18)
+                accounts.add_user(name, platform.passwords[name], platform_admin="--platform-admin" in flags)
+                for project, role in grants.items():
+                    accounts.grant(name, project, Role[role])
+        finally:
+            accounts.close()
     port = free_port()
     platform.processes.start(
         "webserver", str(BIN / "algo-platform"), "webserver", "-w", env[WORKSPACE], "-h", "127.0.0.1", "-p", str(port)
