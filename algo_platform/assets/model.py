@@ -15,9 +15,9 @@ import pydantic
 from upath import UPath
 
 from algo_platform import code_version
-from algo_platform.core.families import project_file_spec
+from algo_platform.core.families import family_source, project_file_spec
 from algo_platform.core.hyperparameters import TrainConfig, launch_settable, python_type
-from algo_platform.core.project import projects_dir
+from algo_platform.core.project import NEXT_ITEM_FAMILIES, projects_dir
 from algo_platform.resources.launcher import TrainingLauncher
 from algo_platform.resources.partitions import PeriodPartitions
 from algo_platform.resources.project import ProjectResource
@@ -131,6 +131,8 @@ def build_model_asset(
 
         # Lineage: every model can be traced to its data, code and hyper-parameters.
         lineage = {
+            "family": family,
+            "source": family_source(family, NEXT_ITEM_FAMILIES),
             "dagster_run_id": context.run_id,
             "dagster_partition": context.partition_key,
             "data_window_days": str(project.window_days),
@@ -158,6 +160,8 @@ def build_model_asset(
             "mlflow_run_id": mlflow_run_id,
             "model_version": version.version,
             "code_version": lineage["code_version"],
+            "family": family,
+            "source": lineage["source"],
         }
         return dg.Output(
             descriptor,

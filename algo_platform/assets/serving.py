@@ -25,6 +25,8 @@ def _descriptor_of(version: ModelVersion) -> dict:
         "trained_by_run": tags.get("dagster_run_id"),
         "mlflow_run_id": version.run_id,
         "model_format": tags.get("model_format", "torch-state"),
+        "family": tags.get("family", "unknown"),
+        "source": tags.get("source", "unknown"),
     }
 
 
@@ -96,6 +98,8 @@ def choose_champion(
             "mlflow_run_id": candidate["mlflow_run_id"],
             "hyperparameters": candidate["hyperparameters"],
             "model_format": candidate.get("model_format", "torch-state"),
+            "family": candidate.get("family", "unknown"),
+            "source": candidate.get("source", "unknown"),
         }
     elif current is None:
         raise dg.Failure(
@@ -148,7 +152,9 @@ def user_recommendations(
     started = time.perf_counter()
     table = recommend(champion_model["model_uri"], str(training_sequences), str(item_vocabulary), config.top_k)
     elapsed = time.perf_counter() - started
+    # Which model each list came from: one registered model per task, so the version and its family.
     table["model_version"] = champion_model["model_version"]
+    table["model_family"] = champion_model.get("family", "unknown")
     users_per_second = len(table) / elapsed if elapsed > 0 else 0.0
     context.log.info(f"scored {len(table):,} users in {elapsed:.2f} s ({users_per_second:,.0f} users/s)")
     return dg.Output(
@@ -158,6 +164,7 @@ def user_recommendations(
             "top_k": config.top_k,
             "users_per_second": round(users_per_second, 1),
             "model_version": champion_model["model_version"],
+            "model_family": champion_model.get("family", "unknown"),
             "preview": dg.MetadataValue.md(
                 table.head(5)
                 .assign(item_ids=table["item_ids"].head(5).map(lambda ids: ", ".join(map(str, ids[:5])) + " ..."))

@@ -24,8 +24,8 @@ from algo_platform import code_version
 from algo_platform.assets.evaluation import split_report
 from algo_platform.assets.model import file_identity
 from algo_platform.assets.serving import choose_champion
-from algo_platform.core.families import ContractViolation, project_file_spec
-from algo_platform.core.project import Project, Task, projects_dir
+from algo_platform.core.families import ContractViolation, family_source, project_file_spec
+from algo_platform.core.project import ENGAGEMENT_FAMILIES, Project, Task, projects_dir
 from algo_platform.evaluation.promotion import PromotionPolicy
 from algo_platform.quality.contracts import hard
 from algo_platform.resources.data_quality import DataQuality, suite_check_result
@@ -163,7 +163,10 @@ def build_task_assets(project: Project, task: Task, partitions: PeriodPartitions
             outputs = check_outputs(reported, PRIMARY_METRIC)
         except ContractViolation as error:
             raise dg.Failure(description=f"{t}: {error}", allow_retries=False) from None
+        source = f"command {' '.join(task.command)}" + (f" in {task.image}" if task.image else "")
         lineage = {
+            "family": task.family,
+            "source": source if task.command else family_source(task.family, ENGAGEMENT_FAMILIES),
             "dagster_run_id": context.run_id,
             "dagster_partition": context.partition_key,
             "project": project.name,
@@ -199,6 +202,8 @@ def build_task_assets(project: Project, task: Task, partitions: PeriodPartitions
             "mlflow_run_id": mlflow_run_id,
             "model_version": version.version,
             "code_version": lineage["code_version"],
+            "family": lineage["family"],
+            "source": lineage["source"],
         }
         return dg.Output(
             descriptor,

@@ -34,6 +34,13 @@ def is_file_spec(spec: str) -> bool:
     return ":" in spec and spec.split(":", 1)[0].endswith(".py")
 
 
+def family_source(spec: str, builtin: tuple[str, ...] | dict) -> str:
+    """Where a family's code comes from, as a registered version's `source` tag says it."""
+    if is_file_spec(spec):
+        return f"project file {spec}"
+    return "built-in" if spec in builtin else f"entry point {spec}"
+
+
 def project_file_spec(spec: str, folder: Path) -> str:
     """`models.py:MyRanker` of a project folder as an absolute spec the trainer can load; other specs
     unchanged. The file must lie inside the folder once links are resolved: a relative path without

@@ -22,7 +22,8 @@ def _param(default: Any, help: str, bounds: tuple[float, float] | None = None, c
 class TrainConfig:
     model: str = _param(
         "sasrec",
-        "model family: sasrec (causal Transformer) | gru4rec (recurrent) | a team's <file>.py:<Class> or entry point",
+        "model family: sasrec (causal Transformer) | gru4rec (recurrent) | itemknn | ease (fitted in closed "
+        "form, no epochs) | a team's <file>.py:<Class> or entry point",
     )
     epochs: int = _param(10, "passes over the training windows", (1, 1000))
     batch_size: int = _param(128, "training windows per optimizer step", (1, 65536))
@@ -51,6 +52,9 @@ class TrainConfig:
     compile: bool = _param(False, "torch.compile the model (worth it on GPUs for long runs)", choices=(True, False))
     eval_k: int = _param(10, "cut-off K of the hold-out HR@K and NDCG@K the trainer reports", (1, 1000))
     checkpoint_every: int = _param(200, "optimizer steps between checkpoints (and one at every epoch end)", (1, 10**6))
+    ease_l2: float = _param(250.0, "ease: L2 regularisation of the item-item weights", (1e-3, 1e7))
+    knn_neighbours: int = _param(100, "itemknn: most similar items kept per item", (1, 100_000))
+    knn_shrink: float = _param(10.0, "itemknn: similarity shrinkage for items few users share", (0.0, 1e6))
 
 
 @dataclass

@@ -25,7 +25,8 @@ from algo_platform.core.hyperparameters import EngagementHyperparameters, TrainC
 from algo_platform.core.schema import CANONICAL_COLUMNS, DEFAULT_INTERACTION_TYPES, EVENT_TYPES
 
 PROJECT_FILE = "project.yaml"
-NEXT_ITEM_FAMILIES = ("sasrec", "gru4rec")
+NEXT_ITEM_FAMILIES = ("sasrec", "gru4rec", "itemknn", "ease")
+NEXT_ITEM_TASK = "next-item"  # the name of every project's next-item task in its registered model
 ENGAGEMENT_FAMILIES = ("mlp",)
 # Installed packages offer model families under this entry-point group (algo_platform.core.families).
 MODEL_ENTRY_POINTS = "algo_platform.models"
@@ -402,7 +403,17 @@ class Project(_Strict):
         return self.data.feedback is not None
 
     def task_registered_model_name(self, task: Task) -> str:
-        return f"{self.name}-{task.name}-{_family_slug(task.family)}"
+        """A further task's registered model, `<project>-<task>`: one champion per task, whatever the
+        family of each candidate."""
+        return f"{self.name}-{task.name}"
+
+    def legacy_model_names(self, task: Task | None = None) -> tuple[str, str]:
+        """(prefix, name) of a task's registered models from before one champion per task: one per
+        family, `<project>-<family>` (next-item) or `<project>-<task>-<family>`; `name` is the
+        family's of project.yaml, whose champion served."""
+        if task is None:
+            return f"{self.name}-", f"{self.name}-{_family_slug(self.model.family)}"
+        return f"{self.name}-{task.name}-", f"{self.name}-{task.name}-{_family_slug(task.family)}"
 
     @pydantic.field_validator("owners")
     @classmethod
@@ -414,9 +425,9 @@ class Project(_Strict):
 
     @property
     def registered_model_name(self) -> str:
-        """The next-item task's registered model: `<project>-<family>` (the name it had before projects had
-        several tasks, so existing champions stay where they are)."""
-        return f"{self.name}-{_family_slug(self.model.family)}"
+        """The next-item task's registered model, `<project>-next-item`: one champion, whatever the
+        family of each candidate (SASRec, EASE, a team's class or program)."""
+        return f"{self.name}-{NEXT_ITEM_TASK}"
 
     @pydantic.model_validator(mode="after")
     def _tasks_run_on_days(self) -> Project:

@@ -1,6 +1,7 @@
 """Model families behind one interface per task type, and the registry that builds, saves and loads them.
 
-- next-item (`base.py`): SASRec, GRU4Rec, or a team's `NextItemModel` subclass;
+- next-item (`base.py`): SASRec, GRU4Rec, the fitted item-kNN and EASE (`fitted.py`), or a team's
+  `NextItemModel` (or `FittedNextItemModel`) subclass;
 - engagement (`engagement.py`): the MLP, or a team's `EngagementModel` subclass.
 
 A team's class is named in project.yaml (`algo_platform/core/families.py` says how). Imports torch only (the trainer
@@ -16,16 +17,20 @@ import torch
 from algo_platform.core.families import ContractViolation, resolve_family
 from algo_platform.models.base import PAD, ModelConfig, NextItemModel
 from algo_platform.models.engagement import ENGAGEMENT_FAMILIES, EngagementConfig, EngagementModel
+from algo_platform.models.fitted import EASE, FittedNextItemModel, ItemKNN
 from algo_platform.models.gru4rec import GRU4Rec
 from algo_platform.models.sasrec import SASRec
 
-FAMILIES: dict[str, type[NextItemModel]] = {family.family: family for family in (SASRec, GRU4Rec)}
+FAMILIES: dict[str, type[NextItemModel]] = {family.family: family for family in (SASRec, GRU4Rec, ItemKNN, EASE)}
 
 __all__ = [
     "ENGAGEMENT_FAMILIES",
     "FAMILIES",
     "PAD",
+    "EASE",
     "ContractViolation",
+    "FittedNextItemModel",
+    "ItemKNN",
     "EngagementConfig",
     "EngagementModel",
     "GRU4Rec",

@@ -34,6 +34,10 @@ class ModelConfig:
     num_heads: int = 2  # attention heads (SASRec); families without attention ignore it
     dropout: float = 0.2
     family: str = "sasrec"
+    # The fitted families' settings (models/fitted.py); the others ignore them.
+    ease_l2: float = 250.0
+    knn_neighbours: int = 100
+    knn_shrink: float = 10.0
 
     def to_dict(self) -> dict:
         return asdict(self)

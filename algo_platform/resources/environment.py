@@ -3,7 +3,7 @@
 import dagster as dg
 
 from algo_platform.core.fleet import queue_labels
-from algo_platform.core.project import PROJECT_LABEL, Project
+from algo_platform.core.project import PROJECT_LABEL, Project, Task
 from algo_platform.core.settings import Settings
 from algo_platform.resources.data_quality import DataQuality
 from algo_platform.resources.io_managers import JsonIOManagerFactory, ParquetIOManagerFactory
@@ -58,6 +58,14 @@ def build_spark_launcher(settings: Settings, project: Project) -> SparkLauncher:
     )
 
 
+def _legacy_names(project: Project, task: Task | None) -> dict[str, object]:
+    """Where the task's per-family registered models of an older platform are (tracking.migrated)."""
+    prefix, serving = project.legacy_model_names(task)
+    # Another task's models, old (`<p>-<task>-<family>`) and new (`<p>-<task>`), are not this one's.
+    others = [project.task_registered_model_name(t) for t in project.tasks if t is not task]
+    return {"legacy_prefix": prefix, "not_legacy_prefixes": others, "serving_legacy_name": serving}
+
+
 def build_resources(settings: Settings, project: Project) -> dict[str, object]:
     # Tables are stored by asset key, which starts with the project: <storage>/projects/<p>/<asset>/.
     tables = settings.layout.tables
@@ -76,6 +84,7 @@ def build_resources(settings: Settings, project: Project) -> dict[str, object]:
             artifact_location=settings.artifact_location,
             experiment_name=project.registered_model_name,
             registered_model_name=project.registered_model_name,
+            **_legacy_names(project, None),
         ),
         **{
             f"{task.name}_tracking": ExperimentTracking(
@@ -85,6 +94,7 @@ def build_resources(settings: Settings, project: Project) -> dict[str, object]:
                 artifact_location=settings.artifact_location,
                 experiment_name=project.task_registered_model_name(task),
                 registered_model_name=project.task_registered_model_name(task),
+                **_legacy_names(project, task),
             )
             for task in project.tasks
         },

@@ -81,6 +81,12 @@ class ExperimentTracking(dg.ConfigurableResource):
     artifact_location: str = ""  # for a new experiment; empty: the tracking server's default
     experiment_name: str = "algo-platform/sequence_model"
     registered_model_name: str = "algo-platform-sequence-model"
+    # The task's registered models from before one champion per task (one per family): names that
+    # start with `legacy_prefix` (but none of `not_legacy_prefixes`: another task's), and the one
+    # whose champion served. Their versions move into `registered_model_name` once (`migrated`).
+    legacy_prefix: str = ""
+    not_legacy_prefixes: list[str] = []
+    serving_legacy_name: str = ""
 
     @property
     def client(self):
@@ -149,8 +155,7 @@ class ExperimentTracking(dg.ConfigurableResource):
 
         if python_model is None:
             python_model, model_config = NextItemRecommender(), {"k": DEFAULT_K}
-        if self.client.search_registered_models(f"name = '{self.registered_model_name}'") == []:
-            self.client.create_registered_model(self.registered_model_name)
+        self.migrated()
         # The version's source (`models:/<id>`) is resolved through the fluent API's URIs too.
         with _fluent_api_at(self.tracking_uri):
             with mlflow.start_run(run_id=run_id):
@@ -174,9 +179,39 @@ class ExperimentTracking(dg.ConfigurableResource):
         for key, value in tags.items():
             self.client.set_model_version_tag(self.registered_model_name, version, key, str(value))
 
+    def migrated(self) -> None:
+        """The task's registered model, created on first use; a project from before one champion per
+        task has its per-family models' versions copied in (same source, run and tags, plus `family`
+        and `migrated_from`), and the champion that served (`serving_legacy_name`'s) is the champion.
+        The other families' promotions are kept as `legacy_promoted_on`: they never served."""
+        if self.client.search_registered_models(f"name = '{self.registered_model_name}'"):
+            return
+        self.client.create_registered_model(self.registered_model_name)
+        if not self.legacy_prefix:
+            return
+        legacy = [
+            model.name
+            for model in self.client.search_registered_models(f"name LIKE '{self.legacy_prefix}%'")
+            if model.name != self.registered_model_name and not model.name.startswith(tuple(self.not_legacy_prefixes))
+        ]
+        for name in sorted(legacy):
+            serving = name == self.serving_legacy_name
+            champion = self.client.get_registered_model(name).aliases.get(CHAMPION_ALIAS)
+            for old in sorted(self.client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version)):
+                tags = {**old.tags, "family": old.tags.get("family", name.removeprefix(self.legacy_prefix)),
+                        "migrated_from": f"{name} v{old.version}"}  # fmt: skip
+                if not serving and "promoted_on" in tags:
+                    tags["legacy_promoted_on"] = tags.pop("promoted_on")
+                new = self.client.create_model_version(
+                    self.registered_model_name, source=old.source, run_id=old.run_id, tags=tags
+                )
+                if serving and champion is not None and str(old.version) == str(champion):
+                    self.promote(str(new.version))
+
     def champion(self) -> ModelVersion | None:
         from mlflow.exceptions import MlflowException
 
+        self.migrated()
         try:
             found = self.client.get_model_version_by_alias(self.registered_model_name, CHAMPION_ALIAS)
         except MlflowException:
@@ -188,6 +223,7 @@ class ExperimentTracking(dg.ConfigurableResource):
 
         An old day's evaluation compares with the model that was serving then, not today's
         champion, so backfilling it reproduces its report."""
+        self.migrated()
         promoted = [
             v
             for v in self.client.search_model_versions(f"name = '{self.registered_model_name}'")

@@ -26,8 +26,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from algo_platform.core.families import ContractViolation, resolve_family
 from algo_platform.core.hyperparameters import TrainConfig, python_type
-from algo_platform.models import PAD, ModelConfig, NextItemModel, build_model, check_next_item_contract, model_state
+from algo_platform.models import (
+    FAMILIES,
+    PAD,
+    FittedNextItemModel,
+    ModelConfig,
+    NextItemModel,
+    build_model,
+    check_next_item_contract,
+    model_state,
+)
 from algo_platform.training.artifacts import (
     CHECKPOINT_NAME,
     MODEL_NAME,
@@ -134,8 +144,9 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[s
 def model_config_of(config: TrainConfig, num_items: int) -> ModelConfig:
     """The model's shape from the trainer's hyper-parameters."""
     return ModelConfig(
-        num_items, config.max_len, config.hidden_dim, config.num_layers, config.num_heads, config.dropout, config.model
-    )
+        num_items, config.max_len, config.hidden_dim, config.num_layers, config.num_heads, config.dropout, config.model,
+        config.ease_l2, config.knn_neighbours, config.knn_shrink,
+    )  # fmt: skip
 
 
 @dataclass
@@ -435,6 +446,44 @@ def fit(
     return state, samples
 
 
+def is_fitted_family(config: TrainConfig, num_items: int) -> bool:
+    """Whether the family is fitted in closed form (models/fitted.py) rather than by gradient steps."""
+    try:
+        family = resolve_family(config.model, FAMILIES, NextItemModel)
+    except ContractViolation as error:
+        raise SystemExit(f"--model {config.model}: {error}") from None
+    return issubclass(family, FittedNextItemModel)
+
+
+def fit_in_closed_form(
+    config: TrainConfig, data: Any, num_items: int, reporter: Reporter, source: str
+) -> tuple[NextItemModel, torch.device]:
+    """A fitted family (item-kNN, EASE, a team's FittedNextItemModel): probed like any family, then
+    fitted once on every training interaction; nothing to resume, nothing to validate."""
+    device = resolve_device(config.device)
+    try:
+        model = build_model(model_config_of(config, num_items)).to(device)
+        check_next_item_contract(model, device)
+    except ValueError as error:
+        raise SystemExit(f"--model {config.model}: {error}") from None
+    history = data.history
+    # Each (user, item) once: a user who came back to an item interacted with it, no more.
+    pairs = np.unique(np.repeat(np.arange(len(history.lengths)), history.lengths) * num_items + history.values)
+    if len(pairs) == 0:
+        raise SystemExit(f"{source}: no interactions in the training window; nothing to fit")
+    indices = torch.as_tensor(np.stack([pairs // num_items, pairs % num_items]), dtype=torch.long)
+    shape = (len(history.lengths), num_items)
+    interactions = torch.sparse_coo_tensor(indices, torch.ones(len(pairs)), shape).coalesce().to(device)
+    started = time.perf_counter()
+    with torch.no_grad():
+        model.fit_interactions(interactions)
+    reporter.info(
+        f"fitted {config.model} on {device}: {len(pairs):,} interactions of {len(history.lengths):,} users, "
+        f"{num_items - 1:,} items, in {time.perf_counter() - started:.1f} s"
+    )
+    return model.eval(), device
+
+
 def train(
     config: TrainConfig,
     sequences_uri: str,
@@ -448,19 +497,23 @@ def train(
     data = read_sequences(sequences_uri)
     item_ids = read_item_ids(vocabulary_uri)
     num_items = len(item_ids)
-    session, state = start(config, data, num_items, output_dir, dist, reporter, source=sequences_uri)
-    model, device = session.model, session.device
-    reporter.info(
-        f"training on {device} x{dist.world_size}: {len(session.windows)} windows of {config.max_len}, "
-        f"{num_items - 1} items, {sum(p.numel() for p in model.parameters())} parameters"
-    )
-    monitor = GpuMonitor(device, IdleRule.from_environment())
-    started = time.perf_counter()
-    try:
-        state, samples = fit(session, state, reporter, monitor)
-    finally:
-        gpu_report = monitor.stop(device)
-    elapsed = time.perf_counter() - started
+    if is_fitted_family(config, num_items):
+        model, device = fit_in_closed_form(config, data, num_items, reporter, source=sequences_uri)
+        state, samples, elapsed, gpu_report, windows = {"losses": []}, 0, 0.0, {}, 0
+    else:
+        session, state = start(config, data, num_items, output_dir, dist, reporter, source=sequences_uri)
+        model, device, windows = session.model, session.device, len(session.windows)
+        reporter.info(
+            f"training on {device} x{dist.world_size}: {windows} windows of {config.max_len}, "
+            f"{num_items - 1} items, {sum(p.numel() for p in model.parameters())} parameters"
+        )
+        monitor = GpuMonitor(device, IdleRule.from_environment())
+        started = time.perf_counter()
+        try:
+            state, samples = fit(session, state, reporter, monitor)
+        finally:
+            gpu_report = monitor.stop(device)
+        elapsed = time.perf_counter() - started
     if not dist.is_main:
         return {"losses": state["losses"]}
 
@@ -493,9 +546,9 @@ def train(
         "epochs": len(state["losses"]),
         "best_epoch": state.get("best_epoch", len(state["losses"])),
         "validation_ndcg_per_epoch": state.get("validation", []),
-        "final_loss": state["losses"][-1],
+        "final_loss": state["losses"][-1] if state["losses"] else float("nan"),
         "losses": state["losses"],
-        "train_windows": len(session.windows),
+        "train_windows": windows,
         "num_items": num_items - 1,
         # Samples this process trained in this session, times the processes (DDP ranks run in lockstep).
         "samples_per_second": samples * dist.world_size / elapsed if elapsed > 0 and samples else 0.0,
