@@ -68,6 +68,21 @@ class DecompressionLimits:
         return int(min(self.max_bytes, max(compressed_bytes, 1) * self.max_ratio))
 
 
+def _size(count: int) -> str:
+    return f"{count / 2**20:,.1f} MiB" if count >= 2**20 else f"{count / 2**10:,.1f} KiB"
+
+
+def bomb(name: str, what: str, limits: DecompressionLimits) -> BadEventFile:
+    """The refusal of an upload that would expand beyond `limits` (a compressed text or a Parquet file)."""
+    return BadEventFile(
+        name,
+        "decompression_bomb",
+        f"{what} (the limits are {limits.max_bytes >> 20} MiB and {limits.max_ratio:g}x its size); upload it with "
+        "`algo-platform import`, which streams, or raise ALGO_PLATFORM_UPLOAD_MAX_DECOMPRESSED_MB / "
+        "ALGO_PLATFORM_UPLOAD_MAX_COMPRESSION_RATIO if the file is genuine",
+    )
+
+
 def _decompressed(name: str, data: bytes, limits: DecompressionLimits | None = None) -> tuple[str, bytes]:
     """`events.csv.gz` -> (`events.csv`, its bytes); other names unchanged. With `limits`, a file
     that expands beyond them is refused as soon as it does, before it fills memory."""
@@ -86,14 +101,7 @@ def _decompressed(name: str, data: bytes, limits: DecompressionLimits | None = N
             while chunk := stream.read(8 << 20):
                 size += len(chunk)
                 if size > bound:
-                    raise BadEventFile(
-                        name,
-                        "decompression_bomb",
-                        f"expands beyond {bound / 2**20:,.0f} MiB from {len(data) / 2**20:,.2f} MiB compressed "
-                        f"(the limits are {limits.max_bytes >> 20} MiB and {limits.max_ratio:g}x); upload it "
-                        "with `algo-platform import`, which streams, or raise ALGO_PLATFORM_UPLOAD_MAX_DECOMPRESSED_MB "
-                        "/ ALGO_PLATFORM_UPLOAD_MAX_COMPRESSION_RATIO if the file is genuine",
-                    )
+                    raise bomb(name, f"expands beyond {_size(bound)} from {_size(len(data))} compressed", limits)
                 chunks.append(chunk)
     except (OSError, pa.ArrowInvalid):
         raise BadEventFile(
@@ -120,23 +128,37 @@ def check_parquet_footer(name: str, data: bytes, limits: DecompressionLimits) ->
             f"cannot be read ({_safe_arrow_message(str(error))}); the file is truncated or "
             "not Parquet; upload it again",
         ) from None
-    uncompressed = sum(
-        metadata.row_group(g).column(c).total_uncompressed_size
-        for g in range(metadata.num_row_groups)
-        for c in range(metadata.num_columns)
-    )
-    expanded = max(uncompressed, metadata.num_rows * max(metadata.num_columns, 1) * MIN_BYTES_PER_VALUE)
+    chunks = [
+        metadata.row_group(g).column(c) for g in range(metadata.num_row_groups) for c in range(metadata.num_columns)
+    ]
+    uncompressed = sum(chunk.total_uncompressed_size for chunk in chunks)
+    # Values, not rows: a list column holds many values per row.
+    values = sum(chunk.num_values for chunk in chunks)
+    expanded = max(uncompressed, values * MIN_BYTES_PER_VALUE, metadata.num_rows * MIN_BYTES_PER_VALUE)
     bound = limits.bound(len(data))
     if expanded > bound:
-        raise BadEventFile(
-            name,
-            "decompression_bomb",
-            f"its footer declares {metadata.num_rows:,} rows of {metadata.num_columns} columns, at least "
-            f"{expanded / 2**20:,.0f} MiB once read, from {len(data) / 2**20:,.2f} MiB (the limits are "
-            f"{limits.max_bytes >> 20} MiB and {limits.max_ratio:g}x); upload it with `algo-platform import`, which "
-            "streams, or raise ALGO_PLATFORM_UPLOAD_MAX_DECOMPRESSED_MB / ALGO_PLATFORM_UPLOAD_MAX_COMPRESSION_RATIO "
-            "if the file is genuine",
+        declared = (
+            f"its footer declares {metadata.num_rows:,} rows of {metadata.num_columns} columns ({values:,} values)"
         )
+        raise bomb(name, f"{declared}, at least {_size(expanded)} once read, from {_size(len(data))}", limits)
+
+
+# Rows of a Parquet upload read at a time: what one batch may hold beyond the limits.
+PARQUET_BATCH_ROWS = 1024
+
+
+def _bounded_parquet(name: str, data: bytes, limits: DecompressionLimits) -> pa.Table:
+    """The Parquet file read a batch at a time, refused as soon as what it holds in memory passes the
+    limits: a footer cannot say how long a dictionary's strings are once every row has its copy."""
+    parquet = pq.ParquetFile(pa.BufferReader(data))
+    bound, held, batches = limits.bound(len(data)), 0, []
+    for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+        held += batch.nbytes
+        if held > bound:
+            rows = f"after {sum(len(b) for b in batches):,} rows"
+            raise bomb(name, f"expands beyond {_size(bound)} once read ({rows}) from {_size(len(data))}", limits)
+        batches.append(batch)
+    return pa.Table.from_batches(batches, schema=parquet.schema_arrow)
 
 
 def csv_delimiter(data: bytes) -> str:
@@ -170,6 +192,7 @@ def parse_bytes(name: str, data: bytes, limits: DecompressionLimits | None = Non
         if suffix == ".parquet":
             if limits is not None:
                 check_parquet_footer(name, data, limits)
+                return _bounded_parquet(name, data, limits)
             return pq.read_table(pa.BufferReader(data))
         if suffix == ".csv":
             parse = pacsv.ParseOptions(delimiter=csv_delimiter(data))

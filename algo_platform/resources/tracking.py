@@ -202,9 +202,10 @@ class ExperimentTracking(dg.ConfigurableResource):
                         "migrated_from": f"{name} v{old.version}"}  # fmt: skip
                 if not serving and "promoted_on" in tags:
                     tags["legacy_promoted_on"] = tags.pop("promoted_on")
-                new = self.client.create_model_version(
-                    self.registered_model_name, source=old.source, run_id=old.run_id, tags=tags
-                )
+                with _fluent_api_at(self.tracking_uri):  # a `models:/<id>` source resolves through it
+                    new = self.client.create_model_version(
+                        self.registered_model_name, source=old.source, run_id=old.run_id, tags=tags
+                    )
                 if serving and champion is not None and str(old.version) == str(champion):
                     self.promote(str(new.version))
 

@@ -61,8 +61,10 @@ class Action:
     projects: set[str | None]
     needs: Role | None  # None: a platform admin only
     target: str
-    # Where the platform's user tag goes: (variable name, path inside it to the tag list), or None.
-    tag_slot: tuple[str, tuple[str, ...]] | None = None
+    # Where the platform's user tag goes: (variable name, path inside it to the tag list), one per
+    # launch argument the document passes (a re-execution may pass two; Dagster runs whichever holds
+    # a value, so every one is judged and tagged).
+    tag_slots: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     error: str | None = None  # why the request cannot be judged (refused)
     allowed: bool = False
     reason: str = ""
@@ -459,14 +461,13 @@ def mutations(query: str, variables: Mapping[str, Any] | None, targets: Targets)
                     continue
                 if not isinstance(given[argument], VariableNode):
                     action.error = f"pass {name}'s {argument} as a GraphQL variable, so the run can carry its user"
-                else:
-                    action.tag_slot = (given[argument].name.value, path)
-                    for run_config in _run_configs(values.get(action.tag_slot[0])):
-                        try:
-                            action.launch_settings.update(launch_time_settings(run_config))
-                        except RefusedRunConfig as refused:
-                            action.error = action.error or str(refused)
-                break
+                    continue
+                action.tag_slots.append((given[argument].name.value, path))
+                for run_config in _run_configs(values.get(given[argument].name.value)):
+                    try:
+                        action.launch_settings.update(launch_time_settings(run_config))
+                    except RefusedRunConfig as refused:
+                        action.error = action.error or str(refused)
             actions.append(action)
     return actions
 
@@ -521,12 +522,11 @@ def tag_with_user(variables: dict[str, Any], actions: list[Action], user: str) -
     the run's `algo_platform/project` set. Each action's `dropped_tags` names what its launch lost,
     for the audit log."""
     for action in actions:
-        if action.tag_slot is not None:
-            name, path = action.tag_slot
-            # The run's project, which decides who may read it (web/visibility.py), for a launch
-            # of one project's job or assets (a job's own tags say the same).
-            owners = [p for p in action.projects if p is not None]
-            project_tag = [{"key": PROJECT_TAG, "value": owners[0]}] if len(action.projects) == 1 and owners else []
+        # The run's project, which decides who may read it (web/visibility.py), for a launch of one
+        # project's job or assets (a job's own tags say the same).
+        owners = [p for p in action.projects if p is not None]
+        project_tag = [{"key": PROJECT_TAG, "value": owners[0]}] if len(action.projects) == 1 and owners else []
+        for name, path in action.tag_slots:
             _set_user_tag(variables.get(name), path, user, action.dropped_tags, project_tag)
     return variables
 

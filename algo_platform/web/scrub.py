@@ -16,7 +16,7 @@ from typing import Any
 from starlette.types import Message, Send
 
 # The bytes that may mark a traceback or a path in a JSON answer; most answers have none.
-MARKERS = (b'"stack"', b'"errorInfo"', b'"errorChain"', b"Traceback", b"PythonError")
+MARKERS = (b'"stack"', b'"errorInfo"', b'"errorChain"', b"Traceback", b'Error"')
 # An absolute path of two parts or more (`/srv/storage/projects`), as an error message quotes it.
 SERVER_PATH = re.compile(r"(?<![\w.:/])/(?:[\w.@+-]+/)+[\w.@+-]*")
 
@@ -31,7 +31,8 @@ def scrubbed(value: Any, in_error: bool = False) -> Any:
         return [scrubbed(item, in_error) for item in value]
     if not isinstance(value, dict):
         return value
-    is_error = in_error or "stack" in value or value.get("__typename") == "PythonError"
+    typename = value.get("__typename")
+    is_error = in_error or "stack" in value or (isinstance(typename, str) and typename.endswith("Error"))
     out = {}
     for key, item in value.items():
         if key in ("stack", "errorChain"):

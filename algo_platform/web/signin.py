@@ -465,18 +465,22 @@ class SignedIn:
     def _judge_frame(self, scope: Scope, payload: dict, principal: Principal) -> str | None:
         query = payload.get("query")
         if not isinstance(query, str):
-            return "refused: a websocket operation needs a query"
+            return self._frame_refusal(scope, principal, "refused: a websocket operation needs a query")
         variables = payload.get("variables") if isinstance(payload.get("variables"), dict) else {}
         try:
             actions = mutations(query, variables, self.targets)
         except UnreadableRequest as error:
-            return f"refused: {error}"
+            return self._frame_refusal(scope, principal, f"refused: {error}")
         for action in actions:
             self._record(action.mutation, "denied", scope, principal, project=next(iter(action.projects), None),
                          target=action.target, detail="mutation sent on the websocket")  # fmt: skip
         if actions:
             return "refused: mutations go over HTTP POST /graphql, not the websocket"
         return None
+
+    def _frame_refusal(self, scope: Scope, principal: Principal, message: str) -> str:
+        self._record("graphql", "denied", scope, principal, target="websocket", detail=message)
+        return message
 
     def _recheck_websocket(self, scope: Scope, send: Send) -> Send:
         """Closes an open websocket within WEBSOCKET_RECHECK_SECONDS of its user losing access."""
@@ -560,6 +564,9 @@ class SignedIn:
             await run_in_threadpool(self.accounts.end_session, request.scope["session"].get("sid", ""))
             await run_in_threadpool(self._record, "sign-out", "allowed", request.scope, principal)
             request.scope["session"].clear()
+        else:
+            await run_in_threadpool(self._record, "sign-out", "denied", request.scope, principal,
+                                    detail="bad or missing CSRF token: still signed in")  # fmt: skip
         return RedirectResponse(f"{self.prefix}/auth/sign-in", status_code=303, headers=CLEAR_SITE_DATA)
 
     async def home(self, request: Request, principal: Principal) -> Response:
@@ -572,6 +579,8 @@ class SignedIn:
         """Platform admins read all of it; a project's admins read that project's entries."""
         projects = None if principal.platform_admin else {p for p, r in principal.roles.items() if r >= Role.admin}
         if projects is not None and not projects:
+            await run_in_threadpool(self._record, "audit-page", "denied", request.scope, principal,
+                                    detail="the audit log is for admins")  # fmt: skip
             refusal = "<p class='error'>the audit log is for admins</p>"
             return HTMLResponse(
                 pages.page("Refused", refusal, self.prefix, pages.nav(self.prefix, self._csrf(request))), 403

@@ -202,8 +202,11 @@ class UploadPage:
             result = upload_for_project(project, load_settings(), local, day, mappings, expected_sha256)
         except (UploadError, ValueError) as error:
             return {"ok": False, "message": str(error)}
+        # Where it landed, as the project's own path (landing/events/<day>/<file>): the server's
+        # folders are nobody's business but its admins'.
+        target = str(result.target).rpartition(f"/projects/{project.name}/")[2]
         if result.already_present:
-            message = f"{result.target}: identical file already landed; nothing to do"
+            message = f"{target}: identical file already landed; nothing to do"
         else:
             message = f"landed {result.rows:,} rows in {project.name} for {day}"
         notes = [n for n in (result.note,) if n]
@@ -214,7 +217,7 @@ class UploadPage:
         return {
             "ok": True,
             "message": "; ".join([message, *notes]),
-            "target": str(result.target),
+            "target": target,
             "rows": result.rows,
             "already_present": result.already_present,
         }

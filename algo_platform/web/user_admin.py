@@ -100,6 +100,8 @@ class UserAdmin:
 
     async def _render(self, request: Request, principal: Principal, message=None, ok=True, status=200) -> Response:
         if not principal.platform_admin and not self._projects(principal):
+            await run_in_threadpool(self.site._record, "users-page", "denied", request.scope, principal,
+                                    detail="managing users is for admins")  # fmt: skip
             refusal = "<p class='error'>managing users is for admins</p>"
             header = pages.nav(self.site.prefix, self.site._csrf(request))
             return HTMLResponse(pages.page("Refused", refusal, self.site.prefix, header), 403)

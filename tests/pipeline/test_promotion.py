@@ -105,3 +105,46 @@ def test_a_first_model_that_does_not_beat_popularity_leaves_nothing_to_serve(tra
     with pytest.raises(dg.Failure, match="no champion to serve"):
         run_champion_model(tracking, "2026-11-20", weak, report(0.05, 0.10))
     assert tracking.champion() is None
+
+
+def test_a_worse_candidate_of_another_family_is_refused_against_the_serving_champion(tracking):
+    """One registered model per task: an EASE candidate is gated against the SASRec champion, and the
+    recommendations keep naming the family that serves."""
+    sasrec = {**trained(tracking, "2026-11-20"), "family": "sasrec", "source": "built-in"}
+    first = run_champion_model(tracking, "2026-11-20", sasrec, report(model=0.30, popularity=0.10))
+    assert first["outcome"] == "promoted" and first["family"] == "sasrec"
+    ease = {**trained(tracking, "2026-11-21"), "family": "ease", "source": "built-in"}
+    kept = run_champion_model(tracking, "2026-11-21", ease, report(model=0.22, popularity=0.10, champion=0.30))
+    assert kept["outcome"] == "kept" and kept["model_version"] == first["model_version"]
+    assert any("0.2200" in reason and "0.3000" in reason for reason in kept["reasons"]), kept["reasons"]
+    assert tracking.champion().version == first["model_version"]
+
+
+def test_per_family_registrations_move_into_the_tasks_registered_model_once(tmp_path):
+    """A project from before one champion per task: `shop-sasrec` (its family, serving v2) and
+    `shop-gru4rec` (a family it tried, whose champion never served) become versions of `shop-next-item`."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    legacy = {
+        name: ExperimentTracking(tracking_uri=uri, artifact_location=str(tmp_path / "artifacts"),
+                                 registered_model_name=name, experiment_name=name)
+        for name in ("shop-sasrec", "shop-gru4rec", "shop-ranking-mlp")
+    }  # fmt: skip
+    for name, days in (("shop-sasrec", ["2026-11-10", "2026-11-11"]), ("shop-gru4rec", ["2026-11-12"]),
+                       ("shop-ranking-mlp", ["2026-11-12"])):  # fmt: skip
+        for day in days:
+            version = trained(legacy[name], day)["model_version"]
+            legacy[name].promote(version)
+            legacy[name].set_version_tags(version, {"promoted_on": day})
+    task = ExperimentTracking(
+        tracking_uri=uri, artifact_location=str(tmp_path / "artifacts"), registered_model_name="shop-next-item",
+        experiment_name="shop-next-item", legacy_prefix="shop-", not_legacy_prefixes=["shop-ranking"],
+        serving_legacy_name="shop-sasrec",
+    )  # fmt: skip
+    champion = task.champion()
+    assert champion.tags["migrated_from"] == "shop-sasrec v2" and champion.tags["family"] == "sasrec"
+    versions = task.client.search_model_versions("name = 'shop-next-item'")
+    assert sorted(v.tags["migrated_from"] for v in versions) == ["shop-gru4rec v1", "shop-sasrec v1", "shop-sasrec v2"]
+    # The day after the other family's promotion, the serving champion is still SASRec's: it never served.
+    assert task.champion_on("2026-11-13").tags["migrated_from"] == "shop-sasrec v2"
+    task.champion()  # once: a second look copies nothing again
+    assert len(task.client.search_model_versions("name = 'shop-next-item'")) == 3

@@ -387,6 +387,10 @@ def test_refusals_of_the_platform_pages_each_have_an_audit_row(web):
         before = last_audit_id(web)
         status, text = raw_post(web, vic, "/graphql", body, [("Content-Type", "application/json")])
         assert status == 400 and [r["outcome"] for r in audit_rows(web, before)] == ["denied"], (body, text)
+    for page in ("/platform/audit", "/platform/users"):  # for admins: a viewer's look is refused, and recorded
+        before = last_audit_id(web)
+        assert vic.http.get(f"{web.base}{page}", timeout=30).status_code == 403
+        assert [r["outcome"] for r in audit_rows(web, before)] == ["denied"], page
     for day in ("9999-99-99", "0001-01-01", "9999-12-31", "2026-02-30"):
         before = last_audit_id(web)
         answer = vic.http.get(f"{web.base}/platform/data/{PROJECT}", params={"day": day}, timeout=30)
@@ -420,6 +424,8 @@ def test_an_upload_named_like_the_staging_record_is_previewed_as_itself(web):
     confirmed = edna.http.post(f"{web.base}/platform/upload/confirm", data={"csrf": edna.csrf, "token": token},
                                headers={"Accept": "application/json"}, timeout=60)  # fmt: skip
     assert confirmed.status_code == 200 and confirmed.json()["rows"] == 2, confirmed.text
+    # Where it landed, as the project's own path: no server folder in the answer.
+    assert confirmed.json()["target"].startswith("landing/events/") and str(web.tmp) not in confirmed.text
 
 
 def test_the_audit_log_says_what_dagster_did_with_an_allowed_mutation(web):
@@ -442,3 +448,35 @@ def test_the_audit_log_says_what_dagster_did_with_an_allowed_mutation(web):
 
 LAUNCH_ASKING_TYPE = """mutation Launch($executionParams: ExecutionParams!) {
   launchRun(executionParams: $executionParams) { __typename } }"""
+
+
+def test_a_websocket_frame_the_platform_cannot_judge_is_refused_and_recorded(web):
+    import asyncio
+
+    import websockets
+
+    vic = web.client("vic")
+    cookie = "; ".join(f"{c.name}={c.value}" for c in vic.http.cookies)
+    frames = [
+        {"type": "start", "id": "1", "payload": {"query": "mutation { ...F } fragment F on Mutation { ...F }"}},
+        {"type": "start", "id": "2", "payload": "mutation { launchRun { __typename } }"},
+    ]
+
+    async def send_all() -> list[dict]:
+        url = web.base.replace("http://", "ws://") + "/graphql"
+        answers = []
+        async with websockets.connect(url, subprotocols=["graphql-ws"], additional_headers={"Cookie": cookie},
+                                      open_timeout=10) as socket:  # fmt: skip
+            await socket.send(json.dumps({"type": "connection_init"}))
+            for frame in frames:
+                await socket.send(json.dumps(frame))
+                while (answer := json.loads(await asyncio.wait_for(socket.recv(), 30)))["type"] != "error":
+                    pass
+                answers.append(answer)
+        return answers
+
+    before = last_audit_id(web)
+    answers = asyncio.run(send_all())
+    assert all("refused" in a["payload"][0]["message"] for a in answers), answers
+    rows = audit_rows(web, before)
+    assert [(r["action"], r["outcome"], r["target"]) for r in rows] == [("graphql", "denied", "websocket")] * 2

@@ -268,3 +268,33 @@ def test_upload_never_writes_through_a_linked_landing_folder(tmp_path, storage_r
     with pytest.raises(UploadError, match="is a symbolic link; nothing is written through links"):
         upload_event_file(write_ratings_csv(tmp_path / "ratings.csv"), DAY, MAPPING, storage_root)
     assert list(outside.rglob("*")) == []
+
+
+def _parquet(table: pa.Table, **options) -> bytes:
+    import io
+
+    sink = io.BytesIO()
+    pq.write_table(table, sink, **options)
+    return sink.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "table", "options", "says"),
+    [
+        # One row holding a list of ten million values: the footer counts values, not rows.
+        ("nested.parquet", pa.table({"user_id": [1], "l": pa.array([[0] * 2_000_000], pa.list_(pa.int64()))}), {},
+         "2,000,001 values"),
+        # One long string repeated in every row: stored once in a dictionary, copied per row once read.
+        ("strings.parquet", pa.table({"user_id": [1] * 2000, "s": ["x" * 50_000] * 2000}), {"store_schema": False},
+         "once read"),
+    ],
+)  # fmt: skip
+def test_a_parquet_upload_that_expands_past_the_limits_is_refused(name, table, options, says):
+    from algo_platform.ingest.formats import BadEventFile, DecompressionLimits, parse_bytes
+
+    data = _parquet(table, **options)
+    with pytest.raises(BadEventFile) as refused:
+        parse_bytes(name, data, DecompressionLimits())
+    assert refused.value.reason == "decompression_bomb" and says in refused.value.detail
+    genuine = pa.table({"user_id": range(1, 3001), "item_id": range(1, 3001), "ts": ["2026-01-01T00:00:00Z"] * 3000})
+    assert parse_bytes("events.parquet", _parquet(genuine), DecompressionLimits()).num_rows == 3000

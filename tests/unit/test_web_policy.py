@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from algo_platform.accounts.store import Principal, Role
@@ -189,3 +191,43 @@ def test_a_backfill_cannot_set_the_platforms_resources_either():
     assert "resources.training_launcher" in refused[0].reason
     allowed = mutations(backfill, {"b": {"selector": selector, "partitionNames": ["2026-01-01"]}}, FakeTargets())
     assert [judge(a, LARS).allowed for a in allowed] == [True]
+
+
+def test_a_re_execution_through_its_execution_params_is_judged_and_tagged_like_a_launch():
+    """launchRunReexecution takes reexecutionParams or executionParams, and Dagster runs whichever holds
+    a value: a null (or absent) reexecutionParams must not let executionParams pass unjudged."""
+    query = (
+        "mutation R($e: ExecutionParams, $r: ReexecutionParams) { "
+        "launchRunReexecution(executionParams: $e, reexecutionParams: $r) { __typename } }"
+    )
+    selector = {"repositoryLocationName": "team_b", "repositoryName": "r", "jobName": "team_b_ingest_job"}
+    tags = [{"key": "user", "value": "root"}, {"key": "dagster-k8s/config", "value": "{}"}]
+    for variables in ({"r": None}, {}):
+        hostile = {**variables, "e": {"selector": selector, "executionMetadata": {"tags": tags},
+                                      "runConfigData": "execution:\n  config: {}\n"}}  # fmt: skip
+        refused = [judge(a, LARS) for a in mutations(query, hostile, FakeTargets())]
+        assert [a.allowed for a in refused] == [False] and "execution" in refused[0].reason
+        plain = {**variables, "e": {"selector": selector, "executionMetadata": {"tags": list(tags)}}}
+        actions = [judge(a, LARS) for a in mutations(query, plain, FakeTargets())]
+        assert [a.allowed for a in actions] == [True]
+        tag_with_user(plain, actions, "lars")
+        sent = {t["key"]: t["value"] for t in plain["e"]["executionMetadata"]["tags"]}
+        assert sent == {"user": "lars", "algo_platform/project": "team_b"}
+
+
+def test_a_members_answer_carries_no_stack_trace_or_server_path():
+    from algo_platform.web.scrub import scrub_json
+
+    answer = {
+        "data": {
+            "runTagsOrError": {"__typename": "PythonError", "message": "no such file /srv/dagster/storage/x.db",
+                               "stack": ['  File "/srv/venv/lib/dagster/x.py", line 3'], "errorChain": [{"x": 1}]},
+            "runOrError": {"__typename": "Run", "runId": "r1", "rootRunId": "/not/an/error"},
+        },
+        "errors": [{"message": "at /srv/app/y.py", "extensions": {"errorInfo": {"stack": ["..."]}, "code": 1}}],
+    }  # fmt: skip
+    clean = json.loads(scrub_json(json.dumps(answer).encode()))
+    error = clean["data"]["runTagsOrError"]
+    assert error["stack"] == [] and error["errorChain"] == [] and "/srv" not in error["message"]
+    assert clean["errors"] == [{"message": "at <server path>", "extensions": {"code": 1}}]
+    assert clean["data"]["runOrError"] == answer["data"]["runOrError"]  # data that is not an error stays as it is
