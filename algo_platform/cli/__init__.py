@@ -1,6 +1,6 @@
 """`algo-platform`: one command, its groups in the modules beside this one.
 
-data.py     generate, upload, import, backfill      (data in)
+data.py     generate, upload, import, backfill, retrain   (data in, and the retrain job on demand)
 demo.py     demo                                     (the whole graph on synthetic data)
 projects.py project new | list
 users.py    users ..., audit
@@ -15,7 +15,7 @@ import warnings
 
 import click
 
-from algo_platform.cli.data import backfill, generate, import_history, upload
+from algo_platform.cli.data import backfill, generate, import_history, retrain, upload
 from algo_platform.cli.demo import demo
 from algo_platform.cli.fleet import fleet
 from algo_platform.cli.k8s import k8s
@@ -38,7 +38,21 @@ def main() -> None:
     """algo-platform: user-behaviour data, quality checks, PyTorch training, on Dagster."""
 
 
-for command in (generate, upload, import_history, backfill, demo, project, users, audit, webserver, dev, k8s, fleet):
+for command in (
+    generate,
+    upload,
+    import_history,
+    backfill,
+    retrain,
+    demo,
+    project,
+    users,
+    audit,
+    webserver,
+    dev,
+    k8s,
+    fleet,
+):
     main.add_command(command)
 
 

@@ -248,22 +248,76 @@ def backfill(first: str | None, last: str | None, resume: str | None, wait: bool
         progress = backfills.follow_backfill(
             lambda: backfills.backfill_progress(instance, defs, backfill_id),
             _report_progress,
-            stalled=lambda seconds: click.echo(
-                f"note: no run has started after {_duration(seconds)}: is the daemon running on this DAGSTER_HOME? "
-                "(`make dev` starts one; so does `dagster-daemon run -w workspace.yaml`)",
-                err=True,
-            ),
+            stalled=_no_daemon,
         )
     if not progress.complete:
+        with dg.DagsterInstance.get() as instance:
+            cause = backfills.failure_cause(instance, backfill_id)
         click.echo(
             f"backfill {backfill_id} ended {progress.status.value.lower()} with {progress.total - progress.done:,} "
-            f"asset partitions not materialized ({progress.failed_runs} failed runs; the UI shows why under "
+            f"asset partitions not materialized ({progress.failed_runs} failed runs; the UI shows the rest under "
             f"Overview > Backfills). To rerun only those: algo-platform backfill --project {project.name} "
             f"--resume {backfill_id} --wait",
             err=True,
         )
+        if cause:
+            click.echo(f"cause: {cause}", err=True)
         sys.exit(1)
     click.echo(f"backfill {backfill_id}: every partition materialized")
+
+
+@click.command()
+@click.option(
+    "--partition", default=None, help="The partition to train for (its window ends there); default: the latest."
+)
+@click.option("--wait", is_flag=True, help="Follow the run until it ends; exit 1, with the cause, if it fails.")
+@project_option
+def retrain(partition: str | None, wait: bool, project_name: str) -> None:
+    """Run the project's retrain job (sequences, model, evaluation, champion, recommendations) for one
+    partition, through the daemon, as the UI's launch or the nightly schedule would."""
+    import datetime as dt
+
+    import dagster as dg
+
+    from algo_platform.definitions import build_project_definitions
+    from algo_platform.jobs import backfill as backfills
+
+    if not os.environ.get("DAGSTER_HOME"):
+        raise click.UsageError("DAGSTER_HOME is not set: it names the instance whose daemon runs the retrain")
+    project = load_project_named(project_name)
+    try:
+        key = (
+            project.calendar.period_of(partition).key
+            if partition
+            else project.calendar.latest_complete(dt.datetime.now(dt.UTC))
+        )
+    except ValueError as error:
+        raise click.UsageError(f"--partition {partition}: {error}") from None
+    defs = build_project_definitions(project, load_settings())
+    with dg.DagsterInstance.get() as instance:
+        backfill_id = backfills.request_retrain(instance, defs, project, key, {"user": shell_user()})
+        audit_cli_action("retrain", "allowed", project.name, f"backfill {backfill_id}", f"partition {key}")
+        click.echo(f"retrain of {project.name} for {key} queued (backfill {backfill_id}); the daemon runs it")
+        if not wait:
+            return
+        progress = backfills.follow_backfill(
+            lambda: backfills.backfill_progress(instance, defs, backfill_id),
+            _report_progress,
+            stalled=_no_daemon,
+        )
+        cause = None if progress.complete else backfills.failure_cause(instance, backfill_id)
+    if cause is not None or not progress.complete:
+        click.echo(f"retrain of {project.name} for {key} failed: {cause or progress.status.value.lower()}", err=True)
+        sys.exit(1)
+    click.echo(f"retrain of {project.name} for {key}: model, evaluation, champion and recommendations materialized")
+
+
+def _no_daemon(seconds: float) -> None:
+    click.echo(
+        f"note: no run has started after {_duration(seconds)}: is the daemon running on this DAGSTER_HOME? "
+        "(`make dev` starts one; so does `dagster-daemon run -w workspace.yaml`)",
+        err=True,
+    )
 
 
 def _request(instance, defs, project, first: str, last: str, backfills) -> str:

@@ -39,8 +39,11 @@ def project_new(
         raise click.UsageError(str(error)) from None
     click.echo(f"created {created.folder}/ and added code location {name!r} to {workspace}")
     click.echo(f"next: edit {created.project_file} (owners, data, model, schedule, compute), then")
-    click.echo(f"  algo-platform upload FILE --project {name} --date YYYY-MM-DD   # your events")
-    click.echo("  make dev                                                     # the UI, with your project")
+    click.echo(f"  algo-platform import HISTORY.csv --project {name} --map user_id=...   # a history file, any span")
+    click.echo(f"  algo-platform backfill --project {name} --from FIRST --to LAST --wait  # ingest it (daemon)")
+    click.echo(f"  algo-platform retrain --project {name} --wait                         # train, evaluate, serve")
+    click.echo(f"  (one day's file instead: algo-platform upload FILE --project {name} --date YYYY-MM-DD)")
+    click.echo("  make dev                                                               # the UI and the daemon")
 
 
 @project.command("list")

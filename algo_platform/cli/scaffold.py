@@ -36,8 +36,10 @@ training:
   window_days: 7                # days per training run (the last one held out), or all: every day so far
   evaluation: next_day
 model:
-  family: sasrec                # sasrec | gru4rec
-  epochs: 10                    # any trainer flag: python -m algo_platform.training --help
+  family: sasrec                # sasrec | gru4rec | itemknn | ease | models.py:YourClass (this folder) | an entry point
+  epochs: 60                    # most epochs; training stops when validation NDCG stops improving:
+  patience: 10                  # ... for this many epochs (real logs' validation is noisy: 3 stops too soon)
+                                # any trainer flag: python -m algo_platform.training --help
 schedule:
   cron: "0 2 * * *"
   timezone: UTC
@@ -76,6 +78,14 @@ def add_to_workspace(workspace: Path, name: str, definitions: Path) -> None:
     if any((entry.get("python_file") or {}).get("location_name") == name for entry in entries):
         return
     relative = definitions.resolve().relative_to(workspace.resolve().parent)
+    text = workspace.read_text() if workspace.exists() else ""
+    if entries and re.search(r"^load_from:", text, re.MULTILINE):
+        # Appended in the file's own indentation: the other entries (and comments) stay as written.
+        found = re.search(r"^( *)- ", text, re.MULTILINE)
+        indent = found.group(1) if found else "  "
+        entry = f"{indent}- python_file:\n{indent}    relative_path: {relative}\n{indent}    location_name: {name}\n"
+        write_atomically(workspace, (text.rstrip("\n") + "\n" + entry).encode())
+        return
     entries.append({"python_file": {"relative_path": str(relative), "location_name": name}})
     header = "# One code location per project (`algo-platform project new NAME` adds its entry).\n"
     body = yaml.safe_dump({"load_from": entries}, sort_keys=False)

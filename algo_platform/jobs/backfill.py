@@ -56,6 +56,34 @@ def request_ingest_backfill(
     return backfill.backfill_id, len(keys)
 
 
+def request_retrain(
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    project: Project,
+    partition: str,
+    extra_tags: dict[str, str] | None = None,
+) -> str:
+    """Queue `<project>_retrain_job`'s assets for one partition, as a backfill of that partition (so
+    the daemon launches it and `follow_backfill` follows it like an ingest), with the job's own tags:
+    one training per project at a time still holds. Returns the backfill id."""
+    job = defs.resolve_job_def(f"{project.name}_retrain_job")
+    backfill = PartitionBackfill.from_asset_partitions(
+        backfill_id=make_new_backfill_id(),
+        asset_graph=defs.resolve_asset_graph(),
+        partition_names=[partition],
+        asset_selection=sorted(job.asset_layer.executable_asset_keys),
+        backfill_timestamp=time.time(),
+        tags={**(job.tags or {}), **(extra_tags or {})},
+        dynamic_partitions_store=instance,
+        all_partitions=False,
+        title=f"{project.name}: retrain for {partition}",
+        description=f"{project.name}_retrain_job for partition {partition}",
+        run_config=None,
+    )
+    instance.add_backfill(backfill)
+    return backfill.backfill_id
+
+
 def latest_backfill(instance: dg.DagsterInstance, project: Project) -> PartitionBackfill | None:
     """The project's newest backfill (any status)."""
     for backfill in instance.get_backfills(limit=100):
@@ -162,3 +190,34 @@ def follow_backfill(
             stalled(clock() - began)
             warned = True
         sleep(poll_seconds)
+
+
+def failure_cause(instance: dg.DagsterInstance, backfill_id: str) -> str | None:
+    """Why a backfill did not materialize everything, in a line or two: the daemon's own error (a
+    code location it could not load, a partition it did not know), else the first failed run's
+    failing step and its message; None when nothing failed."""
+    backfill = instance.get_backfill(backfill_id)
+    if backfill is not None and backfill.error is not None:
+        return f"the daemon stopped it: {_first_lines(backfill.error.message)}"
+    failed = instance.get_run_records(
+        dg.RunsFilter(tags={"dagster/backfill": backfill_id}, statuses=[dg.DagsterRunStatus.FAILURE]), limit=1
+    )
+    return run_failure(instance, failed[0].dagster_run.run_id) if failed else None
+
+
+def run_failure(instance: dg.DagsterInstance, run_id: str) -> str:
+    """A failed run's first failing step and its error message (the run's own failure if no step failed)."""
+    steps = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
+    for record in steps:
+        event = record.event_log_entry.dagster_event
+        error = getattr(event.event_specific_data, "error", None) if event else None
+        if error is not None:
+            return f"run {run_id[:8]}, step {event.step_key}: {_first_lines(error.message)}"
+    failures = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
+    message = failures[0].event_log_entry.message if failures else "no failure recorded"
+    return f"run {run_id[:8]} failed: {_first_lines(message) if message else 'no message'}"
+
+
+def _first_lines(message: str, lines: int = 3) -> str:
+    """The start of an error message (Dagster puts what failed on the line after its headline)."""
+    return " ".join(line.strip() for line in message.strip().splitlines()[:lines] if line.strip())[:600]

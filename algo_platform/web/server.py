@@ -97,8 +97,10 @@ def webserver(args: Sequence[str]) -> None:
     try:
         settings = AuthSettings.from_environment()
     except AuthConfigError as error:
-        print(f"algo-platform webserver: {error}", file=sys.stderr)
-        sys.exit(2)
+        if "--help" not in args:  # the options print without a secret; serving needs one
+            print(f"algo-platform webserver: {error}", file=sys.stderr)
+            sys.exit(2)
+        settings = None
     build = webserver_cli.create_app_from_workspace_process_context
     hosts, origins = allowed_hosts(args), _listed("ALGO_PLATFORM_ALLOWED_ORIGINS")
 

@@ -33,8 +33,15 @@ def test_the_daemon_backfills_an_imported_history_in_range_runs(tmp_path):
         span = ["--from", "2024-03-01", "--to", "2024-04-29"]
         command = [str(BIN / "algo-platform"), "backfill", "--project", PROJECT, *span, "--wait"]
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=DEADLINE_SECONDS)
+        # A retrain whose 2-day window holds one event per user: nothing to train on. The command
+        # follows the run the daemon launched and says which step failed and why.
+        retrain = [str(BIN / "algo-platform"), "retrain", "--project", PROJECT, "--partition", "2024-04-27", "--wait"]
+        failed = subprocess.run(retrain, env=env, capture_output=True, text=True, timeout=DEADLINE_SECONDS)
     finally:
         processes.stop_all()
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert f"retrain of {PROJECT} for 2024-04-27 failed: run " in failed.stderr, failed.stderr
+    assert "step " in failed.stderr and "Traceback" not in failed.stderr, failed.stderr
     assert done.returncode == 0, done.stdout + done.stderr
     waited = done.stdout
     assert "Warning" not in done.stderr, done.stderr  # no library's notes on the terminal
@@ -42,7 +49,7 @@ def test_the_daemon_backfills_an_imported_history_in_range_runs(tmp_path):
     assert f"completed_success: {5 * DAYS}/{5 * DAYS} asset partitions (100%)" in waited
     assert "every partition materialized" in waited
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        (backfill,) = instance.get_backfills()
+        (backfill,) = [b for b in instance.get_backfills() if "ingest" in (b.title or "")]
     assert backfill.status == BulkActionStatus.COMPLETED_SUCCESS, backfill.status
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill.backfill_id}))

@@ -287,3 +287,7 @@ def test_the_webserver_will_not_start_without_a_session_secret(tmp_path):
     )  # fmt: skip
     assert done.returncode == 2
     assert "ALGO_PLATFORM_SESSION_SECRET is not set" in done.stderr
+    # Its options are no secret: --help prints them without one.
+    helped = subprocess.run([str(BIN / "algo-platform"), "webserver", "--help"], env=env, capture_output=True,
+                            text=True, timeout=120)  # fmt: skip
+    assert helped.returncode == 0 and "--port" in helped.stdout, helped.stderr
