@@ -15,7 +15,7 @@ import pydantic
 from upath import UPath
 
 from algo_platform import code_version
-from algo_platform.core.families import family_source, project_file_spec
+from algo_platform.core.families import CONTRACT_EXIT_CODE, family_source, project_file_spec
 from algo_platform.core.hyperparameters import TrainConfig, launch_settable, python_type
 from algo_platform.core.project import NEXT_ITEM_FAMILIES, projects_dir
 from algo_platform.resources.launcher import TrainingLauncher
@@ -124,7 +124,16 @@ def build_model_asset(
             "--model", project_file_spec(family, projects_dir() / project.name),
             *trainer_args(config),
         ]  # fmt: skip
-        invocation = training_launcher.run_trainer(context, args)
+        try:
+            invocation = training_launcher.run_trainer(context, args)
+        except dg.DagsterPipesExecutionError as error:
+            if f"code {CONTRACT_EXIT_CODE}" in str(error):
+                raise dg.Failure(
+                    description=f"{family} breaks the task contract; the trainer's log above names the rule. "
+                    "Not retried: the same model would break it again.",
+                    allow_retries=False,
+                ) from None
+            raise
         reported = {key: value.value for key, value in (invocation.get_materialize_result().metadata or {}).items()}
         reported |= training_launcher.gpu_usage(context, reported)
         model_uri, losses = str(reported["model_uri"]), list(reported["loss_per_epoch"])

@@ -20,6 +20,9 @@ import sys
 from pathlib import Path
 
 ENTRY_POINT_GROUP = "algo_platform.models"
+# A trainer's exit status when the model breaks the task contract: the launching step fails without
+# retries (EX_DATAERR: the input, here the model, is wrong; running it again cannot help).
+CONTRACT_EXIT_CODE = 65
 
 
 class ContractViolation(ValueError):

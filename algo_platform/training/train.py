@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from algo_platform.core.families import ContractViolation, resolve_family
+from algo_platform.core.families import CONTRACT_EXIT_CODE, ContractViolation, resolve_family
 from algo_platform.core.hyperparameters import TrainConfig, python_type
 from algo_platform.models import (
     FAMILIES,
@@ -325,7 +325,7 @@ def start(
         # A team's family is probed before any training: a broken contract fails in seconds, by name.
         check_next_item_contract(model, device)
     except ValueError as error:
-        raise SystemExit(f"--model {config.model}: {error}") from None
+        raise ContractRefused(f"--model {config.model}: {error}") from None
     optimizer = torch.optim.AdamW(
         parameter_groups(model, config.weight_decay), lr=config.learning_rate, fused=device.type == "cuda"
     )
@@ -446,12 +446,17 @@ def fit(
     return state, samples
 
 
+class ContractRefused(Exception):
+    """The model family broke the task contract: the step fails once, naming the rule (a retry would
+    break it again); the trainer exits with CONTRACT_EXIT_CODE."""
+
+
 def is_fitted_family(config: TrainConfig, num_items: int) -> bool:
     """Whether the family is fitted in closed form (models/fitted.py) rather than by gradient steps."""
     try:
         family = resolve_family(config.model, FAMILIES, NextItemModel)
     except ContractViolation as error:
-        raise SystemExit(f"--model {config.model}: {error}") from None
+        raise ContractRefused(f"--model {config.model}: {error}") from None
     return issubclass(family, FittedNextItemModel)
 
 
@@ -465,7 +470,7 @@ def fit_in_closed_form(
         model = build_model(model_config_of(config, num_items)).to(device)
         check_next_item_contract(model, device)
     except ValueError as error:
-        raise SystemExit(f"--model {config.model}: {error}") from None
+        raise ContractRefused(f"--model {config.model}: {error}") from None
     history = data.history
     # Each (user, item) once: a user who came back to an item interacted with it, no more.
     pairs = np.unique(np.repeat(np.arange(len(history.lengths)), history.lengths) * num_items + history.values)
@@ -608,14 +613,17 @@ def main(argv: list[str] | None = None) -> None:
             with open_dagster_pipes() as pipes:
                 try:
                     train(config, args.sequences, args.vocabulary, args.output_dir, Reporter(pipes), dist)
-                except GpusIdle as idle:
-                    pipes.log.error(str(idle))  # the run's reason, in Dagster's event log
+                except (GpusIdle, ContractRefused) as stopped:
+                    pipes.log.error(str(stopped))  # the run's reason, in Dagster's event log
                     raise
         else:
             train(config, args.sequences, args.vocabulary, args.output_dir, Reporter(None), dist)
     except GpusIdle as idle:
         print(f"algo-platform trainer: {idle}", file=sys.stderr)
         sys.exit(IDLE_EXIT_CODE)
+    except ContractRefused as refused:
+        print(f"algo-platform trainer: {refused}", file=sys.stderr)
+        sys.exit(CONTRACT_EXIT_CODE)
     finally:
         if dist.world_size > 1:
             torch.distributed.destroy_process_group()

@@ -297,3 +297,19 @@ def test_an_installed_packages_entry_point_is_a_family(tmp_path, monkeypatch):
     assert type(model).__name__ == "Ranker"
     with pytest.raises(ProjectError, match=r"not one of mlp.*\(team_ranker\)"):
         parse_project({**document, "tasks": [{**task, "model": {"family": "other"}}]}, "t")
+
+
+def test_a_trainer_refusing_a_model_under_the_contract_exits_so_the_step_is_not_retried(team_file, tmp_path):
+    """Exit status 65 (CONTRACT_EXIT_CODE), the rule on stderr: the model asset fails once on it."""
+    import subprocess
+    import sys
+
+    from algo_platform.core.families import CONTRACT_EXIT_CODE
+    from tests.support.factories import write_inputs
+
+    sequences, vocabulary = write_inputs(tmp_path)
+    inputs = ["--sequences", sequences, "--vocabulary", vocabulary, "--output-dir", str(tmp_path / "out")]
+    command = [sys.executable, "-m", "algo_platform.training", *inputs, "--model", f"{team_file}:HalfCatalogue"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == CONTRACT_EXIT_CODE, done.stderr[-2000:]
+    assert "rule 'scores every item'" in done.stderr and "Traceback" not in done.stderr
