@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
                     "epochs_run": result["epochs"],
                     "best_epoch": result["best_epoch"],
                     "seconds": seconds,
-                    "seconds_per_epoch": seconds / result["epochs"],
+                    "seconds_per_epoch": seconds / max(result["epochs"], 1),  # a fitted family: once
                     "validation_ndcg_per_epoch": result["validation_ndcg_per_epoch"],
                     "targets": result["holdout_targets"],
                     **{key: result[f"holdout_{key}"] for key in METRICS},

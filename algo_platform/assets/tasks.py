@@ -163,7 +163,8 @@ def build_task_assets(project: Project, task: Task, partitions: PeriodPartitions
             outputs = check_outputs(reported, PRIMARY_METRIC)
         except ContractViolation as error:
             raise dg.Failure(description=f"{t}: {error}", allow_retries=False) from None
-        source = f"command {' '.join(task.command)}" + (f" in {task.image}" if task.image else "")
+        command = " ".join(task.command or ())
+        source = f"command {command}" + (f" in {task.image}" if task.image else "")
         lineage = {
             "family": task.family,
             "source": source if task.command else family_source(task.family, ENGAGEMENT_FAMILIES),

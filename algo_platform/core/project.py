@@ -26,7 +26,6 @@ from algo_platform.core.schema import CANONICAL_COLUMNS, DEFAULT_INTERACTION_TYP
 
 PROJECT_FILE = "project.yaml"
 NEXT_ITEM_FAMILIES = ("sasrec", "gru4rec", "itemknn", "ease")
-NEXT_ITEM_TASK = "next-item"  # the name of every project's next-item task in its registered model
 ENGAGEMENT_FAMILIES = ("mlp",)
 # Installed packages offer model families under this entry-point group (algo_platform.core.families).
 MODEL_ENTRY_POINTS = "algo_platform.models"

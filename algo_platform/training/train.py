@@ -478,7 +478,8 @@ def fit_in_closed_form(
         raise SystemExit(f"{source}: no interactions in the training window; nothing to fit")
     indices = torch.as_tensor(np.stack([pairs // num_items, pairs % num_items]), dtype=torch.long)
     shape = (len(history.lengths), num_items)
-    interactions = torch.sparse_coo_tensor(indices, torch.ones(len(pairs)), shape).coalesce().to(device)
+    interactions = torch.sparse_coo_tensor(indices, torch.ones(len(pairs)), shape, check_invariants=True)
+    interactions = interactions.coalesce().to(device)
     started = time.perf_counter()
     with torch.no_grad():
         model.fit_interactions(interactions)

@@ -204,7 +204,7 @@ class UploadPage:
             return {"ok": False, "message": str(error)}
         # Where it landed, as the project's own path (landing/events/<day>/<file>): the server's
         # folders are nobody's business but its admins'.
-        target = str(result.target).rpartition(f"/projects/{project.name}/")[2]
+        target = str(result.target).removeprefix(str(load_settings().layout.project(project.name).root)).lstrip("/")
         if result.already_present:
             message = f"{target}: identical file already landed; nothing to do"
         else:

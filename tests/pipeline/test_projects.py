@@ -40,8 +40,10 @@ def test_the_shipped_projects_load_side_by_side_without_collisions(shipped, sett
     assert names["movies"] >= {"movies_ingest_job", "movies_retrain_job", "movies_nightly_retraining"}
     assert not (names["shortvideo"] - {"__ASSET_JOB"}) & (names["movies"] - {"__ASSET_JOB"})
     tracking = {name: build_resources(settings, load_project(REPO / "projects" / name)) for name in SHIPPED}
-    assert tracking["movies"]["experiment_tracking"].registered_model_name == "movies-gru4rec"
-    assert tracking["shortvideo"]["experiment_tracking"].registered_model_name == "shortvideo-sasrec"
+    assert tracking["movies"]["experiment_tracking"].registered_model_name == "movies-next_item"
+    assert tracking["shortvideo"]["experiment_tracking"].registered_model_name == "shortvideo-next_item"
+    # Where each one's per-family models from before one champion per task are found.
+    assert tracking["movies"]["experiment_tracking"].serving_legacy_name == "movies-gru4rec"
     assert tracking["movies"]["storage"].root == f"{settings.storage_root}/projects/movies"
 
 
@@ -233,8 +235,9 @@ def test_the_feed_project_holds_a_retrieval_and_two_ranking_tasks(settings):
         assert {f"{task}_{stage}" for stage in stages} <= keys
     assert "champion_model" in keys and len(keys) == 21
     resources = build_resources(settings, feed)
-    assert resources["ranking_tracking"].registered_model_name == "feed-ranking-wideanddeep"
-    assert resources["sklearn_ranking_tracking"].registered_model_name == "feed-sklearn_ranking-command"
+    assert resources["ranking_tracking"].registered_model_name == "feed-ranking"
+    assert resources["sklearn_ranking_tracking"].registered_model_name == "feed-sklearn_ranking"
+    assert resources["ranking_tracking"].serving_legacy_name == "feed-ranking-wideanddeep"
     assert resources["experiment_tracking"].registered_model_name == "feed-sasrec"
     retrain = defs.resolve_job_def("feed_retrain_job")
     assert {"ranking_model", "sklearn_ranking_recommendations"} <= {n.name for n in retrain.graph.node_defs}

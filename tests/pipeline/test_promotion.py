@@ -122,7 +122,7 @@ def test_a_worse_candidate_of_another_family_is_refused_against_the_serving_cham
 
 def test_per_family_registrations_move_into_the_tasks_registered_model_once(tmp_path):
     """A project from before one champion per task: `shop-sasrec` (its family, serving v2) and
-    `shop-gru4rec` (a family it tried, whose champion never served) become versions of `shop-next-item`."""
+    `shop-gru4rec` (a family it tried, whose champion never served) become versions of `shop-next_item`."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     legacy = {
         name: ExperimentTracking(tracking_uri=uri, artifact_location=str(tmp_path / "artifacts"),
@@ -136,15 +136,15 @@ def test_per_family_registrations_move_into_the_tasks_registered_model_once(tmp_
             legacy[name].promote(version)
             legacy[name].set_version_tags(version, {"promoted_on": day})
     task = ExperimentTracking(
-        tracking_uri=uri, artifact_location=str(tmp_path / "artifacts"), registered_model_name="shop-next-item",
-        experiment_name="shop-next-item", legacy_prefix="shop-", not_legacy_prefixes=["shop-ranking"],
+        tracking_uri=uri, artifact_location=str(tmp_path / "artifacts"), registered_model_name="shop-next_item",
+        experiment_name="shop-next_item", legacy_prefix="shop-", not_legacy_prefixes=["shop-ranking"],
         serving_legacy_name="shop-sasrec",
     )  # fmt: skip
     champion = task.champion()
     assert champion.tags["migrated_from"] == "shop-sasrec v2" and champion.tags["family"] == "sasrec"
-    versions = task.client.search_model_versions("name = 'shop-next-item'")
+    versions = task.client.search_model_versions("name = 'shop-next_item'")
     assert sorted(v.tags["migrated_from"] for v in versions) == ["shop-gru4rec v1", "shop-sasrec v1", "shop-sasrec v2"]
     # The day after the other family's promotion, the serving champion is still SASRec's: it never served.
     assert task.champion_on("2026-11-13").tags["migrated_from"] == "shop-sasrec v2"
     task.champion()  # once: a second look copies nothing again
-    assert len(task.client.search_model_versions("name = 'shop-next-item'")) == 3
+    assert len(task.client.search_model_versions("name = 'shop-next_item'")) == 3

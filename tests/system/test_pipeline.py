@@ -156,8 +156,9 @@ def test_mlflow_records_the_run_and_the_registry_traces_the_champion(pipeline):
 
     settings, retrain = pipeline["settings"], pipeline["retrain"]
     client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
-    champion = client.get_model_version_by_alias(f"{PROJECT}-sasrec", "champion")
+    champion = client.get_model_version_by_alias(f"{PROJECT}-next_item", "champion")
     assert str(champion.version) == "1"
+    assert (champion.tags["family"], champion.tags["source"]) == ("sasrec", "built-in")  # one model per task
     assert champion.tags["dagster_run_id"] == retrain.run_id
     assert champion.tags["dagster_partition"] == END_DAY.isoformat()
     assert champion.tags["code_version"] and champion.tags["data_window_days"] == str(DAYS)
@@ -194,6 +195,8 @@ def test_recommendations_for_every_active_user(pipeline):
     assert all(len(items) == 20 and len(set(items)) == 20 for items in recommendations["item_ids"])
     assert set(np.concatenate(recommendations["item_ids"].to_numpy())) <= set(vocabulary["item_id"])
     assert metadata_of(pipeline["retrain"], "user_recommendations")["users_per_second"] > 0
+    # Each list says which registered version, and which family, it came from.
+    assert set(recommendations["model_version"]) == {"1"} and set(recommendations["model_family"]) == {"sasrec"}
 
 
 def test_a_weaker_model_is_compared_with_the_champion_and_not_promoted(pipeline):

@@ -263,7 +263,7 @@ def test_a_team_family_whose_file_is_missing_names_the_field(tmp_path):
     with pytest.raises(ProjectError, match=r"tasks.rank.model.family: 'models.py:Ranker', but .*models.py does not"):
         load_project(folder)
     (folder / "models.py").write_text("class Ranker: ...\n")
-    assert load_project(folder).task_registered_model_name(load_project(folder).tasks[0]) == "p1-rank-ranker"
+    assert load_project(folder).legacy_model_names(load_project(folder).tasks[0])[1] == "p1-rank-ranker"
 
 
 def test_registered_model_names_are_per_task():
@@ -274,8 +274,12 @@ def test_registered_model_names_are_per_task():
         "tasks": [{"name": "rank", "type": "engagement"}, {"name": "sk", "type": "engagement", "command": ["x"]}],
     }
     project = parse_project(document, "t")
-    assert project.registered_model_name == "p1-sasrec"  # the next-item task keeps its name
-    assert [project.task_registered_model_name(t) for t in project.tasks] == ["p1-rank-mlp", "p1-sk-command"]
+    # One registered model per task, whatever each candidate's family.
+    assert project.registered_model_name == "p1-next_item"
+    assert [project.task_registered_model_name(t) for t in project.tasks] == ["p1-rank", "p1-sk"]
+    # Where the per-family models of an older platform are found (and which one served).
+    assert project.legacy_model_names() == ("p1-", "p1-sasrec")
+    assert project.legacy_model_names(project.tasks[1]) == ("p1-sk-", "p1-sk-command")
 
 
 def test_an_installed_packages_entry_point_is_a_family(tmp_path, monkeypatch):
@@ -292,7 +296,7 @@ def test_an_installed_packages_entry_point_is_a_family(tmp_path, monkeypatch):
     document = {"name": "p1", "owners": ["team:x"], "partitions_start": "2024-01-01"}
     task = {"name": "rank", "type": "engagement", "model": {"family": "team_ranker"}}
     project = parse_project({**document, "tasks": [task]}, "t")
-    assert project.task_registered_model_name(project.tasks[0]) == "p1-rank-team-ranker"
+    assert project.legacy_model_names(project.tasks[0])[1] == "p1-rank-team-ranker"
     model = build_engagement_model(EngagementConfig(len(FEATURES), family="team_ranker"))
     assert type(model).__name__ == "Ranker"
     with pytest.raises(ProjectError, match=r"not one of mlp.*\(team_ranker\)"):
