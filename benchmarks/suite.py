@@ -409,13 +409,14 @@ def time_retrain_side(side: str, root: str) -> float:
     return json.loads(child_output(RETRAIN_CHILD, side, root))["seconds"]
 
 
-def bench_retrain_path(events: int, repeats: int, items: int = RETRAIN_ITEMS) -> Row:
+def bench_retrain_path(events: int, repeats: int, items: int = RETRAIN_ITEMS, warm_up: bool = True) -> Row:
     """Two days of `events / 2` (a 2-day window): ingest both, train 1 epoch, evaluate, promote,
     recommend. The plain side calls the same functions (benchmarks/retrain_plain.py). Both sides
     first run once on tiny data, so the libraries' files are in the page cache for both."""
     from algo_platform.ingest.datagen import generate
 
-    for size, count in ((4_000, 1), (events, repeats)):  # warm-up, then the measurement
+    # A warm-up, then the measurement; `--quick` proves the harness and measures nothing: no warm-up.
+    for size, count in ([(4_000, 1)] if warm_up else []) + [(events, repeats)]:
         with tempfile.TemporaryDirectory() as root:
             landing = f"{root}/projects/{BENCH_PROJECT}"
             generate(landing, len(RETRAIN_DAYS), size // 2, seed=0, end_date=DAY, n_items=min(items, size // 10))
@@ -445,7 +446,12 @@ def run(events: int, quick: bool) -> list[Row]:
     steps = [
         # The issue's size for this row is 2M events; the data rows use the full --events.
         # Minutes per run at 2M events on CPU: two runs of each side there, in A B B A order.
-        ("retrain path", lambda: [bench_retrain_path(min(events, 2_000_000), 2 if events >= 1_000_000 else repeats)]),
+        (
+            "retrain path",
+            lambda: [
+                bench_retrain_path(min(events, 2_000_000), 2 if events >= 1_000_000 else repeats, warm_up=not quick)
+            ],
+        ),
         ("run overhead", lambda: [bench_run_overhead(repeats)]),
         ("cleaning", lambda: bench_cleaning(events, repeats)),
         # seconds each; 3 runs gave 1.10-1.51x across full runs

@@ -238,7 +238,7 @@ def test_the_feed_project_holds_a_retrieval_and_two_ranking_tasks(settings):
     assert resources["ranking_tracking"].registered_model_name == "feed-ranking"
     assert resources["sklearn_ranking_tracking"].registered_model_name == "feed-sklearn_ranking"
     assert resources["ranking_tracking"].serving_legacy_name == "feed-ranking-wideanddeep"
-    assert resources["experiment_tracking"].registered_model_name == "feed-sasrec"
+    assert resources["experiment_tracking"].registered_model_name == "feed-next_item"
     retrain = defs.resolve_job_def("feed_retrain_job")
     assert {"ranking_model", "sklearn_ranking_recommendations"} <= {n.name for n in retrain.graph.node_defs}
 
