@@ -245,14 +245,8 @@ def backfill(first: str | None, last: str | None, resume: str | None, wait: bool
             sys.exit(1)
         if not wait:
             return
-        progress = backfills.follow_backfill(
-            lambda: backfills.backfill_progress(instance, defs, backfill_id),
-            _report_progress,
-            stalled=_no_daemon,
-        )
+        progress, cause = _follow(instance, defs, backfill_id)
     if not progress.complete:
-        with dg.DagsterInstance.get() as instance:
-            cause = backfills.failure_cause(instance, backfill_id)
         click.echo(
             f"backfill {backfill_id} ended {progress.status.value.lower()} with {progress.total - progress.done:,} "
             f"asset partitions not materialized ({progress.failed_runs} failed runs; the UI shows the rest under "
@@ -300,16 +294,21 @@ def retrain(partition: str | None, wait: bool, project_name: str) -> None:
         click.echo(f"retrain of {project.name} for {key} queued (backfill {backfill_id}); the daemon runs it")
         if not wait:
             return
-        progress = backfills.follow_backfill(
-            lambda: backfills.backfill_progress(instance, defs, backfill_id),
-            _report_progress,
-            stalled=_no_daemon,
-        )
-        cause = None if progress.complete else backfills.failure_cause(instance, backfill_id)
+        progress, cause = _follow(instance, defs, backfill_id)
     if cause is not None or not progress.complete:
         click.echo(f"retrain of {project.name} for {key} failed: {cause or progress.status.value.lower()}", err=True)
         sys.exit(1)
     click.echo(f"retrain of {project.name} for {key}: model, evaluation, champion and recommendations materialized")
+
+
+def _follow(instance, defs, backfill_id: str):
+    """Follow a backfill until it ends, reporting its progress: (progress, why it failed or None)."""
+    from algo_platform.jobs import backfill as backfills
+
+    progress = backfills.follow_backfill(
+        lambda: backfills.backfill_progress(instance, defs, backfill_id), _report_progress, stalled=_no_daemon
+    )
+    return progress, None if progress.complete else backfills.failure_cause(instance, backfill_id)
 
 
 def _no_daemon(seconds: float) -> None:

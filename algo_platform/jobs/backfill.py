@@ -34,26 +34,36 @@ def request_ingest_backfill(
     (backfill id, partitions).
 
     `extra_tags` go on the backfill and its runs (the CLI sets Dagster's `user` tag)."""
-    job = defs.resolve_job_def(f"{project.name}_ingest_job")
     try:
         keys = project.calendar.partition_keys(first, last)
     except ValueError as error:  # a range outside the partitions, and why
         raise ValueError(f"{project.name}: {error}") from None
+    description = f"{len(keys)} partitions ({project.data.partition}s), up to {project.data.days_per_run} per run"
+    backfill_id = _job_backfill(
+        instance, defs, f"{project.name}_ingest_job", keys, {**project.run_tags, **(extra_tags or {})},
+        f"{project.name}: ingest {first}..{last}", description,
+    )  # fmt: skip
+    return backfill_id, len(keys)
+
+
+def _job_backfill(instance, defs, job_name: str, keys: list[str], tags: dict, title: str, description: str) -> str:
+    """An asset backfill of a job's assets over `keys`, queued for the daemon; returns its id."""
+    job = defs.resolve_job_def(job_name)
     backfill = PartitionBackfill.from_asset_partitions(
         backfill_id=make_new_backfill_id(),
         asset_graph=defs.resolve_asset_graph(),
         partition_names=keys,
         asset_selection=sorted(job.asset_layer.executable_asset_keys),
         backfill_timestamp=time.time(),
-        tags={**project.run_tags, **(extra_tags or {})},
+        tags=tags,
         dynamic_partitions_store=instance,
         all_partitions=False,
-        title=f"{project.name}: ingest {first}..{last}",
-        description=f"{len(keys)} partitions ({project.data.partition}s), up to {project.data.days_per_run} per run",
+        title=title,
+        description=description,
         run_config=None,
     )
     instance.add_backfill(backfill)
-    return backfill.backfill_id, len(keys)
+    return backfill.backfill_id
 
 
 def request_retrain(
@@ -66,22 +76,10 @@ def request_retrain(
     """Queue `<project>_retrain_job`'s assets for one partition, as a backfill of that partition (so
     the daemon launches it and `follow_backfill` follows it like an ingest), with the job's own tags:
     one training per project at a time still holds. Returns the backfill id."""
-    job = defs.resolve_job_def(f"{project.name}_retrain_job")
-    backfill = PartitionBackfill.from_asset_partitions(
-        backfill_id=make_new_backfill_id(),
-        asset_graph=defs.resolve_asset_graph(),
-        partition_names=[partition],
-        asset_selection=sorted(job.asset_layer.executable_asset_keys),
-        backfill_timestamp=time.time(),
-        tags={**(job.tags or {}), **(extra_tags or {})},
-        dynamic_partitions_store=instance,
-        all_partitions=False,
-        title=f"{project.name}: retrain for {partition}",
-        description=f"{project.name}_retrain_job for partition {partition}",
-        run_config=None,
-    )
-    instance.add_backfill(backfill)
-    return backfill.backfill_id
+    job_name = f"{project.name}_retrain_job"
+    tags = {**(defs.resolve_job_def(job_name).tags or {}), **(extra_tags or {})}
+    title = f"{project.name}: retrain for {partition}"
+    return _job_backfill(instance, defs, job_name, [partition], tags, title, f"{job_name} for partition {partition}")
 
 
 def latest_backfill(instance: dg.DagsterInstance, project: Project) -> PartitionBackfill | None:
