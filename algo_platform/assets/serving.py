@@ -126,6 +126,7 @@ def choose_champion(
         metadata={
             "outcome": outcome,
             "champion_version": f"{tracking.registered_model_name} v{served['model_version']}",
+            "champion_family": served.get("family", "unknown"),
             "candidate_version": candidate["model_version"],
             "previous_champion": current.version if current else "none",
             "why": dg.MetadataValue.md("\n".join(f"- {reason}" for reason in reasons)),

@@ -67,12 +67,12 @@ def nav(prefix: str, csrf: str, current: str = "") -> str:
 </form></header>"""
 
 
-def home(principal: Principal, prefix: str, csrf: str) -> str:
-    roles = "".join(f"<li>{escape(p)}: {escape(r.name)}</li>" for p, r in sorted(principal.roles.items()))
+def home(principal: Principal, prefix: str, csrf: str, projects_table: str = "") -> str:
+    """Who is signed in, and where each of their projects stands (web/standing.py)."""
     admin = "<p>Platform admin: every project, every action.</p>" if principal.platform_admin else ""
     return page(
         f"Signed in as {principal.name}",
-        f"{admin}<h2>Your roles</h2><ul>{roles or '<li>none yet</li>'}</ul>"
+        f"{admin}<h2>Your projects</h2>{projects_table}"
         f"<p><a href='{escape(prefix)}/platform/data'>See your projects' data</a></p>",
         prefix,
         nav(prefix, csrf, "/platform"),

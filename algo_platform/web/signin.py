@@ -59,6 +59,7 @@ from algo_platform.web.policy import (
     tag_with_user,
 )
 from algo_platform.web.scrub import scrubbing_http, scrubbing_websocket
+from algo_platform.web.standing import standing_of, standings_table
 from algo_platform.web.upload_page import UploadPage
 from algo_platform.web.user_admin import UserAdmin
 from algo_platform.web.visibility import log_key_refusal
@@ -570,7 +571,14 @@ class SignedIn:
         return RedirectResponse(f"{self.prefix}/auth/sign-in", status_code=303, headers=CLEAR_SITE_DATA)
 
     async def home(self, request: Request, principal: Principal) -> Response:
-        return HTMLResponse(pages.home(principal, self.prefix, self._csrf(request)))
+        def table() -> str:
+            names = self.known_projects()
+            mine = names if principal.platform_admin else [p for p in names if principal.role_on(p) is not None]
+            found = [standing_of(self.targets.instance, p, principal.describe_role(p)) for p in mine]
+            return standings_table(found, self.prefix)
+
+        projects_table = await run_in_threadpool(table)
+        return HTMLResponse(pages.home(principal, self.prefix, self._csrf(request), projects_table))
 
     def known_projects(self) -> list[str]:
         return project_names(self.settings.projects_dir)

@@ -341,3 +341,20 @@ def test_every_parameter_naming_a_run_log_snapshot_token_or_day_holds_against_ea
             data = json.dumps((answer.json() if answer.status_code == 200 else {}).get("data"))
             assert '"runId"' not in data and '"events": [{' not in data and '"name"' not in data, what
             assert f"secret of {other_project}" not in data and f"secret of {own_project}" not in data, what
+
+
+def test_the_home_page_shows_where_each_of_the_users_projects_stands(web):
+    with dg.DagsterInstance.from_config(str(web.home)) as instance:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                [PROJECT, "champion_model"], partition="2026-11-20",
+                metadata={"champion_version": f"{PROJECT}-next_item v3", "champion_family": "ease", "outcome": "kept"},
+            )
+        )  # fmt: skip
+    page = web.client("edna").http.get(f"{web.base}/platform", timeout=30).text
+    table = page.split("<table id='projects'>", 1)[1].split("</table>", 1)[0]
+    assert f">{PROJECT}<" in table and f">{OTHER_PROJECT}<" not in table  # only the projects they hold a role on
+    assert f"{PROJECT}-next_item v3 (ease); last candidate kept" in table and "2026-11-20, at " in table
+    assert "never" in table  # no ingest yet
+    both = web.client("vic").http.get(f"{web.base}/platform", timeout=30).text
+    assert f">{OTHER_PROJECT}<" in both and "none yet" in both
