@@ -126,7 +126,7 @@ def build_model_asset(
         ]  # fmt: skip
         try:
             invocation = training_launcher.run_trainer(context, args)
-        except dg.DagsterPipesExecutionError as error:
+        except Exception as error:  # each launcher says how its process ended: its exit status is in it
             if f"code {CONTRACT_EXIT_CODE}" in str(error):
                 raise dg.Failure(
                     description=f"{family} breaks the task contract; the trainer's log above names the rule. "
