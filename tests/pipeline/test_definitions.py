@@ -97,3 +97,39 @@ def test_a_project_scaffolded_before_the_move_still_loads_and_says_what_to_chang
     assets, warned = done.stdout.splitlines()[-2:]
     assert int(assets) > 5
     assert "algo_platform.definitions" in warned
+
+
+def test_a_team_model_breaking_the_contract_fails_its_step_once_naming_the_rule(settings, tmp_path, monkeypatch):
+    """The trainer refuses it (exit 65); the model asset fails without the retries a lost node gets."""
+    from algo_platform.assets.model import build_model_asset
+    from algo_platform.definitions import in_project
+    from algo_platform.resources.environment import build_resources
+    from algo_platform.resources.partitions import project_partitions
+    from tests.support.factories import make_project
+    from tests.support.k8s_training import DAY, land_training_inputs
+    from tests.unit.test_tasks import TEAM_MODELS
+
+    monkeypatch.setenv("ALGO_PLATFORM_PROJECTS", str(tmp_path / "projects"))
+    (tmp_path / "projects" / PROJECT).mkdir(parents=True)
+    (tmp_path / "projects" / PROJECT / "models.py").write_text(TEAM_MODELS)
+    project = make_project(model={"family": "models.py:HalfCatalogue"})
+    land_training_inputs(settings, tmp_path)
+    partitions = project_partitions(project.partitions_start, project.data.partition)
+    inputs = [
+        dg.AssetSpec([PROJECT, name], partitions_def=partitions) for name in ("training_sequences", "item_vocabulary")
+    ]
+    model = in_project([build_model_asset(partitions, project.model.hyperparameters(), "gpu")], project)[0]
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [model, *inputs], partition_key=DAY, resources=build_resources(settings, project), instance=instance,
+            raise_on_error=False, run_config={"ops": {"sequence_model": {"config": {"device": "cpu"}}}},
+        )  # fmt: skip
+        events = instance.all_logs(result.run_id)
+    assert not result.success
+    kinds = [e.dagster_event.event_type for e in events if e.dagster_event is not None]
+    assert dg.DagsterEventType.STEP_UP_FOR_RETRY not in kinds  # failed once, not three times
+    failure = next(
+        e for e in events if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.STEP_FAILURE
+    )
+    assert "breaks the task contract" in failure.dagster_event.step_failure_data.error.message
+    assert any("rule 'scores every item'" in (e.user_message or "") for e in events)  # the trainer's own words
