@@ -424,7 +424,7 @@ class Project(_Strict):
 
     @property
     def registered_model_name(self) -> str:
-        """The next-item task's registered model, `<project>-next-item`: one champion, whatever the
+        """The next-item task's registered model, `<project>-next_item`: one champion, whatever the
         family of each candidate (SASRec, EASE, a team's class or program)."""
         return f"{self.name}-{NEXT_ITEM_TASK}"
 

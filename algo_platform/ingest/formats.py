@@ -110,17 +110,21 @@ def _decompressed(name: str, data: bytes, limits: DecompressionLimits | None = N
     return stem, b"".join(chunks)
 
 
+# Rows of a Parquet upload read at a time: what one batch may hold beyond the limits.
+PARQUET_BATCH_ROWS = 1024
 # The least memory a row of a column takes once read (an int64, a timestamp, a dictionary index
 # and its offsets): encodings can store millions of identical rows in a few bytes.
 MIN_BYTES_PER_VALUE = 8
 
 
-def check_parquet_footer(name: str, data: bytes, limits: DecompressionLimits) -> None:
-    """Refuse, from its footer alone, a Parquet file that would expand beyond `limits` when read: its
-    rows times its columns (at least MIN_BYTES_PER_VALUE each) or its pages' uncompressed sizes.
-    A Parquet file is compressed like a `.gz`, so the same limits apply."""
+def _parquet_within(name: str, data: bytes, limits: DecompressionLimits) -> pa.Table:
+    """A Parquet upload read within `limits` (a Parquet file is compressed like a `.gz`, so the same
+    limits apply): refused from its footer alone when its values (at least MIN_BYTES_PER_VALUE each,
+    a list's every element counted) or its pages' uncompressed sizes pass them; then read a batch at
+    a time and refused as soon as what it holds passes them (a footer cannot say how long a
+    dictionary's strings are once every row has its copy)."""
     try:
-        metadata = pq.ParquetFile(pa.BufferReader(data)).metadata
+        parquet = pq.ParquetFile(pa.BufferReader(data))
     except pa.ArrowInvalid as error:
         raise BadEventFile(
             name,
@@ -128,6 +132,7 @@ def check_parquet_footer(name: str, data: bytes, limits: DecompressionLimits) ->
             f"cannot be read ({_safe_arrow_message(str(error))}); the file is truncated or "
             "not Parquet; upload it again",
         ) from None
+    metadata = parquet.metadata
     chunks = [
         metadata.row_group(g).column(c) for g in range(metadata.num_row_groups) for c in range(metadata.num_columns)
     ]
@@ -141,17 +146,7 @@ def check_parquet_footer(name: str, data: bytes, limits: DecompressionLimits) ->
             f"its footer declares {metadata.num_rows:,} rows of {metadata.num_columns} columns ({values:,} values)"
         )
         raise bomb(name, f"{declared}, at least {_size(expanded)} once read, from {_size(len(data))}", limits)
-
-
-# Rows of a Parquet upload read at a time: what one batch may hold beyond the limits.
-PARQUET_BATCH_ROWS = 1024
-
-
-def _bounded_parquet(name: str, data: bytes, limits: DecompressionLimits) -> pa.Table:
-    """The Parquet file read a batch at a time, refused as soon as what it holds in memory passes the
-    limits: a footer cannot say how long a dictionary's strings are once every row has its copy."""
-    parquet = pq.ParquetFile(pa.BufferReader(data))
-    bound, held, batches = limits.bound(len(data)), 0, []
+    held, batches = 0, []
     for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
         held += batch.nbytes
         if held > bound:
@@ -191,8 +186,7 @@ def parse_bytes(name: str, data: bytes, limits: DecompressionLimits | None = Non
     try:
         if suffix == ".parquet":
             if limits is not None:
-                check_parquet_footer(name, data, limits)
-                return _bounded_parquet(name, data, limits)
+                return _parquet_within(name, data, limits)
             return pq.read_table(pa.BufferReader(data))
         if suffix == ".csv":
             parse = pacsv.ParseOptions(delimiter=csv_delimiter(data))

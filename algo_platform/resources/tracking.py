@@ -17,6 +17,9 @@ from typing import Any
 import dagster as dg
 
 CHAMPION_ALIAS = "champion"
+# (tracking URI, registered model) pairs this process has seen exist: `migrated` looks once, not on
+# every champion lookup.
+_REGISTERED: set[tuple[str, str]] = set()
 
 
 @contextlib.contextmanager
@@ -184,9 +187,12 @@ class ExperimentTracking(dg.ConfigurableResource):
         task has its per-family models' versions copied in (same source, run and tags, plus `family`
         and `migrated_from`), and the champion that served (`serving_legacy_name`'s) is the champion.
         The other families' promotions are kept as `legacy_promoted_on`: they never served."""
-        if self.client.search_registered_models(f"name = '{self.registered_model_name}'"):
+        seen = (self.tracking_uri, self.registered_model_name)
+        if seen in _REGISTERED or self.client.search_registered_models(f"name = '{self.registered_model_name}'"):
+            _REGISTERED.add(seen)
             return
         self.client.create_registered_model(self.registered_model_name)
+        _REGISTERED.add(seen)
         if not self.legacy_prefix:
             return
         legacy = [

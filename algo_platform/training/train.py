@@ -451,7 +451,7 @@ class ContractRefused(Exception):
     break it again); the trainer exits with CONTRACT_EXIT_CODE."""
 
 
-def is_fitted_family(config: TrainConfig, num_items: int) -> bool:
+def is_fitted_family(config: TrainConfig) -> bool:
     """Whether the family is fitted in closed form (models/fitted.py) rather than by gradient steps."""
     try:
         family = resolve_family(config.model, FAMILIES, NextItemModel)
@@ -503,7 +503,7 @@ def train(
     data = read_sequences(sequences_uri)
     item_ids = read_item_ids(vocabulary_uri)
     num_items = len(item_ids)
-    if is_fitted_family(config, num_items):
+    if is_fitted_family(config):
         model, device = fit_in_closed_form(config, data, num_items, reporter, source=sequences_uri)
         state, samples, elapsed, gpu_report, windows = {"losses": []}, 0, 0.0, {}, 0
     else:
