@@ -5,8 +5,8 @@ team, built from its project.yaml by the platform's factories.
 `load_project_definitions(__file__)`; workspace.yaml lists each of those files as a code location.
 Everything the project makes is its own: asset keys under its name (`movies/raw_events`), groups
 `<name>_<stage>`, its owners and tags, jobs `<name>_ingest_job` / `<name>_retrain_job`, storage
-under `<storage>/projects/<name>/`, MLflow names `<name>-<family>` (next-item task),
-`<name>-<task>-<family>` (each further task).
+under `<storage>/projects/<name>/`, MLflow names `<name>-next_item` (next-item task),
+`<name>-<task>` (each further task).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from algo_platform.assets.events import build_ingest_assets
 from algo_platform.assets.features import build_feature_assets
 from algo_platform.assets.model import build_model_asset
 from algo_platform.assets.profile import build_profile_asset
+from algo_platform.assets.program_model import build_program_model_asset
 from algo_platform.assets.sequences import build_sequence_assets
 from algo_platform.assets.serving import build_serving_assets
 from algo_platform.assets.spark_stage import build_spark_stage_assets
@@ -123,6 +124,13 @@ def refuse_what_the_fleet_forbids(project: Project) -> None:
         raise ProjectError(f"{project.calendar.project_file}: {error}") from None
 
 
+def build_next_item_model(project: Project, partitions: PeriodPartitions, pool: str) -> dg.AssetsDefinition:
+    """sequence_model: the platform's trainer of the project's family, or the team's own program."""
+    if project.model.command:
+        return build_program_model_asset(partitions, project, pool)
+    return build_model_asset(partitions, project.model.hyperparameters(), pool)
+
+
 def build_project_definitions(project: Project, settings: Settings | None = None) -> dg.Definitions:
     """Everything one project runs, from its declaration and the platform's settings."""
     settings = settings or load_settings()
@@ -132,7 +140,7 @@ def build_project_definitions(project: Project, settings: Settings | None = None
     platform_assets = [
         *build_data_stage(project, partitions),
         *build_sequence_assets(partitions, project.training),
-        build_model_asset(partitions, project.model.hyperparameters(), training_pool(project, settings)),
+        build_next_item_model(project, partitions, training_pool(project, settings)),
         *build_evaluation_assets(partitions),
         *build_serving_assets(partitions),
         *(definition for task in project.tasks for definition in build_task_assets(project, task, partitions)),

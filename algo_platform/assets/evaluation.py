@@ -66,6 +66,20 @@ def summarise(
     return overall, pd.DataFrame(rows)
 
 
+def _scorer_ranks(
+    model_uri: str, model_format: str, data, batch, item_ids: np.ndarray, seen, max_len: int
+) -> tuple[np.ndarray, set[int]]:
+    """Ranks of the day's targets and the items of the top-10 lists, from the platform's checkpoint or
+    a team program's pyfunc."""
+    from algo_platform.evaluation.scoring import load_model, model_ranks, program_ranks
+
+    if model_format == "mlflow":
+        from algo_platform.evaluation.program import load_program
+
+        return program_ranks(load_program(model_uri), data, max_len, item_ids)
+    return model_ranks(load_model(model_uri), batch.inputs, batch.targets, item_ids, seen=seen)
+
+
 def evaluate_day(
     sequences_path: str,
     vocabulary_path: str,
@@ -73,30 +87,37 @@ def evaluate_day(
     model_uri: str,
     champion_uri: str | None,
     exclude_seen: bool = False,
+    model_format: str = "torch-state",
+    champion_format: str = "torch-state",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every scorer on the same held-out targets: the new model, popularity and the champion (each
+    a checkpoint or a program's pyfunc)."""
     import pyarrow.parquet as pq
 
-    from algo_platform.evaluation.scoring import load_model, model_ranks, popularity_ranks
+    from algo_platform.core.hyperparameters import TrainConfig
+    from algo_platform.evaluation.scoring import load_model, popularity_ranks
     from algo_platform.training.artifacts import read_item_ids
     from algo_platform.training.data import holdout_windows, popularity_scores, read_sequences, seen_before_targets
 
     data = read_sequences(sequences_path)
     item_ids = read_item_ids(vocabulary_path)
-    model = load_model(model_uri)
-    batch = holdout_windows(data, model.max_len)
+    # The candidate's window decides which targets are scored; a program sees whole histories.
+    max_len = TrainConfig.max_len if model_format == "mlflow" else load_model(model_uri).max_len
+    batch = holdout_windows(data, max_len)
     # Every scorer ranks each target among the items its user has not interacted with yet.
-    seen = seen_before_targets(data, model.max_len) if exclude_seen else None
+    seen = seen_before_targets(data, max_len) if exclude_seen else None
     scored = batch.targets >= 0
     per_target = pd.DataFrame({"user_id": np.repeat(data.user_ids[batch.user_rows], scored.sum(axis=1))})
-    per_target["sequence_model"], covered = model_ranks(model, batch.inputs, batch.targets, item_ids, seen=seen)
+    per_target["sequence_model"], covered = _scorer_ranks(model_uri, model_format, data, batch, item_ids, seen, max_len)
     coverage = {"sequence_model": len(covered) / (len(item_ids) - 1)}
     popularity = popularity_scores(data.history, len(item_ids))
     per_target["popularity"] = popularity_ranks(popularity, batch.targets, seen)
     coverage["popularity"] = min(10, len(item_ids) - 1) / (len(item_ids) - 1)
     scorers = ["sequence_model", "popularity"]
     if champion_uri:
-        champion = load_model(champion_uri)
-        per_target["champion"], covered = model_ranks(champion, batch.inputs, batch.targets, item_ids, seen=seen)
+        per_target["champion"], covered = _scorer_ranks(
+            champion_uri, champion_format, data, batch, item_ids, seen, max_len
+        )
         coverage["champion"] = len(covered) / (len(item_ids) - 1)
         scorers.insert(1, "champion")
     table = pq.read_table(sequences_path, columns=["user_id", "history_length"]).to_pandas()
@@ -166,6 +187,8 @@ def evaluation_report(
         sequence_model["model_uri"],
         champion_uri,
         project.exclude_seen,
+        sequence_model.get("model_format", "torch-state"),
+        champion.tags.get("model_format", "torch-state") if champion_uri else "torch-state",
     )
     images = report_images(sequence_model["losses"], overall, segments)
     by_scorer = overall.set_index("scorer")

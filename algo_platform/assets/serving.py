@@ -151,7 +151,13 @@ def user_recommendations(
     from algo_platform.evaluation.scoring import recommend
 
     started = time.perf_counter()
-    table = recommend(champion_model["model_uri"], str(training_sequences), str(item_vocabulary), config.top_k)
+    table = recommend(
+        champion_model["model_uri"],
+        str(training_sequences),
+        str(item_vocabulary),
+        config.top_k,
+        champion_model.get("model_format", "torch-state"),
+    )
     elapsed = time.perf_counter() - started
     # Which model each list came from: one registered model per task, so the version and its family.
     table["model_version"] = champion_model["model_version"]

@@ -182,6 +182,14 @@ class Model(_Strict):
         f"of group {MODEL_ENTRY_POINTS} (README: Bring your own model)",
     )
 
+    command: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="instead of a family: a program that speaks Dagster Pipes and writes an MLflow pyfunc "
+        "recommender (README: Bring your own program); the section's other keys are its settings",
+    )
+    image: str | None = Field(default=None, description="the image the command runs in on Kubernetes")
+
     @pydantic.field_validator("family")
     @classmethod
     def _family_form(cls, value: str) -> str:
@@ -189,15 +197,32 @@ class Model(_Strict):
 
     @pydantic.model_validator(mode="after")
     def _known_hyperparameters(self) -> Model:
+        if self.command is not None:
+            if "family" in self.model_fields_set:
+                raise ValueError("command: give either a family or a command (the command is the model), not both")
+            return self  # the program's own settings: its business, passed as they are
+        if self.image is not None:
+            raise ValueError("image: only a command runs in its own image (a family runs in compute.image)")
         # `model` is the family above; `device` is the launcher's business, not the team's.
         known = [f for f in fields(TrainConfig) if f.name not in ("model", "device")]
         check_hyperparameters(self.model_extra or {}, known)
         return self
 
+    @property
+    def trained_by(self) -> str:
+        """The family, or `command` for a team's program."""
+        return "command" if self.command else self.family
+
     def hyperparameters(self) -> dict[str, Any]:
         """The trainer's config with this project's values: every field of TrainConfig."""
         defaults = {f.name: f.default for f in fields(TrainConfig)}
+        if self.command:
+            return {**defaults, "model": "command"}
         return {**defaults, **(self.model_extra or {}), "model": self.family}
+
+    def settings(self) -> dict[str, Any]:
+        """A command's own settings: the section's keys other than command and image."""
+        return dict(self.model_extra or {})
 
 
 def family_form(value: str, builtin: tuple[str, ...]) -> str:

@@ -1,12 +1,13 @@
 """Registered models as MLflow pyfunc models: `models:/<name>@champion` loads with MLflow's own API.
 
     import mlflow
-    recommender = mlflow.pyfunc.load_model("models:/algo-platform-sequence-model@champion")
+    recommender = mlflow.pyfunc.load_model("models:/<project>-next_item@champion")
     recommender.predict(pd.DataFrame({"item_ids": [[101, 205, 317]]}))   # -> item_ids, scores
 
 Each version carries the trainer's checkpoint as an artifact and loads it weights-only through
-the model interface, whatever the family. Loading needs `algo_platform` installed (the wrapper
-class is referenced, not copied).
+the model interface, whatever the family; a team program's version carries the program's own MLflow
+model (`ProgramRecommender`). Loading needs `algo_platform` installed (the wrapper class is
+referenced, not copied).
 """
 
 from __future__ import annotations
@@ -38,4 +39,22 @@ class NextItemRecommender(mlflow.pyfunc.PythonModel):
             if len(known):
                 windows[row, -len(known) :] = known
         items, scores = top_k(self.loaded, windows, self.k)
+        return pd.DataFrame({"item_ids": [list(map(int, i)) for i in items], "scores": [list(s) for s in scores]})
+
+
+class ProgramRecommender(mlflow.pyfunc.PythonModel):
+    """A team program's own pyfunc (`model.command:`), registered inside this wrapper so every version
+    of the task answers alike: the program's model travels as the artifact `program`, its lists are
+    cut to `k`, and a frame without `user_id` is accepted (the program is given -1)."""
+
+    def load_context(self, context) -> None:
+        from algo_platform.evaluation.program import load_program
+
+        self.program = load_program(context.artifacts["program"])
+        self.k = int((context.model_config or {}).get("k", DEFAULT_K))
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        users = model_input["user_id"].to_numpy() if "user_id" in model_input else np.full(len(model_input), -1)
+        histories = [np.asarray(list(h), dtype=np.int64) for h in model_input["item_ids"]]
+        items, scores = self.program.top_k(users, histories, self.k)
         return pd.DataFrame({"item_ids": [list(map(int, i)) for i in items], "scores": [list(s) for s in scores]})

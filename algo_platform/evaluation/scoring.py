@@ -175,13 +175,48 @@ def top_k(
     return np.concatenate(all_items), np.concatenate(all_scores)
 
 
-def recommend(model_uri: str, sequences_path: str, vocabulary_path: str, k: int) -> pd.DataFrame:
-    """Top-k item ids and scores for every user with a history, from the model at `model_uri`."""
-    from algo_platform.training.artifacts import read_item_ids
-    from algo_platform.training.data import latest_windows, read_sequences
+def program_ranks(
+    recommender: Any, data: Any, max_len: int, item_ids: np.ndarray, chunk: int = 2048
+) -> tuple[np.ndarray, set[int]]:
+    """`model_ranks` for a team program's pyfunc (`evaluation.program.ProgramRecommender`): each target's
+    rank in the list it returns given the user's sequence before it (a miss past the list's end),
+    for the targets of `holdout_windows(data, max_len)` in the same order."""
+    from algo_platform.evaluation.program import MIN_K, list_ranks
+    from algo_platform.training.data import histories_before_targets, holdout_windows
 
-    model = load_model(model_uri)
+    batch = holdout_windows(data, max_len)
+    rows, columns = np.nonzero(batch.targets >= 0)
+    users = data.user_ids[batch.user_rows[rows]]
+    targets = item_ids[batch.targets[rows, columns]]
+    histories = [item_ids[h] for h in histories_before_targets(data, max_len)]
+    ranks, covered = [], set()
+    for start in range(0, len(targets), chunk):
+        listed, _ = recommender.top_k(users[start : start + chunk], histories[start : start + chunk], MIN_K)
+        ranks.append(list_ranks(listed, targets[start : start + chunk], miss=len(item_ids)))
+        covered.update(int(i) for items in listed for i in items[:COVERAGE_K])
+    return (np.concatenate(ranks) if ranks else np.zeros(0, dtype=np.int64)), covered
+
+
+def recommend(
+    model_uri: str, sequences_path: str, vocabulary_path: str, k: int, model_format: str = "torch-state"
+) -> pd.DataFrame:
+    """Top-k item ids and scores for every user with a history, from the model at `model_uri` (the
+    platform's checkpoint, or a team program's pyfunc with `model_format="mlflow"`)."""
+    from algo_platform.training.artifacts import read_item_ids
+    from algo_platform.training.data import full_sequences, latest_windows, read_sequences
+
     data = read_sequences(sequences_path)
+    if model_format == "mlflow":
+        from algo_platform.evaluation.program import load_program
+
+        item_ids = read_item_ids(vocabulary_path)
+        full = full_sequences(data)
+        rows = np.flatnonzero(full.lengths > 0)
+        histories = [item_ids[full.values[full.offsets[r] : full.offsets[r + 1]]] for r in rows]
+        items, scores = load_program(model_uri).top_k(data.user_ids[rows], histories, k)
+        scores = [s.astype("float32") for s in scores]
+        return pd.DataFrame({"user_id": data.user_ids[rows], "item_ids": items, "scores": scores})
+    model = load_model(model_uri)
     windows, rows = latest_windows(data, model.max_len)
     items, scores = top_k(model, remap(windows, read_item_ids(vocabulary_path), model.item_ids), k)
     scores = scores.astype("float32")

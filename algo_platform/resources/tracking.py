@@ -147,11 +147,12 @@ class ExperimentTracking(dg.ConfigurableResource):
         tags: Mapping[str, str],
         python_model: Any = None,
         model_config: Mapping[str, Any] | None = None,
+        artifact: str = "checkpoint",
     ) -> ModelVersion:
         """A new version of the registered model: the model at `model_uri` logged on the training run as a
         pyfunc model (next-item: `algo_platform.evaluation.recommender`; another task type passes its
-        own wrapper), so `models:/<name>@champion` loads with MLflow's own API. The `model_uri` tag
-        keeps the model's path for the platform's own use."""
+        own wrapper, which finds the model as the artifact named `artifact`), so `models:/<name>@champion`
+        loads with MLflow's own API. The `model_uri` tag keeps the model's path for the platform's own use."""
         import mlflow
 
         from algo_platform.evaluation.recommender import DEFAULT_K, NextItemRecommender
@@ -165,7 +166,7 @@ class ExperimentTracking(dg.ConfigurableResource):
                 logged = mlflow.pyfunc.log_model(
                     name="recommender",
                     python_model=python_model,
-                    artifacts={"checkpoint": model_uri},
+                    artifacts={artifact: model_uri},
                     model_config=dict(model_config or {}),
                     # Listed, not inferred: inference would load the model in a subprocess on every training.
                     pip_requirements=["algo-platform", "torch", "pandas", "numpy"],

@@ -178,6 +178,17 @@ def seen_before_targets(data: SequenceData, max_len: int) -> RaggedSequences:
     return RaggedSequences(flat.astype(np.int64), np.concatenate([[0], np.cumsum(lengths)]))
 
 
+def histories_before_targets(data: SequenceData, max_len: int) -> list[np.ndarray]:
+    """For every scored target of `holdout_windows(data, max_len)`, in the same (row-major) order: the
+    user's whole sequence before it, oldest first (what a team's program is given to predict it)."""
+    full = full_sequences(data)
+    batch = holdout_windows(data, max_len)
+    rows, columns = np.nonzero(batch.targets >= 0)
+    users = batch.user_rows[rows]
+    positions = full.offsets[users + 1] - max_len + columns
+    return [full.values[start:position] for start, position in zip(full.offsets[users], positions, strict=True)]
+
+
 def history_windows(data: SequenceData, max_len: int) -> tuple[np.ndarray, np.ndarray]:
     """The last max_len items before the held-out ones of every user with a history: (inputs, rows)."""
     users = np.flatnonzero(data.history.lengths > 0)

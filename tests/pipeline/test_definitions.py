@@ -133,3 +133,52 @@ def test_a_team_model_breaking_the_contract_fails_its_step_once_naming_the_rule(
     )
     assert "breaks the task contract" in failure.dagster_event.step_failure_data.error.message
     assert any("rule 'scores every item'" in (e.user_message or "") for e in events)  # the trainer's own words
+
+
+@pytest.mark.parametrize(
+    ("edit", "exclude_seen", "rule"),
+    [
+        # Ignores exclude_seen: its lists hold what the user already rated.
+        (('"exclude_seen": settings["exclude_seen"]', '"exclude_seen": False'), True, "no already-seen items"),
+        # Lists shorter than the platform asks for.
+        (('model_config={"k": settings["k"]', 'model_config={"k": 5'), False, "20 items per list"),
+    ],
+)
+def test_a_next_item_program_breaking_the_contract_fails_its_step_once_naming_the_rule(
+    settings, tmp_path, monkeypatch, edit, exclude_seen, rule
+):
+    """The numpy item-kNN of projects/movies with one defect: the probe refuses it before registration."""
+    from algo_platform.assets.program_model import build_program_model_asset
+    from algo_platform.definitions import in_project
+    from algo_platform.resources.environment import build_resources
+    from algo_platform.resources.partitions import project_partitions
+    from tests.support.factories import make_project
+    from tests.support.k8s_training import DAY, land_training_inputs
+
+    monkeypatch.setenv("ALGO_PLATFORM_PROJECTS", str(tmp_path / "projects"))
+    (tmp_path / "projects" / PROJECT).mkdir(parents=True)
+    program = (REPO / "projects" / "movies" / "item_knn.py").read_text()
+    assert edit[0] in program
+    (tmp_path / "projects" / PROJECT / "item_knn.py").write_text(program.replace(*edit))
+    project = make_project(model={"command": ["python", "item_knn.py"]}, training={"exclude_seen": exclude_seen})
+    land_training_inputs(settings, tmp_path)
+    partitions = project_partitions(project.partitions_start, project.data.partition)
+    inputs = [
+        dg.AssetSpec([PROJECT, name], partitions_def=partitions) for name in ("training_sequences", "item_vocabulary")
+    ]
+    model = in_project([build_program_model_asset(partitions, project, "gpu")], project)[0]
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [model, *inputs], partition_key=DAY, resources=build_resources(settings, project), instance=instance,
+            raise_on_error=False,
+        )  # fmt: skip
+        events = instance.all_logs(result.run_id)
+    assert not result.success
+    kinds = [e.dagster_event.event_type for e in events if e.dagster_event is not None]
+    assert dg.DagsterEventType.STEP_UP_FOR_RETRY not in kinds  # failed once, not three times
+    assert dg.DagsterEventType.ASSET_MATERIALIZATION not in kinds  # nothing registered
+    failure = next(
+        e for e in events if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.STEP_FAILURE
+    )
+    message = failure.dagster_event.step_failure_data.error.message
+    assert "command python item_knn.py breaks the next-item contract" in message and rule in message

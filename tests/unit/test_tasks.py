@@ -5,6 +5,7 @@ import datetime as dt
 import textwrap
 
 import numpy as np
+import pandas as pd
 import polars as pl
 import pytest
 import torch
@@ -317,3 +318,92 @@ def test_a_trainer_refusing_a_model_under_the_contract_exits_so_the_step_is_not_
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == CONTRACT_EXIT_CODE, done.stderr[-2000:]
     assert "rule 'scores every item'" in done.stderr and "Traceback" not in done.stderr
+
+
+class Lists:
+    """A stand-in pyfunc: `answer(history)` gives (items, scores) for each row."""
+
+    def __init__(self, answer):
+        self.answer, self.calls = answer, 0
+
+    def predict(self, frame):
+        self.calls += 1
+        rows = [self.answer(list(history), self.calls) for history in frame["item_ids"]]
+        return pd.DataFrame({"item_ids": [r[0] for r in rows], "scores": [r[1] for r in rows]})
+
+
+CATALOGUE = np.arange(100, 130)
+
+
+def _unseen(history, call):
+    items = [i for i in CATALOGUE.tolist() if i not in history][:20]
+    return items, list(np.linspace(1, 0, len(items)))
+
+
+@pytest.mark.parametrize(
+    ("answer", "rule"),
+    [
+        (lambda h, c: _unseen(h, c), None),
+        (lambda h, c: (CATALOGUE[:20].tolist(), list(np.linspace(1, 0, 20))), "no already-seen items"),
+        (lambda h, c: (_unseen(h, c)[0][:5], _unseen(h, c)[1][:5]), "20 items per list"),
+        (lambda h, c: ([999] + _unseen(h, c)[0][1:], _unseen(h, c)[1]), "items of the catalogue"),
+        (lambda h, c: (_unseen(h, c)[0], list(np.linspace(0, 1, 20))), "scores finite, best first"),
+        (lambda h, c: (_unseen(h, c)[0][c % 2 :][:19] + _unseen(h, c)[0][:1], _unseen(h, c)[1]), "deterministic"),
+        (lambda h, c: (_unseen(h, c)[0][:19] + _unseen(h, c)[0][:1], _unseen(h, c)[1]), "each item once"),
+    ],
+)
+def test_a_programs_recommender_is_probed_and_refused_naming_the_rule(answer, rule):
+    from algo_platform.core.families import ContractViolation
+    from algo_platform.evaluation.program import ProgramRecommender, probe
+
+    users = np.arange(3)
+    histories = [np.array([100, 101]), np.array([105]), np.array([], dtype=np.int64)]
+    recommender = ProgramRecommender(Lists(answer))
+    if rule is None:
+        measured = probe(recommender, users, histories, CATALOGUE, 20, exclude_seen=True)
+        assert measured["probe_users"] == 3 and measured["probe_seconds_per_1000_users"] >= 0
+        return
+    with pytest.raises(ContractViolation, match=rule):
+        probe(recommender, users, histories, CATALOGUE, 20, exclude_seen=True)
+
+
+def test_a_program_is_ranked_on_the_same_targets_as_the_platforms_models():
+    from algo_platform.evaluation.program import ProgramRecommender
+    from algo_platform.evaluation.scoring import program_ranks
+
+    data = sequences([[1, 2], [3]], [[4, 5], [2]])
+    item_ids = np.array([-1, 10, 20, 30, 40, 50])
+    asked = []
+
+    def answer(history, call):
+        asked.append(history)
+        return [50, 40, 20, 10, 30], [5.0, 4.0, 3.0, 2.0, 1.0]
+
+    ranks, covered = program_ranks(ProgramRecommender(Lists(answer)), data, 4, item_ids)
+    # Targets in holdout_windows' order: user 0's 40 after [10, 20], 50 after [10, 20, 40]; user 1's 20.
+    assert asked == [[10, 20], [10, 20, 40], [30]]
+    assert ranks.tolist() == [1, 0, 2]
+    assert len(ranks) == int((holdout_windows(data, 4).targets >= 0).sum())
+    assert covered == {10, 20, 30, 40, 50}
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ({"command": ["python", "knn.py"], "family": "ease"}, "either a family or a command"),
+        ({"command": []}, "model.command"),
+        ({"family": "ease", "image": "x:1"}, "only a command runs in its own image"),
+        ({"family": "ease", "neighbours": 5}, "unknown hyper-parameter neighbours"),
+    ],
+)
+def test_a_next_item_model_section_is_checked_when_the_project_loads(model, message):
+    document = {"name": "p1", "owners": ["team:x"], "partitions_start": "2024-01-01", "model": model}
+    with pytest.raises(ProjectError, match=message):
+        parse_project(document, "t")
+
+
+def test_a_programs_settings_pass_through_as_given():
+    document = {"name": "p1", "owners": ["team:x"], "partitions_start": "2024-01-01",
+                "model": {"command": ["python", "knn.py"], "neighbours": 5, "image": "r/knn:1"}}  # fmt: skip
+    model = parse_project(document, "t").model
+    assert model.trained_by == "command" and model.settings() == {"neighbours": 5} and model.image == "r/knn:1"
