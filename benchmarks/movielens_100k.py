@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--inter", required=True, help="ml-100k.inter from RecBole's wheel")
     parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--set", action="append", default=[], help="family.setting=value, e.g. sasrec.epochs=60")
+    parser.add_argument("--program", action="append", default=[],
+                        help="a team's next-item program (e.g. projects/movies/item_knn.py), run as model.command")
     parser.add_argument("--out", default=str(RESULTS / "movielens_100k.json"))
     args = parser.parse_args(argv)
     overrides: dict[str, dict] = {}
@@ -75,7 +77,15 @@ def main(argv: list[str] | None = None) -> None:
         vocabulary.to_parquet(vocabulary_path)
         users = pd.DataFrame({"user_id": sequences["user_id"], "main_device": "web", "main_region": "us"})
         rows = []
-        for family in args.families.split(","):
+        for program in args.program:
+            started = time.perf_counter()
+            model_uri = train_program(Path(program), folder, sequences_path, vocabulary_path, last_day)
+            train_seconds = time.perf_counter() - started
+            overall, _ = evaluate_day(sequences_path, vocabulary_path, users, model_uri, None, exclude_seen=True,
+                                      model_format="mlflow")  # fmt: skip
+            rows.append(_row(f"command python {Path(program).name}", {}, 0, 0, train_seconds, overall))
+            print(json.dumps(rows[-1]), flush=True)
+        for family in [f for f in args.families.split(",") if f]:
             config = TrainConfig(**{"model": family, "device": "cpu", **overrides.get(family, {})})
             started = time.perf_counter()
             result = train(config, sequences_path, vocabulary_path, f"{folder}/{family}", Reporter(None))
@@ -83,17 +93,8 @@ def main(argv: list[str] | None = None) -> None:
             overall, _ = evaluate_day(sequences_path, vocabulary_path, users, result["model_uri"], None,
                                       exclude_seen=True)  # fmt: skip
             scores = overall.set_index("scorer")
-            rows.append({
-                "family": family,
-                "settings": overrides.get(family, {}),
-                "epochs_run": result["epochs"],
-                "best_epoch": result["best_epoch"],
-                "train_seconds": train_seconds,
-                "hr@10": float(scores.loc["sequence_model", "hr@10"]),
-                "ndcg@10": float(scores.loc["sequence_model", "ndcg@10"]),
-                "popularity_ndcg@10": float(scores.loc["popularity", "ndcg@10"]),
-                "targets": int(scores.loc["sequence_model", "targets"]),
-            })  # fmt: skip
+            rows.append(_row(family, overrides.get(family, {}), result["epochs"], result["best_epoch"], train_seconds,
+                             overall))  # fmt: skip
             print(json.dumps(rows[-1]), flush=True)
     summary = {
         "ratings": len(ratings),
@@ -107,6 +108,60 @@ def main(argv: list[str] | None = None) -> None:
     print(markdown(summary))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def _row(family: str, settings: dict, epochs: int, best_epoch: int, seconds: float, overall: pd.DataFrame) -> dict:
+    scores = overall.set_index("scorer")
+    return {
+        "family": family,
+        "settings": settings,
+        "epochs_run": epochs,
+        "best_epoch": best_epoch,
+        "train_seconds": seconds,
+        "hr@10": float(scores.loc["sequence_model", "hr@10"]),
+        "ndcg@10": float(scores.loc["sequence_model", "ndcg@10"]),
+        "popularity_ndcg@10": float(scores.loc["popularity", "ndcg@10"]),
+        "targets": int(scores.loc["sequence_model", "targets"]),
+    }
+
+
+def train_program(program: Path, folder: str, sequences_path: str, vocabulary_path: str, day: dt.date) -> str:
+    """The program trained as the platform trains `model.command:`: the sequence_model asset of a project
+    whose folder holds it, materialized by Dagster (Pipes, the contract's tables, the probe, the
+    registration). Returns the program's model folder."""
+    import os
+    import shutil
+
+    import dagster as dg
+
+    from algo_platform.assets.program_model import build_program_model_asset
+    from algo_platform.core.project import parse_project
+    from algo_platform.core.settings import Settings
+    from algo_platform.definitions import in_project
+    from algo_platform.resources.environment import build_resources
+    from algo_platform.resources.partitions import project_partitions
+
+    os.environ["ALGO_PLATFORM_PROJECTS"] = f"{folder}/projects"
+    Path(folder, "projects", "ml100k").mkdir(parents=True, exist_ok=True)
+    shutil.copy(program, Path(folder, "projects", "ml100k", program.name))
+    project = parse_project(
+        {"name": "ml100k", "owners": ["team:benchmark"], "partitions_start": "1997-01-01",
+         "training": {"evaluation": "leave_last_out", "exclude_seen": True},
+         "model": {"command": ["python", program.name]}},
+        "benchmark",
+    )  # fmt: skip
+    settings = Settings(env="local", storage_root=f"{folder}/platform")
+    for name, source in (("training_sequences", sequences_path), ("item_vocabulary", vocabulary_path)):
+        target = Path(settings.layout.project("ml100k").root) / name / f"{day.isoformat()}.parquet"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, target)
+    partitions = project_partitions(project.partitions_start, project.data.partition)
+    inputs = [dg.AssetSpec(["ml100k", n], partitions_def=partitions) for n in ("training_sequences", "item_vocabulary")]
+    model = in_project([build_program_model_asset(partitions, project, "default")], project)[0]
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([model, *inputs], partition_key=day.isoformat(), instance=instance,
+                                resources=build_resources(settings, project))  # fmt: skip
+    return result.asset_value(dg.AssetKey(["ml100k", "sequence_model"]))["model_uri"]
 
 
 def markdown(summary: dict) -> str:

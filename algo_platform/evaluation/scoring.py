@@ -151,7 +151,7 @@ def metrics_from_ranks(ranks: pd.Series | np.ndarray) -> dict[str, float]:
 
     from algo_platform.training.metrics import ranking_metrics
 
-    return ranking_metrics(torch.as_tensor(np.asarray(ranks)), KS)
+    return ranking_metrics(torch.as_tensor(np.array(ranks)), KS)  # a copy: pandas hands out read-only arrays
 
 
 def top_k(
