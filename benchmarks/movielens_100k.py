@@ -52,8 +52,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--inter", required=True, help="ml-100k.inter from RecBole's wheel")
     parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--set", action="append", default=[], help="family.setting=value, e.g. sasrec.epochs=60")
-    parser.add_argument("--program", action="append", default=[],
-                        help="a team's next-item program (e.g. projects/movies/item_knn.py), run as model.command")
+    parser.add_argument(
+        "--program",
+        action="append",
+        default=[],
+        help="a team's next-item program (e.g. projects/movies/item_knn.py), run as model.command",
+    )
     parser.add_argument("--out", default=str(RESULTS / "movielens_100k.json"))
     args = parser.parse_args(argv)
     overrides: dict[str, dict] = {}

@@ -159,10 +159,17 @@ def build_task_assets(project: Project, task: Task, partitions: PeriodPartitions
         )
         reported = dict(invocation.get_materialize_result().metadata or {})
         usage = training_launcher.gpu_usage(context, {key: value.value for key, value in reported.items()})
+        from algo_platform.tasks.engagement.scorer import load_scorer, probe
+
         try:
             outputs = check_outputs(reported, PRIMARY_METRIC)
+            # Before registration: the model scores real examples of the day with the task's features.
+            frame = pd.read_parquet(str(examples))
+            probed = probe(load_scorer(outputs.model_uri, outputs.model_format), frame[frame["split"] == "holdout"])
         except ContractViolation as error:
-            raise dg.Failure(description=f"{t}: {error}", allow_retries=False) from None
+            raise dg.Failure(
+                description=f"{t}: {error}. Not retried: the same model would break it again.", allow_retries=False
+            ) from None
         command = " ".join(task.command or ())
         source = f"command {command}" + (f" in {task.image}" if task.image else "")
         lineage = {
@@ -181,7 +188,7 @@ def build_task_assets(project: Project, task: Task, partitions: PeriodPartitions
             run_name=f"{t}_model {context.partition_key}",
             params={**hyperparameters, "partition": context.partition_key, "window_days": task.window_days},
             epoch_losses=losses,
-            metrics={f"validation_{PRIMARY_METRIC}": outputs.validation_value, **usage},
+            metrics={f"validation_{PRIMARY_METRIC}": outputs.validation_value, **probed, **usage},
             tags=lineage,
         )
         from algo_platform.tasks.engagement.pyfunc import EngagementPredictor
@@ -216,6 +223,7 @@ def build_task_assets(project: Project, task: Task, partitions: PeriodPartitions
                 "trained_by": " ".join(task.command) if task.command else hyperparameters["family"],
                 "registered_model_version": f"{tracking.registered_model_name} v{version.version}",
                 "mlflow_run": dg.MetadataValue.url(tracking.run_url(mlflow_run_id)),
+                **probed,
                 **usage,
             },
         )

@@ -7,6 +7,7 @@ keys, jobs, storage, MLflow names, run tags) is derived from it in `algo_platfor
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import importlib.metadata
 import os
@@ -508,6 +509,24 @@ def parse_project(document: Any, source: str) -> Project:
         ) from None
 
 
+def top_level_names(file: Path) -> list[str]:
+    """The classes, functions and names a Python file defines or imports at its top level, read from
+    its syntax tree: the team's code is not run when a project loads."""
+    try:
+        tree = ast.parse(file.read_text(), str(file))
+    except SyntaxError as error:
+        raise ProjectError(f"{file}: line {error.lineno}: {error.msg}") from None
+    names = []
+    for node in tree.body:
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            names.append(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names += [alias.asname or alias.name.split(".")[0] for alias in node.names]
+        elif isinstance(node, ast.Assign):
+            names += [target.id for target in node.targets if isinstance(target, ast.Name)]
+    return names
+
+
 def load_project(path: str | Path) -> Project:
     """A project from its folder or its project.yaml, or a ProjectError naming file and field."""
     path = Path(path)
@@ -534,6 +553,12 @@ def load_project(path: str | Path) -> Project:
             raise ProjectError(f"{path}: {where}: {family!r} is not a file inside the project's folder") from None
         if not (path.parent / file).is_file():
             raise ProjectError(f"{path}: {where}: {family!r}, but {path.parent / file} does not exist")
+        defined = top_level_names(path.parent / file)
+        name = family.split(":", 1)[1]
+        if name not in defined:
+            raise ProjectError(
+                f"{path}: {where}: {family!r}, but {file} defines no {name!r} (it defines {', '.join(defined) or 'none'})"
+            )
     if path.parent.name != project.name and path.parent.name != "":
         raise ProjectError(
             f"{path}: name {project.name!r} differs from its folder {path.parent.name!r}; rename one of them"

@@ -263,6 +263,10 @@ def test_a_team_family_whose_file_is_missing_names_the_field(tmp_path):
     )
     with pytest.raises(ProjectError, match=r"tasks.rank.model.family: 'models.py:Ranker', but .*models.py does not"):
         load_project(folder)
+    (folder / "models.py").write_text("import torch\n\nclass Rankr: ...\n")
+    # A misspelt class is caught when the project loads (`project list`), without running the file.
+    with pytest.raises(ProjectError, match=r"models.py defines no 'Ranker' \(it defines torch, Rankr\)"):
+        load_project(folder)
     (folder / "models.py").write_text("class Ranker: ...\n")
     assert load_project(folder).legacy_model_names(load_project(folder).tasks[0])[1] == "p1-rank-ranker"
 
@@ -407,3 +411,25 @@ def test_a_programs_settings_pass_through_as_given():
                 "model": {"command": ["python", "knn.py"], "neighbours": 5, "image": "r/knn:1"}}  # fmt: skip
     model = parse_project(document, "t").model
     assert model.trained_by == "command" and model.settings() == {"neighbours": 5} and model.image == "r/knn:1"
+
+
+def test_an_engagement_program_fitted_on_other_features_is_refused_before_registration():
+    from sklearn.linear_model import LogisticRegression
+
+    from algo_platform.core.families import ContractViolation
+    from algo_platform.tasks.engagement.scorer import EngagementScorer, probe
+
+    rng = np.random.default_rng(0)
+    examples = pd.DataFrame(rng.random((50, len(FEATURES))), columns=list(FEATURES))
+    four = list(FEATURES)[:4]
+    fitted = LogisticRegression().fit(examples[four], rng.integers(0, 2, 50))
+
+    class Pyfunc:  # what mlflow.pyfunc.load_model returns for it: predict on the frame it is given
+        def predict(self, frame):
+            return fitted.predict_proba(frame)
+
+    with pytest.raises(ContractViolation, match="predicts on the task's features.*ValueError"):
+        probe(EngagementScorer(Pyfunc(), "mlflow"), examples)
+    everything = LogisticRegression().fit(examples, rng.integers(0, 2, 50))
+    Pyfunc.predict = lambda self, frame: everything.predict_proba(frame)
+    assert probe(EngagementScorer(Pyfunc(), "mlflow"), examples)["probe_rows"] == 50

@@ -23,7 +23,15 @@ class EngagementScorer:
     def probabilities(self, frame: pd.DataFrame) -> np.ndarray:
         """P(engage) for every row of `frame` (which holds the FEATURES columns)."""
         if self.model_format == "mlflow":
-            predicted = np.asarray(self.model.predict(pd.DataFrame({n: frame[n].to_numpy() for n in FEATURES})))
+            try:
+                predicted = np.asarray(self.model.predict(pd.DataFrame({n: frame[n].to_numpy() for n in FEATURES})))
+            except Exception as error:  # the program's own model: any exception is its defect
+                first = str(error).splitlines()[0][:300] if str(error) else ""
+                raise ContractViolation(
+                    "predicts on the task's features",
+                    f"predict on the {len(FEATURES)} columns {', '.join(FEATURES)} raised {type(error).__name__}: "
+                    f"{first}",
+                ) from None
             if predicted.ndim == 2 and predicted.shape[1] == 2:
                 predicted = predicted[:, 1]  # predict_proba of a binary classifier
             return _checked(predicted.astype(np.float64), len(frame))
@@ -42,6 +50,20 @@ def _checked(probabilities: np.ndarray, rows: int) -> np.ndarray:
     if len(probabilities) and (np.isnan(probabilities).any() or probabilities.min() < 0 or probabilities.max() > 1):
         raise ContractViolation("probabilities in [0, 1]", "the model returned values outside [0, 1] or NaN")
     return probabilities
+
+
+def probe(scorer: EngagementScorer, examples: pd.DataFrame, rows: int = 1000) -> dict[str, float]:
+    """Refuses (ContractViolation) a model that cannot score the task's features, answers outside
+    [0, 1], or answers differently twice; returns the time per 1,000 rows. Run before registration."""
+    import time
+
+    sample = examples.head(rows)
+    started = time.perf_counter()
+    first = scorer.probabilities(sample)
+    seconds = time.perf_counter() - started
+    if not np.array_equal(first, scorer.probabilities(sample)):
+        raise ContractViolation("deterministic", "two calls on the same examples gave other probabilities")
+    return {"probe_rows": len(sample), "probe_seconds_per_1000_rows": round(seconds / max(len(sample), 1) * 1000, 4)}
 
 
 def load_scorer(model_uri: str, model_format: str = "torch-state") -> EngagementScorer:
