@@ -96,7 +96,6 @@ def main(argv: list[str] | None = None) -> None:
             train_seconds = time.perf_counter() - started
             overall, _ = evaluate_day(sequences_path, vocabulary_path, users, result["model_uri"], None,
                                       exclude_seen=True)  # fmt: skip
-            scores = overall.set_index("scorer")
             rows.append(_row(family, overrides.get(family, {}), result["epochs"], result["best_epoch"], train_seconds,
                              overall))  # fmt: skip
             print(json.dumps(rows[-1]), flush=True)

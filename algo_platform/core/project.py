@@ -557,7 +557,8 @@ def load_project(path: str | Path) -> Project:
         name = family.split(":", 1)[1]
         if name not in defined:
             raise ProjectError(
-                f"{path}: {where}: {family!r}, but {file} defines no {name!r} (it defines {', '.join(defined) or 'none'})"
+                f"{path}: {where}: {family!r}, but {file} defines no {name!r} "
+                f"(it defines {', '.join(defined) or 'nothing'})"
             )
     if path.parent.name != project.name and path.parent.name != "":
         raise ProjectError(
