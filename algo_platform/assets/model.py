@@ -15,7 +15,7 @@ import pydantic
 from upath import UPath
 
 from algo_platform import code_version
-from algo_platform.core.families import CONTRACT_EXIT_CODE, family_source, project_file_spec
+from algo_platform.core.families import CONTRACT_EXIT_CODE, family_source, is_file_spec, project_file_spec
 from algo_platform.core.hyperparameters import TrainConfig, launch_settable, python_type
 from algo_platform.core.project import NEXT_ITEM_FAMILIES, projects_dir
 from algo_platform.resources.launcher import TrainingLauncher
@@ -77,6 +77,17 @@ def training_key(hyperparameters: Mapping[str, Any], sequences: UPath, vocabular
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _class_code(family: str, project: str) -> dict:
+    """A team class's file as an artifact of the registered version, and where the wrapper finds it."""
+    from algo_platform.evaluation.recommender import DEFAULT_K
+
+    if not is_file_spec(family):
+        return {}
+    path = project_file_spec(family, projects_dir() / project)
+    file, class_name = path.rsplit(":", 1)
+    return {"code": {"family_code": file}, "model_config": {"k": DEFAULT_K, "family_class": class_name}}
+
+
 def build_model_asset(
     partitions: PeriodPartitions, hyperparameters: Mapping[str, Any], pool: str
 ) -> dg.AssetsDefinition:
@@ -84,6 +95,7 @@ def build_model_asset(
     training step runs in the project's pool."""
     config_class = launchpad_config(hyperparameters)
     family = hyperparameters.get("model", TrainConfig.model)
+    family_settings = hyperparameters.get("family_settings", TrainConfig.family_settings)
 
     @dg.asset(
         partitions_def=partitions,
@@ -109,7 +121,7 @@ def build_model_asset(
     ) -> dg.Output[dict]:
         # Keyed by what it trains, not by the run: a retry (a new run after a killed worker) finds the
         # previous attempt's checkpoint and resumes it.
-        hyperparameters = {"model": family, **config.model_dump()}
+        hyperparameters = {"model": family, "family_settings": family_settings, **config.model_dump()}
         output_dir = storage.layout.model_output(
             "sequence_model",
             context.partition_key,
@@ -122,6 +134,7 @@ def build_model_asset(
             "--vocabulary", str(item_vocabulary),
             "--output-dir", output_dir,
             "--model", project_file_spec(family, projects_dir() / project.name),
+            "--family-settings", family_settings,
             *trainer_args(config),
         ]  # fmt: skip
         try:
@@ -158,7 +171,9 @@ def build_model_asset(
             tags=lineage,
             artifacts=[model_uri],
         )
-        version = experiment_tracking.register(mlflow_run_id, model_uri, tags=lineage)
+        version = experiment_tracking.register(
+            mlflow_run_id, model_uri, tags=lineage, **_class_code(family, project.name)
+        )
         descriptor = {
             "model_uri": model_uri,
             "partition": context.partition_key,

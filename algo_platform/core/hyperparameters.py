@@ -55,6 +55,9 @@ class TrainConfig:
     ease_l2: float = _param(250.0, "ease: L2 regularisation of the item-item weights", (1e-3, 1e7))
     knn_neighbours: int = _param(100, "itemknn: most similar items kept per item", (1, 100_000))
     knn_shrink: float = _param(10.0, "itemknn: similarity shrinkage for items few users share", (0.0, 1e6))
+    family_settings: str = _param(
+        "{}", "a team family's own settings as JSON: project.yaml's model keys its class declares in `settings`"
+    )
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import datetime as dt
 import importlib.metadata
+import json
 import os
 import re
 from dataclasses import fields
@@ -21,7 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from algo_platform.core.calendar import Grain, ProjectCalendar
-from algo_platform.core.families import ContractViolation, project_file_spec
+from algo_platform.core.families import ContractViolation, is_file_spec, project_file_spec
 from algo_platform.core.hyperparameters import EngagementHyperparameters, TrainConfig
 from algo_platform.core.schema import CANONICAL_COLUMNS, DEFAULT_INTERACTION_TYPES, EVENT_TYPES
 
@@ -205,9 +206,16 @@ class Model(_Strict):
         if self.image is not None:
             raise ValueError("image: only a command runs in its own image (a family runs in compute.image)")
         # `model` is the family above; `device` is the launcher's business, not the team's.
-        known = [f for f in fields(TrainConfig) if f.name not in ("model", "device")]
-        check_hyperparameters(self.model_extra or {}, known)
+        known = [f for f in fields(TrainConfig) if f.name not in ("model", "device", "family_settings")]
+        trainer = {name: value for name, value in (self.model_extra or {}).items() if name in {f.name for f in known}}
+        # A team class's own settings are checked against what it declares when the project loads (its file).
+        check_hyperparameters(trainer if is_file_spec(self.family) else dict(self.model_extra or {}), known)
         return self
+
+    def family_settings(self) -> dict[str, Any]:
+        """The keys of the section that are not the trainer's: a team class's own settings."""
+        trainer = {f.name for f in fields(TrainConfig)}
+        return {name: value for name, value in (self.model_extra or {}).items() if name not in trainer}
 
     @property
     def trained_by(self) -> str:
@@ -219,7 +227,9 @@ class Model(_Strict):
         defaults = {f.name: f.default for f in fields(TrainConfig)}
         if self.command:
             return {**defaults, "model": "command"}
-        return {**defaults, **(self.model_extra or {}), "model": self.family}
+        own = self.family_settings()
+        trainer = {name: value for name, value in (self.model_extra or {}).items() if name not in own}
+        return {**defaults, **trainer, "model": self.family, "family_settings": json.dumps(own, sort_keys=True)}
 
     def settings(self) -> dict[str, Any]:
         """A command's own settings: the section's keys other than command and image."""
@@ -527,6 +537,46 @@ def top_level_names(file: Path) -> list[str]:
     return names
 
 
+def declared_settings(file: Path, class_name: str) -> dict[str, Any]:
+    """The `settings = {...}` a team class declares (a literal dict of defaults), read from the syntax tree."""
+    for node in ast.parse(file.read_text(), str(file)).body:
+        if isinstance(node, ast.ClassDef) and node.name == class_name:
+            for statement in node.body:
+                targets = (
+                    statement.targets if isinstance(statement, ast.Assign) else [getattr(statement, "target", None)]
+                )
+                if any(isinstance(t, ast.Name) and t.id == "settings" for t in targets) and statement.value is not None:
+                    try:
+                        value = ast.literal_eval(statement.value)
+                    except ValueError:
+                        raise ProjectError(
+                            f"{file}: {class_name}.settings must be a literal dict of defaults"
+                        ) from None
+                    return value if isinstance(value, dict) else {}
+    return {}
+
+
+def _check_family_settings(path: Path, model: Model) -> None:
+    """Every key of `model:` is the trainer's or one the team class declares, of the declared type."""
+    file, class_name = model.family.split(":", 1)
+    declared = declared_settings(path.parent / file, class_name)
+    for name, value in model.family_settings().items():
+        if name not in declared:
+            trainer = sorted(
+                f.name for f in fields(TrainConfig) if f.name not in ("model", "device", "family_settings")
+            )
+            raise ProjectError(
+                f"{path}: model.{name}: unknown setting; the trainer's are {', '.join(trainer)}, and "
+                f"{class_name}.settings declares {', '.join(declared) or 'none'}"
+            )
+        expected = type(declared[name])
+        if not isinstance(value, expected) and not (expected is float and isinstance(value, int)):
+            raise ProjectError(
+                f"{path}: model.{name}: {value!r} is not of type {expected.__name__} (its default in "
+                f"{class_name}.settings is {declared[name]!r})"
+            )
+
+
 def load_project(path: str | Path) -> Project:
     """A project from its folder or its project.yaml, or a ProjectError naming file and field."""
     path = Path(path)
@@ -560,6 +610,8 @@ def load_project(path: str | Path) -> Project:
                 f"{path}: {where}: {family!r}, but {file} defines no {name!r} "
                 f"(it defines {', '.join(defined) or 'nothing'})"
             )
+    if is_file_spec(project.model.family) and not project.model.command:
+        _check_family_settings(path, project.model)
     if path.parent.name != project.name and path.parent.name != "":
         raise ProjectError(
             f"{path}: name {project.name!r} differs from its folder {path.parent.name!r}; rename one of them"

@@ -25,8 +25,16 @@ class NextItemRecommender(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         from algo_platform.evaluation.scoring import load_model
 
-        self.loaded = load_model(context.artifacts["checkpoint"])
-        self.k = int((context.model_config or {}).get("k", DEFAULT_K))
+        config = context.model_config or {}
+        # A team's class travels with the version (artifact `family_code`): loaded from that copy, the
+        # champion loads wherever the project folder is, or without it.
+        family = (
+            f"{context.artifacts['family_code']}:{config['family_class']}"
+            if "family_code" in context.artifacts
+            else None
+        )
+        self.loaded = load_model(context.artifacts["checkpoint"], family)
+        self.k = int(config.get("k", DEFAULT_K))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         from algo_platform.evaluation.scoring import top_k
@@ -39,7 +47,13 @@ class NextItemRecommender(mlflow.pyfunc.PythonModel):
             if len(known):
                 windows[row, -len(known) :] = known
         items, scores = top_k(self.loaded, windows, self.k)
-        return pd.DataFrame({"item_ids": [list(map(int, i)) for i in items], "scores": [list(s) for s in scores]})
+        kept = np.isfinite(scores)  # a catalogue smaller than k: the masked (seen) items are not listed
+        return pd.DataFrame(
+            {
+                "item_ids": [list(map(int, i[keep])) for i, keep in zip(items, kept, strict=True)],
+                "scores": [list(s[keep]) for s, keep in zip(scores, kept, strict=True)],
+            }
+        )
 
 
 class ProgramRecommender(mlflow.pyfunc.PythonModel):

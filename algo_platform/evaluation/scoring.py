@@ -26,17 +26,18 @@ class LoadedModel:
         return self.model.config.max_len
 
 
-def load_model(uri: str) -> LoadedModel:
+def load_model(uri: str, family: str | None = None) -> LoadedModel:
+    """The trained model at `uri`; `family` replaces the family its checkpoint names."""
     import torch
 
     from algo_platform.training.artifacts import load_checkpoint
-    from algo_platform.training.artifacts import load_model as load_sasrec
+    from algo_platform.training.artifacts import load_model as load_family
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     item_ids = load_checkpoint(uri, device).get("item_ids")
     if item_ids is None:
         raise ValueError(f"{uri} has no item vocabulary; it was written by an older trainer, retrain it")
-    return LoadedModel(load_sasrec(uri, device), item_ids.cpu().numpy(), device)
+    return LoadedModel(load_family(uri, device, family), item_ids.cpu().numpy(), device)
 
 
 def remap(indices: np.ndarray, from_item_ids: np.ndarray, to_item_ids: np.ndarray) -> np.ndarray:
@@ -220,4 +221,11 @@ def recommend(
     windows, rows = latest_windows(data, model.max_len)
     items, scores = top_k(model, remap(windows, read_item_ids(vocabulary_path), model.item_ids), k)
     scores = scores.astype("float32")
-    return pd.DataFrame({"user_id": data.user_ids[rows], "item_ids": list(items), "scores": list(scores)})
+    kept = np.isfinite(scores)  # a catalogue smaller than k: the masked (seen) items are not listed
+    return pd.DataFrame(
+        {
+            "user_id": data.user_ids[rows],
+            "item_ids": [i[keep] for i, keep in zip(items, kept, strict=True)],
+            "scores": [s[keep] for s, keep in zip(scores, kept, strict=True)],
+        }
+    )

@@ -10,6 +10,7 @@ image holds this package next to `algo_platform/training`).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -45,11 +46,12 @@ __all__ = [
 
 
 def build_model(config: ModelConfig) -> NextItemModel:
+    """The family's model; a team class sees its declared `settings` with the project's values over them."""
     try:
         family = resolve_family(config.family, FAMILIES, NextItemModel)
     except ContractViolation as error:
         raise ValueError(str(error)) from None
-    return family(config)
+    return family(replace(config, settings={**getattr(family, "settings", {}), **config.settings}))
 
 
 def build_engagement_model(config: EngagementConfig) -> EngagementModel:
@@ -89,10 +91,12 @@ def model_state(model: NextItemModel | EngagementModel) -> dict[str, Any]:
     return {"model_config": model.config.to_dict(), "model_state": model.state_dict()}
 
 
-def model_from_state(state: dict[str, Any], device: torch.device) -> NextItemModel:
+def model_from_state(state: dict[str, Any], device: torch.device, family: str | None = None) -> NextItemModel:
     """The model saved by `model_state`, on `device`, in eval mode. A checkpoint from before
-    families existed has no family in its config: it is a SASRec."""
-    model = build_model(ModelConfig(**state["model_config"])).to(device)
+    families existed has no family in its config: it is a SASRec. `family` replaces the family the
+    checkpoint names (a team's class loaded from the copy a registered model carries)."""
+    config = ModelConfig(**state["model_config"])
+    model = build_model(replace(config, family=family) if family else config).to(device)
     model.load_state_dict(state["model_state"])
     return model.eval()
 

@@ -12,7 +12,7 @@ only this, never a family's internals, so a team can bring another family by add
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import ClassVar
 
 import torch
@@ -38,6 +38,8 @@ class ModelConfig:
     ease_l2: float = 250.0
     knn_neighbours: int = 100
     knn_shrink: float = 10.0
+    # A team family's own settings: its class's `settings` defaults, overridden by project.yaml.
+    settings: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -148,17 +148,19 @@ class ExperimentTracking(dg.ConfigurableResource):
         python_model: Any = None,
         model_config: Mapping[str, Any] | None = None,
         artifact: str = "checkpoint",
+        code: Mapping[str, str] | None = None,
     ) -> ModelVersion:
         """A new version of the registered model: the model at `model_uri` logged on the training run as a
         pyfunc model (next-item: `algo_platform.evaluation.recommender`; another task type passes its
         own wrapper, which finds the model as the artifact named `artifact`), so `models:/<name>@champion`
-        loads with MLflow's own API. The `model_uri` tag keeps the model's path for the platform's own use."""
+        loads with MLflow's own API; `code` (artifact name -> file) travels with it, e.g. a team's class.
+        The `model_uri` tag keeps the model's path for the platform's own use."""
         import mlflow
 
         from algo_platform.evaluation.recommender import DEFAULT_K, NextItemRecommender
 
         if python_model is None:
-            python_model, model_config = NextItemRecommender(), {"k": DEFAULT_K}
+            python_model, model_config = NextItemRecommender(), model_config or {"k": DEFAULT_K}
         self.migrated()
         # The version's source (`models:/<id>`) is resolved through the fluent API's URIs too.
         with _fluent_api_at(self.tracking_uri):
@@ -166,7 +168,7 @@ class ExperimentTracking(dg.ConfigurableResource):
                 logged = mlflow.pyfunc.log_model(
                     name="recommender",
                     python_model=python_model,
-                    artifacts={artifact: model_uri},
+                    artifacts={artifact: model_uri, **(code or {})},
                     model_config=dict(model_config or {}),
                     # Listed, not inferred: inference would load the model in a subprocess on every training.
                     pip_requirements=["algo-platform", "torch", "pandas", "numpy"],

@@ -54,6 +54,7 @@ def load_checkpoint(uri: str, device: torch.device) -> dict[str, Any]:
         ) from None
 
 
-def load_model(uri: str, device: torch.device) -> NextItemModel:
-    """Load a trained model written by `train`, whatever its family (used by evaluation and serving)."""
-    return model_from_state(load_checkpoint(uri, device), device)
+def load_model(uri: str, device: torch.device, family: str | None = None) -> NextItemModel:
+    """Load a trained model written by `train`, whatever its family (used by evaluation and serving);
+    `family` replaces the one the checkpoint names (a team class's copy in a registered model)."""
+    return model_from_state(load_checkpoint(uri, device), device, family)

@@ -14,6 +14,7 @@ there), `one_epoch`, `validated`, `save_progress`, `fit` (epochs with early stop
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import os
@@ -145,7 +146,7 @@ def model_config_of(config: TrainConfig, num_items: int) -> ModelConfig:
     """The model's shape from the trainer's hyper-parameters."""
     return ModelConfig(
         num_items, config.max_len, config.hidden_dim, config.num_layers, config.num_heads, config.dropout, config.model,
-        config.ease_l2, config.knn_neighbours, config.knn_shrink,
+        config.ease_l2, config.knn_neighbours, config.knn_shrink, json.loads(config.family_settings),
     )  # fmt: skip
 
 

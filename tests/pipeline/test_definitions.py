@@ -1,3 +1,6 @@
+import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -182,3 +185,91 @@ def test_a_next_item_program_breaking_the_contract_fails_its_step_once_naming_th
     )
     message = failure.dagster_event.step_failure_data.error.message
     assert "command python item_knn.py breaks the next-item contract" in message and rule in message
+
+
+TEAM_FITTED = '''
+from algo_platform.models.fitted import FittedNextItemModel
+
+
+class Cooccurrence(FittedNextItemModel):
+    """Items users had together, counted: fitted by its hook on the training interactions, no gradients."""
+
+    settings = {"self_weight": 0.0, "scale": 1.0}
+
+    def fit_interactions(self, interactions):
+        dense = (interactions.to_dense() if interactions.is_sparse else interactions).float()
+        together = dense.T @ dense
+        together.fill_diagonal_(self.config.settings["self_weight"])
+        self.weights.copy_(together * self.config.settings["scale"])
+'''
+
+
+def _team_project(tmp_path, monkeypatch, model: dict):
+    from algo_platform.core.project import load_project
+
+    monkeypatch.setenv("ALGO_PLATFORM_PROJECTS", str(tmp_path / "projects"))
+    folder = tmp_path / "projects" / PROJECT
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "models.py").write_text(TEAM_FITTED)
+    document = {"name": PROJECT, "owners": ["team:a"], "partitions_start": "2024-01-01", "model": model}
+    (folder / "project.yaml").write_text(json.dumps(document))
+    return load_project(folder)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        (
+            {"scael": 2.0},
+            "model.scael: unknown setting; the trainer's are .* Cooccurrence.settings declares self_weight, scale",
+        ),
+        ({"scale": "2"}, "model.scale: '2' is not of type float"),
+    ],
+)
+def test_a_team_class_setting_is_checked_against_what_the_class_declares(tmp_path, monkeypatch, setting, message):
+    from algo_platform.core.project import ProjectError
+
+    with pytest.raises(ProjectError, match=message):
+        _team_project(tmp_path, monkeypatch, {"family": "models.py:Cooccurrence", **setting})
+
+
+def test_a_team_class_gets_its_settings_and_its_version_loads_after_the_folder_moved(settings, tmp_path, monkeypatch):
+    """A fitted team class with a setting of its own: trained by the model asset, registered with its
+    code, and `models:/<p>-next_item/1` loads in a fresh process once the project folder is gone."""
+    from algo_platform.assets.model import build_model_asset
+    from algo_platform.definitions import in_project
+    from algo_platform.resources.environment import build_resources
+    from algo_platform.resources.partitions import project_partitions
+    from algo_platform.training.artifacts import load_checkpoint
+    from tests.support.k8s_training import DAY, land_training_inputs
+
+    project = _team_project(tmp_path, monkeypatch, {"family": "models.py:Cooccurrence", "scale": 2})
+    land_training_inputs(settings, tmp_path)
+    partitions = project_partitions(project.partitions_start, project.data.partition)
+    inputs = [
+        dg.AssetSpec([PROJECT, name], partitions_def=partitions) for name in ("training_sequences", "item_vocabulary")
+    ]
+    model = in_project([build_model_asset(partitions, project.model.hyperparameters(), "gpu")], project)[0]
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [model, *inputs], partition_key=DAY, resources=build_resources(settings, project), instance=instance,
+            run_config={"ops": {"sequence_model": {"config": {"device": "cpu"}}}},
+        )  # fmt: skip
+    descriptor = result.asset_value(dg.AssetKey([PROJECT, "sequence_model"]))
+    import torch
+
+    saved = load_checkpoint(descriptor["model_uri"], torch.device("cpu"))["model_config"]["settings"]
+    assert saved == {"self_weight": 0.0, "scale": 2}  # the class's default, and the project's value over it
+    shutil.rmtree(tmp_path / "projects")
+    script = (
+        "import json, mlflow, pandas as pd\n"
+        f"model = mlflow.pyfunc.load_model('models:/{PROJECT}-next_item/1')\n"
+        "print(json.dumps(model.predict(pd.DataFrame({'item_ids': [[100, 200]]}))['item_ids'][0]))\n"
+    )
+    env = {**os.environ, "MLFLOW_TRACKING_URI": settings.tracking_uri}
+    env.pop("ALGO_PLATFORM_PROJECTS", None)
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=180)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    listed = json.loads(done.stdout.splitlines()[-1])
+    assert listed and 100 not in listed and 200 not in listed  # served lists leave out what was just seen
