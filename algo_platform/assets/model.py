@@ -202,6 +202,8 @@ def build_model_asset(
                 "mlflow_run": dg.MetadataValue.url(experiment_tracking.run_url(mlflow_run_id)),
                 "registered_model_version": f"{experiment_tracking.registered_model_name} v{version.version}",
                 "code_version": lineage["code_version"],
+                "family": family,
+                "source": lineage["source"],
             },
         )
 

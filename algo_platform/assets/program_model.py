@@ -177,6 +177,8 @@ def build_program_model_asset(partitions: PeriodPartitions, project: Project, po
                 **probed,
                 "model_uri": dg.MetadataValue.path(outputs.model_uri),
                 "trained_by": source,
+                "family": "command",
+                "source": source,
                 "registered_model_version": f"{experiment_tracking.registered_model_name} v{version.version}",
                 "mlflow_run": dg.MetadataValue.url(experiment_tracking.run_url(mlflow_run_id)),
                 **usage,

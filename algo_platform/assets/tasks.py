@@ -221,6 +221,8 @@ def build_task_assets(project: Project, task: Task, partitions: PeriodPartitions
                 "model_uri": dg.MetadataValue.path(outputs.model_uri),
                 "model_format": outputs.model_format,
                 "trained_by": " ".join(task.command) if task.command else hyperparameters["family"],
+                "family": lineage["family"],
+                "source": lineage["source"],
                 "registered_model_version": f"{tracking.registered_model_name} v{version.version}",
                 "mlflow_run": dg.MetadataValue.url(tracking.run_url(mlflow_run_id)),
                 **probed,

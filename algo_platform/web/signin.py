@@ -47,6 +47,7 @@ from algo_platform.web.identity import (
     Identities,
     request_headers,
 )
+from algo_platform.web.models_page import ModelsPage
 from algo_platform.web.policy import (
     TAG_SLOTS,
     Action,
@@ -189,6 +190,7 @@ class SignedIn:
         self.data_page = DataPage(self)
         self.routes |= UserAdmin(self).routes() | UploadPage(self).routes() | self.data_page.routes()
         self.routes |= GpuPage(self).routes()
+        self.models_page = ModelsPage(self)
         if settings.mode == "proxy":  # the proxy signs people in and out
             self.routes = {key: route for key, route in self.routes.items() if not key[1].startswith("/auth/")}
 
@@ -237,7 +239,11 @@ class SignedIn:
             return
         if path == "/graphql" and not identity.platform_admin:
             send = scrubbing_http(send)
-        handler = self.routes.get((method, path)) or self.data_page.prefixed(method, path)
+        handler = (
+            self.routes.get((method, path))
+            or self.data_page.prefixed(method, path)
+            or self.models_page.prefixed(method, path)
+        )
         if handler is not None:
             await (await handler(Request(scope, receive), identity))(scope, receive, send)
             return

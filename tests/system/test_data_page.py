@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from tests.support.browser import SCREENSHOTS, open_page, sign_in, until
+from tests.support.candidates import RETRAINS, record_candidates
 from tests.support.factories import PROJECT
 from tests.support.gpu_fleet import FLEET, prepare_gpu_fleet
 from tests.support.profiles import write_profiles
@@ -36,6 +37,7 @@ def web(tmp_path_factory):
     def prepare(env: dict) -> None:
         write_profiles(str(Path(env["ALGO_PLATFORM_STORAGE"]) / "projects" / PROJECT), DAYS, 120, end=LAST_DAY)
         prepare_gpu_fleet(env)
+        record_candidates(env["DAGSTER_HOME"], PROJECT)
 
     platform = start_web_platform(tmp_path_factory.mktemp("data-page"), prepare=prepare, ALGO_PLATFORM_FLEET=str(FLEET))
     try:
@@ -258,3 +260,28 @@ def test_the_gpu_page_shows_only_the_queues_of_a_users_projects(web):
     assert "run-0" not in page.text and PROJECT not in page.text  # nothing of team_a's runs
     anonymous = requests.get(f"{web.base}/platform/gpus", timeout=60, allow_redirects=False)
     assert anonymous.status_code in (401, 303)
+
+
+def test_a_projects_models_page_shows_every_candidate_against_the_champion_and_popularity(web):
+    """Each retrain's candidate with its family, source, figure, the champion's and popularity's on
+    the same split, and why it was promoted or refused; the home page links to it; a user without a
+    role on the project is refused, as for a project that does not exist."""
+    vic = web.client("vic")
+    home = vic.http.get(f"{web.base}/platform", timeout=30)
+    assert f"/platform/models/{PROJECT}" in home.text
+    page = vic.http.get(f"{web.base}/platform/models/{PROJECT}", timeout=30)
+    assert page.status_code == 200
+    table = page.text.split("id='candidates-next_item'")[1].split("</table>")[0]
+    rows = table.split("<tr class=")[1:]
+    assert len(rows) == len(RETRAINS)
+    newest_first = list(reversed(RETRAINS))
+    for row, (day, family, source, value, _, popularity, outcome, _) in zip(rows, newest_first, strict=True):
+        assert day in row and f">{family}<" in row and source in row and f"{value:.4f}" in row
+        assert f"{popularity:.4f}" in row and f">{outcome}<" in row
+    assert "vs champion 0.0815" in rows[1]  # the refused candidate says why
+    specs = json.loads(page.text.split("id='chart-specs'>")[1].split("</script>")[0])
+    chart = next(spec for spec in specs if spec["id"] == "candidates-next_item-chart")
+    assert [round(y, 3) for y in chart["data"][0]["y"]] == [r[3] for r in RETRAINS]
+    for user, project in (("lars", PROJECT), ("vic", "no_such_project")):
+        refused = web.client(user).http.get(f"{web.base}/platform/models/{project}", timeout=30)
+        assert refused.status_code == 403 and "you hold no role" in refused.text
