@@ -10,6 +10,8 @@ from html import escape
 
 import dagster as dg
 
+from algo_platform.web.models_page import MODELS
+
 
 @dataclass(frozen=True)
 class Standing:
@@ -49,7 +51,7 @@ def standings_table(standings: list[Standing], prefix: str) -> str:
     rows = "".join(
         f"<tr><td><a href='{escape(prefix)}/platform/data/{escape(s.project)}'>{escape(s.project)}</a></td>"
         f"<td>{escape(s.role)}</td><td>{escape(s.last_ingest)}</td><td>{escape(s.last_retrain)}</td>"
-        f"<td><a href='{escape(prefix)}/platform/models/{escape(s.project)}'>{escape(s.champion)}</a></td></tr>"
+        f"<td><a href='{escape(prefix)}{MODELS}/{escape(s.project)}'>{escape(s.champion)}</a></td></tr>"
         for s in standings
     )
     header = "<tr><th>project</th><th>your role</th><th>last ingest</th><th>last retrain</th><th>serving</th></tr>"
