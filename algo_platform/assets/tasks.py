@@ -367,18 +367,15 @@ def _evaluation_and_serving(
         item_vocabulary: UPath,
     ) -> dg.Output[pd.DataFrame]:
         """Top 20 per user: the next-item champion's candidates re-ranked by this task's champion."""
-        from algo_platform.evaluation.scoring import load_model, remap
         from algo_platform.tasks.engagement.scorer import load_scorer
-        from algo_platform.tasks.engagement.two_stage import rank_candidates, retrieve
+        from algo_platform.tasks.engagement.two_stage import champion_candidates, rank_candidates
         from algo_platform.training.artifacts import read_item_ids
-        from algo_platform.training.data import latest_windows, read_sequences
+        from algo_platform.training.data import read_sequences
 
         started = time.perf_counter()
-        retrieval = load_model(champion_model["model_uri"])
         data = read_sequences(str(training_sequences))
-        windows, rows = latest_windows(data, retrieval.max_len)
-        own = remap(windows, read_item_ids(str(item_vocabulary)), retrieval.item_ids)
-        candidates, log_probs = retrieve(retrieval, own, task.candidates)
+        item_ids = read_item_ids(str(item_vocabulary))
+        rows, candidates, log_probs = champion_candidates(champion_model, data, item_ids, True, task.candidates)
         scorer = load_scorer(champion["model_uri"], champion.get("model_format", "torch-state"))
         events = _events_frame(cleaned_events)
         # Served the morning after the day: everything up to and including it is history.
@@ -429,22 +426,19 @@ def _two_stage(
 ) -> dict:
     """NDCG@10 of the next-item champion's candidates in its own order and re-ranked by `scorer`,
     against the items each user engaged with on the held-out day."""
-    from algo_platform.evaluation.scoring import load_model, remap
-    from algo_platform.tasks.engagement.two_stage import rank_candidates, retrieve, two_stage_ndcg
+    from algo_platform.tasks.engagement.two_stage import champion_candidates, rank_candidates, two_stage_ndcg
     from algo_platform.training.artifacts import read_item_ids
-    from algo_platform.training.data import history_windows, read_sequences
+    from algo_platform.training.data import read_sequences
 
     holdout = examples[(examples["split"] == "holdout")]
     positives = holdout[holdout["label"] == 1].groupby("user_id")["item_id"].agg(set)
     first_hour = holdout.groupby("user_id")["hour"].min()
-    retrieval = load_model(retrieval_champion["model_uri"])
     data = read_sequences(str(training_sequences))
-    windows, rows = history_windows(data, retrieval.max_len)
+    item_ids = read_item_ids(str(item_vocabulary))
+    rows, candidates, log_probs = champion_candidates(retrieval_champion, data, item_ids, False, task.candidates)
     users = data.user_ids[rows]
     wanted = np.isin(users, positives.index.to_numpy())
-    windows, users = windows[wanted], users[wanted]
-    own = remap(windows, read_item_ids(str(item_vocabulary)), retrieval.item_ids)
-    candidates, log_probs = retrieve(retrieval, own, task.candidates)
+    users, candidates, log_probs = users[wanted], candidates[wanted], log_probs[wanted]
 
     def probabilities_of(pairs: pd.DataFrame) -> np.ndarray:
         features = candidate_features(events, pl.from_pandas(pairs), day, task.label.events, task.label.complete_ratio)

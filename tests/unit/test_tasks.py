@@ -433,3 +433,25 @@ def test_an_engagement_program_fitted_on_other_features_is_refused_before_regist
     everything = LogisticRegression().fit(examples, rng.integers(0, 2, 50))
     Pyfunc.predict = lambda self, frame: everything.predict_proba(frame)
     assert probe(EngagementScorer(Pyfunc(), "mlflow"), examples)["probe_rows"] == 50
+
+
+def test_a_program_champion_proposes_the_engagement_candidates_through_its_pyfunc(monkeypatch):
+    import algo_platform.evaluation.program as program
+    from algo_platform.tasks.engagement.two_stage import champion_candidates
+
+    asked = []
+
+    def answer(history, call):
+        asked.append(history)
+        return [50, 40, 30][: 3 - len(history)], [2.0, 1.0, 0.0][: 3 - len(history)]
+
+    monkeypatch.setattr(program, "load_program", lambda uri: program.ProgramRecommender(Lists(answer)))
+    data = sequences([[1, 2], [], [3]], [[4], [5], []])
+    item_ids = np.array([-1, 10, 20, 30, 40, 50])
+    champion = {"model_format": "mlflow", "model_uri": "models:/x/1"}
+    rows, found, log_probs = champion_candidates(champion, data, item_ids, latest=False, candidates=3)
+    assert rows.tolist() == [0, 2] and asked == [[10, 20], [30]]  # histories before the held-out day
+    assert found.tolist() == [[50, -1, -1], [50, 40, -1]]  # a short list is padded, never ranked above
+    assert np.isneginf(log_probs[0, 1:]).all() and np.exp(log_probs[1, :2]).sum() == pytest.approx(1.0)
+    rows, _, _ = champion_candidates(champion, data, item_ids, latest=True, candidates=3)
+    assert rows.tolist() == [0, 1, 2] and asked[-3:] == [[10, 20, 40], [50], [30]]  # whole sequences

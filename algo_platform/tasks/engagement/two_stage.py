@@ -68,3 +68,35 @@ def two_stage_ndcg(
         "candidate_recall": float(np.mean(recall)) if recall else float("nan"),
         "users": len(relevant),
     }
+
+
+def champion_candidates(
+    champion: dict, data, item_ids: np.ndarray, latest: bool, candidates: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows of the users in `data`, their candidates' item ids, log-probabilities) from the next-item
+    champion, after each user's whole sequence (`latest`: serving) or their history before the
+    held-out day. A team program's champion answers through its pyfunc; its scores are read as
+    logits (log-softmax over its list)."""
+    from algo_platform.evaluation.scoring import load_model, remap
+    from algo_platform.training.data import full_sequences, history_windows, latest_windows
+
+    if champion.get("model_format", "torch-state") == "mlflow":
+        from algo_platform.evaluation.program import load_program
+
+        sequences = full_sequences(data) if latest else data.history
+        rows = np.flatnonzero(sequences.lengths > 0)
+        offsets = sequences.offsets
+        histories = [item_ids[sequences.values[offsets[r] : offsets[r + 1]]] for r in rows]
+        listed, scores = load_program(champion["model_uri"]).top_k(data.user_ids[rows], histories, candidates)
+        found = np.full((len(rows), candidates), -1, dtype=np.int64)
+        log_probs = np.full((len(rows), candidates), -np.inf)
+        for row, (items, values) in enumerate(zip(listed, scores, strict=True)):
+            found[row, : len(items)] = items
+            if len(values):
+                shifted = values - values.max()
+                log_probs[row, : len(values)] = shifted - np.log(np.exp(shifted).sum())
+        return rows, found, log_probs
+    retrieval = load_model(champion["model_uri"])
+    windows, rows = (latest_windows if latest else history_windows)(data, retrieval.max_len)
+    found, log_probs = retrieve(retrieval, remap(windows, item_ids, retrieval.item_ids), candidates)
+    return rows, found, log_probs
