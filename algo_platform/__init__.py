@@ -18,6 +18,7 @@ LAYERS = (
     "engines",  # raw -> cleaned -> features: polars, Spark (no dagster; dagster_pipes allowed)
     "training",  # the trainer process
     "evaluation",  # metrics, report, promotion rule, recommender
+    "release",  # grey releases: sticky assignment, the always-valid statistics, the decisions
     "tasks",  # the task contract, and task types beyond next-item (engagement)
     "accounts",  # users, roles, sessions, audit
     # The Dagster side, as the project was specified:

@@ -359,6 +359,43 @@ class Promotion(_Strict):
     min_segment_users: int = Field(default=50, ge=1, description="smaller segments cannot veto a promotion")
 
 
+class Guardrail(_Strict):
+    metric: Literal["active_rate", "plays_per_user"] = Field(
+        description="active_rate: share of served users with any interaction the next day; plays_per_user: "
+        "their interactions the next day"
+    )
+    margin: float = Field(default=0.02, ge=0, le=1, description="how much worse (a share) it may get")
+
+
+class Release(_Strict):
+    """A grey release of the next-item task's new champion (README: Grey releases): it earns its users
+    stage by stage through their feedback instead of replacing the champion for everyone at once."""
+
+    stages: list[float] = Field(
+        default_factory=lambda: [5.0, 25.0, 50.0, 100.0], description="the challenger's share of users, in percent"
+    )
+    min_days: int = Field(default=2, ge=1, description="days a stage runs at least")
+    min_users: int = Field(default=200, ge=1, description="exposed users per arm a stage needs at least")
+    primary_metric: Literal["list_play_rate"] = Field(
+        default="list_play_rate",
+        description="list_play_rate: share of served users who played (or rated) an item of their list the next day",
+    )
+    margin: float = Field(
+        default=0.01, ge=0, le=1, description="at the last stage: how much worse (a share) the challenger may be"
+    )
+    guardrails: list[Guardrail] = Field(default_factory=lambda: [Guardrail(metric="active_rate")])
+    alpha: float = Field(default=0.05, gt=0, lt=0.5, description="significance level of the always-valid test")
+    test: Literal["msprt"] = Field(default="msprt", description="msprt: may be looked at every day (README)")
+    stale_days: int = Field(default=2, ge=1, description="days without feedback before the release pauses")
+
+    @pydantic.field_validator("stages")
+    @classmethod
+    def _increasing_shares(cls, value: list[float]) -> list[float]:
+        if not value or any(not 0 < s <= 100 for s in value) or value != sorted(set(value)):
+            raise ValueError(f"{value}: stages are increasing shares of users in (0, 100], e.g. [5, 25, 50, 100]")
+        return value
+
+
 class SparkCompute(_Strict):
     """The Spark application of a project with data.engine: spark, on Kubernetes (local mode ignores the executors)."""
 
@@ -417,6 +454,9 @@ class Project(_Strict):
     schedule: Schedule = Field(default_factory=Schedule)
     sensor: Sensor = Field(default_factory=Sensor)
     promotion: Promotion = Field(default_factory=Promotion)
+    release: Release | None = Field(
+        default=None, description="a grey release of each new next-item champion; none: it serves everyone at once"
+    )
     compute: Compute = Field(default_factory=Compute)
     tasks: list[Task] = Field(default_factory=list, description="further tasks (README: Bring your own model)")
 
