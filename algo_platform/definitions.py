@@ -142,7 +142,7 @@ def build_project_definitions(project: Project, settings: Settings | None = None
         *build_sequence_assets(partitions, project.training),
         build_next_item_model(project, partitions, training_pool(project, settings)),
         *build_evaluation_assets(partitions),
-        *build_serving_assets(partitions),
+        *build_serving_assets(partitions, project.release),
         *(definition for task in project.tasks for definition in build_task_assets(project, task, partitions)),
     ]
     owned = in_project(platform_assets, project)

@@ -7,6 +7,7 @@ import pandas as pd
 from upath import UPath
 
 from algo_platform.assets.evaluation import split_report
+from algo_platform.core.project import Release
 from algo_platform.evaluation.promotion import PromotionPolicy, promotion_decision
 from algo_platform.resources.partitions import PeriodPartitions
 from algo_platform.resources.promotion import PromotionGate
@@ -59,6 +60,21 @@ def champion_model(
     return choose_champion(context, sequence_model, overall, segments, experiment_tracking, promotion.policy())
 
 
+def released_champion_model(
+    context: dg.AssetExecutionContext,
+    sequence_model: dict,
+    evaluation_report: pd.DataFrame,
+    experiment_tracking: ExperimentTracking,
+    promotion: PromotionGate,
+) -> dg.Output[dict]:
+    """`champion_model` of a project with a `release:` plan: a candidate that passes the gate becomes the
+    challenger of a grey release (the champion serves the other users until the release decides)."""
+    overall, segments = split_report(evaluation_report)
+    return choose_champion(
+        context, sequence_model, overall, segments, experiment_tracking, promotion.policy(), grey_release=True
+    )
+
+
 def choose_champion(
     context: dg.AssetExecutionContext,
     candidate: dict,
@@ -66,9 +82,12 @@ def choose_champion(
     segments: pd.DataFrame,
     tracking: ExperimentTracking,
     policy: PromotionPolicy,
+    grey_release: bool = False,
 ) -> dg.Output[dict]:
     """Promote `candidate` (a model asset's descriptor) if the task type's rule says so and it does not
-    move the champion backwards; else keep the champion. Every task type's champion asset is this."""
+    move the champion backwards; else keep the champion. Every task type's champion asset is this.
+    With `grey_release` (project.yaml's `release:`), a candidate that passes becomes the challenger
+    of a grey release instead, while a champion serves (assets/release.py)."""
     current = tracking.champion()
     decision = promotion_decision(overall, segments, policy)
     reasons = list(decision.reasons)
@@ -77,7 +96,22 @@ def choose_champion(
     if backwards and decision.promote:
         reasons.append(backwards)
 
-    if promote:
+    running = None
+    if promote and grey_release and current is not None:
+        from algo_platform.assets.release import running_release
+
+        running = running_release(tracking)
+        if running is not None:  # one release at a time: the candidate may try again at the next retrain
+            promote = False
+            reasons.append(f"a grey release runs ({running[0].experiment}); it decides before another starts")
+    if promote and grey_release and current is not None:
+        from algo_platform.assets.release import start_release
+
+        state = start_release(tracking, context.asset_key.path[0], candidate["model_version"], context.partition_key)
+        reasons.append(f"released to {state.experiment}: a share of users first, widened by their feedback")
+        served = _descriptor_of(current)
+        outcome = "challenger"
+    elif promote:
         version = candidate["model_version"]
         tracking.promote(version)
         tracking.set_version_tags(
@@ -113,7 +147,8 @@ def choose_champion(
         served = _descriptor_of(current)
         context.log.info(f"kept champion v{current.version}: " + "; ".join(reasons))
 
-    outcome = "promoted" if promote else "kept"
+    if not (promote and grey_release and current is not None):
+        outcome = "promoted" if promote else "kept"
     champion = {
         **served,
         "outcome": outcome,
@@ -146,22 +181,33 @@ def user_recommendations(
     champion_model: dict,
     training_sequences: UPath,
     item_vocabulary: UPath,
+    experiment_tracking: ExperimentTracking,
+    release: Release | None = None,
 ) -> dg.Output[pd.DataFrame]:
-    """Top-K items for every active user from the champion, for downstream services to serve."""
+    """Top-K items for every active user from the champion (during a grey release, from their arm's
+    model), for downstream services to serve."""
+    from algo_platform.assets.release import running_release, serve_by_arm, served_activity
     from algo_platform.evaluation.scoring import recommend
 
     started = time.perf_counter()
-    table = recommend(
-        champion_model["model_uri"],
-        str(training_sequences),
-        str(item_vocabulary),
-        config.top_k,
-        champion_model.get("model_format", "torch-state"),
-    )
+
+    def lists_of(model_uri: str, model_format: str, version: str, family: str) -> pd.DataFrame:
+        table = recommend(model_uri, str(training_sequences), str(item_vocabulary), config.top_k, model_format)
+        # Which model each list came from: one registered model per task, so the version and its family.
+        return table.assign(model_version=version, model_family=family)
+
+    table = lists_of(champion_model["model_uri"], champion_model.get("model_format", "torch-state"),
+                     champion_model["model_version"], champion_model.get("family", "unknown"))  # fmt: skip
+    running = running_release(experiment_tracking) if release is not None else None
+    if running is not None:
+        state, challenger = running
+        theirs = lists_of(challenger.model_uri, challenger.tags.get("model_format", "torch-state"),
+                          challenger.version, challenger.tags.get("family", "unknown"))  # fmt: skip
+        table = serve_by_arm(table, theirs, state, release)
+        table["activity"] = served_activity(table, str(training_sequences))
+        context.log.info(f"grey release {state.experiment}: {(table['arm'] == 'challenger').sum():,} users on v"
+                         f"{challenger.version}, {(table['arm'] == 'champion').sum():,} on the champion")  # fmt: skip
     elapsed = time.perf_counter() - started
-    # Which model each list came from: one registered model per task, so the version and its family.
-    table["model_version"] = champion_model["model_version"]
-    table["model_family"] = champion_model.get("family", "unknown")
     users_per_second = len(table) / elapsed if elapsed > 0 else 0.0
     context.log.info(f"scored {len(table):,} users in {elapsed:.2f} s ({users_per_second:,.0f} users/s)")
     return dg.Output(
@@ -182,11 +228,34 @@ def user_recommendations(
     )
 
 
-def build_serving_assets(partitions: PeriodPartitions) -> list:
-    """champion_model and user_recommendations of one project."""
-    return [
+def build_serving_assets(partitions: PeriodPartitions, release: Release | None = None) -> list:
+    """champion_model and user_recommendations of one project (and release_report with a `release:` plan)."""
+    champion = released_champion_model if release is not None else champion_model
+
+    @dg.asset(name="user_recommendations", partitions_def=partitions, group_name="serving",
+              kinds={"pytorch", "parquet"})  # fmt: skip
+    def recommendations(
+        context: dg.AssetExecutionContext,
+        config: RecommendationsConfig,
+        champion_model: dict,
+        training_sequences: UPath,
+        item_vocabulary: UPath,
+        experiment_tracking: ExperimentTracking,
+    ) -> dg.Output[pd.DataFrame]:
+        """Top-K items for every active user from the champion (during a grey release, from their arm's
+        model), for downstream services to serve."""
+        return user_recommendations(context, config, champion_model, training_sequences, item_vocabulary,
+                                    experiment_tracking, release)  # fmt: skip
+
+    assets = [
         dg.asset(
-            partitions_def=partitions, group_name="evaluation", io_manager_key="json_io_manager", kinds={"mlflow"}
-        )(champion_model),
-        dg.asset(partitions_def=partitions, group_name="serving", kinds={"pytorch", "parquet"})(user_recommendations),
-    ]
+            name="champion_model", partitions_def=partitions, group_name="evaluation",
+            io_manager_key="json_io_manager", kinds={"mlflow"},
+        )(champion),
+        recommendations,
+    ]  # fmt: skip
+    if release is not None:
+        from algo_platform.assets.release import build_release_report
+
+        assets.append(build_release_report(partitions, release))
+    return assets

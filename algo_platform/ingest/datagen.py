@@ -278,3 +278,73 @@ def generate_for_project(
     feedback = project.data.feedback
     ratings = feedback.column if feedback else None
     return generate(project_root, days, events_per_day, seed, defect_rate, end_date, ratings_column=ratings)
+
+
+def item_topics(world: World) -> np.ndarray:
+    """The topic of every item (index into TOPICS)."""
+    topic = np.empty(len(world.item_ids), dtype=np.int64)
+    for t in range(len(TOPICS)):
+        topic[world.series_items[world.topic_offsets[t] : world.topic_offsets[t + 1]]] = t
+    return topic
+
+
+def respond_to_lists(
+    world: World, served_users: np.ndarray, served_items: list[np.ndarray], day: dt.date, rng: np.random.Generator
+) -> pa.Table:
+    """The plays the users give the lists they were served on `day`: the item at position p of a list
+    is played with probability 0.8 * (the user's hidden taste for its topic) / sqrt(1 + p), so a model
+    that serves each user's topics earns more plays (the closed loop of a grey release)."""
+    user_index = pd_index(world.user_ids)
+    item_index = pd_index(world.item_ids)
+    topic = item_topics(world)
+    users, items, positions = [], [], []
+    for user, listed in zip(served_users.tolist(), served_items, strict=True):
+        u = user_index.get(user)
+        known = [item_index.get(int(i)) for i in listed]
+        for position, i in enumerate(known):
+            if u is not None and i is not None:
+                users.append(u), items.append(i), positions.append(position)
+    users_a, items_a, positions_a = (np.asarray(x, dtype=np.int64) for x in (users, items, positions))
+    chance = 0.8 * world.user_taste[users_a, topic[items_a]] / np.sqrt(1 + positions_a) if len(users_a) else []
+    played = rng.random(len(users_a)) < chance
+    users_a, items_a = users_a[played], items_a[played]
+    n = len(users_a)
+    day_start = int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp() * 1000)
+    duration = world.item_duration_ms[items_a]
+    return pa.Table.from_arrays(
+        [
+            pc.binary_join_element_wise(
+                pa.scalar(f"served-{day:%Y%m%d}"), pc.cast(pa.array(np.arange(n)), pa.string()), "-"
+            ),  # fmt: skip
+            pa.array(world.user_ids[users_a]),
+            pa.array(world.item_ids[items_a]),
+            pa.array(["play"] * n, pa.string()),
+            pa.array((duration * 0.8).astype(np.int64)),
+            pa.array(duration),
+            pa.array(day_start + rng.integers(0, MS_PER_DAY, n), pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
+            pa.array([DEVICES[d] for d in world.user_device[users_a]], pa.string()),
+            pa.array([REGIONS[r] for r in world.user_region[users_a]], pa.string()),
+            pa.array([TOPICS[t] for t in topic[items_a]], pa.string()),
+        ],
+        schema=CANONICAL_SCHEMA,
+    )
+
+
+def pd_index(ids: np.ndarray) -> dict[int, int]:
+    return {int(value): position for position, value in enumerate(ids.tolist())}
+
+
+def land_day_with_feedback(
+    storage_root: str, world: World, day: dt.date, events: int, seed: int, served: pa.Table | None
+) -> GeneratedDay:
+    """One generated day in the landing zone, plus the plays its users give the lists served on it."""
+    rng = np.random.default_rng([seed, day.toordinal()])
+    table = generate_day(world, day, events, rng)
+    if served is not None and served.num_rows:
+        items = [np.asarray(listed) for listed in served.column("item_ids").to_pylist()]
+        table = pa.concat_tables([table, respond_to_lists(world, served.column("user_id").to_numpy(), items, day, rng)])
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    target = ProjectLayout(storage_root).landing_day(day.isoformat()) / f"events-{day.isoformat()}.parquet"
+    write_atomically(target, buffer.getvalue())
+    return GeneratedDay(day.isoformat(), str(target), table.num_rows, dict.fromkeys(DEFECT_KINDS, 0))

@@ -37,7 +37,10 @@ def build_jobs(project: Project, partitions: PeriodPartitions) -> tuple[AssetJob
     prefix = [project.name]
     ingest = dg.define_asset_job(
         f"{project.name}_ingest_job",
-        selection=dg.AssetSelection.assets(*(prefix + [name] for name in INGEST_ASSETS)),
+        # With a grey release, each day's feedback is judged as soon as the day is ingested.
+        selection=dg.AssetSelection.assets(
+            *(prefix + [name] for name in (*INGEST_ASSETS, *(("release_report",) if project.release else ())))
+        ),
         partitions_def=partitions,
         executor_def=EXECUTOR,
         tags=project.run_tags,

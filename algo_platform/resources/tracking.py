@@ -17,6 +17,9 @@ from typing import Any
 import dagster as dg
 
 CHAMPION_ALIAS = "champion"
+CHALLENGER_ALIAS = "challenger"
+# A running grey release, as tags of the registered model (algo_platform.release.decisions.ReleaseState).
+RELEASE_TAGS = ("experiment", "challenger_version", "stage", "stage_since", "status")
 # (tracking URI, registered model) pairs this process has seen exist: `migrated` looks once, not on
 # every champion lookup.
 _REGISTERED: set[tuple[str, str]] = set()
@@ -219,14 +222,39 @@ class ExperimentTracking(dg.ConfigurableResource):
                     self.promote(str(new.version))
 
     def champion(self) -> ModelVersion | None:
+        return self._by_alias(CHAMPION_ALIAS)
+
+    def challenger(self) -> ModelVersion | None:
+        """The version a grey release is trying on part of the users, if one runs."""
+        return self._by_alias(CHALLENGER_ALIAS)
+
+    def _by_alias(self, alias: str) -> ModelVersion | None:
         from mlflow.exceptions import MlflowException
 
         self.migrated()
         try:
-            found = self.client.get_model_version_by_alias(self.registered_model_name, CHAMPION_ALIAS)
+            found = self.client.get_model_version_by_alias(self.registered_model_name, alias)
         except MlflowException:
             return None
         return ModelVersion(str(found.version), found.tags["model_uri"], found.run_id, dict(found.tags))
+
+    def release_state(self) -> dict[str, str] | None:
+        """The last grey release's state (the registered model's `release.*` tags), or None."""
+        self.migrated()
+        tags = self.client.get_registered_model(self.registered_model_name).tags
+        state = {key: tags.get(f"release.{key}") for key in RELEASE_TAGS}
+        return state if all(value is not None for value in state.values()) else None
+
+    def save_release(self, state: dict[str, str], challenger: bool) -> None:
+        """Record a release's state; `challenger` says whether its version still holds the alias."""
+        for key in RELEASE_TAGS:
+            self.client.set_registered_model_tag(self.registered_model_name, f"release.{key}", str(state[key]))
+        if challenger:
+            self.client.set_registered_model_alias(
+                self.registered_model_name, CHALLENGER_ALIAS, state["challenger_version"]
+            )
+        elif self.challenger() is not None:
+            self.client.delete_registered_model_alias(self.registered_model_name, CHALLENGER_ALIAS)
 
     def champion_on(self, day: str) -> ModelVersion | None:
         """The champion as it stood for `day`: the version most recently promoted on or before it.

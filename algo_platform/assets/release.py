@@ -1,0 +1,213 @@
+"""A grey release of the next-item champion, in the pipeline (`release:` in project.yaml).
+
+- `champion_model` starts it: a candidate that passes the offline gate becomes the `challenger`
+  (an alias beside `champion`) at the first stage, instead of replacing the champion for everyone.
+- `user_recommendations` serves each user from their arm's model (`release.assignment`), and
+  records the arm, the version and the user's activity before exposure with each list: the table
+  of what each user was served.
+- `release_report` (day D) joins the lists served on D (recommendations of D - 1) with D's cleaned
+  events, computes per arm the primary metric and the guardrails over the stage's days so far, and
+  applies the decision (`release.decisions`): the registry's aliases and tags move, and the
+  decision is in the asset's metadata, the version's tags and the audit log.
+"""
+
+import datetime as dt
+from dataclasses import asdict
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+from upath import UPath
+
+from algo_platform.core.project import NEXT_ITEM_TASK, Release
+from algo_platform.release.assignment import CHALLENGER, CHAMPION, arms, experiment_name
+from algo_platform.release.decisions import PROMOTED, ROLLED_BACK, RUNNING, Decision, ReleaseState, decide, plan_of
+from algo_platform.resources.partitions import PeriodPartitions
+from algo_platform.resources.project import ProjectResource
+from algo_platform.resources.storage import PlatformStorage
+from algo_platform.resources.tracking import ExperimentTracking, ModelVersion
+
+
+def state_of(tags: dict[str, str] | None) -> ReleaseState | None:
+    if tags is None:
+        return None
+    return ReleaseState(tags["experiment"], tags["challenger_version"], int(tags["stage"]), tags["stage_since"],
+                        tags["status"])  # fmt: skip
+
+
+def start_release(tracking: ExperimentTracking, project: str, version: str, day: str) -> ReleaseState:
+    """The candidate `version` becomes the challenger at the first stage, served from the day after `day`."""
+    first_day = (dt.date.fromisoformat(day) + dt.timedelta(days=1)).isoformat()
+    state = ReleaseState(experiment_name(project, NEXT_ITEM_TASK, version), version, 0, first_day)
+    tracking.save_release({k: str(v) for k, v in asdict(state).items()}, challenger=True)
+    tracking.set_version_tags(version, {"release_started_on": day, "release_stage": "1"})
+    return state
+
+
+def running_release(tracking: ExperimentTracking) -> tuple[ReleaseState, ModelVersion] | None:
+    state = state_of(tracking.release_state())
+    challenger = tracking.challenger()
+    if state is None or challenger is None or state.status != RUNNING:
+        return None
+    return state, challenger
+
+
+def serve_by_arm(table: pd.DataFrame, challenger_table: pd.DataFrame, state: ReleaseState, release: Release):
+    """Each user's list from their arm's model: `table` is the champion's lists, `challenger_table` the
+    challenger's for the same users."""
+    share = release.stages[state.stage]
+    arm = arms(state.experiment, table["user_id"].to_numpy(), share)
+    on_challenger = arm == CHALLENGER
+    theirs = challenger_table.set_index("user_id").reindex(table["user_id"])
+    served = table.copy()
+    served["arm"] = arm
+    for column in ("item_ids", "scores", "model_version", "model_family"):
+        served.loc[on_challenger, column] = theirs.loc[on_challenger, column].to_numpy()
+    served["experiment"] = state.experiment
+    served["stage_percent"] = share
+    return served
+
+
+def _outcomes(served: pd.DataFrame, events: pd.DataFrame, interaction_types: list[str]) -> pd.DataFrame:
+    """Per served user of the day: played an item of their list (list_play), was active, how many plays."""
+    plays = events[events["event_type"].isin(interaction_types)][["user_id", "item_id"]]
+    per_user = plays.groupby("user_id").size()
+    listed = served[["user_id", "item_ids"]].explode("item_ids").rename(columns={"item_ids": "item_id"})
+    listed["item_id"] = listed["item_id"].astype("int64")
+    hits = listed.merge(plays.drop_duplicates(), on=["user_id", "item_id"])["user_id"].unique()
+    frame = served[["user_id", "arm", "model_version", "experiment", "stage_percent", "activity"]].copy()
+    frame["list_play_rate"] = frame["user_id"].isin(hits).astype(float)
+    frame["plays_per_user"] = frame["user_id"].map(per_user).fillna(0).astype(float)
+    frame["active_rate"] = (frame["plays_per_user"] > 0).astype(float)
+    return frame
+
+
+def _arm_effects(stage_days: pd.DataFrame, release: Release) -> dict:
+    from algo_platform.release.statistics import Arm, effect
+
+    per_user = stage_days.groupby(["user_id", "arm"], as_index=False).agg(
+        list_play_rate=("list_play_rate", "mean"), active_rate=("active_rate", "mean"),
+        plays_per_user=("plays_per_user", "mean"), activity=("activity", "first"),
+    )  # fmt: skip
+    metrics = [release.primary_metric, *(g.metric for g in release.guardrails)]
+    found = {}
+    for metric in metrics:
+        arm_data = [per_user[per_user["arm"] == arm] for arm in (CHAMPION, CHALLENGER)]
+        a, b = (Arm(d[metric].to_numpy(float), d["activity"].to_numpy(float)) for d in arm_data)
+        found[metric] = effect(a, b, release.alpha)
+    return found
+
+
+def apply(decision: Decision, tracking: ExperimentTracking, day: str, instance, project: str) -> None:
+    """The decision in the registry (aliases, tags) and the audit log."""
+    from algo_platform.accounts.store import Accounts
+
+    state = decision.state
+    version = state.challenger_version
+    tracking.save_release({k: str(v) for k, v in asdict(state).items()}, challenger=state.status == RUNNING)
+    tags = {f"release_{decision.action}_on": day, "release_stage": str(state.stage + 1),
+            "release_last_reason": "; ".join(decision.reasons)[:5000]}  # fmt: skip
+    if state.status == PROMOTED:
+        previous = tracking.champion()
+        tracking.promote(version)
+        tags |= {"promoted_on": day, "previous_champion": previous.version if previous else "none"}
+    if state.status in (PROMOTED, ROLLED_BACK):
+        tags["release_outcome"] = state.status
+    tracking.set_version_tags(version, tags)
+    accounts = Accounts.for_instance(instance)
+    try:
+        target = f"{tracking.registered_model_name} v{version}"
+        accounts.record("release", decision.action, user="platform", project=project, target=target,
+                        detail="; ".join(decision.reasons))  # fmt: skip
+    finally:
+        accounts.close()
+
+
+def build_release_report(partitions: PeriodPartitions, release: Release) -> dg.AssetsDefinition:
+    @dg.asset(
+        ins={"cleaned_events": dg.AssetIn()},
+        # The lists served on day D are the recommendations of the day before: read here when they exist
+        # (a day ingested before anything was served, a history import, has none to judge).
+        deps=[
+            dg.AssetDep(
+                "user_recommendations", partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
+            )
+        ],
+        partitions_def=partitions,
+        group_name="serving",
+        kinds={"pandas", "mlflow"},
+        description="The grey release's feedback of the day, per arm, and its decision (README: Grey releases).",
+    )
+    def release_report(
+        context: dg.AssetExecutionContext,
+        cleaned_events: pd.DataFrame,
+        experiment_tracking: ExperimentTracking,
+        storage: PlatformStorage,
+        project: ProjectResource,
+    ) -> dg.Output[pd.DataFrame]:
+        """Feedback per arm over the stage's days so far, the always-valid effect, and the decision."""
+        day = context.partition_key
+        yesterday = (dt.date.fromisoformat(day) - dt.timedelta(days=1)).isoformat()
+        lists = UPath(storage.layout.table("user_recommendations", yesterday))
+        user_recommendations = pd.read_parquet(str(lists)) if lists.exists() else pd.DataFrame()
+        served_by_arm = "arm" in user_recommendations.columns
+        state = state_of(experiment_tracking.release_state()) if served_by_arm else None
+        if state is None or state.status != RUNNING:
+            return dg.Output(pd.DataFrame(), metadata={"decision": "none", "why": f"no release served {day}'s lists"})
+        served = user_recommendations[user_recommendations["experiment"] == state.experiment]
+        today = _outcomes(served, cleaned_events, project.interaction_types).assign(day=day)
+        earlier = _stage_days_before(storage, state, release.stages[state.stage], day)
+        stage_days = pd.concat([earlier, today], ignore_index=True)
+        effects = _arm_effects(stage_days, release)
+        primary = effects.pop(release.primary_metric)
+        feedback = day if len(cleaned_events) else _last_feedback(earlier)
+        decision = decide(plan_of(release), state, day, primary, effects, feedback)
+        apply(decision, experiment_tracking, day, context.instance, project.name)
+        context.log.info(f"release {state.experiment}: {decision.action}: " + "; ".join(decision.reasons))
+        metadata = {
+            "decision": decision.action,
+            "why": dg.MetadataValue.md("\n".join(f"- {r}" for r in decision.reasons)),
+            "experiment": state.experiment,
+            "stage_percent": release.stages[state.stage],
+            "next_stage_percent": release.stages[decision.state.stage],
+            "status": decision.state.status,
+            "champion_users": primary.users[0],
+            "challenger_users": primary.users[1],
+            f"champion_{release.primary_metric}": primary.champion_mean,
+            f"challenger_{release.primary_metric}": primary.challenger_mean,
+            "effect": primary.difference,
+            "effect_low": primary.low,
+            "effect_high": primary.high,
+            "cuped_variance_reduction": primary.variance_reduction,
+            **{f"guardrail_{name}_effect": found.relative for name, found in effects.items()},
+        }
+        return dg.Output(today, metadata=metadata)
+
+    return release_report
+
+
+def _stage_days_before(storage: PlatformStorage, state: ReleaseState, share: float, day: str) -> pd.DataFrame:
+    """The outcomes this asset recorded for the stage's earlier days (its own partitions)."""
+    frames = []
+    current = dt.date.fromisoformat(state.stage_since)
+    while current < dt.date.fromisoformat(day):
+        path = UPath(storage.layout.table("release_report", current.isoformat()))
+        if path.exists():
+            frame = pd.read_parquet(str(path))
+            if len(frame) and "experiment" in frame:
+                frames.append(frame[(frame["experiment"] == state.experiment) & (frame["stage_percent"] == share)])
+        current += dt.timedelta(days=1)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _last_feedback(earlier: pd.DataFrame) -> str | None:
+    return str(earlier["day"].max()) if len(earlier) else None
+
+
+def served_activity(table: pd.DataFrame, sequences_path: str) -> np.ndarray:
+    """Each user's interactions before the lists are served (CUPED's covariate)."""
+    import pyarrow.parquet as pq
+
+    lengths = pq.read_table(sequences_path, columns=["user_id", "history_length", "holdout_length"]).to_pandas()
+    per_user = (lengths["history_length"] + lengths["holdout_length"]).set_axis(lengths["user_id"])
+    return table["user_id"].map(per_user).fillna(0).to_numpy(float)
