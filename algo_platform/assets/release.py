@@ -35,13 +35,27 @@ def state_of(tags: dict[str, str] | None) -> ReleaseState | None:
                         tags["status"])  # fmt: skip
 
 
-def start_release(tracking: ExperimentTracking, project: str, version: str, day: str) -> ReleaseState:
-    """The candidate `version` becomes the challenger at the first stage, served from the day after `day`."""
+def start_release(tracking: ExperimentTracking, project: str, version: str, day: str, share: float) -> ReleaseState:
+    """The candidate `version` becomes the challenger at the first stage (`share` percent of users),
+    served from the day after `day`, and the routing pyfunc follows."""
     first_day = (dt.date.fromisoformat(day) + dt.timedelta(days=1)).isoformat()
     state = ReleaseState(experiment_name(project, NEXT_ITEM_TASK, version), version, 0, first_day)
     tracking.save_release({k: str(v) for k, v in asdict(state).items()}, challenger=True)
     tracking.set_version_tags(version, {"release_started_on": day, "release_stage": "1"})
+    publish_router(tracking, state, share)
     return state
+
+
+def publish_router(tracking: ExperimentTracking, state: ReleaseState, share: float) -> str:
+    """The release's routing pyfunc for online serving, at the stage's share (0 once rolled back, 100
+    once promoted: everyone gets the model that won)."""
+    champion = tracking.champion()
+    return tracking.publish_router({
+        "experiment": state.experiment,
+        "challenger_percent": str(share),
+        "champion_version": champion.version if champion else state.challenger_version,
+        "challenger_version": state.challenger_version,
+    })  # fmt: skip
 
 
 def running_release(tracking: ExperimentTracking) -> tuple[ReleaseState, ModelVersion] | None:
@@ -98,8 +112,8 @@ def _arm_effects(stage_days: pd.DataFrame, release: Release) -> dict:
     return found
 
 
-def apply(decision: Decision, tracking: ExperimentTracking, day: str, instance, project: str) -> None:
-    """The decision in the registry (aliases, tags) and the audit log."""
+def apply(decision: Decision, tracking: ExperimentTracking, day: str, instance, project: str, share: float) -> None:
+    """The decision in the registry (aliases, tags, the routing pyfunc at `share`) and the audit log."""
     from algo_platform.accounts.store import Accounts
 
     state = decision.state
@@ -114,6 +128,8 @@ def apply(decision: Decision, tracking: ExperimentTracking, day: str, instance, 
     if state.status in (PROMOTED, ROLLED_BACK):
         tags["release_outcome"] = state.status
     tracking.set_version_tags(version, tags)
+    if decision.action != "continue":
+        publish_router(tracking, state, {PROMOTED: 100.0, ROLLED_BACK: 0.0}.get(state.status, share))
     accounts = Accounts.for_instance(instance)
     try:
         target = f"{tracking.registered_model_name} v{version}"
@@ -162,7 +178,7 @@ def build_release_report(partitions: PeriodPartitions, release: Release) -> dg.A
         primary = effects.pop(release.primary_metric)
         feedback = day if len(cleaned_events) else _last_feedback(earlier)
         decision = decide(plan_of(release), state, day, primary, effects, feedback)
-        apply(decision, experiment_tracking, day, context.instance, project.name)
+        apply(decision, experiment_tracking, day, context.instance, project.name, release.stages[decision.state.stage])
         context.log.info(f"release {state.experiment}: {decision.action}: " + "; ".join(decision.reasons))
         metadata = {
             "decision": decision.action,

@@ -60,21 +60,6 @@ def champion_model(
     return choose_champion(context, sequence_model, overall, segments, experiment_tracking, promotion.policy())
 
 
-def released_champion_model(
-    context: dg.AssetExecutionContext,
-    sequence_model: dict,
-    evaluation_report: pd.DataFrame,
-    experiment_tracking: ExperimentTracking,
-    promotion: PromotionGate,
-) -> dg.Output[dict]:
-    """`champion_model` of a project with a `release:` plan: a candidate that passes the gate becomes the
-    challenger of a grey release (the champion serves the other users until the release decides)."""
-    overall, segments = split_report(evaluation_report)
-    return choose_champion(
-        context, sequence_model, overall, segments, experiment_tracking, promotion.policy(), grey_release=True
-    )
-
-
 def choose_champion(
     context: dg.AssetExecutionContext,
     candidate: dict,
@@ -82,12 +67,13 @@ def choose_champion(
     segments: pd.DataFrame,
     tracking: ExperimentTracking,
     policy: PromotionPolicy,
-    grey_release: bool = False,
+    release: Release | None = None,
 ) -> dg.Output[dict]:
     """Promote `candidate` (a model asset's descriptor) if the task type's rule says so and it does not
     move the champion backwards; else keep the champion. Every task type's champion asset is this.
-    With `grey_release` (project.yaml's `release:`), a candidate that passes becomes the challenger
+    With a `release` plan (project.yaml's `release:`), a candidate that passes becomes the challenger
     of a grey release instead, while a champion serves (assets/release.py)."""
+    grey_release = release is not None
     current = tracking.champion()
     decision = promotion_decision(overall, segments, policy)
     reasons = list(decision.reasons)
@@ -107,7 +93,8 @@ def choose_champion(
     if promote and grey_release and current is not None:
         from algo_platform.assets.release import start_release
 
-        state = start_release(tracking, context.asset_key.path[0], candidate["model_version"], context.partition_key)
+        state = start_release(tracking, context.asset_key.path[0], candidate["model_version"], context.partition_key,
+                              release.stages[0])  # fmt: skip
         reasons.append(f"released to {state.experiment}: a share of users first, widened by their feedback")
         served = _descriptor_of(current)
         outcome = "challenger"
@@ -230,6 +217,20 @@ def user_recommendations(
 
 def build_serving_assets(partitions: PeriodPartitions, release: Release | None = None) -> list:
     """champion_model and user_recommendations of one project (and release_report with a `release:` plan)."""
+
+    def released_champion_model(
+        context: dg.AssetExecutionContext,
+        sequence_model: dict,
+        evaluation_report: pd.DataFrame,
+        experiment_tracking: ExperimentTracking,
+        promotion: PromotionGate,
+    ) -> dg.Output[dict]:
+        """The model serving recommendations; with the project's `release:` plan, a new model that passes
+        the gate becomes the challenger of a grey release (the champion serves the other users)."""
+        overall, segments = split_report(evaluation_report)
+        return choose_champion(context, sequence_model, overall, segments, experiment_tracking, promotion.policy(),
+                               release)  # fmt: skip
+
     champion = released_champion_model if release is not None else champion_model
 
     @dg.asset(name="user_recommendations", partitions_def=partitions, group_name="serving",

@@ -238,6 +238,30 @@ class ExperimentTracking(dg.ConfigurableResource):
             return None
         return ModelVersion(str(found.version), found.tags["model_uri"], found.run_id, dict(found.tags))
 
+    def publish_router(self, config: Mapping[str, str]) -> str:
+        """A new version of `<registered model>-release` (`release.router.ReleaseRouter`) carrying the
+        champion and the challenger of `config`, aliased `live`: what an online model server loads."""
+        import mlflow
+
+        from algo_platform.release.router import ReleaseRouter
+
+        name = f"{self.registered_model_name}-release"
+        if not self.client.search_registered_models(f"name = '{name}'"):
+            self.client.create_registered_model(name)
+        base = f"models:/{self.registered_model_name}"
+        artifacts = {"champion": f"{base}/{config['champion_version']}",
+                     "challenger": f"{base}/{config['challenger_version']}"}  # fmt: skip
+        with _fluent_api_at(self.tracking_uri):
+            run = self.client.create_run(self._experiment_id(), run_name=f"release {config['experiment']}")
+            with mlflow.start_run(run_id=run.info.run_id):
+                logged = mlflow.pyfunc.log_model(name="router", python_model=ReleaseRouter(), artifacts=artifacts,
+                                                 model_config=dict(config),
+                                                 pip_requirements=["algo-platform", "pandas", "numpy"])  # fmt: skip
+            version = self.client.create_model_version(name, source=logged.model_uri, run_id=run.info.run_id,
+                                                       tags=dict(config))  # fmt: skip
+        self.client.set_registered_model_alias(name, "live", version.version)
+        return str(version.version)
+
     def release_state(self) -> dict[str, str] | None:
         """The last grey release's state (the registered model's `release.*` tags), or None."""
         self.migrated()

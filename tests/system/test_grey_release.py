@@ -12,6 +12,7 @@ import datetime as dt
 from pathlib import Path
 
 import dagster as dg
+import mlflow
 import pandas as pd
 import pytest
 import yaml
@@ -23,7 +24,7 @@ from algo_platform.core.settings import Settings
 from algo_platform.definitions import build_project_definitions
 from algo_platform.ingest.datagen import build_world, generate, land_day_with_feedback
 from algo_platform.resources.environment import build_resources
-from algo_platform.resources.tracking import ExperimentTracking
+from algo_platform.resources.tracking import ExperimentTracking, mlflow_uris_kept
 from tests.support.factories import END_DAY, PROJECT, metadata_of
 
 SEED, EVENTS = 3, 3_000  # generate() builds its world from these: 300 users, 200 items
@@ -151,11 +152,19 @@ def test_a_bad_challenger_is_rolled_back_in_its_first_stage_and_its_users_get_th
     champion = loop.tracking.champion().version
     bad = loop.train_program(END_DAY)
     # It would not pass the offline gate; the release starts as champion_model starts one for a candidate that does.
-    start_release(loop.tracking, PROJECT, bad, END_DAY.isoformat())
+    start_release(loop.tracking, PROJECT, bad, END_DAY.isoformat(), share=20)
     loop.serve_again(END_DAY)
     served = loop.served(END_DAY)
     on_bad = served["arm"] == "challenger"
     assert on_bad.mean() == pytest.approx(0.20, abs=0.06) and (served.loc[on_bad, "model_version"] == bad).all()
+    # The release's pyfunc, as an online model server loads it, answers every user from the same arm.
+    with mlflow_uris_kept():
+        mlflow.set_tracking_uri(loop.settings.tracking_uri)
+        mlflow.set_registry_uri(loop.settings.tracking_uri)
+        router = mlflow.pyfunc.load_model(f"models:/{PROJECT}-next_item-release@live")
+        routed = router.predict(pd.DataFrame({"user_id": served["user_id"], "item_ids": [[]] * len(served)}))
+    assert routed["arm"].tolist() == served["arm"].tolist()
+    assert routed["model_version"].tolist() == served["model_version"].tolist()
 
     day = END_DAY + dt.timedelta(days=1)
     ingest, retrain = loop.live(day)
@@ -181,7 +190,7 @@ def test_a_better_challenger_climbs_every_stage_and_becomes_the_champion(loop):
         f"name = '{loop.tracking.registered_model_name}'") if v.tags.get("family") == "command")  # fmt: skip
     loop.tracking.promote(bad)  # the bad program serves now: item-kNN must earn its users back
     loop.tracking.set_version_tags(bad, {"promoted_on": day.isoformat()})
-    start_release(loop.tracking, PROJECT, better, day.isoformat())
+    start_release(loop.tracking, PROJECT, better, day.isoformat(), share=20)
     loop.serve_again(day)
     decisions = []
     for offset in (2, 3):
