@@ -387,8 +387,9 @@ def test_every_hyper_parameter_is_in_the_launchpad_with_its_help_and_on_the_comm
 
     launchpad_class = launchpad_config()
     launchpad = launchpad_class.model_fields
-    # Every hyper-parameter but the family, which picks the code the trainer imports: project.yaml's alone.
-    assert set(launchpad) == {f.name for f in fields(TrainConfig)} - {"model"}
+    # Every hyper-parameter but the family and its own settings, which pick the code the trainer imports and
+    # what it is handed: project.yaml's alone.
+    assert set(launchpad) == {f.name for f in fields(TrainConfig)} - {"model", "family_settings"}
     assert all(launchpad[name].description for name in launchpad)
     config = launchpad_class(grad_clip=0.5, compile=True, warmup_fraction=0.1, eval_k=20)
     parsed = build_parser().parse_args(
