@@ -21,7 +21,17 @@ from upath import UPath
 
 from algo_platform.core.project import NEXT_ITEM_TASK, Release
 from algo_platform.release.assignment import CHALLENGER, CHAMPION, arms, experiment_name
-from algo_platform.release.decisions import PROMOTED, ROLLED_BACK, RUNNING, Decision, ReleaseState, decide, plan_of
+from algo_platform.release.decisions import (
+    OPEN,
+    PROMOTED,
+    ROLLED_BACK,
+    RUNNING,
+    Decision,
+    ReleaseState,
+    decide,
+    plan_of,
+    served_share,
+)
 from algo_platform.resources.partitions import PeriodPartitions
 from algo_platform.resources.project import ProjectResource
 from algo_platform.resources.storage import PlatformStorage
@@ -39,7 +49,7 @@ def start_release(tracking: ExperimentTracking, project: str, version: str, day:
     """The candidate `version` becomes the challenger at the first stage (`share` percent of users),
     served from the day after `day`, and the routing pyfunc follows."""
     first_day = (dt.date.fromisoformat(day) + dt.timedelta(days=1)).isoformat()
-    state = ReleaseState(experiment_name(project, NEXT_ITEM_TASK, version), version, 0, first_day)
+    state = ReleaseState(experiment_name(project, NEXT_ITEM_TASK, version, first_day), version, 0, first_day)
     tracking.save_release({k: str(v) for k, v in asdict(state).items()}, challenger=True)
     tracking.set_version_tags(version, {"release_started_on": day, "release_stage": "1"})
     publish_router(tracking, state, share)
@@ -56,6 +66,12 @@ def publish_router(tracking: ExperimentTracking, state: ReleaseState, share: flo
         "champion_version": champion.version if champion else state.challenger_version,
         "challenger_version": state.challenger_version,
     })  # fmt: skip
+
+
+def open_release(tracking: ExperimentTracking) -> ReleaseState | None:
+    """The release that holds the challenger, running or paused: no other starts until it ends."""
+    state = state_of(tracking.release_state())
+    return state if state is not None and state.status in OPEN else None
 
 
 def running_release(tracking: ExperimentTracking) -> tuple[ReleaseState, ModelVersion] | None:
@@ -112,8 +128,19 @@ def _arm_effects(stage_days: pd.DataFrame, release: Release) -> dict:
     return found
 
 
-def apply(decision: Decision, tracking: ExperimentTracking, day: str, instance, project: str, share: float) -> None:
-    """The decision in the registry (aliases, tags, the routing pyfunc at `share`) and the audit log."""
+def apply(
+    decision: Decision,
+    tracking: ExperimentTracking,
+    day: str,
+    instance,
+    project: str,
+    release: Release,
+    user: str = "platform",
+    role: str | None = None,
+    client: str | None = None,
+) -> None:
+    """The decision in the registry (aliases, tags, the routing pyfunc at the share now served) and
+    the audit log, under `user` (the report itself, or the admin who decided by hand)."""
     from algo_platform.accounts.store import Accounts
 
     state = decision.state
@@ -129,12 +156,12 @@ def apply(decision: Decision, tracking: ExperimentTracking, day: str, instance, 
         tags["release_outcome"] = state.status
     tracking.set_version_tags(version, tags)
     if decision.action != "continue":
-        publish_router(tracking, state, {PROMOTED: 100.0, ROLLED_BACK: 0.0}.get(state.status, share))
+        publish_router(tracking, state, served_share(plan_of(release), state))
     accounts = Accounts.for_instance(instance)
     try:
         target = f"{tracking.registered_model_name} v{version}"
-        accounts.record("release", decision.action, user="platform", project=project, target=target,
-                        detail="; ".join(decision.reasons))  # fmt: skip
+        accounts.record("release", decision.action, user=user, role=role, project=project, target=target,
+                        client=client, detail="; ".join(decision.reasons))  # fmt: skip
     finally:
         accounts.close()
 
@@ -178,7 +205,7 @@ def build_release_report(partitions: PeriodPartitions, release: Release) -> dg.A
         primary = effects.pop(release.primary_metric)
         feedback = day if len(cleaned_events) else _last_feedback(earlier)
         decision = decide(plan_of(release), state, day, primary, effects, feedback)
-        apply(decision, experiment_tracking, day, context.instance, project.name, release.stages[decision.state.stage])
+        apply(decision, experiment_tracking, day, context.instance, project.name, release)
         context.log.info(f"release {state.experiment}: {decision.action}: " + "; ".join(decision.reasons))
         metadata = {
             "decision": decision.action,

@@ -84,12 +84,12 @@ def choose_champion(
 
     running = None
     if promote and grey_release and current is not None:
-        from algo_platform.assets.release import running_release
+        from algo_platform.assets.release import open_release
 
-        running = running_release(tracking)
+        running = open_release(tracking)
         if running is not None:  # one release at a time: the candidate may try again at the next retrain
             promote = False
-            reasons.append(f"a grey release runs ({running[0].experiment}); it decides before another starts")
+            reasons.append(f"a grey release is {running.status} ({running.experiment}); it ends before another starts")
     if promote and grey_release and current is not None:
         from algo_platform.assets.release import start_release
 

@@ -3,6 +3,7 @@
 data.py     generate, upload, import, backfill, retrain   (data in, and the retrain job on demand)
 demo.py     demo                                     (the whole graph on synthetic data)
 projects.py project new | list
+releases.py release status | pause | resume | advance | roll-back   (a grey release)
 users.py    users ..., audit
 servers.py  webserver, dev
 k8s.py      k8s render-training-pod | render-queues | reap
@@ -20,6 +21,7 @@ from algo_platform.cli.demo import demo
 from algo_platform.cli.fleet import fleet
 from algo_platform.cli.k8s import k8s
 from algo_platform.cli.projects import project
+from algo_platform.cli.releases import release
 from algo_platform.cli.servers import dev, webserver
 from algo_platform.cli.users import audit, users
 
@@ -46,6 +48,7 @@ for command in (
     retrain,
     demo,
     project,
+    release,
     users,
     audit,
     webserver,

@@ -33,6 +33,7 @@ def arms(experiment: str, user_ids: np.ndarray, challenger_percent: float) -> np
     )
 
 
-def experiment_name(project: str, task: str, challenger_version: str) -> str:
-    """One experiment per challenger: its name salts the hash."""
-    return f"{project}/{task}/v{challenger_version}"
+def experiment_name(project: str, task: str, challenger_version: str, first_day: str) -> str:
+    """One experiment per release of a challenger (a version released again is a new experiment, with
+    its own users and its own history): its name salts the hash."""
+    return f"{project}/{task}/v{challenger_version}/{first_day}"

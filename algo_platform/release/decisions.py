@@ -121,3 +121,44 @@ def decide(
         return Decision("promote", (reason,), replace(state, status=PROMOTED))
     reason = f"last stage: not yet shown within {plan.margin:.0%} of the champion (interval low {primary.low:+.4f})"
     return Decision("continue", (reason,), state)
+
+
+OPEN = (RUNNING, PAUSED)  # a release that holds the challenger: no other starts until it ends
+BY_HAND = ("pause", "resume", "advance", "roll_back")
+
+
+class ReleaseActionError(ValueError):
+    """An admin's action that the release's state does not allow; the message says why."""
+
+
+def served_share(plan: Plan, state: ReleaseState) -> float:
+    """The challenger's share of users as served: its stage's while running, everyone once promoted,
+    no one while paused or after a roll-back (the champion answers every user)."""
+    if state.status == RUNNING:
+        return state.share(plan)
+    return 100.0 if state.status == PROMOTED else 0.0
+
+
+def by_hand(plan: Plan, state: ReleaseState, action: str, day: str, user: str, reason: str = "") -> Decision:
+    """A project admin's decision on `day` (the last day judged): the same kinds of decision the
+    report takes, recorded alike. A resumed or advanced stage starts the day after, with its clock
+    and its users counted afresh."""
+    if action not in BY_HAND:
+        raise ReleaseActionError(f"unknown action {action!r}: choose {', '.join(BY_HAND)}")
+    allowed = {"pause": (RUNNING,), "resume": (PAUSED,), "advance": OPEN, "roll_back": OPEN}[action]
+    if state.status not in allowed:
+        raise ReleaseActionError(
+            f"release {state.experiment} is {state.status.replace('_', ' ')}: "
+            f"{action.replace('_', ' ')} needs it {' or '.join(allowed)}"
+        )
+    because = (f"{action.replace('_', ' ')} by {user}" + (f": {reason}" if reason else ""),)
+    tomorrow = (dt.date.fromisoformat(day) + dt.timedelta(days=1)).isoformat()
+    if action == "pause":
+        return Decision("pause", because, replace(state, status=PAUSED))
+    if action == "resume":
+        return Decision("resume", because, replace(state, status=RUNNING, stage_since=tomorrow))
+    if action == "roll_back":
+        return Decision("roll_back", because, replace(state, status=ROLLED_BACK))
+    if _final_stage(plan, state.stage):
+        return Decision("promote", because, replace(state, status=PROMOTED))
+    return Decision("advance", because, replace(state, stage=state.stage + 1, stage_since=tomorrow, status=RUNNING))

@@ -59,6 +59,7 @@ from algo_platform.web.policy import (
     mutations,
     tag_with_user,
 )
+from algo_platform.web.releases_page import ReleasesPage
 from algo_platform.web.scrub import scrubbing_http, scrubbing_websocket
 from algo_platform.web.standing import standing_of, standings_table
 from algo_platform.web.upload_page import UploadPage
@@ -191,6 +192,7 @@ class SignedIn:
         self.routes |= UserAdmin(self).routes() | UploadPage(self).routes() | self.data_page.routes()
         self.routes |= GpuPage(self).routes()
         self.models_page = ModelsPage(self)
+        self.releases_page = ReleasesPage(self)
         if settings.mode == "proxy":  # the proxy signs people in and out
             self.routes = {key: route for key, route in self.routes.items() if not key[1].startswith("/auth/")}
 
@@ -243,6 +245,7 @@ class SignedIn:
             self.routes.get((method, path))
             or self.data_page.prefixed(method, path)
             or self.models_page.prefixed(method, path)
+            or self.releases_page.prefixed(method, path)
         )
         if handler is not None:
             await (await handler(Request(scope, receive), identity))(scope, receive, send)

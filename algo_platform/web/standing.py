@@ -11,6 +11,7 @@ from html import escape
 import dagster as dg
 
 from algo_platform.web.models_page import MODELS
+from algo_platform.web.releases_page import RELEASES
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class Standing:
     last_ingest: str  # "<partition>, <when>", or "never"
     last_retrain: str
     champion: str  # "<registered model> v<N> (<family>)", or "none yet"
+    release: str = "none"  # the last grey release's state as its last report left it
 
 
 def _latest(instance: dg.DagsterInstance, project: str, asset: str):
@@ -42,7 +44,16 @@ def standing_of(instance: dg.DagsterInstance, project: str, role: str) -> Standi
         family = getattr(metadata.get("champion_family"), "value", None)
         outcome = getattr(metadata.get("outcome"), "value", "")
         served = f"{version}" + (f" ({family})" if family else "") + (f"; last candidate {outcome}" if outcome else "")
-    return Standing(project, role, _when(_latest(instance, project, "cleaned_events")), _when(champion), served)
+    report = _latest(instance, project, "release_report")
+    release = "none"
+    if report is not None:
+        metadata = report.asset_materialization.metadata
+        status = getattr(metadata.get("status"), "value", None)
+        if status is not None:
+            share = getattr(metadata.get("next_stage_percent"), "value", "?")
+            release = f"{getattr(metadata.get('experiment'), 'value', '?')}: {status.replace('_', ' ')} at {share} %"
+    ingested = _when(_latest(instance, project, "cleaned_events"))
+    return Standing(project, role, ingested, _when(champion), served, release)
 
 
 def standings_table(standings: list[Standing], prefix: str) -> str:
@@ -51,8 +62,10 @@ def standings_table(standings: list[Standing], prefix: str) -> str:
     rows = "".join(
         f"<tr><td><a href='{escape(prefix)}/platform/data/{escape(s.project)}'>{escape(s.project)}</a></td>"
         f"<td>{escape(s.role)}</td><td>{escape(s.last_ingest)}</td><td>{escape(s.last_retrain)}</td>"
-        f"<td><a href='{escape(prefix)}{MODELS}/{escape(s.project)}'>{escape(s.champion)}</a></td></tr>"
+        f"<td><a href='{escape(prefix)}{MODELS}/{escape(s.project)}'>{escape(s.champion)}</a></td>"
+        f"<td><a href='{escape(prefix)}{RELEASES}/{escape(s.project)}'>{escape(s.release)}</a></td></tr>"
         for s in standings
     )
-    header = "<tr><th>project</th><th>your role</th><th>last ingest</th><th>last retrain</th><th>serving</th></tr>"
+    header = "<tr><th>project</th><th>your role</th><th>last ingest</th><th>last retrain</th><th>serving</th>"
+    header += "<th>grey release</th></tr>"
     return f"<div class='table-scroll'><table id='projects'>{header}{rows}</table></div>"

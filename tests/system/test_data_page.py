@@ -12,9 +12,11 @@ import json
 import re
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import requests
 
+from algo_platform.accounts.store import Accounts
 from tests.support.browser import SCREENSHOTS, open_page, sign_in, until
 from tests.support.candidates import RETRAINS, record_candidates
 from tests.support.factories import PROJECT
@@ -285,3 +287,32 @@ def test_a_projects_models_page_shows_every_candidate_against_the_champion_and_p
     for user, project in (("lars", PROJECT), ("vic", "no_such_project")):
         refused = web.client(user).http.get(f"{web.base}/platform/models/{project}", timeout=30)
         assert refused.status_code == 403 and "you hold no role" in refused.text
+
+
+def test_the_releases_page_is_for_members_and_only_a_projects_admins_may_steer_it(web):
+    """A viewer reads the page (this project has no release: section, and the page says so); steering
+    is refused without the form's token, to a viewer and an editor, and to a user with no role, each
+    with its audit row; an admin passes the guard and is told what the release's state allows."""
+    vic = web.client("vic")
+    page = vic.http.get(f"{web.base}/platform/releases/{PROJECT}", timeout=30)
+    assert page.status_code == 200 and "no release: section" in page.text
+    assert f"/platform/releases/{PROJECT}" in vic.http.get(f"{web.base}/platform", timeout=30).text
+    assert "release-advance" not in page.text  # no buttons for a viewer
+    url = f"{web.base}/platform/releases/{PROJECT}/advance"
+    assert vic.http.post(url, data={"csrf": "forged"}, timeout=30).status_code == 400
+    for user in ("vic", "edna"):
+        client = web.client(user)
+        refused = client.http.post(url, data={"csrf": client.csrf}, timeout=30)
+        assert refused.status_code == 403 and "needs admin there" in refused.text
+    lars = web.client("lars")
+    assert lars.http.post(url, data={"csrf": lars.csrf}, timeout=30).status_code == 403
+    ada = web.client("ada")
+    answered = ada.http.post(url, data={"csrf": ada.csrf}, timeout=30)
+    assert answered.status_code == 409 and "no release: section" in answered.text
+    with dg.DagsterInstance.from_config(str(web.home)) as instance:
+        accounts = Accounts.for_instance(instance)
+        try:
+            rows = [(e.user, e.outcome) for e in accounts.entries(project=PROJECT) if e.action == "release.advance"]
+        finally:
+            accounts.close()
+    assert rows == [("vic", "denied"), ("vic", "denied"), ("edna", "denied"), ("lars", "denied"), ("ada", "failed")]

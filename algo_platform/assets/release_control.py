@@ -1,0 +1,137 @@
+"""A grey release as a project admin sees and steers it, outside a run: `algo-platform release ...`
+and `/platform/releases/<project>` both come here.
+
+What it shows is what the pipeline recorded: the release's state (the registered model's tags), and
+each day's report (the `release_report` materializations in the Dagster instance: the metric per
+arm over the stage so far, the effect with its always-valid interval, the decision and why). What
+it changes goes through the same `apply` as the report's own decisions: aliases, version tags, the
+routing pyfunc and the audit log, under the admin's name.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import dagster as dg
+
+from algo_platform.assets.release import apply, state_of
+from algo_platform.core.project import Project
+from algo_platform.core.settings import Settings
+from algo_platform.release.decisions import Decision, ReleaseActionError, ReleaseState, by_hand, plan_of, served_share
+from algo_platform.resources.tracking import ExperimentTracking
+
+REPORT_DAYS = 400  # the latest reports read
+
+
+@dataclass(frozen=True)
+class ReportDay:
+    day: str
+    experiment: str
+    stage_percent: float
+    decision: str
+    why: str
+    status: str
+    champion_mean: float
+    challenger_mean: float
+    effect: float
+    low: float
+    high: float
+    champion_users: int
+    challenger_users: int
+
+
+@dataclass(frozen=True)
+class ReleaseView:
+    state: ReleaseState | None  # the last release, whatever its status; None: never one
+    served_percent: float  # the challenger's share of users served now
+    champion_version: str | None
+    stages: tuple[float, ...]
+    days: list[ReportDay]  # the release's daily reports, oldest first
+
+
+def tracking_of(settings: Settings, project: Project) -> ExperimentTracking:
+    """The next-item task's registry, as the project's Definitions build it (`resources.environment`)."""
+    return ExperimentTracking(
+        tracking_uri=settings.tracking_uri,
+        artifact_location=settings.artifact_location,
+        experiment_name=project.registered_model_name,
+        registered_model_name=project.registered_model_name,
+    )
+
+
+def _value(metadata: dict, key: str, default=None):
+    found = metadata.get(key)
+    return default if found is None else getattr(found, "value", found)
+
+
+def _reports(instance: dg.DagsterInstance, project: Project) -> list:
+    key = dg.AssetKey([project.name, "release_report"])
+    return instance.fetch_materializations(key, limit=REPORT_DAYS).records
+
+
+def report_days(instance: dg.DagsterInstance, project: Project) -> list[ReportDay]:
+    """Every judged day of the project's releases, oldest first (a day's latest materialization)."""
+    records = _reports(instance, project)
+    latest: dict[str, ReportDay] = {}
+    metric = project.release.primary_metric if project.release else "list_play_rate"
+    for record in sorted(records, key=lambda r: r.timestamp):
+        metadata = record.event_log_entry.asset_materialization.metadata
+        if _value(metadata, "decision", "none") == "none":
+            continue
+        day = record.partition_key or ""
+        latest[day] = ReportDay(
+            day=day,
+            experiment=str(_value(metadata, "experiment", "")),
+            stage_percent=float(_value(metadata, "stage_percent", 0.0)),
+            decision=str(_value(metadata, "decision")),
+            why=str(_value(metadata, "why", "")),
+            status=str(_value(metadata, "status", "")),
+            champion_mean=float(_value(metadata, f"champion_{metric}", float("nan"))),
+            challenger_mean=float(_value(metadata, f"challenger_{metric}", float("nan"))),
+            effect=float(_value(metadata, "effect", float("nan"))),
+            low=float(_value(metadata, "effect_low", float("nan"))),
+            high=float(_value(metadata, "effect_high", float("nan"))),
+            champion_users=int(_value(metadata, "champion_users", 0)),
+            challenger_users=int(_value(metadata, "challenger_users", 0)),
+        )
+    return [latest[day] for day in sorted(latest)]
+
+
+def view(instance: dg.DagsterInstance, settings: Settings, project: Project) -> ReleaseView:
+    if project.release is None:
+        raise ReleaseActionError(f"project {project.name} has no release: section in project.yaml")
+    tracking = tracking_of(settings, project)
+    state = state_of(tracking.release_state())
+    champion = tracking.champion()
+    plan = plan_of(project.release)
+    days = [d for d in report_days(instance, project) if state is not None and d.experiment == state.experiment]
+    return ReleaseView(state, served_share(plan, state) if state else 0.0, champion.version if champion else None,
+                       plan.stages, days)  # fmt: skip
+
+
+def act(
+    instance: dg.DagsterInstance,
+    settings: Settings,
+    project: Project,
+    action: str,
+    user: str,
+    role: str,
+    client: str,
+    reason: str = "",
+) -> Decision:
+    """An admin's pause, resume, advance (promote at the last stage) or roll-back, applied and audited.
+    A resumed or advanced stage starts the day after the last day reported (or on the stage's first)."""
+    if project.release is None:
+        raise ReleaseActionError(f"project {project.name} has no release: section in project.yaml")
+    tracking = tracking_of(settings, project)
+    state = state_of(tracking.release_state())
+    if state is None:
+        raise ReleaseActionError(f"project {project.name} has had no grey release yet")
+    # The pipeline's last reported day, judged or not (a paused release's days are reported, not judged).
+    reported = [r.partition_key for r in _reports(instance, project) if r.partition_key]
+    first = (dt.date.fromisoformat(state.stage_since) - dt.timedelta(days=1)).isoformat()
+    day = max([first, *reported])
+    decision = by_hand(plan_of(project.release), state, action, day, user, reason)
+    apply(decision, tracking, day, instance, project.name, project.release, user=user, role=role, client=client)
+    return decision

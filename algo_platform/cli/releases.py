@@ -1,0 +1,94 @@
+"""`algo-platform release status | pause | resume | advance | roll-back --project P`: a project's grey
+release from a terminal (the page `/platform/releases/<project>` shows and does the same).
+
+They act on the registry and the Dagster instance in DAGSTER_HOME, like the pipeline's own report;
+each change is audited under the operating-system user who ran it, as `users ...` is.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import click
+
+from algo_platform.cli.options import load_project_named, project_option
+from algo_platform.cli.users import shell_user
+from algo_platform.core.settings import load_settings
+from algo_platform.release.decisions import ReleaseActionError
+
+
+@contextmanager
+def _instance():
+    import dagster as dg
+
+    try:
+        instance = dg.DagsterInstance.get()
+    except Exception as error:  # DAGSTER_HOME unset or unreadable: say so, not a traceback
+        raise click.UsageError(f"no Dagster instance: {error}; set DAGSTER_HOME to the instance's folder") from None
+    with instance:
+        yield instance
+
+
+@click.group()
+def release() -> None:
+    """See and steer a project's grey release (project.yaml's release: section)."""
+
+
+@release.command("status")
+@project_option
+def release_status(project_name: str) -> None:
+    """The release's stage, who is served what, and each judged day: the metric per arm, the effect
+    with its always-valid interval, and the decision."""
+    from algo_platform.assets.release_control import view
+
+    project = load_project_named(project_name)
+    with _instance() as instance:
+        try:
+            shown = view(instance, load_settings(), project)
+        except ReleaseActionError as error:
+            raise click.UsageError(str(error)) from None
+    state = shown.state
+    if state is None:
+        click.echo(f"{project.name}: no grey release yet; champion v{shown.champion_version or '-'} serves everyone")
+        return
+    stages = " -> ".join(f"{s:g}%" for s in shown.stages)
+    click.echo(f"release {state.experiment}: {state.status.replace('_', ' ')}")
+    click.echo(f"  challenger v{state.challenger_version} serves {shown.served_percent:g}% of users, champion "
+               f"v{shown.champion_version or '-'} the rest")  # fmt: skip
+    click.echo(f"  stage {state.stage + 1} of {len(shown.stages)} ({stages}) since {state.stage_since}")
+    if not shown.days:
+        click.echo("  no day judged yet")
+    for d in shown.days:
+        click.echo(f"  {d.day} {d.stage_percent:>5g}%  champion {d.champion_mean:.4f} ({d.champion_users:,})  "
+                   f"challenger {d.challenger_mean:.4f} ({d.challenger_users:,})  effect {d.effect:+.4f} "
+                   f"[{d.low:+.4f}, {d.high:+.4f}]  {d.decision}")  # fmt: skip
+        click.echo("      " + d.why.replace("- ", "").replace("\n", "; "))
+
+
+def _action_command(action: str, help_text: str):
+    @release.command(action.replace("_", "-"), help=help_text)
+    @project_option
+    @click.option("--reason", default="", help="Why, for the audit log and the version's tags.")
+    def command(project_name: str, reason: str) -> None:
+        from algo_platform.assets.release_control import act
+
+        project = load_project_named(project_name)
+        with _instance() as instance:
+            try:
+                decision = act(instance, load_settings(), project, action, shell_user(), "shell", "cli", reason)
+            except ReleaseActionError as error:
+                raise click.UsageError(str(error)) from None
+        state = decision.state
+        now = f"now {state.status.replace('_', ' ')}, stage {state.stage + 1}, from {state.stage_since}"
+        click.echo(f"release {state.experiment}: {decision.action.replace('_', ' ')} ({now})")
+
+    return command
+
+
+for _action, _help in (
+    ("pause", "Hold the release: everyone gets the champion until it is resumed."),
+    ("resume", "Resume a paused release; its stage starts afresh the day after the last day reported."),
+    ("advance", "Widen to the next stage now (at the last stage: promote the challenger)."),
+    ("roll_back", "End the release: everyone gets the champion; the challenger is not promoted."),
+):
+    _action_command(_action, _help)

@@ -1,0 +1,192 @@
+"""`/platform/releases/<project>`: a project's grey release, for anyone with a role on it; its admins
+also pause, resume, advance and roll it back here (`POST /platform/releases/<project>/<action>`).
+
+The page shows the release's state (stage, shares served, champion and challenger), the primary
+metric per arm over the judged days with the effect's always-valid interval, and the stage history:
+each day's decision and why. Everything comes from `assets.release_control`, which the CLI's
+`algo-platform release ...` uses too; a change here is applied and audited as the report's own are.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from algo_platform.accounts.store import Role
+from algo_platform.release.decisions import BY_HAND
+from algo_platform.web import pages
+from algo_platform.web.charts import Chart
+
+RELEASES = "/platform/releases"
+
+
+def metric_chart(view, metric: str) -> Chart:
+    """The primary metric per arm over the stage so far, each judged day."""
+    days = [d.day for d in view.days]
+    traces = [
+        {"type": "scatter", "mode": "lines+markers", "name": f"champion v{view.champion_version or '-'}",
+         "x": days, "y": [d.champion_mean for d in view.days]},
+        {"type": "scatter", "mode": "lines+markers", "name": f"challenger v{view.state.challenger_version}",
+         "x": days, "y": [d.challenger_mean for d in view.days],
+         "text": [f"stage {d.stage_percent:g} %" for d in view.days]},
+    ]  # fmt: skip
+    return Chart("release-metric", f"{metric} per arm", traces, {"yaxis": {"title": metric}},
+                 note="each day: the arm's users over the stage's days so far")  # fmt: skip
+
+
+def effect_chart(view) -> Chart:
+    """The challenger's effect (challenger - champion) with its always-valid interval: a release is
+    judged when the band leaves zero (harm below it; promotion needs its lower end above -margin)."""
+    days = [d.day for d in view.days]
+    traces = [
+        {"type": "scatter", "mode": "lines", "line": {"width": 0}, "name": "interval high", "x": days,
+         "y": [d.high for d in view.days], "showlegend": False},
+        {"type": "scatter", "mode": "lines", "line": {"width": 0}, "fill": "tonexty", "name": "always-valid interval",
+         "x": days, "y": [d.low for d in view.days]},
+        {"type": "scatter", "mode": "lines+markers", "name": "effect", "x": days, "y": [d.effect for d in view.days]},
+    ]  # fmt: skip
+    layout = {"yaxis": {"title": "challenger - champion", "zeroline": True}}
+    return Chart("release-effect", "effect and its interval", traces, layout,
+                 note="the interval stays valid however often it is looked at (mixture SPRT)")  # fmt: skip
+
+
+def history_table(view) -> str:
+    rows = "".join(
+        f"<tr class='{escape(d.decision)}'><td>{escape(d.day)}</td><td>{d.stage_percent:g} %</td>"
+        f"<td>{d.champion_mean:.4f} ({d.champion_users:,})</td>"
+        f"<td>{d.challenger_mean:.4f} ({d.challenger_users:,})</td>"
+        f"<td>{d.effect:+.4f} [{d.low:+.4f}, {d.high:+.4f}]</td><td>{escape(d.decision.replace('_', ' '))}</td>"
+        f"<td>{escape(d.why.replace('- ', '').replace(chr(10), '; '))}</td></tr>"
+        for d in reversed(view.days)
+    )
+    header = ("<tr><th>day</th><th>stage</th><th>champion (users)</th><th>challenger (users)</th>"
+              "<th>effect [interval]</th><th>decision</th><th>why</th></tr>")  # fmt: skip
+    return f"<div class='table-scroll'><table id='release-history'>{header}{rows}</table></div>"
+
+
+def state_summary(view) -> str:
+    state = view.state
+    stages = " → ".join(
+        f"<b>{s:g} %</b>" if i == state.stage else f"{s:g} %" for i, s in enumerate(view.stages)
+    )  # fmt: skip
+    return (
+        f"<p id='release-state'>Release <code>{escape(state.experiment)}</code> is "
+        f"<b>{escape(state.status.replace('_', ' '))}</b>: challenger v{escape(state.challenger_version)} serves "
+        f"{view.served_percent:g} % of users, champion v{escape(view.champion_version or '-')} the rest.</p>"
+        f"<p>Stages: {stages} (this one since {escape(state.stage_since)}).</p>"
+    )
+
+
+def action_forms(prefix: str, project: str, csrf: str) -> str:
+    token = f'<input type="hidden" name="csrf" value="{escape(csrf)}">'
+    buttons = "".join(
+        f"<form method='post' action='{escape(prefix)}{RELEASES}/{escape(project)}/{action}'>{token}"
+        f"<input type='hidden' name='reason' value=''>"
+        f"<button type='submit' id='release-{action}'>{action.replace('_', ' ')}</button></form>"
+        for action in BY_HAND
+    )
+    return f"<section><h2>Steer it (project admins)</h2><div class='actions'>{buttons}</div></section>"
+
+
+class ReleasesPage:
+    """The releases pages, served by the sign-in middleware (`site`)."""
+
+    def __init__(self, site):
+        self.site = site
+
+    def prefixed(self, method: str, path: str):
+        if not path.startswith(RELEASES + "/"):
+            return None
+        parts = path.removeprefix(RELEASES + "/").split("/")
+        if method == "GET" and len(parts) == 1:
+            return lambda request, principal: self.project_page(request, principal, parts[0])
+        if method == "POST" and len(parts) == 2:
+            return lambda request, principal: self.steer(request, principal, parts[0], parts[1])
+        return None
+
+    def _header(self, request: Request) -> str:
+        return pages.nav(self.site.prefix, self.site._csrf(request), RELEASES)
+
+    async def _refused(self, request, principal, project: str, action: str, why: str, status: int) -> Response:
+        await run_in_threadpool(self.site._record, action, "denied", request.scope, principal,
+                                target=f"project {project[:64]}", project=project[:64], detail=why)  # fmt: skip
+        body = f"<p class='error'>{escape(why)}</p>"
+        return HTMLResponse(pages.page("Refused", body, self.site.prefix, self._header(request)), status)
+
+    def _project(self, principal, project: str):
+        """The declared project, or why this principal may not see it (the same answer whether or not
+        it exists: a name is no one's to probe)."""
+        from algo_platform.core.project import ProjectError, load_project
+
+        if principal.role_on(project) is None or project not in self.site.known_projects():
+            return None, f"you hold no role on a project named {project!r}; ask one of its admins for the viewer role"
+        try:
+            return load_project(self.site.settings.projects_dir / project), None
+        except ProjectError:
+            return None, "the project's file does not load; `algo-platform project list` says why"
+
+    async def project_page(self, request: Request, principal, project: str, message: str = "", ok: bool = True,
+                           status: int = 200) -> Response:  # fmt: skip
+        from algo_platform.assets.release_control import view
+        from algo_platform.release.decisions import ReleaseActionError
+        from algo_platform.web.data_page import chart_section, chart_specs
+
+        declared, why = self._project(principal, project)
+        if declared is None:
+            return await self._refused(request, principal, project, "releases-page", why, 403)
+        prefix, title = self.site.prefix, f"Grey release of {project}"
+        notice = ""
+        if message:
+            notice = f"<p class='{'ok' if ok else 'error'}' role='status' id='result'>{escape(message)}</p>"
+        try:
+            shown = await run_in_threadpool(view, self.site.targets.instance, self.site.settings, declared)
+        except ReleaseActionError as error:
+            body = f"{notice}<p>{escape(str(error))}; README: Grey releases.</p>"
+            return HTMLResponse(pages.page(title, body, prefix, self._header(request)), status)
+        if shown.state is None:
+            champion = escape(shown.champion_version or "-")
+            body = f"{notice}<p>No grey release yet: champion v{champion} serves everyone.</p>"
+            return HTMLResponse(pages.page(title, body, prefix, self._header(request)), status)
+        metric = declared.release.primary_metric
+        charts = {"release": [metric_chart(shown, metric), effect_chart(shown)]} if shown.days else {}
+        body = notice + state_summary(shown)
+        body += chart_section("Feedback per arm", charts["release"]) if charts else "<p>No day judged yet.</p>"
+        body += "<h2>Stage history</h2>" + history_table(shown)
+        if (principal.role_on(project) or 0) >= Role.admin:
+            body += action_forms(prefix, project, self.site._csrf(request))
+        body += f"<script type='application/json' id='chart-specs'>{chart_specs(charts)}</script>"
+        scripts = ("plotly.min.js", "charts.js")
+        return HTMLResponse(pages.page(title, body, prefix, self._header(request), scripts=scripts), status)
+
+    async def steer(self, request: Request, principal, project: str, action: str) -> Response:
+        from algo_platform.assets.release_control import act
+        from algo_platform.release.decisions import ReleaseActionError
+
+        audit_action = f"release.{action if action in BY_HAND else 'unknown'}"
+        form = await request.form(max_files=0, max_fields=4)
+        if not self.site._csrf_ok(request, form):
+            return await self._refused(request, principal, project, audit_action, "the form expired; reload the page",
+                                       400)  # fmt: skip
+        declared, why = self._project(principal, project)
+        if declared is None:
+            return await self._refused(request, principal, project, audit_action, why, 403)
+        if (principal.role_on(project) or 0) < Role.admin:
+            why = f"steering a release of {project} needs admin there; you are {principal.describe_role(project)}"
+            return await self._refused(request, principal, project, audit_action, why, 403)
+        if action not in BY_HAND:
+            why = f"unknown action {action[:32]!r}: choose {', '.join(BY_HAND)}"
+            return await self._refused(request, principal, project, audit_action, why, 404)
+        reason = str(form.get("reason", ""))[:500]
+        role = principal.describe_role(project)
+        try:
+            decision = await run_in_threadpool(act, self.site.targets.instance, self.site.settings, declared, action,
+                                               principal.name, role, "web", reason)  # fmt: skip
+        except ReleaseActionError as error:
+            await run_in_threadpool(self.site._record, audit_action, "failed", request.scope, principal,
+                                    project=project, target=f"project {project}", detail=str(error))  # fmt: skip
+            return await self.project_page(request, principal, project, str(error), False, 409)
+        done = f"{decision.action.replace('_', ' ')}: now {decision.state.status.replace('_', ' ')}"
+        return await self.project_page(request, principal, project, done)
