@@ -20,7 +20,7 @@ import pandas as pd
 from upath import UPath
 
 from algo_platform.core.project import NEXT_ITEM_TASK, Release
-from algo_platform.release.assignment import CHALLENGER, CHAMPION, arms, experiment_name
+from algo_platform.release.assignment import CHALLENGER, CHAMPION, arms, experiment_name, first_day_of
 from algo_platform.release.decisions import (
     OPEN,
     PROMOTED,
@@ -224,9 +224,21 @@ def build_release_report(partitions: PeriodPartitions, release: Release) -> dg.A
             "cuped_variance_reduction": primary.variance_reduction,
             **{f"guardrail_{name}_effect": found.relative for name, found in effects.items()},
         }
+        step = (dt.date.fromisoformat(day) - dt.date.fromisoformat(first_day_of(state.experiment))).days
+        numbers = {k: v for k, v in metadata.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        run_id = experiment_tracking.log_release_day(state.experiment, day, step, numbers, _report_text(day, metadata))
+        metadata["mlflow_run"] = dg.MetadataValue.url(experiment_tracking.run_url(run_id))
         return dg.Output(today, metadata=metadata)
 
     return release_report
+
+
+def _report_text(day: str, metadata: dict) -> str:
+    """The day's report as markdown, for the release's MLflow run."""
+    why = metadata["why"].value if hasattr(metadata["why"], "value") else str(metadata["why"])
+    figures = "\n".join(f"| {key} | {value} |" for key, value in metadata.items() if key != "why")
+    title = f"# {metadata['experiment']}, {day}: {metadata['decision']}"
+    return f"{title}\n\n{why}\n\n| figure | value |\n|---|---|\n{figures}\n"
 
 
 def _stage_days_before(storage: PlatformStorage, state: ReleaseState, share: float, day: str) -> pd.DataFrame:

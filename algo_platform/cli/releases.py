@@ -92,3 +92,46 @@ for _action, _help in (
     ("roll_back", "End the release: everyone gets the champion; the challenger is not promoted."),
 ):
     _action_command(_action, _help)
+
+
+@release.command("simulate")
+@project_option
+@click.option("--days", default=7, show_default=True, help="How many days to simulate, one after another.")
+@click.option("--events-per-day", default=40_000, show_default=True, help="As given to `generate` for this project.")
+@click.option("--seed", default=0, show_default=True, help="As given to `generate`: the same users answer.")
+@click.option("--start", default=None, help="First day (YYYY-MM-DD); default the day after the last one ingested.")
+def release_simulate(project_name: str, days: int, events_per_day: int, seed: int, start: str | None) -> None:
+    """Simulate N days of serve, respond, ingest, report and decide: the generator's users play what
+    they are served by their hidden taste, and the project's own jobs run on each day."""
+    import datetime as dt
+
+    import dagster as dg
+
+    from algo_platform.cli.options import parse_date
+    from algo_platform.cli.simulate import ReleaseSimulation
+    from algo_platform.ingest.datagen import world_for
+
+    project = load_project_named(project_name)
+    with _instance() as instance:
+        if start:
+            first = parse_date(start)
+        else:
+            last = instance.get_latest_materialization_event(dg.AssetKey([project.name, "cleaned_events"]))
+            if last is None:
+                raise click.UsageError(f"{project.name} has ingested nothing yet: backfill first, or give --start")
+            first = dt.date.fromisoformat(last.dagster_event.partition) + dt.timedelta(days=1)
+        try:
+            simulation = ReleaseSimulation(project, load_settings(), instance, world_for(events_per_day, seed),
+                                           events_per_day, seed)  # fmt: skip
+        except ValueError as error:
+            raise click.UsageError(str(error)) from None
+        for offset in range(days):
+            day = simulation.live(first + dt.timedelta(days=offset))
+            report = day.report
+            judged = "no release"
+            if report.get("decision", "none") != "none":
+                judged = f"release {report['decision']}: {report['why'].replace('- ', '')}"
+            if not day.retrain.success:
+                failed = ", ".join(sorted(day.retrain.get_failed_step_keys())) or "?"
+                raise click.ClickException(f"{day.day}: the run failed at {failed}; its log is in the Dagster UI")
+            click.echo(f"{day.day}: {judged.splitlines()[0]}")

@@ -228,6 +228,14 @@ class GeneratedDay:
     defects: dict[str, int]
 
 
+def world_for(events_per_day: int, seed: int, n_users: int | None = None, n_items: int | None = None) -> World:
+    """The users and items `generate` draws its days from: the same world for the same events and seed,
+    so later days (a simulated release's) come from the same people."""
+    n_users = n_users or int(np.clip(events_per_day // 10, 100, 2_000_000))
+    n_items = n_items or int(np.clip(events_per_day // 25, 200, 1_000_000))
+    return build_world(n_users, n_items, seed)
+
+
 def generate(
     storage_root: str,
     days: int,
@@ -246,9 +254,7 @@ def generate(
     if not 0.0 <= defect_rate < 1.0:
         raise ValueError(f"defect rate {defect_rate} must be in [0, 1), e.g. 0.02 for 2% bad rows")
     end_date = end_date or default_end_date()
-    n_users = n_users or int(np.clip(events_per_day // 10, 100, 2_000_000))
-    n_items = n_items or int(np.clip(events_per_day // 25, 200, 1_000_000))
-    world = build_world(n_users, n_items, seed)
+    world = world_for(events_per_day, seed, n_users, n_items)
     written = []
     for offset in range(days - 1, -1, -1):
         day = end_date - dt.timedelta(days=offset)

@@ -37,3 +37,8 @@ def experiment_name(project: str, task: str, challenger_version: str, first_day:
     """One experiment per release of a challenger (a version released again is a new experiment, with
     its own users and its own history): its name salts the hash."""
     return f"{project}/{task}/v{challenger_version}/{first_day}"
+
+
+def first_day_of(experiment: str) -> str:
+    """The first day an experiment served (the last part of `experiment_name`)."""
+    return experiment.rsplit("/", 1)[1]

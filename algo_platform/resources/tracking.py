@@ -143,6 +143,22 @@ class ExperimentTracking(dg.ConfigurableResource):
             self.client.log_artifact(run_id, path, artifact_path="evaluation")
         self.client.set_terminated(run_id)
 
+    def log_release_day(self, experiment: str, day: str, step: int, metrics: Mapping[str, float], report: str) -> str:
+        """A grey release's report of `day` in MLflow: one run per release (tag `release_experiment`), each
+        judged day a step of its metrics, and the day's report as a markdown artifact."""
+        from mlflow.entities import Metric
+
+        found = self.client.search_runs(
+            [self._experiment_id()], filter_string=f"tags.release_experiment = '{experiment}'", max_results=1
+        )
+        run_id = found[0].info.run_id if found else self.client.create_run(
+            self._experiment_id(), run_name=f"release report {experiment}", tags={"release_experiment": experiment}
+        ).info.run_id  # fmt: skip
+        now = int(time.time() * 1000)
+        self.client.log_batch(run_id, metrics=[Metric(metric_name(k), float(v), now, step) for k, v in metrics.items()])
+        self.client.log_text(run_id, report, f"release/{day}.md")
+        return run_id
+
     def register(
         self,
         run_id: str,

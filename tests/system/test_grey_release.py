@@ -20,15 +20,16 @@ import yaml
 from click.testing import CliRunner
 
 from algo_platform.cli import main as cli
+from algo_platform.cli.simulate import ReleaseSimulation
 from algo_platform.core.project import load_project
 from algo_platform.core.settings import Settings
 from algo_platform.definitions import build_project_definitions
-from algo_platform.ingest.datagen import build_world, generate, land_day_with_feedback
+from algo_platform.ingest.datagen import generate, world_for
 from algo_platform.resources.environment import build_resources
 from algo_platform.resources.tracking import ExperimentTracking, mlflow_uris_kept
 from tests.support.factories import END_DAY, PROJECT, metadata_of
 
-SEED, EVENTS = 3, 3_000  # generate() builds its world from these: 300 users, 200 items
+SEED, EVENTS = 3, 3_000  # generate() builds its world from these (world_for): 300 users, 200 items
 RELEASE = {"stages": [20, 50, 100], "min_days": 1, "min_users": 30, "margin": 0.05, "stale_days": 2}
 UNPOPULAR = '''
 """A bad next-item program: it serves each user the least-played items they have not had."""
@@ -75,35 +76,32 @@ def _write_model(folder: Path, model: dict) -> None:
 
 
 class Loop:
-    """The simulated days of one project: land (with feedback), ingest (and judge), retrain (and serve)."""
+    """The simulated days of one project (`cli.simulate`, what `algo-platform release simulate` runs)."""
 
     def __init__(self, root: Path, settings: Settings, instance):
         self.root, self.settings, self.instance = root, settings, instance
         self.last_day = END_DAY
         self.folder = root / "projects" / PROJECT
         self.storage = settings.layout.project(PROJECT).root
-        self.world = build_world(300, 200, SEED)
-        self.defs = build_project_definitions(load_project(self.folder), settings)
+        self.simulation = ReleaseSimulation(load_project(self.folder), settings, instance, world_for(EVENTS, SEED),
+                                            EVENTS, SEED)  # fmt: skip
+        self.defs = self.simulation.defs
         self.tracking: ExperimentTracking = build_resources(settings, load_project(self.folder))["experiment_tracking"]
 
     def served(self, day: dt.date) -> pd.DataFrame:
         return pd.read_parquet(Path(self.storage) / "user_recommendations" / f"{day.isoformat()}.parquet")
 
-    def job(self, name: str, day: dt.date, **kwargs):
-        result = self.defs.resolve_job_def(f"{PROJECT}_{name}").execute_in_process(
-            partition_key=day.isoformat(), instance=self.instance, **kwargs
-        )
+    def job(self, name: str, day: dt.date):
+        result = self.simulation.job(name, day)
         assert result.success
         return result
 
     def live(self, day: dt.date):
         """One day: its events and the plays of yesterday's lists land, then ingest and retrain."""
-        import pyarrow as pa
-
-        served = pa.Table.from_pandas(self.served(day - dt.timedelta(days=1))[["user_id", "item_ids"]])
-        land_day_with_feedback(self.storage, self.world, day, EVENTS, SEED, served)
+        simulated = self.simulation.live(day)
+        assert simulated.ingest.success and simulated.retrain.success
         self.last_day = day
-        return self.job("ingest_job", day), self.job("retrain_job", day)
+        return simulated.ingest, simulated.retrain
 
     def serve_again(self, day: dt.date) -> None:
         """Re-serve `day`'s lists (after a release was started by hand)."""
@@ -207,6 +205,11 @@ def test_a_better_challenger_climbs_every_stage_and_becomes_the_champion(loop):
     assert steps[0] == ("advance", 20) and steps[-1] == ("promote", 50)
     assert all(step == ("continue", 50) for step in steps[1:-1])
     assert decisions[-1]["challenger_list_play_rate"] > decisions[-1]["champion_list_play_rate"]
+    # Each day's report is a step of the release's MLflow run, with the report as an artifact.
+    runs = loop.tracking.client.search_runs([loop.tracking._experiment_id()],
+                                            f"tags.release_experiment = '{decisions[0]['experiment']}'")  # fmt: skip
+    effects = loop.tracking.client.get_metric_history(runs[0].info.run_id, "effect")
+    assert [m.value for m in sorted(effects, key=lambda m: m.step)] == [d["effect"] for d in decisions]
     assert loop.tracking.champion().version == better
     assert loop.tracking.challenger() is None or loop.tracking.challenger().version != better
     # The same day's retrain may start the next release (a candidate that beats the new champion offline):
@@ -287,3 +290,8 @@ def test_a_lost_share_of_one_arm_pauses_the_release_and_an_admin_steers_it_from_
     chart = metric_chart(shown, "list_play_rate").spec()
     assert chart["data"][0]["y"] == [report["champion_list_play_rate"]]
     assert "rolled back" in state_summary(shown) and "sample-ratio mismatch" in history_table(shown)
+
+    simulated = runner.invoke(cli, ["release", "simulate", "--project", PROJECT, "--days", "1",
+                                    "--events-per-day", str(EVENTS), "--seed", str(SEED)], env=env)  # fmt: skip
+    assert simulated.exit_code == 0, simulated.output
+    assert simulated.stdout == f"{(day + dt.timedelta(days=1)).isoformat()}: no release\n"
