@@ -24,6 +24,7 @@ from algo_platform.assets.features import build_feature_assets
 from algo_platform.assets.model import build_model_asset
 from algo_platform.assets.profile import build_profile_asset
 from algo_platform.assets.program_model import build_program_model_asset
+from algo_platform.assets.release import build_release_report
 from algo_platform.assets.sequences import build_sequence_assets
 from algo_platform.assets.serving import build_serving_assets
 from algo_platform.assets.spark_stage import build_spark_stage_assets
@@ -144,6 +145,7 @@ def build_project_definitions(project: Project, settings: Settings | None = None
         *build_evaluation_assets(partitions),
         *build_serving_assets(partitions, project.release),
         *(definition for task in project.tasks for definition in build_task_assets(project, task, partitions)),
+        *(build_release_report(partitions, task.release, task) for task in project.tasks if task.release),
     ]
     owned = in_project(platform_assets, project)
     assets = [d for d in owned if not isinstance(d, dg.AssetChecksDefinition)]

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from upath import UPath
 
-from algo_platform.core.project import NEXT_ITEM_TASK, Release
+from algo_platform.core.project import NEXT_ITEM_TASK, Release, Task
 from algo_platform.release.assignment import CHALLENGER, CHAMPION, arms, experiment_name, first_day_of
 from algo_platform.release.decisions import (
     OPEN,
@@ -45,11 +45,13 @@ def state_of(tags: dict[str, str] | None) -> ReleaseState | None:
                         tags["status"])  # fmt: skip
 
 
-def start_release(tracking: ExperimentTracking, project: str, version: str, day: str, share: float) -> ReleaseState:
-    """The candidate `version` becomes the challenger at the first stage (`share` percent of users),
-    served from the day after `day`, and the routing pyfunc follows."""
+def start_release(
+    tracking: ExperimentTracking, project: str, version: str, day: str, share: float, task: str = NEXT_ITEM_TASK
+) -> ReleaseState:
+    """The candidate `version` of `task` becomes the challenger at the first stage (`share` percent of
+    users), served from the day after `day`, and the routing pyfunc follows."""
     first_day = (dt.date.fromisoformat(day) + dt.timedelta(days=1)).isoformat()
-    state = ReleaseState(experiment_name(project, NEXT_ITEM_TASK, version, first_day), version, 0, first_day)
+    state = ReleaseState(experiment_name(project, task, version, first_day), version, 0, first_day)
     tracking.save_release({k: str(v) for k, v in asdict(state).items()}, challenger=True)
     tracking.set_version_tags(version, {"release_started_on": day, "release_stage": "1"})
     publish_router(tracking, state, share)
@@ -82,24 +84,34 @@ def running_release(tracking: ExperimentTracking) -> tuple[ReleaseState, ModelVe
     return state, challenger
 
 
-def serve_by_arm(table: pd.DataFrame, challenger_table: pd.DataFrame, state: ReleaseState, release: Release):
+def serve_by_arm(
+    table: pd.DataFrame,
+    challenger_table: pd.DataFrame,
+    state: ReleaseState,
+    release: Release,
+    columns: tuple[str, ...] = ("item_ids", "scores", "model_version", "model_family"),
+) -> pd.DataFrame:
     """Each user's list from their arm's model: `table` is the champion's lists, `challenger_table` the
-    challenger's for the same users."""
+    challenger's (at least for the challenger's users); `columns` are what the arm's model decides."""
     share = release.stages[state.stage]
     arm = arms(state.experiment, table["user_id"].to_numpy(), share)
     on_challenger = arm == CHALLENGER
     theirs = challenger_table.set_index("user_id").reindex(table["user_id"])
     served = table.copy()
     served["arm"] = arm
-    for column in ("item_ids", "scores", "model_version", "model_family"):
+    for column in columns:
         served.loc[on_challenger, column] = theirs.loc[on_challenger, column].to_numpy()
     served["experiment"] = state.experiment
     served["stage_percent"] = share
     return served
 
 
-def _outcomes(served: pd.DataFrame, events: pd.DataFrame, interaction_types: list[str]) -> pd.DataFrame:
-    """Per served user of the day: played an item of their list (list_play), was active, how many plays."""
+def _outcomes(
+    served: pd.DataFrame, events: pd.DataFrame, interaction_types: list[str], engaged: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Per served user of the day: played an item of their list (list_play), was active, how many plays;
+    with `engaged` (the day's engaged user_id, item_id pairs, an engagement task's label), the share
+    of their served items they engaged with (engaged_rate)."""
     plays = events[events["event_type"].isin(interaction_types)][["user_id", "item_id"]]
     per_user = plays.groupby("user_id").size()
     listed = served[["user_id", "item_ids"]].explode("item_ids").rename(columns={"item_ids": "item_id"})
@@ -109,17 +121,20 @@ def _outcomes(served: pd.DataFrame, events: pd.DataFrame, interaction_types: lis
     frame["list_play_rate"] = frame["user_id"].isin(hits).astype(float)
     frame["plays_per_user"] = frame["user_id"].map(per_user).fillna(0).astype(float)
     frame["active_rate"] = (frame["plays_per_user"] > 0).astype(float)
+    if engaged is not None:
+        engaged_items = listed.merge(engaged.drop_duplicates(), on=["user_id", "item_id"]).groupby("user_id").size()
+        sizes = listed.groupby("user_id").size()
+        frame["engaged_rate"] = (frame["user_id"].map(engaged_items).fillna(0) / frame["user_id"].map(sizes)).fillna(0)
     return frame
 
 
 def _arm_effects(stage_days: pd.DataFrame, release: Release) -> dict:
     from algo_platform.release.statistics import Arm, effect
 
-    per_user = stage_days.groupby(["user_id", "arm"], as_index=False).agg(
-        list_play_rate=("list_play_rate", "mean"), active_rate=("active_rate", "mean"),
-        plays_per_user=("plays_per_user", "mean"), activity=("activity", "first"),
-    )  # fmt: skip
     metrics = [release.primary_metric, *(g.metric for g in release.guardrails)]
+    per_user = stage_days.groupby(["user_id", "arm"], as_index=False).agg(
+        activity=("activity", "first"), **{metric: (metric, "mean") for metric in dict.fromkeys(metrics)}
+    )
     found = {}
     for metric in metrics:
         arm_data = [per_user[per_user["arm"] == arm] for arm in (CHAMPION, CHALLENGER)]
@@ -166,46 +181,70 @@ def apply(
         accounts.close()
 
 
-def build_release_report(partitions: PeriodPartitions, release: Release) -> dg.AssetsDefinition:
+def report_names(task: Task | None) -> tuple[str, str, str]:
+    """(report asset, recommendations asset, tracking resource) of the next-item task or of `task`."""
+    if task is None:
+        return "release_report", "user_recommendations", "experiment_tracking"
+    return f"{task.name}_release_report", f"{task.name}_recommendations", f"{task.name}_tracking"
+
+
+def _engaged_pairs(events: pd.DataFrame, task: Task) -> pd.DataFrame:
+    """The day's (user_id, item_id) pairs that count as engagement by the task's label."""
+    import polars as pl
+
+    from algo_platform.tasks.engagement.examples import labelled
+
+    frame = labelled(pl.from_pandas(events).lazy(), task.label.events, task.label.complete_ratio)
+    return frame.filter(pl.col("label") == 1).select("user_id", "item_id").collect().to_pandas()
+
+
+def build_release_report(
+    partitions: PeriodPartitions, release: Release, task: Task | None = None
+) -> dg.AssetsDefinition:
+    """The next-item task's `release_report`, or `<task>_release_report` of a further task."""
+    name, recommendations, tracking_key = report_names(task)
+
     @dg.asset(
+        name=name,
         ins={"cleaned_events": dg.AssetIn()},
         # The lists served on day D are the recommendations of the day before: read here when they exist
         # (a day ingested before anything was served, a history import, has none to judge).
         deps=[
             dg.AssetDep(
-                "user_recommendations", partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
+                recommendations, partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
             )
         ],
         partitions_def=partitions,
         group_name="serving",
         kinds={"pandas", "mlflow"},
+        required_resource_keys={tracking_key, "storage", "project"},
         description="The grey release's feedback of the day, per arm, and its decision (README: Grey releases).",
     )
-    def release_report(
-        context: dg.AssetExecutionContext,
-        cleaned_events: pd.DataFrame,
-        experiment_tracking: ExperimentTracking,
-        storage: PlatformStorage,
-        project: ProjectResource,
-    ) -> dg.Output[pd.DataFrame]:
+    def release_report(context: dg.AssetExecutionContext, cleaned_events: pd.DataFrame) -> dg.Output[pd.DataFrame]:
         """Feedback per arm over the stage's days so far, the always-valid effect, and the decision."""
+        tracking: ExperimentTracking = getattr(context.resources, tracking_key)
+        storage: PlatformStorage = context.resources.storage
+        project: ProjectResource = context.resources.project
         day = context.partition_key
         yesterday = (dt.date.fromisoformat(day) - dt.timedelta(days=1)).isoformat()
-        lists = UPath(storage.layout.table("user_recommendations", yesterday))
-        user_recommendations = pd.read_parquet(str(lists)) if lists.exists() else pd.DataFrame()
-        served_by_arm = "arm" in user_recommendations.columns
-        state = state_of(experiment_tracking.release_state()) if served_by_arm else None
+        lists = UPath(storage.layout.table(recommendations, yesterday))
+        served_lists = pd.read_parquet(str(lists)) if lists.exists() else pd.DataFrame()
+        served_by_arm = "arm" in served_lists.columns
+        state = state_of(tracking.release_state()) if served_by_arm else None
         if state is None or state.status != RUNNING:
             return dg.Output(pd.DataFrame(), metadata={"decision": "none", "why": f"no release served {day}'s lists"})
-        served = user_recommendations[user_recommendations["experiment"] == state.experiment]
-        today = _outcomes(served, cleaned_events, project.interaction_types).assign(day=day)
-        earlier = _stage_days_before(storage, state, release.stages[state.stage], day)
+        served = served_lists[served_lists["experiment"] == state.experiment]
+        if "model_version" not in served:  # a task's lists name their ranker
+            served = served.assign(model_version=served["ranker_version"])
+        engaged = _engaged_pairs(cleaned_events, task) if task is not None else None
+        today = _outcomes(served, cleaned_events, project.interaction_types, engaged).assign(day=day)
+        earlier = _stage_days_before(storage, name, state, release.stages[state.stage], day)
         stage_days = pd.concat([earlier, today], ignore_index=True)
         effects = _arm_effects(stage_days, release)
         primary = effects.pop(release.primary_metric)
         feedback = day if len(cleaned_events) else _last_feedback(earlier)
         decision = decide(plan_of(release), state, day, primary, effects, feedback)
-        apply(decision, experiment_tracking, day, context.instance, project.name, release)
+        apply(decision, tracking, day, context.instance, project.name, release)
         context.log.info(f"release {state.experiment}: {decision.action}: " + "; ".join(decision.reasons))
         metadata = {
             "decision": decision.action,
@@ -222,31 +261,25 @@ def build_release_report(partitions: PeriodPartitions, release: Release) -> dg.A
             "effect_low": primary.low,
             "effect_high": primary.high,
             "cuped_variance_reduction": primary.variance_reduction,
-            **{f"guardrail_{name}_effect": found.relative for name, found in effects.items()},
+            **{f"guardrail_{metric}_effect": found.relative for metric, found in effects.items()},
         }
         step = (dt.date.fromisoformat(day) - dt.date.fromisoformat(first_day_of(state.experiment))).days
         numbers = {k: v for k, v in metadata.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        run_id = experiment_tracking.log_release_day(state.experiment, day, step, numbers, _report_text(day, metadata))
-        metadata["mlflow_run"] = dg.MetadataValue.url(experiment_tracking.run_url(run_id))
+        run_id = tracking.log_release_day(state.experiment, day, step, numbers, _report_text(day, metadata))
+        metadata["mlflow_run"] = dg.MetadataValue.url(tracking.run_url(run_id))
         return dg.Output(today, metadata=metadata)
 
     return release_report
 
 
-def _report_text(day: str, metadata: dict) -> str:
-    """The day's report as markdown, for the release's MLflow run."""
-    why = metadata["why"].value if hasattr(metadata["why"], "value") else str(metadata["why"])
-    figures = "\n".join(f"| {key} | {value} |" for key, value in metadata.items() if key != "why")
-    title = f"# {metadata['experiment']}, {day}: {metadata['decision']}"
-    return f"{title}\n\n{why}\n\n| figure | value |\n|---|---|\n{figures}\n"
-
-
-def _stage_days_before(storage: PlatformStorage, state: ReleaseState, share: float, day: str) -> pd.DataFrame:
-    """The outcomes this asset recorded for the stage's earlier days (its own partitions)."""
+def _stage_days_before(
+    storage: PlatformStorage, name: str, state: ReleaseState, share: float, day: str
+) -> pd.DataFrame:
+    """The outcomes this asset (`name`) recorded for the stage's earlier days (its own partitions)."""
     frames = []
     current = dt.date.fromisoformat(state.stage_since)
     while current < dt.date.fromisoformat(day):
-        path = UPath(storage.layout.table("release_report", current.isoformat()))
+        path = UPath(storage.layout.table(name, current.isoformat()))
         if path.exists():
             frame = pd.read_parquet(str(path))
             if len(frame) and "experiment" in frame:
@@ -257,6 +290,14 @@ def _stage_days_before(storage: PlatformStorage, state: ReleaseState, share: flo
 
 def _last_feedback(earlier: pd.DataFrame) -> str | None:
     return str(earlier["day"].max()) if len(earlier) else None
+
+
+def _report_text(day: str, metadata: dict) -> str:
+    """The day's report as markdown, for the release's MLflow run."""
+    why = metadata["why"].value if hasattr(metadata["why"], "value") else str(metadata["why"])
+    figures = "\n".join(f"| {key} | {value} |" for key, value in metadata.items() if key != "why")
+    title = f"# {metadata['experiment']}, {day}: {metadata['decision']}"
+    return f"{title}\n\n{why}\n\n| figure | value |\n|---|---|\n{figures}\n"
 
 
 def served_activity(table: pd.DataFrame, sequences_path: str) -> np.ndarray:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from algo_platform.assets.release import apply, state_of
-from algo_platform.core.project import Project
+from algo_platform.assets.release import apply, report_names, state_of
+from algo_platform.core.project import NEXT_ITEM_TASK, Project, Release, Task
 from algo_platform.core.settings import Settings
 from algo_platform.release.decisions import Decision, ReleaseActionError, ReleaseState, by_hand, plan_of, served_share
 from algo_platform.resources.tracking import ExperimentTracking
@@ -50,13 +50,35 @@ class ReleaseView:
     days: list[ReportDay]  # the release's daily reports, oldest first
 
 
-def tracking_of(settings: Settings, project: Project) -> ExperimentTracking:
-    """The next-item task's registry, as the project's Definitions build it (`resources.environment`)."""
+def released_task(project: Project, task_name: str) -> tuple[Task | None, Release]:
+    """The task (None: next-item) and its release plan, or why it has none."""
+    if task_name == NEXT_ITEM_TASK:
+        task, release = None, project.release
+    else:
+        task = next((t for t in project.tasks if t.name == task_name), None)
+        if task is None:
+            known = ", ".join([NEXT_ITEM_TASK, *(t.name for t in project.tasks)])
+            raise ReleaseActionError(f"project {project.name} has no task {task_name!r} (its tasks: {known})")
+        release = task.release
+    if release is None:
+        where = "release:" if task is None else f"release: in its task {task_name}"
+        raise ReleaseActionError(f"project {project.name} has no {where} section in project.yaml")
+    return task, release
+
+
+def released_tasks(project: Project) -> list[str]:
+    """The tasks of the project that grey-release a new champion."""
+    return ([NEXT_ITEM_TASK] if project.release else []) + [t.name for t in project.tasks if t.release]
+
+
+def tracking_of(settings: Settings, project: Project, task: Task | None = None) -> ExperimentTracking:
+    """The task's registry (None: next-item), as the project's Definitions build it (`resources.environment`)."""
+    name = project.registered_model_name if task is None else project.task_registered_model_name(task)
     return ExperimentTracking(
         tracking_uri=settings.tracking_uri,
         artifact_location=settings.artifact_location,
-        experiment_name=project.registered_model_name,
-        registered_model_name=project.registered_model_name,
+        experiment_name=name,
+        registered_model_name=name,
     )
 
 
@@ -65,16 +87,16 @@ def _value(metadata: dict, key: str, default=None):
     return default if found is None else getattr(found, "value", found)
 
 
-def _reports(instance: dg.DagsterInstance, project: Project) -> list:
-    key = dg.AssetKey([project.name, "release_report"])
+def _reports(instance: dg.DagsterInstance, project: Project, task: Task | None) -> list:
+    key = dg.AssetKey([project.name, report_names(task)[0]])
     return instance.fetch_materializations(key, limit=REPORT_DAYS).records
 
 
-def report_days(instance: dg.DagsterInstance, project: Project) -> list[ReportDay]:
-    """Every judged day of the project's releases, oldest first (a day's latest materialization)."""
-    records = _reports(instance, project)
+def report_days(instance: dg.DagsterInstance, project: Project, task: Task | None, release: Release) -> list[ReportDay]:
+    """Every judged day of the task's releases, oldest first (a day's latest materialization)."""
+    records = _reports(instance, project, task)
     latest: dict[str, ReportDay] = {}
-    metric = project.release.primary_metric if project.release else "list_play_rate"
+    metric = release.primary_metric
     for record in sorted(records, key=lambda r: r.timestamp):
         metadata = record.event_log_entry.asset_materialization.metadata
         if _value(metadata, "decision", "none") == "none":
@@ -98,14 +120,15 @@ def report_days(instance: dg.DagsterInstance, project: Project) -> list[ReportDa
     return [latest[day] for day in sorted(latest)]
 
 
-def view(instance: dg.DagsterInstance, settings: Settings, project: Project) -> ReleaseView:
-    if project.release is None:
-        raise ReleaseActionError(f"project {project.name} has no release: section in project.yaml")
-    tracking = tracking_of(settings, project)
+def view(
+    instance: dg.DagsterInstance, settings: Settings, project: Project, task_name: str = NEXT_ITEM_TASK
+) -> ReleaseView:
+    task, release = released_task(project, task_name)
+    tracking = tracking_of(settings, project, task)
     state = state_of(tracking.release_state())
     champion = tracking.champion()
-    plan = plan_of(project.release)
-    days = [d for d in report_days(instance, project) if state is not None and d.experiment == state.experiment]
+    plan = plan_of(release)
+    days = [d for d in report_days(instance, project, task, release) if state and d.experiment == state.experiment]
     return ReleaseView(state, served_share(plan, state) if state else 0.0, champion.version if champion else None,
                        plan.stages, days)  # fmt: skip
 
@@ -119,19 +142,19 @@ def act(
     role: str,
     client: str,
     reason: str = "",
+    task_name: str = NEXT_ITEM_TASK,
 ) -> Decision:
     """An admin's pause, resume, advance (promote at the last stage) or roll-back, applied and audited.
     A resumed or advanced stage starts the day after the last day reported (or on the stage's first)."""
-    if project.release is None:
-        raise ReleaseActionError(f"project {project.name} has no release: section in project.yaml")
-    tracking = tracking_of(settings, project)
+    task, release = released_task(project, task_name)
+    tracking = tracking_of(settings, project, task)
     state = state_of(tracking.release_state())
     if state is None:
-        raise ReleaseActionError(f"project {project.name} has had no grey release yet")
+        raise ReleaseActionError(f"{project.name}'s {task_name} task has had no grey release yet")
     # The pipeline's last reported day, judged or not (a paused release's days are reported, not judged).
-    reported = [r.partition_key for r in _reports(instance, project) if r.partition_key]
+    reported = [r.partition_key for r in _reports(instance, project, task) if r.partition_key]
     first = (dt.date.fromisoformat(state.stage_since) - dt.timedelta(days=1)).isoformat()
     day = max([first, *reported])
-    decision = by_hand(plan_of(project.release), state, action, day, user, reason)
-    apply(decision, tracking, day, instance, project.name, project.release, user=user, role=role, client=client)
+    decision = by_hand(plan_of(release), state, action, day, user, reason)
+    apply(decision, tracking, day, instance, project.name, release, user=user, role=role, client=client)
     return decision

@@ -7,7 +7,7 @@ import pandas as pd
 from upath import UPath
 
 from algo_platform.assets.evaluation import split_report
-from algo_platform.core.project import Release
+from algo_platform.core.project import NEXT_ITEM_TASK, Release
 from algo_platform.evaluation.promotion import PromotionPolicy, promotion_decision
 from algo_platform.resources.partitions import PeriodPartitions
 from algo_platform.resources.promotion import PromotionGate
@@ -68,6 +68,7 @@ def choose_champion(
     tracking: ExperimentTracking,
     policy: PromotionPolicy,
     release: Release | None = None,
+    task: str = NEXT_ITEM_TASK,
 ) -> dg.Output[dict]:
     """Promote `candidate` (a model asset's descriptor) if the task type's rule says so and it does not
     move the champion backwards; else keep the champion. Every task type's champion asset is this.
@@ -94,7 +95,7 @@ def choose_champion(
         from algo_platform.assets.release import start_release
 
         state = start_release(tracking, context.asset_key.path[0], candidate["model_version"], context.partition_key,
-                              release.stages[0])  # fmt: skip
+                              release.stages[0], task)  # fmt: skip
         reasons.append(f"released to {state.experiment}: a share of users first, widened by their feedback")
         served = _descriptor_of(current)
         outcome = "challenger"

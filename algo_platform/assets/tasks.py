@@ -23,11 +23,13 @@ from upath import UPath
 from algo_platform import code_version
 from algo_platform.assets.evaluation import split_report
 from algo_platform.assets.model import file_identity
+from algo_platform.assets.release import running_release, serve_by_arm, served_activity
 from algo_platform.assets.serving import choose_champion
 from algo_platform.core.families import ContractViolation, family_source, project_file_spec
 from algo_platform.core.project import ENGAGEMENT_FAMILIES, Project, Task, projects_dir
 from algo_platform.evaluation.promotion import PromotionPolicy
 from algo_platform.quality.contracts import hard
+from algo_platform.release.assignment import CHALLENGER, arms
 from algo_platform.resources.data_quality import DataQuality, suite_check_result
 from algo_platform.resources.io_managers import AS_PATH
 from algo_platform.resources.launcher import TrainingLauncher
@@ -343,7 +345,8 @@ def _evaluation_and_serving(
     def champion(context: dg.AssetExecutionContext, model: dict, report: pd.DataFrame) -> dg.Output[dict]:
         """The task's serving model: the new one if the promotion rule says so, else the champion kept."""
         overall, segments = split_report(report)
-        return choose_champion(context, model, overall, segments, getattr(context.resources, tracking_of), policy)
+        tracking = getattr(context.resources, tracking_of)
+        return choose_champion(context, model, overall, segments, tracking, policy, task.release, t)
 
     @dg.asset(
         name=f"{t}_recommendations",
@@ -357,6 +360,7 @@ def _evaluation_and_serving(
         partitions_def=partitions,
         group_name="serving",
         kinds={"pytorch", "parquet"},
+        required_resource_keys={tracking_of},
     )
     def recommendations(
         context: dg.AssetExecutionContext,
@@ -383,11 +387,14 @@ def _evaluation_and_serving(
         users = data.user_ids[rows]
         hours = np.full(len(users), 12)  # the hour it is served is unknown ahead; midday for everyone
 
-        def probabilities_of(pairs: pd.DataFrame) -> np.ndarray:
-            features = candidate_features(events, pl.from_pandas(pairs), as_of, label.events, label.complete_ratio)
-            return scorer.probabilities(features.to_pandas())
+        def probabilities_with(model):
+            def probabilities_of(pairs: pd.DataFrame) -> np.ndarray:
+                features = candidate_features(events, pl.from_pandas(pairs), as_of, label.events, label.complete_ratio)
+                return model.probabilities(features.to_pandas())
 
-        ranked, probabilities = rank_candidates(users, candidates, log_probs, hours, probabilities_of)
+            return probabilities_of
+
+        ranked, probabilities = rank_candidates(users, candidates, log_probs, hours, probabilities_with(scorer))
         k = 20
         table = pd.DataFrame(
             {
@@ -398,6 +405,21 @@ def _evaluation_and_serving(
         )
         table["ranker_version"] = champion["model_version"]
         table["retrieval_version"] = champion_model["model_version"]
+        running = running_release(getattr(context.resources, tracking_of)) if task.release else None
+        if running is not None:  # a grey release of this task: its challenger re-ranks its arm's users
+            state, challenger = running
+            their_scorer = load_scorer(challenger.model_uri, challenger.tags.get("model_format", "torch-state"))
+            mine = arms(state.experiment, users, task.release.stages[state.stage]) == CHALLENGER
+            theirs, their_probabilities = rank_candidates(users[mine], candidates[mine], log_probs[mine], hours[mine],
+                                                          probabilities_with(their_scorer))  # fmt: skip
+            challenger_table = pd.DataFrame({"user_id": users[mine], "item_ids": list(theirs[:, :k]),
+                                             "engagement": list(their_probabilities[:, :k].astype("float32")),
+                                             "ranker_version": challenger.version})  # fmt: skip
+            table = serve_by_arm(table, challenger_table, state, task.release,
+                                 columns=("item_ids", "engagement", "ranker_version"))  # fmt: skip
+            table["activity"] = served_activity(table, str(training_sequences))
+            context.log.info(f"grey release {state.experiment}: {(table['arm'] == 'challenger').sum():,} users on "
+                             f"v{challenger.version}")  # fmt: skip
         elapsed = time.perf_counter() - started
         return dg.Output(
             table,

@@ -29,6 +29,15 @@ def _instance():
         yield instance
 
 
+task_option = click.option(
+    "--task",
+    "task_name",
+    default="next_item",
+    show_default=True,
+    help="Whose release: next_item or a task's name.",
+)
+
+
 @click.group()
 def release() -> None:
     """See and steer a project's grey release (project.yaml's release: section)."""
@@ -36,7 +45,8 @@ def release() -> None:
 
 @release.command("status")
 @project_option
-def release_status(project_name: str) -> None:
+@task_option
+def release_status(project_name: str, task_name: str) -> None:
     """The release's stage, who is served what, and each judged day: the metric per arm, the effect
     with its always-valid interval, and the decision."""
     from algo_platform.assets.release_control import view
@@ -44,12 +54,13 @@ def release_status(project_name: str) -> None:
     project = load_project_named(project_name)
     with _instance() as instance:
         try:
-            shown = view(instance, load_settings(), project)
+            shown = view(instance, load_settings(), project, task_name)
         except ReleaseActionError as error:
             raise click.UsageError(str(error)) from None
     state = shown.state
     if state is None:
-        click.echo(f"{project.name}: no grey release yet; champion v{shown.champion_version or '-'} serves everyone")
+        click.echo(f"{project.name} {task_name}: no grey release yet; champion v{shown.champion_version or '-'} serves "
+                   "everyone")  # fmt: skip
         return
     stages = " -> ".join(f"{s:g}%" for s in shown.stages)
     click.echo(f"release {state.experiment}: {state.status.replace('_', ' ')}")
@@ -68,14 +79,17 @@ def release_status(project_name: str) -> None:
 def _action_command(action: str, help_text: str):
     @release.command(action.replace("_", "-"), help=help_text)
     @project_option
+    @task_option
     @click.option("--reason", default="", help="Why, for the audit log and the version's tags.")
-    def command(project_name: str, reason: str) -> None:
+    def command(project_name: str, task_name: str, reason: str) -> None:
         from algo_platform.assets.release_control import act
 
         project = load_project_named(project_name)
         with _instance() as instance:
             try:
-                decision = act(instance, load_settings(), project, action, shell_user(), "shell", "cli", reason)
+                decision = act(
+                    instance, load_settings(), project, action, shell_user(), "shell", "cli", reason, task_name
+                )
             except ReleaseActionError as error:
                 raise click.UsageError(str(error)) from None
         state = decision.state
@@ -127,11 +141,8 @@ def release_simulate(project_name: str, days: int, events_per_day: int, seed: in
             raise click.UsageError(str(error)) from None
         for offset in range(days):
             day = simulation.live(first + dt.timedelta(days=offset))
-            report = day.report
-            judged = "no release"
-            if report.get("decision", "none") != "none":
-                judged = f"release {report['decision']}: {report['why'].replace('- ', '')}"
+            judged = [f"{name} {r['decision']}: {r['why'].replace('- ', '')}" for name, r in day.reports.items()]
             if not day.retrain.success:
                 failed = ", ".join(sorted(day.retrain.get_failed_step_keys())) or "?"
                 raise click.ClickException(f"{day.day}: the run failed at {failed}; its log is in the Dagster UI")
-            click.echo(f"{day.day}: {judged.splitlines()[0]}")
+            click.echo(f"{day.day}: " + ("; ".join(line.splitlines()[0] for line in judged) or "no release"))

@@ -32,13 +32,17 @@ class SimulatedDay:
     retrain: dg.ExecuteInProcessResult
 
     @property
-    def report(self) -> dict:
-        """The release report's metadata of the day (empty when it judged nothing)."""
+    def reports(self) -> dict[str, dict]:
+        """The day's release reports (next-item's `release_report`, a task's `<task>_release_report`):
+        their metadata, for those that judged a release."""
+        found = {}
         for event in self.ingest.get_asset_materialization_events():
             materialization = event.step_materialization_data.materialization
-            if materialization.asset_key.path[-1] == "release_report":
-                return {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
-        return {}
+            name = materialization.asset_key.path[-1]
+            metadata = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+            if name.endswith("release_report") and metadata.get("decision", "none") != "none":
+                found[name] = metadata
+        return found
 
 
 class ReleaseSimulation:

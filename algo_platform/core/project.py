@@ -253,6 +253,44 @@ def family_form(value: str, builtin: tuple[str, ...]) -> str:
     )
 
 
+class Guardrail(_Strict):
+    metric: Literal["active_rate", "plays_per_user"] = Field(
+        description="active_rate: share of served users with any interaction the next day; plays_per_user: "
+        "their interactions the next day"
+    )
+    margin: float = Field(default=0.02, ge=0, le=1, description="how much worse (a share) it may get")
+
+
+class Release(_Strict):
+    """A grey release of a task's new champion (README: Grey releases): it earns its users stage by
+    stage through their feedback instead of replacing the champion for everyone at once."""
+
+    stages: list[float] = Field(
+        default_factory=lambda: [5.0, 25.0, 50.0, 100.0], description="the challenger's share of users, in percent"
+    )
+    min_days: int = Field(default=2, ge=1, description="days a stage runs at least")
+    min_users: int = Field(default=200, ge=1, description="exposed users per arm a stage needs at least")
+    primary_metric: Literal["list_play_rate", "engaged_rate"] = Field(
+        default="list_play_rate",
+        description="list_play_rate: share of served users who played (or rated) an item of their list the next "
+        "day; engaged_rate (an engagement task's, its default): share of served items its users engaged with",
+    )
+    margin: float = Field(
+        default=0.01, ge=0, le=1, description="at the last stage: how much worse (a share) the challenger may be"
+    )
+    guardrails: list[Guardrail] = Field(default_factory=lambda: [Guardrail(metric="active_rate")])
+    alpha: float = Field(default=0.05, gt=0, lt=0.5, description="significance level of the always-valid test")
+    test: Literal["msprt"] = Field(default="msprt", description="msprt: may be looked at every day (README)")
+    stale_days: int = Field(default=2, ge=1, description="days without feedback before the release pauses")
+
+    @pydantic.field_validator("stages")
+    @classmethod
+    def _increasing_shares(cls, value: list[float]) -> list[float]:
+        if not value or any(not 0 < s <= 100 for s in value) or value != sorted(set(value)):
+            raise ValueError(f"{value}: stages are increasing shares of users in (0, 100], e.g. [5, 25, 50, 100]")
+        return value
+
+
 class Label(_Strict):
     """What counts as engaging with an impression (an event: the item was shown and played)."""
 
@@ -303,6 +341,17 @@ class Task(_Strict):
     )
     candidates: int = Field(default=100, ge=10, le=1000, description="next-item champion's candidates re-ranked")
     promotion: TaskPromotion = Field(default_factory=TaskPromotion)
+    release: Release | None = Field(
+        default=None, description="grey-release a new champion of this task to a share of users first (README)"
+    )
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _engaged_rate_by_default(cls, data: Any) -> Any:
+        release = data.get("release") if isinstance(data, dict) else None
+        if isinstance(release, dict) and "primary_metric" not in release:
+            return {**data, "release": {**release, "primary_metric": "engaged_rate"}}
+        return data
 
     @pydantic.model_validator(mode="after")
     def _hyperparameters_known(self) -> Task:
@@ -357,43 +406,6 @@ class Promotion(_Strict):
     )
     segment_tolerance: float = Field(default=0.05, ge=0, le=1, description="largest NDCG@10 loss allowed in a segment")
     min_segment_users: int = Field(default=50, ge=1, description="smaller segments cannot veto a promotion")
-
-
-class Guardrail(_Strict):
-    metric: Literal["active_rate", "plays_per_user"] = Field(
-        description="active_rate: share of served users with any interaction the next day; plays_per_user: "
-        "their interactions the next day"
-    )
-    margin: float = Field(default=0.02, ge=0, le=1, description="how much worse (a share) it may get")
-
-
-class Release(_Strict):
-    """A grey release of the next-item task's new champion (README: Grey releases): it earns its users
-    stage by stage through their feedback instead of replacing the champion for everyone at once."""
-
-    stages: list[float] = Field(
-        default_factory=lambda: [5.0, 25.0, 50.0, 100.0], description="the challenger's share of users, in percent"
-    )
-    min_days: int = Field(default=2, ge=1, description="days a stage runs at least")
-    min_users: int = Field(default=200, ge=1, description="exposed users per arm a stage needs at least")
-    primary_metric: Literal["list_play_rate"] = Field(
-        default="list_play_rate",
-        description="list_play_rate: share of served users who played (or rated) an item of their list the next day",
-    )
-    margin: float = Field(
-        default=0.01, ge=0, le=1, description="at the last stage: how much worse (a share) the challenger may be"
-    )
-    guardrails: list[Guardrail] = Field(default_factory=lambda: [Guardrail(metric="active_rate")])
-    alpha: float = Field(default=0.05, gt=0, lt=0.5, description="significance level of the always-valid test")
-    test: Literal["msprt"] = Field(default="msprt", description="msprt: may be looked at every day (README)")
-    stale_days: int = Field(default=2, ge=1, description="days without feedback before the release pauses")
-
-    @pydantic.field_validator("stages")
-    @classmethod
-    def _increasing_shares(cls, value: list[float]) -> list[float]:
-        if not value or any(not 0 < s <= 100 for s in value) or value != sorted(set(value)):
-            raise ValueError(f"{value}: stages are increasing shares of users in (0, 100], e.g. [5, 25, 50, 100]")
-        return value
 
 
 class SparkCompute(_Strict):
@@ -503,6 +515,15 @@ class Project(_Strict):
         """The next-item task's registered model, `<project>-next_item`: one champion, whatever the
         family of each candidate (SASRec, EASE, a team's class or program)."""
         return f"{self.name}-{NEXT_ITEM_TASK}"
+
+    @pydantic.model_validator(mode="after")
+    def _next_item_release_metric(self) -> Project:
+        if self.release is not None and self.release.primary_metric == "engaged_rate":
+            raise ValueError(
+                "release.primary_metric: engaged_rate is an engagement task's (set it in tasks[].release); "
+                "the next-item task's release judges list_play_rate"
+            )
+        return self
 
     @pydantic.model_validator(mode="after")
     def _tasks_run_on_days(self) -> Project:

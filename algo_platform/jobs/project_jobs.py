@@ -32,15 +32,19 @@ TRAINING_ASSETS = (
 )
 
 
+def release_reports(project: Project) -> list[str]:
+    """The release reports of the project's tasks that grey-release (README: Grey releases)."""
+    reports = ["release_report"] if project.release else []
+    return reports + [f"{task.name}_release_report" for task in project.tasks if task.release]
+
+
 def build_jobs(project: Project, partitions: PeriodPartitions) -> tuple[AssetJob, ...]:
     """`<project>_ingest_job` and `<project>_retrain_job`, tagged with the project (and its priority)."""
     prefix = [project.name]
     ingest = dg.define_asset_job(
         f"{project.name}_ingest_job",
         # With a grey release, each day's feedback is judged as soon as the day is ingested.
-        selection=dg.AssetSelection.assets(
-            *(prefix + [name] for name in (*INGEST_ASSETS, *(("release_report",) if project.release else ())))
-        ),
+        selection=dg.AssetSelection.assets(*(prefix + [name] for name in (*INGEST_ASSETS, *release_reports(project)))),
         partitions_def=partitions,
         executor_def=EXECUTOR,
         tags=project.run_tags,

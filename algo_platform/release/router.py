@@ -29,14 +29,17 @@ class ReleaseRouter(mlflow.pyfunc.PythonModel):
         }
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        """Each row answered by its user's arm's model, whatever that model returns (next-item: item_ids
+        and scores; an engagement task's: its probabilities), with the arm and the version."""
         arm = arms(self.experiment, model_input["user_id"].to_numpy(), self.share)
-        answer = pd.DataFrame(index=model_input.index, columns=["item_ids", "scores"], dtype=object)
+        parts = []
         for name in ("champion", "challenger"):
             rows = (arm == CHALLENGER) if name == "challenger" else (arm != CHALLENGER)
             if rows.any():
                 found = self.models[name].predict(model_input[rows].reset_index(drop=True))
-                answer.loc[rows, "item_ids"] = pd.Series(list(found["item_ids"]), index=answer.index[rows])
-                answer.loc[rows, "scores"] = pd.Series(list(found["scores"]), index=answer.index[rows])
+                found = found if isinstance(found, pd.DataFrame) else pd.DataFrame({"prediction": list(found)})
+                parts.append(found.set_axis(model_input.index[rows]))
+        answer = pd.concat(parts).reindex(model_input.index)
         answer["arm"] = arm
         answer["model_version"] = np.where(arm == CHALLENGER, self.versions["challenger"], self.versions["champion"])
         return answer.reset_index(drop=True)

@@ -1,4 +1,5 @@
-"""`/platform/releases/<project>`: a project's grey release, for anyone with a role on it; its admins
+"""`/platform/releases/<project>`: a project's grey releases (its next-item task's and each further
+task's with a release: section), for anyone with a role on it; its admins
 also pause, resume, advance and roll it back here (`POST /platform/releases/<project>/<action>`).
 
 The page shows the release's state (stage, shares served, champion and challenger), the primary
@@ -23,7 +24,7 @@ from algo_platform.web.charts import Chart
 RELEASES = "/platform/releases"
 
 
-def metric_chart(view, metric: str) -> Chart:
+def metric_chart(view, metric: str, task: str = "next_item") -> Chart:
     """The primary metric per arm over the stage so far, each judged day."""
     days = [d.day for d in view.days]
     traces = [
@@ -33,11 +34,11 @@ def metric_chart(view, metric: str) -> Chart:
          "x": days, "y": [d.challenger_mean for d in view.days],
          "text": [f"stage {d.stage_percent:g} %" for d in view.days]},
     ]  # fmt: skip
-    return Chart("release-metric", f"{metric} per arm", traces, {"yaxis": {"title": metric}},
+    return Chart(f"release-metric-{task}", f"{metric} per arm", traces, {"yaxis": {"title": metric}},
                  note="each day: the arm's users over the stage's days so far")  # fmt: skip
 
 
-def effect_chart(view) -> Chart:
+def effect_chart(view, task: str = "next_item") -> Chart:
     """The challenger's effect (challenger - champion) with its always-valid interval: a release is
     judged when the band leaves zero (harm below it; promotion needs its lower end above -margin)."""
     days = [d.day for d in view.days]
@@ -49,11 +50,11 @@ def effect_chart(view) -> Chart:
         {"type": "scatter", "mode": "lines+markers", "name": "effect", "x": days, "y": [d.effect for d in view.days]},
     ]  # fmt: skip
     layout = {"yaxis": {"title": "challenger - champion", "zeroline": True}}
-    return Chart("release-effect", "effect and its interval", traces, layout,
+    return Chart(f"release-effect-{task}", "effect and its interval", traces, layout,
                  note="the interval stays valid however often it is looked at (mixture SPRT)")  # fmt: skip
 
 
-def history_table(view) -> str:
+def history_table(view, task: str = "next_item") -> str:
     rows = "".join(
         f"<tr class='{escape(d.decision)}'><td>{escape(d.day)}</td><td>{d.stage_percent:g} %</td>"
         f"<td>{d.champion_mean:.4f} ({d.champion_users:,})</td>"
@@ -64,31 +65,31 @@ def history_table(view) -> str:
     )
     header = ("<tr><th>day</th><th>stage</th><th>champion (users)</th><th>challenger (users)</th>"
               "<th>effect [interval]</th><th>decision</th><th>why</th></tr>")  # fmt: skip
-    return f"<div class='table-scroll'><table id='release-history'>{header}{rows}</table></div>"
+    return f"<div class='table-scroll'><table id='release-history-{escape(task)}'>{header}{rows}</table></div>"
 
 
-def state_summary(view) -> str:
+def state_summary(view, task: str = "next_item") -> str:
     state = view.state
     stages = " → ".join(
         f"<b>{s:g} %</b>" if i == state.stage else f"{s:g} %" for i, s in enumerate(view.stages)
     )  # fmt: skip
     return (
-        f"<p id='release-state'>Release <code>{escape(state.experiment)}</code> is "
+        f"<p id='release-state-{escape(task)}'>Release <code>{escape(state.experiment)}</code> is "
         f"<b>{escape(state.status.replace('_', ' '))}</b>: challenger v{escape(state.challenger_version)} serves "
         f"{view.served_percent:g} % of users, champion v{escape(view.champion_version or '-')} the rest.</p>"
         f"<p>Stages: {stages} (this one since {escape(state.stage_since)}).</p>"
     )
 
 
-def action_forms(prefix: str, project: str, csrf: str) -> str:
+def action_forms(prefix: str, project: str, csrf: str, task: str = "next_item") -> str:
     token = f'<input type="hidden" name="csrf" value="{escape(csrf)}">'
     buttons = "".join(
         f"<form method='post' action='{escape(prefix)}{RELEASES}/{escape(project)}/{action}'>{token}"
-        f"<input type='hidden' name='reason' value=''>"
-        f"<button type='submit' id='release-{action}'>{action.replace('_', ' ')}</button></form>"
+        f"<input type='hidden' name='task' value='{escape(task)}'><input type='hidden' name='reason' value=''>"
+        f"<button type='submit' id='release-{escape(task)}-{action}'>{action.replace('_', ' ')}</button></form>"
         for action in BY_HAND
     )
-    return f"<section><h2>Steer it (project admins)</h2><div class='actions'>{buttons}</div></section>"
+    return f"<h3>Steer it (project admins)</h3><div class='actions'>{buttons}</div>"
 
 
 class ReleasesPage:
@@ -130,36 +131,51 @@ class ReleasesPage:
 
     async def project_page(self, request: Request, principal, project: str, message: str = "", ok: bool = True,
                            status: int = 200) -> Response:  # fmt: skip
-        from algo_platform.assets.release_control import view
-        from algo_platform.release.decisions import ReleaseActionError
-        from algo_platform.web.data_page import chart_section, chart_specs
+        from algo_platform.assets.release_control import released_tasks, view
+        from algo_platform.web.data_page import chart_specs
 
         declared, why = self._project(principal, project)
         if declared is None:
             return await self._refused(request, principal, project, "releases-page", why, 403)
-        prefix, title = self.site.prefix, f"Grey release of {project}"
+        prefix, title = self.site.prefix, f"Grey releases of {project}"
         notice = ""
         if message:
             notice = f"<p class='{'ok' if ok else 'error'}' role='status' id='result'>{escape(message)}</p>"
-        try:
-            shown = await run_in_threadpool(view, self.site.targets.instance, self.site.settings, declared)
-        except ReleaseActionError as error:
-            body = f"{notice}<p>{escape(str(error))}; README: Grey releases.</p>"
+        tasks = released_tasks(declared)
+        if not tasks:
+            body = f"{notice}<p>This project has no release: section in project.yaml; README: Grey releases.</p>"
             return HTMLResponse(pages.page(title, body, prefix, self._header(request)), status)
-        if shown.state is None:
-            champion = escape(shown.champion_version or "-")
-            body = f"{notice}<p>No grey release yet: champion v{champion} serves everyone.</p>"
-            return HTMLResponse(pages.page(title, body, prefix, self._header(request)), status)
-        metric = declared.release.primary_metric
-        charts = {"release": [metric_chart(shown, metric), effect_chart(shown)]} if shown.days else {}
-        body = notice + state_summary(shown)
-        body += chart_section("Feedback per arm", charts["release"]) if charts else "<p>No day judged yet.</p>"
-        body += "<h2>Stage history</h2>" + history_table(shown)
-        if (principal.role_on(project) or 0) >= Role.admin:
-            body += action_forms(prefix, project, self.site._csrf(request))
+        admin = (principal.role_on(project) or 0) >= Role.admin
+        shown = await run_in_threadpool(
+            lambda: {task: view(self.site.targets.instance, self.site.settings, declared, task) for task in tasks}
+        )
+        sections, charts = [], {}
+        for task, release_view in shown.items():
+            sections.append(self._section(declared, task, release_view, charts, admin, request))
+        body = notice + "".join(sections)
         body += f"<script type='application/json' id='chart-specs'>{chart_specs(charts)}</script>"
         scripts = ("plotly.min.js", "charts.js")
         return HTMLResponse(pages.page(title, body, prefix, self._header(request), scripts=scripts), status)
+
+    def _section(self, declared, task: str, shown, charts: dict, admin: bool, request: Request) -> str:
+        from algo_platform.assets.release_control import released_task
+        from algo_platform.web.data_page import chart_section
+
+        if shown.state is None:
+            champion = escape(shown.champion_version or "-")
+            idle = f"<p>No grey release yet: champion v{champion} serves everyone.</p>"
+            return f"<section><h2>{escape(task)}</h2>{idle}</section>"
+        metric = released_task(declared, task)[1].primary_metric
+        html = f"<section><h2>{escape(task)}</h2>" + state_summary(shown, task)
+        if shown.days:
+            charts[task] = [metric_chart(shown, metric, task), effect_chart(shown, task)]
+            html += chart_section("Feedback per arm", charts[task])
+        else:
+            html += "<p>No day judged yet.</p>"
+        html += "<h3>Stage history</h3>" + history_table(shown, task)
+        if admin:
+            html += action_forms(self.site.prefix, declared.name, self.site._csrf(request), task)
+        return html + "</section>"
 
     async def steer(self, request: Request, principal, project: str, action: str) -> Response:
         from algo_platform.assets.release_control import act
@@ -180,10 +196,11 @@ class ReleasesPage:
             why = f"unknown action {action[:32]!r}: choose {', '.join(BY_HAND)}"
             return await self._refused(request, principal, project, audit_action, why, 404)
         reason = str(form.get("reason", ""))[:500]
+        task = str(form.get("task", "next_item"))[:64]
         role = principal.describe_role(project)
         try:
             decision = await run_in_threadpool(act, self.site.targets.instance, self.site.settings, declared, action,
-                                               principal.name, role, "web", reason)  # fmt: skip
+                                               principal.name, role, "web", reason, task)  # fmt: skip
         except ReleaseActionError as error:
             await run_in_threadpool(self.site._record, audit_action, "failed", request.scope, principal,
                                     project=project, target=f"project {project}", detail=str(error))  # fmt: skip
