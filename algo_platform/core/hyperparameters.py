@@ -52,6 +52,14 @@ class TrainConfig:
     compile: bool = _param(False, "torch.compile the model (worth it on GPUs for long runs)", choices=(True, False))
     eval_k: int = _param(10, "cut-off K of the hold-out HR@K and NDCG@K the trainer reports", (1, 1000))
     checkpoint_every: int = _param(200, "optimizer steps between checkpoints (and one at every epoch end)", (1, 10**6))
+    negatives: int = _param(
+        -1,
+        "training loss: 0 scores the whole catalogue at every position (full softmax); N > 0 scores each position "
+        "against the batch's targets and N uniform negatives, corrected by their sampling log-probability (logQ), "
+        "for catalogues too large for a full softmax; -1: 1024 above 200,000 items, else full. Evaluation always "
+        "ranks the whole catalogue",
+        (-1, 1_000_000),
+    )
     ease_l2: float = _param(250.0, "ease: L2 regularisation of the item-item weights", (1e-3, 1e7))
     knn_neighbours: int = _param(100, "itemknn: most similar items kept per item", (1, 100_000))
     knn_shrink: float = _param(10.0, "itemknn: similarity shrinkage for items few users share", (0.0, 1e6))

@@ -78,7 +78,7 @@ def model_ranks(
     """
     import torch
 
-    from algo_platform.training.metrics import target_ranks
+    from algo_platform.training.metrics import rows_per_batch, target_ranks
 
     scored = targets >= 0
     own_inputs = remap(inputs, item_ids, loaded.item_ids)
@@ -92,6 +92,8 @@ def model_ranks(
     target_number[scored] = np.arange(int(scored.sum()))
     target_number = fit_length(target_number, length, -1)
     seen_targets, seen_items = _seen_pairs(seen, item_ids, loaded.item_ids) if seen is not None else (None, None)
+    per_row = int((own_targets >= 0).sum(axis=1).max()) if len(own_targets) else 1
+    batch_size = rows_per_batch(batch_size, len(loaded.item_ids), per_row)
     with torch.no_grad():
         for start in range(0, len(own_inputs), batch_size):
             batch_inputs = torch.as_tensor(own_inputs[start : start + batch_size], device=loaded.device)
@@ -161,8 +163,11 @@ def top_k(
     """Top-k item ids and scores after each user's last item (their window `inputs`)."""
     import torch
 
+    from algo_platform.training.metrics import rows_per_batch
+
     inputs = fit_length(inputs, loaded.max_len, 0)
     all_items, all_scores = [], []
+    batch_size = rows_per_batch(batch_size, len(loaded.item_ids))
     with torch.no_grad():
         for start in range(0, len(inputs), batch_size):
             batch = torch.as_tensor(inputs[start : start + batch_size], device=loaded.device)

@@ -12,6 +12,7 @@ only this, never a family's internals, so a team can bring another family by add
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import ClassVar
 
@@ -40,6 +41,8 @@ class ModelConfig:
     knn_shrink: float = 10.0
     # A team family's own settings: its class's `settings` defaults, overridden by project.yaml.
     settings: dict = field(default_factory=dict)
+    # The training loss: 0 is the full softmax over the catalogue; N > 0 samples (`sampled_next_item_loss`).
+    negatives: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,12 +63,19 @@ class NextItemModel(nn.Module):
         """Scores over the whole vocabulary for each hidden state: (..., dim) -> (..., num_items)."""
         raise NotImplementedError
 
+    def candidate_scores(self, hidden: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """Scores of `candidates` (C,) item indices for each hidden state: (P, dim) -> (P, C). Families
+        with an item table override it with a lookup; this fallback scores the whole catalogue."""
+        return self.item_scores(hidden)[:, candidates]
+
     def next_item_loss(self, hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The training loss every family returns from `forward(items, targets)`: mean cross-entropy
         of the next item over positions whose input and target are both real items (nothing
         predicts a user's first item)."""
         scored = (targets != PAD) & (items != PAD)
         hidden, targets = hidden[scored].float(), targets[scored]
+        if self.config.negatives > 0 and self.training:
+            return sampled_next_item_loss(self, hidden, targets, self.config.negatives)
         rows = max(1, LOSS_CHUNK_SCORES // self.config.num_items)
         if len(hidden) <= rows:
             return F.cross_entropy(self.item_scores(hidden), targets)
@@ -86,3 +96,27 @@ class NextItemModel(nn.Module):
     def score_next(self, items: torch.Tensor) -> torch.Tensor:
         """Scores of every item as the next one after each sequence: (batch, num_items)."""
         return self.item_scores(self(items)[:, -1])
+
+
+def sampled_next_item_loss(
+    model: NextItemModel, hidden: torch.Tensor, targets: torch.Tensor, negatives: int
+) -> torch.Tensor:
+    """Sampled softmax with mixed negatives and the logQ correction (Yi et al., RecSys 2019; Yang et
+    al., WWW 2020): each position's target competes with the batch's other targets (drawn in
+    proportion to their frequency: popular items are pushed down as often as they occur) and
+    `negatives` items drawn uniformly from the catalogue; every logit is lowered by the log of its
+    item's sampling probability, so the loss estimates the full softmax's instead of over-penalising
+    popular items. A uniform draw that is the position's own target is masked out."""
+    num_items = model.config.num_items
+    in_batch, counts = targets.unique(return_counts=True)  # sorted: a target's column is its rank here
+    uniform = torch.randint(1, num_items, (negatives,), device=targets.device)
+    candidates = torch.cat([in_batch, uniform])
+    log_q = torch.cat([
+        torch.log(counts.float() / len(targets)),
+        torch.full((negatives,), math.log(negatives / (num_items - 1)), device=targets.device),
+    ])  # fmt: skip
+    logits = model.candidate_scores(hidden, candidates).float() - log_q
+    accidental = torch.cat([torch.zeros(len(targets), len(in_batch), dtype=torch.bool, device=targets.device),
+                            uniform[None, :] == targets[:, None]], dim=1)  # fmt: skip
+    logits = logits.masked_fill(accidental, float("-inf"))
+    return F.cross_entropy(logits, torch.searchsorted(in_batch, targets))

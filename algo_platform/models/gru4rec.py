@@ -40,3 +40,6 @@ class GRU4Rec(NextItemModel):
 
     def item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
         return hidden @ self.item_embedding.weight.T
+
+    def candidate_scores(self, hidden: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        return hidden @ self.item_embedding(candidates).T

@@ -89,3 +89,6 @@ class SASRec(NextItemModel):
     def item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
         """Scores over the whole vocabulary for each hidden state: (..., dim) -> (..., num_items)."""
         return hidden @ self.item_embedding.weight.T
+
+    def candidate_scores(self, hidden: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        return hidden @ self.item_embedding(candidates).T

@@ -46,3 +46,13 @@ def ranking_metrics(ranks: torch.Tensor, ks: tuple[int, ...] = (5, 10, 20)) -> d
         metrics[f"hr@{k}"], metrics[f"ndcg@{k}"] = hit_rate_and_ndcg(ranks, k)
     metrics["mrr"] = (1.0 / (ranks.float() + 1.0)).mean().item() if ranks.numel() else 0.0
     return metrics
+
+
+# Most scores (positions x catalogue) one evaluation batch holds: a catalogue of millions of items is
+# ranked whole, a few rows at a time.
+SCORES_AT_ONCE = 2**26
+
+
+def rows_per_batch(batch_size: int, num_items: int, targets_per_row: int = 1) -> int:
+    """How many rows to score at once so that their scores over the catalogue stay within SCORES_AT_ONCE."""
+    return max(1, min(batch_size, SCORES_AT_ONCE // max(1, num_items * max(1, targets_per_row))))

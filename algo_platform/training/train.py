@@ -54,7 +54,7 @@ from algo_platform.training.data import (
     validation_split,
 )
 from algo_platform.training.idle import IDLE_EXIT_CODE, GpusIdle, IdleRule, fake_utilisation, sample_seconds
-from algo_platform.training.metrics import fixed_score_ranks, hit_rate_and_ndcg, target_ranks
+from algo_platform.training.metrics import fixed_score_ranks, hit_rate_and_ndcg, rows_per_batch, target_ranks
 from algo_platform.training.storage import exists
 from algo_platform.training.watchdog import exit_with_launcher
 
@@ -112,6 +112,8 @@ def evaluate(
     model.eval()
     model_ranks, baseline_ranks = [], []
     baseline = torch.as_tensor(baseline_scores, device=device) if baseline_scores is not None else None
+    per_row = int((targets >= 0).sum(axis=1).max()) if len(targets) else 1
+    batch_size = rows_per_batch(batch_size, model.config.num_items, per_row)
     for start in range(0, len(inputs), batch_size):
         batch_inputs = torch.as_tensor(inputs[start : start + batch_size], device=device)
         batch_targets = torch.as_tensor(targets[start : start + batch_size], device=device)
@@ -142,11 +144,19 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[s
     return [{"params": decayed, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
 
 
+# Above this many items the loss samples negatives unless `negatives` says otherwise.
+SAMPLED_SOFTMAX_ABOVE, AUTO_NEGATIVES = 200_000, 1024
+
+
 def model_config_of(config: TrainConfig, num_items: int) -> ModelConfig:
-    """The model's shape from the trainer's hyper-parameters."""
+    """The model's shape from the trainer's hyper-parameters (`negatives` -1 resolved by catalogue size)."""
+    negatives = config.negatives
+    if negatives < 0:
+        negatives = AUTO_NEGATIVES if num_items - 1 > SAMPLED_SOFTMAX_ABOVE else 0
     return ModelConfig(
         num_items, config.max_len, config.hidden_dim, config.num_layers, config.num_heads, config.dropout, config.model,
         config.ease_l2, config.knn_neighbours, config.knn_shrink, json.loads(config.family_settings),
+        negatives=negatives,
     )  # fmt: skip
 
 

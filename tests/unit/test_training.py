@@ -481,3 +481,56 @@ def test_checkpoints_are_keyed_by_what_they_train_so_a_new_runs_retry_finds_them
     assert training_key({"model": "gru4rec", "epochs": 3}, sequences, vocabulary) != key  # another family
     pd.DataFrame({"item_index": [1], "item_id": [7]}).to_parquet(str(vocabulary))  # the input rewritten
     assert training_key({"model": "sasrec", "epochs": 3}, sequences, vocabulary) != key
+
+
+def test_sampled_softmax_learns_the_pattern_and_the_catalogue_size_chooses_it(tmp_path):
+    """Scored against the batch's targets and 64 uniform negatives (logQ-corrected) instead of all 600
+    items, SASRec still learns the walk; evaluation ranks the whole catalogue."""
+    from algo_platform.training.train import AUTO_NEGATIVES, SAMPLED_SOFTMAX_ABOVE, model_config_of
+
+    sequences, vocabulary = write_inputs(tmp_path, users=400, items=600)
+    config = small_config(epochs=12, patience=0, negatives=64, learning_rate=5e-3)
+    result = train(config, sequences, vocabulary, str(tmp_path / "out"), Reporter(None))
+    assert result["losses"][-1] < result["losses"][0] / 2
+    assert result["holdout_hr@10"] > 5 * result["holdout_popularity_hr@10"]
+    assert load_model(result["model_uri"], torch.device("cpu")).config.negatives == 64
+    assert model_config_of(TrainConfig(), SAMPLED_SOFTMAX_ABOVE + 2).negatives == AUTO_NEGATIVES
+    assert model_config_of(TrainConfig(), SAMPLED_SOFTMAX_ABOVE).negatives == 0
+
+
+def test_the_sampled_loss_masks_a_draw_of_the_positions_own_target_and_matches_a_full_draw():
+    """With every other item drawn as a negative the sampled loss is the full softmax's plus the logQ
+    constants; a uniform draw equal to a position's target never counts as its negative."""
+    from algo_platform.models.base import sampled_next_item_loss
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(num_items=6, hidden_dim=8, max_len=4, num_layers=1, negatives=1)).eval()
+    hidden, targets = torch.randn(3, 8), torch.tensor([2, 2, 2])
+    # Only item 2 in the batch: every uniform draw in 1..5 that is 2 is masked, so the loss is finite
+    # and equals the cross-entropy of the target against the other draws.
+    torch.manual_seed(1)
+    draws = torch.randint(1, 6, (50,))
+    torch.manual_seed(1)
+    loss = sampled_next_item_loss(model, hidden, targets, 50)
+    others = draws[draws != 2]
+    scores = hidden @ model.item_embedding.weight[torch.cat([torch.tensor([2]), others])].T
+    corrected = scores - torch.cat([torch.zeros(1), torch.full((len(others),), float(np.log(50 / 5)))])
+    assert torch.isfinite(loss)
+    assert loss.item() == pytest.approx(
+        torch.nn.functional.cross_entropy(corrected, torch.zeros(3, dtype=torch.long)).item(), rel=1e-5
+    )
+
+
+def test_a_catalogue_too_large_for_one_batch_is_ranked_a_few_rows_at_a_time_with_the_same_result(monkeypatch):
+    import algo_platform.training.metrics as metrics
+    from algo_platform.training.train import evaluate
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(num_items=13, hidden_dim=8, max_len=8, num_layers=1))
+    rng = np.random.default_rng(0)
+    inputs, targets = rng.integers(1, 13, (40, 8)), rng.integers(1, 13, (40, 8))
+    targets[:, :5] = -1
+    whole = evaluate(model, inputs, targets, torch.device("cpu"), 10)
+    monkeypatch.setattr(metrics, "SCORES_AT_ONCE", 13 * 3)  # one row (three targets) at a time
+    assert metrics.rows_per_batch(512, 13, 3) == 1
+    assert evaluate(model, inputs, targets, torch.device("cpu"), 10) == whole
