@@ -22,7 +22,8 @@ def _param(default: Any, help: str, bounds: tuple[float, float] | None = None, c
 class TrainConfig:
     model: str = _param(
         "sasrec",
-        "model family: sasrec (causal Transformer) | gru4rec (recurrent) | itemknn | ease (fitted in closed "
+        "model family: sasrec (causal Transformer) | gru4rec (recurrent) | hstu (generative recommender's "
+        "transducer) | itemknn | ease (fitted in closed "
         "form, no epochs) | a team's <file>.py:<Class> or entry point",
     )
     epochs: int = _param(10, "passes over the training windows", (1, 1000))

@@ -27,7 +27,7 @@ from algo_platform.core.hyperparameters import EngagementHyperparameters, TrainC
 from algo_platform.core.schema import CANONICAL_COLUMNS, DEFAULT_INTERACTION_TYPES, EVENT_TYPES
 
 PROJECT_FILE = "project.yaml"
-NEXT_ITEM_FAMILIES = ("sasrec", "gru4rec", "itemknn", "ease")
+NEXT_ITEM_FAMILIES = ("sasrec", "gru4rec", "hstu", "itemknn", "ease")
 ENGAGEMENT_FAMILIES = ("mlp",)
 # Installed packages offer model families under this entry-point group (algo_platform.core.families).
 MODEL_ENTRY_POINTS = "algo_platform.models"

@@ -1,6 +1,6 @@
 """Model families behind one interface per task type, and the registry that builds, saves and loads them.
 
-- next-item (`base.py`): SASRec, GRU4Rec, the fitted item-kNN and EASE (`fitted.py`), or a team's
+- next-item (`base.py`): SASRec, GRU4Rec, HSTU (`hstu.py`), the fitted item-kNN and EASE (`fitted.py`), or a team's
   `NextItemModel` (or `FittedNextItemModel`) subclass;
 - engagement (`engagement.py`): the MLP, or a team's `EngagementModel` subclass.
 
@@ -20,9 +20,10 @@ from algo_platform.models.base import PAD, ModelConfig, NextItemModel
 from algo_platform.models.engagement import ENGAGEMENT_FAMILIES, EngagementConfig, EngagementModel
 from algo_platform.models.fitted import EASE, FittedNextItemModel, ItemKNN
 from algo_platform.models.gru4rec import GRU4Rec
+from algo_platform.models.hstu import HSTU
 from algo_platform.models.sasrec import SASRec
 
-FAMILIES: dict[str, type[NextItemModel]] = {family.family: family for family in (SASRec, GRU4Rec, ItemKNN, EASE)}
+FAMILIES: dict[str, type[NextItemModel]] = {family.family: family for family in (SASRec, GRU4Rec, HSTU, ItemKNN, EASE)}
 
 __all__ = [
     "ENGAGEMENT_FAMILIES",
@@ -35,6 +36,7 @@ __all__ = [
     "EngagementConfig",
     "EngagementModel",
     "GRU4Rec",
+    "HSTU",
     "ModelConfig",
     "NextItemModel",
     "SASRec",
