@@ -153,32 +153,41 @@ def apply(
     user: str = "platform",
     role: str | None = None,
     client: str | None = None,
-) -> None:
+    before: ReleaseState | None = None,
+) -> bool:
     """The decision in the registry (aliases, tags, the routing pyfunc at the share now served) and
-    the audit log, under `user` (the report itself, or the admin who decided by hand)."""
+    the audit log, under `user` (the report itself, or the admin who decided by hand). When the
+    release's state is no longer `before` (a decision by hand, or the report, came in between), the
+    later one stands and this one is not applied: False, with its audit row."""
     from algo_platform.accounts.store import Accounts
 
     state = decision.state
     version = state.challenger_version
-    tracking.save_release({k: str(v) for k, v in asdict(state).items()}, challenger=state.status == RUNNING)
-    tags = {f"release_{decision.action}_on": day, "release_stage": str(state.stage + 1),
-            "release_last_reason": "; ".join(decision.reasons)[:5000]}  # fmt: skip
-    if state.status == PROMOTED:
-        previous = tracking.champion()
-        tracking.promote(version)
-        tags |= {"promoted_on": day, "previous_champion": previous.version if previous else "none"}
-    if state.status in (PROMOTED, ROLLED_BACK):
-        tags["release_outcome"] = state.status
-    tracking.set_version_tags(version, tags)
-    if decision.action != "continue":
-        publish_router(tracking, state, served_share(plan_of(release), state))
+    current = state_of(tracking.release_state())
+    applied = before is None or current == before
+    if applied and decision.action != "continue":
+        tracking.save_release({k: str(v) for k, v in asdict(state).items()}, challenger=state.status == RUNNING)
+    if applied:
+        tags = {f"release_{decision.action}_on": day, "release_stage": str(state.stage + 1),
+                "release_last_reason": "; ".join(decision.reasons)[:5000]}  # fmt: skip
+        if state.status == PROMOTED:
+            previous = tracking.champion()
+            tracking.promote(version)
+            tags |= {"promoted_on": day, "previous_champion": previous.version if previous else "none"}
+        if state.status in (PROMOTED, ROLLED_BACK):
+            tags["release_outcome"] = state.status
+        tracking.set_version_tags(version, tags)
+        if decision.action != "continue":
+            publish_router(tracking, state, served_share(plan_of(release), state))
     accounts = Accounts.for_instance(instance)
     try:
         target = f"{tracking.registered_model_name} v{version}"
-        accounts.record("release", decision.action, user=user, role=role, project=project, target=target,
-                        client=client, detail="; ".join(decision.reasons))  # fmt: skip
+        detail = "; ".join(decision.reasons) if applied else f"not applied: the release changed meanwhile ({current})"
+        accounts.record(f"release.{decision.action}", "done" if applied else "failed", user=user, role=role,
+                        project=project, target=target, client=client, detail=detail)  # fmt: skip
     finally:
         accounts.close()
+    return applied
 
 
 def report_names(task: Task | None) -> tuple[str, str, str]:
@@ -233,18 +242,26 @@ def build_release_report(
         state = state_of(tracking.release_state()) if served_by_arm else None
         if state is None or state.status != RUNNING:
             return dg.Output(pd.DataFrame(), metadata={"decision": "none", "why": f"no release served {day}'s lists"})
-        served = served_lists[served_lists["experiment"] == state.experiment]
+        share = release.stages[state.stage]
+        # Lists built before the stage changed (its first day's, when the change came after them) are not its.
+        served = served_lists[
+            (served_lists["experiment"] == state.experiment) & (served_lists["stage_percent"] == share)
+        ]
+        if served.empty:
+            why = f"{day}'s lists were served at another stage than {share:g} %: the stage starts with the next ones"
+            return dg.Output(pd.DataFrame(), metadata={"decision": "none", "why": why})
         if "model_version" not in served:  # a task's lists name their ranker
             served = served.assign(model_version=served["ranker_version"])
         engaged = _engaged_pairs(cleaned_events, task) if task is not None else None
         today = _outcomes(served, cleaned_events, project.interaction_types, engaged).assign(day=day)
-        earlier = _stage_days_before(storage, name, state, release.stages[state.stage], day)
+        earlier = _stage_days_before(storage, name, state, share, day)
         stage_days = pd.concat([earlier, today], ignore_index=True)
         effects = _arm_effects(stage_days, release)
         primary = effects.pop(release.primary_metric)
         feedback = day if len(cleaned_events) else _last_feedback(earlier)
         decision = decide(plan_of(release), state, day, primary, effects, feedback)
-        apply(decision, tracking, day, context.instance, project.name, release)
+        if not apply(decision, tracking, day, context.instance, project.name, release, before=state):
+            context.log.warning(f"release {state.experiment}: changed while judged; the change made meanwhile stands")
         context.log.info(f"release {state.experiment}: {decision.action}: " + "; ".join(decision.reasons))
         metadata = {
             "decision": decision.action,
@@ -263,7 +280,9 @@ def build_release_report(
             "cuped_variance_reduction": primary.variance_reduction,
             **{f"guardrail_{metric}_effect": found.relative for metric, found in effects.items()},
         }
-        step = (dt.date.fromisoformat(day) - dt.date.fromisoformat(first_day_of(state.experiment))).days
+        step = (
+            dt.date.fromisoformat(day) - dt.date.fromisoformat(first_day_of(state.experiment) or state.stage_since)
+        ).days
         numbers = {k: v for k, v in metadata.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         run_id = tracking.log_release_day(state.experiment, day, step, numbers, _report_text(day, metadata))
         metadata["mlflow_run"] = dg.MetadataValue.url(tracking.run_url(run_id))

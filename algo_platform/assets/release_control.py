@@ -73,12 +73,16 @@ def released_tasks(project: Project) -> list[str]:
 
 def tracking_of(settings: Settings, project: Project, task: Task | None = None) -> ExperimentTracking:
     """The task's registry (None: next-item), as the project's Definitions build it (`resources.environment`)."""
+    from algo_platform.resources.environment import legacy_names
+
     name = project.registered_model_name if task is None else project.task_registered_model_name(task)
+    # The legacy names too: a read here may be the first use of the task's registry (it migrates once).
     return ExperimentTracking(
         tracking_uri=settings.tracking_uri,
         artifact_location=settings.artifact_location,
         experiment_name=name,
         registered_model_name=name,
+        **legacy_names(project, task),
     )
 
 
@@ -145,16 +149,30 @@ def act(
     task_name: str = NEXT_ITEM_TASK,
 ) -> Decision:
     """An admin's pause, resume, advance (promote at the last stage) or roll-back, applied and audited.
-    A resumed or advanced stage starts the day after the last day reported (or on the stage's first)."""
+    It takes effect with the next lists built (`_decided_on`)."""
     task, release = released_task(project, task_name)
     tracking = tracking_of(settings, project, task)
     state = state_of(tracking.release_state())
     if state is None:
         raise ReleaseActionError(f"{project.name}'s {task_name} task has had no grey release yet")
-    # The pipeline's last reported day, judged or not (a paused release's days are reported, not judged).
-    reported = [r.partition_key for r in _reports(instance, project, task) if r.partition_key]
-    first = (dt.date.fromisoformat(state.stage_since) - dt.timedelta(days=1)).isoformat()
-    day = max([first, *reported])
+    day = _decided_on(instance, project, task, state)
     decision = by_hand(plan_of(release), state, action, day, user, reason)
-    apply(decision, tracking, day, instance, project.name, release, user=user, role=role, client=client)
+    apply(decision, tracking, day, instance, project.name, release, user=user, role=role, client=client, before=state)
     return decision
+
+
+def _decided_on(instance: dg.DagsterInstance, project: Project, task: Task | None, state) -> str:
+    """The day a decision by hand is taken on: its new state starts with the lists served the day after.
+    That is the last day reported (judged or not: a paused release's days are reported, not judged),
+    or, when the next lists are already built (recommendations of day D are served on D + 1), D + 1."""
+    report, recommendations, _ = report_names(task)
+    last = {}
+    for name in (report, recommendations):
+        records = instance.fetch_materializations(dg.AssetKey([project.name, name]), limit=REPORT_DAYS).records
+        last[name] = max((r.partition_key for r in records if r.partition_key), default=None)
+    candidates = [(dt.date.fromisoformat(state.stage_since) - dt.timedelta(days=1)).isoformat()]
+    if last[report]:
+        candidates.append(last[report])
+    if last[recommendations]:
+        candidates.append((dt.date.fromisoformat(last[recommendations]) + dt.timedelta(days=1)).isoformat())
+    return max(candidates)

@@ -101,7 +101,7 @@ def _action_command(action: str, help_text: str):
 
 for _action, _help in (
     ("pause", "Hold the release: everyone gets the champion until it is resumed."),
-    ("resume", "Resume a paused release; its stage starts afresh the day after the last day reported."),
+    ("resume", "Resume a paused release; its stage counts afresh from the next lists built."),
     ("advance", "Widen to the next stage now (at the last stage: promote the challenger)."),
     ("roll_back", "End the release: everyone gets the champion; the challenger is not promoted."),
 ):
@@ -130,10 +130,10 @@ def release_simulate(project_name: str, days: int, events_per_day: int, seed: in
         if start:
             first = parse_date(start)
         else:
-            last = instance.get_latest_materialization_event(dg.AssetKey([project.name, "cleaned_events"]))
-            if last is None:
+            ingested = instance.get_materialized_partitions(dg.AssetKey([project.name, "cleaned_events"]))
+            if not ingested:
                 raise click.UsageError(f"{project.name} has ingested nothing yet: backfill first, or give --start")
-            first = dt.date.fromisoformat(last.dagster_event.partition) + dt.timedelta(days=1)
+            first = dt.date.fromisoformat(max(ingested)) + dt.timedelta(days=1)
         try:
             simulation = ReleaseSimulation(project, load_settings(), instance, world_for(events_per_day, seed),
                                            events_per_day, seed)  # fmt: skip

@@ -58,12 +58,17 @@ class ReleaseSimulation:
         self.defs = build_project_definitions(project, settings)
 
     def served(self, day: dt.date):
-        """The lists served on `day` (user_id, item_ids), or None before anything was served."""
-        path = UPath(ProjectLayout(self.root).table("user_recommendations", day.isoformat()))
-        if not path.exists():
-            return None
-        with path.open("rb") as handle:
-            return pq.read_table(handle, columns=["user_id", "item_ids"])
+        """The lists built for `day` (served the day after) that its users answer: the next-item task's
+        and each further task's (user_id, item_ids), or None before anything was served."""
+        import pyarrow as pa
+
+        tables = []
+        for asset in ("user_recommendations", *(f"{task.name}_recommendations" for task in self.project.tasks)):
+            path = UPath(ProjectLayout(self.root).table(asset, day.isoformat()))
+            if path.exists():
+                with path.open("rb") as handle:
+                    tables.append(pq.read_table(handle, columns=["user_id", "item_ids"]))
+        return pa.concat_tables(tables, promote_options="permissive") if tables else None
 
     def job(self, name: str, day: dt.date) -> dg.ExecuteInProcessResult:
         job = self.defs.resolve_job_def(f"{self.project.name}_{name}")

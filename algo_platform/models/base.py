@@ -12,7 +12,6 @@ only this, never a family's internals, so a team can bring another family by add
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import ClassVar
 
@@ -102,21 +101,17 @@ def sampled_next_item_loss(
     model: NextItemModel, hidden: torch.Tensor, targets: torch.Tensor, negatives: int
 ) -> torch.Tensor:
     """Sampled softmax with mixed negatives and the logQ correction (Yi et al., RecSys 2019; Yang et
-    al., WWW 2020): each position's target competes with the batch's other targets (drawn in
-    proportion to their frequency: popular items are pushed down as often as they occur) and
-    `negatives` items drawn uniformly from the catalogue; every logit is lowered by the log of its
-    item's sampling probability, so the loss estimates the full softmax's instead of over-penalising
-    popular items. A uniform draw that is the position's own target is masked out."""
+    al., WWW 2020): each position's target competes with the batch's targets (negatives drawn in
+    proportion to their frequency, estimated from the batch) and `negatives` items drawn uniformly
+    from the catalogue. Each distinct candidate's logit is corrected by log(times drawn / times
+    expected), so the candidates' sum estimates the full softmax's normaliser: an item frequent in
+    batches is not pushed down for every occurrence, a rare uniform draw stands for the many like it.
+    A uniform draw of a position's own target merges with it rather than counting as its negative."""
     num_items = model.config.num_items
-    in_batch, counts = targets.unique(return_counts=True)  # sorted: a target's column is its rank here
     uniform = torch.randint(1, num_items, (negatives,), device=targets.device)
-    candidates = torch.cat([in_batch, uniform])
-    log_q = torch.cat([
-        torch.log(counts.float() / len(targets)),
-        torch.full((negatives,), math.log(negatives / (num_items - 1)), device=targets.device),
-    ])  # fmt: skip
-    logits = model.candidate_scores(hidden, candidates).float() - log_q
-    accidental = torch.cat([torch.zeros(len(targets), len(in_batch), dtype=torch.bool, device=targets.device),
-                            uniform[None, :] == targets[:, None]], dim=1)  # fmt: skip
-    logits = logits.masked_fill(accidental, float("-inf"))
-    return F.cross_entropy(logits, torch.searchsorted(in_batch, targets))
+    candidates, drawn = torch.cat([targets, uniform]).unique(return_counts=True)  # sorted
+    in_batch, in_batch_counts = targets.unique(return_counts=True)
+    expected = torch.full(candidates.shape, negatives / (num_items - 1), device=targets.device)
+    expected[torch.searchsorted(candidates, in_batch)] += in_batch_counts.float()
+    logits = model.candidate_scores(hidden, candidates).float() + torch.log(drawn.float() / expected)
+    return F.cross_entropy(logits, torch.searchsorted(candidates, targets))

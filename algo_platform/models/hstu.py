@@ -2,8 +2,8 @@
 sequential transducer, as a next-item family beside SASRec.
 
 Each block: one projection of the normalised input to U, V, Q, K through SiLU; pointwise aggregated
-attention, SiLU(QK^T + relative position bias) divided by the sequence length instead of a softmax
-(so an item's weight does not shrink as a user's history grows); the attended values normalised and
+attention, SiLU(QK^T + relative position bias) divided by the (padded) sequence length instead of a
+softmax (so an item's weight does not shrink as a user's history grows); the attended values normalised and
 gated element-wise by U, then projected, as a residual. No feed-forward sublayer: the gate plays its
 part. The paper's time bias needs each event's timestamp; this interface passes item indices only,
 so the relative bias here is by position. Sizes come from `model:` (hidden_dim, num_layers,
@@ -42,10 +42,10 @@ class HSTUBlock(nn.Module):
         q, k, v = (t.view(batch, length, heads, head_dim).transpose(1, 2) for t in (q, k, v))
         positions = torch.arange(length, device=x.device)
         distance = (positions[:, None] - positions[None, :]).clamp(0, self.relative_bias.shape[1] - 1)
-        scores = q @ k.transpose(-2, -1) / math.sqrt(head_dim) + self.relative_bias[:, distance]
+        scores = q @ k.transpose(-2, -1) + self.relative_bias[:, distance]
         weights = F.silu(scores) * allowed / length
-        attended = (self.dropout(weights) @ v).transpose(1, 2).reshape(batch, length, dim)
-        return x + self.dropout(self.out(self.attention_norm(attended) * u))
+        attended = (weights @ v).transpose(1, 2).reshape(batch, length, dim)
+        return x + self.out(self.dropout(self.attention_norm(attended) * u))
 
 
 class HSTU(NextItemModel):

@@ -39,6 +39,13 @@ def experiment_name(project: str, task: str, challenger_version: str, first_day:
     return f"{project}/{task}/v{challenger_version}/{first_day}"
 
 
-def first_day_of(experiment: str) -> str:
-    """The first day an experiment served (the last part of `experiment_name`)."""
-    return experiment.rsplit("/", 1)[1]
+def first_day_of(experiment: str) -> str | None:
+    """The first day an experiment served (the last part of `experiment_name`); None for a name of an
+    earlier platform's (`<project>/<task>/v<version>`), which did not carry it."""
+    import datetime as dt
+
+    last = experiment.rsplit("/", 1)[-1]
+    try:
+        return dt.date.fromisoformat(last).isoformat()
+    except ValueError:
+        return None

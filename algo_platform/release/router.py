@@ -39,6 +39,8 @@ class ReleaseRouter(mlflow.pyfunc.PythonModel):
                 found = self.models[name].predict(model_input[rows].reset_index(drop=True))
                 found = found if isinstance(found, pd.DataFrame) else pd.DataFrame({"prediction": list(found)})
                 parts.append(found.set_axis(model_input.index[rows]))
+        if not parts:  # no rows asked
+            return pd.DataFrame(columns=["arm", "model_version"])
         answer = pd.concat(parts).reindex(model_input.index)
         answer["arm"] = arm
         answer["model_version"] = np.where(arm == CHALLENGER, self.versions["challenger"], self.versions["champion"])

@@ -58,7 +58,7 @@ def build_spark_launcher(settings: Settings, project: Project) -> SparkLauncher:
     )
 
 
-def _legacy_names(project: Project, task: Task | None) -> dict[str, object]:
+def legacy_names(project: Project, task: Task | None) -> dict[str, object]:
     """Where the task's per-family registered models of an older platform are (tracking.migrated)."""
     prefix, serving = project.legacy_model_names(task)
     # Another task's models, old (`<p>-<task>-<family>`) and new (`<p>-<task>`), are not this one's.
@@ -84,7 +84,7 @@ def build_resources(settings: Settings, project: Project) -> dict[str, object]:
             artifact_location=settings.artifact_location,
             experiment_name=project.registered_model_name,
             registered_model_name=project.registered_model_name,
-            **_legacy_names(project, None),
+            **legacy_names(project, None),
         ),
         **{
             f"{task.name}_tracking": ExperimentTracking(
@@ -94,7 +94,7 @@ def build_resources(settings: Settings, project: Project) -> dict[str, object]:
                 artifact_location=settings.artifact_location,
                 experiment_name=project.task_registered_model_name(task),
                 registered_model_name=project.task_registered_model_name(task),
-                **_legacy_names(project, task),
+                **legacy_names(project, task),
             )
             for task in project.tasks
         },

@@ -199,11 +199,17 @@ class ReleasesPage:
         task = str(form.get("task", "next_item"))[:64]
         role = principal.describe_role(project)
         try:
+            client = self.site.identities.client(request.scope)
             decision = await run_in_threadpool(act, self.site.targets.instance, self.site.settings, declared, action,
-                                               principal.name, role, "web", reason, task)  # fmt: skip
+                                               principal.name, role, client, reason, task)  # fmt: skip
         except ReleaseActionError as error:
             await run_in_threadpool(self.site._record, audit_action, "failed", request.scope, principal,
                                     project=project, target=f"project {project}", detail=str(error))  # fmt: skip
             return await self.project_page(request, principal, project, str(error), False, 409)
+        except Exception as error:  # the registry unreachable, say: recorded, and said without a trace
+            await run_in_threadpool(self.site._record, audit_action, "failed", request.scope, principal,
+                                    project=project, target=f"project {project}", detail=repr(error)[:500])  # fmt: skip
+            message = "the release could not be changed (the model registry did not answer); try again"
+            return await self.project_page(request, principal, project, message, False, 503)
         done = f"{decision.action.replace('_', ' ')}: now {decision.state.status.replace('_', ' ')}"
         return await self.project_page(request, principal, project, done)

@@ -44,14 +44,19 @@ def standing_of(instance: dg.DagsterInstance, project: str, role: str) -> Standi
         family = getattr(metadata.get("champion_family"), "value", None)
         outcome = getattr(metadata.get("outcome"), "value", "")
         served = f"{version}" + (f" ({family})" if family else "") + (f"; last candidate {outcome}" if outcome else "")
-    report = _latest(instance, project, "release_report")
     release = "none"
-    if report is not None:
-        metadata = report.asset_materialization.metadata
+    # The last report that judged a release (a paused release's later days judge nothing).
+    for record in instance.fetch_materializations(dg.AssetKey([project, "release_report"]), limit=30).records:
+        metadata = record.event_log_entry.asset_materialization.metadata
         status = getattr(metadata.get("status"), "value", None)
         if status is not None:
-            share = getattr(metadata.get("next_stage_percent"), "value", "?")
-            release = f"{getattr(metadata.get('experiment'), 'value', '?')}: {status.replace('_', ' ')} at {share} %"
+            share = {"running": getattr(metadata.get("next_stage_percent"), "value", "?"), "promoted": 100}.get(
+                status, 0
+            )
+            release = (
+                f"{getattr(metadata.get('experiment'), 'value', '?')}: {status.replace('_', ' ')}, {share} % served"
+            )
+            break
     ingested = _when(_latest(instance, project, "cleaned_events"))
     return Standing(project, role, ingested, _when(champion), served, release)
 

@@ -498,27 +498,22 @@ def test_sampled_softmax_learns_the_pattern_and_the_catalogue_size_chooses_it(tm
     assert model_config_of(TrainConfig(), SAMPLED_SOFTMAX_ABOVE).negatives == 0
 
 
-def test_the_sampled_loss_masks_a_draw_of_the_positions_own_target_and_matches_a_full_draw():
-    """With every other item drawn as a negative the sampled loss is the full softmax's plus the logQ
-    constants; a uniform draw equal to a position's target never counts as its negative."""
+def test_the_sampled_loss_estimates_the_full_softmax_and_its_correction_is_what_makes_it():
+    """With many draws the logQ-corrected sampled loss is close to the full softmax's (the candidates'
+    corrected sum estimates the normaliser); the same candidates without the correction are not."""
     from algo_platform.models.base import sampled_next_item_loss
 
     torch.manual_seed(0)
-    model = build_model(ModelConfig(num_items=6, hidden_dim=8, max_len=4, num_layers=1, negatives=1)).eval()
-    hidden, targets = torch.randn(3, 8), torch.tensor([2, 2, 2])
-    # Only item 2 in the batch: every uniform draw in 1..5 that is 2 is masked, so the loss is finite
-    # and equals the cross-entropy of the target against the other draws.
-    torch.manual_seed(1)
-    draws = torch.randint(1, 6, (50,))
-    torch.manual_seed(1)
-    loss = sampled_next_item_loss(model, hidden, targets, 50)
-    others = draws[draws != 2]
-    scores = hidden @ model.item_embedding.weight[torch.cat([torch.tensor([2]), others])].T
-    corrected = scores - torch.cat([torch.zeros(1), torch.full((len(others),), float(np.log(50 / 5)))])
-    assert torch.isfinite(loss)
-    assert loss.item() == pytest.approx(
-        torch.nn.functional.cross_entropy(corrected, torch.zeros(3, dtype=torch.long)).item(), rel=1e-5
-    )
+    model = build_model(ModelConfig(num_items=50, hidden_dim=8, max_len=4, num_layers=1)).eval()
+    hidden = torch.randn(64, 8) * 3
+    targets = torch.randint(1, 5, (64,))  # a skewed batch: four popular items
+    full = torch.nn.functional.cross_entropy(model.item_scores(hidden), targets).item()
+    sampled = np.mean([sampled_next_item_loss(model, hidden, targets, 2000).item() for _ in range(20)])
+    uncorrected = torch.nn.functional.cross_entropy(
+        hidden @ model.item_embedding.weight[1:5].T, targets - 1
+    ).item()  # the batch's items alone, as an in-batch softmax without the correction would score
+    assert sampled == pytest.approx(full, rel=0.05)
+    assert abs(uncorrected - full) > 5 * abs(sampled - full)
 
 
 def test_a_catalogue_too_large_for_one_batch_is_ranked_a_few_rows_at_a_time_with_the_same_result(monkeypatch):
