@@ -428,7 +428,7 @@ def test_no_family_sees_the_future(family):
 
 
 def test_an_unknown_model_family_is_refused_with_the_choices():
-    with pytest.raises(ValueError, match=r"not built in \(sasrec, gru4rec, itemknn, ease\)"):
+    with pytest.raises(ValueError, match=r"not built in \(sasrec, gru4rec, hstu, itemknn, ease\)"):
         build_model(ModelConfig(num_items=5, family="transformer-xl"))
 
 
