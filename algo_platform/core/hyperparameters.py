@@ -27,7 +27,9 @@ class TrainConfig:
         "form, no epochs) | a team's <file>.py:<Class> or entry point",
     )
     epochs: int = _param(10, "passes over the training windows", (1, 1000))
-    batch_size: int = _param(128, "training windows per optimizer step", (1, 65536))
+    batch_size: int = _param(
+        128, "training windows per optimizer step, over all processes (each takes its share)", (1, 65536)
+    )
     max_len: int = _param(50, "items of history the model sees (longer histories keep their last items)", (1, 4096))
     hidden_dim: int = _param(64, "embedding and Transformer width", (4, 8192))
     num_layers: int = _param(2, "Transformer blocks", (1, 64))
@@ -50,6 +52,16 @@ class TrainConfig:
     precision: str = _param(
         "bf16", "bf16 | fp32: number format of the training step on CUDA (CPU trains in fp32)", choices=("bf16", "fp32")
     )
+    strategy: str = _param(
+        "ddp",
+        "ddp | fsdp: with several processes, replicate the model on each (DDP) or shard it (FSDP2, and the item "
+        "table by rows when the loss is sampled); the project's compute.strategy",
+        choices=("ddp", "fsdp"),
+    )
+    activation_checkpointing: bool = _param(
+        False, "fsdp: recompute each block's activations in the backward pass (less memory, more compute)",
+        choices=(True, False),
+    )  # fmt: skip
     compile: bool = _param(False, "torch.compile the model (worth it on GPUs for long runs)", choices=(True, False))
     eval_k: int = _param(10, "cut-off K of the hold-out HR@K and NDCG@K the trainer reports", (1, 1000))
     checkpoint_every: int = _param(200, "optimizer steps between checkpoints (and one at every epoch end)", (1, 10**6))

@@ -97,6 +97,17 @@ class NextItemModel(nn.Module):
         return self.item_scores(self(items)[:, -1])
 
 
+def item_table(config: ModelConfig) -> nn.Module:
+    """A family's item embedding table: `nn.Embedding(num_items, hidden_dim)`, or split by rows across
+    the ranks when the trainer builds the model for sharded training (models/sharded_table.py)."""
+    from algo_platform.models.sharded_table import RowShardedItemTable, sharding_mesh
+
+    mesh = sharding_mesh()
+    if mesh is None:
+        return nn.Embedding(config.num_items, config.hidden_dim, padding_idx=PAD)
+    return RowShardedItemTable(config.num_items, config.hidden_dim, mesh)
+
+
 def sampled_next_item_loss(
     model: NextItemModel, hidden: torch.Tensor, targets: torch.Tensor, negatives: int
 ) -> torch.Tensor:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from algo_platform.models.base import PAD, ModelConfig, NextItemModel
+from algo_platform.models.base import ModelConfig, NextItemModel, item_table
 
 
 class GRU4Rec(NextItemModel):
@@ -19,7 +19,7 @@ class GRU4Rec(NextItemModel):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.item_embedding = nn.Embedding(config.num_items, config.hidden_dim, padding_idx=PAD)
+        self.item_embedding = item_table(config)
         self.dropout = nn.Dropout(config.dropout)
         self.gru = nn.GRU(
             config.hidden_dim,
@@ -29,7 +29,8 @@ class GRU4Rec(NextItemModel):
             dropout=config.dropout if config.num_layers > 1 else 0.0,
         )
         self.ln_f = nn.LayerNorm(config.hidden_dim)
-        nn.init.normal_(self.item_embedding.weight, mean=0.0, std=0.02)
+        if isinstance(self.item_embedding, nn.Embedding):  # a row-sharded table draws its own rows
+            nn.init.normal_(self.item_embedding.weight, mean=0.0, std=0.02)
 
     def forward(self, items: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
         # Sequences are left-padded: the padding (a zero vector) comes first and the GRU reads

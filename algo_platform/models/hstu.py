@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from algo_platform.models.base import PAD, ModelConfig, NextItemModel
+from algo_platform.models.base import PAD, ModelConfig, NextItemModel, item_table
 
 
 class HSTUBlock(nn.Module):
@@ -56,7 +56,7 @@ class HSTU(NextItemModel):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.item_embedding = nn.Embedding(config.num_items, config.hidden_dim, padding_idx=PAD)
+        self.item_embedding = item_table(config)
         self.dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(HSTUBlock(config) for _ in range(config.num_layers))
         self.ln_f = nn.LayerNorm(config.hidden_dim)

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from algo_platform.models.base import PAD, ModelConfig, NextItemModel
+from algo_platform.models.base import PAD, ModelConfig, NextItemModel, item_table
 
 
 class CausalSelfAttention(nn.Module):
@@ -55,7 +55,7 @@ class SASRec(NextItemModel):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.item_embedding = nn.Embedding(config.num_items, config.hidden_dim, padding_idx=PAD)
+        self.item_embedding = item_table(config)
         self.position_embedding = nn.Embedding(config.max_len, config.hidden_dim)
         self.dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))

@@ -31,3 +31,8 @@ def write_bytes_atomically(uri: str, data: bytes) -> None:
     with fs.open_output_stream(temp) as stream:
         stream.write(data)
     fs.move(temp, path)
+
+
+def delete_folder(uri: str) -> None:
+    fs, path = _resolve(uri)
+    fs.delete_dir(path)

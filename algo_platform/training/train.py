@@ -3,7 +3,9 @@
 Reads `training_sequences` and `item_vocabulary` Parquet files, trains with AdamW (warmup +
 cosine decay, gradient clipping, bf16 autocast on CUDA, optional torch.compile), checkpoints
 every N steps and at each epoch end, resumes from the last checkpoint in the output folder at
-the exact step, runs data-parallel (DDP) when started by torchrun, and reports per-epoch loss,
+the exact step, runs data-parallel (DDP) or sharded (FSDP2, `training/sharding.py`) when started by
+torchrun (a batch is split across the processes, so any world size takes the same steps and a
+checkpoint resumes at another one), and reports per-epoch loss,
 hold-out metrics and GPU use through Dagster Pipes when launched by Dagster (log lines otherwise).
 
 In small steps a task type can reuse or replace: `start` (the session, resumed if a checkpoint is
@@ -21,7 +23,7 @@ import os
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -39,6 +41,7 @@ from algo_platform.models import (
     check_next_item_contract,
     model_state,
 )
+from algo_platform.models.sharded_table import RowShardedItemTable, row_sharded_item_tables
 from algo_platform.training.artifacts import (
     CHECKPOINT_NAME,
     MODEL_NAME,
@@ -55,6 +58,14 @@ from algo_platform.training.data import (
 )
 from algo_platform.training.idle import IDLE_EXIT_CODE, GpusIdle, IdleRule, fake_utilisation, sample_seconds
 from algo_platform.training.metrics import fixed_score_ranks, hit_rate_and_ndcg, rows_per_batch, target_ranks
+from algo_platform.training.sharding import (
+    consolidated_state,
+    device_mesh,
+    load_sharded,
+    progress_uri,
+    save_sharded,
+    shard_network,
+)
 from algo_platform.training.storage import exists
 from algo_platform.training.watchdog import exit_with_launcher
 
@@ -139,7 +150,7 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[s
     for module in model.modules():
         for name, parameter in module.named_parameters(recurse=False):
             is_matrix = parameter.dim() >= 2 and name.startswith("weight")
-            exempt = isinstance(module, (torch.nn.Embedding, torch.nn.LayerNorm))
+            exempt = isinstance(module, (torch.nn.Embedding, RowShardedItemTable, torch.nn.LayerNorm))
             (decayed if is_matrix and not exempt else plain).append(parameter)
     return [{"params": decayed, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
 
@@ -219,7 +230,7 @@ class GpuMonitor:
             return None
         return lambda: float(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
 
-    def idle_check(self, session: Session, state: dict[str, Any]) -> None:
+    def idle_check(self, session: Session, state: dict[str, Any], sums: tuple[torch.Tensor, torch.Tensor]) -> None:
         """After a step: when the rule fired, write the checkpoint and stop (GpusIdle). Ranks of a
         DDP job decide together, at checkpoint steps, so none is left waiting for the others."""
         if self.rule is None:
@@ -233,7 +244,7 @@ class GpuMonitor:
             fired = bool(flag.item())
         if not fired:
             return
-        save_progress(session, state)
+        save_progress(session, with_epoch_sums(session, state, *sums))
         raise GpusIdle(self.rule.reason(time.monotonic(), state["step"]))
 
     def stop(self, device: torch.device) -> dict[str, float]:
@@ -252,22 +263,25 @@ class GpuMonitor:
         return report
 
 
-def validated(
-    state: dict[str, Any],
-    model: NextItemModel,
-    validation: Any,
-    device: torch.device,
-    config: TrainConfig,
-    epoch: int,
-    reporter: Reporter,
-) -> dict[str, Any]:
+def validated(session: Session, state: dict[str, Any], epoch: int, reporter: Reporter) -> dict[str, Any]:
     """Training progress after this epoch's validation: the best weights so far, and whether to stop.
 
-    Every rank validates the same (synchronised) weights on the same set, so all ranks agree."""
-    metric = evaluate(model, validation.inputs, validation.targets, device, config.eval_k)[f"ndcg@{config.eval_k}"]
+    Replicated (DDP): every rank validates the same weights on the same set, so all ranks agree.
+    Sharded: rank 0 validates the consolidated weights and tells the others the figure."""
+    config, validation = session.config, session.validation
+    model = session.plain_model()
+    metric = -1.0
+    if model is not None:
+        metric = evaluate(model, validation.inputs, validation.targets, session.device, config.eval_k)[
+            f"ndcg@{config.eval_k}"
+        ]
+    if session.sharded:
+        shared = [metric]
+        torch.distributed.broadcast_object_list(shared, src=0)
+        metric = shared[0]
     state = {**state, "validation": [*state.get("validation", []), metric]}
     if metric > state.get("best_metric", -1.0):
-        best = {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
+        best = {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()} if model else {}
         return {**state, "best_metric": metric, "best_epoch": epoch, "best_model_state": best}
     if epoch - state["best_epoch"] >= config.patience:
         reporter.info(
@@ -279,9 +293,15 @@ def validated(
     return state
 
 
-def with_epoch_sums(state: dict[str, Any], loss_sum: torch.Tensor, target_count: torch.Tensor) -> dict[str, Any]:
-    """Training progress with the device-side loss sums read back (only when saving or logging)."""
-    return {**state, "epoch_loss_sum": loss_sum.item(), "epoch_targets": int(target_count.item())}
+def with_epoch_sums(
+    session: Session, state: dict[str, Any], loss_sum: torch.Tensor, target_count: torch.Tensor
+) -> dict[str, Any]:
+    """Training progress with the epoch's loss sums so far, over all ranks (every rank calls it
+    together; only when saving or logging, since reading device-side sums stalls a GPU)."""
+    sums = torch.stack([loss_sum, target_count.double()])
+    if session.dist.world_size > 1:
+        torch.distributed.all_reduce(sums)
+    return {**state, "epoch_loss_sum": sums[0].item(), "epoch_targets": int(sums[1].item())}
 
 
 @dataclass
@@ -293,20 +313,35 @@ class Session:
     dist: Distributed
     device: torch.device
     model: NextItemModel
-    trained: torch.nn.Module  # the model as the step runs it: DDP and torch.compile wrap it
+    trained: torch.nn.Module  # the model as the step runs it: DDP and torch.compile wrap it (FSDP shards it in place)
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     windows: torch.Tensor
     validation: Any  # EvaluationBatch of each user's last training item, or None without early stopping
-    per_rank: int
     steps_per_epoch: int
     total_steps: int
     checkpoint_uri: str
+    output_dir: str = ""
+    sharded: bool = False  # FSDP over several processes: weights and optimizer state are split across ranks
 
     @property
     def autocast(self) -> torch.autocast:
-        bf16 = self.device.type == "cuda" and self.config.precision == "bf16"
+        # Sharded on GPUs, FSDP's mixed-precision policy keeps the parameters in bf16 instead.
+        bf16 = self.device.type == "cuda" and self.config.precision == "bf16" and not self.sharded
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=bf16)
+
+    def plain_model(self) -> NextItemModel | None:
+        """The model with all its weights in one process, for validation and the model file: the model
+        itself when replicated; sharded, its consolidated copy on rank 0 (None elsewhere; every rank
+        calls it together)."""
+        if not self.sharded:
+            return self.model
+        state = consolidated_state(self.model)
+        if not self.dist.is_main:
+            return None
+        plain = build_model(self.model.config).to(self.device)
+        plain.load_state_dict(state)
+        return plain
 
 
 def start(
@@ -331,33 +366,54 @@ def start(
         raise SystemExit(f"{source}: no user has two or more items in the training window; nothing to train on")
     # The whole training set lives on the device: batches are index slices, no per-sample Python.
     windows = windows.to(device, non_blocking=True)
+    if config.batch_size < dist.world_size:
+        raise SystemExit(f"--batch-size {config.batch_size}: at least one window per process ({dist.world_size})")
+    sharded = config.strategy == "fsdp" and dist.world_size > 1
+    model_config = model_config_of(config, num_items)
     try:
-        model = build_model(model_config_of(config, num_items)).to(device)
         # A team's family is probed before any training: a broken contract fails in seconds, by name.
-        check_next_item_contract(model, device)
+        # (On a small catalogue when the table will be split: the probe scores the whole of it.)
+        probe_items = num_items if not sharded else min(num_items, 1024)
+        check_next_item_contract(build_model(replace(model_config, num_items=probe_items)).to(device), device)
+        model = build_sharded_model(model_config, device, config) if sharded else build_model(model_config).to(device)
     except ValueError as error:
         raise ContractRefused(f"--model {config.model}: {error}") from None
     optimizer = torch.optim.AdamW(
-        parameter_groups(model, config.weight_decay), lr=config.learning_rate, fused=device.type == "cuda"
+        parameter_groups(model, config.weight_decay),
+        lr=config.learning_rate,
+        fused=device.type == "cuda" and not sharded,
     )
-    # Each rank takes every world_size-th window of the epoch's shuffled order.
-    per_rank = len(windows) // dist.world_size
-    steps_per_epoch = max(1, -(-per_rank // config.batch_size))
+    # A step takes the next batch_size windows of the epoch's shuffled order, split across the ranks;
+    # a last batch too small to give every rank a window is left out.
+    full, rest = divmod(len(windows), config.batch_size)
+    steps_per_epoch = max(1, full + (rest >= dist.world_size))
     total_steps = steps_per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps, config.warmup_fraction))
 
-    checkpoint_uri = f"{output_dir.rstrip('/')}/{CHECKPOINT_NAME}"
+    # With fsdp the checkpoint is DCP's at any world size, one process included, so a run resumes at another.
+    fsdp = config.strategy == "fsdp"
+    checkpoint_uri = progress_uri(output_dir) if fsdp else f"{output_dir.rstrip('/')}/{CHECKPOINT_NAME}"
     state = {"step": 0, "losses": [], "epoch_loss_sum": 0.0, "epoch_targets": 0}
     if exists(checkpoint_uri):
-        saved = load_checkpoint(checkpoint_uri, device)
-        model.load_state_dict(saved["model_state"])
-        optimizer.load_state_dict(saved["optimizer_state"])
+        if fsdp:
+            saved = load_sharded(output_dir, model, optimizer)
+        else:
+            saved = load_checkpoint(checkpoint_uri, device)
+            model.load_state_dict(saved["model_state"])
+            optimizer.load_state_dict(saved["optimizer_state"])
         scheduler.load_state_dict(saved["scheduler_state"])
         state = saved["progress"]
-        reporter.info(f"resuming from {checkpoint_uri} at step {state['step']} of {total_steps}")
+        if not dist.is_main:  # the epoch's loss so far is every rank's, summed: counted once, on rank 0
+            state = {**state, "epoch_loss_sum": 0.0, "epoch_targets": 0}
+        written_by = saved.get("world_size", dist.world_size)
+        elastic = f" (written by {written_by} processes, resumed by {dist.world_size})"
+        reporter.info(
+            f"resuming from {checkpoint_uri} at step {state['step']} of {total_steps}"
+            + (elastic if written_by != dist.world_size else "")
+        )
 
     trained = model
-    if dist.world_size > 1:
+    if dist.world_size > 1 and not sharded:
         trained = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
@@ -367,14 +423,34 @@ def start(
         raise SystemExit(f"--precision {config.precision!r}: use bf16 or fp32")
     session = Session(
         config, dist, device, model, trained, optimizer, scheduler, windows, validation,
-        per_rank, steps_per_epoch, total_steps, checkpoint_uri,
+        steps_per_epoch, total_steps, checkpoint_uri, output_dir, sharded,
     )  # fmt: skip
     return session, state
 
 
+def build_sharded_model(model_config: ModelConfig, device: torch.device, config: TrainConfig) -> NextItemModel:
+    """The model split across the ranks (training/sharding.py): its item table by rows when the loss is
+    sampled (the full softmax needs the whole table at every step), the network by FSDP2."""
+    mesh = device_mesh(device)
+    if model_config.negatives > 0:
+        with row_sharded_item_tables(mesh):
+            model = build_model(model_config)
+    else:
+        model = build_model(model_config)
+    model = model.to(device)
+    bf16 = device.type == "cuda" and config.precision == "bf16"
+    shard_network(model, device, bf16, config.activation_checkpointing)
+    return model
+
+
 def save_progress(session: Session, progress: dict[str, Any]) -> None:
-    """A checkpoint a retry resumes from at this exact step (rank 0 writes it)."""
-    if session.dist.is_main:
+    """A checkpoint a retry resumes from at this exact step (every rank calls it together): rank 0
+    writes it, or sharded, every rank writes its shards."""
+    if session.config.strategy == "fsdp":
+        rest = {"scheduler_state": session.scheduler.state_dict(), "progress": progress}
+        rest["train_config"] = asdict(session.config)
+        save_sharded(session.output_dir, session.model, session.optimizer, rest)
+    elif session.dist.is_main:
         save_checkpoint(
             session.checkpoint_uri,
             {
@@ -382,6 +458,7 @@ def save_progress(session: Session, progress: dict[str, Any]) -> None:
                 "optimizer_state": session.optimizer.state_dict(),
                 "scheduler_state": session.scheduler.state_dict(),
                 "progress": progress,
+                "world_size": session.dist.world_size,
                 "train_config": asdict(session.config),
             },
         )
@@ -396,15 +473,15 @@ def one_epoch(
     epoch, step_in_epoch = divmod(state["step"], session.steps_per_epoch)
     # The epoch's order depends only on seed and epoch, so a resumed run sees the same batches.
     generator.manual_seed(config.seed + epoch)
-    order = torch.randperm(len(session.windows), generator=generator)[dist.rank :: dist.world_size][: session.per_rank]
-    order = order.to(device)
+    order = torch.randperm(len(session.windows), generator=generator).to(device)
     # Loss sums stay on the device; reading them every step would stall a GPU on each batch.
     loss_sum = torch.tensor(state["epoch_loss_sum"], device=device, dtype=torch.float64)
     target_count = torch.tensor(state["epoch_targets"], device=device, dtype=torch.int64)
     samples = 0
     session.model.train()
     for step in range(step_in_epoch, session.steps_per_epoch):
-        batch = session.windows[order[step * config.batch_size : (step + 1) * config.batch_size]].long()
+        rows = order[step * config.batch_size : (step + 1) * config.batch_size][dist.rank :: dist.world_size]
+        batch = session.windows[rows].long()
         inputs, targets = batch[:, :-1], batch[:, 1:]
         with session.autocast:
             loss = session.trained(inputs, targets)
@@ -419,15 +496,11 @@ def one_epoch(
         state["step"] += 1
         samples += len(batch)
         if state["step"] % config.checkpoint_every == 0 and step + 1 < session.steps_per_epoch:
-            save_progress(session, with_epoch_sums(state, loss_sum, target_count))
+            save_progress(session, with_epoch_sums(session, state, loss_sum, target_count))
         if monitor is not None:
-            monitor.idle_check(session, with_epoch_sums(state, loss_sum, target_count))
-    state = with_epoch_sums(state, loss_sum, target_count)
+            monitor.idle_check(session, state, (loss_sum, target_count))
+    state = with_epoch_sums(session, state, loss_sum, target_count)
     epoch_loss = state["epoch_loss_sum"] / max(state["epoch_targets"], 1)
-    if dist.world_size > 1:
-        total = torch.tensor([state["epoch_loss_sum"], state["epoch_targets"]], device=device, dtype=torch.float64)
-        torch.distributed.all_reduce(total)
-        epoch_loss = (total[0] / total[1].clamp(min=1)).item()
     state = {**state, "losses": [*state["losses"], epoch_loss], "epoch_loss_sum": 0.0, "epoch_targets": 0}
     return state, samples
 
@@ -447,14 +520,18 @@ def fit(
             f"lr {session.scheduler.get_last_lr()[0]:.2e}"
         )
         if session.validation is not None:
-            state = validated(
-                state, session.model, session.validation, session.device, session.config, epoch + 1, reporter
-            )
+            state = validated(session, state, epoch + 1, reporter)
         save_progress(session, state)
-    if "best_model_state" in state:
-        # The best epoch's weights, not the last's: the field's "best checkpoint kept".
-        session.model.load_state_dict(state["best_model_state"])
     return state, samples
+
+
+def final_model(session: Session, state: dict[str, Any]) -> NextItemModel | None:
+    """The model to evaluate and save, whole in one process (None on the ranks that do not save it):
+    the best epoch's weights, not the last's (the field's "best checkpoint kept")."""
+    model = session.plain_model()
+    if model is not None and state.get("best_model_state"):
+        model.load_state_dict(state["best_model_state"])
+    return model
 
 
 class ContractRefused(Exception):
@@ -519,10 +596,11 @@ def train(
         state, samples, elapsed, gpu_report, windows = {"losses": []}, 0, 0.0, {}, 0
     else:
         session, state = start(config, data, num_items, output_dir, dist, reporter, source=sequences_uri)
-        model, device, windows = session.model, session.device, len(session.windows)
+        device, windows = session.device, len(session.windows)
         reporter.info(
-            f"training on {device} x{dist.world_size}: {windows} windows of {config.max_len}, "
-            f"{num_items - 1} items, {sum(p.numel() for p in model.parameters())} parameters"
+            f"training on {device} x{dist.world_size}{' sharded (fsdp)' if session.sharded else ''}: {windows} "
+            f"windows of {config.max_len}, {num_items - 1} items, "
+            f"{sum(p.numel() for p in session.model.parameters())} parameters"
         )
         monitor = GpuMonitor(device, IdleRule.from_environment())
         started = time.perf_counter()
@@ -531,6 +609,7 @@ def train(
         finally:
             gpu_report = monitor.stop(device)
         elapsed = time.perf_counter() - started
+        model = final_model(session, state)
     if not dist.is_main:
         return {"losses": state["losses"]}
 
