@@ -129,7 +129,7 @@ def build_next_item_model(project: Project, partitions: PeriodPartitions, pool: 
     """sequence_model: the platform's trainer of the project's family, or the team's own program."""
     if project.model.command:
         return build_program_model_asset(partitions, project, pool)
-    return build_model_asset(partitions, project.model.hyperparameters(), pool)
+    return build_model_asset(partitions, project.hyperparameters(), pool)
 
 
 def build_project_definitions(project: Project, settings: Settings | None = None) -> dg.Definitions:

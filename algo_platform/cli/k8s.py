@@ -49,6 +49,7 @@ def render_training_pod(
         "--vocabulary", layout.table("item_vocabulary", day),
         "--output-dir", layout.model_output("sequence_model", day, "<training-key>"),
         "--epochs", str(epochs or project.model.hyperparameters()["epochs"]),
+        "--strategy", project.compute.strategy,
     ]  # fmt: skip
     nodes = nodes or project.compute.nodes
     if nodes > 1:

@@ -34,6 +34,8 @@ MODEL_ENTRY_POINTS = "algo_platform.models"
 # The project's next-item task: declared by its `model:` and `training:` sections.
 NEXT_ITEM_TASK = "next_item"
 NAME_PATTERN = r"^[a-z][a-z0-9_]{1,30}$"
+# Trainer settings the model section does not set: the family is `family:`, the rest is compute's.
+COMPUTE_DECIDES = ("model", "device", "family_settings", "strategy", "activation_checkpointing")
 # Run tag every run of a project carries; the run queue's per-project limits key on it.
 PROJECT_TAG = "algo_platform/project"
 # The Kubernetes label on a project's training pods.
@@ -205,8 +207,8 @@ class Model(_Strict):
             return self  # the program's own settings: its business, passed as they are
         if self.image is not None:
             raise ValueError("image: only a command runs in its own image (a family runs in compute.image)")
-        # `model` is the family above; `device` is the launcher's business, not the team's.
-        known = [f for f in fields(TrainConfig) if f.name not in ("model", "device", "family_settings")]
+        # `model` is the family above; `device` is the launcher's business and the strategy compute's.
+        known = [f for f in fields(TrainConfig) if f.name not in COMPUTE_DECIDES]
         trainer = {name: value for name, value in (self.model_extra or {}).items() if name in {f.name for f in known}}
         # A team class's own settings are checked against what it declares when the project loads (its file).
         check_hyperparameters(trainer if is_file_spec(self.family) else dict(self.model_extra or {}), known)
@@ -223,7 +225,8 @@ class Model(_Strict):
         return "command" if self.command else self.family
 
     def hyperparameters(self) -> dict[str, Any]:
-        """The trainer's config with this project's values: every field of TrainConfig."""
+        """The trainer's config with this project's model values: every field of TrainConfig (the
+        compute section's are added by `Project.hyperparameters`)."""
         defaults = {f.name: f.default for f in fields(TrainConfig)}
         if self.command:
             return {**defaults, "model": "command"}
@@ -428,6 +431,14 @@ class Compute(_Strict):
     nodes: int = Field(
         default=1, ge=1, le=64, description="nodes of gpus each (more than one: an Indexed Job, torchrun --nnodes)"
     )
+    strategy: Literal["ddp", "fsdp"] = Field(
+        default="ddp",
+        description="with several GPUs: ddp replicates the model on each; fsdp shards the network (FSDP2) and, "
+        "with a sampled loss, the item table by rows, for models or catalogues larger than one GPU",
+    )
+    activation_checkpointing: bool = Field(
+        default=False, description="fsdp: recompute each block's activations in the backward pass"
+    )
     cpu: str = "4"
     memory: str = "16Gi"
     priority: int = Field(default=0, ge=-10, le=10, description="dagster/priority of the project's runs")
@@ -544,6 +555,14 @@ class Project(_Strict):
     @property
     def run_tags(self) -> dict[str, str]:
         return {PROJECT_TAG: self.name, "dagster/priority": str(self.compute.priority)}
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The trainer's config: the model section's values, and how compute splits the training."""
+        strategy = {
+            "strategy": self.compute.strategy,
+            "activation_checkpointing": self.compute.activation_checkpointing,
+        }
+        return self.model.hyperparameters() | strategy
 
 
 def _family_slug(family: str) -> str:

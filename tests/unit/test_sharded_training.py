@@ -84,3 +84,15 @@ def test_a_checkpoint_written_by_two_ranks_resumes_at_one_and_at_four(tmp_path):
         # The epochs before the stop are the ones the two ranks trained; those after continue their curve.
         assert losses[:epochs_done] == progress["progress"]["losses"]
         assert losses == pytest.approx(curve, rel=0.05)
+
+
+def test_the_projects_compute_strategy_is_the_trainers_and_the_model_section_cannot_set_it():
+    from algo_platform.assets.model import launchpad_config, trainer_args
+    from algo_platform.core.project import Project
+
+    base = {"name": "demo", "owners": ["a@example.com"], "partitions_start": "2024-01-01"}
+    project = Project.model_validate({**base, "compute": {"strategy": "fsdp", "activation_checkpointing": True}})
+    args = trainer_args(launchpad_config(project.hyperparameters())())
+    assert args[args.index("--strategy") + 1] == "fsdp" and "--activation-checkpointing" in args
+    with pytest.raises(ValueError, match="unknown hyper-parameter strategy"):
+        Project.model_validate({**base, "model": {"strategy": "fsdp"}})
