@@ -62,6 +62,12 @@ class TrainConfig:
         False, "fsdp: recompute each block's activations in the backward pass (less memory, more compute)",
         choices=(True, False),
     )  # fmt: skip
+    stream_row_groups: bool = _param(
+        False,
+        "read the training windows from the sequences file's row groups as each epoch reaches them (each process "
+        "its share) instead of holding them all: for histories larger than memory",
+        choices=(True, False),
+    )
     compile: bool = _param(False, "torch.compile the model (worth it on GPUs for long runs)", choices=(True, False))
     eval_k: int = _param(10, "cut-off K of the hold-out HR@K and NDCG@K the trainer reports", (1, 1000))
     checkpoint_every: int = _param(200, "optimizer steps between checkpoints (and one at every epoch end)", (1, 10**6))

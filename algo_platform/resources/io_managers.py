@@ -143,6 +143,10 @@ class ObjectStoreIOManager(dg.UPathIOManager):
             return super().load_input(context)
 
 
+# Rows of a Parquet row group the platform writes (training_sequences: users).
+ROWS_PER_GROUP = 65_536
+
+
 class ParquetIOManager(ObjectStoreIOManager):
     extension = ".parquet"
 
@@ -153,8 +157,11 @@ class ParquetIOManager(ObjectStoreIOManager):
             _move_into_place(obj, path)
             return
         table = obj if isinstance(obj, pa.Table) else pa.Table.from_pandas(obj, preserve_index=False)
-        # Streamed to the file: no in-memory copy of the encoded Parquet.
-        write_streamed_atomically(path, lambda file: pq.write_table(table, file, compression="zstd"))
+        # Streamed to the file: no in-memory copy of the encoded Parquet. Row groups of a bounded size,
+        # so a reader can take the file a group at a time (the trainer's --stream-row-groups).
+        write_streamed_atomically(
+            path, lambda file: pq.write_table(table, file, compression="zstd", row_group_size=ROWS_PER_GROUP)
+        )
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> pd.DataFrame | pa.Table | UPath:
         if _as_path(context):

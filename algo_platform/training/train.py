@@ -68,6 +68,7 @@ from algo_platform.training.sharding import (
 )
 from algo_platform.training.storage import exists
 from algo_platform.training.watchdog import exit_with_launcher
+from algo_platform.training.windows import InMemoryWindows, ScannedSequences, StreamedWindows, scan_row_groups
 
 
 def resolve_device(name: str) -> torch.device:
@@ -316,7 +317,7 @@ class Session:
     trained: torch.nn.Module  # the model as the step runs it: DDP and torch.compile wrap it (FSDP shards it in place)
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    windows: torch.Tensor
+    windows: InMemoryWindows | StreamedWindows
     validation: Any  # EvaluationBatch of each user's last training item, or None without early stopping
     steps_per_epoch: int
     total_steps: int
@@ -359,13 +360,22 @@ def start(
     if dist.world_size > 1 and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
         torch.cuda.set_device(device)
-    train_history, validation_data = validation_split(data.history) if config.patience > 0 else (data.history, None)
-    validation = holdout_windows(validation_data, config.max_len) if validation_data is not None else None
-    windows = torch.as_tensor(training_windows(train_history, config.max_len))
+    if config.batch_size < dist.world_size:
+        raise SystemExit(f"--batch-size {config.batch_size}: at least one window per process ({dist.world_size})")
+    if isinstance(data, ScannedSequences):  # --stream-row-groups: windows are read as the epoch reaches them
+        validation = data.validation
+        windows = StreamedWindows(
+            source, data.window_counts, config.max_len, config.batch_size, dist.rank, dist.world_size, device,
+            hold_out_last=config.patience > 0,
+        )  # fmt: skip
+    else:
+        train_history, validation_data = validation_split(data.history) if config.patience > 0 else (data.history, None)
+        validation = holdout_windows(validation_data, config.max_len) if validation_data is not None else None
+        # The whole training set lives on the device: batches are index slices, no per-sample Python.
+        on_device = torch.as_tensor(training_windows(train_history, config.max_len)).to(device, non_blocking=True)
+        windows = InMemoryWindows(on_device, config.batch_size, dist.rank, dist.world_size)
     if len(windows) == 0:
         raise SystemExit(f"{source}: no user has two or more items in the training window; nothing to train on")
-    # The whole training set lives on the device: batches are index slices, no per-sample Python.
-    windows = windows.to(device, non_blocking=True)
     if config.batch_size < dist.world_size:
         raise SystemExit(f"--batch-size {config.batch_size}: at least one window per process ({dist.world_size})")
     sharded = config.strategy == "fsdp" and dist.world_size > 1
@@ -383,10 +393,8 @@ def start(
         lr=config.learning_rate,
         fused=device.type == "cuda" and not sharded,
     )
-    # A step takes the next batch_size windows of the epoch's shuffled order, split across the ranks;
-    # a last batch too small to give every rank a window is left out.
-    full, rest = divmod(len(windows), config.batch_size)
-    steps_per_epoch = max(1, full + (rest >= dist.world_size))
+    # A step takes the next batch_size windows of the epoch's order, split across the ranks.
+    steps_per_epoch = windows.steps_per_epoch
     total_steps = steps_per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps, config.warmup_fraction))
 
@@ -464,24 +472,19 @@ def save_progress(session: Session, progress: dict[str, Any]) -> None:
         )
 
 
-def one_epoch(
-    session: Session, state: dict[str, Any], generator: torch.Generator, monitor: GpuMonitor | None = None
-) -> tuple[dict[str, Any], int]:
+def one_epoch(session: Session, state: dict[str, Any], monitor: GpuMonitor | None = None) -> tuple[dict[str, Any], int]:
     """The rest of the current epoch (all of it, or what a resumed run has left): progress with the
     epoch's loss appended, and the samples trained."""
-    config, dist, device = session.config, session.dist, session.device
+    config, device = session.config, session.device
     epoch, step_in_epoch = divmod(state["step"], session.steps_per_epoch)
-    # The epoch's order depends only on seed and epoch, so a resumed run sees the same batches.
-    generator.manual_seed(config.seed + epoch)
-    order = torch.randperm(len(session.windows), generator=generator).to(device)
     # Loss sums stay on the device; reading them every step would stall a GPU on each batch.
     loss_sum = torch.tensor(state["epoch_loss_sum"], device=device, dtype=torch.float64)
     target_count = torch.tensor(state["epoch_targets"], device=device, dtype=torch.int64)
     samples = 0
     session.model.train()
-    for step in range(step_in_epoch, session.steps_per_epoch):
-        rows = order[step * config.batch_size : (step + 1) * config.batch_size][dist.rank :: dist.world_size]
-        batch = session.windows[rows].long()
+    batches = session.windows.batches(config.seed, epoch, from_step=step_in_epoch)
+    for step, batch in enumerate(batches, start=step_in_epoch):
+        batch = batch.long()
         inputs, targets = batch[:, :-1], batch[:, 1:]
         with session.autocast:
             loss = session.trained(inputs, targets)
@@ -509,11 +512,10 @@ def fit(
     session: Session, state: dict[str, Any], reporter: Reporter, monitor: GpuMonitor | None = None
 ) -> tuple[dict[str, Any], int]:
     """Epochs until the schedule ends or validation stops improving; the best epoch's weights kept."""
-    generator = torch.Generator(device="cpu")
     samples = 0
     while state["step"] < session.total_steps and not state.get("stopped_early"):
         epoch = state["step"] // session.steps_per_epoch
-        state, trained = one_epoch(session, state, generator, monitor)
+        state, trained = one_epoch(session, state, monitor)
         samples += trained
         reporter.info(
             f"epoch {epoch + 1}/{session.config.epochs} loss {state['losses'][-1]:.4f} "
@@ -588,10 +590,16 @@ def train(
 ) -> dict[str, Any]:
     """Train (`start`, `fit`), then evaluate on the held-out items and save the model file."""
     dist = dist or Distributed()
-    data = read_sequences(sequences_uri)
     item_ids = read_item_ids(vocabulary_uri)
     num_items = len(item_ids)
-    if is_fitted_family(config):
+    fitted = is_fitted_family(config)
+    if config.stream_row_groups and not fitted:
+        data = scan_row_groups(sequences_uri, config.max_len, num_items, hold_out_last=config.patience > 0)
+        evaluation, popularity = data.evaluation, data.popularity
+    else:
+        data = read_sequences(sequences_uri)
+        evaluation, popularity = holdout_windows(data, config.max_len), popularity_scores(data.history, num_items)
+    if fitted:
         model, device = fit_in_closed_form(config, data, num_items, reporter, source=sequences_uri)
         state, samples, elapsed, gpu_report, windows = {"losses": []}, 0, 0.0, {}, 0
     else:
@@ -613,15 +621,7 @@ def train(
     if not dist.is_main:
         return {"losses": state["losses"]}
 
-    evaluation = holdout_windows(data, config.max_len)
-    metrics = evaluate(
-        model,
-        evaluation.inputs,
-        evaluation.targets,
-        device,
-        config.eval_k,
-        baseline_scores=popularity_scores(data.history, num_items),
-    )
+    metrics = evaluate(model, evaluation.inputs, evaluation.targets, device, config.eval_k, baseline_scores=popularity)
     model_uri = f"{output_dir.rstrip('/')}/{MODEL_NAME}"
     save_checkpoint(
         model_uri,
