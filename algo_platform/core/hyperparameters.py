@@ -82,6 +82,13 @@ class TrainConfig:
     ease_l2: float = _param(250.0, "ease: L2 regularisation of the item-item weights", (1e-3, 1e7))
     knn_neighbours: int = _param(100, "itemknn: most similar items kept per item", (1, 100_000))
     knn_shrink: float = _param(10.0, "itemknn: similarity shrinkage for items few users share", (0.0, 1e6))
+    recency_decay: float = _param(
+        -1.0,
+        "itemknn, ease: a history item's weight in the user's state, times this per item since (1.0: all "
+        "alike; below 1 the recent items count most); -1: the one of 1, 0.9, 0.7, 0.5, 0.3 that best ranks "
+        "each user's last training item",
+        (-1.0, 1.0),
+    )
     family_settings: str = _param(
         "{}", "a team family's own settings as JSON: project.yaml's model keys its class declares in `settings`"
     )

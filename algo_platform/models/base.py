@@ -42,6 +42,7 @@ class ModelConfig:
     settings: dict = field(default_factory=dict)
     # The training loss: 0 is the full softmax over the catalogue; N > 0 samples (`sampled_next_item_loss`).
     negatives: int = 0
+    recency_decay: float = 1.0  # the fitted families: a history item's weight, times this per step back
 
     def to_dict(self) -> dict:
         return asdict(self)

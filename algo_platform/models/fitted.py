@@ -42,11 +42,16 @@ class FittedNextItemModel(NextItemModel):
         raise NotImplementedError
 
     def forward(self, items: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
-        # The state at each position: every item seen so far (the left padding counts for nothing).
-        seen = torch.zeros(*items.shape, self.config.num_items, device=items.device)
-        seen.scatter_(2, items.unsqueeze(-1), 1.0)
-        seen[..., PAD] = 0.0
-        hidden = seen.cumsum(dim=1).clamp_(max=1.0)
+        """The state at each position: every item seen so far, weighted `recency_decay` ** (steps since
+        it was last seen); 1.0 weighs them all alike (the left padding counts for nothing)."""
+        decay = self.config.recency_decay
+        batch, length = items.shape
+        hidden = torch.zeros(batch, length, self.config.num_items, device=items.device)
+        state = torch.zeros(batch, self.config.num_items, device=items.device)
+        for position in range(length):
+            state.mul_(decay).scatter_(1, items[:, position : position + 1], 1.0)
+            state[:, PAD] = 0.0
+            hidden[:, position] = state
         return hidden if targets is None else self.next_item_loss(hidden, items, targets)
 
     def item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
