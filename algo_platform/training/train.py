@@ -381,11 +381,11 @@ def start(
     sharded = config.strategy == "fsdp" and dist.world_size > 1
     model_config = model_config_of(config, num_items)
     try:
-        # A team's family is probed before any training: a broken contract fails in seconds, by name.
-        # (On a small catalogue when the table will be split: the probe scores the whole of it.)
-        probe_items = num_items if not sharded else min(num_items, 1024)
-        check_next_item_contract(build_model(replace(model_config, num_items=probe_items)).to(device), device)
         model = build_sharded_model(model_config, device, config) if sharded else build_model(model_config).to(device)
+        # A team's family is probed before any training: a broken contract fails in seconds, by name.
+        # (Sharded, a plain copy on a small catalogue: the probe scores the whole of it.)
+        probed = build_model(replace(model_config, num_items=min(num_items, 1024))).to(device) if sharded else model
+        check_next_item_contract(probed, device)
     except ValueError as error:
         raise ContractRefused(f"--model {config.model}: {error}") from None
     optimizer = torch.optim.AdamW(
