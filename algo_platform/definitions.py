@@ -33,6 +33,7 @@ from algo_platform.core.fleet import FleetError, load_fleet, local_pool
 from algo_platform.core.project import PROJECT_TAG, Project, ProjectError, load_project
 from algo_platform.core.schema import CANONICAL_SCHEMA, COLUMN_DESCRIPTIONS
 from algo_platform.core.settings import Settings, load_settings
+from algo_platform.ingest.backfill_size import with_run_size
 from algo_platform.jobs.automation import build_automation, build_reaper_sensor
 from algo_platform.jobs.project_jobs import EXECUTOR, build_jobs
 from algo_platform.resources.environment import build_resources
@@ -137,6 +138,8 @@ def build_project_definitions(project: Project, settings: Settings | None = None
     settings = settings or load_settings()
     refuse_a_change_of_grain(project, settings.layout.project(project.name))
     refuse_what_the_fleet_forbids(project)
+    # `days_per_run: auto` becomes a number here, from what the project's imports recorded.
+    project = with_run_size(project, settings.layout.project(project.name).root)
     partitions = project_partitions(project.partitions_start, project.data.partition)
     platform_assets = [
         *build_data_stage(project, partitions),

@@ -1,6 +1,6 @@
 """Years of a sparse ratings log, from file to a served champion, through the real daemon.
 
-`python -m benchmarks.sparse_history [--grain month] [--per-run 100] [--busy]` prints one line per
+`python -m benchmarks.sparse_history [--grain month] [--per-run auto|N] [--busy]` prints one line per
 stage and writes results/sparse_history.json. A generated explicit-ratings log shaped like public
 ones (benchmarks/ratings_log.py: 610 users, a catalogue of about 10,000 titles, 22 years from
 1996-03-29, ratings on about half of the days, about 100,000 ratings) goes into a project made by
@@ -47,7 +47,12 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grain", choices=["day", "week", "month"], default="month")
-    parser.add_argument("--per-run", type=int, default=100, help="data.days_per_run: partitions per backfill run")
+    parser.add_argument(
+        "--per-run",
+        type=lambda value: value if value == "auto" else int(value),
+        default="auto",
+        help="data.days_per_run: partitions per backfill run, or auto (the default a new project gets)",
+    )
     parser.add_argument("--busy", action="store_true", help="a CPU-bound process per core beside the platform")
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()

@@ -134,6 +134,7 @@ def upload(
 def import_history(source: str, mappings: tuple[str, ...], memory_mb: int, dry_run: bool, project_name: str) -> None:
     """Split a history file (CSV, JSONL, Parquet; a path or an fsspec URL) by event day into the landing zone."""
     from algo_platform.engines.polars.preview import PreviewRefused, preview_history_file
+    from algo_platform.ingest.backfill_size import partitions_per_run
     from algo_platform.ingest.for_project import column_mapping, import_for_project
     from algo_platform.ingest.importer import ImportRefused
 
@@ -197,6 +198,8 @@ def import_history(source: str, mappings: tuple[str, ...], memory_mb: int, dry_r
             "next: ingest every partition of the range (periods without events become empty partitions) in one "
             f"backfill:\n  algo-platform backfill --project {project.name} --from {result.first_day} --to {last} --wait"
         )
+        size = partitions_per_run(project, load_settings().layout.project(project.name).root)
+        click.echo(f"  it will ingest up to {size.partitions:,} {project.data.partition}s per run ({size.why})")
         if project.sensor.enabled:
             click.echo(
                 f"note: {project.name}'s landing-zone sensor is on: it also asks for these days, one run per day; "
@@ -225,6 +228,7 @@ def backfill(first: str | None, last: str | None, resume: str | None, wait: bool
     import dagster as dg
 
     from algo_platform.definitions import build_project_definitions
+    from algo_platform.ingest.backfill_size import with_run_size
     from algo_platform.jobs import backfill as backfills
 
     if not os.environ.get("DAGSTER_HOME"):
@@ -234,6 +238,7 @@ def backfill(first: str | None, last: str | None, resume: str | None, wait: bool
         raise click.UsageError("give --from and --to for a new backfill, or --resume [BACKFILL_ID] for a failed one")
     project = load_project_named(project_name)
     defs = build_project_definitions(project, load_settings())
+    project = with_run_size(project, load_settings().layout.project(project.name).root)
     with dg.DagsterInstance.get() as instance:
         try:
             if resume is not None:
@@ -333,7 +338,7 @@ def _request(instance, defs, project, first: str, last: str, backfills) -> str:
         f"({-(-partitions // per_run):,} runs). The daemon runs it (`make dev` starts one); the UI shows it under "
         "Overview > Backfills."
     )
-    if per_run == 1 and partitions > 100:
+    if per_run == 1 and partitions > 100 and project.data.engine != "spark":
         click.echo(
             f"note: {project.name} ingests one {grain} per run (data.days_per_run: 1); for small {grain}s, set it to "
             f"hundreds in projects/{project.name}/project.yaml (each run costs seconds to start), or choose a "

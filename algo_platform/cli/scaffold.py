@@ -31,7 +31,7 @@ data:
   column_map: {{}}               # canonical column -> your column, e.g. {{user_id: userId}}
   interaction_types: [play, like, share, comment, follow]
   partition: {partition}{pad}# day | week | month: years of a sparse log are hundreds of months
-  days_per_run: 1               # partitions per ingest run in a backfill; hundreds for years of small days
+  days_per_run: auto            # partitions per ingest run in a backfill: auto (from an import's sizes) or a number
 training:
   window_days: 7                # days per training run (the last one held out), or all: every day so far
   evaluation: next_day

@@ -105,12 +105,11 @@ class DataSource(_Strict):
         description="the partition grain: day, week (ISO, from Monday) or month; a log of a few events a day over "
         "years is hundreds of monthly partitions instead of thousands of daily ones (landing folders stay daily)",
     )
-    days_per_run: int = Field(
-        default=1,
-        ge=1,
-        le=1000,
-        description="days one ingest run of a backfill processes: 1 when a day fills a machine; "
-        "hundreds for a history of small days (an import), where each run's start-up would dominate",
+    days_per_run: Annotated[int, Field(ge=1, le=1000)] | Literal["auto"] = Field(
+        default="auto",
+        description="partitions one ingest run of a backfill processes: 1 when a day fills a machine; "
+        "hundreds for a history of small days (an import), where each run's start-up would dominate; auto: "
+        "chosen from the imported history's rows per partition (1 without an import, and on Spark)",
     )
 
     @pydantic.field_validator("extra_columns")
@@ -144,7 +143,7 @@ class DataSource(_Strict):
                 f"partition is {self.partition}, but engine spark runs one day per run (a day on Spark is large): "
                 "set partition: day, or engine: polars for a log of small days"
             )
-        if self.engine == "spark" and self.days_per_run != 1:
+        if self.engine == "spark" and self.days_per_run not in (1, "auto"):
             raise ValueError(
                 f"days_per_run is {self.days_per_run}, but engine spark runs one day per run (a day on Spark is large; "
                 "a history of small days runs faster on polars): set days_per_run: 1 or engine: polars"

@@ -189,6 +189,11 @@ def _manifests(storage_root: str) -> list[dict]:
     return [json.loads(p.read_text()) for p in folder.iterdir() if p.name.endswith(".json")]
 
 
+def completed_imports(storage_root: str) -> list[dict]:
+    """The manifests of the imports that finished and were not replaced by a later one."""
+    return [m for m in _manifests(storage_root) if m.get("status") == "complete"]
+
+
 def _write_manifest(storage_root: str, manifest: dict) -> UPath:
     target = ProjectLayout(storage_root).import_manifest(manifest["import_id"])
     write_atomically(target, json.dumps(manifest, indent=2).encode())

@@ -367,3 +367,33 @@ def test_a_compressed_history_that_expands_like_a_bomb_is_refused_before_it_land
     genuine = tmp_path / "genuine.csv.gz"  # a real export's ratio imports as before
     genuine.write_bytes(gzip.compress(ratings_csv(tmp_path / "genuine.csv", rows=20_000, days=30).read_bytes()))
     assert run_import(genuine, storage_root).rows == 20_000
+
+
+def test_days_per_run_auto_sizes_a_backfill_from_what_the_import_recorded(tmp_path):
+    from algo_platform.ingest.backfill_size import ROWS_PER_RUN, partitions_per_run
+
+    # 22 years of a sparse ratings log, month partitions: the new team, with no edit.
+    from algo_platform.core.settings import Settings
+
+    project = make_project(start="1996-01-01", data={"partition": "month", "extra_columns": RATING})
+    settings = Settings(env="local", storage_root=str(tmp_path / "storage"))
+    root = settings.layout.project(PROJECT).root
+    assert project.data.days_per_run == "auto"
+    assert partitions_per_run(project, root).partitions == 1  # nothing imported yet: days land one at a time
+    source = ratings_csv(tmp_path / "ratings.csv", rows=4000, days=22 * 365, start="1996-03-29")
+    import_events(source, root, MAPPING, RATING, "1996-01-01", today=dt.date(2026, 12, 1))
+    size = partitions_per_run(project, root)
+    # 4,000 rows are far below a run's rows: the 265 months go in two runs, one per queue slot.
+    assert size.partitions == 133 and "4,000 rows in" in size.why and "of 265 months" in size.why
+    defs = build_project_definitions(project, settings)
+    policy = defs.resolve_assets_def(dg.AssetKey([PROJECT, "cleaned_events"])).backfill_policy
+    assert policy.max_partitions_per_run == 133
+    # A log of large months: each run holds about ROWS_PER_RUN rows (here four months of a quarter each).
+    heavy = tmp_path / "heavy"
+    (heavy / "imports").mkdir(parents=True)
+    days = {"1996-03-29": ROWS_PER_RUN // 4, "1996-04-29": ROWS_PER_RUN // 4, "2018-01-01": ROWS_PER_RUN // 4}
+    manifest = {"import_id": "heavy", "status": "complete", "rows_per_day": days}
+    (heavy / "imports" / "heavy.json").write_text(json.dumps(manifest))
+    assert partitions_per_run(project, str(heavy)).partitions == 4
+    spark = make_project(start="1996-01-01", data={"engine": "spark"})
+    assert partitions_per_run(spark, root).partitions == 1

@@ -15,7 +15,7 @@ PER_RUN = 30
 def test_the_daemon_backfills_an_imported_history_in_range_runs(tmp_path):
     env, home = temporary_platform(tmp_path, window_days=2)
     project_file = tmp_path / "projects" / PROJECT / "project.yaml"
-    project_file.write_text(project_file.read_text().replace("days_per_run: 1 ", f"days_per_run: {PER_RUN} ", 1))
+    project_file.write_text(project_file.read_text().replace("days_per_run: auto ", f"days_per_run: {PER_RUN} ", 1))
     # A sparse log: events on every third day of March and April 2024.
     source = tmp_path / "history.csv"
     lines = ["uid,iid,when"]
