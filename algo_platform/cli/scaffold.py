@@ -36,7 +36,8 @@ training:
   window_days: 7                # days per training run (the last one held out), or all: every day so far
   evaluation: next_day
 model:
-  family: sasrec                # sasrec | gru4rec | hstu | itemknn | ease |
+  family: hstu                  # hstu (the generative recommender's transducer: the best family on
+                                # MovieLens-100K) | sasrec | gru4rec | itemknn | ease |
                                 # models.py:YourClass (this folder) | an entry point
   epochs: 60                    # most epochs; training stops when validation NDCG stops improving:
   patience: 10                  # ... for this many epochs (real logs' validation is noisy: 3 stops too soon)
