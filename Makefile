@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 export ALGO_PLATFORM_STORAGE ?= $(CURDIR)/storage
 
-.PHONY: setup demo dev admin test test-fast lint bench clean fleet-chart
+.PHONY: setup demo dev admin docs test test-fast lint bench clean fleet-chart
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -34,6 +34,10 @@ admin: setup
 TEST_WORKERS ?= auto
 test: setup
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+
+# The docs site on http://127.0.0.1:8000 (docs/, mkdocs-material); the tests build it with --strict.
+docs: setup
+	$(BIN)/mkdocs serve -a 127.0.0.1:8000
 
 # Everything but the system tests (servers, daemons, browser, Spark, whole pipelines): a few minutes.
 test-fast: setup

@@ -227,7 +227,7 @@ def build_release_report(
         group_name="serving",
         kinds={"pandas", "mlflow"},
         required_resource_keys={tracking_key, "storage", "project"},
-        description="The grey release's feedback of the day, per arm, and its decision (README: Grey releases).",
+        description="The grey release's feedback of the day, per arm, and its decision (docs/grey-release.md).",
     )
     def release_report(context: dg.AssetExecutionContext, cleaned_events: pd.DataFrame) -> dg.Output[pd.DataFrame]:
         """Feedback per arm over the stage's days so far, the always-valid effect, and the decision."""

@@ -22,7 +22,7 @@ from algo_platform.definitions import load_project_definitions
 defs = load_project_definitions(__file__)
 '''
 PROJECT_TEMPLATE = """# The {name} team's pipeline: every field is checked when the code location loads.
-# Schema and allowed values: algo_platform/core/project.py (README: Projects).
+# Schema and allowed values: algo_platform/core/project.py (docs/projects.md).
 name: {name}
 owners: {owners}
 description: ""

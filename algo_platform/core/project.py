@@ -182,14 +182,14 @@ class Model(_Strict):
     family: str = Field(
         default="sasrec",
         description="sasrec | gru4rec, a class in the project's folder (`models.py:MyModel`), or an entry point "
-        f"of group {MODEL_ENTRY_POINTS} (README: Bring your own model)",
+        f"of group {MODEL_ENTRY_POINTS} (docs/tasks.md)",
     )
 
     command: list[str] | None = Field(
         default=None,
         min_length=1,
         description="instead of a family: a program that speaks Dagster Pipes and writes an MLflow pyfunc "
-        "recommender (README: Bring your own program); the section's other keys are its settings",
+        "recommender (docs/tasks.md); the section's other keys are its settings",
     )
     image: str | None = Field(default=None, description="the image the command runs in on Kubernetes")
 
@@ -264,7 +264,7 @@ class Guardrail(_Strict):
 
 
 class Release(_Strict):
-    """A grey release of a task's new champion (README: Grey releases): it earns its users stage by
+    """A grey release of a task's new champion (docs/grey-release.md): it earns its users stage by
     stage through their feedback instead of replacing the champion for everyone at once."""
 
     stages: list[float] = Field(
@@ -282,7 +282,9 @@ class Release(_Strict):
     )
     guardrails: list[Guardrail] = Field(default_factory=lambda: [Guardrail(metric="active_rate")])
     alpha: float = Field(default=0.05, gt=0, lt=0.5, description="significance level of the always-valid test")
-    test: Literal["msprt"] = Field(default="msprt", description="msprt: may be looked at every day (README)")
+    test: Literal["msprt"] = Field(
+        default="msprt", description="msprt: may be looked at every day (docs/grey-release.md)"
+    )
     stale_days: int = Field(default=2, ge=1, description="days without feedback before the release pauses")
 
     @pydantic.field_validator("stages")
@@ -344,7 +346,8 @@ class Task(_Strict):
     candidates: int = Field(default=100, ge=10, le=1000, description="next-item champion's candidates re-ranked")
     promotion: TaskPromotion = Field(default_factory=TaskPromotion)
     release: Release | None = Field(
-        default=None, description="grey-release a new champion of this task to a share of users first (README)"
+        default=None,
+        description="grey-release a new champion of this task to a share of users first (docs/grey-release.md)",
     )
 
     @pydantic.model_validator(mode="before")
@@ -480,7 +483,7 @@ class Project(_Strict):
         default=None, description="a grey release of each new next-item champion; none: it serves everyone at once"
     )
     compute: Compute = Field(default_factory=Compute)
-    tasks: list[Task] = Field(default_factory=list, description="further tasks (README: Bring your own model)")
+    tasks: list[Task] = Field(default_factory=list, description="further tasks (docs/tasks.md)")
 
     @pydantic.field_validator("tasks")
     @classmethod

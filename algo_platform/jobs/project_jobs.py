@@ -33,7 +33,7 @@ TRAINING_ASSETS = (
 
 
 def release_reports(project: Project) -> list[str]:
-    """The release reports of the project's tasks that grey-release (README: Grey releases)."""
+    """The release reports of the project's tasks that grey-release (docs/grey-release.md)."""
     reports = ["release_report"] if project.release else []
     return reports + [f"{task.name}_release_report" for task in project.tasks if task.release]
 

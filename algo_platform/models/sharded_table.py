@@ -7,7 +7,7 @@ size, and `get_model_state_dict(full_state_dict=True)` consolidates the table). 
 id to the rank that owns its row and the rows back (two all-to-alls, the second differentiable), so
 a row's gradient lands on its owner only: no rank ever holds the whole table, its gradient or its
 optimizer state. This is TorchRec's row-wise sharding, in the few lines this platform needs (TorchRec
-itself pins an fbgemm-gpu built for another torch; see the README).
+itself pins an fbgemm-gpu built for another torch; see docs/models.md).
 
 A family gets one through `item_table(config)` (models/base.py) while the trainer builds the model
 inside `row_sharded_item_tables(mesh)`; elsewhere it gets a plain `nn.Embedding`.

@@ -1,4 +1,4 @@
-"""Task types and the task contract (README: Bring your own model).
+"""Task types and the task contract (docs/tasks.md).
 
 `contract.py` says what every training task is given and must hand back; each task type's package
 brings its trainer, evaluator, promotion rule and serving step: `engagement/` (the next-item task

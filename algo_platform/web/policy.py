@@ -285,7 +285,7 @@ PLATFORM_TAG_PREFIXES = (
 )
 # The run config a launch may set: each asset's own config within the bounds declared beside it
 # (core/hyperparameters.py: the trainer's hyper-parameters, top-K; never the model family, which
-# picks the code the trainer imports) and the thresholds the README documents as launch-time
+# picks the code the trainer imports) and the thresholds the docs document as launch-time
 # settings, within these bounds. Every other resource (the trainer's image, service account,
 # Secrets, volumes) comes from project.yaml.
 LAUNCH_TIME_SETTINGS: dict[str, dict[str, tuple[float, float]]] = {

@@ -143,7 +143,7 @@ class ReleasesPage:
             notice = f"<p class='{'ok' if ok else 'error'}' role='status' id='result'>{escape(message)}</p>"
         tasks = released_tasks(declared)
         if not tasks:
-            body = f"{notice}<p>This project has no release: section in project.yaml; README: Grey releases.</p>"
+            body = f"{notice}<p>This project has no release: section in project.yaml; docs/grey-release.md.</p>"
             return HTMLResponse(pages.page(title, body, prefix, self._header(request)), status)
         admin = (principal.role_on(project) or 0) >= Role.admin
         shown = await run_in_threadpool(

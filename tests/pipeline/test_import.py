@@ -370,11 +370,10 @@ def test_a_compressed_history_that_expands_like_a_bomb_is_refused_before_it_land
 
 
 def test_days_per_run_auto_sizes_a_backfill_from_what_the_import_recorded(tmp_path):
+    from algo_platform.core.settings import Settings
     from algo_platform.ingest.backfill_size import ROWS_PER_RUN, partitions_per_run
 
     # 22 years of a sparse ratings log, month partitions: the new team, with no edit.
-    from algo_platform.core.settings import Settings
-
     project = make_project(start="1996-01-01", data={"partition": "month", "extra_columns": RATING})
     settings = Settings(env="local", storage_root=str(tmp_path / "storage"))
     root = settings.layout.project(PROJECT).root

@@ -1,4 +1,4 @@
-"""The README's Layout block names every package and module of algo_platform/, and nothing else."""
+"""The Layout page (docs/layout.md) names every package and module of algo_platform/, and nothing else."""
 
 import re
 from pathlib import Path
@@ -10,9 +10,8 @@ PACKAGE = REPO / "algo_platform"
 
 
 def layout_block() -> list[str]:
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
-    return section.split("```\n", 2)[1].splitlines()
+    page = (REPO / "docs" / "layout.md").read_text()
+    return page.split("```\n", 2)[1].splitlines()
 
 
 def described() -> dict[str, set[str]]:
