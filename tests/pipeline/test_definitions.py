@@ -43,7 +43,13 @@ def test_asset_graph_matches_the_architecture(project, settings):
 
 def test_jobs_and_gpu_pool(project, settings):
     defs = build_project_definitions(project, settings)
-    assert defs.resolve_job_def(f"{PROJECT}_ingest_job") and defs.resolve_job_def(f"{PROJECT}_retrain_job")
+    ingest, retrain = defs.resolve_job_def(f"{PROJECT}_ingest_job"), defs.resolve_job_def(f"{PROJECT}_retrain_job")
+    # Ingest cleans and describes the day; retrain trains, judges and serves from it: none of the other's work.
+    ingested = {key.path[1] for key in ingest.asset_layer.executable_asset_keys}
+    retrained = {key.path[1] for key in retrain.asset_layer.executable_asset_keys}
+    assert {"raw_events", "cleaned_events", "user_features", "item_features"} <= ingested
+    assert {"training_sequences", "sequence_model", "evaluation_report", "champion_model"} <= retrained
+    assert not ingested & {"sequence_model", "champion_model"} and "cleaned_events" not in retrained
     model = defs.resolve_assets_def(dg.AssetKey([PROJECT, "sequence_model"]))
     assert model.op.pool == "gpu"
 

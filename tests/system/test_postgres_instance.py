@@ -107,7 +107,13 @@ def test_two_runs_writing_at_once(postgres_home, settings):
 
 @pytest.mark.skipif(os.environ.get("REQUIRE_POSTGRES") != "1", reason="only meaningful where CI requires PostgreSQL")
 def test_ci_really_has_postgres(postgres_home):
-    assert postgres_home.exists()
+    """CI's instance is PostgreSQL (the fixture fails, not skips, under REQUIRE_POSTGRES=1), and it stores runs."""
+    from dagster_postgres import PostgresRunStorage
+
+    with dg.DagsterInstance.get() as instance:
+        assert isinstance(instance.run_storage, PostgresRunStorage)
+        run = instance.create_run_for_job(dg.GraphDefinition(name="probe").to_job())
+        assert instance.get_run_by_id(run.run_id).job_name == "probe"
 
 
 def test_users_grants_and_the_audit_log_live_in_the_instances_postgres(postgres_home):
