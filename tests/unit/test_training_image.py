@@ -46,13 +46,21 @@ def test_trainer_imports_only_what_the_trainer_image_installs():
 
 def test_dockerfile_copies_only_the_trainer():
     dockerfile = (TRAINING.parents[1] / "deploy" / "Dockerfile.trainer").read_text()
-    copies = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("COPY")]
-    assert copies == [
+    # Every source of every COPY (all but the last word, the destination; no --flags here).
+    sources = [word for line in dockerfile.splitlines() if line.startswith("COPY") for word in line.split()[1:-1]]
+    assert not [word for word in sources if word.startswith("--")]
+    assert sources == [
         "algo_platform/__init__.py",
         "algo_platform/core/__init__.py",
+        "algo_platform/core/hyperparameters.py",
+        "algo_platform/core/families.py",
         "algo_platform/models",
         "algo_platform/training",
         "algo_platform/tasks/__init__.py",
+        "algo_platform/tasks/contract.py",
         "algo_platform/tasks/engagement/__init__.py",
+        "algo_platform/tasks/engagement/features.py",
+        "algo_platform/tasks/engagement/metrics.py",
+        "algo_platform/tasks/engagement/train.py",
     ]
     assert "dagster-webserver" not in dockerfile and "dagster-pipes" in dockerfile
