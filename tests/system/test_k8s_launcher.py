@@ -70,6 +70,10 @@ def test_every_option_of_the_pod_shows_up_in_the_manifest():
     assert spec["containers"][0]["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
     assert {"name": "data", "persistentVolumeClaim": {"claimName": "training-data"}} in spec["volumes"]
     assert pod["metadata"]["namespace"] == "ml" and spec["containers"][0]["image"] == "registry.example/trainer:1.2"
+    # Two GPUs: the limit, and torchrun with a process per GPU; the deadline bounds the pod.
+    assert spec["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] in (2, "2")
+    assert spec["containers"][0]["command"][:3] == ["torchrun", "--standalone", "--nproc_per_node=2"]
+    assert spec["activeDeadlineSeconds"] == 3600
 
 
 @pytest.fixture
