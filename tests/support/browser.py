@@ -88,13 +88,15 @@ def sign_in(driver, base: str, user: str, password: str) -> None:
     until(driver, lambda d: "/auth/sign-in" not in d.current_url, f"{user} to be signed in")
 
 
-def stays_absent(driver, text: str, seconds: float = 10) -> bool:
-    """Whether `text` shows up on the page within `seconds` (False: it stayed away while the page loaded)."""
+def stays_absent(driver, text: str, seconds: float = 10, rendered: str = "Deployment") -> bool:
+    """Whether `text` stays off the page for `seconds` once the UI has rendered (`rendered`, an item of
+    its navigation, is on the page): a page that never loads fails the test rather than passing it."""
     from selenium.webdriver.common.by import By
 
+    until(driver, lambda d: rendered in d.find_element(By.TAG_NAME, "body").text, f"the UI to render ({rendered})")
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if text in driver.find_element(By.TAG_NAME, "body").text:
-            return True
+            return False
         time.sleep(0.5)
-    return False
+    return True

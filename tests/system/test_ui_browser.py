@@ -90,7 +90,7 @@ def test_people_sign_in_launch_what_their_role_allows_and_are_audited(browser, t
         # 2. The catalog lists edna's project, every asset of it, and nothing of team_b.
         open_page(browser, f"{base}/assets")
         until(browser, lambda d: PROJECT in d.find_element(By.TAG_NAME, "body").text.split(), "team_a's assets")
-        assert not stays_absent(browser, OTHER_PROJECT)
+        assert stays_absent(browser, OTHER_PROJECT)
         open_page(browser, f"{base}/assets/{PROJECT}")
         until(browser, lambda d: all(a in d.find_element(By.TAG_NAME, "body").text for a in ASSETS), "all assets")
         browser.save_screenshot(str(SCREENSHOTS / "1-assets.png"))
@@ -117,7 +117,7 @@ def test_people_sign_in_launch_what_their_role_allows_and_are_audited(browser, t
 
         # 4. team_b, where edna holds no role, is not there for her: no job page, no launch button.
         open_page(browser, f"{base}/locations/{OTHER_PROJECT}/jobs/{OTHER_PROJECT}_ingest_job")
-        assert not stays_absent(browser, "Materialize all")
+        assert stays_absent(browser, "Materialize all")
 
         # 5. The evaluation report's plots render.
         open_page(browser, f"{base}/assets/{PROJECT}/evaluation_report")
@@ -160,9 +160,9 @@ def test_people_sign_in_launch_what_their_role_allows_and_are_audited(browser, t
         # materialize ad hoc: the dialog says why.
         sign_in(browser, base, "lars", web.passwords["lars"])
         open_page(browser, f"{base}/runs")
-        assert not stays_absent(browser, "edna")  # team_a's runs, launched by edna
+        assert stays_absent(browser, "edna")  # team_a's runs, launched by edna
         open_page(browser, f"{base}/assets/{PROJECT}/raw_events")
-        assert not stays_absent(browser, "preview")
+        assert stays_absent(browser, "preview")
         browser.save_screenshot(str(SCREENSHOTS / "6-other-team-hidden.png"))
         open_page(browser, f"{base}/assets/{OTHER_PROJECT}/raw_events")
         until(browser, lambda d: [b for b in _buttons(d, "Materialize") if b.is_enabled()], "Materialize")[0].click()
