@@ -233,11 +233,6 @@ class Accounts:
                 connection.execute(sessions.delete().where(sessions.c.user_name == name))
             connection.execute(users.update().where(users.c.name == name).values(**values))
 
-    def set_platform_admin(self, name: str, platform_admin: bool) -> None:
-        with self.engine.begin() as connection:
-            self._require(connection, name)
-            connection.execute(users.update().where(users.c.name == name).values(platform_admin=platform_admin))
-
     def grant(self, name: str, project: str, role: Role) -> None:
         with self.engine.begin() as connection:
             self._require(connection, name)

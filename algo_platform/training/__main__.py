@@ -1,4 +1,4 @@
-from algo_platform.training.train import main
+from algo_platform.training.cli import main
 
 if __name__ == "__main__":
     main()

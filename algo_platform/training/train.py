@@ -15,22 +15,20 @@ there), `one_epoch`, `validated`, `save_progress`, `fit` (epochs with early stop
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
 import os
-import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 
-from algo_platform.core.families import CONTRACT_EXIT_CODE, ContractViolation, resolve_family
-from algo_platform.core.hyperparameters import TrainConfig, python_type
+from algo_platform.core.families import ContractViolation, resolve_family
+from algo_platform.core.hyperparameters import TrainConfig
 from algo_platform.models import (
     FAMILIES,
     PAD,
@@ -56,7 +54,7 @@ from algo_platform.training.data import (
     training_windows,
     validation_split,
 )
-from algo_platform.training.idle import IDLE_EXIT_CODE, GpusIdle, IdleRule, fake_utilisation, sample_seconds
+from algo_platform.training.idle import GpusIdle, IdleRule, fake_utilisation, sample_seconds
 from algo_platform.training.metrics import fixed_score_ranks, hit_rate_and_ndcg, rows_per_batch, target_ranks
 from algo_platform.training.sharding import (
     consolidated_state,
@@ -67,7 +65,6 @@ from algo_platform.training.sharding import (
     shard_network,
 )
 from algo_platform.training.storage import exists
-from algo_platform.training.watchdog import exit_with_launcher
 from algo_platform.training.windows import InMemoryWindows, ScannedSequences, StreamedWindows, scan_row_groups
 
 
@@ -706,55 +703,3 @@ def train(
         }
     )
     return result
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m algo_platform.training",
-        description="Train a next-item model (SASRec or GRU4Rec) on a training_sequences Parquet file.",
-    )
-    parser.add_argument("--sequences", required=True, help="training_sequences Parquet (path or URI)")
-    parser.add_argument("--vocabulary", required=True, help="item_vocabulary Parquet (path or URI)")
-    parser.add_argument("--output-dir", required=True, help="folder (path or URI) for checkpoint.pt and model.pt")
-    for field in fields(TrainConfig):
-        flag = "--" + field.name.replace("_", "-")
-        help_text = f"{field.metadata['help']} (default {field.default})"
-        kind = python_type(field.type)
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default, help=help_text)
-        else:
-            parser.add_argument(flag, type=kind, default=field.default, help=help_text)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
-    from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes
-
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
-    exit_with_launcher()
-    dist = Distributed.from_env()
-    if dist.world_size > 1:
-        backend = "nccl" if torch.cuda.is_available() and config.device != "cpu" else "gloo"
-        torch.distributed.init_process_group(backend=backend)
-    try:
-        # One Pipes session per pod: rank 0 reports; the other ranks only log.
-        if dist.is_main and PipesEnvVarParamsLoader().is_dagster_pipes_process():
-            with open_dagster_pipes() as pipes:
-                try:
-                    train(config, args.sequences, args.vocabulary, args.output_dir, Reporter(pipes), dist)
-                except (GpusIdle, ContractRefused) as stopped:
-                    pipes.log.error(str(stopped))  # the run's reason, in Dagster's event log
-                    raise
-        else:
-            train(config, args.sequences, args.vocabulary, args.output_dir, Reporter(None), dist)
-    except GpusIdle as idle:
-        print(f"algo-platform trainer: {idle}", file=sys.stderr)
-        sys.exit(IDLE_EXIT_CODE)
-    except ContractRefused as refused:
-        print(f"algo-platform trainer: {refused}", file=sys.stderr)
-        sys.exit(CONTRACT_EXIT_CODE)
-    finally:
-        if dist.world_size > 1:
-            torch.distributed.destroy_process_group()

@@ -383,7 +383,7 @@ def test_every_hyper_parameter_is_in_the_launchpad_with_its_help_and_on_the_comm
     import pydantic
 
     from algo_platform.assets.model import launchpad_config, trainer_args
-    from algo_platform.training.train import build_parser
+    from algo_platform.training.cli import build_parser
 
     launchpad_class = launchpad_config()
     launchpad = launchpad_class.model_fields
