@@ -107,5 +107,15 @@ def test_champions_are_registered_per_task_and_load_with_mlflows_api(trained):
 
 def test_recommendations_are_the_retrieval_candidates_reranked(trained):
     served = metadata_of(trained["retrain"], "ranking_recommendations")
-    users = metadata_of(trained["retrain"], "user_recommendations")["users"]
-    assert served["users"] == users and served["candidates_per_user"] == 100
+    retrieval = metadata_of(trained["retrain"], "user_recommendations")
+    assert served["users"] == retrieval["users"] and served["candidates_per_user"] == 100
+    ranked, retrieved = pd.read_parquet(served["path"]), pd.read_parquet(retrieval["path"])
+    # Each list is in the ranker's order (its engagement estimate falling) ...
+    assert all((np.diff(np.asarray(scores)) <= 1e-6).all() for scores in ranked["engagement"])
+    # ... which is not the retrieval's order: re-ranking changed most users' lists.
+    joined = ranked.merge(retrieved, on="user_id", suffixes=("", "_retrieval"))
+    changed = [
+        list(mine) != list(theirs)[: len(mine)]
+        for mine, theirs in zip(joined["item_ids"], joined["item_ids_retrieval"], strict=True)
+    ]
+    assert len(joined) == len(ranked) and sum(changed) > len(changed) / 2
