@@ -167,8 +167,8 @@ def test_a_killed_trainer_resumes_from_its_last_checkpoint(tmp_path):
     import signal
     import time
 
-    sequences, vocabulary = write_inputs(tmp_path, users=200)
-    args = ("--epochs", "40", "--checkpoint-every", "5", "--patience", "0")
+    sequences, vocabulary = write_inputs(tmp_path, users=120)
+    args = ("--epochs", "16", "--checkpoint-every", "5", "--patience", "0")
     killed_dir, clean_dir = tmp_path / "killed", tmp_path / "clean"
     first = subprocess.Popen(
         trainer_command(sequences, vocabulary, str(killed_dir), *args),
@@ -196,7 +196,7 @@ def test_a_killed_trainer_resumes_from_its_last_checkpoint(tmp_path):
     assert uninterrupted.returncode == 0, uninterrupted.stderr
     resumed_model = torch.load(killed_dir / "model.pt", weights_only=False)
     clean_model = torch.load(clean_dir / "model.pt", weights_only=False)
-    assert len(resumed_model["losses"]) == 40
+    assert len(resumed_model["losses"]) == 16
     assert resumed_model["losses"][-1] == pytest.approx(clean_model["losses"][-1], rel=1e-4)
 
 
