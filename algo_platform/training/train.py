@@ -373,8 +373,6 @@ def start(
         windows = InMemoryWindows(on_device, config.batch_size, dist.rank, dist.world_size)
     if len(windows) == 0:
         raise SystemExit(f"{source}: no user has two or more items in the training window; nothing to train on")
-    if config.batch_size < dist.world_size:
-        raise SystemExit(f"--batch-size {config.batch_size}: at least one window per process ({dist.world_size})")
     sharded = config.strategy == "fsdp" and dist.world_size > 1
     model_config = model_config_of(config, num_items)
     try:

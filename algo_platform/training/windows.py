@@ -100,7 +100,8 @@ def scan_row_groups(uri: str, max_len: int, num_items: int, hold_out_last: bool)
             table.column("user_id").to_numpy(), history, RaggedSequences.from_arrow(table.column("holdout"))
         )
         train_history, validation_data = validation_split(history) if hold_out_last else (history, None)
-        counts.append(len(training_windows(train_history, max_len)))
+        # As `training_windows` cuts them: ceil((items - 1) / max_len) per user, without building them.
+        counts.append(int((-(-np.maximum(train_history.lengths - 1, 0) // max_len)).sum()))
         if validation_data is not None:
             validations.append(holdout_windows(validation_data, max_len))
         evaluations.append(holdout_windows(data, max_len))
