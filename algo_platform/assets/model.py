@@ -14,10 +14,10 @@ import dagster as dg
 import pydantic
 from upath import UPath
 
-from algo_platform import code_version
 from algo_platform.core.families import CONTRACT_EXIT_CODE, family_source, is_file_spec, project_file_spec
 from algo_platform.core.hyperparameters import TrainConfig, launch_settable, python_type
 from algo_platform.core.project import NEXT_ITEM_FAMILIES, projects_dir
+from algo_platform.core.version import code_version
 from algo_platform.resources.launcher import TrainingLauncher
 from algo_platform.resources.partitions import PeriodPartitions
 from algo_platform.resources.project import ProjectResource

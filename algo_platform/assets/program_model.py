@@ -13,10 +13,10 @@ import dagster as dg
 import numpy as np
 from upath import UPath
 
-from algo_platform import code_version
 from algo_platform.assets.model import training_key
 from algo_platform.core.families import ContractViolation
 from algo_platform.core.project import NEXT_ITEM_TASK, Project, projects_dir
+from algo_platform.core.version import code_version
 from algo_platform.evaluation.program import MIN_K
 from algo_platform.resources.launcher import TrainingLauncher
 from algo_platform.resources.partitions import PeriodPartitions

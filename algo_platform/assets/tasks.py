@@ -20,7 +20,7 @@ import pandas as pd
 import polars as pl
 from upath import UPath
 
-from algo_platform import code_version
+from algo_platform.core.version import code_version
 from algo_platform.assets.evaluation import split_report
 from algo_platform.assets.model import file_identity
 from algo_platform.assets.release import running_release, serve_by_arm, served_activity

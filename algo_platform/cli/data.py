@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -11,6 +10,7 @@ import click
 
 from algo_platform.cli.options import load_project_named, parse_date, project_option
 from algo_platform.cli.users import audit_cli_action, shell_user
+from algo_platform.core import environment
 from algo_platform.core.settings import load_settings
 
 
@@ -231,7 +231,7 @@ def backfill(first: str | None, last: str | None, resume: str | None, wait: bool
     from algo_platform.ingest.backfill_size import with_run_size
     from algo_platform.jobs import backfill as backfills
 
-    if not os.environ.get("DAGSTER_HOME"):
+    if not environment.read("DAGSTER_HOME"):
         raise click.UsageError("DAGSTER_HOME is not set: it names the instance whose daemon runs the backfill")
     a_range = first is not None and last is not None
     if (resume is None and not a_range) or (resume is not None and (first or last)):
@@ -281,7 +281,7 @@ def retrain(partition: str | None, wait: bool, project_name: str) -> None:
     from algo_platform.definitions import build_project_definitions
     from algo_platform.jobs import backfill as backfills
 
-    if not os.environ.get("DAGSTER_HOME"):
+    if not environment.read("DAGSTER_HOME"):
         raise click.UsageError("DAGSTER_HOME is not set: it names the instance whose daemon runs the retrain")
     project = load_project_named(project_name)
     try:
@@ -409,7 +409,7 @@ def _upload_through_server(
 
     if not user:
         raise click.UsageError("--server needs --user NAME (or ALGO_PLATFORM_USER)")
-    password = os.environ.get("ALGO_PLATFORM_PASSWORD") or click.prompt(f"Password for {user}", hide_input=True)
+    password = environment.read("ALGO_PLATFORM_PASSWORD") or click.prompt(f"Password for {user}", hide_input=True)
     try:
         client = PlatformClient.sign_in(server, user, password)
         answer = client.upload(Path(path), project_name, day, mappings)

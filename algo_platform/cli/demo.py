@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 
@@ -11,6 +10,7 @@ import dagster as dg
 import pandas as pd
 
 from algo_platform.cli.options import load_project_named, project_option
+from algo_platform.core import environment
 from algo_platform.core.project import Project
 from algo_platform.core.settings import Settings, load_settings
 from algo_platform.definitions import build_project_definitions
@@ -133,7 +133,7 @@ def _echo_task(result: dg.ExecuteInProcessResult, task: str, echo) -> None:
 @project_option
 def demo(days: int, events_per_day: int, seed: int, defect_rate: float, epochs: int | None, project_name: str) -> None:
     """Generate data, materialize a project's whole asset graph for the latest day, print the results."""
-    if not os.environ.get("DAGSTER_HOME"):
+    if not environment.read("DAGSTER_HOME"):
         raise click.UsageError("DAGSTER_HOME is not set; `make demo` sets it to ./dagster_home")
     project, settings = load_project_named(project_name), load_settings()
     if project.data.partition != "day":

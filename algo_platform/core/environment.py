@@ -1,14 +1,16 @@
-"""Every environment variable the platform reads, declared once: its default and what it means.
+"""Every environment variable the platform reads, declared once, and the one place it is read.
 
-`core/settings.py` reads the platform's own settings from here; the trainer process (which runs
-without the platform's settings, in its own image), the web server and the upload limits read
-theirs where they run, by the names declared here. `docs/configuration.md`'s table is
-`configuration_table()` (a test keeps them equal, and fails on a variable read anywhere in the code
-that is not declared here): `python -m algo_platform.core.environment` prints it.
+Each variable has its default and what it means. The platform's processes, the web server, the CLI
+and the trainer (which runs in its own image, without the platform's settings) all read their
+variables through `read`/`read_list`, which refuse a name not declared here. `docs/configuration.md`'s
+table is `configuration_table()` (a test keeps them equal, and fails on a variable read anywhere else):
+`python -m algo_platform.core.environment` prints it. Variables other programs own (torchrun's `RANK`,
+Kubernetes' `HOSTNAME`, Spark's) are read where they are used.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 
@@ -133,6 +135,18 @@ VARIABLES: tuple[Variable, ...] = (
 )
 
 DECLARED = {variable.name for variable in VARIABLES}
+
+
+def read(name: str, default: str | None = None) -> str | None:
+    """The variable's value, or `default` where it is unset; a name not declared above is a bug."""
+    if name not in DECLARED:
+        raise KeyError(f"{name} is not declared in algo_platform/core/environment.py")
+    return os.environ.get(name, default)
+
+
+def read_list(name: str) -> list[str]:
+    """A comma-separated variable's items, blanks dropped."""
+    return [item.strip() for item in (read(name) or "").split(",") if item.strip()]
 
 
 def configuration_table() -> str:

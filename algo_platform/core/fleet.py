@@ -11,7 +11,6 @@ LocalQueue per project in the training namespace (`algo-platform k8s render-queu
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import pydantic
 import yaml
 from pydantic import Field
 
+from algo_platform.core import environment
 from algo_platform.core.project import Compute
 
 KUEUE_API = "kueue.x-k8s.io/v1beta2"
@@ -116,8 +116,8 @@ class Fleet(_Strict):
 
 def fleet_file() -> Path:
     """ALGO_PLATFORM_FLEET, else deploy/gpu-fleet.yaml of the working directory or of this checkout."""
-    if os.environ.get("ALGO_PLATFORM_FLEET"):
-        return Path(os.environ["ALGO_PLATFORM_FLEET"])
+    if environment.read("ALGO_PLATFORM_FLEET"):
+        return Path(environment.read("ALGO_PLATFORM_FLEET"))
     here = Path.cwd() / DEFAULT_FLEET
     return here if here.exists() else Path(__file__).parents[2] / DEFAULT_FLEET
 

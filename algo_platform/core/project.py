@@ -11,7 +11,6 @@ import ast
 import datetime as dt
 import importlib.metadata
 import json
-import os
 import re
 from dataclasses import fields
 from pathlib import Path
@@ -21,6 +20,7 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from algo_platform.core import environment
 from algo_platform.core.calendar import Grain, ProjectCalendar
 from algo_platform.core.families import ContractViolation, is_file_spec, project_file_spec
 from algo_platform.core.hyperparameters import EngagementHyperparameters, TrainConfig
@@ -574,7 +574,7 @@ def _family_slug(family: str) -> str:
 
 def projects_dir() -> Path:
     """Where project folders live: ./projects, or ALGO_PLATFORM_PROJECTS."""
-    return Path(os.environ.get("ALGO_PLATFORM_PROJECTS", "projects"))
+    return Path(environment.read("ALGO_PLATFORM_PROJECTS", "projects"))
 
 
 def project_names(folder: Path) -> list[str]:

@@ -1,5 +1,6 @@
-"""The platform's settings: what differs between environments, read from environment variables in
-one place, by the code location's entry point (never at import of an asset module).
+"""The platform's settings: what differs between environments, read from environment variables
+(through `core/environment.py`, where each is declared) by the code location's entry point, never
+at import of an asset module.
 
 `ALGO_PLATFORM_ENV` picks the environment (`local` or `kubernetes`); `ALGO_PLATFORM_STORAGE`
 is the storage root (a local folder or any fsspec URL). What differs between teams (partition
@@ -8,12 +9,12 @@ start, window, schedule, model) is in each project's project.yaml, not here.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from algo_platform.core import environment
 from algo_platform.core.layout import StorageLayout
 
 Environment = Literal["local", "kubernetes"]
@@ -67,20 +68,20 @@ class Settings:
 
 
 def load_settings() -> Settings:
-    env = os.environ.get("ALGO_PLATFORM_ENV", "local").strip().lower()
+    env = environment.read("ALGO_PLATFORM_ENV", "local").strip().lower()
     if env not in ENVIRONMENTS:
         raise ValueError(f"ALGO_PLATFORM_ENV={env!r} is not a known environment; use one of {', '.join(ENVIRONMENTS)}")
-    storage = os.environ.get("ALGO_PLATFORM_STORAGE") or str(Path.cwd() / "storage")
+    storage = environment.read("ALGO_PLATFORM_STORAGE") or str(Path.cwd() / "storage")
     if "://" not in storage:
         storage = str(Path(storage).expanduser().resolve())
     return Settings(
         env=env,  # type: ignore[arg-type]
         storage_root=storage,
-        trainer_image=os.environ.get("ALGO_PLATFORM_TRAINER_IMAGE", "algo-platform-trainer:latest"),
-        spark_image=os.environ.get("ALGO_PLATFORM_SPARK_IMAGE", "algo-platform-spark:latest"),
-        k8s_namespace=os.environ.get("ALGO_PLATFORM_K8S_NAMESPACE", "algo-platform"),
-        sensor_interval_seconds=int(os.environ.get("ALGO_PLATFORM_SENSOR_INTERVAL_SECONDS", "30")),
-        landing_settle_seconds=int(os.environ.get("ALGO_PLATFORM_LANDING_SETTLE_SECONDS", "10")),
-        mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", ""),
-        dagster_home=os.environ.get("DAGSTER_HOME", ""),
+        trainer_image=environment.read("ALGO_PLATFORM_TRAINER_IMAGE", "algo-platform-trainer:latest"),
+        spark_image=environment.read("ALGO_PLATFORM_SPARK_IMAGE", "algo-platform-spark:latest"),
+        k8s_namespace=environment.read("ALGO_PLATFORM_K8S_NAMESPACE", "algo-platform"),
+        sensor_interval_seconds=int(environment.read("ALGO_PLATFORM_SENSOR_INTERVAL_SECONDS", "30")),
+        landing_settle_seconds=int(environment.read("ALGO_PLATFORM_LANDING_SETTLE_SECONDS", "10")),
+        mlflow_tracking_uri=environment.read("MLFLOW_TRACKING_URI", ""),
+        dagster_home=environment.read("DAGSTER_HOME", ""),
     )

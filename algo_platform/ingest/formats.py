@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 from upath import UPath
 
+from algo_platform.core import environment
 from algo_platform.ingest.folders import is_local
 
 SUPPORTED_SUFFIXES = (".parquet", ".csv", ".jsonl", ".json")
@@ -60,8 +60,8 @@ class DecompressionLimits:
     @classmethod
     def from_environment(cls) -> DecompressionLimits:
         """ALGO_PLATFORM_UPLOAD_MAX_DECOMPRESSED_MB and ALGO_PLATFORM_UPLOAD_MAX_COMPRESSION_RATIO."""
-        mb = os.environ.get("ALGO_PLATFORM_UPLOAD_MAX_DECOMPRESSED_MB")
-        ratio = os.environ.get("ALGO_PLATFORM_UPLOAD_MAX_COMPRESSION_RATIO")
+        mb = environment.read("ALGO_PLATFORM_UPLOAD_MAX_DECOMPRESSED_MB")
+        ratio = environment.read("ALGO_PLATFORM_UPLOAD_MAX_COMPRESSION_RATIO")
         return cls(int(mb) << 20 if mb else cls.max_bytes, float(ratio) if ratio else cls.max_ratio)
 
     def bound(self, compressed_bytes: int) -> int:
@@ -285,7 +285,7 @@ def read_batches(path: UPath, batch_bytes: int = BATCH_BYTES) -> Iterator[pa.Tab
         )
     else:
         reader = pajson.open_json(text_stream(path, codec), read_options=pajson.ReadOptions(block_size=block_bytes))
-    ratio = float(os.environ.get("ALGO_PLATFORM_IMPORT_MAX_COMPRESSION_RATIO", IMPORT_MAX_COMPRESSION_RATIO))
+    ratio = float(environment.read("ALGO_PLATFORM_IMPORT_MAX_COMPRESSION_RATIO") or IMPORT_MAX_COMPRESSION_RATIO)
     bound = path.fs.size(path.path) * ratio if codec else math.inf
     read_bytes = 0
     with reader:

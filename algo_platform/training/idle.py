@@ -10,8 +10,9 @@ on a machine without GPUs).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
+
+from algo_platform.core import environment
 
 IDLE_PERCENT_ENV = "ALGO_PLATFORM_IDLE_GPU_PERCENT"
 IDLE_MINUTES_ENV = "ALGO_PLATFORM_IDLE_MINUTES"
@@ -34,8 +35,8 @@ class IdleRule:
     @classmethod
     def from_environment(cls) -> IdleRule:
         return cls(
-            percent=float(os.environ.get(IDLE_PERCENT_ENV, 5.0)),
-            seconds=float(os.environ.get(IDLE_MINUTES_ENV, 30.0)) * 60.0,
+            percent=float(environment.read(IDLE_PERCENT_ENV) or 5.0),
+            seconds=float(environment.read(IDLE_MINUTES_ENV) or 30.0) * 60.0,
         )
 
     def observe(self, utilisation_pct: float, now: float) -> None:
@@ -66,9 +67,9 @@ def idle_rule_environment(percent: float, minutes: float) -> dict[str, str]:
 
 
 def fake_utilisation() -> float | None:
-    value = os.environ.get(FAKE_UTILISATION_ENV)
+    value = environment.read(FAKE_UTILISATION_ENV)
     return float(value) if value not in (None, "") else None
 
 
 def sample_seconds() -> float:
-    return float(os.environ.get(SAMPLE_SECONDS_ENV, 1.0))
+    return float(environment.read(SAMPLE_SECONDS_ENV) or 1.0)

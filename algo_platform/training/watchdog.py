@@ -17,6 +17,8 @@ import re
 import threading
 import time
 
+from algo_platform.core import environment
+
 LAUNCHER_PID_ENV = "ALGO_PLATFORM_LAUNCHER_PID"
 HEARTBEAT_FILE_ENV = "ALGO_PLATFORM_LAUNCHER_HEARTBEAT_FILE"
 HEARTBEAT_TIMEOUT_ENV = "ALGO_PLATFORM_LAUNCHER_TIMEOUT_SECONDS"
@@ -54,12 +56,14 @@ def launcher_gone(environ: dict[str, str], parent_pid: int, now: float) -> str |
 
 def exit_with_launcher(interval_seconds: float = 1.0) -> threading.Thread | None:
     """Watch the launcher in a daemon thread and end this process once it is gone."""
-    if not (os.environ.get(LAUNCHER_PID_ENV) or os.environ.get(HEARTBEAT_FILE_ENV)):
+    watched = {name: environment.read(name) for name in (LAUNCHER_PID_ENV, HEARTBEAT_FILE_ENV, HEARTBEAT_TIMEOUT_ENV)}
+    watched = {name: value for name, value in watched.items() if value}
+    if not (watched.get(LAUNCHER_PID_ENV) or watched.get(HEARTBEAT_FILE_ENV)):
         return None
 
     def watch() -> None:
         while True:
-            reason = launcher_gone(dict(os.environ), os.getppid(), time.time())
+            reason = launcher_gone(watched, os.getppid(), time.time())
             if reason:
                 log.error(f"{reason}: stopping the trainer (its last checkpoint is kept for the retry)")
                 os._exit(ORPHANED_EXIT_CODE)

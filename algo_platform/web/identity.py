@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from starlette.types import Scope
 
 from algo_platform.accounts.store import Accounts, Principal, Role
+from algo_platform.core import environment
 from algo_platform.core.project import projects_dir
 
 SESSION_SECONDS = 12 * 3600
@@ -37,10 +37,10 @@ class AuthSettings:
 
     @classmethod
     def from_environment(cls) -> AuthSettings:
-        mode = os.environ.get("ALGO_PLATFORM_AUTH", "local")
+        mode = environment.read("ALGO_PLATFORM_AUTH", "local")
         if mode not in ("local", "proxy"):
             raise AuthConfigError(f"ALGO_PLATFORM_AUTH={mode!r}: use local (the platform's users) or proxy")
-        secret = os.environ.get("ALGO_PLATFORM_SESSION_SECRET", "")
+        secret = environment.read("ALGO_PLATFORM_SESSION_SECRET", "")
         if len(secret) < 32:
             raise AuthConfigError(
                 "ALGO_PLATFORM_SESSION_SECRET is "
@@ -50,9 +50,8 @@ class AuthSettings:
             )
         try:
             proxies = tuple(
-                ipaddress.ip_network(item.strip(), strict=False)
-                for item in os.environ.get("ALGO_PLATFORM_TRUSTED_PROXIES", "").split(",")
-                if item.strip()
+                ipaddress.ip_network(item, strict=False)
+                for item in environment.read_list("ALGO_PLATFORM_TRUSTED_PROXIES")
             )
         except ValueError as error:
             raise AuthConfigError(f"ALGO_PLATFORM_TRUSTED_PROXIES: {error}") from None
@@ -63,10 +62,10 @@ class AuthSettings:
         return cls(
             mode=mode,
             session_secret=secret,
-            secure_cookies=os.environ.get("ALGO_PLATFORM_SECURE_COOKIES") == "1",
+            secure_cookies=environment.read("ALGO_PLATFORM_SECURE_COOKIES") == "1",
             trusted_proxies=proxies,
-            user_header=os.environ.get("ALGO_PLATFORM_PROXY_USER_HEADER", "X-Forwarded-User").lower(),
-            groups_header=os.environ.get("ALGO_PLATFORM_PROXY_GROUPS_HEADER", "X-Forwarded-Groups").lower(),
+            user_header=environment.read("ALGO_PLATFORM_PROXY_USER_HEADER", "X-Forwarded-User").lower(),
+            groups_header=environment.read("ALGO_PLATFORM_PROXY_GROUPS_HEADER", "X-Forwarded-Groups").lower(),
         )
 
 

@@ -19,15 +19,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from algo_platform.core import environment
 from algo_platform.web.guard import LOCAL_HOSTS, guarded
 from algo_platform.web.identity import AuthConfigError, AuthSettings
 from algo_platform.web.signin import PRINCIPAL, signed_in
 
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
-
-
-def _listed(variable: str) -> list[str]:
-    return [item.strip() for item in os.environ.get(variable, "").split(",") if item.strip()]
 
 
 def _bound_host(args: Sequence[str]) -> str:
@@ -39,7 +36,8 @@ def _bound_host(args: Sequence[str]) -> str:
 
 def allowed_hosts(args: Sequence[str]) -> list[str]:
     host = _bound_host(args)
-    return [*LOCAL_HOSTS, *([] if host in WILDCARD_HOSTS else [host]), *_listed("ALGO_PLATFORM_ALLOWED_HOSTS")]
+    extra = environment.read_list("ALGO_PLATFORM_ALLOWED_HOSTS")
+    return [*LOCAL_HOSTS, *([] if host in WILDCARD_HOSTS else [host]), *extra]
 
 
 def scope_permissions_to_users(process_context) -> None:
@@ -102,7 +100,7 @@ def webserver(args: Sequence[str]) -> None:
             sys.exit(2)
         settings = None
     build = webserver_cli.create_app_from_workspace_process_context
-    hosts, origins = allowed_hosts(args), _listed("ALGO_PLATFORM_ALLOWED_ORIGINS")
+    hosts, origins = allowed_hosts(args), environment.read_list("ALGO_PLATFORM_ALLOWED_ORIGINS")
 
     def build_guarded(process_context, path_prefix: str = "", *build_args, **build_kwargs):
         app = build(process_context, path_prefix, *build_args, **build_kwargs)

@@ -11,7 +11,6 @@ does: the same checks, mapping rules and landing zone.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +21,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from algo_platform.accounts.store import Principal, Role
+from algo_platform.core import environment
 from algo_platform.ingest.staging import NotStaged, Staging
 from algo_platform.web import pages
 from algo_platform.web.upload_preview import preview_page, preview_staged
@@ -31,7 +31,7 @@ MAX_UPLOAD_BYTES = 2 * 1024**3  # a web upload's whole body; ALGO_PLATFORM_UPLOA
 
 
 def max_upload_bytes() -> int:
-    configured = os.environ.get("ALGO_PLATFORM_UPLOAD_MAX_MB")
+    configured = environment.read("ALGO_PLATFORM_UPLOAD_MAX_MB")
     return int(configured) << 20 if configured else MAX_UPLOAD_BYTES
 
 

@@ -15,6 +15,7 @@ TASK_TRAINER = [
 IN_IMAGE = (
     "algo_platform.training",
     "algo_platform.models",
+    "algo_platform.core.environment",
     "algo_platform.core.hyperparameters",
     "algo_platform.core.families",
     "algo_platform.tasks.contract",
@@ -31,7 +32,7 @@ def test_trainer_imports_only_what_the_trainer_image_installs():
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0:
-                names = [node.module]
+                names = [f"{node.module}.{alias.name}" for alias in node.names]
             else:
                 continue
             for name in names:
@@ -52,6 +53,7 @@ def test_dockerfile_copies_only_the_trainer():
     assert sources == [
         "algo_platform/__init__.py",
         "algo_platform/core/__init__.py",
+        "algo_platform/core/environment.py",
         "algo_platform/core/hyperparameters.py",
         "algo_platform/core/families.py",
         "algo_platform/models",
