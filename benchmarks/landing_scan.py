@@ -5,8 +5,9 @@
 - Sensor tick: `scan_landing_zone` over already-ingested files (100 per day folder) plus 10 new
   ones, against the floor any tick that notices in-place writes must pay: `os.scandir` + `lstat`
   of every file (no hashing, no cursor). 1k, 10k and 100k files show how the cost grows.
-- Collision scan: `raw_collisions` on a generated raw day, against `clean_table` on the
-  same table (the cleaning step that follows in the same run), at 1M and 10M events.
+- Collision scan: `raw_collisions_of_file` (the raw_events step) on a generated raw day's Parquet
+  file, against `clean_parquet` on the same file (the cleaning step that follows in the same run),
+  at 1M and 10M events.
 """
 
 from __future__ import annotations
@@ -63,14 +64,18 @@ def sensor_rows(file_counts=(1_000, 10_000, 100_000)) -> list[dict]:
 
 
 def collision_rows(event_counts=(1_000_000, 10_000_000)) -> list[dict]:
-    from algo_platform.engines.polars.cleaning import clean_table, raw_collisions
+    import pyarrow.parquet as pq
+
+    from algo_platform.engines.polars.cleaning import clean_parquet, raw_collisions_of_file
     from benchmarks.suite import DAY, NOW, raw_table
 
     rows = []
     for events in event_counts:
-        raw = raw_table(events, defect_rate=0.01)
-        ours = median_seconds(partial(raw_collisions, raw), 3)
-        cleaning = median_seconds(partial(clean_table, raw, DAY, NOW), 3)
+        with tempfile.TemporaryDirectory() as folder:
+            raw_path = Path(folder) / "raw.parquet"
+            pq.write_table(raw_table(events, defect_rate=0.01), raw_path)
+            ours = median_seconds(partial(raw_collisions_of_file, raw_path), 3)
+            cleaning = median_seconds(partial(clean_parquet, raw_path, DAY, NOW), 3)
         rows.append({"what": f"raw collision scan, {events:,} events", "ours_s": ours, "baseline_s": cleaning})
     return rows
 

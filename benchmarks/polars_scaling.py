@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from algo_platform.assets.events import clean_day
 from algo_platform.assets.features import feature_frame
 from algo_platform.engines.polars.large_day import (
-    clean_file, features_of_file, item_features_of_file, user_features_of_file,
+    clean_file, item_features_of_file, user_features_of_file,
 )
 from algo_platform.resources.data_quality import DataQuality
 from benchmarks.baselines import polars_clean_and_features
@@ -53,7 +53,7 @@ cleaned_path = f"{folder}/cleaned.parquet"
 phases = {}
 if how == "in_parts":
     drops = clean_file(raw_path, cleaned_path, DAY, NOW)
-    users, items = features_of_file(cleaned_path)
+    users, items = user_features_of_file(cleaned_path), item_features_of_file(cleaned_path)
 elif how == "steps":
     cleaned, metadata = clean_day(dg.build_asset_context(), DAY, Path(raw_path), NOW, DataQuality())
     cleaned_at = time.perf_counter()

@@ -32,7 +32,7 @@ METRICS = ("hr@10", "ndcg@10", "popularity_hr@10", "popularity_ndcg@10")
 
 def cleaned_history(storage: str, days: list[str]) -> pa.Table:
     """Every landed day cleaned as the pipeline cleans it (one day at a time, as partitions are)."""
-    from algo_platform.assets.events import clean_table
+    from algo_platform.engines.polars.cleaning import clean_table
 
     now = dt.datetime.now(dt.UTC)
     tables = []

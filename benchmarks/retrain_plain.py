@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from algo_platform.assets.evaluation import evaluate_day, log_report, report_images
 from algo_platform.assets.events import clean_events
@@ -22,7 +23,7 @@ from algo_platform.assets.sequences import (
 )
 from algo_platform.core.hyperparameters import TrainConfig
 from algo_platform.evaluation.promotion import PromotionPolicy, promotion_decision
-from algo_platform.ingest.landing import load_landing_day
+from algo_platform.ingest.landing import write_landing_day
 from algo_platform.quality.contracts import (
     CLEANED_SUITE,
     ITEM_FEATURES_SUITE,
@@ -42,7 +43,9 @@ def ingest_day(
     root: str, workdir: str, day: dt.date, now: dt.datetime, quality: DataQuality
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """raw_events → cleaned_events → user/item features of one day, with every check."""
-    load = load_landing_day(root, day.isoformat())
+    raw_path = Path(workdir) / f"raw-{day}.parquet"
+    load = write_landing_day(root, day.isoformat(), raw_path)
+    load.table = pq.read_table(raw_path)
     raw = load.table.to_pandas()
     quality_dimensions(raw, day, now, quality.allowed_lateness)
     # Each suite's check reads its days from its context; its rules and validation are these.

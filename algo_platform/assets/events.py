@@ -24,7 +24,7 @@ from algo_platform.core.layout import ProjectLayout
 from algo_platform.core.project import DataSource
 from algo_platform.core.schema import REQUIRED_COLUMNS, pandas_dtypes
 from algo_platform.engines.polars import large_day
-from algo_platform.engines.polars.cleaning import DROP_REASONS, clean_parquet, clean_table, raw_collisions_of_file
+from algo_platform.engines.polars.cleaning import clean_parquet, clean_table, raw_collisions_of_file
 from algo_platform.engines.polars.large_day import STREAMING, clean_file
 from algo_platform.ingest.landing import LandingFileChanged, write_landing_day
 from algo_platform.quality.contracts import CLEANED_SUITE, RAW_SUITE, cleaned_events_rules, raw_events_rules
@@ -39,8 +39,6 @@ from algo_platform.resources.io_managers import AS_PATH, StagedParquet, StoredDa
 from algo_platform.resources.partitions import PeriodPartitions, record_grain
 from algo_platform.resources.project import ProjectResource
 from algo_platform.resources.storage import PlatformStorage
-
-__all__ = ["DROP_REASONS", "clean_events", "clean_table"]
 
 # Int64 (nullable) keeps missing ids visible as <NA> instead of silently turning ids into floats.
 _NULLABLE_INTEGERS = {pa.int64(): pd.Int64Dtype()}

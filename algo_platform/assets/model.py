@@ -32,7 +32,7 @@ def launchpad_config(defaults: Mapping[str, Any] | None = None) -> type[dg.Confi
     them: it is the project's (project.yaml), since it decides which code the trainer imports."""
     defaults = defaults or {}
     return pydantic.create_model(
-        "SequenceModelConfig",
+        "TrainerLaunchConfig",
         __base__=dg.Config,
         __doc__="Trainer hyper-parameters, editable in the launchpad; all of them are logged to MLflow.",
         **{

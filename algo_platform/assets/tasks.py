@@ -20,13 +20,13 @@ import pandas as pd
 import polars as pl
 from upath import UPath
 
-from algo_platform.core.version import code_version
 from algo_platform.assets.evaluation import split_report
 from algo_platform.assets.model import file_identity
 from algo_platform.assets.release import running_release, serve_by_arm, served_activity
 from algo_platform.assets.serving import choose_champion
 from algo_platform.core.families import ContractViolation, family_source, project_file_spec
 from algo_platform.core.project import ENGAGEMENT_FAMILIES, Project, Task, projects_dir
+from algo_platform.core.version import code_version
 from algo_platform.evaluation.promotion import PromotionPolicy
 from algo_platform.quality.contracts import hard
 from algo_platform.release.assignment import CHALLENGER, arms

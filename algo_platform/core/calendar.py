@@ -55,11 +55,6 @@ def period_end(start: dt.date, grain: Grain) -> dt.date:
     return start + ONE_DAY
 
 
-def latest_complete_day(moment: dt.datetime) -> str:
-    """The last UTC day that has fully ended at `moment`."""
-    return (moment.astimezone(dt.UTC).date() - ONE_DAY).isoformat()
-
-
 @dataclass(frozen=True)
 class Period:
     """One partition's span of days: `start` included, `end` excluded."""

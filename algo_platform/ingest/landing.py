@@ -236,26 +236,15 @@ def _read_settled(file: LandedFile) -> bytes:
     return data
 
 
-def load_landing_day(storage_root: str, day: str, extra_columns: Mapping[str, str] | None = None) -> DayLoad:
-    """Read every landing file of `day` in arrival order; quarantine bad ones, skip byte-identical repeats.
-
-    Any single bad file (unreadable, a link, misplaced, or one that breaks the reader in a way
-    not foreseen) is quarantined with a reason; it never fails the day."""
-    load = DayLoad(None, [], [], [], {})
-    tables = list(_landed_tables(storage_root, day, extra_columns, load))
-    if tables:
-        load.table = with_low_cardinality_encoded(pa.concat_tables(tables, promote_options="permissive"))
-    else:
-        load.table = raw_day_schema(extra_columns).empty_table()
-    return load
-
-
 def write_landing_day(
     storage_root: str, days: str | Sequence[str], target: Path, extra_columns: Mapping[str, str] | None = None
 ) -> DayLoad:
-    """`load_landing_day` of each of `days` (a partition's days: one, a week's or a month's) into the
-    Parquet file `target`, one landing file at a time: the partition is never whole in memory, only
-    its largest file. The returned load has no table; across several days, files are named `<day>/<file>`."""
+    """Every landing file of each of `days` (a partition's days: one, a week's or a month's) in arrival
+    order into the Parquet file `target`, one landing file at a time: the partition is never whole in
+    memory, only its largest file. Bad files (unreadable, a link, misplaced, or one that breaks the
+    reader in a way not foreseen) are quarantined with a reason and never fail the day; byte-identical
+    repeats are skipped. The returned load has no table; across several days, files are named
+    `<day>/<file>`."""
     days = [days] if isinstance(days, str) else list(days)
     load = DayLoad(None, [], [], [], {})
     schema = raw_day_schema(extra_columns)

@@ -6,7 +6,6 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from algo_platform.core.calendar import latest_complete_day
 from algo_platform.core.layout import ProjectLayout
 from algo_platform.ingest.upload import upload_event_file
 from algo_platform.jobs import automation
@@ -167,18 +166,3 @@ def test_schedule_requests_the_latest_complete_day():
     request = nightly_retraining(context)
     assert request.partition_key == "2026-11-20" and request.run_key == "nightly:2026-11-20"
     assert nightly_retraining.cron_schedule == "0 2 * * *"
-
-
-@pytest.mark.parametrize(
-    ("local_time", "zone", "day"),
-    [
-        ("2026-11-21T02:00", "UTC", "2026-11-20"),
-        ("2026-11-21T02:00", "Asia/Shanghai", "2026-11-19"),
-        ("2026-11-21T02:00", "America/Los_Angeles", "2026-11-20"),
-    ],
-)
-def test_latest_complete_day_in_any_timezone(local_time, zone, day):
-    from zoneinfo import ZoneInfo
-
-    moment = dt.datetime.fromisoformat(local_time).replace(tzinfo=ZoneInfo(zone))
-    assert latest_complete_day(moment) == day

@@ -16,8 +16,7 @@ import pytest
 from algo_platform.definitions import build_project_definitions
 from algo_platform.ingest import importer
 from algo_platform.ingest.importer import ImportRefused, import_events
-from algo_platform.ingest.landing import load_landing_day
-from tests.support.factories import PROJECT, make_project
+from tests.support.factories import PROJECT, landed_day, make_project
 
 MAPPING = {"user_id": "userId", "item_id": "movieId", "ts": "timestamp"}
 RATING = {"rating": "float64"}
@@ -63,13 +62,13 @@ def test_rows_land_on_their_utc_day_at_midnight_and_across_timezone_offsets(tmp_
     result = run_import(source, storage_root)
     assert result.rows_per_day == {"2024-03-01": 2, "2024-03-02": 2, "2024-03-04": 1}
     assert set(landed_days(storage_root)) == {"2024-03-01", "2024-03-02", "2024-03-04"}  # no folder for the 3rd
-    first = load_landing_day(storage_root, "2024-03-01", RATING).table
+    first = landed_day(storage_root, "2024-03-01", RATING).table
     assert sorted(first["item_id"].to_pylist()) == [10, 13]
     assert sorted(first["rating"].to_pylist()) == [1.0, 4.0]  # the extra column travels with its row
-    second = load_landing_day(storage_root, "2024-03-02", RATING).table
+    second = landed_day(storage_root, "2024-03-02", RATING).table
     assert sorted(second["item_id"].to_pylist()) == [11, 12]
     # Every landed row passes the day check the ingest applies: nothing would be dropped as misplaced.
-    assert not load_landing_day(storage_root, "2024-03-02", RATING).quarantined
+    assert not landed_day(storage_root, "2024-03-02", RATING).quarantined
 
 
 def test_importing_the_same_file_again_changes_nothing(tmp_path, storage_root):
@@ -88,7 +87,7 @@ def test_the_same_bytes_with_another_mapping_are_a_new_import_that_replaces_the_
     first = run_import(source, storage_root)
     second = run_import(source, storage_root, mapping={**MAPPING, "item_id": "other"})
     assert second.import_id != first.import_id and second.superseded == [first.import_id]
-    day = load_landing_day(storage_root, "2024-03-01", RATING).table
+    day = landed_day(storage_root, "2024-03-01", RATING).table
     assert day["item_id"].to_pylist() == [20]  # the new mapping, not the first one
     quarantined = Path(storage_root) / "quarantine" / "events" / "2024-03-01"
     reason = json.loads(next(quarantined.glob("*.reason.json")).read_text())
@@ -146,7 +145,7 @@ def test_an_interrupted_import_finishes_when_run_again_without_duplicates(tmp_pa
     monkeypatch.setattr(importer, "write_atomically", real_write)
     result = run_import(source, storage_root, memory_bytes=1 << 16)
     assert not result.already_imported
-    landed = sum(load_landing_day(storage_root, day, RATING).table.num_rows for day in result.rows_per_day)
+    landed = sum(landed_day(storage_root, day, RATING).table.num_rows for day in result.rows_per_day)
     assert landed == 2_000 == result.rows
 
 

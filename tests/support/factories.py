@@ -127,3 +127,20 @@ def metadata_of(result, asset: str, project: str = PROJECT) -> dict:
     events = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey([project, asset])]
     assert len(events) == 1, f"{asset} materialized {len(events)} times"
     return {key: value.value for key, value in events[0].materialization.metadata.items()}
+
+
+def landed_day(storage_root: str, day: str, extra_columns=None):
+    """What the raw_events step reads of `day`'s landing files: `write_landing_day`'s load, with
+    the Parquet file it wrote read back as `table`."""
+    import tempfile
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    from algo_platform.ingest.landing import write_landing_day
+
+    with tempfile.TemporaryDirectory() as folder:
+        target = Path(folder) / "raw.parquet"
+        load = write_landing_day(storage_root, day, target, extra_columns)
+        load.table = pq.read_table(target)
+    return load

@@ -10,9 +10,8 @@ from click.testing import CliRunner
 from algo_platform.cli import main as cli
 from algo_platform.core.layout import ProjectLayout
 from algo_platform.ingest.canonical import parse_column_mapping
-from algo_platform.ingest.landing import load_landing_day
 from algo_platform.ingest.upload import UploadError, upload_event_file
-from tests.support.factories import PROJECT
+from tests.support.factories import PROJECT, landed_day
 
 DAY = "2026-11-20"
 
@@ -46,7 +45,7 @@ def test_upload_with_column_mapping_lands_file_and_raw_load_maps_it(tmp_path, st
     assert landed_names(storage_root) == ["ratings.csv", "ratings.csv.columns.json"]
     assert (ProjectLayout(storage_root).landing_day(DAY) / "ratings.csv").read_bytes() == source.read_bytes()
 
-    load = load_landing_day(storage_root, DAY)
+    load = landed_day(storage_root, DAY)
     frame = load.table.to_pandas()
     assert frame["user_id"].tolist() == [1, 2, 3, 4, 5]
     assert frame["item_id"].tolist() == [10, 11, 12, 13, 14]
@@ -129,7 +128,7 @@ def test_corrupt_file_is_quarantined_with_reason_and_the_good_file_still_loads(s
     truncated = sink.getvalue().to_pybytes()[:-40]
     (folder / "broken.parquet").write_bytes(truncated)
 
-    load = load_landing_day(storage_root, DAY)
+    load = landed_day(storage_root, DAY)
 
     assert load.table.num_rows == 3 and load.loaded_files == ["good.parquet"]
     assert [(q.file, q.reason) for q in load.quarantined] == [("broken.parquet", "corrupt_parquet")]
@@ -217,7 +216,7 @@ def test_a_declared_extra_column_is_kept_with_its_type_and_an_undeclared_one_is_
     )
     mapping = parse_column_mapping(["user_id=userId", "item_id=movieId", "ts=timestamp", "rating=rating"], RATED)
     upload_event_file(source, DAY, mapping, storage_root, extra_columns=RATED)
-    table = load_landing_day(storage_root, DAY, RATED).table
+    table = landed_day(storage_root, DAY, RATED).table
     assert table["rating"].to_pylist() == [4.5, None, 2.0]  # a blank cell is a missing rating
     assert "genre" not in table.column_names
     with pytest.raises(ValueError, match="neither a canonical column nor one of the project's data.extra_columns"):
@@ -229,7 +228,7 @@ def test_a_rating_that_is_not_a_number_quarantines_its_file_and_names_the_column
     folder.mkdir(parents=True)
     (folder / "bad.csv").write_text("user_id,item_id,ts,rating\n1,10,2026-11-20T01:00:00Z,five stars\n")
     (folder / "good.csv").write_text("user_id,item_id,ts,rating\n2,11,2026-11-20T02:00:00Z,3\n")
-    load = load_landing_day(storage_root, DAY, RATED)
+    load = landed_day(storage_root, DAY, RATED)
     assert load.loaded_files == ["good.csv"] and load.table["rating"].to_pylist() == [3.0]
     [bad] = load.quarantined
     assert bad.file == "bad.csv" and "'rating'" in bad.detail and "not numbers" in bad.detail

@@ -248,8 +248,9 @@ def _plain(arrow_type: pa.DataType) -> pa.DataType:
 
 
 def raw_collisions_of_file(raw_path: str | Path) -> list[int]:
-    """`raw_collisions` of a raw day in a Parquet file, without holding its ids: only rows whose
-    event_id hash repeats (usually few) are read whole and compared."""
+    """Row positions in a raw day's Parquet file whose event_id an earlier row holds with other
+    content, without holding its ids: only rows whose event_id hash repeats (usually few) are read
+    whole and compared."""
     raw = pl.scan_parquet(raw_path).with_row_index(ROW)
     hashes = raw.select(ROW, pl.col("event_id").hash(seed=0).alias("hash")).collect(engine="streaming")
     suspects = hashes.filter(pl.col("hash").is_duplicated())[ROW]
@@ -258,9 +259,3 @@ def raw_collisions_of_file(raw_path: str | Path) -> list[int]:
         return []
     rows = raw.filter(pl.col(ROW).is_in(suspects.implode())).select(ROW, "event_id", *EVENT_CONTENT)
     return sorted(colliding_repeats(first_arrivals(rows.collect().lazy())).collect()[ROW].to_list())
-
-
-def raw_collisions(raw: pa.Table) -> list[int]:
-    """Row positions in a raw day whose event_id an earlier row holds with other content."""
-    rows = first_arrivals(pl.from_arrow(raw.select(["event_id", *EVENT_CONTENT])).lazy().with_row_index(ROW))
-    return sorted(colliding_repeats(rows).collect()[ROW].to_list())

@@ -11,9 +11,10 @@ events is cleaned in parts that each fit, with the rules of `cleaning.py`:
 
 Rows keep their position in the raw file (ROW), which decides the first arrival and ties in the sort.
 
-The features are computed the same way (`features_of_file`): users in ranges of ids (the cleaned
-file is sorted by user, so each part reads only its row groups), items in buckets of id hashes
-(each item's events fall in one bucket); only the item ranks need every item, and are given last.
+The features are computed the same way (`user_features_of_file`, `item_features_of_file`): users
+in ranges of ids (the cleaned file is sorted by user, so each part reads only its row groups),
+items in buckets of id hashes (each item's events fall in one bucket); only the item ranks need
+every item, and are given last.
 """
 
 import datetime as dt
@@ -119,11 +120,6 @@ def _cleaned_schema(valid: pl.LazyFrame, raw_schema):
     pandas as a day cleaned in memory is."""
     schema = events_arrow(cleaned_rows(valid.head(0)).collect(), raw_schema).schema
     return schema.with_metadata(pandas_dtypes(schema, required_ids=True))
-
-
-def features_of_file(cleaned_path: str | Path, rows_per_part: int | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """User and item features of a cleaned day, in parts: the same tables as from the whole day."""
-    return user_features_of_file(cleaned_path, rows_per_part), item_features_of_file(cleaned_path, rows_per_part)
 
 
 def _span(events: pl.LazyFrame, rows_per_part: int | None) -> tuple[int, int | None, int | None, int]:
