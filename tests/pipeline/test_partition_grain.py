@@ -128,6 +128,7 @@ def test_the_sensor_asks_once_per_month_for_the_changed_days(storage_root):
 
 
 def test_a_failed_backfill_resumes_with_only_what_it_did_not_materialize(tmp_path, settings):
+    from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
     from dagster._core.execution.backfill import BulkActionStatus
 
     project = make_project(start="2024-01-01", data={"partition": "month", "days_per_run": 6})
@@ -137,10 +138,20 @@ def test_a_failed_backfill_resumes_with_only_what_it_did_not_materialize(tmp_pat
         assert months == 6
         with pytest.raises(ValueError, match="is still requested: wait for it to end"):
             resume_ingest_backfill(instance, defs, backfill_id)
-        instance.update_backfill(instance.get_backfill(backfill_id).with_status(BulkActionStatus.FAILED))
+        # The daemon's record of a backfill that materialized its first two months, then failed.
+        failed = instance.get_backfill(backfill_id)
+        graph = defs.resolve_asset_graph()
+        data = failed.get_asset_backfill_data(graph)
+        first_two = {ap for ap in data.target_subset.iterate_asset_partitions() if ap.partition_key < "2024-03-01"}
+        assert len(first_two) == 2 * 5
+        data = data._replace(materialized_subset=AssetGraphSubset.from_asset_partition_set(first_two, graph))
+        failed = failed.with_asset_backfill_data(data, instance, graph).with_status(BulkActionStatus.FAILED)
+        instance.update_backfill(failed)
         resumed, missing = resume_ingest_backfill(instance, defs, backfill_id)
         again = instance.get_backfill(resumed)
-        assert missing == 6 * 5 and again.tags["dagster/parent_backfill_id"] == backfill_id
+        assert missing == 4 * 5 and again.tags["dagster/parent_backfill_id"] == backfill_id
+        asked = set(again.get_asset_backfill_data(graph).target_subset.iterate_asset_partitions())
+        assert {ap.partition_key for ap in asked} == {"2024-03-01", "2024-04-01", "2024-05-01", "2024-06-01"}
         with pytest.raises(ValueError, match="before the first partition"):
             request_ingest_backfill(instance, defs, project, "2023-12-01", "2024-02-01")
 

@@ -2,6 +2,7 @@
 Kueue (tests/support/k8s_emulator.py): a queued pod's wait, a multi-node Job admitted whole and
 preempted, and what a killed run worker leaves behind."""
 
+import re
 import sys
 import threading
 import time
@@ -224,7 +225,7 @@ def test_a_multi_node_job_preempted_by_kueue_fails_its_attempt_and_the_retry_res
     overrides = {"nodes": 2, "rendezvous_endpoint": f"127.0.0.1:{port}"}
     worker = threading.Thread(
         target=lambda: outcome.setdefault(
-            "result", materialize_model(settings, emulator, tmp_path, epochs=6, launcher_overrides=overrides)
+            "result", materialize_model(settings, emulator, tmp_path, epochs=60, launcher_overrides=overrides)
         ),
         daemon=True,
     )
@@ -233,7 +234,8 @@ def test_a_multi_node_job_preempted_by_kueue_fails_its_attempt_and_the_retry_res
     while not any(p["metadata"]["labels"].get("job-name") for p in emulator.created) and time.monotonic() < deadline:
         time.sleep(0.05)
     job = next(p["metadata"]["labels"]["job-name"] for p in emulator.created if p["metadata"]["labels"].get("job-name"))
-    emulator.preempt_job_when_running("training", job, after_lines=3)
+    # Once rank 0 logged its second epoch (its checkpoint written), of sixty.
+    emulator.preempt_job_when_running("training", job, after_lines=4)
     worker.join(300)
     assert not worker.is_alive(), "the run hung after Kueue preempted its Job"
     result = outcome["result"]
@@ -242,3 +244,13 @@ def test_a_multi_node_job_preempted_by_kueue_fails_its_attempt_and_the_retry_res
     assert result.success
     jobs = {p["metadata"]["labels"]["job-name"] for p in emulator.created if p["metadata"]["labels"].get("job-name")}
     assert jobs == {job, job[:-1] + "1"}  # the retry's own Job
+    # The retry's rank 0 picked up the checkpoint the preempted attempt wrote, not a fresh start.
+    retry_lines = [
+        line for (_, pod), run in emulator.runs.items() if pod.startswith(job[:-1] + "1-0-") for line in run.lines
+    ]
+    [(step, total)] = [
+        tuple(map(int, re.search(r"at step (\d+) of (\d+)", line).groups()))
+        for line in retry_lines
+        if "resuming from" in line
+    ]
+    assert 0 < step < total, f"resumed at step {step} of {total}: the preemption did not land mid-training"

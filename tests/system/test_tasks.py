@@ -63,7 +63,9 @@ def test_every_task_asset_is_materialized(trained):
             metadata_of(trained["retrain"], f"{task}_{stage}")
 
 
-def test_examples_use_only_days_before_each_impression(trained):
+def test_examples_are_split_by_day_into_train_validation_and_holdout(trained):
+    # That an impression's features see only the days before it is tests/unit/test_tasks.py's
+    # test_features_of_an_impression_see_only_the_days_before_it (its label changes, they do not).
     metadata = metadata_of(trained["retrain"], "ranking_examples")
     # 7 days: the first only featurises, then 4 training days, 1 validation day, the held-out day.
     assert metadata["holdout_examples"] > 0 and metadata["validation_examples"] > 0
