@@ -395,3 +395,21 @@ def test_days_per_run_auto_sizes_a_backfill_from_what_the_import_recorded(tmp_pa
     assert partitions_per_run(project, str(heavy)).partitions == 4
     spark = make_project(start="1996-01-01", data={"engine": "spark"})
     assert partitions_per_run(spark, root).partitions == 1
+
+
+def test_rows_dated_after_today_are_refused_and_nothing_lands(tmp_path, storage_root):
+    # Milliseconds read as seconds put a log tens of thousands of years ahead; here two rows are
+    # simply a day after "today" (2026-11-20).
+    source = tmp_path / "history.csv"
+    source.write_text(
+        "userId,movieId,rating,timestamp\n"
+        "1,10,4.0,2026-11-19T10:00:00Z\n"
+        "1,11,3.5,2026-11-21T00:00:00Z\n"
+        "2,12,5.0,2026-11-21T09:00:00Z\n"
+    )
+    with pytest.raises(ImportRefused) as refused:
+        run_import(source, storage_root)
+    message = str(refused.value)
+    assert "history.csv: 2 rows are dated after today (2026-11-20 UTC), up to 2026-11-21" in message
+    assert "seconds or milliseconds" in message and "nothing was imported" in message
+    assert not (Path(storage_root) / "landing" / "events").exists() or landed_days(storage_root) == {}

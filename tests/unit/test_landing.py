@@ -297,3 +297,30 @@ def test_a_parquet_upload_that_expands_past_the_limits_is_refused(name, table, o
     assert refused.value.reason == "decompression_bomb" and says in refused.value.detail
     genuine = pa.table({"user_id": range(1, 3001), "item_id": range(1, 3001), "ts": ["2026-01-01T00:00:00Z"] * 3000})
     assert parse_bytes("events.parquet", _parquet(genuine), DecompressionLimits()).num_rows == 3000
+
+
+def test_a_file_that_breaks_the_reader_unforeseen_is_quarantined_unreadable_without_its_content(
+    storage_root, monkeypatch
+):
+    from algo_platform.ingest import landing
+
+    folder = ProjectLayout(storage_root).landing_day(DAY)
+    folder.mkdir(parents=True)
+    rows = "user_id,item_id,ts\n1,7,2026-11-20T10:00:00Z\n"
+    (folder / "good.csv").write_text(rows)
+    (folder / "odd.csv").write_text(rows.replace("1,7", "2,8"))
+    parse = landing.parse_bytes
+
+    def breaks_on_odd(name, data):
+        if name == "odd.csv":
+            raise RecursionError(f"reader crashed inside {data[:30]!r}")  # a reader bug, quoting the content
+        return parse(name, data)
+
+    monkeypatch.setattr(landing, "parse_bytes", breaks_on_odd)
+    load = landed_day(storage_root, DAY)
+    assert load.loaded_files == ["good.csv"] and load.table.num_rows == 1  # the day still flows
+    [bad] = load.quarantined
+    assert (bad.file, bad.reason) == ("odd.csv", "unreadable")
+    assert "RecursionError" in bad.detail and "user_id" not in bad.detail  # the type, not the content
+    reason = json.loads((ProjectLayout(storage_root).quarantine_day(DAY) / "odd.csv.reason.json").read_text())
+    assert reason["reason"] == "unreadable" and "2,8" not in json.dumps(reason)
