@@ -28,6 +28,7 @@ from algo_platform.profiles.overview import Overview, overview
 from algo_platform.profiles.rollup import ProfileStore, Rollup
 from algo_platform.web import pages
 from algo_platform.web.charts import Chart, day_charts, history_charts
+from algo_platform.web.csrf import csrf_token
 
 DATA = "/platform/data"
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -136,22 +137,22 @@ class DataPage:
         projects = self._viewable(principal)
         items = "".join(f"<li><a href='{escape(prefix)}{DATA}/{escape(p)}'>{escape(p)}</a></li>" for p in projects)
         body = f"<ul id='projects'>{items}</ul>" if projects else "<p>You hold a role on no project yet.</p>"
-        header = pages.nav(prefix, self.site._csrf(request), DATA)
+        header = pages.nav(prefix, csrf_token(request), DATA)
         return HTMLResponse(pages.page("Data", body, prefix, header))
 
     async def project_page(self, request: Request, principal: Principal, project: str) -> Response:
         prefix = self.site.prefix
-        header = pages.nav(prefix, self.site._csrf(request), DATA)
+        header = pages.nav(prefix, csrf_token(request), DATA)
         # The same answer for a project that does not exist: a name is no one's to probe.
         if principal.role_on(project) is None or project not in self.site.known_projects():
             message = f"you hold no role on a project named {project!r}; ask one of its admins for the viewer role"
-            await run_in_threadpool(self.site._record, "data-page", "denied", request.scope, principal,
+            await run_in_threadpool(self.site.audit.record, "data-page", "denied", request.scope, principal,
                                     target=f"project {project[:64]}", detail="no role on the project")  # fmt: skip
             return HTMLResponse(pages.page("Refused", f"<p class='error'>{escape(message)}</p>", prefix, header), 403)
         day = request.query_params.get("day")
         if day is not None and not _shown_day(day):
             message = f"day must be a date YYYY-MM-DD from {FIRST_DAY} to {LAST_DAY}"
-            await run_in_threadpool(self.site._record, "data-page", "denied", request.scope, principal,
+            await run_in_threadpool(self.site.audit.record, "data-page", "denied", request.scope, principal,
                                     project=project, target=f"day {day[:20]}", detail=message)  # fmt: skip
             return HTMLResponse(pages.page("Refused", f"<p class='error'>{message}</p>", prefix, header), 400)
         figures, checks = await run_in_threadpool(self.figures, project, day)

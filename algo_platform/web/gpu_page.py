@@ -31,6 +31,7 @@ from algo_platform.resources.fleet_status import (
 )
 from algo_platform.web import pages
 from algo_platform.web.charts import Chart
+from algo_platform.web.csrf import csrf_token
 from algo_platform.web.data_page import chart_section, chart_specs
 
 GPUS = "/platform/gpus"
@@ -158,7 +159,7 @@ class GpuPage:
 
     async def page(self, request: Request, principal: Principal) -> Response:
         prefix = self.site.prefix
-        header = pages.nav(prefix, self.site._csrf(request), GPUS)
+        header = pages.nav(prefix, csrf_token(request), GPUS)
         now = dt.datetime.now(dt.UTC)
         try:
             states, usage, source = await run_in_threadpool(self.gather, principal, now)

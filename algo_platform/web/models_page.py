@@ -17,6 +17,7 @@ import dagster as dg
 
 from algo_platform.core.project import NEXT_ITEM_TASK, Project
 from algo_platform.web.charts import Chart
+from algo_platform.web.csrf import csrf_token
 
 MODELS = "/platform/models"
 RETRAINS = 200  # the latest retrains shown per task
@@ -172,11 +173,11 @@ class ModelsPage:
         from algo_platform.web.data_page import chart_section, chart_specs
 
         prefix = self.site.prefix
-        header = pages.nav(prefix, self.site._csrf(request), MODELS)
+        header = pages.nav(prefix, csrf_token(request), MODELS)
         # The same answer for a project that does not exist: a name is no one's to probe.
         if principal.role_on(project) is None or project not in self.site.known_projects():
             message = f"you hold no role on a project named {project!r}; ask one of its admins for the viewer role"
-            await run_in_threadpool(self.site._record, "models-page", "denied", request.scope, principal,
+            await run_in_threadpool(self.site.audit.record, "models-page", "denied", request.scope, principal,
                                     target=f"project {project[:64]}", detail="no role on the project")  # fmt: skip
             return HTMLResponse(pages.page("Refused", f"<p class='error'>{escape(message)}</p>", prefix, header), 403)
         try:

@@ -20,6 +20,7 @@ from algo_platform.accounts.store import Role
 from algo_platform.release.decisions import BY_HAND
 from algo_platform.web import pages
 from algo_platform.web.charts import Chart
+from algo_platform.web.csrf import csrf_ok, csrf_token
 
 RELEASES = "/platform/releases"
 
@@ -109,10 +110,10 @@ class ReleasesPage:
         return None
 
     def _header(self, request: Request) -> str:
-        return pages.nav(self.site.prefix, self.site._csrf(request), RELEASES)
+        return pages.nav(self.site.prefix, csrf_token(request), RELEASES)
 
     async def _refused(self, request, principal, project: str, action: str, why: str, status: int) -> Response:
-        await run_in_threadpool(self.site._record, action, "denied", request.scope, principal,
+        await run_in_threadpool(self.site.audit.record, action, "denied", request.scope, principal,
                                 target=f"project {project[:64]}", project=project[:64], detail=why)  # fmt: skip
         body = f"<p class='error'>{escape(why)}</p>"
         return HTMLResponse(pages.page("Refused", body, self.site.prefix, self._header(request)), status)
@@ -174,7 +175,7 @@ class ReleasesPage:
             html += "<p>No day judged yet.</p>"
         html += "<h3>Stage history</h3>" + history_table(shown, task)
         if admin:
-            html += action_forms(self.site.prefix, declared.name, self.site._csrf(request), task)
+            html += action_forms(self.site.prefix, declared.name, csrf_token(request), task)
         return html + "</section>"
 
     async def steer(self, request: Request, principal, project: str, action: str) -> Response:
@@ -183,7 +184,7 @@ class ReleasesPage:
 
         audit_action = f"release.{action if action in BY_HAND else 'unknown'}"
         form = await request.form(max_files=0, max_fields=4)
-        if not self.site._csrf_ok(request, form):
+        if not csrf_ok(request, form):
             return await self._refused(request, principal, project, audit_action, "the form expired; reload the page",
                                        400)  # fmt: skip
         declared, why = self._project(principal, project)
@@ -203,11 +204,11 @@ class ReleasesPage:
             decision = await run_in_threadpool(act, self.site.targets.instance, self.site.settings, declared, action,
                                                principal.name, role, client, reason, task)  # fmt: skip
         except ReleaseActionError as error:
-            await run_in_threadpool(self.site._record, audit_action, "failed", request.scope, principal,
+            await run_in_threadpool(self.site.audit.record, audit_action, "failed", request.scope, principal,
                                     project=project, target=f"project {project}", detail=str(error))  # fmt: skip
             return await self.project_page(request, principal, project, str(error), False, 409)
         except Exception as error:  # the registry unreachable, say: recorded, and said without a trace
-            await run_in_threadpool(self.site._record, audit_action, "failed", request.scope, principal,
+            await run_in_threadpool(self.site.audit.record, audit_action, "failed", request.scope, principal,
                                     project=project, target=f"project {project}", detail=repr(error)[:500])  # fmt: skip
             message = "the release could not be changed (the model registry did not answer); try again"
             return await self.project_page(request, principal, project, message, False, 503)

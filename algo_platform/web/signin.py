@@ -14,21 +14,19 @@ carry the user in Dagster's `user` tag and lose the tags the platform owns. The 
 subscriptions: a mutation sent on it is refused whoever sends it (the UI sends mutations over
 HTTP). What a user may read is shaped in Dagster's request context (server.py, visibility.py).
 
-The middleware also serves the platform's pages: `/platform` (who you are), `/platform/upload`
-(editors upload an event file into a project's landing zone: web/upload_page.py),
-`/platform/audit` and `/platform/users` (admins manage roles: web/user_admin.py).
+The middleware also serves the platform's pages, each module a page: sign-in, sign-out, `/platform`
+and `/platform/audit` (web/account_pages.py), `/platform/upload` (web/upload_page.py),
+`/platform/users` (web/user_admin.py), the data, models, releases and GPU pages. They record to the
+audit log through `site.audit` (web/audit_trail.py) and check forms with web/csrf.py.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import re
-import secrets
 import time
 from collections.abc import Callable
 from html import escape
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
@@ -36,9 +34,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from algo_platform.accounts.store import NAME_PATTERN, Accounts, Principal, Role
+from algo_platform.accounts.store import Accounts, Principal, Role
 from algo_platform.core.project import project_names
 from algo_platform.web import pages
+from algo_platform.web.account_pages import AccountPages
+from algo_platform.web.audit_trail import AuditTrail
 from algo_platform.web.data_page import DataPage, static_file
 from algo_platform.web.gpu_page import GpuPage
 from algo_platform.web.identity import (
@@ -61,7 +61,6 @@ from algo_platform.web.policy import (
 )
 from algo_platform.web.releases_page import ReleasesPage
 from algo_platform.web.scrub import scrubbing_http, scrubbing_websocket
-from algo_platform.web.standing import standing_of, standings_table
 from algo_platform.web.upload_page import UploadPage
 from algo_platform.web.user_admin import UserAdmin
 from algo_platform.web.visibility import log_key_refusal
@@ -75,9 +74,6 @@ STATIC_PREFIX = pages.STATIC + "/"
 RUN_DOWNLOADS = ("/download_debug/", "/logs/")
 # Dagster's REST endpoints that change state: the asset key follows the prefix.
 REPORT_ENDPOINTS = ("/report_asset_materialization/", "/report_asset_check/", "/report_asset_observation/")
-# The Dagster UI keeps query results in the browser (IndexedDB, local storage): when one person
-# signs out and another signs in on the same browser, the next must not see the last one's data.
-CLEAR_SITE_DATA = {"Clear-Site-Data": '"cache", "storage"'}
 # Headers that describe a request's body: replaced when a judged GraphQL body is forwarded.
 BODY_HEADERS = (b"content-type", b"content-length", b"transfer-encoding", b"content-encoding")
 
@@ -167,27 +163,14 @@ def with_platform_link(send: Send, prefix: str) -> Send:
     return sending
 
 
-def _safe_next(path: str | None, prefix: str) -> str:
-    """Only a path on this server: never an absolute or scheme-relative URL (open redirect)."""
-    # Browsers read "/\\host" as "//host": a backslash anywhere is refused too.
-    if not path or not path.startswith("/") or path.startswith("//") or "\\" in path or urlsplit(path).netloc:
-        return prefix + "/"
-    return path
-
-
 class SignedIn:
     """The middleware (see the module docstring); wrap it in a SessionMiddleware (`signed_in` does)."""
 
     def __init__(self, app: ASGIApp, accounts: Accounts, targets: Targets, settings: AuthSettings, prefix: str = ""):
         self.app, self.accounts, self.targets, self.settings, self.prefix = app, accounts, targets, settings, prefix
         self.identities = Identities(accounts, settings)
-        self.routes: dict[tuple[str, str], Callable] = {
-            ("GET", "/auth/sign-in"): self.sign_in_page,
-            ("POST", "/auth/sign-in"): self.sign_in,
-            ("POST", "/auth/sign-out"): self.sign_out,
-            ("GET", "/platform"): self.home,
-            ("GET", "/platform/audit"): self.audit_page,
-        }
+        self.audit = AuditTrail(accounts, self.identities)
+        self.routes: dict[tuple[str, str], Callable] = AccountPages(self).routes()
         self.data_page = DataPage(self)
         self.routes |= UserAdmin(self).routes() | UploadPage(self).routes() | self.data_page.routes()
         self.routes |= GpuPage(self).routes()
@@ -196,14 +179,8 @@ class SignedIn:
         if settings.mode == "proxy":  # the proxy signs people in and out
             self.routes = {key: route for key, route in self.routes.items() if not key[1].startswith("/auth/")}
 
-    def _record(self, action: str, outcome: str, scope: Scope, principal: Principal | None = None, **fields) -> None:
-        role = fields.pop("role", None)
-        if role is None and principal is not None:
-            role = principal.describe_role(fields.get("project"))
-        self.accounts.record(
-            action, outcome, user=principal.name if principal else fields.pop("user", None), role=role,
-            client=self.identities.client(scope), **fields,
-        )  # fmt: skip
+    def known_projects(self) -> list[str]:
+        return project_names(self.settings.projects_dir)
 
     # The entry point ----------------------------------------------------------------------------
 
@@ -227,7 +204,7 @@ class SignedIn:
             return
         identity = await run_in_threadpool(self.identities.identify, scope)
         if isinstance(identity, str):
-            await run_in_threadpool(self._record, "request", "denied", scope, target=path, detail=identity)
+            await run_in_threadpool(self.audit.record, "request", "denied", scope, target=path, detail=identity)
             await self._refuse(scope, receive, send, 403, identity)
             return
         if identity is None:
@@ -255,7 +232,7 @@ class SignedIn:
             return
         if path == "/graphql" and method == "GET" and _mutation_in_url(scope):
             message = "GraphQL mutations over GET are refused; send them as a JSON POST"
-            await run_in_threadpool(self._record, "graphql", "denied", scope, identity, target="/graphql",
+            await run_in_threadpool(self.audit.record, "graphql", "denied", scope, identity, target="/graphql",
                                     detail=message)  # fmt: skip
             await self._refuse(scope, receive, send, 405, message)
             return
@@ -339,7 +316,7 @@ class SignedIn:
         await self.app({**scope, "headers": headers, "query_string": b""}, _replay(forwarded), send)
 
     def _graphql_refusal(self, scope: Scope, principal: Principal, message: str, status: int) -> JSONResponse:
-        self._record("graphql", "denied", scope, principal, target="/graphql", detail=message)
+        self.audit.record("graphql", "denied", scope, principal, target="/graphql", detail=message)
         return _graphql_error(message, status)
 
     def _recording_outcomes(self, scope: Scope, send: Send, principal: Principal, actions: list[Action]) -> Send:
@@ -363,7 +340,7 @@ class SignedIn:
             done, detail = mutation_outcome(body, action.response_key)
             outcome = {True: "done", False: "failed", None: "answered"}[done]
             for project in sorted(action.projects, key=str) or [None]:
-                self._record(
+                self.audit.record(
                     action.mutation, outcome, scope, principal, project=project,
                     target=action.target, role=action.roles.get(project), detail=detail,
                 )  # fmt: skip
@@ -387,7 +364,7 @@ class SignedIn:
             try:
                 actions = [judge(a, principal) for a in mutations(item["query"], variables, self.targets)]
             except UnreadableRequest as error:
-                self._record("graphql", "denied", scope, principal, target="/graphql", detail=f"refused: {error}")
+                self.audit.record("graphql", "denied", scope, principal, target="/graphql", detail=f"refused: {error}")
                 return _graphql_error(f"refused: {error}", 400)
             judged.append(({**item, "variables": variables}, actions))
         actions = [a for _, found in judged for a in found]
@@ -400,7 +377,7 @@ class SignedIn:
         for action in actions:
             outcome = "allowed" if not denied else ("denied" if not action.allowed else "not-run")
             for project in sorted(action.projects, key=str) or [None]:
-                self._record(
+                self.audit.record(
                     action.mutation, outcome, scope, principal, project=project, target=action.target,
                     role=action.roles.get(project, principal.describe_role(project)),
                     detail=action.reason or _launch_detail(action) or None,
@@ -429,7 +406,7 @@ class SignedIn:
             if principal.role_on(project) is None:  # as if there were no such run
                 refusal = f"no run {run_id[:64]} among your projects' runs"
         if refusal:
-            self._record(route, "denied", scope, principal, target=path[:256], detail=refusal)
+            self.audit.record(route, "denied", scope, principal, target=path[:256], detail=refusal)
         return refusal
 
     def _judge_rest(self, scope: Scope, path: str, method: str, principal: Principal) -> str | None:
@@ -438,7 +415,7 @@ class SignedIn:
         project = self.targets.of_asset(path.removeprefix(prefix).split("/")) if prefix else None
         allowed = principal.platform_admin or (project is not None and (principal.role_on(project) or 0) >= Role.editor)
         reason = None if allowed else f"{method} {path} needs an editor of the asset's project ({project or 'unknown'})"
-        self._record(path.strip("/").split("/")[0], "allowed" if allowed else "denied", scope, principal,
+        self.audit.record(path.strip("/").split("/")[0], "allowed" if allowed else "denied", scope, principal,
                      project=project, target=path, detail=reason)  # fmt: skip
         return reason
 
@@ -482,14 +459,14 @@ class SignedIn:
         except UnreadableRequest as error:
             return self._frame_refusal(scope, principal, f"refused: {error}")
         for action in actions:
-            self._record(action.mutation, "denied", scope, principal, project=next(iter(action.projects), None),
+            self.audit.record(action.mutation, "denied", scope, principal, project=next(iter(action.projects), None),
                          target=action.target, detail="mutation sent on the websocket")  # fmt: skip
         if actions:
             return "refused: mutations go over HTTP POST /graphql, not the websocket"
         return None
 
     def _frame_refusal(self, scope: Scope, principal: Principal, message: str) -> str:
-        self._record("graphql", "denied", scope, principal, target="websocket", detail=message)
+        self.audit.record("graphql", "denied", scope, principal, target="websocket", detail=message)
         return message
 
     def _recheck_websocket(self, scope: Scope, send: Send) -> Send:
@@ -506,121 +483,6 @@ class SignedIn:
             await send(message)
 
         return rechecking
-
-    # The platform's pages ---------------------------------------------------------------------
-
-    def _csrf(self, request: Request) -> str:
-        session = request.scope.get("session")
-        if session is None:
-            return ""
-        session.setdefault("csrf", secrets.token_urlsafe(32))
-        return session["csrf"]
-
-    def _csrf_ok(self, request: Request, form) -> bool:
-        given = request.headers.get("x-csrf-token") or (form.get("csrf") if form is not None else None)
-        return self._csrf_matches(request, given)
-
-    def _csrf_matches(self, request: Request, given) -> bool:
-        expected = (request.scope.get("session") or {}).get("csrf")
-        return bool(expected) and isinstance(given, str) and secrets.compare_digest(expected, given)
-
-    async def sign_in_page(self, request: Request, _principal) -> Response:
-        next_path = _safe_next(request.query_params.get("next"), self.prefix)
-        return HTMLResponse(pages.sign_in_form(self._csrf(request), next_path, self.prefix))
-
-    async def sign_in(self, request: Request, _principal) -> Response:
-        form = await request.form(max_files=0, max_fields=8)
-        name, password = str(form.get("username", "")).strip(), str(form.get("password", ""))
-        next_path = _safe_next(str(form.get("next", "")), self.prefix)
-        wants_json = "application/json" in request.headers.get("accept", "")
-        if not self._csrf_ok(request, form):
-            return HTMLResponse(pages.sign_in_form(self._csrf(request), next_path, self.prefix,
-                                                   "the form expired; sign in again"), 400)  # fmt: skip
-        scope = request.scope
-        if not re.fullmatch(NAME_PATTERN, name):
-            # Never stored or echoed as given: it could carry newlines, markup or megabytes.
-            await run_in_threadpool(self.accounts.count_attempt, "", self.identities.client(scope))
-            await run_in_threadpool(self._record, "sign-in", "failed", scope,
-                                    detail=f"not a valid user name ({len(name)} characters)")  # fmt: skip
-            return self._sign_in_refusal(request, wants_json, "wrong user name or password", next_path, "", 401)
-        _, locked = await run_in_threadpool(self.accounts.count_attempt, name, self.identities.client(scope))
-        if locked:
-            until = dt.datetime.fromtimestamp(locked, dt.UTC).strftime("%H:%M UTC")
-            await run_in_threadpool(self._record, "sign-in", "locked", scope, user=name)
-            message = f"too many failed sign-ins; try again after {until}, or ask an admin"
-            return self._sign_in_refusal(request, wants_json, message, next_path, name, 429)
-        if not await run_in_threadpool(self.accounts.verify_password, name, password):
-            await run_in_threadpool(self._record, "sign-in", "failed", scope, user=name)
-            return self._sign_in_refusal(request, wants_json, "wrong user name or password", next_path, name, 401)
-        await run_in_threadpool(self.accounts.clear_attempts, name)
-        session_id = await run_in_threadpool(self.accounts.start_session, name, SESSION_SECONDS)
-        session = scope["session"]
-        session.clear()
-        session.update(user=name, at=time.time(), sid=session_id, csrf=secrets.token_urlsafe(32))
-        principal = await run_in_threadpool(self.accounts.principal, name)
-        await run_in_threadpool(self._record, "sign-in", "allowed", scope, principal, role=_roles(principal))
-        if wants_json:
-            return JSONResponse({"user": name, "csrf": session["csrf"]}, headers=CLEAR_SITE_DATA)
-        return RedirectResponse(next_path, status_code=303, headers=CLEAR_SITE_DATA)
-
-    def _sign_in_refusal(self, request, wants_json: bool, message: str, next_path: str, name: str, status: int):
-        if wants_json:
-            return JSONResponse({"error": message}, status_code=status)
-        return HTMLResponse(pages.sign_in_form(self._csrf(request), next_path, self.prefix, message, name), status)
-
-    async def sign_out(self, request: Request, principal: Principal) -> Response:
-        form = await request.form(max_files=0, max_fields=4)
-        if self._csrf_ok(request, form):
-            await run_in_threadpool(self.accounts.end_session, request.scope["session"].get("sid", ""))
-            await run_in_threadpool(self._record, "sign-out", "allowed", request.scope, principal)
-            request.scope["session"].clear()
-        else:
-            await run_in_threadpool(self._record, "sign-out", "denied", request.scope, principal,
-                                    detail="bad or missing CSRF token: still signed in")  # fmt: skip
-        return RedirectResponse(f"{self.prefix}/auth/sign-in", status_code=303, headers=CLEAR_SITE_DATA)
-
-    async def home(self, request: Request, principal: Principal) -> Response:
-        def table() -> str:
-            names = self.known_projects()
-            mine = names if principal.platform_admin else [p for p in names if principal.role_on(p) is not None]
-            found = [standing_of(self.targets.instance, p, principal.describe_role(p)) for p in mine]
-            return standings_table(found, self.prefix)
-
-        projects_table = await run_in_threadpool(table)
-        return HTMLResponse(pages.home(principal, self.prefix, self._csrf(request), projects_table))
-
-    def known_projects(self) -> list[str]:
-        return project_names(self.settings.projects_dir)
-
-    async def audit_page(self, request: Request, principal: Principal) -> Response:
-        """Platform admins read all of it; a project's admins read that project's entries."""
-        projects = None if principal.platform_admin else {p for p, r in principal.roles.items() if r >= Role.admin}
-        if projects is not None and not projects:
-            await run_in_threadpool(self._record, "audit-page", "denied", request.scope, principal,
-                                    detail="the audit log is for admins")  # fmt: skip
-            refusal = "<p class='error'>the audit log is for admins</p>"
-            return HTMLResponse(
-                pages.page("Refused", refusal, self.prefix, pages.nav(self.prefix, self._csrf(request))), 403
-            )
-        query = request.query_params
-        entries = await run_in_threadpool(
-            lambda: list(
-                self.accounts.entries(
-                    user=query.get("user"), project=query.get("project"), projects=projects, limit=1000
-                )
-            )
-        )
-        if "application/json" in request.headers.get("accept", ""):
-            return JSONResponse([e.as_dict() for e in entries])
-        return HTMLResponse(pages.audit_table(entries, self.prefix, self._csrf(request)))
-
-
-def _roles(principal: Principal | None) -> str | None:
-    if principal is None:
-        return None
-    if principal.platform_admin:
-        return "platform-admin"
-    return ",".join(f"{p}:{r.name}" for p, r in sorted(principal.roles.items())) or "none"
 
 
 def _replay(body: bytes) -> Receive:

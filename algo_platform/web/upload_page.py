@@ -24,6 +24,7 @@ from algo_platform.accounts.store import Principal, Role
 from algo_platform.core import environment
 from algo_platform.ingest.staging import NotStaged, Staging
 from algo_platform.web import pages
+from algo_platform.web.csrf import csrf_matches, csrf_ok, csrf_token
 from algo_platform.web.upload_preview import preview_page, preview_staged
 from algo_platform.web.upload_receiver import UploadRefused, receive_upload
 
@@ -58,7 +59,7 @@ class UploadPage:
         return [p for p in self.site.known_projects() if (principal.role_on(p) or 0) >= Role.editor]
 
     async def page(self, request: Request, principal: Principal) -> Response:
-        return HTMLResponse(pages.upload_form(self._editable(principal), self.site.prefix, self.site._csrf(request)))
+        return HTMLResponse(pages.upload_form(self._editable(principal), self.site.prefix, csrf_token(request)))
 
     async def upload(self, request: Request, principal: Principal) -> Response:
         wants_json = "application/json" in request.headers.get("accept", "")
@@ -68,7 +69,7 @@ class UploadPage:
             if wants_json:
                 return JSONResponse({"message": message, **extra}, status_code=status)
             page = pages.upload_form(
-                self._editable(principal), self.site.prefix, self.site._csrf(request), message, status < 400
+                self._editable(principal), self.site.prefix, csrf_token(request), message, status < 400
             )
             return HTMLResponse(page, status)
 
@@ -77,7 +78,7 @@ class UploadPage:
         def authorize(fields: Mapping[str, list[str]]) -> None:
             """Before any of the file is kept: the CSRF token (header or a field before the file), then the role."""
             token = request.headers.get("x-csrf-token") or (fields.get("csrf") or [None])[0]
-            if not self.site._csrf_matches(request, token):
+            if not csrf_matches(request, token):
                 raise UploadRefused(400, "the form expired; reload the page and upload again")
             project = attempted["project"] = (fields.get("project") or [""])[0]
             if (principal.role_on(project) or 0) < Role.editor:
@@ -92,12 +93,12 @@ class UploadPage:
                     (error.status, error.message) if isinstance(error, UploadRefused)
                     else (400, "the upload ended early or is not a valid multipart form; upload again")
                 )  # fmt: skip
-                await run_in_threadpool(self.site._record, "upload", "denied", scope, principal,
+                await run_in_threadpool(self.site.audit.record, "upload", "denied", scope, principal,
                                         project=attempted.get("project") or None, detail=message)  # fmt: skip
                 return answer(message, status)
             project, day = received.first("project"), received.first("date").strip()
             if received.path is None:
-                await run_in_threadpool(self.site._record, "upload", "denied", scope, principal, project=project,
+                await run_in_threadpool(self.site.audit.record, "upload", "denied", scope, principal, project=project,
                                         detail="the form holds no file")  # fmt: skip
                 return answer("choose a file to upload", 400)
             mappings = [m.strip() for text in received.fields.get("map", []) for m in text.split(",") if m.strip()]
@@ -105,7 +106,7 @@ class UploadPage:
                 return await self._preview(request, principal, project, day, mappings, received)
             result = await run_in_threadpool(self._land, project, day, received.path, mappings)
         outcome = "allowed" if result["ok"] else "failed"
-        await run_in_threadpool(self.site._record, "upload", outcome, scope, principal, project=project,
+        await run_in_threadpool(self.site.audit.record, "upload", outcome, scope, principal, project=project,
                                 target=result.get("target") or received.filename, detail=result["message"])  # fmt: skip
         details = {key: value for key, value in result.items() if key != "message"}
         return answer(result["message"], 200 if result["ok"] else 400, **details)
@@ -119,20 +120,20 @@ class UploadPage:
         )
         folder = self._staging()._staged_folder(principal.name, staged.token)
         outcome = await run_in_threadpool(preview_staged, self.site.settings.projects_dir, staged, folder)
-        await run_in_threadpool(self.site._record, "upload-preview", "allowed" if outcome.ok else "failed",
+        await run_in_threadpool(self.site.audit.record, "upload-preview", "allowed" if outcome.ok else "failed",
                                 request.scope, principal, project=project, target=name,
                                 detail=f"sha256 {staged.sha256}; {outcome.summary}")  # fmt: skip
         if not outcome.ok:
             await run_in_threadpool(self._staging().discard, principal.name, staged.token)
         if wants_json:
             return JSONResponse(outcome.as_json(staged), status_code=200 if outcome.ok else 400)
-        page = preview_page(outcome, staged, self.site.prefix, self.site._csrf(request))
+        page = preview_page(outcome, staged, self.site.prefix, csrf_token(request))
         return HTMLResponse(page, 200 if outcome.ok else 400)
 
     async def _staged_action(self, request: Request, principal: Principal):
         """The form of a confirm or cancel: its token checked, and the staged file it names (or a refusal)."""
         form = await request.form(max_files=0, max_fields=4)
-        if not self.site._csrf_ok(request, form):
+        if not csrf_ok(request, form):
             return None, "the form expired; upload the file again"
         try:
             staged, folder = self._staging().load(principal.name, str(form.get("token", "")))
@@ -150,16 +151,20 @@ class UploadPage:
         wants_json = "application/json" in request.headers.get("accept", "")
         found, refusal = await self._staged_action(request, principal)
         if refusal:
-            await run_in_threadpool(self.site._record, "upload", "denied", request.scope, principal, detail=refusal)
+            await run_in_threadpool(
+                self.site.audit.record, "upload", "denied", request.scope, principal, detail=refusal
+            )
             return self._answer(request, principal, refusal, 400, wants_json)
         staged, folder = found
         path = staged.path_in(folder)
         result = await run_in_threadpool(self._land, staged.project, staged.day, path, staged.mapping, staged.sha256)
         if result["ok"]:
             await run_in_threadpool(self._staging().discard, principal.name, staged.token)
-        await run_in_threadpool(self.site._record, "upload", "allowed" if result["ok"] else "failed", request.scope,
-                                principal, project=staged.project, target=result.get("target") or staged.name,
-                                detail=f"confirmed preview, sha256 {staged.sha256}; {result['message']}")  # fmt: skip
+        await run_in_threadpool(
+            self.site.audit.record, "upload", "allowed" if result["ok"] else "failed", request.scope, principal,
+            project=staged.project, target=result.get("target") or staged.name,
+            detail=f"confirmed preview, sha256 {staged.sha256}; {result['message']}",
+        )  # fmt: skip
         details = {key: value for key, value in result.items() if key != "message"}
         return self._answer(request, principal, result["message"], 200 if result["ok"] else 400, wants_json, **details)
 
@@ -167,12 +172,12 @@ class UploadPage:
         wants_json = "application/json" in request.headers.get("accept", "")
         found, refusal = await self._staged_action(request, principal)
         if refusal:
-            await run_in_threadpool(self.site._record, "upload-cancel", "denied", request.scope, principal,
+            await run_in_threadpool(self.site.audit.record, "upload-cancel", "denied", request.scope, principal,
                                     detail=refusal)  # fmt: skip
             return self._answer(request, principal, refusal, 400, wants_json)
         staged, _ = found
         await run_in_threadpool(self._staging().discard, principal.name, staged.token)
-        await run_in_threadpool(self.site._record, "upload-cancel", "allowed", request.scope, principal,
+        await run_in_threadpool(self.site.audit.record, "upload-cancel", "allowed", request.scope, principal,
                                 project=staged.project, target=staged.name,
                                 detail=f"sha256 {staged.sha256}")  # fmt: skip
         return self._answer(request, principal, f"cancelled: {staged.name} was not landed", 200, wants_json)
@@ -181,7 +186,7 @@ class UploadPage:
         if wants_json:
             return JSONResponse({"message": message, **extra}, status_code=status)
         page = pages.upload_form(
-            self._editable(principal), self.site.prefix, self.site._csrf(request), message, status < 400
+            self._editable(principal), self.site.prefix, csrf_token(request), message, status < 400
         )
         return HTMLResponse(page, status)
 

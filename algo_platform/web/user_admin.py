@@ -15,6 +15,7 @@ from starlette.responses import HTMLResponse, Response
 
 from algo_platform.accounts.store import AccountError, Principal, Role
 from algo_platform.web import pages
+from algo_platform.web.csrf import csrf_ok, csrf_token
 
 MIN_PASSWORD = 12
 
@@ -100,14 +101,14 @@ class UserAdmin:
 
     async def _render(self, request: Request, principal: Principal, message=None, ok=True, status=200) -> Response:
         if not principal.platform_admin and not self._projects(principal):
-            await run_in_threadpool(self.site._record, "users-page", "denied", request.scope, principal,
+            await run_in_threadpool(self.site.audit.record, "users-page", "denied", request.scope, principal,
                                     detail="managing users is for admins")  # fmt: skip
             refusal = "<p class='error'>managing users is for admins</p>"
-            header = pages.nav(self.site.prefix, self.site._csrf(request))
+            header = pages.nav(self.site.prefix, csrf_token(request))
             return HTMLResponse(pages.page("Refused", refusal, self.site.prefix, header), 403)
         listed = visible_users(await run_in_threadpool(self.site.accounts.list_users), principal,
                                self._projects(principal))  # fmt: skip
-        csrf = self.site._csrf(request)
+        csrf = csrf_token(request)
         page = users_page(listed, self._projects(principal), principal, self.site.prefix, csrf, message, ok)
         return HTMLResponse(page, status)
 
@@ -120,8 +121,8 @@ class UserAdmin:
         form = await request.form(max_files=0, max_fields=8)
         user = str(form.get("user", ""))
         project = str(form.get("project", "")) or None
-        if not self.site._csrf_ok(request, form):
-            await run_in_threadpool(self.site._record, f"users.{action}", "denied", request.scope, principal,
+        if not csrf_ok(request, form):
+            await run_in_threadpool(self.site.audit.record, f"users.{action}", "denied", request.scope, principal,
                                     project=project, target=user, detail="bad or missing CSRF token")  # fmt: skip
             return await self._render(request, principal, "the form expired; reload the page", False, 400)
         if needs_platform_admin:
@@ -131,16 +132,16 @@ class UserAdmin:
             allowed = project in self._projects(principal)
             reason = f"changing roles on {project} needs admin there; you are {principal.describe_role(project)}"
         if not allowed:
-            await run_in_threadpool(self.site._record, f"users.{action}", "denied", request.scope, principal,
+            await run_in_threadpool(self.site.audit.record, f"users.{action}", "denied", request.scope, principal,
                                     project=project, target=user, detail=reason)  # fmt: skip
             return await self._render(request, principal, reason, False, 403)
         try:
             detail = await run_in_threadpool(change, form, user)
         except AccountError as error:
-            await run_in_threadpool(self.site._record, f"users.{action}", "failed", request.scope, principal,
+            await run_in_threadpool(self.site.audit.record, f"users.{action}", "failed", request.scope, principal,
                                     project=project, target=user, detail=str(error))  # fmt: skip
             return await self._render(request, principal, str(error), False, 400)
-        await run_in_threadpool(self.site._record, f"users.{action}", "allowed", request.scope, principal,
+        await run_in_threadpool(self.site.audit.record, f"users.{action}", "allowed", request.scope, principal,
                                 project=project, target=user, detail=detail)  # fmt: skip
         return await self._render(request, principal, done.format(user=user, project=project, detail=detail))
 
