@@ -18,6 +18,7 @@ from pathlib import Path
 import dagster as dg
 
 from algo_platform import __version__
+from algo_platform.assets.engagement import build_engagement_assets
 from algo_platform.assets.evaluation import build_evaluation_assets
 from algo_platform.assets.events import build_ingest_assets
 from algo_platform.assets.features import build_feature_assets
@@ -28,7 +29,6 @@ from algo_platform.assets.release import build_release_report
 from algo_platform.assets.sequences import build_sequence_assets
 from algo_platform.assets.serving import build_serving_assets
 from algo_platform.assets.spark_stage import build_spark_stage_assets
-from algo_platform.assets.tasks import build_task_assets
 from algo_platform.core.fleet import FleetError, load_fleet, local_pool
 from algo_platform.core.project import PROJECT_TAG, Project, ProjectError, load_project
 from algo_platform.core.schema import CANONICAL_SCHEMA, COLUMN_DESCRIPTIONS
@@ -147,7 +147,7 @@ def build_project_definitions(project: Project, settings: Settings | None = None
         build_next_item_model(project, partitions, training_pool(project, settings)),
         *build_evaluation_assets(partitions),
         *build_serving_assets(partitions, project.release),
-        *(definition for task in project.tasks for definition in build_task_assets(project, task, partitions)),
+        *(definition for task in project.tasks for definition in build_engagement_assets(project, task, partitions)),
         *(build_release_report(partitions, task.release, task) for task in project.tasks if task.release),
     ]
     owned = in_project(platform_assets, project)

@@ -14,7 +14,7 @@ EXECUTOR = dg.in_process_executor
 
 
 def task_assets(task: Task) -> list[str]:
-    """A further task's assets (algo_platform.assets.tasks), retrained with the project's job."""
+    """A further task's assets (algo_platform.assets.engagement), retrained with the project's job."""
     return [f"{task.name}_{stage}" for stage in ("examples", "model", "evaluation", "champion", "recommendations")]
 
 

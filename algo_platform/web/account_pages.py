@@ -8,7 +8,6 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from starlette.concurrency import run_in_threadpool
@@ -22,9 +21,6 @@ from algo_platform.web.csrf import csrf_ok, csrf_token
 from algo_platform.web.identity import SESSION_SECONDS
 from algo_platform.web.standing import standing_of, standings_table
 
-if TYPE_CHECKING:
-    from algo_platform.web.signin import SignedIn
-
 # The Dagster UI keeps query results in the browser (IndexedDB, local storage): when one person
 # signs out and another signs in on the same browser, the next must not see the last one's data.
 CLEAR_SITE_DATA = {"Clear-Site-Data": '"cache", "storage"'}
@@ -33,7 +29,7 @@ CLEAR_SITE_DATA = {"Clear-Site-Data": '"cache", "storage"'}
 class AccountPages:
     """Served by the sign-in middleware (`site`), which also guards them."""
 
-    def __init__(self, site: SignedIn):
+    def __init__(self, site):
         self.site = site
 
     def routes(self) -> dict[tuple[str, str], Callable]:

@@ -204,7 +204,7 @@ def test_a_command_task_runs_in_its_own_image_as_a_pod_and_reports_through_pipes
     import numpy as np
     import polars as pl
 
-    from algo_platform.assets.tasks import build_task_assets
+    from algo_platform.assets.engagement import build_engagement_assets
     from algo_platform.ingest.datagen import build_world, generate_day
     from algo_platform.tasks.engagement.examples import build_examples
 
@@ -220,7 +220,7 @@ def test_a_command_task_runs_in_its_own_image_as_a_pod_and_reports_through_pipes
 
     launcher = emulated_launcher(settings, emulator, tmp_path, gpus=0)
     partitions = project_partitions(project.partitions_start, project.data.partition)
-    assets = in_project(build_task_assets(project, project.tasks[0], partitions), project)
+    assets = in_project(build_engagement_assets(project, project.tasks[0], partitions), project)
     model = next(a for a in assets if dg.AssetKey([PROJECT, "sk_model"]) in a.keys)
     result = dg.materialize(
         [model, dg.AssetSpec([PROJECT, "sk_examples"], partitions_def=partitions)],
