@@ -55,7 +55,8 @@ def run(count: int) -> list[dict]:
     from dagster_webserver.app import create_app_from_workspace_process_context
     from starlette.testclient import TestClient
 
-    from algo_platform.accounts.store import Accounts, Role
+    from algo_platform.accounts.principal import Role
+    from algo_platform.accounts.store import Accounts
     from algo_platform.web.identity import AuthSettings
     from algo_platform.web.server import scope_permissions_to_users
     from algo_platform.web.signin import signed_in

@@ -15,7 +15,9 @@ from contextlib import contextmanager
 
 import click
 
-from algo_platform.accounts.store import AccountError, Accounts, Role, printable
+from algo_platform.accounts.audit_log import printable
+from algo_platform.accounts.principal import AccountError, Role
+from algo_platform.accounts.store import Accounts
 
 
 @contextmanager

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from algo_platform.accounts.store import NAME_PATTERN, Principal, Role
+from algo_platform.accounts.principal import NAME_PATTERN, Principal, Role
 from algo_platform.web import pages
 from algo_platform.web.audit_trail import roles_of
 from algo_platform.web.csrf import csrf_ok, csrf_token

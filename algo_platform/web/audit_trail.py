@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from starlette.types import Scope
 
-from algo_platform.accounts.store import Accounts, Principal
+from algo_platform.accounts.principal import Principal
+from algo_platform.accounts.store import Accounts
 from algo_platform.web.identity import Identities
 
 

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
 
-from algo_platform.accounts.store import Principal
+from algo_platform.accounts.principal import Principal
 from algo_platform.core.settings import load_settings
 from algo_platform.profiles.overview import Overview, overview
 from algo_platform.profiles.rollup import ProfileStore, Rollup

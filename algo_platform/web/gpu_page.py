@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from algo_platform.accounts.store import Principal
+from algo_platform.accounts.principal import Principal
 from algo_platform.core.fleet import FleetError, fleet_file, load_fleet
 from algo_platform.core.project import ProjectError, load_project
 from algo_platform.core.settings import load_settings

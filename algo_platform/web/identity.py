@@ -11,7 +11,8 @@ from pathlib import Path
 
 from starlette.types import Scope
 
-from algo_platform.accounts.store import Accounts, Principal, Role
+from algo_platform.accounts.principal import Principal, Role
+from algo_platform.accounts.store import Accounts
 from algo_platform.core import environment
 from algo_platform.core.project import projects_dir
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 import datetime as dt
 from html import escape
 
-from algo_platform.accounts.store import AuditEntry, Principal
+from algo_platform.accounts.audit_log import AuditEntry
+from algo_platform.accounts.principal import Principal
 
 STATIC = "/platform/static"
 

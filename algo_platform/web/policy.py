@@ -35,7 +35,7 @@ from graphql import (
 from graphql.error import GraphQLError
 from graphql.utilities import value_from_ast_untyped
 
-from algo_platform.accounts.store import Principal, Role
+from algo_platform.accounts.principal import Principal, Role
 from algo_platform.core.hyperparameters import LAUNCH_CONFIG, launch_refusal
 from algo_platform.core.project import PROJECT_TAG
 

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from algo_platform.accounts.store import Role
+from algo_platform.accounts.principal import Role
 from algo_platform.release.decisions import BY_HAND
 from algo_platform.web import pages
 from algo_platform.web.charts import Chart

@@ -51,7 +51,7 @@ def scope_permissions_to_users(process_context) -> None:
     admin) still run first."""
     from dagster._core.workspace.context import WorkspaceRequestContext
 
-    from algo_platform.accounts.store import Role
+    from algo_platform.accounts.principal import Role
     from algo_platform.web.visibility import WorkspaceScoper, scoped_instance
 
     class MemberRequestContext(WorkspaceRequestContext):

@@ -34,7 +34,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from algo_platform.accounts.store import Accounts, Principal, Role
+from algo_platform.accounts.principal import Principal, Role
+from algo_platform.accounts.store import Accounts
 from algo_platform.core.project import project_names
 from algo_platform.web import pages
 from algo_platform.web.account_pages import AccountPages

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from algo_platform.accounts.store import Principal, Role
+from algo_platform.accounts.principal import Principal, Role
 from algo_platform.core import environment
 from algo_platform.ingest.staging import NotStaged, Staging
 from algo_platform.web import pages

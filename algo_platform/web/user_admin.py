@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from algo_platform.accounts.store import AccountError, Principal, Role
+from algo_platform.accounts.principal import AccountError, Principal, Role
 from algo_platform.web import pages
 from algo_platform.web.csrf import csrf_ok, csrf_token
 

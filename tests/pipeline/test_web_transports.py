@@ -20,7 +20,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from algo_platform.accounts.store import Accounts, Role
+from algo_platform.accounts.principal import Role
+from algo_platform.accounts.store import Accounts
 from algo_platform.web.guard import guarded
 from algo_platform.web.identity import AuthSettings
 from algo_platform.web.policy import RULES, USER_TAG
@@ -122,7 +123,7 @@ def audit_rows_after(accounts: Accounts, last_id: int) -> list:
     """The audit rows written since row `last_id`."""
     import sqlalchemy as sa
 
-    from algo_platform.accounts.store import audit
+    from algo_platform.accounts.tables import audit
 
     with accounts.engine.connect() as connection:
         return list(connection.execute(sa.select(audit).where(audit.c.id > last_id).order_by(audit.c.id)))

@@ -18,7 +18,8 @@ from pathlib import Path
 import dagster as dg
 import requests
 
-from algo_platform.accounts.store import Accounts, Role
+from algo_platform.accounts.principal import Role
+from algo_platform.accounts.store import Accounts
 from tests.support.factories import PROJECT
 from tests.support.processes import BIN, WORKSPACE, Processes, cli, free_port, temporary_platform, wait_for
 

@@ -120,7 +120,8 @@ def test_users_grants_and_the_audit_log_live_in_the_instances_postgres(postgres_
     """The webserver and the CLI share the instance's PostgreSQL; the audit log is append-only there too."""
     import sqlalchemy as sa
 
-    from algo_platform.accounts.store import Accounts, Role
+    from algo_platform.accounts.principal import Role
+    from algo_platform.accounts.store import Accounts
 
     with dg.DagsterInstance.get() as instance:
         accounts = Accounts.for_instance(instance)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from algo_platform.accounts.store import Principal, Role
+from algo_platform.accounts.principal import Principal, Role
 from algo_platform.web.policy import RULES, UnreadableRequest, judge, mutations, tag_with_user
 
 
