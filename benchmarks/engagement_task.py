@@ -74,7 +74,8 @@ def main() -> None:
     from algo_platform.tasks.engagement.train import fit
     from algo_platform.tasks.engagement.two_stage import rank_candidates, retrieve, two_stage_ndcg
     from algo_platform.training.data import history_windows, read_sequences
-    from algo_platform.training.train import Reporter, train
+    from algo_platform.training.runtime import Reporter
+    from algo_platform.training.train import train
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=5_000)

@@ -51,7 +51,8 @@ def worker(case: dict) -> None:
 
     from algo_platform.core.hyperparameters import TrainConfig
     from algo_platform.training.data import RaggedSequences, SequenceData
-    from algo_platform.training.train import Distributed, fit, start
+    from algo_platform.training.runtime import Distributed
+    from algo_platform.training.train import fit, start
 
     dist = Distributed.from_env()
     if dist.world_size > 1:

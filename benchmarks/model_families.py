@@ -28,7 +28,8 @@ def main() -> None:
     from algo_platform.core.hyperparameters import TrainConfig
     from algo_platform.ingest.datagen import build_world, generate_day
     from algo_platform.models import FAMILIES
-    from algo_platform.training.train import Reporter, train
+    from algo_platform.training.runtime import Reporter
+    from algo_platform.training.train import train
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=400_000)

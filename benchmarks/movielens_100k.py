@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> None:
     from algo_platform.core.hyperparameters import TrainConfig
     from algo_platform.ingest.importer import import_events
     from algo_platform.models import FAMILIES
-    from algo_platform.training.train import Reporter, train
+    from algo_platform.training.runtime import Reporter
+    from algo_platform.training.train import train
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inter", required=True, help="ml-100k.inter from RecBole's wheel")

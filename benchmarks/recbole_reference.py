@@ -41,7 +41,8 @@ def platform_sasrec(liked: pd.DataFrame, folder: str, epochs: int) -> dict:
     from algo_platform.evaluation.scoring import load_model, metrics_from_ranks, model_ranks, popularity_ranks
     from algo_platform.training.artifacts import read_item_ids
     from algo_platform.training.data import holdout_windows, popularity_scores, read_sequences, seen_before_targets
-    from algo_platform.training.train import Reporter, train
+    from algo_platform.training.runtime import Reporter
+    from algo_platform.training.train import train
 
     events = liked.assign(event_type="play")
     last_day = events["ts"].max().date() + dt.timedelta(days=1)

@@ -71,7 +71,8 @@ def retrain(root: str, days: list[dt.date], now: dt.datetime, epochs: int) -> pd
 def _retrain(root: str, workdir: str, days: list[dt.date], now: dt.datetime, epochs: int) -> pd.DataFrame:
     from algo_platform.evaluation import report as render
     from algo_platform.evaluation.scoring import recommend
-    from algo_platform.training.train import Reporter, train
+    from algo_platform.training.runtime import Reporter
+    from algo_platform.training.train import train
 
     quality = DataQuality()
     ingested = [ingest_day(root, workdir, day, now, quality) for day in days]

@@ -237,7 +237,8 @@ def plain_training_loop(sequences: str, vocabulary: str, epochs: int, batch_size
     from algo_platform.models import build_model
     from algo_platform.training.artifacts import read_item_ids
     from algo_platform.training.data import read_sequences, training_windows
-    from algo_platform.training.train import lr_lambda, model_config_of, parameter_groups
+    from algo_platform.training.model_config import model_config_of
+    from algo_platform.training.optimizer import lr_lambda, parameter_groups
 
     config = TrainConfig()
     torch.manual_seed(0)

@@ -14,7 +14,8 @@ import torch
 from algo_platform.core.families import CONTRACT_EXIT_CODE
 from algo_platform.core.hyperparameters import TrainConfig, python_type
 from algo_platform.training.idle import IDLE_EXIT_CODE, GpusIdle
-from algo_platform.training.train import ContractRefused, Distributed, Reporter, train
+from algo_platform.training.runtime import ContractRefused, Distributed, Reporter
+from algo_platform.training.train import train
 from algo_platform.training.watchdog import exit_with_launcher
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from algo_platform.models.base import PAD
+from algo_platform.models.base import PAD, NextItemModel
 
 
 def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -56,3 +57,37 @@ SCORES_AT_ONCE = 2**26
 def rows_per_batch(batch_size: int, num_items: int, targets_per_row: int = 1) -> int:
     """How many rows to score at once so that their scores over the catalogue stay within SCORES_AT_ONCE."""
     return max(1, min(batch_size, SCORES_AT_ONCE // max(1, num_items * max(1, targets_per_row))))
+
+
+@torch.no_grad()
+def evaluate(
+    model: NextItemModel,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    device: torch.device,
+    k: int,
+    baseline_scores: np.ndarray | None = None,
+    batch_size: int = 512,
+) -> dict[str, float]:
+    """HR@k / NDCG@k of the model (and optionally a fixed-score baseline) on scored positions."""
+    model.eval()
+    model_ranks, baseline_ranks = [], []
+    baseline = torch.as_tensor(baseline_scores, device=device) if baseline_scores is not None else None
+    per_row = int((targets >= 0).sum(axis=1).max()) if len(targets) else 1
+    batch_size = rows_per_batch(batch_size, model.config.num_items, per_row)
+    for start in range(0, len(inputs), batch_size):
+        batch_inputs = torch.as_tensor(inputs[start : start + batch_size], device=device)
+        batch_targets = torch.as_tensor(targets[start : start + batch_size], device=device)
+        scored = batch_targets >= 0
+        hidden = model(batch_inputs)[scored]
+        wanted = batch_targets[scored]
+        model_ranks.append(target_ranks(model.item_scores(hidden), wanted).cpu())
+        if baseline is not None:
+            baseline_ranks.append(fixed_score_ranks(baseline, wanted).cpu())
+    ranks = torch.cat(model_ranks) if model_ranks else torch.empty(0, dtype=torch.long)
+    hr, ndcg = hit_rate_and_ndcg(ranks, k)
+    result = {f"hr@{k}": hr, f"ndcg@{k}": ndcg, "targets": int(ranks.numel())}
+    if baseline is not None:
+        base_hr, base_ndcg = hit_rate_and_ndcg(torch.cat(baseline_ranks) if baseline_ranks else ranks[:0], k)
+        result |= {f"popularity_hr@{k}": base_hr, f"popularity_ndcg@{k}": base_ndcg}
+    return result

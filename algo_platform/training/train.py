@@ -15,11 +15,6 @@ there), `one_epoch`, `validated`, `save_progress`, `fit` (epochs with early stop
 
 from __future__ import annotations
 
-import json
-import logging
-import math
-import os
-import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -27,19 +22,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from algo_platform.core.families import ContractViolation, resolve_family
 from algo_platform.core.hyperparameters import TrainConfig
 from algo_platform.models import (
-    FAMILIES,
     PAD,
-    FittedNextItemModel,
     ModelConfig,
     NextItemModel,
     build_model,
     check_next_item_contract,
     model_state,
 )
-from algo_platform.models.sharded_table import RowShardedItemTable, row_sharded_item_tables
+from algo_platform.models.sharded_table import row_sharded_item_tables
 from algo_platform.training.artifacts import (
     CHECKPOINT_NAME,
     MODEL_NAME,
@@ -54,8 +46,13 @@ from algo_platform.training.data import (
     training_windows,
     validation_split,
 )
-from algo_platform.training.idle import GpusIdle, IdleRule, fake_utilisation, sample_seconds
-from algo_platform.training.metrics import fixed_score_ranks, hit_rate_and_ndcg, rows_per_batch, target_ranks
+from algo_platform.training.fitted import fit_in_closed_form, is_fitted_family
+from algo_platform.training.gpu_monitor import GpuMonitor
+from algo_platform.training.idle import IdleRule
+from algo_platform.training.metrics import evaluate
+from algo_platform.training.model_config import model_config_of
+from algo_platform.training.optimizer import lr_lambda, parameter_groups
+from algo_platform.training.runtime import ContractRefused, Distributed, Reporter, resolve_device
 from algo_platform.training.sharding import (
     consolidated_state,
     device_mesh,
@@ -66,199 +63,6 @@ from algo_platform.training.sharding import (
 )
 from algo_platform.training.storage import exists
 from algo_platform.training.windows import InMemoryWindows, ScannedSequences, StreamedWindows, scan_row_groups
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda was requested but no CUDA device is visible; use --device auto or cpu")
-    return torch.device(name)
-
-
-class Reporter:
-    """Sends logs and results to Dagster through Pipes when launched by it, else to stderr."""
-
-    def __init__(self, pipes: Any | None):
-        self.pipes = pipes
-        self.logger = pipes.log if pipes is not None else logging.getLogger("algo_platform.training")
-
-    def info(self, message: str) -> None:
-        self.logger.info(message)
-
-    def materialization(self, metadata: dict[str, Any]) -> None:
-        if self.pipes is not None:
-            self.pipes.report_asset_materialization(metadata=metadata)
-        else:
-            self.logger.info(
-                "result: %s", {k: v.get("raw_value", v) if isinstance(v, dict) else v for k, v in metadata.items()}
-            )
-
-
-def lr_lambda(total_steps: int, warmup_fraction: float):
-    warmup = max(1, int(total_steps * warmup_fraction))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total_steps - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
-
-
-@torch.no_grad()
-def evaluate(
-    model: NextItemModel,
-    inputs: np.ndarray,
-    targets: np.ndarray,
-    device: torch.device,
-    k: int,
-    baseline_scores: np.ndarray | None = None,
-    batch_size: int = 512,
-) -> dict[str, float]:
-    """HR@k / NDCG@k of the model (and optionally a fixed-score baseline) on scored positions."""
-    model.eval()
-    model_ranks, baseline_ranks = [], []
-    baseline = torch.as_tensor(baseline_scores, device=device) if baseline_scores is not None else None
-    per_row = int((targets >= 0).sum(axis=1).max()) if len(targets) else 1
-    batch_size = rows_per_batch(batch_size, model.config.num_items, per_row)
-    for start in range(0, len(inputs), batch_size):
-        batch_inputs = torch.as_tensor(inputs[start : start + batch_size], device=device)
-        batch_targets = torch.as_tensor(targets[start : start + batch_size], device=device)
-        scored = batch_targets >= 0
-        hidden = model(batch_inputs)[scored]
-        wanted = batch_targets[scored]
-        model_ranks.append(target_ranks(model.item_scores(hidden), wanted).cpu())
-        if baseline is not None:
-            baseline_ranks.append(fixed_score_ranks(baseline, wanted).cpu())
-    ranks = torch.cat(model_ranks) if model_ranks else torch.empty(0, dtype=torch.long)
-    hr, ndcg = hit_rate_and_ndcg(ranks, k)
-    result = {f"hr@{k}": hr, f"ndcg@{k}": ndcg, "targets": int(ranks.numel())}
-    if baseline is not None:
-        base_hr, base_ndcg = hit_rate_and_ndcg(torch.cat(baseline_ranks) if baseline_ranks else ranks[:0], k)
-        result |= {f"popularity_hr@{k}": base_hr, f"popularity_ndcg@{k}": base_ndcg}
-    return result
-
-
-def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on weight matrices only: biases, norms and embeddings are not decayed (as nanoGPT
-    and the SASRec reference implementations do); decaying item embeddings shrinks rare items."""
-    decayed, plain = [], []
-    for module in model.modules():
-        for name, parameter in module.named_parameters(recurse=False):
-            is_matrix = parameter.dim() >= 2 and name.startswith("weight")
-            exempt = isinstance(module, (torch.nn.Embedding, RowShardedItemTable, torch.nn.LayerNorm))
-            (decayed if is_matrix and not exempt else plain).append(parameter)
-    return [{"params": decayed, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
-
-
-# Above this many items the loss samples negatives unless `negatives` says otherwise.
-SAMPLED_SOFTMAX_ABOVE, AUTO_NEGATIVES = 200_000, 1024
-
-
-def model_config_of(config: TrainConfig, num_items: int) -> ModelConfig:
-    """The model's shape from the trainer's hyper-parameters (`negatives` -1 resolved by catalogue size)."""
-    negatives = config.negatives
-    if negatives < 0:
-        negatives = AUTO_NEGATIVES if num_items - 1 > SAMPLED_SOFTMAX_ABOVE else 0
-    return ModelConfig(
-        num_items, config.max_len, config.hidden_dim, config.num_layers, config.num_heads, config.dropout, config.model,
-        config.ease_l2, config.knn_neighbours, config.knn_shrink, json.loads(config.family_settings),
-        negatives=negatives, recency_decay=config.recency_decay,
-    )  # fmt: skip
-
-
-@dataclass
-class Distributed:
-    """Where this process sits in a torchrun job (a single process when not launched by torchrun)."""
-
-    rank: int = 0
-    local_rank: int = 0
-    world_size: int = 1
-
-    @classmethod
-    def from_env(cls) -> Distributed:
-        return cls(
-            int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-        )
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-class GpuMonitor:
-    """Samples GPU utilisation with NVML (nvidia-ml-py) in the background, feeding the idle rule;
-    no-op without a GPU (or with the fake feed of `training/idle.py`)."""
-
-    def __init__(self, device: torch.device, rule: IdleRule | None = None):
-        self.samples: list[float] = []
-        self.rule = rule
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        read = self._reader(device)
-        if read is None:
-            return
-        interval = sample_seconds()
-
-        def sample() -> None:
-            while not self._stop.wait(interval):
-                value = read()
-                self.samples.append(value)
-                if self.rule is not None:
-                    self.rule.observe(value, time.monotonic())
-
-        self._thread = threading.Thread(target=sample, daemon=True)
-        self._thread.start()
-
-    @staticmethod
-    def _reader(device: torch.device):
-        fake = fake_utilisation()
-        if fake is not None:
-            return lambda: fake
-        if device.type != "cuda":
-            return None
-        try:
-            import pynvml
-
-            pynvml.nvmlInit()
-            handle = pynvml.nvmlDeviceGetHandleByIndex(device.index or 0)
-        except Exception:  # NVML missing or unusable: report what torch knows
-            return None
-        return lambda: float(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
-
-    def idle_check(self, session: Session, state: dict[str, Any], sums: tuple[torch.Tensor, torch.Tensor]) -> None:
-        """After a step: when the rule fired, write the checkpoint and stop (GpusIdle). Ranks of a
-        DDP job decide together, at checkpoint steps, so none is left waiting for the others."""
-        if self.rule is None:
-            return
-        fired = self.rule.fired(time.monotonic())
-        if session.dist.world_size > 1:
-            if state["step"] % session.config.checkpoint_every:
-                return
-            flag = torch.tensor([int(fired)], device=session.device)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-            fired = bool(flag.item())
-        if not fired:
-            return
-        save_progress(session, with_epoch_sums(session, state, *sums))
-        raise GpusIdle(self.rule.reason(time.monotonic(), state["step"]))
-
-    def stop(self, device: torch.device) -> dict[str, float]:
-        self._stop.set()
-        if device.type != "cuda":
-            return {"gpu_utilization_mean_pct": sum(self.samples) / len(self.samples)} if self.samples else {}
-        report = {
-            "gpu_memory_peak_gib": torch.cuda.max_memory_allocated(device) / 2**30,
-            "gpu_name": torch.cuda.get_device_name(device),
-        }
-        if self.samples:
-            report |= {
-                "gpu_utilization_mean_pct": sum(self.samples) / len(self.samples),
-                "gpu_utilization_max_pct": max(self.samples),
-            }
-        return report
 
 
 def validated(session: Session, state: dict[str, Any], epoch: int, reporter: Reporter) -> dict[str, Any]:
@@ -496,7 +300,13 @@ def one_epoch(session: Session, state: dict[str, Any], monitor: GpuMonitor | Non
         if state["step"] % config.checkpoint_every == 0 and step + 1 < session.steps_per_epoch:
             save_progress(session, with_epoch_sums(session, state, loss_sum, target_count))
         if monitor is not None:
-            monitor.idle_check(session, state, (loss_sum, target_count))
+            monitor.idle_check(
+                state["step"],
+                session.dist.world_size,
+                session.config.checkpoint_every,
+                session.device,
+                lambda sums=(loss_sum, target_count): save_progress(session, with_epoch_sums(session, state, *sums)),
+            )
     state = with_epoch_sums(session, state, loss_sum, target_count)
     epoch_loss = state["epoch_loss_sum"] / max(state["epoch_targets"], 1)
     state = {**state, "losses": [*state["losses"], epoch_loss], "epoch_loss_sum": 0.0, "epoch_targets": 0}
@@ -529,90 +339,6 @@ def final_model(session: Session, state: dict[str, Any]) -> NextItemModel | None
     if model is not None and state.get("best_model_state"):
         model.load_state_dict(state["best_model_state"])
     return model
-
-
-class ContractRefused(Exception):
-    """The model family broke the task contract: the step fails once, naming the rule (a retry would
-    break it again); the trainer exits with CONTRACT_EXIT_CODE."""
-
-
-def is_fitted_family(config: TrainConfig) -> bool:
-    """Whether the family is fitted in closed form (models/fitted.py) rather than by gradient steps."""
-    try:
-        family = resolve_family(config.model, FAMILIES, NextItemModel)
-    except ContractViolation as error:
-        raise ContractRefused(f"--model {config.model}: {error}") from None
-    return issubclass(family, FittedNextItemModel)
-
-
-def fit_in_closed_form(
-    config: TrainConfig, data: Any, num_items: int, reporter: Reporter, source: str
-) -> tuple[NextItemModel, torch.device]:
-    """A fitted family (item-kNN, EASE, a team's FittedNextItemModel): probed like any family, then
-    fitted once on every training interaction; nothing to resume. With `recency_decay` -1 the decay
-    is the one that ranks each user's last training item best, fitted without it (as early
-    stopping is chosen for the gradient families: the evaluated day is never looked at)."""
-    device = resolve_device(config.device)
-    try:
-        model = build_model(model_config_of(config, num_items)).to(device)
-        check_next_item_contract(model, device)
-    except ValueError as error:
-        raise ContractRefused(f"--model {config.model}: {error}") from None
-    history = data.history
-    if interactions_of(history, num_items, device) is None:
-        raise SystemExit(f"{source}: no interactions in the training window; nothing to fit")
-    if config.recency_decay < 0:
-        model.config.recency_decay = chosen_recency_decay(model, history, num_items, device, config, reporter)
-    interactions = interactions_of(history, num_items, device)
-    started = time.perf_counter()
-    with torch.no_grad():
-        model.fit_interactions(interactions)
-    reporter.info(
-        f"fitted {config.model} on {device}: {interactions._nnz():,} interactions of {len(history.lengths):,} "
-        f"users, {num_items - 1:,} items, recency decay {model.config.recency_decay:g}, "
-        f"in {time.perf_counter() - started:.1f} s"
-    )
-    return model.eval(), device
-
-
-# The decays `recency_decay: -1` chooses among, by validation (1.0: every history item alike).
-RECENCY_DECAYS = (1.0, 0.9, 0.7, 0.5, 0.3)
-
-
-def chosen_recency_decay(
-    model: NextItemModel, history: Any, num_items: int, device: torch.device, config: TrainConfig, reporter: Reporter
-) -> float:
-    train_history, validation_data = validation_split(history)
-    validation = holdout_windows(validation_data, config.max_len)
-    interactions = interactions_of(train_history, num_items, device)
-    if interactions is None or not (validation.targets >= 0).any():
-        return 1.0
-    with torch.no_grad():
-        model.fit_interactions(interactions)
-    figures = {}
-    for decay in RECENCY_DECAYS:
-        model.config.recency_decay = decay
-        figures[decay] = evaluate(model, validation.inputs, validation.targets, device, config.eval_k)[
-            f"ndcg@{config.eval_k}"
-        ]
-    best = max(figures, key=figures.get)
-    reporter.info(
-        f"recency decay {best:g} chosen on each user's last training item: validation NDCG@{config.eval_k} "
-        + ", ".join(f"{decay:g}: {value:.4f}" for decay, value in figures.items())
-    )
-    return best
-
-
-def interactions_of(history: Any, num_items: int, device: torch.device) -> torch.Tensor | None:
-    """The (users, num_items) 0/1 matrix of the histories, sparse (None when empty): each (user, item)
-    once, since a user who came back to an item interacted with it, no more."""
-    pairs = np.unique(np.repeat(np.arange(len(history.lengths)), history.lengths) * num_items + history.values)
-    if len(pairs) == 0:
-        return None
-    indices = torch.as_tensor(np.stack([pairs // num_items, pairs % num_items]), dtype=torch.long)
-    shape = (len(history.lengths), num_items)
-    interactions = torch.sparse_coo_tensor(indices, torch.ones(len(pairs)), shape, check_invariants=True)
-    return interactions.coalesce().to(device)
 
 
 def train(

@@ -12,7 +12,8 @@ from algo_platform.models import FAMILIES, FittedNextItemModel, ModelConfig, SAS
 from algo_platform.training.artifacts import load_model
 from algo_platform.training.data import RaggedSequences, SequenceData, holdout_windows, training_windows
 from algo_platform.training.metrics import hit_rate_and_ndcg, target_ranks
-from algo_platform.training.train import Reporter, train
+from algo_platform.training.runtime import Reporter
+from algo_platform.training.train import train
 from tests.support.factories import write_inputs
 
 # Families fitted once in closed form (no loss curve, no optimizer) and those trained by gradient steps.
@@ -434,7 +435,7 @@ def test_an_unknown_model_family_is_refused_with_the_choices():
 
 @pytest.mark.parametrize("family", GRADIENT)
 def test_weight_decay_falls_on_weight_matrices_only(family):
-    from algo_platform.training.train import parameter_groups
+    from algo_platform.training.optimizer import parameter_groups
 
     model = build_model(ModelConfig(num_items=30, max_len=6, hidden_dim=16, num_layers=2, num_heads=2, family=family))
     decayed, plain = parameter_groups(model, 0.1)
@@ -486,7 +487,7 @@ def test_checkpoints_are_keyed_by_what_they_train_so_a_new_runs_retry_finds_them
 def test_sampled_softmax_learns_the_pattern_and_the_catalogue_size_chooses_it(tmp_path):
     """Scored against the batch's targets and 64 uniform negatives (logQ-corrected) instead of all 600
     items, SASRec still learns the walk; evaluation ranks the whole catalogue."""
-    from algo_platform.training.train import AUTO_NEGATIVES, SAMPLED_SOFTMAX_ABOVE, model_config_of
+    from algo_platform.training.model_config import AUTO_NEGATIVES, SAMPLED_SOFTMAX_ABOVE, model_config_of
 
     sequences, vocabulary = write_inputs(tmp_path, users=400, items=600)
     config = small_config(epochs=12, patience=0, negatives=64, learning_rate=5e-3)
@@ -518,7 +519,7 @@ def test_the_sampled_loss_estimates_the_full_softmax_and_its_correction_is_what_
 
 def test_a_catalogue_too_large_for_one_batch_is_ranked_a_few_rows_at_a_time_with_the_same_result(monkeypatch):
     import algo_platform.training.metrics as metrics
-    from algo_platform.training.train import evaluate
+    from algo_platform.training.metrics import evaluate
 
     torch.manual_seed(0)
     model = build_model(ModelConfig(num_items=13, hidden_dim=8, max_len=8, num_layers=1))

@@ -27,6 +27,8 @@ from algo_platform.tasks.contract import EXTRA_KEY, TaskInputs
 from algo_platform.tasks.engagement.features import FEATURES, feature_matrix
 from algo_platform.tasks.engagement.metrics import probability_metrics
 from algo_platform.training.artifacts import CHECKPOINT_NAME, MODEL_NAME, load_checkpoint, save_checkpoint
+from algo_platform.training.gpu_monitor import GpuMonitor
+from algo_platform.training.runtime import Reporter, resolve_device
 from algo_platform.training.storage import exists, read_bytes
 from algo_platform.training.watchdog import exit_with_launcher
 
@@ -86,10 +88,11 @@ def validate(model: EngagementModel, data: Split) -> dict[str, float]:
     return {"auc": metrics["auc"], "log_loss": metrics["log_loss"], "ece": metrics["ece"]}
 
 
-def fit(inputs: TaskInputs, reporter: Any) -> dict[str, Any]:
+def fit(inputs: TaskInputs, reporter: Reporter) -> dict[str, Any]:
     hp = EngagementHyperparameters.of(inputs.hyperparameters)
     torch.manual_seed(hp.seed)
-    device = torch.device("cuda" if inputs.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    device = resolve_device(inputs.device)
+    monitor = GpuMonitor(device)
     splits, mean, std = read_splits(inputs.tables["examples"], device)
     config = EngagementConfig(len(FEATURES), hp.hidden_dim, hp.num_layers, hp.dropout, hp.family)
     model = build_engagement_model(config).to(device)
@@ -130,6 +133,7 @@ def fit(inputs: TaskInputs, reporter: Any) -> dict[str, Any]:
         "epochs": len(progress["epochs"]),
         "train_examples": len(splits["train"].labels),
         "device": str(device),
+        **monitor.stop(device),
     }
 
 
@@ -156,11 +160,6 @@ def save_progress(
     return progress
 
 
-class _LogReporter:
-    def __init__(self, logger: Any):
-        self.info = logger.info
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m algo_platform.tasks.engagement.train", description=__doc__)
     parser.add_argument("--inputs", help="TaskInputs as a JSON file (when not launched by Dagster)")
@@ -171,13 +170,13 @@ def main(argv: list[str] | None = None) -> None:
     exit_with_launcher()
     if PipesEnvVarParamsLoader().is_dagster_pipes_process():
         with open_dagster_pipes() as pipes:
-            result = fit(TaskInputs.from_mapping(pipes.extras[EXTRA_KEY]), _LogReporter(pipes.log))
+            result = fit(TaskInputs.from_mapping(pipes.extras[EXTRA_KEY]), Reporter(pipes))
             pipes.report_asset_materialization(metadata=reported_metadata(result))
         return
     if not args.inputs:
         raise SystemExit("--inputs is required when not launched by Dagster")
     with open(args.inputs) as file:
-        result = fit(TaskInputs.from_mapping(json.load(file)), _LogReporter(logging.getLogger(__name__)))
+        result = fit(TaskInputs.from_mapping(json.load(file)), Reporter(None))
     print(json.dumps({k: v for k, v in result.items()}, default=str))
 
 
