@@ -88,7 +88,7 @@ def sign_in(driver, base: str, user: str, password: str) -> None:
     until(driver, lambda d: "/auth/sign-in" not in d.current_url, f"{user} to be signed in")
 
 
-def stays_absent(driver, text: str, seconds: float = 10, rendered: str = "Deployment") -> bool:
+def stays_absent(driver, text: str, seconds: float = 5, rendered: str = "Deployment") -> bool:
     """Whether `text` stays off the page for `seconds` once the UI has rendered (`rendered`, an item of
     its navigation, is on the page): a page that never loads fails the test rather than passing it."""
     from selenium.webdriver.common.by import By
