@@ -1,5 +1,6 @@
 """What an operator applies: valid Kubernetes manifests, Helm values that say what we mean, no secrets."""
 
+import datetime as dt
 import os
 import re
 from pathlib import Path
@@ -170,35 +171,44 @@ def test_the_run_launcher_takes_no_kubernetes_config_from_a_run(monkeypatch):
 
 
 def test_dagsters_own_commands_run_on_the_shipped_instance_from_a_clean_environment(tmp_path):
-    """`dagster asset materialize` and `dagster instance info` on a copy of dagster_home/, with no
-    variable of the platform's set: nothing in the shipped instance needs one."""
+    """`dagster instance info`, `dagster definitions validate` and `dagster asset materialize` on a
+    copy of dagster_home/, with no variable of the platform's set but the storage root: nothing in
+    the shipped instance needs one."""
     import shutil
     import subprocess
     import sys
 
     import dagster as dg
 
+    from algo_platform.ingest.datagen import generate
+
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
     clean = {key: value for key, value in os.environ.items() if not key.startswith(("ALGO_PLATFORM_", "DAGSTER_"))}
-    env = {**clean, "DAGSTER_HOME": str(home)}
+    env = {**clean, "DAGSTER_HOME": str(home), "ALGO_PLATFORM_STORAGE": str(tmp_path / "storage")}
     dagster = str(Path(sys.executable).parent / "dagster")
     info = subprocess.run([dagster, "instance", "info"], env=env, cwd=tmp_path, capture_output=True, text=True,
                           timeout=120)  # fmt: skip
     assert info.returncode == 0, info.stderr[-2000:]
-    day = "2026-11-20"  # an empty day of the shipped project: a valid partition, nothing landed
+    validated = subprocess.run([dagster, "definitions", "validate", "-w", "workspace.yaml"], env=env, cwd=REPO,
+                               capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert validated.returncode == 0, validated.stdout[-2000:] + validated.stderr[-2000:]
+    day = "2026-11-20"
+    generate(str(tmp_path / "storage" / "projects" / "shortvideo"), 1, 300, seed=2, end_date=dt.date(2026, 11, 20))
+    stages = ("raw_events", "cleaned_events", "user_features", "item_features")
     materialized = subprocess.run(
         [dagster, "asset", "materialize", "-f", str(REPO / "projects" / "shortvideo" / "definitions.py"),
-         "--select", "shortvideo/raw_events", "--partition", day],
+         "--select", ",".join(f"shortvideo/{stage}" for stage in stages), "--partition", day],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert materialized.returncode == 0, materialized.stderr[-3000:]
+    assert (tmp_path / "storage" / "projects" / "shortvideo" / "user_features" / f"{day}.parquet").exists()
     with dg.DagsterInstance.from_config(str(home)) as instance:
         queue = instance.get_concurrency_config().run_queue_config
         assert queue.max_concurrent_runs >= 1
         assert instance.run_monitoring_start_timeout_seconds >= 600  # a slow start on a busy machine is no failure
-        event = instance.get_latest_materialization_event(dg.AssetKey(["shortvideo", "raw_events"]))
+        event = instance.get_latest_materialization_event(dg.AssetKey(["shortvideo", "item_features"]))
         assert event is not None and event.dagster_event.partition == day
 
 

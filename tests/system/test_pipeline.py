@@ -1,8 +1,5 @@
 """The whole asset graph, in process, on a temporary instance and storage root."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
@@ -112,43 +109,6 @@ def test_a_day_without_events_is_an_empty_partition_whose_checks_pass(project, s
     assert rows == {"raw_events": 0, "cleaned_events": 0, "user_features": 0, "item_features": 0}
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks and all(checks.values()), checks
-
-
-def test_real_dagster_cli_validates_and_materializes(tmp_path):
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"), "ALGO_PLATFORM_STORAGE": str(tmp_path / "storage")}
-    (tmp_path / "home").mkdir()
-    root = Path(__file__).resolve().parents[2]
-    dagster = [sys.executable, "-m", "dagster"]
-    validate = subprocess.run(
-        [*dagster, "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert validate.returncode == 0, validate.stdout + validate.stderr
-    generate(f"{env['ALGO_PLATFORM_STORAGE']}/projects/shortvideo", 1, 300, seed=2, end_date=END_DAY)
-    materialize = subprocess.run(
-        [
-            *dagster,
-            "asset",
-            "materialize",
-            "-f",
-            "projects/shortvideo/definitions.py",
-            "--select",
-            "shortvideo/raw_events,shortvideo/cleaned_events,shortvideo/user_features,shortvideo/item_features",
-            "--partition",
-            END_DAY.isoformat(),
-        ],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert materialize.returncode == 0, materialize.stdout + materialize.stderr
-    assert (tmp_path / "storage" / "projects" / "shortvideo" / "user_features" / f"{END_DAY}.parquet").exists()
 
 
 def test_mlflow_records_the_run_and_the_registry_traces_the_champion(pipeline):
