@@ -11,9 +11,11 @@ generated raw day (Parquet, planted defects), and reports wall time and the proc
 - arrow in memory: how the steps worked before (the day read as an Arrow value, `clean_table`,
   features from the cleaned Arrow table; no metadata, nothing written);
 - plain polars: the same work written directly in polars (`benchmarks/baselines.py`, no
-  collision check), from the same file, as the same-run baseline;
+  collision check, no metadata), from the same file, its cleaned table stored as the steps store
+  theirs, as the same-run baseline;
 - in parts (streaming): `large_day.clean_file` Parquet to Parquet, then
-  `large_day.features_of_file`: memory bounded by the part size, not the day.
+  `large_day.user_features_of_file` and `item_features_of_file`: memory bounded by the part size,
+  not the day.
 """
 
 from __future__ import annotations
@@ -78,8 +80,9 @@ elif how == "arrow_in_memory":  # the steps' earlier way: the day as an Arrow va
     from upath import UPath
     cleaned, drops = clean_table(read_table(UPath(raw_path)), DAY, NOW)
     users, items = build_user_features(cleaned), build_item_features(cleaned)
-else:
+else:  # plain polars stores its cleaned table as the steps do, so both sides do the same work
     cleaned, drops, users, items = polars_clean_and_features(pl.read_parquet(raw_path), DAY, NOW)
+    pq.write_table(cleaned, cleaned_path, compression="zstd")
 seconds = time.perf_counter() - started
 print(json.dumps({**phases, "seconds": seconds, "peak_bytes": rss("VmHWM"), "idle_bytes": idle,
                   "users": len(users), "items": len(items), "dropped": sum(drops.values())}))
