@@ -29,9 +29,10 @@ dev: setup
 admin: setup
 	$(BIN)/algo-platform users add $(NAME) --platform-admin
 
-# Test files run in parallel, one process per core (a file's tests stay together: they share its
-# servers); TEST_WORKERS=0 runs them in this process, one after another.
-TEST_WORKERS ?= auto
+# Test files run in parallel, one process per core and one more (a file's tests stay together: they
+# share its servers). Many system tests wait on daemons and subprocesses, so one worker more than the
+# cores keeps the cores busy. TEST_WORKERS=0 runs them in this process, one after another.
+TEST_WORKERS ?= $(shell python3 -c "import os; print(len(os.sched_getaffinity(0)) + 1)")
 test: setup
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
