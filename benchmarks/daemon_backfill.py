@@ -38,6 +38,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         scratch = Path(folder)
         env, home = temporary_platform(scratch, window_days=2)
+        runs_at_once = yaml.safe_load((home / "dagster.yaml").read_text())["run_coordinator"]["config"][
+            "max_concurrent_runs"
+        ]
         project_file = scratch / "projects" / PROJECT / "project.yaml"
         text = re.sub(r"days_per_run: \S+", f"days_per_run: {args.per_run}", project_file.read_text(), count=1)
         text = re.sub(r"partition: \S+", f"partition: {args.grain}", text, count=1)
@@ -76,9 +79,7 @@ def main() -> None:
         "days": args.days,
         "grain": args.grain,
         "days_per_run": args.per_run,
-        "runs_at_once": yaml.safe_load((home / "dagster.yaml").read_text())["concurrency"]["runs"][
-            "max_concurrent_runs"
-        ],
+        "runs_at_once": runs_at_once,
         "status": backfill.status.value,
         "runs": len(runs),
         "cleaned_partitions": partitions,
