@@ -23,15 +23,10 @@ def mlflow_uris_do_not_leak():
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """tests/system/ (servers, daemons, a browser, a JVM, a Kubernetes emulator, whole pipelines in
-    processes of their own) is marked `system`; `make test-fast` runs unit/ and pipeline/.
-
-    System test files run first: the workers (`--dist loadfile`) take files in this order, so the
-    long ones start early and the many short unit files fill the end, instead of one long file
-    starting when the others are done."""
+    processes of their own) is marked `system`; `make test-fast` runs unit/ and pipeline/."""
     for item in items:
         if Path(item.path).is_relative_to(TESTS / "system"):
             item.add_marker(pytest.mark.system)
-    items.sort(key=lambda item: not Path(item.path).is_relative_to(TESTS / "system"))
 
 
 @pytest.fixture
