@@ -32,7 +32,7 @@ admin: setup
 # Test files run in parallel, one process per core and one more (a file's tests stay together: they
 # share its servers). Many system tests wait on daemons and subprocesses, so one worker more than the
 # cores keeps the cores busy. TEST_WORKERS=0 runs them in this process, one after another.
-TEST_WORKERS ?= $(shell python3 -c "import os; print(len(os.sched_getaffinity(0)) + 1)")
+TEST_WORKERS ?= $(shell python3 -c "import os; print(len(getattr(os, 'sched_getaffinity', lambda _: range(os.cpu_count()))(0)) + 1)")
 test: setup
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
