@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -40,11 +41,46 @@ def ratings_csv(inter: Path, target: Path) -> pd.DataFrame:
     return frame
 
 
+@dataclass(frozen=True)
+class Split:
+    """The ratings as the platform holds them after `import`, cleaning and `leave_last_out`."""
+
+    ratings: int
+    import_seconds: float
+    landed_days: int
+    cleaned_rows: int
+    catalogue: int
+    last_day: dt.date
+    sequences: pd.DataFrame
+    sequences_path: str
+    vocabulary_path: str
+
+
+def leave_last_out_split(inter: Path, folder: str) -> Split:
+    """RecBole's ratings file imported into `folder` as a team would (`import_events`), each day cleaned
+    as `cleaned_events` cleans it, every rating an interaction, each user's last one held out."""
+    from algo_platform.assets.sequences import build_training_sequences
+    from algo_platform.ingest.importer import import_events
+
+    ratings = ratings_csv(inter, Path(folder, "ratings.csv"))
+    started = time.perf_counter()
+    first_day = pd.Timestamp(ratings["timestamp"].min()).date().isoformat()
+    imported = import_events(Path(folder, "ratings.csv"), f"{folder}/storage", MAPPING, {"rating": "float64"},
+                             first_day, today=dt.date.today())  # fmt: skip
+    import_seconds = time.perf_counter() - started
+    events = cleaned_history(f"{folder}/storage", sorted(imported.rows_per_day)).to_pandas()
+    last_day = dt.date.fromisoformat(max(imported.rows_per_day))
+    sequences, vocabulary = build_training_sequences(events, last_day, protocol="leave_last_out")
+    sequences_path, vocabulary_path = f"{folder}/sequences.parquet", f"{folder}/vocabulary.parquet"
+    sequences.to_parquet(sequences_path)
+    vocabulary.to_parquet(vocabulary_path)
+    return Split(len(ratings), import_seconds, len(imported.rows_per_day), len(events), len(vocabulary), last_day,
+                 sequences, sequences_path, vocabulary_path)  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     from algo_platform.assets.evaluation import evaluate_day
-    from algo_platform.assets.sequences import build_training_sequences
     from algo_platform.core.hyperparameters import TrainConfig
-    from algo_platform.ingest.importer import import_events
     from algo_platform.models import FAMILIES
     from algo_platform.training.runtime import Reporter
     from algo_platform.training.train import train
@@ -68,23 +104,13 @@ def main(argv: list[str] | None = None) -> None:
         overrides.setdefault(family, {})[setting] = type(getattr(TrainConfig, setting))(value)
 
     with tempfile.TemporaryDirectory() as folder:
-        ratings = ratings_csv(Path(args.inter), Path(folder, "ratings.csv"))
-        started = time.perf_counter()
-        first_day = pd.Timestamp(ratings["timestamp"].min()).date().isoformat()
-        imported = import_events(Path(folder, "ratings.csv"), f"{folder}/storage", MAPPING, {"rating": "float64"},
-                                 first_day, today=dt.date.today())  # fmt: skip
-        import_seconds = time.perf_counter() - started
-        events = cleaned_history(f"{folder}/storage", sorted(imported.rows_per_day)).to_pandas()
-        last_day = dt.date.fromisoformat(max(imported.rows_per_day))
-        sequences, vocabulary = build_training_sequences(events, last_day, protocol="leave_last_out")
-        sequences_path, vocabulary_path = f"{folder}/sequences.parquet", f"{folder}/vocabulary.parquet"
-        sequences.to_parquet(sequences_path)
-        vocabulary.to_parquet(vocabulary_path)
+        split = leave_last_out_split(Path(args.inter), folder)
+        sequences, sequences_path, vocabulary_path = split.sequences, split.sequences_path, split.vocabulary_path
         users = pd.DataFrame({"user_id": sequences["user_id"], "main_device": "web", "main_region": "us"})
         rows = []
         for program in args.program:
             started = time.perf_counter()
-            model_uri = train_program(Path(program), folder, sequences_path, vocabulary_path, last_day)
+            model_uri = train_program(Path(program), folder, sequences_path, vocabulary_path, split.last_day)
             train_seconds = time.perf_counter() - started
             overall, _ = evaluate_day(sequences_path, vocabulary_path, users, model_uri, None, exclude_seen=True,
                                       model_format="mlflow")  # fmt: skip
@@ -101,12 +127,12 @@ def main(argv: list[str] | None = None) -> None:
                              overall))  # fmt: skip
             print(json.dumps(rows[-1]), flush=True)
     summary = {
-        "ratings": len(ratings),
-        "import_seconds": import_seconds,
-        "landed_days": len(imported.rows_per_day),
-        "cleaned_rows": len(events),
+        "ratings": split.ratings,
+        "import_seconds": split.import_seconds,
+        "landed_days": split.landed_days,
+        "cleaned_rows": split.cleaned_rows,
         "held_out_users": int((sequences["holdout_length"] > 0).sum()),
-        "catalogue": len(vocabulary),
+        "catalogue": split.catalogue,
         "rows": rows,
     }
     print(markdown(summary))

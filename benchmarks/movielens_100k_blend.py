@@ -18,11 +18,9 @@ import json
 import tempfile
 from pathlib import Path
 
-import pandas as pd
 import torch
 
-from benchmarks.movielens_100k import MAPPING, RESULTS, ratings_csv
-from benchmarks.ratings_leave_last_out import cleaned_history
+from benchmarks.movielens_100k import RESULTS, leave_last_out_split
 
 WEIGHTS = (0.3, 0.5, 0.7)
 
@@ -51,7 +49,6 @@ class Blend(torch.nn.Module):
 
 
 def main(argv: list[str] | None = None) -> None:
-    from algo_platform.assets.sequences import build_training_sequences
     from algo_platform.core.hyperparameters import TrainConfig
     from algo_platform.evaluation.scoring import (
         LoadedModel,
@@ -60,7 +57,6 @@ def main(argv: list[str] | None = None) -> None:
         model_ranks,
         popularity_ranks,
     )
-    from algo_platform.ingest.importer import import_events
     from algo_platform.training.artifacts import read_item_ids
     from algo_platform.training.data import holdout_windows, popularity_scores, read_sequences, seen_before_targets
     from algo_platform.training.runtime import Reporter
@@ -71,16 +67,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=str(RESULTS / "movielens_100k_blend.json"))
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
-        ratings = ratings_csv(Path(args.inter), Path(folder, "ratings.csv"))
-        first_day = pd.Timestamp(ratings["timestamp"].min()).date().isoformat()
-        imported = import_events(Path(folder, "ratings.csv"), f"{folder}/storage", MAPPING, {"rating": "float64"},
-                                 first_day, today=dt.date.today())  # fmt: skip
-        events = cleaned_history(f"{folder}/storage", sorted(imported.rows_per_day)).to_pandas()
-        last_day = dt.date.fromisoformat(max(imported.rows_per_day))
-        sequences, vocabulary = build_training_sequences(events, last_day, protocol="leave_last_out")
-        sequences_path, vocabulary_path = f"{folder}/sequences.parquet", f"{folder}/vocabulary.parquet"
-        sequences.to_parquet(sequences_path)
-        vocabulary.to_parquet(vocabulary_path)
+        split = leave_last_out_split(Path(args.inter), folder)
+        sequences_path, vocabulary_path = split.sequences_path, split.vocabulary_path
         models = {}
         for family, settings in (("hstu", {"epochs": 60, "patience": 10}), ("itemknn", {}), ("ease", {})):
             config = TrainConfig(**{"model": family, "device": "cpu", **settings})

@@ -12,8 +12,9 @@ from algo_platform.core import environment
 def code_version() -> str:
     """What produced a model: ALGO_PLATFORM_CODE_VERSION (set when an image is built), else the
     git commit of this checkout, else the package version."""
-    if environment.read("ALGO_PLATFORM_CODE_VERSION"):
-        return environment.read("ALGO_PLATFORM_CODE_VERSION")
+    configured = environment.read("ALGO_PLATFORM_CODE_VERSION")
+    if configured:
+        return configured
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"],

@@ -56,8 +56,8 @@ def launcher_gone(environ: dict[str, str], parent_pid: int, now: float) -> str |
 
 def exit_with_launcher(interval_seconds: float = 1.0) -> threading.Thread | None:
     """Watch the launcher in a daemon thread and end this process once it is gone."""
-    watched = {name: environment.read(name) for name in (LAUNCHER_PID_ENV, HEARTBEAT_FILE_ENV, HEARTBEAT_TIMEOUT_ENV)}
-    watched = {name: value for name, value in watched.items() if value}
+    names = (LAUNCHER_PID_ENV, HEARTBEAT_FILE_ENV, HEARTBEAT_TIMEOUT_ENV)
+    watched = {name: value for name in names if (value := environment.read(name))}
     if not (watched.get(LAUNCHER_PID_ENV) or watched.get(HEARTBEAT_FILE_ENV)):
         return None
 
