@@ -125,6 +125,8 @@ def main(argv: list[str] | None = None) -> None:
                                       exclude_seen=True)  # fmt: skip
             rows.append(_row(family, overrides.get(family, {}), result["epochs"], result["best_epoch"], train_seconds,
                              overall))  # fmt: skip
+            if "blend_weight" in result:  # the trained family's share that validation chose
+                rows[-1]["blend_weight"] = result["blend_weight"]
             print(json.dumps(rows[-1]), flush=True)
     summary = {
         "ratings": split.ratings,

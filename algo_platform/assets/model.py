@@ -153,7 +153,7 @@ def build_model_asset(
 
         # Lineage: every model can be traced to its data, code and hyper-parameters.
         lineage = {
-            "family": family,
+            "family": f"{family}+{config.blend_with}" if config.blend_with else family,
             "source": family_source(family, NEXT_ITEM_FAMILIES),
             "dagster_run_id": context.run_id,
             "dagster_partition": context.partition_key,
@@ -184,7 +184,7 @@ def build_model_asset(
             "mlflow_run_id": mlflow_run_id,
             "model_version": version.version,
             "code_version": lineage["code_version"],
-            "family": family,
+            "family": lineage["family"],
             "source": lineage["source"],
         }
         return dg.Output(
@@ -202,7 +202,7 @@ def build_model_asset(
                 "mlflow_run": dg.MetadataValue.url(experiment_tracking.run_url(mlflow_run_id)),
                 "registered_model_version": f"{experiment_tracking.registered_model_name} v{version.version}",
                 "code_version": lineage["code_version"],
-                "family": family,
+                "family": lineage["family"],
                 "source": lineage["source"],
             },
         )

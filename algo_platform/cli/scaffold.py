@@ -41,6 +41,7 @@ model:
                                 # models.py:YourClass (this folder) | an entry point
   epochs: 60                    # most epochs; training stops when validation NDCG stops improving:
   patience: 10                  # ... for this many epochs (real logs' validation is noisy: 3 stops too soon)
+  blend_with: itemknn           # also rank by item-kNN, hstu's share chosen on validation ("": hstu alone)
                                 # any trainer flag: python -m algo_platform.training --help
 schedule:
   cron: "0 2 * * *"

@@ -149,6 +149,13 @@ def read_list(name: str) -> list[str]:
     return [item.strip() for item in (read(name) or "").split(",") if item.strip()]
 
 
+def hidden_from_programs() -> dict[str, str]:
+    """The web server's and the CLI's variables that are set here (the session secret, a CLI user's
+    password), each blanked: a trainer or a team's program started from this process inherits the
+    rest of its environment (storage credentials included) but never these."""
+    return {v.name: "" for v in VARIABLES if v.who in ("web", "CLI") and v.name in os.environ}
+
+
 def configuration_table() -> str:
     """The Markdown table of docs/configuration.md."""
     rows = ["| variable | default | read by | meaning |", "|---|---|---|---|"]

@@ -89,6 +89,13 @@ class TrainConfig:
         "each user's last training item",
         (-1.0, 1.0),
     )
+    blend_with: str = _param(
+        "",
+        "a trained family: also fit this one (itemknn | ease) and rank by both, each one's scores standardised, "
+        "the trained model's share the one of 1, 0.9, 0.8, 0.7, 0.6, 0.5, 0.3 that best ranks each user's last "
+        "training item",
+        choices=("", "itemknn", "ease"),
+    )
     family_settings: str = _param(
         "{}", "a team family's own settings as JSON: project.yaml's model keys its class declares in `settings`"
     )

@@ -28,6 +28,7 @@ from algo_platform.core.schema import CANONICAL_COLUMNS, DEFAULT_INTERACTION_TYP
 
 PROJECT_FILE = "project.yaml"
 NEXT_ITEM_FAMILIES = ("sasrec", "gru4rec", "hstu", "itemknn", "ease")
+FITTED_FAMILIES = ("itemknn", "ease")  # fitted in closed form, no epochs (models/fitted.py)
 ENGAGEMENT_FAMILIES = ("mlp",)
 # Installed packages offer model families under this entry-point group (algo_platform.core.families).
 MODEL_ENTRY_POINTS = "algo_platform.models"
@@ -66,6 +67,9 @@ def check_hyperparameters(values: dict[str, Any], known_fields: Any, prefix: str
         widened = expected is float and isinstance(value, int) and not isinstance(value, bool)
         if not (exact or widened):
             raise ValueError(f"{prefix}{name}: {value!r} is not of type {expected.__name__}")
+        choices = known[name].metadata.get("choices", ())
+        if choices and value not in choices:
+            raise ValueError(f"{prefix}{name}: {value!r} is not one of {', '.join(repr(c) for c in choices)}")
 
 
 class _Strict(BaseModel):
@@ -211,6 +215,8 @@ class Model(_Strict):
         trainer = {name: value for name, value in (self.model_extra or {}).items() if name in {f.name for f in known}}
         # A team class's own settings are checked against what it declares when the project loads (its file).
         check_hyperparameters(trainer if is_file_spec(self.family) else dict(self.model_extra or {}), known)
+        if trainer.get("blend_with") and self.family in FITTED_FAMILIES:
+            raise ValueError(f"blend_with: blends a trained family with a fitted one; {self.family} is fitted itself")
         return self
 
     def family_settings(self) -> dict[str, Any]:
@@ -659,6 +665,22 @@ def _check_family_settings(path: Path, model: Model) -> None:
             )
 
 
+def command_refusal(command: list[str], folder: Path) -> str | None:
+    """Why a program's command line may not run, None when it may: like a family's file, everything it
+    names lies inside the project's folder. No absolute path and no `..` in any argument, and no
+    argument naming a link that leads out of the folder (`python` is the platform's interpreter; other
+    programs are found on the PATH)."""
+    root = folder.resolve()
+    for argument in command:
+        parts = Path(argument).parts
+        if Path(argument).is_absolute() or ".." in parts:
+            return f"{argument!r}: a command names files inside the project's folder (no absolute path, no '..')"
+        named = folder / argument
+        if parts and (named.is_symlink() or named.exists()) and not named.resolve().is_relative_to(root):
+            return f"{argument!r} leads out of the project's folder (a link); copy the file into the folder"
+    return None
+
+
 def load_project(path: str | Path) -> Project:
     """A project from its folder or its project.yaml, or a ProjectError naming file and field."""
     path = Path(path)
@@ -694,6 +716,13 @@ def load_project(path: str | Path) -> Project:
             )
     if is_file_spec(project.model.family) and not project.model.command:
         _check_family_settings(path, project.model)
+    # A command in its own image names that image's files; one run locally names the folder's.
+    commands = [("model.command", project.model.command, project.model.image)]
+    commands += [(f"tasks.{task.name}.command", task.command, task.image) for task in project.tasks]
+    for where, command, image in commands:
+        refusal = None if image else command_refusal(command or [], path.parent)
+        if refusal:
+            raise ProjectError(f"{path}: {where}: {refusal}")
     if path.parent.name != project.name and path.parent.name != "":
         raise ProjectError(
             f"{path}: name {project.name!r} differs from its folder {path.parent.name!r}; rename one of them"

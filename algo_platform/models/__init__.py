@@ -1,7 +1,7 @@
 """Model families behind one interface per task type, and the registry that builds, saves and loads them.
 
 - next-item (`base.py`): SASRec, GRU4Rec, HSTU (`hstu.py`), the fitted item-kNN and EASE (`fitted.py`), or a team's
-  `NextItemModel` (or `FittedNextItemModel`) subclass;
+  `NextItemModel` (or `FittedNextItemModel`) subclass; a trained one may be blended with a fitted one (`blend.py`);
 - engagement (`engagement.py`): the MLP, or a team's `EngagementModel` subclass.
 
 A team's class is named in project.yaml (`algo_platform/core/families.py` says how). Imports torch only (the trainer
@@ -17,6 +17,7 @@ import torch
 
 from algo_platform.core.families import ContractViolation, resolve_family
 from algo_platform.models.base import PAD, ModelConfig, NextItemModel
+from algo_platform.models.blend import BlendedNextItemModel
 from algo_platform.models.engagement import ENGAGEMENT_FAMILIES, EngagementConfig, EngagementModel
 from algo_platform.models.fitted import EASE, FittedNextItemModel, ItemKNN
 from algo_platform.models.gru4rec import GRU4Rec
@@ -30,6 +31,7 @@ __all__ = [
     "FAMILIES",
     "PAD",
     "EASE",
+    "BlendedNextItemModel",
     "ContractViolation",
     "FittedNextItemModel",
     "ItemKNN",
@@ -98,7 +100,8 @@ def model_from_state(state: dict[str, Any], device: torch.device, family: str | 
     families existed has no family in its config: it is a SASRec. `family` replaces the family the
     checkpoint names (a team's class loaded from the copy a registered model carries)."""
     config = ModelConfig(**state["model_config"])
-    model = build_model(replace(config, family=family) if family else config).to(device)
+    config = replace(config, family=family) if family else config
+    model = (BlendedNextItemModel.of(config, build_model) if config.blend_with else build_model(config)).to(device)
     model.load_state_dict(state["model_state"])
     return model.eval()
 

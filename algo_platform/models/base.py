@@ -43,6 +43,10 @@ class ModelConfig:
     # The training loss: 0 is the full softmax over the catalogue; N > 0 samples (`sampled_next_item_loss`).
     negatives: int = 0
     recency_decay: float = 1.0  # the fitted families: a history item's weight, times this per step back
+    # A trained family blended with a fitted one (models/blend.py): the fitted family, and the trained
+    # model's share of the standardised scores.
+    blend_with: str = ""
+    blend_weight: float = 1.0
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -10,6 +10,7 @@ from typing import Any
 import dagster as dg
 from pydantic import PrivateAttr
 
+from algo_platform.core import environment
 from algo_platform.resources.gpu_usage import usage_metadata
 from algo_platform.resources.pipes_messages import WholeLineTempFileMessageReader
 from algo_platform.training.watchdog import LAUNCHER_PID_ENV
@@ -77,7 +78,7 @@ class SubprocessTrainingLauncher(TrainingLauncher):
         command = [self.python_executable or sys.executable, *command[1:]] if command[0] == "python" else list(command)
         context.log.info("launching trainer: " + " ".join(command))
         # The trainer exits when this process dies (algo_platform/training/watchdog.py).
-        env = {**self.env, LAUNCHER_PID_ENV: str(os.getpid())}
+        env = {**self.env, **environment.hidden_from_programs(), LAUNCHER_PID_ENV: str(os.getpid())}
         client = dg.PipesSubprocessClient(env=env, cwd=cwd, message_reader=WholeLineTempFileMessageReader())
         started = time.monotonic()
         invocation = client.run(context=context, command=command, extras=dict(extras))

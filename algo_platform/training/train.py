@@ -39,6 +39,7 @@ from algo_platform.training.artifacts import (
     read_item_ids,
     save_checkpoint,
 )
+from algo_platform.training.blending import blended
 from algo_platform.training.data import (
     holdout_windows,
     popularity_scores,
@@ -354,6 +355,10 @@ def train(
     item_ids = read_item_ids(vocabulary_uri)
     num_items = len(item_ids)
     fitted = is_fitted_family(config)
+    if config.blend_with and (fitted or config.stream_row_groups):
+        reason = "it needs the histories in memory (stream_row_groups)"
+        reason = f"{config.model} is fitted itself" if fitted else reason
+        raise ContractRefused(f"--blend-with {config.blend_with}: blends a trained family with a fitted one; {reason}")
     if config.stream_row_groups and not fitted:
         data = scan_row_groups(sequences_uri, config.max_len, num_items, hold_out_last=config.patience > 0)
         evaluation, popularity = data.evaluation, data.popularity
@@ -381,6 +386,8 @@ def train(
         model = final_model(session, state)
     if not dist.is_main:
         return {"losses": state["losses"]}
+    if config.blend_with:
+        model = blended(model, config, data.history, device, reporter)
 
     metrics = evaluate(model, evaluation.inputs, evaluation.targets, device, config.eval_k, baseline_scores=popularity)
     model_uri = f"{output_dir.rstrip('/')}/{MODEL_NAME}"
@@ -407,6 +414,7 @@ def train(
         "losses": state["losses"],
         "train_windows": windows,
         "num_items": num_items - 1,
+        **({"blended_with": config.blend_with, "blend_weight": model.config.blend_weight} if config.blend_with else {}),
         # Samples this process trained in this session, times the processes (DDP ranks run in lockstep).
         "samples_per_second": samples * dist.world_size / elapsed if elapsed > 0 and samples else 0.0,
         # The steps that made the model: the useful part of the time the GPUs were held.

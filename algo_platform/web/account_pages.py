@@ -61,13 +61,16 @@ class AccountPages:
                                     detail=f"not a valid user name ({len(name)} characters)")  # fmt: skip
             return self._sign_in_refusal(request, wants_json, "wrong user name or password", next_path, "", 401)
         _, locked = await run_in_threadpool(self.site.accounts.count_attempt, name, self.site.identities.client(scope))
+        # An unknown name is not kept: people type their password into the name box.
+        known = await run_in_threadpool(self.site.accounts.user_state, name) is not None
+        attempted = {"user": name} if known else {"detail": "no such user"}
         if locked:
             until = dt.datetime.fromtimestamp(locked, dt.UTC).strftime("%H:%M UTC")
-            await run_in_threadpool(self.site.audit.record, "sign-in", "locked", scope, user=name)
+            await run_in_threadpool(self.site.audit.record, "sign-in", "locked", scope, **attempted)
             message = f"too many failed sign-ins; try again after {until}, or ask an admin"
             return self._sign_in_refusal(request, wants_json, message, next_path, name, 429)
         if not await run_in_threadpool(self.site.accounts.verify_password, name, password):
-            await run_in_threadpool(self.site.audit.record, "sign-in", "failed", scope, user=name)
+            await run_in_threadpool(self.site.audit.record, "sign-in", "failed", scope, **attempted)
             return self._sign_in_refusal(request, wants_json, "wrong user name or password", next_path, name, 401)
         await run_in_threadpool(self.site.accounts.clear_attempts, name)
         session_id = await run_in_threadpool(self.site.accounts.start_session, name, SESSION_SECONDS)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from html import escape
+from urllib.parse import urlsplit
 
 import dagster as dg
 
@@ -87,6 +88,8 @@ def candidates(instance: dg.DagsterInstance, project: str, assets: TaskAssets) -
     evaluations = _by_run(instance, dg.AssetKey([project, assets.evaluation]))
     found = []
     for run_id, entry in _by_run(instance, dg.AssetKey([project, assets.champion])).items():
+        if not run_id:  # reported through Dagster's REST API, not decided by a run: not a candidate
+            continue
         decision = entry.asset_materialization.metadata
         model = models.get(run_id).asset_materialization.metadata if run_id in models else {}
         report = evaluations.get(run_id).asset_materialization.metadata if run_id in evaluations else {}
@@ -103,10 +106,18 @@ def candidates(instance: dg.DagsterInstance, project: str, assets: TaskAssets) -
                 baseline=_value(report, assets.baseline),
                 outcome=str(_value(decision, "outcome") or "?"),
                 why=str(_value(decision, "why") or ""),
-                mlflow_run=_value(model, "mlflow_run"),
+                mlflow_run=web_link(_value(model, "mlflow_run")),
             )
         )
     return sorted(found, key=lambda c: c.when)
+
+
+def web_link(url: object) -> str | None:
+    """`url` when it is an http(s) address, else None: a page never links a `javascript:` or `data:`
+    URL that a materialization's metadata could carry."""
+    if not isinstance(url, str) or urlsplit(url).scheme.lower() not in ("http", "https"):
+        return None
+    return url
 
 
 def _figure(value: float | None) -> str:

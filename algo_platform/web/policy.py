@@ -83,12 +83,18 @@ def _location(selector: Any) -> str | None:
     return location if isinstance(location, str) else None
 
 
+def _as_list(value: Any) -> list:
+    """A GraphQL list argument as the server reads it: a single value where a list is expected is a
+    list of that one value (input coercion), so it must be judged as one."""
+    return [] if value is None else value if isinstance(value, list) else [value]
+
+
 def _asset_paths(items: Any) -> list[list[str]]:
     paths = []
-    for item in items or []:
+    for item in _as_list(items):
         key = item.get("assetKey", item) if isinstance(item, Mapping) else None
-        path = key.get("path") if isinstance(key, Mapping) else None
-        if isinstance(path, list):
+        path = _as_list(key.get("path")) if isinstance(key, Mapping) else None
+        if path:
             paths.append([str(part) for part in path])
     return paths
 
@@ -115,7 +121,7 @@ def _launch(args, targets):
 
 def _launch_many(args, targets):
     projects, names, needs = set(), [], Role.launcher
-    for params in args.get("executionParamsList") or []:
+    for params in _as_list(args.get("executionParamsList")):
         found, target, ad_hoc = _execution(params, targets)
         projects |= found
         names.append(target)
@@ -154,7 +160,7 @@ def _backfill_id(argument: str, role: Role):
 
 def _run_ids(role: Role):
     def rule(args, targets):
-        ids = [args["runId"]] if "runId" in args else list(args.get("runIds") or [])
+        ids = [args["runId"]] if "runId" in args else _as_list(args.get("runIds"))
         return {targets.of_run(str(i)) for i in ids} or {PLATFORM}, role, "runs " + ", ".join(map(str, ids))
 
     return rule

@@ -40,6 +40,7 @@ from algo_platform.core.project import project_names
 from algo_platform.web import pages
 from algo_platform.web.account_pages import AccountPages
 from algo_platform.web.audit_trail import AuditTrail
+from algo_platform.web.content_policy import with_content_policy
 from algo_platform.web.data_page import DataPage, static_file
 from algo_platform.web.gpu_page import GpuPage
 from algo_platform.web.identity import (
@@ -191,6 +192,8 @@ class SignedIn:
             return
         path = scope["path"].removeprefix(self.prefix) or "/"
         method = scope.get("method", "WEBSOCKET")
+        if scope["type"] == "http" and path.startswith(("/platform", "/auth")):
+            send = with_content_policy(send)
         if path in PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return
@@ -401,6 +404,9 @@ class SignedIn:
         else:
             refusal = None if len(parts) == 1 else "a debug export is /download_debug/<run id>"
             refusal = refusal or log_key_refusal(parts)
+            if refusal is None and not principal.platform_admin:
+                # Its events carry stack traces and the server's paths: an operator's tool.
+                refusal = "a run's debug export is for platform admins; the run's page shows its events"
         run_id = parts[0] if parts else ""
         if refusal is None and not principal.platform_admin:
             project = self.targets.readable_by(run_id)

@@ -93,6 +93,8 @@ GOOD = "name: movies\nowners: [team:movies]\npartitions_start: 2024-06-01\n"
         ("model:\n  family: transformer\n", ["model.family", "not one of sasrec, gru4rec", "transformer"]),
         ("model:\n  hidden_size: 64\n", ["unknown hyper-parameter hidden_size", "hidden_dim"]),
         ("model:\n  epochs: many\n", ["epochs: 'many' is not of type int"]),
+        ("model:\n  blend_with: knn\n", ["blend_with: 'knn' is not one of '', 'itemknn', 'ease'"]),
+        ("model:\n  family: ease\n  blend_with: itemknn\n", ["blends a trained family with a fitted one; ease"]),
         ("training:\n  window_days: 1\n", ["training.window_days", "greater than or equal to 2"]),
         ("schedule:\n  timezone: Mars/Olympus\n", ["schedule.timezone", "IANA"]),
         ("schedule:\n  cron: every night\n", ["schedule.cron", "not a cron schedule"]),
@@ -258,3 +260,45 @@ def test_the_cli_prints_no_library_warnings(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "movies" in done.stdout and "Warning" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "says"),
+    [
+        ("[python, ../outside.py]", "no absolute path, no '..'"),
+        ("[/bin/sh, -c, 'cat /etc/passwd']", "'/bin/sh': a command names files inside the project's folder"),
+        ("[python, link.py]", "'link.py' leads out of the project's folder (a link)"),
+    ],
+)
+def test_a_programs_command_names_only_files_in_its_project_folder(tmp_path, command, says):
+    (tmp_path / "outside.py").write_text("print('not the team's')\n")
+    path = write_project(tmp_path / "projects", GOOD + f"model:\n  command: {command}\n")
+    (path.parent / "link.py").symlink_to(tmp_path / "outside.py")
+    with pytest.raises(ProjectError, match="model.command") as raised:
+        load_project(path.parent)
+    assert says in str(raised.value)
+    write_project(tmp_path / "projects", GOOD + "model:\n  command: [python, knn.py, --neighbours, '50']\n")
+    assert load_project(path.parent).model.command == ["python", "knn.py", "--neighbours", "50"]
+
+
+def test_a_program_started_here_inherits_no_secret_of_the_web_server(monkeypatch):
+    """The trainer and a team's program get the platform's environment (storage credentials), but the
+    session secret and a CLI user's password are blanked."""
+    from algo_platform.resources.launcher import SubprocessTrainingLauncher
+
+    monkeypatch.setenv("ALGO_PLATFORM_SESSION_SECRET", "s" * 40)
+    monkeypatch.setenv("ALGO_PLATFORM_STORAGE", "/kept/for/programs")
+    program = (
+        "import os\nfrom dagster_pipes import open_dagster_pipes\nwith open_dagster_pipes() as pipes:\n"
+        "    pipes.report_asset_materialization(metadata={'secret': os.environ.get('ALGO_PLATFORM_SESSION_SECRET', ''),"
+        " 'storage': os.environ.get('ALGO_PLATFORM_STORAGE', '')})\n"
+    )
+
+    @dg.asset
+    def program_output(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        invocation = SubprocessTrainingLauncher().run_task(context, ["python", "-c", program], {})
+        return invocation.get_materialize_result()
+
+    result = dg.materialize([program_output])
+    metadata = result.asset_materializations_for_node("program_output")[0].metadata
+    assert metadata["secret"].value == "" and metadata["storage"].value == "/kept/for/programs"

@@ -289,6 +289,28 @@ def test_a_projects_models_page_shows_every_candidate_against_the_champion_and_p
         assert refused.status_code == 403 and "you hold no role" in refused.text
 
 
+def test_a_report_through_dagsters_rest_api_cannot_forge_a_candidate_or_a_script_link(web):
+    """An editor may report materializations (Dagster's REST API), but such a report is no run's
+    decision: it adds no candidate row, a `javascript:` run link is never rendered, and the page's
+    Content-Security-Policy forbids inline scripts in any case."""
+    edna = web.client("edna")
+    forged = {
+        "sequence_model": {"family": "x", "mlflow_run": "javascript:fetch('/platform/users').then(alert)"},
+        "champion_model": {"candidate_version": "99", "outcome": "promoted", "why": "forged"},
+    }
+    for asset, metadata in forged.items():
+        reported = edna.http.post(f"{web.base}/report_asset_materialization/{PROJECT}/{asset}",
+                                  json={"partition": "2026-11-21", "metadata": metadata}, timeout=30)  # fmt: skip
+        assert reported.status_code == 200, reported.text
+    page = web.client("vic").http.get(f"{web.base}/platform/models/{PROJECT}", timeout=30)
+    assert page.status_code == 200
+    assert "javascript:" not in page.text and "v99" not in page.text
+    table = page.text.split("id='candidates-next_item'")[1].split("</table>")[0]
+    assert len(table.split("<tr class=")[1:]) == len(RETRAINS)
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]
+
+
 def test_the_releases_page_is_for_members_and_only_a_projects_admins_may_steer_it(web):
     """A viewer reads the page (this project has no release: section, and the page says so); steering
     is refused without the form's token, to a viewer and an editor, and to a user with no role, each

@@ -17,7 +17,7 @@ import websockets
 from tests.support.factories import PROJECT
 from tests.support.postgres import REPO
 from tests.support.processes import BIN, WORKSPACE, temporary_platform
-from tests.support.web_platform import DAY, LAUNCH, OTHER_PROJECT, audit, launch_params
+from tests.support.web_platform import DAY, LAUNCH, OTHER_PROJECT, audit, audit_rows, launch_params
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +59,13 @@ def test_wrong_passwords_lock_the_name_and_are_audited(web):
     assert locked.status_code == 429 and "too many failed sign-ins" in locked.json()["error"]
     outcomes = [e["outcome"] for e in audit(web, "--user", "vic") if e["action"] == "sign-in"]
     assert outcomes[-6:] == ["failed"] * 5 + ["locked"]
-    unknown = web.client().sign_in("nobody", "whatever-it-is")
+    # A name that is no user's is not kept: it is often the password typed into the wrong box.
+    before = max((row["id"] for row in audit_rows(web)), default=0)
+    unknown = web.client().sign_in("Hunter2-MySecretPassw0rd", "whatever-it-is")
     assert unknown.status_code == 401
+    rows = [row for row in audit_rows(web, before) if row["action"] == "sign-in"]
+    assert [(row["outcome"], row["detail"]) for row in rows] == [("failed", "no such user")]
+    assert "Hunter2" not in json.dumps(audit_rows(web, before))
 
 
 def test_an_editor_launches_their_project_and_is_refused_on_another(web):

@@ -10,7 +10,13 @@ import torch
 from algo_platform.core.hyperparameters import TrainConfig
 from algo_platform.models import FAMILIES, FittedNextItemModel, ModelConfig, SASRec, build_model
 from algo_platform.training.artifacts import load_model
-from algo_platform.training.data import RaggedSequences, SequenceData, holdout_windows, training_windows
+from algo_platform.training.data import (
+    RaggedSequences,
+    SequenceData,
+    holdout_windows,
+    read_sequences,
+    training_windows,
+)
 from algo_platform.training.metrics import hit_rate_and_ndcg, target_ranks
 from algo_platform.training.runtime import Reporter
 from algo_platform.training.train import train
@@ -551,3 +557,36 @@ def test_fitted_families_weigh_recent_items_more_and_the_trainer_picks_the_decay
     assert chosen.startswith(("recency decay 0.5 ", "recency decay 0.3 ")), chosen
     # Every history item alike (1.0) ranks the next one far worse on this walk; the chosen decay nails it.
     assert result["holdout_ndcg@10"] > 0.9 > 0.2 > result["holdout_popularity_ndcg@10"]
+
+
+def test_a_trained_family_blended_with_item_knn_takes_the_share_validation_chooses_and_loads_back(tmp_path, caplog):
+    import logging
+
+    from algo_platform.models import BlendedNextItemModel
+    from algo_platform.training.metrics import evaluate
+
+    sequences, vocabulary = write_inputs(tmp_path, users=80, items=30, length=25)
+    # One epoch at a negligible learning rate: HSTU stays near its random start, so on this walk the
+    # neighbours must carry the blend, and validation has to see it.
+    barely_trained = {"model": "hstu", "epochs": 1, "patience": 1, "learning_rate": 1e-6}
+    alone = train(small_config(**barely_trained), sequences, vocabulary, str(tmp_path / "alone"), Reporter(None))
+    with caplog.at_level(logging.INFO, logger="algo_platform.training"):
+        blend = train(small_config(**barely_trained, blend_with="itemknn"), sequences, vocabulary,
+                      str(tmp_path / "blend"), Reporter(None))  # fmt: skip
+    assert "blended with itemknn: hstu's share" in caplog.text
+    assert blend["blended_with"] == "itemknn" and blend["blend_weight"] <= 0.5
+    assert blend["holdout_ndcg@10"] > 0.8 > 0.3 > alone["holdout_ndcg@10"]
+    # The model file is the blend: both parts, the share and the decay, scoring as it did in training.
+    loaded = load_model(blend["model_uri"], torch.device("cpu"))
+    assert isinstance(loaded, BlendedNextItemModel) and loaded.config.blend_weight == blend["blend_weight"]
+    batch = holdout_windows(read_sequences(sequences), loaded.config.max_len)
+    again = evaluate(loaded, batch.inputs, batch.targets, torch.device("cpu"), 10)["ndcg@10"]
+    assert again == pytest.approx(blend["holdout_ndcg@10"])
+
+
+def test_blending_a_fitted_family_is_refused_with_the_rule(tmp_path):
+    from algo_platform.training.runtime import ContractRefused
+
+    sequences, vocabulary = write_inputs(tmp_path)
+    with pytest.raises(ContractRefused, match="blends a trained family with a fitted one; itemknn is fitted itself"):
+        train(small_config(model="itemknn", blend_with="ease"), sequences, vocabulary, str(tmp_path), Reporter(None))

@@ -71,6 +71,21 @@ def test_an_asset_selection_in_another_project_refuses_the_launch():
     assert decide(launch, EDNA, {"p": {"selector": selector}}) == [("launchRun", False)]
 
 
+def test_a_single_value_where_graphql_expects_a_list_is_judged_as_the_list_it_becomes():
+    """GraphQL coerces one value into a one-item list: a lone asset selection, asset path, execution
+    params or run id is the list Dagster acts on, so it is charged to its project."""
+    launch = "mutation($p: ExecutionParams!) { launchRun(executionParams: $p) { __typename } }"
+    selector = {"repositoryLocationName": "team_a", "repositoryName": "r", "jobName": "__ASSET_JOB"}
+    for lone in ({"path": ["team_b", "raw_events"]}, {"path": "team_b"}):
+        assert decide(launch, EDNA, {"p": {"selector": {**selector, "assetSelection": lone}}}) == [("launchRun", False)]
+    many = "mutation($l: [ExecutionParams!]!) { launchMultipleRuns(executionParamsList: $l) { __typename } }"
+    lone_params = {"selector": {**selector, "assetSelection": [{"path": ["team_b", "raw_events"]}]}}
+    assert decide(many, EDNA, {"l": lone_params}) == [("launchMultipleRuns", False)]
+    delete = "mutation($ids: [String!]!) { terminateRuns(runIds: $ids) { __typename } }"
+    assert decide(delete, LARS, {"ids": "run-a"}) == [("terminateRuns", False)]
+    assert decide(delete, LARS, {"ids": "run-b"}) == [("terminateRuns", True)]
+
+
 def test_mutation_variables_with_defaults_are_refused():
     """Dagster runs a default the request's variables never hold: a `user` tag or a target could hide there."""
     hidden = 'mutation($id: String! = "run-a") { terminateRun(runId: $id) { __typename } }'
