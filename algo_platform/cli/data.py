@@ -136,7 +136,7 @@ def import_history(source: str, mappings: tuple[str, ...], memory_mb: int, dry_r
     from algo_platform.engines.polars.preview import PreviewRefused, preview_history_file
     from algo_platform.ingest.backfill_size import partitions_per_run
     from algo_platform.ingest.for_project import column_mapping, import_for_project
-    from algo_platform.ingest.importer import ImportRefused
+    from algo_platform.ingest.importer import ImportRefused, dates_refusal
 
     project = load_project_named(project_name)
     if dry_run:
@@ -149,6 +149,11 @@ def import_history(source: str, mappings: tuple[str, ...], memory_mb: int, dry_r
             click.echo(line)
         _print_rows_per_day(dict(sorted(preview.rows_per_day.items())))
         click.echo("dry run: nothing was written (duplicates are counted within each batch the import reads)")
+        refusal = dates_refusal(Path(source).name, preview.rows_per_day, project.partitions_start.isoformat(),
+                                project.calendar.project_file)  # fmt: skip
+        if refusal:
+            click.echo(f"error: import would refuse it: {refusal}", err=True)
+            sys.exit(1)
         return
     try:
         result = import_for_project(
@@ -274,7 +279,6 @@ def backfill(first: str | None, last: str | None, resume: str | None, wait: bool
 def retrain(partition: str | None, wait: bool, project_name: str) -> None:
     """Run the project's retrain job (sequences, model, evaluation, champion, recommendations) for one
     partition, through the daemon, as the UI's launch or the nightly schedule would."""
-    import datetime as dt
 
     import dagster as dg
 
@@ -285,15 +289,14 @@ def retrain(partition: str | None, wait: bool, project_name: str) -> None:
         raise click.UsageError("DAGSTER_HOME is not set: it names the instance whose daemon runs the retrain")
     project = load_project_named(project_name)
     try:
-        key = (
-            project.calendar.period_of(partition).key
-            if partition
-            else project.calendar.latest_complete(dt.datetime.now(dt.UTC))
-        )
+        key = project.calendar.period_of(partition).key if partition else None
     except ValueError as error:
         raise click.UsageError(f"--partition {partition}: {error}") from None
     defs = build_project_definitions(project, load_settings())
     with dg.DagsterInstance.get() as instance:
+        if key is None:
+            key, why = default_retrain_partition(instance, project)
+            click.echo(f"no --partition: {key}, {why}")
         backfill_id = backfills.request_retrain(instance, defs, project, key, {"user": shell_user()})
         audit_cli_action("retrain", "allowed", project.name, f"backfill {backfill_id}", f"partition {key}")
         click.echo(f"retrain of {project.name} for {key} queued (backfill {backfill_id}); the daemon runs it")
@@ -304,6 +307,19 @@ def retrain(partition: str | None, wait: bool, project_name: str) -> None:
         click.echo(f"retrain of {project.name} for {key} failed: {cause or progress.status.value.lower()}", err=True)
         sys.exit(1)
     click.echo(f"retrain of {project.name} for {key}: model, evaluation, champion and recommendations materialized")
+
+
+def default_retrain_partition(instance, project) -> tuple[str, str]:
+    """The partition a retrain without `--partition` trains for, and why: the last one whose events
+    are cleaned (an imported history may have ended years ago), or with none yet, the last complete one."""
+    import datetime as dt
+
+    import dagster as dg
+
+    ingested = instance.get_materialized_partitions(dg.AssetKey([project.name, "cleaned_events"]))
+    if ingested:
+        return max(ingested), "the last ingested partition"
+    return project.calendar.latest_complete(dt.datetime.now(dt.UTC)), "the last complete partition (nothing ingested)"
 
 
 def _follow(instance, defs, backfill_id: str):

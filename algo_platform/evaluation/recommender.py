@@ -41,12 +41,15 @@ class NextItemRecommender(mlflow.pyfunc.PythonModel):
 
         index = pd.Index(self.loaded.item_ids)
         windows = np.zeros((len(model_input), self.loaded.max_len), dtype=np.int64)
+        seen = []  # every item of the history is left out of its list, not only the window's
         for row, history in enumerate(model_input["item_ids"]):
-            known = index.get_indexer(list(history)[-self.loaded.max_len :])
+            known = index.get_indexer(list(history))
             known = np.where(known < 0, 0, known)  # items the model never saw are padding to it
-            if len(known):
-                windows[row, -len(known) :] = known
-        items, scores = top_k(self.loaded, windows, self.k)
+            seen.append(known)
+            window = known[-self.loaded.max_len :]
+            if len(window):
+                windows[row, -len(window) :] = window
+        items, scores = top_k(self.loaded, windows, self.k, seen=seen)
         kept = np.isfinite(scores)  # a catalogue smaller than k: the masked (seen) items are not listed
         return pd.DataFrame(
             {

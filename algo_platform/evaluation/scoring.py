@@ -158,9 +158,16 @@ def metrics_from_ranks(ranks: pd.Series | np.ndarray) -> dict[str, float]:
 
 
 def top_k(
-    loaded: LoadedModel, inputs: np.ndarray, k: int, exclude_seen: bool = True, batch_size: int = 1024
+    loaded: LoadedModel,
+    inputs: np.ndarray,
+    k: int,
+    exclude_seen: bool = True,
+    batch_size: int = 1024,
+    seen: list[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k item ids and scores after each user's last item (their window `inputs`)."""
+    """Top-k item ids and scores after each user's last item (their window `inputs`). With
+    `exclude_seen`, no item of the window is listed, nor any of `seen` (each row's whole history in
+    the model's indices: a history longer than the window has items the model no longer sees)."""
     import torch
 
     from algo_platform.training.metrics import rows_per_batch
@@ -175,6 +182,13 @@ def top_k(
             scores[:, 0] = float("-inf")
             if exclude_seen:  # a short video just watched is the last thing to show again
                 scores.scatter_(1, batch, float("-inf"))
+                if seen is not None:
+                    rows = seen[start : start + batch_size]
+                    row_of = np.repeat(np.arange(len(rows)), [len(r) for r in rows])
+                    columns = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+                    where = (torch.as_tensor(row_of, device=scores.device),
+                             torch.as_tensor(columns, dtype=torch.long, device=scores.device))  # fmt: skip
+                    scores[where] = float("-inf")
             best = scores.topk(min(k, scores.shape[1] - 1), dim=1)
             all_items.append(loaded.item_ids[best.indices.cpu().numpy()])
             all_scores.append(best.values.cpu().numpy())
@@ -224,7 +238,9 @@ def recommend(
         return pd.DataFrame({"user_id": data.user_ids[rows], "item_ids": items, "scores": scores})
     model = load_model(model_uri)
     windows, rows = latest_windows(data, model.max_len)
-    items, scores = top_k(model, remap(windows, read_item_ids(vocabulary_path), model.item_ids), k)
+    full, item_ids = full_sequences(data), read_item_ids(vocabulary_path)
+    seen = [remap(full.values[full.offsets[r] : full.offsets[r + 1]], item_ids, model.item_ids) for r in rows]
+    items, scores = top_k(model, remap(windows, item_ids, model.item_ids), k, seen=seen)
     scores = scores.astype("float32")
     kept = np.isfinite(scores)  # a catalogue smaller than k: the masked (seen) items are not listed
     return pd.DataFrame(

@@ -216,6 +216,31 @@ def _bucket_count(path: UPath, compression: str | None, memory_bytes: int) -> in
     return max(1, min(MAX_BUCKETS, math.ceil(size * ARROW_PER_FILE_BYTE * SPLIT_COPIES / memory_bytes)))
 
 
+def dates_refusal(
+    name: str, rows_per_day: Mapping[str, int], partitions_start: str, project_file: str, today: dt.date | None = None
+) -> str | None:
+    """Why a file's days cannot be imported (rows before the project's first partition or after
+    today), None when they can; `import --dry-run` says the same before anything is read twice."""
+    early = sorted(day for day in rows_per_day if day < partitions_start)
+    if early:
+        rows = sum(rows_per_day[day] for day in early)
+        calendar = ProjectCalendar(dt.date.fromisoformat(partitions_start), project_file)
+        return (
+            f"{name}: {rows:,} row(s) dated before the first partition, from {early[0]} to {early[-1]}. A few "
+            f"stray rows (a cut last line, a timestamp in other units) are the file's to fix; a history that "
+            f"starts earlier: {calendar.before_start(early[0])}"
+        )
+    today = today or dt.datetime.now(dt.UTC).date()
+    future = sorted(day for day in rows_per_day if day > today.isoformat())
+    if future:
+        rows = sum(rows_per_day[day] for day in future)
+        return (
+            f"{name}: {rows:,} rows are dated after today ({today.isoformat()} UTC), up to {future[-1]}; "
+            "check the timestamp column and its unit (seconds or milliseconds)"
+        )
+    return None
+
+
 def import_events(
     source: str | Path,
     storage_root: str,
@@ -287,22 +312,10 @@ def import_events(
         days = sorted(spill.rows_per_day)
         if not days and not spill.without_time:
             raise ImportRefused(f"{path.name}: no rows; nothing to import")
-        if days and _iso(days[0]) < partitions_start:
-            calendar = ProjectCalendar(dt.date.fromisoformat(partitions_start), project_file)
-            raise ImportRefused(
-                f"{path.name}: its first rows are from {calendar.before_start(_iso(days[0]))}, then import again; "
-                "nothing was imported"
-            )
-        today = today or dt.datetime.now(dt.UTC).date()
-        future = [d for d in days if _iso(d) > today.isoformat()]
-        if future:
-            rows = sum(spill.rows_per_day[d] for d in future)
-            raise ImportRefused(
-                f"{path.name}: {rows:,} rows are dated after today ({today.isoformat()} UTC), "
-                f"up to {_iso(future[-1])}; "
-                "check the timestamp column and its unit (seconds or milliseconds); nothing was imported"
-            )
         rows_per_day = {_iso(d): spill.rows_per_day[d] for d in days}
+        refusal = dates_refusal(path.name, rows_per_day, partitions_start, project_file, today)
+        if refusal:
+            raise ImportRefused(f"{refusal}; nothing was imported")
         landed_name = _landed_name(path.name, import_id)
         manifest = {
             "import_id": import_id,

@@ -239,6 +239,24 @@ def test_the_cli_prints_days_rows_and_the_backfill_command(tmp_path, storage_roo
     assert "already imported with this mapping" in again.output
 
 
+def test_a_dry_run_says_the_import_would_refuse_a_cut_last_line(tmp_path, storage_root, projects_dir):
+    """A file cut mid-row: its last timestamp lost digits and dates the row 1970. The dry run must
+    not pass what the import refuses; both name the rows and the likely cause."""
+    from click.testing import CliRunner
+
+    from algo_platform.cli import main as cli
+
+    source = tmp_path / "partial.csv"
+    source.write_text("userId,movieId,rating,timestamp\n1,10,4.0,1709251200\n2,11,3.0,1709510400\n455,1160,4,879108\n")
+    mapping = ["--map", "user_id=userId", "--map", "item_id=movieId", "--map", "ts=timestamp"]
+    for extra in (["--dry-run"], []):
+        result = CliRunner().invoke(cli, ["import", str(source), "--project", PROJECT, *mapping, *extra])
+        assert result.exit_code == 1, result.output
+        assert "partial.csv: 1 row(s) dated before the first partition, from 1970-01-11 to 1970-01-11" in result.output
+        assert "a cut last line" in result.output
+    assert not (Path(storage_root) / "landing").exists()
+
+
 def ingest_range(defs, instance, first: str, last: str, **options) -> dg.ExecuteInProcessResult:
     """One run over a range of days, as a backfill with data.days_per_run launches it."""
     return defs.resolve_job_def(f"{PROJECT}_ingest_job").execute_in_process(

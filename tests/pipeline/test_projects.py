@@ -302,3 +302,19 @@ def test_a_program_started_here_inherits_no_secret_of_the_web_server(monkeypatch
     result = dg.materialize([program_output])
     metadata = result.asset_materializations_for_node("program_output")[0].metadata
     assert metadata["secret"].value == "" and metadata["storage"].value == "/kept/for/programs"
+
+
+def test_a_retrain_without_a_partition_trains_for_the_last_ingested_one_not_today(tmp_path):
+    """An imported history that ended in 2024: `retrain` without --partition trains for its last
+    period, not for a today that has no data."""
+    from algo_platform.cli.data import default_retrain_partition
+
+    path = write_project(tmp_path, GOOD)
+    project = load_project(path.parent)
+    with dg.instance_for_test() as instance:
+        key, why = default_retrain_partition(instance, project)
+        assert key > "2026" and "nothing ingested" in why
+        for day in ("2024-06-03", "2024-06-12", "2024-06-05"):
+            event = dg.AssetMaterialization(asset_key=[project.name, "cleaned_events"], partition=day)
+            instance.report_runless_asset_event(event)
+        assert default_retrain_partition(instance, project) == ("2024-06-12", "the last ingested partition")

@@ -590,3 +590,19 @@ def test_blending_a_fitted_family_is_refused_with_the_rule(tmp_path):
     sequences, vocabulary = write_inputs(tmp_path)
     with pytest.raises(ContractRefused, match="blends a trained family with a fitted one; itemknn is fitted itself"):
         train(small_config(model="itemknn", blend_with="ease"), sequences, vocabulary, str(tmp_path), Reporter(None))
+
+
+def test_recommendations_leave_out_every_item_of_a_history_longer_than_the_models_window(tmp_path):
+    from algo_platform.evaluation.scoring import recommend
+
+    # Histories of 22 of 30 items, a window of 4: most of what a user saw is outside what the model sees.
+    sequences, vocabulary = write_inputs(tmp_path, users=40, items=30, length=25)
+    config = TrainConfig(model="itemknn", max_len=4, device="cpu")
+    result = train(config, sequences, vocabulary, str(tmp_path / "knn"), Reporter(None))
+    lists = recommend(result["model_uri"], sequences, vocabulary, k=20)
+    table = pd.read_parquet(sequences)
+    item_id = pd.read_parquet(vocabulary).set_index("item_index")["item_id"]
+    for user, listed in zip(lists["user_id"], lists["item_ids"], strict=True):
+        row = table[table["user_id"] == user].iloc[0]
+        seen = set(item_id[list(row["history"]) + list(row["holdout"])])
+        assert len(listed) == 30 - len(seen) and not seen & set(listed), user
