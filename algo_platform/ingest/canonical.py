@@ -89,10 +89,16 @@ def _cast_integer(name: str, column_name: str, column: pa.ChunkedArray) -> pa.Ch
 
 
 def to_canonical(
-    name: str, table: pa.Table, mapping: Mapping[str, str], digest: str, extra_columns: Mapping[str, str] | None = None
+    name: str,
+    table: pa.Table,
+    mapping: Mapping[str, str],
+    digest: str,
+    extra_columns: Mapping[str, str] | None = None,
+    added: tuple[str, ...] = (),
 ) -> pa.Table:
     """Rename mapped columns, check required ones, and cast everything to `CANONICAL_SCHEMA` plus
-    the project's declared extra columns (a rating, a price...); other columns are not loaded."""
+    the project's declared extra columns (a rating, a price...); other columns are not loaded.
+    `added` are columns the platform appended (an import's event ids): a refusal lists the file's own."""
     repeated = sorted({c for c in table.column_names if table.column_names.count(c) > 1})
     if repeated:
         raise BadEventFile(
@@ -107,7 +113,8 @@ def to_canonical(
         raise BadEventFile(
             name,
             "missing_column",
-            f"mapped source column(s) {unknown_sources} not in file (columns: {', '.join(table.column_names)})",
+            f"mapped source column(s) {unknown_sources} not in file (columns: "
+            f"{', '.join(c for c in table.column_names if c not in added)})",
         )
     table = table.rename_columns([renames.get(c, c) for c in table.column_names])
     missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
@@ -117,7 +124,7 @@ def to_canonical(
             name,
             "missing_column",
             f"missing required column(s) {', '.join(repr(c) for c in missing)} "
-            f"(columns: {', '.join(table.column_names)}); map them with {hint}",
+            f"(columns: {', '.join(c for c in table.column_names if c not in added)}); map them with {hint}",
         )
     columns = []
     for field in CANONICAL_SCHEMA:

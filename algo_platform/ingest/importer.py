@@ -289,8 +289,9 @@ def import_events(
             for batch in read_batches(path, batch_bytes):
                 ignored += [c for c in batch.column_names if c not in loaded and c not in ignored]
                 table = with_event_ids(batch, mapping, import_id, first_row)
+                added = tuple(c for c in table.column_names if c not in batch.column_names)
                 try:
-                    spill.add(to_canonical(path.name, table, mapping, digest, extra_columns))
+                    spill.add(to_canonical(path.name, table, mapping, digest, extra_columns, added))
                 except BadEventFile as error:
                     raise ImportRefused(
                         f"{error} (in rows {first_row + 1:,}..{first_row + batch.num_rows:,}); nothing was imported"

@@ -431,3 +431,11 @@ def test_rows_dated_after_today_are_refused_and_nothing_lands(tmp_path, storage_
     assert "history.csv: 2 rows are dated after today (2026-11-20 UTC), up to 2026-11-21" in message
     assert "seconds or milliseconds" in message and "nothing was imported" in message
     assert not (Path(storage_root) / "landing" / "events").exists() or landed_days(storage_root) == {}
+
+
+def test_a_missing_column_is_named_with_the_files_own_columns(tmp_path, storage_root):
+    source = tmp_path / "ratings.csv"
+    source.write_text("userId,movieId,rating\n1,10,4.0\n")
+    with pytest.raises(ImportRefused) as refused:
+        run_import(source, storage_root)
+    assert "mapped source column(s) ['timestamp'] not in file (columns: userId, movieId, rating)" in str(refused.value)
