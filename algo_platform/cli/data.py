@@ -297,9 +297,14 @@ def retrain(partition: str | None, wait: bool, project_name: str) -> None:
         if key is None:
             key, why = default_retrain_partition(instance, project)
             click.echo(f"no --partition: {key}, {why}")
-        backfill_id = backfills.request_retrain(instance, defs, project, key, {"user": shell_user()})
-        audit_cli_action("retrain", "allowed", project.name, f"backfill {backfill_id}", f"partition {key}")
-        click.echo(f"retrain of {project.name} for {key} queued (backfill {backfill_id}); the daemon runs it")
+        backfill_id = backfills.running_retrain(instance, project, key)
+        if backfill_id is not None:
+            click.echo(f"a retrain of {project.name} for {key} is already running (backfill {backfill_id}); "
+                       "following it instead of queuing another")  # fmt: skip
+        else:
+            backfill_id = backfills.request_retrain(instance, defs, project, key, {"user": shell_user()})
+            audit_cli_action("retrain", "allowed", project.name, f"backfill {backfill_id}", f"partition {key}")
+            click.echo(f"retrain of {project.name} for {key} queued (backfill {backfill_id}); the daemon runs it")
         if not wait:
             return
         progress, cause = _follow(instance, defs, backfill_id)

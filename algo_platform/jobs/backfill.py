@@ -78,8 +78,22 @@ def request_retrain(
     one training per project at a time still holds. Returns the backfill id."""
     job_name = f"{project.name}_retrain_job"
     tags = {**(defs.resolve_job_def(job_name).tags or {}), **(extra_tags or {})}
-    title = f"{project.name}: retrain for {partition}"
+    title = retrain_title(project, partition)
     return _job_backfill(instance, defs, job_name, [partition], tags, title, f"{job_name} for partition {partition}")
+
+
+def retrain_title(project: Project, partition: str) -> str:
+    return f"{project.name}: retrain for {partition}"
+
+
+def running_retrain(instance: dg.DagsterInstance, project: Project, partition: str) -> str | None:
+    """The id of a retrain of this partition that has not ended yet, if any: a second request follows
+    it instead of training the same model again beside it."""
+    title = retrain_title(project, partition)
+    for backfill in instance.get_backfills(status=BulkActionStatus.REQUESTED, limit=100):
+        if backfill.tags.get(PROJECT_TAG) == project.name and backfill.title == title:
+            return backfill.backfill_id
+    return None
 
 
 def latest_backfill(instance: dg.DagsterInstance, project: Project) -> PartitionBackfill | None:

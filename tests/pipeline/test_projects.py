@@ -318,3 +318,19 @@ def test_a_retrain_without_a_partition_trains_for_the_last_ingested_one_not_toda
             event = dg.AssetMaterialization(asset_key=[project.name, "cleaned_events"], partition=day)
             instance.report_runless_asset_event(event)
         assert default_retrain_partition(instance, project) == ("2024-06-12", "the last ingested partition")
+
+
+def test_a_second_retrain_of_a_partition_follows_the_one_still_running(tmp_path):
+    from dagster._core.execution.backfill import BulkActionStatus
+
+    from algo_platform.jobs import backfill as backfills
+
+    project = load_project(write_project(tmp_path, GOOD).parent)
+    defs = build_project_definitions(project, Settings(env="local", storage_root=str(tmp_path / "storage")))
+    with dg.instance_for_test() as instance:
+        assert backfills.running_retrain(instance, project, "2024-06-10") is None
+        first = backfills.request_retrain(instance, defs, project, "2024-06-10")
+        assert backfills.running_retrain(instance, project, "2024-06-10") == first
+        assert backfills.running_retrain(instance, project, "2024-06-11") is None  # another partition: its own
+        instance.update_backfill(instance.get_backfill(first).with_status(BulkActionStatus.COMPLETED_SUCCESS))
+        assert backfills.running_retrain(instance, project, "2024-06-10") is None  # ended: a new one may start
