@@ -54,7 +54,7 @@ def promotion_decision(overall: pd.DataFrame, segments: pd.DataFrame, policy: Pr
         if row[candidate] < floor:
             promote = False
             reasons.append(
-                f"segment {segment}={value} ({users[(segment, value)]} users) drops to {row[candidate]:.4f} "
+                f"segment {segment}={value} ({int(users[(segment, value)]):,} users) drops to {row[candidate]:.4f} "
                 f"from {row['champion']:.4f} (more than {policy.segment_tolerance:.0%})"
             )
     return Decision(promote, reasons)
