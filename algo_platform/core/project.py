@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
+import difflib
 import importlib.metadata
 import json
 import re
@@ -710,9 +711,10 @@ def load_project(path: str | Path) -> Project:
         defined = top_level_names(path.parent / file)
         name = family.split(":", 1)[1]
         if name not in defined:
+            close = difflib.get_close_matches(name, defined, n=1)
             raise ProjectError(
-                f"{path}: {where}: {family!r}, but {file} defines no {name!r} "
-                f"(it defines {', '.join(defined) or 'nothing'})"
+                f"{path}: {where}: {family!r}, but {file} defines no {name!r}"
+                + (f"; did you mean {close[0]!r}?" if close else f" (it defines {', '.join(defined) or 'nothing'})")
             )
     if is_file_spec(project.model.family) and not project.model.command:
         _check_family_settings(path, project.model)

@@ -265,7 +265,7 @@ def test_a_team_family_whose_file_is_missing_names_the_field(tmp_path):
         load_project(folder)
     (folder / "models.py").write_text("import torch\n\nclass Rankr: ...\n")
     # A misspelt class is caught when the project loads (`project list`), without running the file.
-    with pytest.raises(ProjectError, match=r"models.py defines no 'Ranker' \(it defines torch, Rankr\)"):
+    with pytest.raises(ProjectError, match=r"models.py defines no 'Ranker'; did you mean 'Rankr'\?"):
         load_project(folder)
     (folder / "models.py").write_text("class Ranker: ...\n")
     assert load_project(folder).legacy_model_names(load_project(folder).tasks[0])[1] == "p1-rank-ranker"
