@@ -224,10 +224,22 @@ def run_failure(instance: dg.DagsterInstance, run_id: str) -> str:
         event = record.event_log_entry.dagster_event
         error = getattr(event.event_specific_data, "error", None) if event else None
         if error is not None:
-            return f"run {run_id[:8]}, step {event.step_key}: {_first_lines(error.message)}"
+            return f"run {run_id[:8]}, step {event.step_key}: {_first_lines(error.message)}{_raised(instance, run_id)}"
     failures = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
     message = failures[0].event_log_entry.message if failures else "no failure recorded"
     return f"run {run_id[:8]} failed: {_first_lines(message) if message else 'no message'}"
+
+
+def _raised(instance: dg.DagsterInstance, run_id: str) -> str:
+    """What a program launched through Pipes raised, as it reported it on closing (Dagster records it
+    as an engine event): the reason a step's "failed with code 1" leaves out."""
+    engine = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT).records
+    for record in reversed(engine):
+        event = record.event_log_entry.dagster_event
+        error = getattr(event.event_specific_data, "error", None) if event else None
+        if error is not None and "[pipes]" in (record.event_log_entry.message or ""):
+            return f"; the program raised {_first_lines(error.message, lines=2)}"
+    return ""
 
 
 def _first_lines(message: str, lines: int = 3) -> str:

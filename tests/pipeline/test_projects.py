@@ -334,3 +334,25 @@ def test_a_second_retrain_of_a_partition_follows_the_one_still_running(tmp_path)
         assert backfills.running_retrain(instance, project, "2024-06-11") is None  # another partition: its own
         instance.update_backfill(instance.get_backfill(first).with_status(BulkActionStatus.COMPLETED_SUCCESS))
         assert backfills.running_retrain(instance, project, "2024-06-10") is None  # ended: a new one may start
+
+
+def test_a_failed_runs_cause_says_what_the_program_raised():
+    """`retrain --wait` and `backfill --wait` print a failed run's cause: for a program launched through
+    Pipes, what it raised, not only that it exited with code 1."""
+    from algo_platform.jobs.backfill import run_failure
+    from algo_platform.resources.launcher import SubprocessTrainingLauncher
+
+    program = (
+        "from dagster_pipes import open_dagster_pipes\nwith open_dagster_pipes():\n"
+        "    raise RuntimeError('the neighbours table has NaN rows 17..20')\n"
+    )
+
+    @dg.asset
+    def program_output(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        return SubprocessTrainingLauncher().run_task(context, ["python", "-c", program], {}).get_materialize_result()
+
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([program_output], raise_on_error=False, instance=instance)
+        cause = run_failure(instance, result.run_id)
+    assert "step program_output" in cause
+    assert cause.endswith("the program raised RuntimeError: the neighbours table has NaN rows 17..20")
