@@ -38,6 +38,7 @@ class NextItemRecommender(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         from algo_platform.evaluation.scoring import top_k
+        from algo_platform.training.data import RaggedSequences
 
         index = pd.Index(self.loaded.item_ids)
         windows = np.zeros((len(model_input), self.loaded.max_len), dtype=np.int64)
@@ -49,7 +50,10 @@ class NextItemRecommender(mlflow.pyfunc.PythonModel):
             window = known[-self.loaded.max_len :]
             if len(window):
                 windows[row, -len(window) :] = window
-        items, scores = top_k(self.loaded, windows, self.k, seen=seen)
+        lengths = np.array([len(known) for known in seen], dtype=np.int64)
+        flat = np.concatenate(seen) if seen else np.zeros(0, dtype=np.int64)
+        ragged = RaggedSequences(flat.astype(np.int64), np.concatenate([[0], np.cumsum(lengths)]))
+        items, scores = top_k(self.loaded, windows, self.k, seen=ragged)
         kept = np.isfinite(scores)  # a catalogue smaller than k: the masked (seen) items are not listed
         return pd.DataFrame(
             {

@@ -163,11 +163,12 @@ def top_k(
     k: int,
     exclude_seen: bool = True,
     batch_size: int = 1024,
-    seen: list[np.ndarray] | None = None,
+    seen: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k item ids and scores after each user's last item (their window `inputs`). With
-    `exclude_seen`, no item of the window is listed, nor any of `seen` (each row's whole history in
-    the model's indices: a history longer than the window has items the model no longer sees)."""
+    `exclude_seen`, no item of the window is listed, nor any of `seen` (a `RaggedSequences` of each
+    row's whole history in the model's indices: a history longer than the window has items the
+    model no longer sees)."""
     import torch
 
     from algo_platform.training.metrics import rows_per_batch
@@ -183,9 +184,9 @@ def top_k(
             if exclude_seen:  # a short video just watched is the last thing to show again
                 scores.scatter_(1, batch, float("-inf"))
                 if seen is not None:
-                    rows = seen[start : start + batch_size]
-                    row_of = np.repeat(np.arange(len(rows)), [len(r) for r in rows])
-                    columns = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+                    lengths = seen.lengths[start : start + len(batch)]
+                    row_of = np.repeat(np.arange(len(lengths)), lengths)
+                    columns = seen.values[seen.offsets[start] : seen.offsets[start + len(lengths)]]
                     where = (torch.as_tensor(row_of, device=scores.device),
                              torch.as_tensor(columns, dtype=torch.long, device=scores.device))  # fmt: skip
                     scores[where] = float("-inf")
@@ -223,7 +224,7 @@ def recommend(
     """Top-k item ids and scores for every user with a history, from the model at `model_uri` (the
     platform's checkpoint, or a team program's pyfunc with `model_format="mlflow"`)."""
     from algo_platform.training.artifacts import read_item_ids
-    from algo_platform.training.data import full_sequences, latest_windows, read_sequences
+    from algo_platform.training.data import RaggedSequences, full_sequences, latest_windows, read_sequences
 
     data = read_sequences(sequences_path)
     if model_format == "mlflow":
@@ -239,7 +240,9 @@ def recommend(
     model = load_model(model_uri)
     windows, rows = latest_windows(data, model.max_len)
     full, item_ids = full_sequences(data), read_item_ids(vocabulary_path)
-    seen = [remap(full.values[full.offsets[r] : full.offsets[r + 1]], item_ids, model.item_ids) for r in rows]
+    # The rows are the users with any item, so their histories, in order, are all of `full`'s values.
+    lengths = full.lengths[rows]
+    seen = RaggedSequences(remap(full.values, item_ids, model.item_ids), np.concatenate([[0], np.cumsum(lengths)]))
     items, scores = top_k(model, remap(windows, item_ids, model.item_ids), k, seen=seen)
     scores = scores.astype("float32")
     kept = np.isfinite(scores)  # a catalogue smaller than k: the masked (seen) items are not listed

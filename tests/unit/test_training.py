@@ -421,8 +421,14 @@ def test_every_model_family_trains_saves_loads_and_scores_through_the_interface(
     assert result["holdout_hr@10"] > result["holdout_popularity_hr@10"]
     model = load_model(result["model_uri"], torch.device("cpu"))
     assert type(model).family == family and model.config.num_items == 13
-    top = recommend(result["model_uri"], sequences, vocabulary, k=3)
+    # Users who have seen 8 of the 12 items: three distinct items each, none of those 8.
+    short = tmp_path / "short"
+    short.mkdir()
+    short_sequences, short_vocabulary = write_inputs(short, length=8)
+    top = recommend(result["model_uri"], short_sequences, short_vocabulary, k=3)
+    seen = pd.read_parquet(short_sequences).apply(lambda row: {*row["history"], *row["holdout"]}, axis=1)
     assert len(top) == 60 and all(len(set(items)) == 3 for items in top["item_ids"])
+    assert all(not {i // 100 for i in items} & had for items, had in zip(top["item_ids"], seen, strict=True))
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
