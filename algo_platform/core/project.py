@@ -677,7 +677,12 @@ def command_refusal(command: list[str], folder: Path) -> str | None:
         if Path(argument).is_absolute() or ".." in parts:
             return f"{argument!r}: a command names files inside the project's folder (no absolute path, no '..')"
         named = folder / argument
-        if parts and (named.is_symlink() or named.exists()) and not named.resolve().is_relative_to(root):
+        try:
+            present = bool(parts) and (named.is_symlink() or named.exists())
+            outside = present and not named.resolve().is_relative_to(root)
+        except (OSError, ValueError) as error:  # a name too long for the file system, a NUL byte
+            return f"{argument[:80]!r}... is not a usable file name ({type(error).__name__}: {str(error)[:80]})"
+        if outside:
             return f"{argument!r} leads out of the project's folder (a link); copy the file into the folder"
     return None
 

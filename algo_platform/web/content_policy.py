@@ -20,6 +20,7 @@ HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
 ]
+NAMES = {name for name, _ in HEADERS}
 
 
 def with_content_policy(send: Send) -> Send:
@@ -27,8 +28,7 @@ def with_content_policy(send: Send) -> Send:
 
     async def sending(message: Message) -> None:
         if message["type"] == "http.response.start":
-            names = {name.lower() for name, _ in HEADERS}
-            kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
+            kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in NAMES]
             message = {**message, "headers": [*kept, *HEADERS]}
         await send(message)
 

@@ -268,6 +268,7 @@ def test_the_cli_prints_no_library_warnings(tmp_path):
         ("[python, ../outside.py]", "no absolute path, no '..'"),
         ("[/bin/sh, -c, 'cat /etc/passwd']", "'/bin/sh': a command names files inside the project's folder"),
         ("[python, link.py]", "'link.py' leads out of the project's folder (a link)"),
+        (f"[python, {'x' * 5000}.py]", "is not a usable file name (OSError"),
     ],
 )
 def test_a_programs_command_names_only_files_in_its_project_folder(tmp_path, command, says):
